@@ -1,0 +1,133 @@
+//! The command line: clap definitions, one file per command, and the mapping of every error to
+//! its exit code (DESIGN section 7):
+//! `0` succeeded · `1` the run failed · `2` invalid input · `3` paused for an operator ·
+//! `4` refused, another run holds the resources · `130` interrupted.
+
+mod sim_serve;
+mod validate;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit codes of the CLI contract.
+pub mod exit {
+    pub const SUCCEEDED: u8 = 0;
+    pub const RUN_FAILED: u8 = 1;
+    pub const INVALID_INPUT: u8 = 2;
+    pub const PAUSED: u8 = 3;
+    pub const REFUSED: u8 = 4;
+    pub const INTERRUPTED: u8 = 130;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "drs-runbook",
+    version,
+    about = "Disaster-recovery runbooks on AWS Elastic Disaster Recovery: plan, fail over, drill, fail back, audit",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// The run database (default: $DRS_RUNBOOK_DB, else $XDG_STATE_HOME/drs-runbook/runs.db).
+    #[arg(long, global = true, env = "DRS_RUNBOOK_DB")]
+    pub db: Option<PathBuf>,
+    /// Use the embedded simulated AWS cloud (its world kept beside the database).
+    #[arg(long, global = true, conflicts_with = "endpoint_url")]
+    pub sim: bool,
+    /// Send every AWS call to this endpoint (e.g. a `sim serve` at http://127.0.0.1:4566).
+    #[arg(long, global = true)]
+    pub endpoint_url: Option<String>,
+    /// Output format of results on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// More detail in logs on stderr (-v, -vv).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check runbook files: every problem with file, line and key. No AWS call, no database.
+    Validate(validate::Args),
+    /// The simulated AWS cloud.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Serve the simulated cloud (DRS, Route 53, ELBv2 and the /_sim/ control API) over HTTP.
+    Serve(sim_serve::Args),
+}
+
+/// An error at the CLI edge: what failed, the cause and a hint, with its exit code.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl CliError {
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        CliError {
+            code: exit::INVALID_INPUT,
+            message: message.into(),
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return ExitCode::from(exit::RUN_FAILED);
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8, CliError> {
+    match &cli.command {
+        Command::Validate(args) => validate::run(&cli, args),
+        Command::Sim {
+            command: SimCommand::Serve(args),
+        } => sim_serve::run(args).await,
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,aws_smithy_runtime=warn,aws_config=warn",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DRS_RUNBOOK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,18 @@
+//! # drs-runbook
+//!
+//! Disaster-recovery runbooks on AWS Elastic Disaster Recovery (DRS): resumable, auditable runs
+//! across accounts and regions, plus a simulated AWS cloud to rehearse them on.
+//!
+//! # Layout
+//!
+//! - [`cli`]: clap definitions and one file per command; parse, call the library, render.
+//! - [`runbook`]: the runbook file model (serde) and its validation, every problem with file:line.
+//! - [`sim`]: the simulated AWS cloud, an HTTP server that speaks the real wire protocols of DRS
+//!   (restJson1), Route 53 (restXml) and ELBv2 (awsQuery), with a JSON control API under `/_sim/`.
+//!
+//! See `DESIGN.md` of the team for the contracts (CLI, exit codes, JSON output, simulator API).
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod runbook;
+pub mod sim;

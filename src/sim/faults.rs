@@ -1,0 +1,181 @@
+//! Injected faults (`POST /_sim/faults`), exactly the kinds of the control API contract.
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// One injected fault.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Fault {
+    /// A modeled error answered instead of the call, with a probability or for the next
+    /// `count` calls (both absent: every call).
+    ApiError {
+        service: String,
+        operation: String,
+        error: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        probability: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<u64>,
+    },
+    /// The server's launch fails (LAUNCH_FAILED, launchStatus FAILED).
+    LaunchFailure { source_server_id: String },
+    /// The server's conversion fails (CONVERSION_FAIL, launchStatus FAILED).
+    ConversionFailure { source_server_id: String },
+    /// The server never leaves its current phase, so its job never completes.
+    StuckJob { source_server_id: String },
+    /// Changes to this hosted zone stay PENDING.
+    DnsNeverInsync { hosted_zone_id: String },
+    /// The target (or every target of the group) turns unhealthy.
+    UnhealthyTarget {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target_group_arn: Option<String>,
+    },
+}
+
+/// The body of `POST /_sim/faults`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultsBody {
+    pub faults: Vec<Fault>,
+}
+
+/// Decides whether this call fails with an injected `api_error`, consuming a `count`.
+/// Returns the error name to answer with.
+pub fn take_api_error(
+    faults: &mut Vec<Fault>,
+    service: &str,
+    operation: &str,
+    rng: &mut impl Rng,
+) -> Option<String> {
+    let mut hit: Option<(usize, String)> = None;
+    for (i, fault) in faults.iter_mut().enumerate() {
+        let Fault::ApiError {
+            service: s,
+            operation: o,
+            error,
+            probability,
+            count,
+        } = fault
+        else {
+            continue;
+        };
+        if s != service || (o != operation && o != "*") {
+            continue;
+        }
+        if let Some(remaining) = count {
+            if *remaining == 0 {
+                continue;
+            }
+            *remaining -= 1;
+            hit = Some((i, error.clone()));
+            break;
+        }
+        let p = probability.unwrap_or(1.0);
+        if rng.random_bool(p.clamp(0.0, 1.0)) {
+            hit = Some((i, error.clone()));
+            break;
+        }
+    }
+    let (index, error) = hit?;
+    if matches!(&faults[index], Fault::ApiError { count: Some(0), .. }) {
+        faults.remove(index);
+    }
+    Some(error)
+}
+
+/// Whether a DRS server-level fault of the given kind is active for `source_server_id`.
+pub fn server_fault(faults: &[Fault], source_server_id: &str) -> ServerFaults {
+    let mut out = ServerFaults::default();
+    for fault in faults {
+        match fault {
+            Fault::LaunchFailure { source_server_id: s } if s == source_server_id => {
+                out.launch_failure = true
+            }
+            Fault::ConversionFailure { source_server_id: s } if s == source_server_id => {
+                out.conversion_failure = true
+            }
+            Fault::StuckJob { source_server_id: s } if s == source_server_id => out.stuck = true,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The server-level faults active for one source server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerFaults {
+    pub launch_failure: bool,
+    pub conversion_failure: bool,
+    pub stuck: bool,
+}
+
+/// Whether changes to the hosted zone never reach INSYNC.
+pub fn dns_never_insync(faults: &[Fault], hosted_zone_id: &str) -> bool {
+    let bare = hosted_zone_id.trim_start_matches("/hostedzone/");
+    faults.iter().any(|f| matches!(f, Fault::DnsNeverInsync { hosted_zone_id: z } if z.trim_start_matches("/hostedzone/") == bare))
+}
+
+/// Whether the target in the group is forced unhealthy.
+pub fn target_unhealthy(faults: &[Fault], target_group_arn: &str, target_id: &str) -> bool {
+    faults.iter().any(|f| match f {
+        Fault::UnhealthyTarget {
+            target_id: t,
+            target_group_arn: g,
+        } => {
+            let id_matches = t.as_deref().is_none_or(|t| t == target_id);
+            let group_matches = g.as_deref().is_none_or(|g| g == target_group_arn);
+            (t.is_some() || g.is_some()) && id_matches && group_matches
+        }
+        _ => false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn count_faults_fire_exactly_count_times_then_vanish() {
+        let mut faults = vec![Fault::ApiError {
+            service: "drs".into(),
+            operation: "DescribeJobs".into(),
+            error: "ThrottlingException".into(),
+            probability: None,
+            count: Some(2),
+        }];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        assert!(take_api_error(&mut faults, "drs", "StartRecovery", &mut rng).is_none());
+        assert_eq!(
+            take_api_error(&mut faults, "drs", "DescribeJobs", &mut rng).as_deref(),
+            Some("ThrottlingException")
+        );
+        assert!(take_api_error(&mut faults, "drs", "DescribeJobs", &mut rng).is_some());
+        assert!(faults.is_empty());
+        assert!(take_api_error(&mut faults, "drs", "DescribeJobs", &mut rng).is_none());
+    }
+
+    #[test]
+    fn faults_parse_from_the_contract_json() {
+        let body: FaultsBody = serde_json::from_str(
+            r#"{"faults": [
+              {"kind": "api_error", "service": "drs", "operation": "DescribeJobs", "error": "ThrottlingException", "probability": 0.3},
+              {"kind": "launch_failure", "source_server_id": "s-1234567890abcdef0"},
+              {"kind": "conversion_failure", "source_server_id": "s-1234567890abcdef0"},
+              {"kind": "stuck_job", "source_server_id": "s-1234567890abcdef0"},
+              {"kind": "dns_never_insync", "hosted_zone_id": "Z0123456789ABCDEFGHIJ"},
+              {"kind": "unhealthy_target", "target_id": "i-0123456789abcdef0"},
+              {"kind": "unhealthy_target", "target_group_arn": "arn:aws:elasticloadbalancing:us-west-2:222222222222:targetgroup/p/0123456789abcdef"}
+            ]}"#,
+        )
+        .unwrap();
+        assert_eq!(body.faults.len(), 7);
+        assert!(server_fault(&body.faults, "s-1234567890abcdef0").stuck);
+        assert!(dns_never_insync(&body.faults, "/hostedzone/Z0123456789ABCDEFGHIJ"));
+        assert!(target_unhealthy(&body.faults, "arn:x", "i-0123456789abcdef0"));
+        assert!(!target_unhealthy(&body.faults, "arn:x", "i-other"));
+    }
+}

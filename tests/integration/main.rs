@@ -1,0 +1,6 @@
+//! The one integration test binary (so the heavy AWS SDK crates link once).
+//! Every module drives the real SDK clients or the CLI against the simulator on loopback.
+
+mod support;
+
+mod sim_control;
