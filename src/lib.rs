@@ -13,6 +13,7 @@
 //! See `DESIGN.md` of the team for the contracts (CLI, exit codes, JSON output, simulator API).
 #![forbid(unsafe_code)]
 
+pub mod aws;
 pub mod cli;
 pub mod runbook;
 pub mod sim;

@@ -1,0 +1,454 @@
+//! DRS calls the engine makes, returning domain types.
+
+use aws_sdk_drs::config::retry::RetryConfig;
+use aws_sdk_drs::types::{
+    DescribeJobsRequestFilters, DescribeRecoveryInstancesRequestFilters,
+    DescribeSourceServersRequestFilters, StartRecoveryRequestSourceServer,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use super::error::classify;
+use super::{AwsError, SideClients, with_throttle_retry};
+
+/// A DRS source server, as the engine needs it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SourceServer {
+    pub id: String,
+    pub arn: Option<String>,
+    /// `CONTINUOUS` when healthy.
+    pub replication_state: Option<String>,
+    /// ISO-8601 duration, e.g. `P0D`.
+    pub lag: Option<String>,
+    pub last_seen: Option<String>,
+    pub replication_direction: Option<String>,
+    pub reversed_direction_arn: Option<String>,
+    pub recovery_instance_id: Option<String>,
+    pub hostname: Option<String>,
+    pub origin_account: Option<String>,
+    pub origin_region: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// One server of a job.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobServer {
+    pub source_server_id: String,
+    pub recovery_instance_id: Option<String>,
+    /// `PENDING`, `IN_PROGRESS`, `LAUNCHED`, `FAILED`, `TERMINATED`.
+    pub launch_status: Option<String>,
+}
+
+/// A DRS job.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Job {
+    pub id: String,
+    /// `PENDING`, `STARTED`, `COMPLETED` (never FAILED: see each server's launch status).
+    pub status: Option<String>,
+    pub job_type: Option<String>,
+    pub initiated_by: Option<String>,
+    pub created: Option<String>,
+    pub ended: Option<String>,
+    pub servers: Vec<JobServer>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Job {
+    pub fn is_completed(&self) -> bool {
+        self.status.as_deref() == Some("COMPLETED")
+    }
+}
+
+/// One job log item.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LogItem {
+    pub at: Option<String>,
+    pub event: String,
+    pub source_server_id: Option<String>,
+    pub raw_error: Option<String>,
+    pub data_timestamp: Option<String>,
+    pub target_instance_id: Option<String>,
+}
+
+/// A recovery instance.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RecoveryInstance {
+    pub id: String,
+    pub arn: Option<String>,
+    pub ec2_instance_id: Option<String>,
+    pub ec2_state: Option<String>,
+    pub source_server_id: Option<String>,
+    pub job_id: Option<String>,
+    pub is_drill: bool,
+    pub private_ips: Vec<String>,
+    pub failback_state: Option<String>,
+    pub replication_state: Option<String>,
+}
+
+/// A mutating call's result and its request ID, for the effect record.
+#[derive(Debug, Clone)]
+pub struct Called<T> {
+    pub value: T,
+    pub request_id: Option<String>,
+}
+
+fn tags(map: Option<&std::collections::HashMap<String, String>>) -> BTreeMap<String, String> {
+    map.map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
+fn job_from(job: &aws_sdk_drs::types::Job) -> Job {
+    Job {
+        id: job.job_id().to_string(),
+        status: job.status().map(|s| s.as_str().to_string()),
+        job_type: job.r#type().map(|s| s.as_str().to_string()),
+        initiated_by: job.initiated_by().map(|s| s.as_str().to_string()),
+        created: job.creation_date_time().map(str::to_string),
+        ended: job.end_date_time().map(str::to_string),
+        servers: job
+            .participating_servers()
+            .iter()
+            .map(|s| JobServer {
+                source_server_id: s.source_server_id().unwrap_or_default().to_string(),
+                recovery_instance_id: s.recovery_instance_id().map(str::to_string),
+                launch_status: s.launch_status().map(|l| l.as_str().to_string()),
+            })
+            .collect(),
+        tags: tags(job.tags()),
+    }
+}
+
+fn server_from(s: &aws_sdk_drs::types::SourceServer) -> SourceServer {
+    let info = s.data_replication_info();
+    let hints = s.source_properties().and_then(|p| p.identification_hints());
+    SourceServer {
+        id: s.source_server_id().unwrap_or_default().to_string(),
+        arn: s.arn().map(str::to_string),
+        replication_state: info
+            .and_then(|i| i.data_replication_state())
+            .map(|x| x.as_str().to_string()),
+        lag: info.and_then(|i| i.lag_duration()).map(str::to_string),
+        last_seen: s
+            .life_cycle()
+            .and_then(|l| l.last_seen_by_service_date_time())
+            .map(str::to_string),
+        replication_direction: s.replication_direction().map(|d| d.as_str().to_string()),
+        reversed_direction_arn: s.reversed_direction_source_server_arn().map(str::to_string),
+        recovery_instance_id: s.recovery_instance_id().map(str::to_string),
+        hostname: hints.and_then(|h| h.hostname()).map(str::to_string),
+        origin_account: s
+            .source_cloud_properties()
+            .and_then(|c| c.origin_account_id())
+            .map(str::to_string),
+        origin_region: s
+            .source_cloud_properties()
+            .and_then(|c| c.origin_region())
+            .map(str::to_string),
+        tags: tags(s.tags()),
+    }
+}
+
+fn instance_from(r: &aws_sdk_drs::types::RecoveryInstance) -> RecoveryInstance {
+    RecoveryInstance {
+        id: r.recovery_instance_id().unwrap_or_default().to_string(),
+        arn: r.arn().map(str::to_string),
+        ec2_instance_id: r.ec2_instance_id().map(str::to_string),
+        ec2_state: r.ec2_instance_state().map(|s| s.as_str().to_string()),
+        source_server_id: r.source_server_id().map(str::to_string),
+        job_id: r.job_id().map(str::to_string),
+        is_drill: r.is_drill().unwrap_or(false),
+        private_ips: r
+            .recovery_instance_properties()
+            .map(|p| {
+                p.network_interfaces()
+                    .iter()
+                    .flat_map(|n| n.ips().iter().cloned())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        failback_state: r
+            .failback()
+            .and_then(|f| f.state())
+            .map(|s| s.as_str().to_string()),
+        replication_state: r
+            .data_replication_info()
+            .and_then(|i| i.data_replication_state())
+            .map(|s| s.as_str().to_string()),
+    }
+}
+
+impl SideClients {
+    /// DescribeSourceServers for these IDs (200 at a time, every page).
+    pub async fn describe_source_servers(&self, ids: &[String]) -> Result<Vec<SourceServer>, AwsError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(200) {
+            let resource = chunk.join(", ");
+            let site = self.site("drs:DescribeSourceServers", &resource);
+            let mut token: Option<String> = None;
+            loop {
+                let filters = DescribeSourceServersRequestFilters::builder()
+                    .set_source_server_ids(Some(chunk.to_vec()))
+                    .build();
+                let page = self
+                    .drs
+                    .describe_source_servers()
+                    .filters(filters)
+                    .set_next_token(token.clone())
+                    .send()
+                    .await
+                    .map_err(|e| classify(&site, &e))?;
+                out.extend(page.items().iter().map(server_from));
+                token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
+                if token.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every source server of the account and region (for A2 look-ups by ARN).
+    pub async fn list_source_servers(&self) -> Result<Vec<SourceServer>, AwsError> {
+        let site = self.site("drs:DescribeSourceServers", "all source servers");
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .drs
+                .describe_source_servers()
+                .filters(DescribeSourceServersRequestFilters::builder().build())
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| classify(&site, &e))?;
+            out.extend(page.items().iter().map(server_from));
+            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// StartRecovery for one batch. Not idempotent: the caller has written its intent and
+    /// tagged the job so that a crash can be reconciled with [`Self::find_jobs_tagged`].
+    pub async fn start_recovery(
+        &self,
+        servers: &[(String, Option<String>)],
+        is_drill: bool,
+        job_tags: &BTreeMap<String, String>,
+    ) -> Result<Called<Job>, AwsError> {
+        let resource = servers.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>().join(", ");
+        let site = self.site("drs:StartRecovery", &resource);
+        let source_servers: Vec<StartRecoveryRequestSourceServer> = servers
+            .iter()
+            .map(|(id, pit)| {
+                StartRecoveryRequestSourceServer::builder()
+                    .source_server_id(id)
+                    .set_recovery_snapshot_id(pit.clone())
+                    .build()
+                    .expect("source server ID is set")
+            })
+            .collect();
+        with_throttle_retry(|| async {
+            let output = self
+                .drs
+                .start_recovery()
+                .set_source_servers(Some(source_servers.clone()))
+                .is_drill(is_drill)
+                .set_tags(Some(job_tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+                .customize()
+                .config_override(aws_sdk_drs::config::Builder::default().retry_config(RetryConfig::disabled()))
+                .send()
+                .await
+                .map_err(|e| classify(&site, &e))?;
+            use aws_sdk_drs::operation::RequestId;
+            let request_id = output.request_id().map(str::to_string);
+            let job = output.job().map(job_from).ok_or_else(|| AwsError {
+                call: site.call.to_string(),
+                account: self.account_id.clone(),
+                region: self.region.clone(),
+                resource: resource.clone(),
+                code: None,
+                message: "the response has no job".to_string(),
+                request_id: request_id.clone(),
+                retryable: false,
+                ambiguous: true,
+                hint: "reconcile with DescribeJobs before trying again".to_string(),
+            })?;
+            Ok(Called { value: job, request_id })
+        })
+        .await
+    }
+
+    /// DescribeJobs for these job IDs (every page).
+    pub async fn describe_jobs(&self, ids: &[String]) -> Result<Vec<Job>, AwsError> {
+        let resource = ids.join(", ");
+        let site = self.site("drs:DescribeJobs", &resource);
+        let mut out = Vec::new();
+        for chunk in ids.chunks(1000) {
+            let mut token: Option<String> = None;
+            loop {
+                let page = self
+                    .drs
+                    .describe_jobs()
+                    .filters(DescribeJobsRequestFilters::builder().set_job_ids(Some(chunk.to_vec())).build())
+                    .set_next_token(token.clone())
+                    .send()
+                    .await
+                    .map_err(|e| classify(&site, &e))?;
+                out.extend(page.items().iter().map(job_from));
+                token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
+                if token.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Jobs created since `from` whose tags include `key = value` (crash reconciliation).
+    pub async fn find_jobs_tagged(
+        &self,
+        key: &str,
+        value: &str,
+        from: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Vec<Job>, AwsError> {
+        let resource = format!("jobs tagged {key}={value}");
+        let site = self.site("drs:DescribeJobs", &resource);
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let filters = DescribeJobsRequestFilters::builder()
+                .set_from_date(from.map(|f| f.format("%Y-%m-%dT%H:%M:%SZ").to_string()))
+                .build();
+            let page = self
+                .drs
+                .describe_jobs()
+                .filters(filters)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| classify(&site, &e))?;
+            out.extend(
+                page.items()
+                    .iter()
+                    .map(job_from)
+                    .filter(|j| j.tags.get(key).map(String::as_str) == Some(value)),
+            );
+            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Every log item of a job, in order.
+    pub async fn job_log(&self, job_id: &str) -> Result<Vec<LogItem>, AwsError> {
+        let site = self.site("drs:DescribeJobLogItems", job_id);
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .drs
+                .describe_job_log_items()
+                .job_id(job_id)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| classify(&site, &e))?;
+            out.extend(page.items().iter().map(|item| {
+                let data = item.event_data();
+                LogItem {
+                    at: item.log_date_time().map(str::to_string),
+                    event: item.event().map(|e| e.as_str().to_string()).unwrap_or_default(),
+                    source_server_id: data.and_then(|d| d.source_server_id()).map(str::to_string),
+                    raw_error: data.and_then(|d| d.raw_error()).map(str::to_string),
+                    data_timestamp: data
+                        .and_then(|d| d.conversion_properties())
+                        .and_then(|c| c.data_timestamp())
+                        .map(str::to_string),
+                    target_instance_id: data.and_then(|d| d.target_instance_id()).map(str::to_string),
+                }
+            }));
+            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Recovery instances of these source servers (or all, when `source_server_ids` is empty).
+    pub async fn recovery_instances_of(&self, source_server_ids: &[String]) -> Result<Vec<RecoveryInstance>, AwsError> {
+        self.recovery_instances(DescribeRecoveryInstancesRequestFilters::builder()
+            .set_source_server_ids((!source_server_ids.is_empty()).then(|| source_server_ids.to_vec()))
+            .build(), &source_server_ids.join(", "))
+            .await
+    }
+
+    /// Recovery instances by their IDs.
+    pub async fn recovery_instances_by_id(&self, ids: &[String]) -> Result<Vec<RecoveryInstance>, AwsError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.recovery_instances(DescribeRecoveryInstancesRequestFilters::builder()
+            .set_recovery_instance_ids(Some(ids.to_vec()))
+            .build(), &ids.join(", "))
+            .await
+    }
+
+    async fn recovery_instances(
+        &self,
+        filters: DescribeRecoveryInstancesRequestFilters,
+        resource: &str,
+    ) -> Result<Vec<RecoveryInstance>, AwsError> {
+        let site = self.site("drs:DescribeRecoveryInstances", resource);
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .drs
+                .describe_recovery_instances()
+                .filters(filters.clone())
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| classify(&site, &e))?;
+            out.extend(page.items().iter().map(instance_from));
+            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// TerminateRecoveryInstances. Not idempotent: reconcile with the instances' state.
+    pub async fn terminate_recovery_instances(&self, ids: &[String]) -> Result<Called<Job>, AwsError> {
+        let resource = ids.join(", ");
+        let site = self.site("drs:TerminateRecoveryInstances", &resource);
+        with_throttle_retry(|| async {
+            let output = self
+                .drs
+                .terminate_recovery_instances()
+                .set_recovery_instance_ids(Some(ids.to_vec()))
+                .customize()
+                .config_override(aws_sdk_drs::config::Builder::default().retry_config(RetryConfig::disabled()))
+                .send()
+                .await
+                .map_err(|e| classify(&site, &e))?;
+            use aws_sdk_drs::operation::RequestId;
+            let request_id = output.request_id().map(str::to_string);
+            let job = output.job().map(job_from).unwrap_or(Job {
+                id: String::new(),
+                status: None,
+                job_type: Some("TERMINATE".into()),
+                initiated_by: None,
+                created: None,
+                ended: None,
+                servers: Vec::new(),
+                tags: BTreeMap::new(),
+            });
+            Ok(Called { value: job, request_id })
+        })
+        .await
+    }
+}

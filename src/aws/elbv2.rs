@@ -1,0 +1,121 @@
+//! ELBv2 calls: target groups, registration and target health.
+
+use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+use serde::{Deserialize, Serialize};
+
+use super::drs::Called;
+use super::error::classify;
+use super::{AwsError, SideClients, with_throttle_retry};
+
+/// A target and its health in a target group.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TargetHealth {
+    pub id: String,
+    pub port: Option<i32>,
+    /// `initial`, `healthy`, `unhealthy`, `unused`, `draining`, `unavailable`.
+    pub state: String,
+    pub reason: Option<String>,
+}
+
+/// A target to register or deregister.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Target {
+    pub id: String,
+    pub port: Option<i32>,
+}
+
+fn description(t: &Target) -> TargetDescription {
+    TargetDescription::builder()
+        .id(&t.id)
+        .set_port(t.port)
+        .build()
+}
+
+impl SideClients {
+    /// DescribeTargetHealth of a whole target group.
+    pub async fn target_health(&self, target_group_arn: &str) -> Result<Vec<TargetHealth>, AwsError> {
+        let site = self.site("elbv2:DescribeTargetHealth", target_group_arn);
+        let output = self
+            .elbv2
+            .describe_target_health()
+            .target_group_arn(target_group_arn)
+            .send()
+            .await
+            .map_err(|e| classify(&site, &e))?;
+        Ok(output
+            .target_health_descriptions()
+            .iter()
+            .map(|d| TargetHealth {
+                id: d.target().and_then(|t| t.id()).unwrap_or_default().to_string(),
+                port: d.target().and_then(|t| t.port()),
+                state: d
+                    .target_health()
+                    .and_then(|h| h.state())
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                reason: d
+                    .target_health()
+                    .and_then(|h| h.reason())
+                    .map(|r| r.as_str().to_string()),
+            })
+            .collect())
+    }
+
+    /// RegisterTargets (idempotent in ELBv2).
+    pub async fn register_targets(&self, target_group_arn: &str, targets: &[Target]) -> Result<Called<()>, AwsError> {
+        let site = self.site("elbv2:RegisterTargets", target_group_arn);
+        with_throttle_retry(|| async {
+            let output = self
+                .elbv2
+                .register_targets()
+                .target_group_arn(target_group_arn)
+                .set_targets(Some(targets.iter().map(description).collect()))
+                .send()
+                .await
+                .map_err(|e| classify(&site, &e))?;
+            use aws_sdk_elasticloadbalancingv2::operation::RequestId;
+            Ok(Called { value: (), request_id: output.request_id().map(str::to_string) })
+        })
+        .await
+    }
+
+    /// DeregisterTargets (idempotent in ELBv2).
+    pub async fn deregister_targets(&self, target_group_arn: &str, targets: &[Target]) -> Result<Called<()>, AwsError> {
+        let site = self.site("elbv2:DeregisterTargets", target_group_arn);
+        with_throttle_retry(|| async {
+            let output = self
+                .elbv2
+                .deregister_targets()
+                .target_group_arn(target_group_arn)
+                .set_targets(Some(targets.iter().map(description).collect()))
+                .send()
+                .await
+                .map_err(|e| classify(&site, &e))?;
+            use aws_sdk_elasticloadbalancingv2::operation::RequestId;
+            Ok(Called { value: (), request_id: output.request_id().map(str::to_string) })
+        })
+        .await
+    }
+
+    /// Whether the target group exists (preflight).
+    pub async fn target_group_exists(&self, target_group_arn: &str) -> Result<bool, AwsError> {
+        let site = self.site("elbv2:DescribeTargetGroups", target_group_arn);
+        match self
+            .elbv2
+            .describe_target_groups()
+            .target_group_arns(target_group_arn)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(!out.target_groups().is_empty()),
+            Err(e) => {
+                let err = classify(&site, &e);
+                if err.code.as_deref() == Some("TargetGroupNotFound") {
+                    Ok(false)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+}
