@@ -15,5 +15,6 @@
 
 pub mod aws;
 pub mod cli;
+pub mod engine;
 pub mod runbook;
 pub mod sim;

@@ -1,0 +1,249 @@
+//! The planner: operation + runbook -> the ordered steps of a run (pure).
+//!
+//! ```text
+//! failover:  preflight ─► recovery_job:W ─► snapshot_conversion:W ─► launch:W ─► lb_switch:W ─┐
+//!                         (W after its `after` waves' launch)                                  ├─► dns_cutover
+//! drill:     preflight ─► recovery_job:W ─► snapshot_conversion:W ─► launch:W ─► validate:W ──► cleanup
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::runbook::Runbook;
+
+/// The operations of a run (stored as snake_case TEXT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Failover,
+    Drill,
+    Failback,
+    Rollback,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Failover => "failover",
+            Operation::Drill => "drill",
+            Operation::Failback => "failback",
+            Operation::Rollback => "rollback",
+        }
+    }
+}
+
+/// The durable kinds of steps. Never rename one that has shipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    Preflight,
+    RecoveryJob,
+    SnapshotConversion,
+    Launch,
+    LbSwitch,
+    DnsCutover,
+    Validate,
+    ReversedReplication,
+    A2Recovery,
+    Cleanup,
+}
+
+impl StepKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Preflight => "preflight",
+            StepKind::RecoveryJob => "recovery_job",
+            StepKind::SnapshotConversion => "snapshot_conversion",
+            StepKind::Launch => "launch",
+            StepKind::LbSwitch => "lb_switch",
+            StepKind::DnsCutover => "dns_cutover",
+            StepKind::Validate => "validate",
+            StepKind::ReversedReplication => "reversed_replication",
+            StepKind::A2Recovery => "a2_recovery",
+            StepKind::Cleanup => "cleanup",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<StepKind> {
+        ALL_KINDS.iter().copied().find(|k| k.as_str() == text)
+    }
+}
+
+pub const ALL_KINDS: [StepKind; 10] = [
+    StepKind::Preflight,
+    StepKind::RecoveryJob,
+    StepKind::SnapshotConversion,
+    StepKind::Launch,
+    StepKind::LbSwitch,
+    StepKind::DnsCutover,
+    StepKind::Validate,
+    StepKind::ReversedReplication,
+    StepKind::A2Recovery,
+    StepKind::Cleanup,
+];
+
+/// Planned vs unplanned failover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// The source is reachable: stop on the first error, check the source side too.
+    #[default]
+    Planned,
+    /// The source is down: skip source-side checks, continue past optional servers.
+    Unplanned,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Planned => "planned",
+            Mode::Unplanned => "unplanned",
+        }
+    }
+}
+
+/// Options that shape a plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanOptions {
+    pub mode: Mode,
+    /// Drill: keep the drill instances (no cleanup step).
+    pub keep: bool,
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedStep {
+    pub key: String,
+    pub kind: StepKind,
+    pub wave: Option<String>,
+    pub depends_on: Vec<String>,
+    pub needs_approval: bool,
+}
+
+fn step(kind: StepKind, wave: Option<&str>, depends_on: Vec<String>, runbook: &Runbook) -> PlannedStep {
+    let key = match wave {
+        Some(w) => format!("{}:{w}", kind.as_str()),
+        None => kind.as_str().to_string(),
+    };
+    let needs_approval = runbook
+        .approvals
+        .as_ref()
+        .is_some_and(|a| a.before.iter().any(|b| b == kind.as_str()));
+    PlannedStep {
+        key,
+        kind,
+        wave: wave.map(str::to_string),
+        depends_on,
+        needs_approval,
+    }
+}
+
+/// The waves in dependency order (stable: file order among equals). Cycles are rejected by
+/// validation; any wave left over here is appended in file order.
+pub fn wave_order(runbook: &Runbook) -> Vec<&str> {
+    let mut done: Vec<&str> = Vec::new();
+    while done.len() < runbook.waves.len() {
+        let next = runbook.waves.iter().find(|w| {
+            !done.contains(&w.name.as_str()) && w.after.iter().all(|a| done.contains(&a.as_str()))
+        });
+        match next {
+            Some(w) => done.push(&w.name),
+            None => {
+                for w in &runbook.waves {
+                    if !done.contains(&w.name.as_str()) {
+                        done.push(&w.name);
+                    }
+                }
+            }
+        }
+    }
+    done
+}
+
+/// Plans a failover or a drill of the runbook.
+pub fn plan(operation: Operation, runbook: &Runbook, options: &PlanOptions) -> Vec<PlannedStep> {
+    let mut steps = vec![step(StepKind::Preflight, None, vec![], runbook)];
+    let is_drill = operation == Operation::Drill;
+    let mut finals = Vec::new();
+    for wave_name in wave_order(runbook) {
+        let wave = runbook.waves.iter().find(|w| w.name == wave_name).expect("wave exists");
+        let mut deps = vec!["preflight".to_string()];
+        deps.extend(wave.after.iter().map(|a| format!("launch:{a}")));
+        let w = Some(wave_name);
+        steps.push(step(StepKind::RecoveryJob, w, deps, runbook));
+        steps.push(step(StepKind::SnapshotConversion, w, vec![format!("recovery_job:{wave_name}")], runbook));
+        steps.push(step(StepKind::Launch, w, vec![format!("snapshot_conversion:{wave_name}")], runbook));
+        if is_drill {
+            steps.push(step(StepKind::Validate, w, vec![format!("launch:{wave_name}")], runbook));
+            finals.push(format!("validate:{wave_name}"));
+        } else if runbook.load_balancers.iter().any(|lb| lb.wave == wave_name) {
+            steps.push(step(StepKind::LbSwitch, w, vec![format!("launch:{wave_name}")], runbook));
+            finals.push(format!("lb_switch:{wave_name}"));
+        } else {
+            finals.push(format!("launch:{wave_name}"));
+        }
+    }
+    if is_drill {
+        if !options.keep {
+            steps.push(step(StepKind::Cleanup, None, finals, runbook));
+        }
+    } else if !runbook.dns.is_empty() {
+        steps.push(step(StepKind::DnsCutover, None, finals, runbook));
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payments() -> Runbook {
+        crate::runbook::parse(include_str!("../../runbooks/payments.toml"), "payments.toml").unwrap()
+    }
+
+    fn keys(steps: &[PlannedStep]) -> Vec<&str> {
+        steps.iter().map(|s| s.key.as_str()).collect()
+    }
+
+    #[test]
+    fn failover_plans_waves_in_order_then_dns() {
+        let steps = plan(Operation::Failover, &payments(), &PlanOptions::default());
+        assert_eq!(
+            keys(&steps),
+            [
+                "preflight",
+                "recovery_job:db",
+                "snapshot_conversion:db",
+                "launch:db",
+                "recovery_job:app",
+                "snapshot_conversion:app",
+                "launch:app",
+                "lb_switch:app",
+                "dns_cutover"
+            ]
+        );
+        let app = steps.iter().find(|s| s.key == "recovery_job:app").unwrap();
+        assert_eq!(app.depends_on, ["preflight", "launch:db"]);
+        let dns = steps.last().unwrap();
+        assert_eq!(dns.depends_on, ["launch:db", "lb_switch:app"]);
+        assert!(dns.needs_approval, "the runbook asks for approval before dns_cutover");
+        assert!(!steps[1].needs_approval);
+    }
+
+    #[test]
+    fn drill_validates_and_cleans_up_unless_kept() {
+        let steps = plan(Operation::Drill, &payments(), &PlanOptions::default());
+        assert_eq!(steps.last().unwrap().key, "cleanup");
+        assert_eq!(steps.last().unwrap().depends_on, ["validate:db", "validate:app"]);
+        assert!(!keys(&steps).contains(&"dns_cutover"));
+        assert!(!keys(&steps).contains(&"lb_switch:app"));
+        let kept = plan(Operation::Drill, &payments(), &PlanOptions { keep: true, ..Default::default() });
+        assert!(!keys(&kept).contains(&"cleanup"));
+    }
+
+    #[test]
+    fn kinds_round_trip() {
+        for k in ALL_KINDS {
+            assert_eq!(StepKind::parse(k.as_str()), Some(k));
+        }
+    }
+}
