@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use super::ec2::InstanceState;
 use super::{World, drs, elbv2, route53};
-use crate::runbook::Runbook;
+use crate::runbook::{PointsTo, Runbook};
 
 /// What a seeding created (zero everywhere when the world already had it all).
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -45,7 +45,11 @@ pub fn seed(world: &mut World, runbook: &Runbook, now: DateTime<Utc>) -> SeedSum
         for server in &wave.servers {
             let instance_id = source_instance_id(server);
             if world.ec2.get(&instance_id).is_none() {
-                let hostname = format!("{}-{}", wave.name, &server[server.len().saturating_sub(6)..]);
+                let hostname = format!(
+                    "{}-{}",
+                    wave.name,
+                    &server[server.len().saturating_sub(6)..]
+                );
                 // Seeded sources have been running for a while already.
                 let since = now - chrono::Duration::days(30);
                 world.ec2.launch(
@@ -122,21 +126,29 @@ pub fn seed(world: &mut World, runbook: &Runbook, now: DateTime<Utc>) -> SeedSum
     for record in &runbook.dns {
         let account = runbook.side(record.account).account_id.clone();
         let name = absolute(&record.name);
-        let created = if let Some(dns_name) = &record.points_to.load_balancer {
-            let zone = record.points_to.zone.clone().unwrap_or_default();
-            route53::seed_alias_record(world, &account, &record.hosted_zone_id, &name, &record.record_type, dns_name, &zone)
-        } else {
-            let wave = record.points_to.wave.as_deref().unwrap_or_default();
-            let values = wave_ips(world, wave);
-            route53::seed_record(
+        let record_type = record.record_type.as_str();
+        let created = match &record.points_to {
+            PointsTo::LoadBalancer { dns_name, zone } => route53::seed_alias_record(
                 world,
                 &account,
                 &record.hosted_zone_id,
                 &name,
-                &record.record_type,
-                record.ttl.unwrap_or(60),
-                &values,
-            )
+                record_type,
+                dns_name,
+                zone,
+            ),
+            PointsTo::Wave(wave) => {
+                let values = wave_ips(world, wave);
+                route53::seed_record(
+                    world,
+                    &account,
+                    &record.hosted_zone_id,
+                    &name,
+                    record_type,
+                    record.ttl.unwrap_or(60),
+                    &values,
+                )
+            }
         };
         if created {
             summary.records += 1;
@@ -184,7 +196,10 @@ mod tests {
 
     #[test]
     fn zone_names_are_the_common_parent() {
-        assert_eq!(zone_name(&["api.payments.example.com."]), "payments.example.com.");
+        assert_eq!(
+            zone_name(&["api.payments.example.com."]),
+            "payments.example.com."
+        );
         assert_eq!(
             zone_name(&["api.payments.example.com.", "www.payments.example.com"]),
             "payments.example.com."
