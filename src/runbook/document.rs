@@ -47,7 +47,17 @@ pub(super) fn read(text: &str, problems: &mut Problems<'_>) -> Option<RawRunbook
         let root_value = Spanned::new(root.span(), DeValue::Table(root.into_inner()));
         for error in errors {
             let span = error.span().unwrap_or(0..0);
-            let key = render_path("", &locate(&root_value, span.start));
+            // The error often lies past the end of what was recovered (an unterminated
+            // string): then the key that starts the error's line names the place.
+            let mut path = locate(&root_value, span.start);
+            if path.is_empty() {
+                path = locate(&root_value, first_non_blank_of_line(text, span.start));
+            }
+            let key = if path.is_empty() {
+                key_of_line(text, span.start)
+            } else {
+                render_path("", &path)
+            };
             problems.at(
                 &span,
                 key,
@@ -169,6 +179,59 @@ fn read_value<T: DeserializeOwned>(
     }
 }
 
+/// The key path a broken line most likely means, read from the text itself: the bare key before
+/// `=` on the line, under the last table header above it (`[[wave]]` headers are counted to give
+/// the element's index). Empty when the line has no such key.
+fn key_of_line(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let line_start = first_non_blank_of_line(text, offset);
+    let line = text[line_start..].lines().next().unwrap_or_default();
+    let Some((key, _)) = line.split_once('=') else {
+        return String::new();
+    };
+    let key = key.trim();
+    let bare = |k: &str| {
+        !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+    };
+    if !bare(key) {
+        return String::new();
+    }
+    let mut table = String::new();
+    let mut element_counts: std::collections::HashMap<String, usize> =
+        std::collections::HashMap::new();
+    for header in text[..line_start].lines().map(str::trim) {
+        if let Some(name) = header.strip_prefix("[[").and_then(|h| h.split("]]").next()) {
+            let name = name.trim().to_string();
+            let index = element_counts.entry(name.clone()).or_insert(0);
+            table = format!("{name}[{index}]");
+            *index += 1;
+        } else if let Some(name) = header.strip_prefix('[').and_then(|h| h.split(']').next()) {
+            table = name.trim().to_string();
+        }
+    }
+    if table.is_empty() {
+        key.to_string()
+    } else {
+        format!("{table}.{key}")
+    }
+}
+
+/// The offset of the first non-blank character of the line holding `offset`.
+fn first_non_blank_of_line(text: &str, offset: usize) -> usize {
+    let offset = offset.min(text.len());
+    let line_start = text.as_bytes()[..offset]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |newline| newline + 1);
+    let indent = text.as_bytes()[line_start..]
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    line_start + indent
+}
+
 /// The field named by serde's "missing field `x`".
 fn missing_field(message: &str) -> Option<&str> {
     message
@@ -198,7 +261,20 @@ fn friendly(message: &str) -> String {
             )
         };
     }
-    message.replace("invalid type: ", "wrong type: ")
+    // serde names Rust types; say what a runbook author writes instead.
+    message
+        .replace("invalid type: ", "wrong type: ")
+        .replace("invalid value: ", "wrong value: ")
+        .replace("expected u16", "expected a whole number from 1 to 65535")
+        .replace(
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        )
+        .replace(
+            "expected a sequence",
+            "expected an array such as [\"a\", \"b\"]",
+        )
+        .replace("expected a map", "expected a table")
 }
 
 /// ` (did you mean `x`?)` for a name close to a known one.

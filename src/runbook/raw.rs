@@ -56,10 +56,6 @@ impl ReadStatus {
     pub fn is_complete(&self, section: &str) -> bool {
         !self.incomplete.contains(section)
     }
-
-    pub fn was_dropped(&self, key: &str) -> bool {
-        self.dropped_keys.iter().any(|k| k == key)
-    }
 }
 
 #[derive(Debug, Deserialize)]

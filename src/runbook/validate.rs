@@ -368,8 +368,12 @@ fn wave_contents(element: &Element<RawWave>, status: &ReadStatus, problems: &mut
             );
         }
     }
-    let dropped = status.was_dropped(&format!("{prefix}.servers"))
-        || status.was_dropped(&format!("{prefix}.select"));
+    // A wave with an unreadable key (a typo such as `server`) is not judged on its contents:
+    // the unknown key is the cause, already reported.
+    let dropped = status
+        .dropped_keys
+        .iter()
+        .any(|key| key.starts_with(&format!("{prefix}.")));
     if wave.servers.is_empty() && wave.select.is_none() && !dropped {
         problems.at(
             &wave.name.span(),
