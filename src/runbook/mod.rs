@@ -42,6 +42,20 @@ pub struct LoadedRunbook {
     pub sha256: String,
 }
 
+impl LoadedRunbook {
+    /// A runbook from text already in hand, e.g. the copy stored with a run, which `resume`
+    /// uses instead of the file (that may have changed since). `file` names it in problems.
+    pub fn from_text(text: String, file: &str) -> Result<LoadedRunbook, RunbookError> {
+        let runbook = parse(&text, file)?;
+        Ok(LoadedRunbook {
+            path: PathBuf::from(file),
+            runbook,
+            sha256: sha256_hex(&text),
+            text,
+        })
+    }
+}
+
 /// A runbook that could not be read or is not valid.
 #[derive(Debug, thiserror::Error)]
 pub enum RunbookError {
@@ -107,13 +121,9 @@ pub fn load(path: impl AsRef<Path>) -> Result<LoadedRunbook, RunbookError> {
         path: file.clone(),
         source,
     })?;
-    let runbook = parse(&text, &file)?;
-    Ok(LoadedRunbook {
-        path: path.to_path_buf(),
-        runbook,
-        sha256: sha256_hex(&text),
-        text,
-    })
+    let mut loaded = LoadedRunbook::from_text(text, &file)?;
+    loaded.path = path.to_path_buf();
+    Ok(loaded)
 }
 
 /// Lower-case hex SHA-256 of a runbook's text.
@@ -334,6 +344,11 @@ servers = ["s-00000000000000004"]
         assert_eq!(
             sha256_hex(""),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        let stored = LoadedRunbook::from_text(loaded.text.clone(), "run 42").unwrap();
+        assert_eq!(
+            (stored.sha256, stored.runbook),
+            (loaded.sha256, loaded.runbook)
         );
         let error = load(dir.path().join("missing.toml")).unwrap_err();
         assert!(error.to_string().contains("hint:"), "{error}");

@@ -493,14 +493,14 @@ fn load_balancer(
             Account::Source,
         );
     }
-    if let Some(port) = &lb.port {
-        if *port.get_ref() == 0 {
-            problems.at(
-                &port.span(),
-                format!("{prefix}.port"),
-                "port 0 is not a port (expected 1 to 65535, e.g. 443)",
-            );
-        }
+    if let Some(port) = &lb.port
+        && *port.get_ref() == 0
+    {
+        problems.at(
+            &port.span(),
+            format!("{prefix}.port"),
+            "port 0 is not a port (expected 1 to 65535, e.g. 443)",
+        );
     }
     LoadBalancer {
         wave: lb.wave.get_ref().clone(),
