@@ -1,8 +1,15 @@
-//! `drs-runbook validate <RUNBOOK>...`: checks files, reports every problem, touches nothing.
+//! `drs-runbook validate <RUNBOOK>...`: checks every file and reports every problem of each.
+//!
+//! It reads the files and nothing else: no database is opened (not even created) and no AWS
+//! call is made, so it is safe in CI and in editors. Problems go to stderr, one per line with
+//! file:line:column and key path; `ok` lines for valid files go to stdout; `--output json`
+//! prints one object on stdout instead. Exit 2 when any file is invalid.
 
+use serde::Serialize;
 use std::path::PathBuf;
 
 use super::{Cli, CliError, Output, exit};
+use crate::runbook::{LoadedRunbook, RunbookError};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -11,41 +18,122 @@ pub struct Args {
     pub runbooks: Vec<PathBuf>,
 }
 
+/// The JSON report: `{"runbooks": [...]}`.
+#[derive(Debug, Serialize)]
+struct Report {
+    runbooks: Vec<FileReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct FileReport {
+    file: String,
+    valid: bool,
+    /// The runbook's name, when the file is valid.
+    name: Option<String>,
+    problems: Vec<ProblemReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct ProblemReport {
+    /// Absent (null) for a file that could not be read.
+    line: Option<usize>,
+    column: Option<usize>,
+    key: String,
+    message: String,
+}
+
 pub fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
-    let mut results = Vec::new();
-    let mut failed = 0;
-    for path in &args.runbooks {
-        match crate::runbook::load(path) {
-            Ok((runbook, _)) => results.push(serde_json::json!({
-                "file": path.display().to_string(), "valid": true, "name": runbook.name, "problems": []
-            })),
-            Err(e) => {
-                failed += 1;
-                results.push(serde_json::json!({
-                    "file": path.display().to_string(), "valid": false, "problems": [e.to_string()]
-                }));
-                if cli.output == Output::Text {
-                    eprintln!("{e}");
-                }
-            }
-        }
-    }
+    let outcomes: Vec<(String, Result<LoadedRunbook, RunbookError>)> = args
+        .runbooks
+        .iter()
+        .map(|path| (path.display().to_string(), crate::runbook::load(path)))
+        .collect();
     match cli.output {
-        Output::Json => println!("{}", serde_json::json!({ "runbooks": results })),
-        Output::Text => {
-            for r in &results {
-                if r["valid"] == true {
-                    println!("{}: ok ({})", r["file"].as_str().unwrap_or(""), r["name"].as_str().unwrap_or(""));
-                }
+        Output::Text => print_text(&outcomes),
+        Output::Json => print_json(&outcomes)?,
+    }
+    let invalid = outcomes
+        .iter()
+        .filter(|(_, outcome)| outcome.is_err())
+        .count();
+    if invalid > 0 {
+        let total = outcomes.len();
+        return Err(CliError::invalid_input(format!(
+            "{invalid} of {total} runbook{} not valid (hint: fix the problems named above, then run `drs-runbook validate` again)",
+            if total == 1 { " is" } else { "s are" }
+        )));
+    }
+    Ok(exit::SUCCEEDED)
+}
+
+fn print_text(outcomes: &[(String, Result<LoadedRunbook, RunbookError>)]) {
+    for (file, outcome) in outcomes {
+        match outcome {
+            Ok(loaded) => {
+                let runbook = &loaded.runbook;
+                println!(
+                    "{file}: ok ({}: {} wave{}, {} server{})",
+                    runbook.name,
+                    runbook.waves.len(),
+                    plural(runbook.waves.len()),
+                    runbook.servers().len(),
+                    plural(runbook.servers().len()),
+                );
             }
+            Err(error) => eprintln!("{error}"),
         }
     }
-    if failed > 0 {
-        Err(CliError {
-            code: exit::INVALID_INPUT,
-            message: format!("{failed} of {} runbook(s) are not valid (hint: fix the lines named above)", args.runbooks.len()),
-        })
-    } else {
-        Ok(exit::SUCCEEDED)
+}
+
+fn plural(count: usize) -> &'static str {
+    if count == 1 { "" } else { "s" }
+}
+
+fn print_json(outcomes: &[(String, Result<LoadedRunbook, RunbookError>)]) -> Result<(), CliError> {
+    let runbooks = outcomes
+        .iter()
+        .map(|(file, outcome)| file_report(file, outcome))
+        .collect();
+    let text = serde_json::to_string(&Report { runbooks }).map_err(|e| CliError {
+        code: exit::RUN_FAILED,
+        message: format!("failed to render the JSON report: {e}"),
+    })?;
+    println!("{text}");
+    Ok(())
+}
+
+fn file_report(file: &str, outcome: &Result<LoadedRunbook, RunbookError>) -> FileReport {
+    match outcome {
+        Ok(loaded) => FileReport {
+            file: file.to_string(),
+            valid: true,
+            name: Some(loaded.runbook.name.clone()),
+            problems: Vec::new(),
+        },
+        Err(error) => {
+            let problems = match error {
+                RunbookError::Read { .. } => vec![ProblemReport {
+                    line: None,
+                    column: None,
+                    key: String::new(),
+                    message: super::sim_serve::error_chain(error),
+                }],
+                RunbookError::Invalid { problems, .. } => problems
+                    .iter()
+                    .map(|p| ProblemReport {
+                        line: Some(p.line),
+                        column: Some(p.column),
+                        key: p.key.clone(),
+                        message: p.message.clone(),
+                    })
+                    .collect(),
+            };
+            FileReport {
+                file: file.to_string(),
+                valid: false,
+                name: None,
+                problems,
+            }
+        }
     }
 }

@@ -1,196 +1,370 @@
-//! The runbook file (TOML): the model and its parsing. Validation reports every problem with
-//! the file, line and key, and what a valid value looks like.
+//! The runbook file (TOML, DESIGN section 4): its model, its parsing and its validation.
+//!
+//! # Layout
+//!
+//! - [`model`]: the validated runbook the engine uses ([`Runbook`] and its parts, [`StepKind`]).
+//! - `raw`: the file as written, serde types with spans (`deny_unknown_fields`).
+//! - `document`: TOML -> raw, recovering from each error so every problem is reported at once.
+//! - `validate`: raw -> model, every check of DESIGN section 4.
+//! - [`formats`]: the shapes of AWS identifiers; [`duration`]: `"1h30m"`; `order`: wave order.
+//!
+//! Invariant: a [`Runbook`] exists only after validation found no problem, so the engine never
+//! re-checks what this module checked.
 
-use serde::Deserialize;
-use std::collections::BTreeMap;
+pub mod duration;
+pub mod formats;
+pub mod model;
 
-/// One application's DR runbook.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Runbook {
-    pub name: String,
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub objectives: Option<Objectives>,
-    pub source: Side,
-    pub target: Side,
-    #[serde(rename = "wave", default)]
-    pub waves: Vec<Wave>,
-    #[serde(rename = "load_balancer", default)]
-    pub load_balancers: Vec<LoadBalancer>,
-    #[serde(default)]
-    pub dns: Vec<DnsRecord>,
-    #[serde(default)]
-    pub approvals: Option<Approvals>,
-    #[serde(default)]
-    pub cleanup: Option<Cleanup>,
+mod document;
+mod order;
+mod problem;
+mod raw;
+mod validate;
+
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+pub use duration::{DurationError, format_duration, parse_duration};
+pub use model::{
+    Account, Approvals, Cleanup, Credentials, DnsRecord, LoadBalancer, Objectives, PointsTo,
+    RecordType, Runbook, Select, ServerRef, Side, StepKind, Wave,
+};
+pub use problem::{Problem, line_col};
+
+/// A runbook read from a file: the validated model, the text as read, and its SHA-256, which the
+/// store keeps with every run so that resume and audit use exactly what was run.
+#[derive(Debug, Clone)]
+pub struct LoadedRunbook {
+    pub path: PathBuf,
+    pub runbook: Runbook,
+    pub text: String,
+    /// Lower-case hex SHA-256 of `text`.
+    pub sha256: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Objectives {
-    #[serde(default)]
-    pub rto: Option<String>,
-    #[serde(default)]
-    pub rpo: Option<String>,
-}
-
-/// An account and region: where A1 runs (`source`) or where B1 replicates (`target`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Side {
-    pub account_id: String,
-    pub region: String,
-    #[serde(default)]
-    pub profile: Option<String>,
-    #[serde(default)]
-    pub role_arn: Option<String>,
-    #[serde(default)]
-    pub external_id: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Wave {
-    pub name: String,
-    #[serde(default)]
-    pub after: Vec<String>,
-    #[serde(default)]
-    pub servers: Vec<String>,
-    #[serde(default)]
-    pub select: Option<Select>,
-    #[serde(default)]
-    pub optional: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Select {
-    #[serde(default)]
-    pub tags: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoadBalancer {
-    pub wave: String,
-    pub target_group_arn: String,
-    #[serde(default)]
-    pub failback_target_group_arn: Option<String>,
-    #[serde(default)]
-    pub port: Option<u16>,
-}
-
-/// Which side's credentials own a resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Account {
-    Source,
-    Target,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DnsRecord {
-    pub hosted_zone_id: String,
-    pub account: Account,
-    pub name: String,
-    #[serde(rename = "type")]
-    pub record_type: String,
-    #[serde(default)]
-    pub ttl: Option<u32>,
-    pub points_to: PointsTo,
-}
-
-/// What a record points at after cutover: the recovered instances of a wave, or an alias to a
-/// load balancer. Exactly one of `wave` and `load_balancer` is set (checked by validation).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PointsTo {
-    #[serde(default)]
-    pub wave: Option<String>,
-    #[serde(default)]
-    pub load_balancer: Option<String>,
-    #[serde(default)]
-    pub zone: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Approvals {
-    #[serde(default)]
-    pub before: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Cleanup {
-    #[serde(default)]
-    pub terminate_recovery_instances: bool,
-    #[serde(default)]
-    pub stop_source_replication: bool,
+impl LoadedRunbook {
+    /// A runbook from text already in hand, e.g. the copy stored with a run, which `resume`
+    /// uses instead of the file (that may have changed since). `file` names it in problems.
+    pub fn from_text(text: String, file: &str) -> Result<LoadedRunbook, RunbookError> {
+        let runbook = parse(&text, file)?;
+        Ok(LoadedRunbook {
+            path: PathBuf::from(file),
+            runbook,
+            sha256: sha256_hex(&text),
+            text,
+        })
+    }
 }
 
 /// A runbook that could not be read or is not valid.
 #[derive(Debug, thiserror::Error)]
 pub enum RunbookError {
-    #[error("failed to read the runbook {path}")]
+    #[error(
+        "failed to read the runbook {path}: {source}\nhint: check the path and that the file is readable"
+    )]
     Read {
         path: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("{file}:{line}:{column}: {message}")]
-    Parse {
+    #[error("{}", render_problems(file, problems))]
+    Invalid {
         file: String,
-        line: usize,
-        column: usize,
-        message: String,
+        /// Every problem found, in file order.
+        problems: Vec<Problem>,
     },
 }
 
-/// Parses a runbook's text. `file` names it in error messages.
-pub fn parse(text: &str, file: &str) -> Result<Runbook, RunbookError> {
-    toml::from_str(text).map_err(|e| {
-        let (line, column) = e
-            .span()
-            .map(|span| line_col(text, span.start))
-            .unwrap_or((1, 1));
-        RunbookError::Parse {
-            file: file.to_string(),
-            line,
-            column,
-            message: e.message().to_string(),
+impl RunbookError {
+    /// The problems of an invalid runbook (none for a file that could not be read).
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            RunbookError::Read { .. } => &[],
+            RunbookError::Invalid { problems, .. } => problems,
         }
-    })
+    }
 }
 
-/// Reads and parses a runbook file.
-pub fn load(path: &std::path::Path) -> Result<(Runbook, String), RunbookError> {
+fn render_problems(file: &str, problems: &[Problem]) -> String {
+    let mut text = String::new();
+    for problem in problems {
+        text.push_str(&problem.to_string());
+        text.push('\n');
+    }
+    let count = problems.len();
+    let plural = if count == 1 { "" } else { "s" };
+    text.push_str(&format!(
+        "hint: {count} problem{plural} in {file}; fix the lines named above, then check again with `drs-runbook validate {file}`"
+    ));
+    text
+}
+
+/// Parses and validates a runbook's text. `file` names it in problems.
+pub fn parse(text: &str, file: &str) -> Result<Runbook, RunbookError> {
+    let mut problems = problem::Problems::new(file, text);
+    let runbook =
+        document::read(text, &mut problems).and_then(|raw| validate::validate(raw, &mut problems));
+    match runbook {
+        Some(runbook) if problems.is_empty() => Ok(runbook),
+        _ => Err(RunbookError::Invalid {
+            file: file.to_string(),
+            problems: problems.into_sorted(),
+        }),
+    }
+}
+
+/// Reads, parses and validates a runbook file. Reads only: no AWS call, no database.
+pub fn load(path: impl AsRef<Path>) -> Result<LoadedRunbook, RunbookError> {
+    let path = path.as_ref();
+    let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| RunbookError::Read {
-        path: path.display().to_string(),
+        path: file.clone(),
         source,
     })?;
-    let runbook = parse(&text, &path.display().to_string())?;
-    Ok((runbook, text))
+    let mut loaded = LoadedRunbook::from_text(text, &file)?;
+    loaded.path = path.to_path_buf();
+    Ok(loaded)
 }
 
-/// 1-based line and column of a byte offset.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
+/// Lower-case hex SHA-256 of a runbook's text.
+pub fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
-impl Runbook {
-    /// The side (account and region) named by `account`.
-    pub fn side(&self, account: Account) -> &Side {
-        match account {
-            Account::Source => &self.source,
-            Account::Target => &self.target,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
+    const REPORTING: &str = include_str!("../../runbooks/reporting-drill.toml");
+
+    fn problems_of(text: &str) -> Vec<Problem> {
+        match parse(text, "t.toml") {
+            Ok(_) => panic!("expected problems in:\n{text}"),
+            Err(error) => error.problems().to_vec(),
         }
+    }
+
+    /// Replaces `from` (which must occur) in the payments example.
+    fn payments_with(from: &str, to: &str) -> String {
+        assert!(PAYMENTS.contains(from), "{from}");
+        PAYMENTS.replacen(from, to, 1)
+    }
+
+    fn line_of(text: &str, needle: &str) -> usize {
+        text.lines().position(|l| l.contains(needle)).expect(needle) + 1
+    }
+
+    #[test]
+    fn the_examples_are_valid_and_modelled() {
+        let payments = parse(PAYMENTS, "payments.toml").unwrap();
+        assert_eq!(payments.name, "payments");
+        assert_eq!(payments.rto(), Some(Duration::from_secs(30 * 60)));
+        assert_eq!(payments.rpo(), Some(Duration::from_secs(15 * 60)));
+        assert_eq!(payments.side(Account::Target).region, "us-west-2");
+        assert_eq!(
+            payments.source.credentials,
+            Credentials::Profile("payments-source".into())
+        );
+        let order: Vec<&str> = payments.waves_in_order().map(|w| w.name.as_str()).collect();
+        assert_eq!(order, ["db", "app"]);
+        assert!(payments.approval_required(StepKind::DnsCutover));
+        assert!(payments.approval_required(StepKind::Cleanup));
+        assert!(!payments.approval_required(StepKind::LbSwitch));
+        assert_eq!(payments.dns[0].record_type, RecordType::A);
+        assert_eq!(payments.dns[0].points_to, PointsTo::Wave("app".into()));
+        let servers = payments.servers();
+        assert_eq!(servers.len(), 3);
+        assert_eq!(servers[0].wave, "db");
+        assert!(
+            servers
+                .iter()
+                .any(|s| s.source_server_id == "s-34567890abcdef012" && s.optional)
+        );
+        assert!(!servers[0].optional);
+        assert_eq!(payments.wave("app").unwrap().after, ["db"]);
+        assert!(payments.wave("web").is_none());
+        assert_eq!(payments.load_balancers_of("app").count(), 1);
+
+        let reporting = parse(REPORTING, "reporting-drill.toml").unwrap();
+        assert_eq!(reporting.source.credentials, Credentials::DefaultChain);
+        assert!(reporting.dns.is_empty() && reporting.load_balancers.is_empty());
+        assert!(!reporting.approval_required(StepKind::Cleanup));
+    }
+
+    #[test]
+    fn waves_come_in_dependency_order_and_file_order_otherwise() {
+        let text = r#"
+name = "x"
+[source]
+account_id = "111111111111"
+region = "us-east-1"
+[target]
+account_id = "222222222222"
+region = "us-west-2"
+[[wave]]
+name = "web"
+after = ["app"]
+servers = ["s-00000000000000001"]
+[[wave]]
+name = "app"
+after = ["db"]
+servers = ["s-00000000000000002"]
+[[wave]]
+name = "batch"
+servers = ["s-00000000000000003"]
+[[wave]]
+name = "db"
+servers = ["s-00000000000000004"]
+"#;
+        let runbook = parse(text, "t.toml").unwrap();
+        let order: Vec<&str> = runbook.waves_in_order().map(|w| w.name.as_str()).collect();
+        assert_eq!(order, ["batch", "db", "app", "web"]);
+    }
+
+    #[test]
+    fn a_bad_server_id_names_line_column_key_and_a_valid_example() {
+        let text = payments_with("\"s-234567890abcdef01\", ", "\"s-123\", ");
+        let problems = problems_of(&text);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let p = &problems[0];
+        assert_eq!(p.line, line_of(&text, "\"s-123\""));
+        assert_eq!(
+            p.column,
+            text.lines()
+                .nth(p.line - 1)
+                .unwrap()
+                .find("\"s-123\"")
+                .unwrap()
+                + 1
+        );
+        assert_eq!(p.key, "wave[1].servers[0]");
+        assert_eq!(
+            p.to_string(),
+            format!(
+                "t.toml:{}:{}: wave[1].servers[0]: \"s-123\" is not a DRS source server ID (expected s- and 17 letters or digits, e.g. s-1234567890abcdef0)",
+                p.line, p.column
+            )
+        );
+    }
+
+    #[test]
+    fn every_unknown_key_and_type_error_is_reported_at_once() {
+        let text = payments_with("region = \"us-east-1\"", "regoin = \"us-east-1\"\nzone = 1");
+        let text = text.replacen("port = 443", "port = \"443\"\ncolour = \"blue\"", 1);
+        let text = text.replacen("ttl = 60", "ttl = -5", 1);
+        let problems = problems_of(&text);
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        for key in [
+            "source.regoin",
+            "source.zone",
+            "load_balancer[0].port",
+            "load_balancer[0].colour",
+            "dns[0].ttl",
+        ] {
+            assert!(keys.contains(&key), "{key} missing from {problems:#?}");
+        }
+        let regoin = problems.iter().find(|p| p.key == "source.regoin").unwrap();
+        assert!(
+            regoin.message.contains("did you mean `region`"),
+            "{}",
+            regoin.message
+        );
+        assert_eq!(regoin.line, line_of(&text, "regoin"));
+        // The renamed key leaves `region` missing: said once, at the [source] header.
+        let missing: Vec<&Problem> = problems
+            .iter()
+            .filter(|p| p.key == "source.region")
+            .collect();
+        assert_eq!(missing.len(), 1, "{problems:#?}");
+        assert_eq!(missing[0].line, line_of(&text, "[source]"));
+        assert!(missing[0].message.contains("missing key `region`"));
+    }
+
+    #[test]
+    fn cycles_and_unknown_waves_are_reported() {
+        let text = payments_with("name = \"db\"\n", "name = \"db\"\nafter = [\"app\"]\n");
+        let problems = problems_of(&text);
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert_eq!(problems[0].key, "wave[0].after[0]");
+        assert!(
+            problems[0].message.contains("app -> db -> app"),
+            "{}",
+            problems[0].message
+        );
+
+        let text = payments_with("after = [\"db\"]", "after = [\"dbs\"]");
+        let problems = problems_of(&text);
+        assert_eq!(problems[0].key, "wave[1].after[0]");
+        assert!(
+            problems[0].message.contains("did you mean `db`"),
+            "{}",
+            problems[0].message
+        );
+    }
+
+    #[test]
+    fn target_groups_must_be_on_their_side() {
+        let text = payments_with(
+            "target_group_arn = \"arn:aws:elasticloadbalancing:us-west-2:222222222222",
+            "target_group_arn = \"arn:aws:elasticloadbalancing:us-east-1:111111111111",
+        );
+        let problems = problems_of(&text);
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert_eq!(problems[0].key, "load_balancer[0].target_group_arn");
+        assert!(
+            problems[0].message.contains("target side, us-west-2"),
+            "{}",
+            problems[0].message
+        );
+    }
+
+    #[test]
+    fn syntax_errors_name_their_line() {
+        let text = payments_with("rto = \"30m\"", "rto = \"30m");
+        let problems = problems_of(&text);
+        assert_eq!(problems[0].line, line_of(&text, "rto = \"30m"));
+        assert!(
+            problems[0].message.starts_with("TOML syntax error"),
+            "{}",
+            problems[0].message
+        );
+    }
+
+    #[test]
+    fn loading_keeps_the_text_and_its_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("payments.toml");
+        std::fs::write(&path, PAYMENTS).unwrap();
+        let loaded = load(&path).unwrap();
+        assert_eq!(loaded.text, PAYMENTS);
+        assert_eq!(loaded.sha256, sha256_hex(PAYMENTS));
+        assert_eq!(loaded.sha256.len(), 64);
+        assert_eq!(
+            sha256_hex(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        let stored = LoadedRunbook::from_text(loaded.text.clone(), "run 42").unwrap();
+        assert_eq!(
+            (stored.sha256, stored.runbook),
+            (loaded.sha256, loaded.runbook)
+        );
+        let error = load(dir.path().join("missing.toml")).unwrap_err();
+        assert!(error.to_string().contains("hint:"), "{error}");
+    }
+
+    #[test]
+    fn the_error_lists_problems_then_a_hint() {
+        let text = payments_with("account_id = \"111111111111\"", "account_id = \"1111\"");
+        let error = parse(&text, "t.toml").unwrap_err().to_string();
+        let lines: Vec<&str> = error.lines().collect();
+        assert_eq!(lines.len(), 2, "{error}");
+        assert!(
+            lines[0]
+                .starts_with("t.toml:12:14: source.account_id: \"1111\" is not an AWS account ID"),
+            "{error}"
+        );
+        assert!(lines[1].starts_with("hint: 1 problem in t.toml"), "{error}");
     }
 }

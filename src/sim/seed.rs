@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use super::ec2::InstanceState;
 use super::{World, drs, elbv2, route53};
-use crate::runbook::Runbook;
+use crate::runbook::{PointsTo, Runbook};
 
 /// What a seeding created (zero everywhere when the world already had it all).
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -122,21 +122,29 @@ pub fn seed(world: &mut World, runbook: &Runbook, now: DateTime<Utc>) -> SeedSum
     for record in &runbook.dns {
         let account = runbook.side(record.account).account_id.clone();
         let name = absolute(&record.name);
-        let created = if let Some(dns_name) = &record.points_to.load_balancer {
-            let zone = record.points_to.zone.clone().unwrap_or_default();
-            route53::seed_alias_record(world, &account, &record.hosted_zone_id, &name, &record.record_type, dns_name, &zone)
-        } else {
-            let wave = record.points_to.wave.as_deref().unwrap_or_default();
-            let values = wave_ips(world, wave);
-            route53::seed_record(
+        let record_type = record.record_type.as_str();
+        let created = match &record.points_to {
+            PointsTo::LoadBalancer { dns_name, zone } => route53::seed_alias_record(
                 world,
                 &account,
                 &record.hosted_zone_id,
                 &name,
-                &record.record_type,
-                record.ttl.unwrap_or(60),
-                &values,
-            )
+                record_type,
+                dns_name,
+                zone,
+            ),
+            PointsTo::Wave(wave) => {
+                let values = wave_ips(world, wave);
+                route53::seed_record(
+                    world,
+                    &account,
+                    &record.hosted_zone_id,
+                    &name,
+                    record_type,
+                    record.ttl.unwrap_or(60),
+                    &values,
+                )
+            }
         };
         if created {
             summary.records += 1;

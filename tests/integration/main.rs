@@ -3,4 +3,5 @@
 
 mod support;
 
+mod runbook_validate;
 mod sim_control;

@@ -1,0 +1,292 @@
+//! The validated runbook: plain Rust types the engine can trust.
+//!
+//! A [`Runbook`] only comes out of [`super::parse`] or [`super::load`], after validation: every
+//! identifier has its AWS shape, every wave named by `after`, a load balancer or a DNS record
+//! exists, the waves form no cycle, and no server belongs to two waves. Its private wave order is
+//! why it cannot be built by hand.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One application's DR runbook (DESIGN section 4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runbook {
+    pub name: String,
+    pub description: Option<String>,
+    pub objectives: Objectives,
+    /// Where A1 runs and where failback lands.
+    pub source: Side,
+    /// The recovery account and region where B1 replicates.
+    pub target: Side,
+    /// The waves in file order; [`Runbook::waves_in_order`] gives them in dependency order.
+    pub waves: Vec<Wave>,
+    pub load_balancers: Vec<LoadBalancer>,
+    pub dns: Vec<DnsRecord>,
+    pub approvals: Approvals,
+    pub cleanup: Cleanup,
+    /// Indexes into `waves`, topologically sorted (computed once by validation).
+    pub(super) wave_order: Vec<usize>,
+}
+
+/// The recovery objectives; both optional (a runbook without them is measured, not judged).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Objectives {
+    /// Run start -> traffic served by recovered servers.
+    pub rto: Option<Duration>,
+    /// Declared disaster time -> data timestamp of the snapshot used.
+    pub rpo: Option<Duration>,
+}
+
+/// Which side's account and credentials own a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Account {
+    Source,
+    Target,
+}
+
+impl Account {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Account::Source => "source",
+            Account::Target => "target",
+        }
+    }
+}
+
+/// An account and region, and how to get credentials for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Side {
+    pub account_id: String,
+    pub region: String,
+    pub credentials: Credentials,
+}
+
+/// How the engine obtains credentials for a side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// The standard AWS chain (environment, default profile, SSO, instance role).
+    DefaultChain,
+    /// A named profile of the shared AWS config.
+    Profile(String),
+    /// Assume this role (in the side's account) from the default chain.
+    AssumeRole {
+        role_arn: String,
+        external_id: Option<String>,
+    },
+}
+
+/// A group of servers recovered together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wave {
+    pub name: String,
+    /// Waves that must complete first.
+    pub after: Vec<String>,
+    /// DRS source server IDs (B1, in the target account).
+    pub servers: Vec<String>,
+    /// Servers found by tags at plan time, in addition to `servers`.
+    pub select: Option<Select>,
+    /// Servers (among `servers`) whose failure does not fail the wave.
+    pub optional: Vec<String>,
+}
+
+impl Wave {
+    pub fn is_optional(&self, server: &str) -> bool {
+        self.optional.iter().any(|s| s == server)
+    }
+}
+
+/// A tag filter selecting source servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Select {
+    pub tags: BTreeMap<String, String>,
+}
+
+/// An ELBv2 target group switched to a wave's recovered instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadBalancer {
+    pub wave: String,
+    /// In the target account and region (failover).
+    pub target_group_arn: String,
+    /// In the source account and region (failback).
+    pub failback_target_group_arn: Option<String>,
+    pub port: Option<u16>,
+}
+
+/// A Route 53 record cut over to the recovered servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsRecord {
+    pub hosted_zone_id: String,
+    pub account: Account,
+    pub name: String,
+    pub record_type: RecordType,
+    pub ttl: Option<u32>,
+    pub points_to: PointsTo,
+}
+
+/// The record types a cutover can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum RecordType {
+    A,
+    #[serde(rename = "AAAA")]
+    Aaaa,
+    #[serde(rename = "CNAME")]
+    Cname,
+}
+
+impl RecordType {
+    pub const ALL: [RecordType; 3] = [RecordType::A, RecordType::Aaaa, RecordType::Cname];
+
+    /// The Route 53 spelling (`"A"`, `"AAAA"`, `"CNAME"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordType::A => "A",
+            RecordType::Aaaa => "AAAA",
+            RecordType::Cname => "CNAME",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<RecordType> {
+        Self::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+/// What a record points at after cutover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PointsTo {
+    /// The recovered instances' private IPs of this wave.
+    Wave(String),
+    /// An alias to a load balancer: its DNS name and its canonical hosted zone ID.
+    LoadBalancer { dns_name: String, zone: String },
+}
+
+/// The step kinds of DESIGN section 5; durable names, never renamed once shipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    Preflight,
+    RecoveryJob,
+    SnapshotConversion,
+    Launch,
+    LbSwitch,
+    DnsCutover,
+    Validate,
+    ReversedReplication,
+    A2Recovery,
+    Cleanup,
+}
+
+impl StepKind {
+    pub const ALL: [StepKind; 10] = [
+        StepKind::Preflight,
+        StepKind::RecoveryJob,
+        StepKind::SnapshotConversion,
+        StepKind::Launch,
+        StepKind::LbSwitch,
+        StepKind::DnsCutover,
+        StepKind::Validate,
+        StepKind::ReversedReplication,
+        StepKind::A2Recovery,
+        StepKind::Cleanup,
+    ];
+
+    /// The durable name, as written in runbooks and stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Preflight => "preflight",
+            StepKind::RecoveryJob => "recovery_job",
+            StepKind::SnapshotConversion => "snapshot_conversion",
+            StepKind::Launch => "launch",
+            StepKind::LbSwitch => "lb_switch",
+            StepKind::DnsCutover => "dns_cutover",
+            StepKind::Validate => "validate",
+            StepKind::ReversedReplication => "reversed_replication",
+            StepKind::A2Recovery => "a2_recovery",
+            StepKind::Cleanup => "cleanup",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<StepKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for StepKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Step kinds that wait for an operator (skipped with `--yes`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Approvals {
+    pub before: Vec<StepKind>,
+}
+
+/// What cleanup does after a successful failback.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cleanup {
+    pub terminate_recovery_instances: bool,
+    pub stop_source_replication: bool,
+}
+
+/// A server of the runbook with the wave it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerRef<'a> {
+    pub source_server_id: &'a str,
+    pub wave: &'a str,
+    pub optional: bool,
+}
+
+impl Runbook {
+    /// The waves in dependency order: every wave after the waves it names in `after`; waves
+    /// that do not depend on each other keep their file order.
+    pub fn waves_in_order(&self) -> impl Iterator<Item = &Wave> {
+        self.wave_order.iter().map(|&index| &self.waves[index])
+    }
+
+    /// The wave with this name.
+    pub fn wave(&self, name: &str) -> Option<&Wave> {
+        self.waves.iter().find(|w| w.name == name)
+    }
+
+    /// Every server named in a wave, in dependency order of the waves.
+    pub fn servers(&self) -> Vec<ServerRef<'_>> {
+        self.waves_in_order()
+            .flat_map(|wave| {
+                wave.servers.iter().map(move |server| ServerRef {
+                    source_server_id: server,
+                    wave: &wave.name,
+                    optional: wave.is_optional(server),
+                })
+            })
+            .collect()
+    }
+
+    /// The side (account, region, credentials) named by `account`.
+    pub fn side(&self, account: Account) -> &Side {
+        match account {
+            Account::Source => &self.source,
+            Account::Target => &self.target,
+        }
+    }
+
+    pub fn rto(&self) -> Option<Duration> {
+        self.objectives.rto
+    }
+
+    pub fn rpo(&self) -> Option<Duration> {
+        self.objectives.rpo
+    }
+
+    /// Whether the runbook asks for an operator's approval before steps of this kind.
+    pub fn approval_required(&self, kind: StepKind) -> bool {
+        self.approvals.before.contains(&kind)
+    }
+
+    /// The load balancers switched for this wave.
+    pub fn load_balancers_of(&self, wave: &str) -> impl Iterator<Item = &LoadBalancer> {
+        self.load_balancers.iter().filter(move |lb| lb.wave == wave)
+    }
+}

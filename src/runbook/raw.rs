@@ -1,0 +1,152 @@
+//! The runbook as written: serde types mirroring the TOML, with the span of every value that
+//! validation checks, so that each problem names its line and column.
+//!
+//! Identifiers and enum-like values (`account`, `type`, step kinds) stay strings here: validation
+//! turns them into typed values and reports every bad one, where a serde enum would stop at the
+//! first. Sections are deserialized one by one (see `document`), so the top level is not a serde
+//! type.
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+use std::collections::BTreeMap;
+
+pub type Text = Spanned<String>;
+
+/// An element of an array of tables (`[[wave]]`), with its position in the file's array.
+#[derive(Debug)]
+pub struct Element<T> {
+    pub index: usize,
+    pub value: T,
+}
+
+/// The sections found in the file; `None` or missing elements where the file lacked them or
+/// they could not be read (already reported as problems).
+#[derive(Debug, Default)]
+pub struct RawRunbook {
+    pub name: Option<Text>,
+    pub description: Option<Text>,
+    pub objectives: Option<RawObjectives>,
+    pub source: Option<RawSide>,
+    pub target: Option<RawSide>,
+    pub waves: Vec<Element<RawWave>>,
+    pub load_balancers: Vec<Element<RawLoadBalancer>>,
+    pub dns: Vec<Element<RawDnsRecord>>,
+    pub approvals: Option<RawApprovals>,
+    pub cleanup: Option<RawCleanup>,
+    pub status: ReadStatus,
+}
+
+/// How complete the reading was.
+#[derive(Debug, Default)]
+pub struct ReadStatus {
+    /// Sections (`wave`, `source`, ...) of which some part could not be read at all: the checks
+    /// that refer to them are skipped, as they would report consequences instead of causes.
+    pub incomplete: std::collections::BTreeSet<String>,
+    /// Key paths dropped from otherwise readable sections because their value was malformed.
+    pub dropped_keys: Vec<String>,
+}
+
+impl ReadStatus {
+    /// Marks the section that `key` (e.g. `wave[2].servers`) belongs to as incomplete.
+    pub fn mark_incomplete(&mut self, key: &str) {
+        let section = key.split(['[', '.']).next().unwrap_or(key);
+        self.incomplete.insert(section.to_string());
+    }
+
+    pub fn is_complete(&self, section: &str) -> bool {
+        !self.incomplete.contains(section)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawObjectives {
+    #[serde(default)]
+    pub rto: Option<Text>,
+    #[serde(default)]
+    pub rpo: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSide {
+    pub account_id: Text,
+    pub region: Text,
+    #[serde(default)]
+    pub profile: Option<Text>,
+    #[serde(default)]
+    pub role_arn: Option<Text>,
+    #[serde(default)]
+    pub external_id: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWave {
+    pub name: Text,
+    #[serde(default)]
+    pub after: Vec<Text>,
+    #[serde(default)]
+    pub servers: Vec<Text>,
+    #[serde(default)]
+    pub select: Option<Spanned<RawSelect>>,
+    #[serde(default)]
+    pub optional: Vec<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSelect {
+    pub tags: Spanned<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLoadBalancer {
+    pub wave: Text,
+    pub target_group_arn: Text,
+    #[serde(default)]
+    pub failback_target_group_arn: Option<Text>,
+    #[serde(default)]
+    pub port: Option<Spanned<u16>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDnsRecord {
+    pub hosted_zone_id: Text,
+    pub account: Text,
+    pub name: Text,
+    #[serde(rename = "type")]
+    pub record_type: Text,
+    #[serde(default)]
+    pub ttl: Option<u32>,
+    pub points_to: Spanned<RawPointsTo>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPointsTo {
+    #[serde(default)]
+    pub wave: Option<Text>,
+    #[serde(default)]
+    pub load_balancer: Option<Text>,
+    #[serde(default)]
+    pub zone: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApprovals {
+    #[serde(default)]
+    pub before: Vec<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCleanup {
+    #[serde(default)]
+    pub terminate_recovery_instances: bool,
+    #[serde(default)]
+    pub stop_source_replication: bool,
+}

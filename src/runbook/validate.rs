@@ -1,0 +1,717 @@
+//! From the raw model to the validated [`Runbook`]: every check of DESIGN section 4, each
+//! problem recorded with its span, none stopping the others.
+//!
+//! Checks that refer across sections (a wave named by `after`, a load balancer or a DNS record)
+//! are skipped when the section they refer to could not be read, so the report lists causes,
+//! not their echoes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+
+use super::document::{did_you_mean, quoted_list};
+use super::duration::parse_duration;
+use super::formats::{
+    check_account_id, check_dns_name, check_external_id, check_hosted_zone_id, check_name,
+    check_region, check_source_server_id, parse_role_arn, parse_target_group_arn,
+};
+use super::model::{
+    Account, Approvals, Cleanup, Credentials, DnsRecord, LoadBalancer, Objectives, PointsTo,
+    RecordType, Runbook, Select, Side, StepKind, Wave,
+};
+use super::order::topological_order;
+use super::problem::Problems;
+use super::raw::{
+    Element, RawDnsRecord, RawLoadBalancer, RawRunbook, RawSide, RawWave, ReadStatus, Text,
+};
+
+/// Where a problem about something absent is reported: the top of the file.
+const FILE_START: Range<usize> = 0..0;
+
+/// Validates the raw runbook; `None` when any problem was found (all of them recorded).
+pub(super) fn validate(raw: RawRunbook, problems: &mut Problems<'_>) -> Option<Runbook> {
+    let status = &raw.status;
+    let name = runbook_name(raw.name.as_ref(), status, problems);
+    let description = raw.description.map(|d| d.into_inner());
+    let objectives = objectives(raw.objectives, problems);
+    let source = side("source", raw.source.as_ref(), status, problems);
+    let target = side("target", raw.target.as_ref(), status, problems);
+    let waves = waves(&raw.waves, status, problems);
+    let wave_order = wave_order(&raw.waves, status, problems);
+    let wave_names = WaveNames::new(&raw.waves, status);
+    let load_balancers = raw
+        .load_balancers
+        .iter()
+        .map(|lb| load_balancer(lb, &wave_names, source.as_ref(), target.as_ref(), problems))
+        .collect();
+    let dns = dns_records(&raw.dns, &wave_names, problems);
+    let approvals = approvals(raw.approvals.as_ref(), problems);
+    let cleanup = raw
+        .cleanup
+        .map(|c| Cleanup {
+            terminate_recovery_instances: c.terminate_recovery_instances,
+            stop_source_replication: c.stop_source_replication,
+        })
+        .unwrap_or_default();
+    if !problems.is_empty() {
+        return None;
+    }
+    Some(Runbook {
+        name: name?,
+        description,
+        objectives,
+        source: source?,
+        target: target?,
+        waves,
+        load_balancers,
+        dns,
+        approvals,
+        cleanup,
+        wave_order: wave_order?,
+    })
+}
+
+/// Records the problem of a value that failed a format check.
+fn check(problems: &mut Problems<'_>, key: &str, value: &Text, result: Result<(), String>) {
+    if let Err(message) = result {
+        problems.at(&value.span(), key, message);
+    }
+}
+
+fn runbook_name(
+    name: Option<&Text>,
+    status: &ReadStatus,
+    problems: &mut Problems<'_>,
+) -> Option<String> {
+    let Some(name) = name else {
+        if status.is_complete("name") {
+            problems.at(
+                &FILE_START,
+                "name",
+                "missing key `name`: the runbook needs a name (e.g. name = \"payments\")",
+            );
+        }
+        return None;
+    };
+    check(
+        problems,
+        "name",
+        name,
+        check_name(name.get_ref(), "runbook"),
+    );
+    Some(name.get_ref().clone())
+}
+
+fn objectives(raw: Option<super::raw::RawObjectives>, problems: &mut Problems<'_>) -> Objectives {
+    let Some(raw) = raw else {
+        return Objectives::default();
+    };
+    let mut duration = |key: &str, text: Option<Text>| {
+        let text = text?;
+        match parse_duration(text.get_ref()) {
+            Ok(duration) => Some(duration),
+            Err(error) => {
+                problems.at(&text.span(), key, format!("{:?}: {error}", text.get_ref()));
+                None
+            }
+        }
+    };
+    Objectives {
+        rto: duration("objectives.rto", raw.rto),
+        rpo: duration("objectives.rpo", raw.rpo),
+    }
+}
+
+fn side(
+    which: &str,
+    raw: Option<&RawSide>,
+    status: &ReadStatus,
+    problems: &mut Problems<'_>,
+) -> Option<Side> {
+    let Some(raw) = raw else {
+        if status.is_complete(which) {
+            let role = if which == "source" {
+                "where the servers run and where failback lands"
+            } else {
+                "the recovery account and region where DRS replicates"
+            };
+            problems.at(
+                &FILE_START,
+                which,
+                format!(
+                    "missing the [{which}] section: {role} (e.g. [{which}] account_id = \"111111111111\" region = \"us-east-1\")"
+                ),
+            );
+        }
+        return None;
+    };
+    let key = |field: &str| format!("{which}.{field}");
+    check(
+        problems,
+        &key("account_id"),
+        &raw.account_id,
+        check_account_id(raw.account_id.get_ref()),
+    );
+    check(
+        problems,
+        &key("region"),
+        &raw.region,
+        check_region(raw.region.get_ref()),
+    );
+    let credentials = match (&raw.profile, &raw.role_arn) {
+        (Some(_), Some(role_arn)) => {
+            problems.at(
+                &role_arn.span(),
+                key("role_arn"),
+                format!(
+                    "[{which}] sets both `profile` and `role_arn`: keep one (a profile can itself assume a role with role_arn in ~/.aws/config)"
+                ),
+            );
+            None
+        }
+        (Some(profile), None) => {
+            if profile.get_ref().trim().is_empty() {
+                problems.at(&profile.span(), key("profile"), "the profile name is empty (expected a profile of ~/.aws/config, e.g. \"payments-dr\")");
+            }
+            Some(Credentials::Profile(profile.get_ref().clone()))
+        }
+        (None, Some(role_arn)) => {
+            match parse_role_arn(role_arn.get_ref()) {
+                Ok(account)
+                    if account != *raw.account_id.get_ref()
+                        && check_account_id(raw.account_id.get_ref()).is_ok() =>
+                {
+                    problems.at(
+                        &role_arn.span(),
+                        key("role_arn"),
+                        format!(
+                            "the role is in account {account} but [{which}] is account {} (the role must be in the account it acts in)",
+                            raw.account_id.get_ref()
+                        ),
+                    );
+                }
+                Ok(_) => {}
+                Err(message) => problems.at(&role_arn.span(), key("role_arn"), message),
+            }
+            Some(Credentials::AssumeRole {
+                role_arn: role_arn.get_ref().clone(),
+                external_id: raw.external_id.as_ref().map(|e| e.get_ref().clone()),
+            })
+        }
+        (None, None) => Some(Credentials::DefaultChain),
+    };
+    if let Some(external_id) = &raw.external_id {
+        if raw.role_arn.is_none() {
+            problems.at(
+                &external_id.span(),
+                key("external_id"),
+                "`external_id` applies only when assuming a role: add `role_arn` or remove it",
+            );
+        } else {
+            check(
+                problems,
+                &key("external_id"),
+                external_id,
+                check_external_id(external_id.get_ref()),
+            );
+        }
+    }
+    Some(Side {
+        account_id: raw.account_id.get_ref().clone(),
+        region: raw.region.get_ref().clone(),
+        credentials: credentials?,
+    })
+}
+
+/// The names of the readable waves, for cross-references; `None` when some wave could not be
+/// read, in which case references are not checked.
+struct WaveNames(Option<Vec<String>>);
+
+impl WaveNames {
+    fn new(waves: &[Element<RawWave>], status: &ReadStatus) -> Self {
+        WaveNames(status.is_complete("wave").then(|| {
+            waves
+                .iter()
+                .map(|w| w.value.name.get_ref().clone())
+                .collect()
+        }))
+    }
+
+    /// Records a problem when `reference` names no wave.
+    fn check(&self, problems: &mut Problems<'_>, key: &str, reference: &Text, what: &str) {
+        let Some(names) = &self.0 else {
+            return;
+        };
+        let name = reference.get_ref();
+        if names.iter().any(|n| n == name) {
+            return;
+        }
+        let known: Vec<&str> = names.iter().map(String::as_str).collect();
+        let expected = if known.is_empty() {
+            "there are no [[wave]] sections".to_string()
+        } else {
+            format!("expected one of {}", quoted_list(&known))
+        };
+        problems.at(
+            &reference.span(),
+            key,
+            format!(
+                "{what} names the unknown wave {name:?}{} ({expected})",
+                did_you_mean(name, &known)
+            ),
+        );
+    }
+}
+
+fn waves(raw: &[Element<RawWave>], status: &ReadStatus, problems: &mut Problems<'_>) -> Vec<Wave> {
+    if raw.is_empty() && status.is_complete("wave") {
+        problems.at(
+            &FILE_START,
+            "wave",
+            "no [[wave]] section: a runbook recovers at least one wave (e.g. [[wave]] name = \"db\" servers = [\"s-1234567890abcdef0\"])",
+        );
+    }
+    // Where each wave name and each server was first seen, to report duplicates with a pointer.
+    let mut first_wave: HashMap<&str, usize> = HashMap::new();
+    let mut first_server: HashMap<&str, &str> = HashMap::new();
+    let mut waves = Vec::new();
+    for element in raw {
+        let wave = &element.value;
+        let prefix = format!("wave[{}]", element.index);
+        let name = wave.name.get_ref().as_str();
+        check(
+            problems,
+            &format!("{prefix}.name"),
+            &wave.name,
+            check_name(name, "wave"),
+        );
+        if let Some(first) = first_wave.insert(name, element.index) {
+            problems.at(
+                &wave.name.span(),
+                format!("{prefix}.name"),
+                format!("duplicate wave name {name:?} (wave[{first}] has it already; wave names must be unique)"),
+            );
+            first_wave.insert(name, first);
+        }
+        wave_servers(element, &mut first_server, problems);
+        wave_contents(element, status, problems);
+        waves.push(Wave {
+            name: name.to_string(),
+            after: wave.after.iter().map(|a| a.get_ref().clone()).collect(),
+            servers: wave.servers.iter().map(|s| s.get_ref().clone()).collect(),
+            select: wave.select.as_ref().map(|s| Select {
+                tags: s.get_ref().tags.get_ref().clone(),
+            }),
+            optional: wave.optional.iter().map(|s| s.get_ref().clone()).collect(),
+        });
+    }
+    waves
+}
+
+/// Server IDs, servers in two waves, optional servers outside the wave.
+fn wave_servers<'r>(
+    element: &'r Element<RawWave>,
+    first_server: &mut HashMap<&'r str, &'r str>,
+    problems: &mut Problems<'_>,
+) {
+    let wave = &element.value;
+    let prefix = format!("wave[{}]", element.index);
+    for (i, server) in wave.servers.iter().enumerate() {
+        let key = format!("{prefix}.servers[{i}]");
+        let id = server.get_ref().as_str();
+        if let Err(message) = check_source_server_id(id) {
+            problems.at(&server.span(), key, message);
+            continue;
+        }
+        if let Some(other) = first_server.insert(id, wave.name.get_ref()) {
+            let message = if other == wave.name.get_ref() {
+                format!("{id:?} is listed twice in wave {other:?}")
+            } else {
+                format!("{id:?} is already in wave {other:?}: a server belongs to one wave only")
+            };
+            problems.at(&server.span(), key, message);
+            first_server.insert(id, other);
+        }
+    }
+    for (i, server) in wave.optional.iter().enumerate() {
+        let key = format!("{prefix}.optional[{i}]");
+        let id = server.get_ref().as_str();
+        if let Err(message) = check_source_server_id(id) {
+            problems.at(&server.span(), key, message);
+        } else if !wave.servers.iter().any(|s| s.get_ref() == id) {
+            problems.at(
+                &server.span(),
+                key,
+                format!("{id:?} is optional but not among this wave's servers (add it to `servers` too, or remove it here)"),
+            );
+        }
+    }
+}
+
+/// A wave recovers something: servers listed or selected by tags.
+fn wave_contents(element: &Element<RawWave>, status: &ReadStatus, problems: &mut Problems<'_>) {
+    let wave = &element.value;
+    let prefix = format!("wave[{}]", element.index);
+    if let Some(select) = &wave.select {
+        let tags = &select.get_ref().tags;
+        if tags.get_ref().is_empty() {
+            problems.at(
+                &tags.span(),
+                format!("{prefix}.select.tags"),
+                "`select.tags` is empty, which would select nothing (e.g. select = { tags = { App = \"payments\", Tier = \"db\" } })",
+            );
+        }
+        for key in tags.get_ref().keys().filter(|k| k.is_empty()) {
+            problems.at(
+                &tags.span(),
+                format!("{prefix}.select.tags"),
+                format!("tag key {key:?} is empty"),
+            );
+        }
+    }
+    // A wave with an unreadable key (a typo such as `server`) is not judged on its contents:
+    // the unknown key is the cause, already reported.
+    let dropped = status
+        .dropped_keys
+        .iter()
+        .any(|key| key.starts_with(&format!("{prefix}.")));
+    if wave.servers.is_empty() && wave.select.is_none() && !dropped {
+        problems.at(
+            &wave.name.span(),
+            prefix,
+            format!(
+                "wave {:?} has neither `servers` nor `select` (e.g. servers = [\"s-1234567890abcdef0\"] or select = {{ tags = {{ App = \"payments\" }} }})",
+                wave.name.get_ref()
+            ),
+        );
+    }
+}
+
+/// The waves in dependency order; unknown `after` names and cycles are problems.
+fn wave_order(
+    raw: &[Element<RawWave>],
+    status: &ReadStatus,
+    problems: &mut Problems<'_>,
+) -> Option<Vec<usize>> {
+    if !status.is_complete("wave") {
+        return None;
+    }
+    let names = WaveNames::new(raw, status);
+    let mut index_of: HashMap<&str, usize> = HashMap::new();
+    for (position, element) in raw.iter().enumerate() {
+        index_of
+            .entry(element.value.name.get_ref())
+            .or_insert(position);
+    }
+    let mut depends_on = Vec::new();
+    for element in raw {
+        let mut dependencies = Vec::new();
+        for (i, after) in element.value.after.iter().enumerate() {
+            let key = format!("wave[{}].after[{i}]", element.index);
+            match index_of.get(after.get_ref().as_str()) {
+                Some(&index) => dependencies.push(index),
+                None => names.check(problems, &key, after, "`after`"),
+            }
+        }
+        depends_on.push(dependencies);
+    }
+    match topological_order(&depends_on) {
+        Ok(order) => Some(order),
+        Err(cycles) => {
+            for cycle in cycles {
+                report_cycle(raw, &cycle, problems);
+            }
+            None
+        }
+    }
+}
+
+fn report_cycle(raw: &[Element<RawWave>], cycle: &[usize], problems: &mut Problems<'_>) {
+    let name = |position: usize| raw[position].value.name.get_ref().as_str();
+    // Reported at the wave of the cycle written first in the file, on its `after` entry that
+    // closes the cycle: that entry most often points forward by mistake.
+    let k = (0..cycle.len()).min_by_key(|&k| cycle[k]).unwrap_or(0);
+    let wave = cycle[k];
+    let before = cycle[(k + cycle.len() - 1) % cycle.len()];
+    let element = &raw[wave];
+    let entry = element
+        .value
+        .after
+        .iter()
+        .enumerate()
+        .find(|(_, a)| a.get_ref() == name(before));
+    let (span, key) = match entry {
+        Some((i, after)) => (after.span(), format!("wave[{}].after[{i}]", element.index)),
+        None => (
+            element.value.name.span(),
+            format!("wave[{}]", element.index),
+        ),
+    };
+    let message = if cycle.len() == 1 {
+        format!(
+            "wave {:?} names itself in `after`: a wave cannot wait for itself",
+            name(wave)
+        )
+    } else {
+        let mut chain: Vec<&str> = cycle.iter().map(|&p| name(p)).collect();
+        chain.push(name(cycle[0]));
+        format!(
+            "the waves wait for each other in a cycle: {} (`a -> b`: b is after a); remove one of these `after` entries",
+            chain.join(" -> ")
+        )
+    };
+    problems.at(&span, key, message);
+}
+
+fn load_balancer(
+    element: &Element<RawLoadBalancer>,
+    waves: &WaveNames,
+    source: Option<&Side>,
+    target: Option<&Side>,
+    problems: &mut Problems<'_>,
+) -> LoadBalancer {
+    let lb = &element.value;
+    let prefix = format!("load_balancer[{}]", element.index);
+    waves.check(
+        problems,
+        &format!("{prefix}.wave"),
+        &lb.wave,
+        "this load balancer",
+    );
+    target_group(
+        problems,
+        &format!("{prefix}.target_group_arn"),
+        &lb.target_group_arn,
+        target,
+        Account::Target,
+    );
+    if let Some(failback) = &lb.failback_target_group_arn {
+        target_group(
+            problems,
+            &format!("{prefix}.failback_target_group_arn"),
+            failback,
+            source,
+            Account::Source,
+        );
+    }
+    if let Some(port) = &lb.port
+        && *port.get_ref() == 0
+    {
+        problems.at(
+            &port.span(),
+            format!("{prefix}.port"),
+            "port 0 is not a port (expected 1 to 65535, e.g. 443)",
+        );
+    }
+    LoadBalancer {
+        wave: lb.wave.get_ref().clone(),
+        target_group_arn: lb.target_group_arn.get_ref().clone(),
+        failback_target_group_arn: lb
+            .failback_target_group_arn
+            .as_ref()
+            .map(|a| a.get_ref().clone()),
+        port: lb.port.as_ref().map(|p| *p.get_ref()),
+    }
+}
+
+/// A target group ARN, which must be in the account and region of its side.
+fn target_group(
+    problems: &mut Problems<'_>,
+    key: &str,
+    arn: &Text,
+    side: Option<&Side>,
+    account: Account,
+) {
+    let parsed = match parse_target_group_arn(arn.get_ref()) {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            problems.at(&arn.span(), key, message);
+            return;
+        }
+    };
+    let Some(side) = side else {
+        return;
+    };
+    let side_is_valid =
+        check_account_id(&side.account_id).is_ok() && check_region(&side.region).is_ok();
+    if side_is_valid && (parsed.region != side.region || parsed.account_id != side.account_id) {
+        let which = account.as_str();
+        let field = key.rsplit('.').next().unwrap_or(key);
+        problems.at(
+            &arn.span(),
+            key,
+            format!(
+                "the target group is in {} (account {}) but `{field}` belongs to the {which} side, {} (account {}): use a target group of [{which}]",
+                parsed.region, parsed.account_id, side.region, side.account_id
+            ),
+        );
+    }
+}
+
+fn dns_records(
+    raw: &[Element<RawDnsRecord>],
+    waves: &WaveNames,
+    problems: &mut Problems<'_>,
+) -> Vec<DnsRecord> {
+    let mut seen: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    let mut records = Vec::new();
+    for element in raw {
+        let record = &element.value;
+        let prefix = format!("dns[{}]", element.index);
+        let key = |field: &str| format!("{prefix}.{field}");
+        check(
+            problems,
+            &key("hosted_zone_id"),
+            &record.hosted_zone_id,
+            check_hosted_zone_id(record.hosted_zone_id.get_ref()),
+        );
+        check(
+            problems,
+            &key("name"),
+            &record.name,
+            check_dns_name(record.name.get_ref()),
+        );
+        let account = match record.account.get_ref().as_str() {
+            "source" => Some(Account::Source),
+            "target" => Some(Account::Target),
+            other => {
+                problems.at(
+                    &record.account.span(),
+                    key("account"),
+                    format!("{other:?} is not a side (expected \"source\" or \"target\": whose credentials own the hosted zone)"),
+                );
+                None
+            }
+        };
+        let record_type = RecordType::from_name(record.record_type.get_ref());
+        if record_type.is_none() {
+            problems.at(
+                &record.record_type.span(),
+                key("type"),
+                format!(
+                    "{:?} is not a record type a cutover can write (expected \"A\", \"AAAA\" or \"CNAME\")",
+                    record.record_type.get_ref()
+                ),
+            );
+        }
+        let points_to = points_to(record, &prefix, record_type, waves, problems);
+        let identity = (
+            record.hosted_zone_id.get_ref().clone(),
+            record
+                .name
+                .get_ref()
+                .trim_end_matches('.')
+                .to_ascii_lowercase(),
+            record.record_type.get_ref().clone(),
+        );
+        if let Some(first) = seen.insert(identity, element.index) {
+            problems.at(
+                &record.name.span(),
+                key("name"),
+                format!("dns[{first}] already cuts over this record (same zone, name and type): keep one"),
+            );
+        }
+        if let (Some(account), Some(record_type), Some(points_to)) =
+            (account, record_type, points_to)
+        {
+            records.push(DnsRecord {
+                hosted_zone_id: record.hosted_zone_id.get_ref().clone(),
+                account,
+                name: record.name.get_ref().clone(),
+                record_type,
+                ttl: record.ttl,
+                points_to,
+            });
+        }
+    }
+    records
+}
+
+/// `points_to`: exactly one of a wave and a load balancer (with its zone).
+fn points_to(
+    record: &RawDnsRecord,
+    prefix: &str,
+    record_type: Option<RecordType>,
+    waves: &WaveNames,
+    problems: &mut Problems<'_>,
+) -> Option<PointsTo> {
+    let target = record.points_to.get_ref();
+    let span = record.points_to.span();
+    let key = format!("{prefix}.points_to");
+    match (&target.wave, &target.load_balancer) {
+        (Some(_), Some(_)) | (None, None) => {
+            problems.at(
+                &span,
+                key,
+                "set exactly one of `wave` and `load_balancer` (e.g. points_to = { wave = \"app\" } or points_to = { load_balancer = \"my-alb-123.us-west-2.elb.amazonaws.com\", zone = \"Z1H1FL5HABSF5\" })",
+            );
+            None
+        }
+        (Some(wave), None) => {
+            waves.check(problems, &format!("{key}.wave"), wave, "this record");
+            if let Some(zone) = &target.zone {
+                problems.at(&zone.span(), format!("{key}.zone"), "`zone` applies only with `load_balancer` (the load balancer's hosted zone): remove it");
+            }
+            if record_type == Some(RecordType::Cname) {
+                problems.at(
+                    &record.record_type.span(),
+                    format!("{prefix}.type"),
+                    "a CNAME cannot point at a wave's instances (they are IP addresses): use type \"A\"",
+                );
+            }
+            Some(PointsTo::Wave(wave.get_ref().clone()))
+        }
+        (None, Some(dns_name)) => {
+            check(
+                problems,
+                &format!("{key}.load_balancer"),
+                dns_name,
+                check_dns_name(dns_name.get_ref()),
+            );
+            let Some(zone) = &target.zone else {
+                problems.at(
+                    &span,
+                    key,
+                    "`load_balancer` needs `zone`, the load balancer's canonical hosted zone ID (e.g. zone = \"Z1H1FL5HABSF5\")",
+                );
+                return None;
+            };
+            check(
+                problems,
+                &format!("{key}.zone"),
+                zone,
+                check_hosted_zone_id(zone.get_ref()),
+            );
+            Some(PointsTo::LoadBalancer {
+                dns_name: dns_name.get_ref().clone(),
+                zone: zone.get_ref().clone(),
+            })
+        }
+    }
+}
+
+fn approvals(raw: Option<&super::raw::RawApprovals>, problems: &mut Problems<'_>) -> Approvals {
+    let mut before = Vec::new();
+    let known: Vec<&str> = StepKind::ALL.iter().map(|k| k.as_str()).collect();
+    for (i, name) in raw
+        .map(|a| a.before.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        match StepKind::from_name(name.get_ref()) {
+            Some(kind) if !before.contains(&kind) => before.push(kind),
+            Some(_) => {}
+            None => problems.at(
+                &name.span(),
+                format!("approvals.before[{i}]"),
+                format!(
+                    "{:?} is not a step kind{} (expected one of {})",
+                    name.get_ref(),
+                    did_you_mean(name.get_ref(), &known),
+                    quoted_list(&known)
+                ),
+            ),
+        }
+    }
+    Approvals { before }
+}
