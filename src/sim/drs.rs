@@ -13,20 +13,13 @@ pub fn operation_of(req: &SimRequest) -> Result<String, Reply> {
 }
 
 pub fn error_reply(code: &str, message: &str, request_id: &str) -> Reply {
-    Reply::json(
-        400,
-        &serde_json::json!({"__type": code, "message": message}),
-    )
-    .with_header("x-amzn-ErrorType", code)
-    .with_header("x-amzn-RequestId", request_id)
+    Reply::json(400, &serde_json::json!({"__type": code, "message": message}))
+        .with_header("x-amzn-ErrorType", code)
+        .with_header("x-amzn-RequestId", request_id)
 }
 
 pub fn handle(ctx: &mut Ctx<'_>, operation: &str, _req: &SimRequest) -> Outcome {
-    Outcome::read(error_reply(
-        "ValidationException",
-        operation,
-        ctx.request_id,
-    ))
+    Outcome::read(error_reply("ValidationException", operation, ctx.request_id))
 }
 
 pub fn advance(_world: &mut World, _now: DateTime<Utc>, _faults: &[Fault]) {}

@@ -45,11 +45,7 @@ pub fn seed(world: &mut World, runbook: &Runbook, now: DateTime<Utc>) -> SeedSum
         for server in &wave.servers {
             let instance_id = source_instance_id(server);
             if world.ec2.get(&instance_id).is_none() {
-                let hostname = format!(
-                    "{}-{}",
-                    wave.name,
-                    &server[server.len().saturating_sub(6)..]
-                );
+                let hostname = format!("{}-{}", wave.name, &server[server.len().saturating_sub(6)..]);
                 // Seeded sources have been running for a while already.
                 let since = now - chrono::Duration::days(30);
                 world.ec2.launch(
@@ -128,15 +124,7 @@ pub fn seed(world: &mut World, runbook: &Runbook, now: DateTime<Utc>) -> SeedSum
         let name = absolute(&record.name);
         let created = if let Some(dns_name) = &record.points_to.load_balancer {
             let zone = record.points_to.zone.clone().unwrap_or_default();
-            route53::seed_alias_record(
-                world,
-                &account,
-                &record.hosted_zone_id,
-                &name,
-                &record.record_type,
-                dns_name,
-                &zone,
-            )
+            route53::seed_alias_record(world, &account, &record.hosted_zone_id, &name, &record.record_type, dns_name, &zone)
         } else {
             let wave = record.points_to.wave.as_deref().unwrap_or_default();
             let values = wave_ips(world, wave);
@@ -196,10 +184,7 @@ mod tests {
 
     #[test]
     fn zone_names_are_the_common_parent() {
-        assert_eq!(
-            zone_name(&["api.payments.example.com."]),
-            "payments.example.com."
-        );
+        assert_eq!(zone_name(&["api.payments.example.com."]), "payments.example.com.");
         assert_eq!(
             zone_name(&["api.payments.example.com.", "www.payments.example.com"]),
             "payments.example.com."
