@@ -6,3 +6,4 @@ mod support;
 mod sim_control;
 mod sim_route53_elbv2;
 mod sim_awscli_xml;
+mod moto_parity;
