@@ -28,6 +28,7 @@ pub mod route53;
 pub mod seed;
 pub mod stats;
 pub mod wire;
+pub mod xml;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

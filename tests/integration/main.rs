@@ -5,3 +5,6 @@ mod support;
 
 mod runbook_validate;
 mod sim_control;
+mod sim_route53_elbv2;
+mod sim_awscli_xml;
+mod moto_parity;

@@ -1,0 +1,592 @@
+//! Route 53 state (hosted zones, record sets, changes) and the rules of a change batch.
+//!
+//! Invariants:
+//! - Zone and change IDs are stored bare (`Z...`, `C...`); the wire adds `/hostedzone/` and
+//!   `/change/`.
+//! - Record names are stored absolute and lowercase (`api.example.com.`), and a zone's record
+//!   sets are kept in the order Route 53 lists them ([`RecordSet::order_key`]).
+//! - A change batch is all or nothing: it is applied to a copy of the zone's record sets and
+//!   only committed when every change is valid.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// Route 53 state of one account.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Route53Account {
+    /// Hosted zones by bare ID.
+    #[serde(default)]
+    pub zones: BTreeMap<String, HostedZone>,
+    /// Changes by bare ID.
+    #[serde(default)]
+    pub changes: BTreeMap<String, Change>,
+}
+
+/// One public or private hosted zone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostedZone {
+    pub id: String,
+    /// Absolute, lowercase: `payments.example.com.`.
+    pub name: String,
+    pub caller_reference: String,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub private_zone: bool,
+    pub created_at: DateTime<Utc>,
+    pub name_servers: Vec<String>,
+    /// In Route 53 listing order.
+    pub records: Vec<RecordSet>,
+}
+
+/// One resource record set (plain or alias).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordSet {
+    pub name: String,
+    pub record_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_identifier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_value_answer: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<AliasTarget>,
+}
+
+/// The target of an alias record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliasTarget {
+    pub hosted_zone_id: String,
+    /// Absolute, lowercase.
+    pub dns_name: String,
+    pub evaluate_target_health: bool,
+}
+
+/// A submitted change (of records, or the creation of a zone).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Change {
+    pub id: String,
+    pub zone_id: String,
+    pub status: ChangeStatus,
+    pub submitted_at: DateTime<Utc>,
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// `PENDING` until the change has propagated to every Route 53 name server, then `INSYNC`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ChangeStatus {
+    Pending,
+    Insync,
+}
+
+impl ChangeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeStatus::Pending => "PENDING",
+            ChangeStatus::Insync => "INSYNC",
+        }
+    }
+}
+
+/// How long a change takes to propagate (Route 53 documents "generally within 60 seconds").
+pub const PROPAGATION: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// The record types Route 53 accepts.
+pub const RECORD_TYPES: &[&str] = &[
+    "A", "AAAA", "CAA", "CNAME", "DS", "HTTPS", "MX", "NAPTR", "NS", "PTR", "SOA", "SPF", "SRV",
+    "SSHFP", "SVCB", "TLSA", "TXT",
+];
+
+/// A DNS name as Route 53 stores it: lowercase, absolute, `\052` read as `*`.
+pub fn normalize_name(name: &str) -> String {
+    let name = name.trim().replace("\\052", "*").to_ascii_lowercase();
+    if name.ends_with('.') {
+        name
+    } else {
+        format!("{name}.")
+    }
+}
+
+/// A DNS name as Route 53 returns it (`*` escaped as `\052`).
+pub fn wire_name(name: &str) -> String {
+    name.replace('*', "\\052")
+}
+
+/// Whether `name` is the zone apex or below it.
+pub fn in_zone(name: &str, zone: &str) -> bool {
+    name == zone || name.ends_with(&format!(".{zone}"))
+}
+
+impl RecordSet {
+    /// The key Route 53 lists record sets by: the name with its labels reversed
+    /// (`com`, `example`, `api`), then the type, then the set identifier.
+    pub fn order_key(&self) -> (Vec<String>, String, String) {
+        order_key(
+            &self.name,
+            &self.record_type,
+            self.set_identifier.as_deref().unwrap_or(""),
+        )
+    }
+
+    /// Whether this set and `other` are the same record set (name, type, set identifier).
+    pub fn same_set(&self, other: &RecordSet) -> bool {
+        self.name == other.name
+            && self.record_type == other.record_type
+            && self.set_identifier == other.set_identifier
+    }
+
+    /// Whether `other` describes this set exactly, as a DELETE must.
+    pub fn same_values(&self, other: &RecordSet) -> bool {
+        let mut mine = self.values.clone();
+        let mut theirs = other.values.clone();
+        mine.sort();
+        theirs.sort();
+        self.same_set(other)
+            && self.ttl == other.ttl
+            && mine == theirs
+            && self.alias == other.alias
+            && self.weight == other.weight
+            && self.region == other.region
+            && self.failover == other.failover
+            && self.multi_value_answer == other.multi_value_answer
+            && self.health_check_id == other.health_check_id
+    }
+
+    /// `[name='api.example.com.', type='A']` as Route 53 names a set in its messages.
+    pub fn describe(&self) -> String {
+        match &self.set_identifier {
+            Some(id) => format!(
+                "[name='{}', type='{}', set-identifier='{}']",
+                wire_name(&self.name),
+                self.record_type,
+                id
+            ),
+            None => format!(
+                "[name='{}', type='{}']",
+                wire_name(&self.name),
+                self.record_type
+            ),
+        }
+    }
+}
+
+/// See [`RecordSet::order_key`].
+pub fn order_key(
+    name: &str,
+    record_type: &str,
+    set_identifier: &str,
+) -> (Vec<String>, String, String) {
+    let labels = name
+        .trim_end_matches('.')
+        .split('.')
+        .rev()
+        .map(str::to_string)
+        .collect();
+    (labels, record_type.to_string(), set_identifier.to_string())
+}
+
+/// One change of a batch, as parsed from the request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordChange {
+    pub action: Action,
+    pub record: RecordSet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Delete,
+    Upsert,
+}
+
+impl Action {
+    pub fn parse(text: &str) -> Option<Action> {
+        match text {
+            "CREATE" => Some(Action::Create),
+            "DELETE" => Some(Action::Delete),
+            "UPSERT" => Some(Action::Upsert),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "CREATE",
+            Action::Delete => "DELETE",
+            Action::Upsert => "UPSERT",
+        }
+    }
+}
+
+/// Applies a batch to a copy of the zone's record sets. Returns the new record sets, or every
+/// reason the batch is invalid, worded as Route 53 words them (it reports all of them at once).
+pub fn apply_batch(
+    zone: &HostedZone,
+    changes: &[RecordChange],
+) -> Result<Vec<RecordSet>, Vec<String>> {
+    let mut records = zone.records.clone();
+    let mut problems = Vec::new();
+    for change in changes {
+        if let Err(problem) = apply_one(zone, &mut records, change) {
+            problems.push(problem);
+        }
+    }
+    if problems.is_empty() {
+        records.sort_by_key(RecordSet::order_key);
+        Ok(records)
+    } else {
+        Err(problems)
+    }
+}
+
+fn apply_one(
+    zone: &HostedZone,
+    records: &mut Vec<RecordSet>,
+    change: &RecordChange,
+) -> Result<(), String> {
+    let record = &change.record;
+    if !in_zone(&record.name, &zone.name) {
+        return Err(format!(
+            "RRSet with DNS name {} is not permitted in zone {}",
+            wire_name(&record.name),
+            wire_name(&zone.name)
+        ));
+    }
+    let existing = records.iter().position(|r| r.same_set(record));
+    let apex = record.name == zone.name;
+    match change.action {
+        Action::Create => {
+            if existing.is_some() {
+                return Err(format!(
+                    "Tried to create resource record set {} but it already exists",
+                    record.describe()
+                ));
+            }
+            check_cname_conflict(zone, records, record)?;
+            records.push(record.clone());
+        }
+        Action::Upsert => {
+            if apex && record.record_type == "SOA" && existing.is_none() {
+                return Err("A HostedZone must contain exactly one SOA record.".to_string());
+            }
+            check_cname_conflict(zone, records, record)?;
+            match existing {
+                Some(i) => records[i] = record.clone(),
+                None => records.push(record.clone()),
+            }
+        }
+        Action::Delete => {
+            let Some(i) = existing else {
+                return Err(format!(
+                    "Tried to delete resource record set {} but it was not found",
+                    record.describe()
+                ));
+            };
+            if !records[i].same_values(record) {
+                return Err(format!(
+                    "Tried to delete resource record set {} but the values provided do not match the current values",
+                    record.describe()
+                ));
+            }
+            if apex && record.record_type == "SOA" {
+                return Err("A HostedZone must contain exactly one SOA record.".to_string());
+            }
+            if apex && record.record_type == "NS" {
+                return Err(
+                    "A HostedZone must contain at least one NS record for the zone itself."
+                        .to_string(),
+                );
+            }
+            records.remove(i);
+        }
+    }
+    Ok(())
+}
+
+/// A CNAME cannot share its name with any other record set.
+fn check_cname_conflict(
+    zone: &HostedZone,
+    records: &[RecordSet],
+    record: &RecordSet,
+) -> Result<(), String> {
+    let others = records
+        .iter()
+        .filter(|r| r.name == record.name && !r.same_set(record));
+    for other in others {
+        if record.record_type == "CNAME" && other.record_type != "CNAME" {
+            return Err(format!(
+                "RRSet of type CNAME with DNS name {} is not permitted as it conflicts with other records with the same DNS name in zone {}",
+                wire_name(&record.name),
+                wire_name(&zone.name)
+            ));
+        }
+        if record.record_type != "CNAME" && other.record_type == "CNAME" {
+            return Err(format!(
+                "RRSet of type {} with DNS name {} is not permitted because a conflicting RRSet of type CNAME with the same DNS name already exists in zone {}",
+                record.record_type,
+                wire_name(&record.name),
+                wire_name(&zone.name)
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl HostedZone {
+    /// A new zone with the SOA and NS record sets Route 53 creates with every zone.
+    pub fn new(
+        id: &str,
+        name: &str,
+        caller_reference: &str,
+        comment: Option<String>,
+        now: DateTime<Utc>,
+    ) -> HostedZone {
+        let name = normalize_name(name);
+        let name_servers = name_servers_for(id);
+        let soa = RecordSet {
+            ttl: Some(900),
+            values: vec![format!(
+                "{} awsdns-hostmaster.amazon.com. 1 7200 900 1209600 86400",
+                name_servers[0]
+            )],
+            ..plain(&name, "SOA")
+        };
+        let ns = RecordSet {
+            ttl: Some(172800),
+            values: name_servers.clone(),
+            ..plain(&name, "NS")
+        };
+        let mut records = vec![ns, soa];
+        records.sort_by_key(RecordSet::order_key);
+        HostedZone {
+            id: id.to_string(),
+            name,
+            caller_reference: caller_reference.to_string(),
+            comment,
+            private_zone: false,
+            created_at: now,
+            name_servers,
+            records,
+        }
+    }
+}
+
+/// An empty record set of a name and type.
+pub fn plain(name: &str, record_type: &str) -> RecordSet {
+    RecordSet {
+        name: name.to_string(),
+        record_type: record_type.to_string(),
+        set_identifier: None,
+        weight: None,
+        region: None,
+        failover: None,
+        multi_value_answer: None,
+        health_check_id: None,
+        ttl: None,
+        values: Vec::new(),
+        alias: None,
+    }
+}
+
+/// Four name servers in the four Route 53 TLDs, derived from the zone ID so that they are
+/// stable across restarts and seedings.
+fn name_servers_for(zone_id: &str) -> Vec<String> {
+    let digest = Sha256::digest(zone_id.as_bytes());
+    let n = |i: usize| u16::from_be_bytes([digest[2 * i], digest[2 * i + 1]]);
+    vec![
+        format!("ns-{}.awsdns-{:02}.com.", n(0) % 512, n(4) % 64),
+        format!("ns-{}.awsdns-{:02}.net.", 512 + n(1) % 512, n(5) % 64),
+        format!("ns-{}.awsdns-{:02}.org.", 1024 + n(2) % 512, n(6) % 64),
+        format!("ns-{}.awsdns-{:02}.co.uk.", 1536 + n(3) % 512, n(7) % 64),
+    ]
+}
+
+/// A Route 53 style ID: a prefix letter and uppercase letters and digits (21 characters).
+pub fn new_id(prefix: char, rng: &mut impl rand::Rng) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut id = String::from(prefix);
+    id.push('0');
+    for _ in 0..19 {
+        id.push(ALPHABET[rng.random_range(0..ALPHABET.len())] as char);
+    }
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zone() -> HostedZone {
+        HostedZone::new("Z0TEST", "example.com", "ref", None, Utc::now())
+    }
+
+    fn a(name: &str, ip: &str) -> RecordSet {
+        RecordSet {
+            ttl: Some(60),
+            values: vec![ip.to_string()],
+            ..plain(&normalize_name(name), "A")
+        }
+    }
+
+    #[test]
+    fn new_zones_have_ns_then_soa_at_the_apex() {
+        let z = zone();
+        let kinds: Vec<_> = z.records.iter().map(|r| r.record_type.as_str()).collect();
+        assert_eq!(kinds, ["NS", "SOA"]);
+        assert_eq!(z.records[0].values.len(), 4);
+        assert_eq!(z.name, "example.com.");
+    }
+
+    #[test]
+    fn records_are_ordered_by_reversed_labels_then_type() {
+        let mut z = zone();
+        let batch = vec![
+            RecordChange {
+                action: Action::Create,
+                record: a("b.example.com", "10.0.0.2"),
+            },
+            RecordChange {
+                action: Action::Create,
+                record: a("a.b.example.com", "10.0.0.3"),
+            },
+            RecordChange {
+                action: Action::Create,
+                record: a("a-b.example.com", "10.0.0.4"),
+            },
+        ];
+        z.records = apply_batch(&z, &batch).unwrap();
+        let names: Vec<_> = z
+            .records
+            .iter()
+            .map(|r| (r.name.as_str(), r.record_type.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("example.com.", "NS"),
+                ("example.com.", "SOA"),
+                ("a-b.example.com.", "A"),
+                ("b.example.com.", "A"),
+                ("a.b.example.com.", "A"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_batch_with_one_bad_change_changes_nothing_and_reports_every_problem() {
+        let mut z = zone();
+        z.records = apply_batch(
+            &z,
+            &[RecordChange {
+                action: Action::Create,
+                record: a("api.example.com", "10.0.0.1"),
+            }],
+        )
+        .unwrap();
+        let problems = apply_batch(
+            &z,
+            &[
+                RecordChange {
+                    action: Action::Upsert,
+                    record: a("www.example.com", "10.0.0.9"),
+                },
+                RecordChange {
+                    action: Action::Create,
+                    record: a("api.example.com", "10.0.0.2"),
+                },
+                RecordChange {
+                    action: Action::Delete,
+                    record: a("gone.example.com", "10.0.0.3"),
+                },
+                RecordChange {
+                    action: Action::Delete,
+                    record: a("api.example.com", "10.0.0.4"),
+                },
+                RecordChange {
+                    action: Action::Create,
+                    record: a("api.other.com", "10.0.0.5"),
+                },
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(
+            problems,
+            [
+                "Tried to create resource record set [name='api.example.com.', type='A'] but it already exists",
+                "Tried to delete resource record set [name='gone.example.com.', type='A'] but it was not found",
+                "Tried to delete resource record set [name='api.example.com.', type='A'] but the values provided do not match the current values",
+                "RRSet with DNS name api.other.com. is not permitted in zone example.com.",
+            ]
+        );
+    }
+
+    #[test]
+    fn delete_then_create_in_one_batch_is_a_replacement() {
+        let mut z = zone();
+        z.records = apply_batch(
+            &z,
+            &[RecordChange {
+                action: Action::Create,
+                record: a("api.example.com", "10.0.0.1"),
+            }],
+        )
+        .unwrap();
+        let records = apply_batch(
+            &z,
+            &[
+                RecordChange {
+                    action: Action::Delete,
+                    record: a("api.example.com", "10.0.0.1"),
+                },
+                RecordChange {
+                    action: Action::Create,
+                    record: a("api.example.com", "10.0.0.2"),
+                },
+            ],
+        )
+        .unwrap();
+        let api = records
+            .iter()
+            .find(|r| r.name == "api.example.com.")
+            .unwrap();
+        assert_eq!(api.values, ["10.0.0.2"]);
+    }
+
+    #[test]
+    fn the_apex_soa_and_ns_cannot_be_deleted() {
+        let z = zone();
+        let ns = z.records[0].clone();
+        let problems = apply_batch(
+            &z,
+            &[RecordChange {
+                action: Action::Delete,
+                record: ns,
+            }],
+        )
+        .unwrap_err();
+        assert!(
+            problems[0].contains("at least one NS record"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn wildcards_are_escaped_on_the_wire() {
+        assert_eq!(normalize_name("\\052.Example.com"), "*.example.com.");
+        assert_eq!(wire_name("*.example.com."), "\\052.example.com.");
+    }
+}
