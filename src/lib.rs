@@ -7,6 +7,8 @@
 //!
 //! - [`cli`]: clap definitions and one file per command; parse, call the library, render.
 //! - [`runbook`]: the runbook file model (serde) and its validation, every problem with file:line.
+//! - [`store`]: the run store (SQLite via sqlx): runs, steps, effects, the audit hash chain,
+//!   leases and claims; free functions that compose inside one transaction.
 //! - [`sim`]: the simulated AWS cloud, an HTTP server that speaks the real wire protocols of DRS
 //!   (restJson1), Route 53 (restXml) and ELBv2 (awsQuery), with a JSON control API under `/_sim/`.
 //!
@@ -18,3 +20,4 @@ pub mod cli;
 pub mod engine;
 pub mod runbook;
 pub mod sim;
+pub mod store;

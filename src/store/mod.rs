@@ -1,0 +1,810 @@
+//! The run store: SQLite through sqlx, one file per table, migrations in `migrations/`.
+//!
+//! ```text
+//!   Database::open(path)        create the file 0600, WAL, synchronous=FULL, foreign keys,
+//!        │                      busy timeout, then run the embedded forward-only migrations
+//!        ▼
+//!   db.begin()  ──►  BEGIN IMMEDIATE transaction  ──►  runs:: steps:: effects:: events::
+//!                                                      leases:: claims::   (free functions over
+//!                                                      &mut SqliteConnection)  ──► commit
+//! ```
+//!
+//! Invariants (DESIGN section 6):
+//! - Every function takes `&mut SqliteConnection` and never commits: the caller composes a step
+//!   transition, its effect and its audit event in one transaction ([`Database::begin`]).
+//! - Write transactions start with `BEGIN IMMEDIATE`, so two processes serialise on the write
+//!   lock at `begin` (waiting up to the busy timeout) instead of failing later with
+//!   `SQLITE_BUSY` when a read lock cannot be upgraded.
+//! - Every timestamp is passed in by the caller (`now`, `at`): in `--sim` mode the engine records
+//!   simulated time. Timestamps are stored as fixed-width RFC 3339 UTC text with microseconds
+//!   (`2025-01-02T03:04:05.123456Z`), so text order is time order and indexes on them work.
+//! - Persisted states are plain enums stored as snake_case TEXT with a `CHECK` in the schema.
+//! - Credentials never reach the database: requests, outputs and event data hold identifiers
+//!   and parameters only.
+//!
+//! Queries are runtime queries (`sqlx::query`, `query_as`) rather than the `query!` macros:
+//! the macros need either a live database at build time or a committed `.sqlx/` offline cache
+//! that must be regenerated on every schema or query change. With runtime queries there is
+//! nothing to keep in sync; instead every query is exercised by a unit test in its module
+//! against a real temporary database with the real migrations.
+
+pub mod claims;
+pub mod effects;
+pub mod events;
+pub mod leases;
+pub mod runs;
+pub mod steps;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+
+pub use effects::{Effect, EffectState, NewEffect};
+pub use events::{BreakReason, ChainBreak, Event, VerifiedChain};
+pub use leases::{Lease, LeaseHolder};
+pub use runs::{ClockKind, Finish, Mode, NewRun, Operation, Run, RunFilter, RunStatus, RunSummary};
+pub use steps::{NewStep, Step, StepStatus};
+
+/// How long a connection waits for another process's write lock before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The migrations in `migrations/`, embedded at build time.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The run database: a pool of SQLite connections opened with the pragmas of DESIGN section 6.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl Database {
+    /// Opens (creating if missing, with mode 0600 and private parent directories) the database
+    /// at `path` and brings its schema up to date.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Database, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        create_private_file(&path)?;
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        // SQLite serialises writers anyway; a few connections let readers (status, history)
+        // proceed beside the driver's write transactions under WAL.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|source| open_error(&path, source))?;
+        ensure_ours(&pool, &path).await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|source| migrate_error(&path, source))?;
+        Ok(Database { pool, path })
+    }
+
+    /// The connection pool, for reads that need no transaction.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Where the database file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Starts a write transaction (`BEGIN IMMEDIATE`, see the module invariants). Pass
+    /// `&mut *tx` to the store functions, then `tx.commit()`; dropping it rolls back.
+    pub async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|source| {
+                StoreError::query(
+                    source,
+                    format!("begin a transaction on {}", self.path.display()),
+                )
+            })
+    }
+
+    /// Closes every connection (checkpointing the WAL).
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+}
+
+/// Creates the database file with mode 0600 (and missing parent directories with 0700) before
+/// SQLite opens it: SQLite would create it with the umask, and the WAL and shared-memory files
+/// it creates later copy the main file's permissions. An existing file is left as it is.
+fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|source| StoreError::CreateDir {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::CreateFile {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Refuses a SQLite file that holds tables but was never migrated by drs-runbook, rather than
+/// adding our tables to someone else's database.
+async fn ensure_ours(pool: &SqlitePool, path: &Path) -> Result<(), StoreError> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        r#"SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"#,
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|source| open_error(path, source))?;
+    let has = |name: &str| tables.iter().any(|t| t == name);
+    // Only `_sqlx_migrations`: a first open that stopped before migration 1 committed.
+    let ours = tables.is_empty() || (has("_sqlx_migrations") && (has("runs") || tables.len() == 1));
+    if ours {
+        Ok(())
+    } else {
+        Err(StoreError::NotOurs {
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+fn open_error(path: &Path, source: sqlx::Error) -> StoreError {
+    match sqlite_code(&source) {
+        Some(SQLITE_NOTADB) => StoreError::NotOurs {
+            path: path.to_path_buf(),
+        },
+        Some(SQLITE_BUSY | SQLITE_LOCKED) => StoreError::Locked {
+            action: format!("open {}", path.display()),
+            source,
+        },
+        _ => StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
+fn migrate_error(path: &Path, source: sqlx::migrate::MigrateError) -> StoreError {
+    use sqlx::migrate::MigrateError;
+    match source {
+        MigrateError::VersionMissing(version) => StoreError::UnknownMigration {
+            path: path.to_path_buf(),
+            version,
+        },
+        MigrateError::Execute(e)
+            if matches!(sqlite_code(&e), Some(SQLITE_BUSY | SQLITE_LOCKED)) =>
+        {
+            StoreError::Locked {
+                action: format!("migrate {}", path.display()),
+                source: e,
+            }
+        }
+        source => StoreError::Migrate {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
+// SQLite primary result codes (the low byte of an extended code).
+const SQLITE_BUSY: i64 = 5;
+const SQLITE_LOCKED: i64 = 6;
+const SQLITE_NOTADB: i64 = 26;
+
+/// The primary SQLite result code of a database error, if it is one.
+fn sqlite_code(error: &sqlx::Error) -> Option<i64> {
+    let code = error.as_database_error()?.code()?;
+    code.parse::<i64>().ok().map(|extended| extended & 0xff)
+}
+
+/// Errors of the run store. Messages fit "failed to ..." and end with what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "failed to create the directory {path} for the run database (hint: check its permissions, or pass --db PATH)"
+    )]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "failed to create the run database {path} (hint: check the directory's permissions, or pass --db PATH)"
+    )]
+    CreateFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to open the run database {path} (hint: check the file, or pass --db PATH)")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("{path} is not a drs-runbook database (hint: pass --db PATH to use another file)")]
+    NotOurs { path: PathBuf },
+    #[error(
+        "the run database {path} has migration {version}, which this drs-runbook does not know (hint: it was written by a newer drs-runbook; upgrade, or pass --db PATH)"
+    )]
+    UnknownMigration { path: PathBuf, version: i64 },
+    #[error(
+        "failed to migrate the run database {path} (hint: restore it from a backup, or pass --db PATH to start a new one)"
+    )]
+    Migrate {
+        path: PathBuf,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error(
+        "failed to {action}: the database is locked by another process (hint: wait for the other drs-runbook to finish, then retry)"
+    )]
+    Locked {
+        action: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("failed to {action}")]
+    Query {
+        action: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("run {run_id} not found (hint: `drs-runbook history` lists the runs)")]
+    RunNotFound { run_id: RunId },
+    #[error(
+        "step {key} of run {run_id} not found (hint: `drs-runbook show {run_id}` lists its steps)"
+    )]
+    StepNotFound { run_id: RunId, key: String },
+    #[error("step {key} of run {run_id} depends on {depends_on}, which is not a step of the run")]
+    UnknownDependency {
+        run_id: RunId,
+        key: String,
+        depends_on: String,
+    },
+    #[error(
+        "step {key} of run {run_id} is {status}, not waiting for approval (hint: `drs-runbook status {run_id}` shows which step waits)"
+    )]
+    NotWaitingApproval {
+        run_id: RunId,
+        key: String,
+        status: StepStatus,
+    },
+    #[error(
+        "step {key} of run {run_id} is {status} and cannot be skipped (hint: only pending, failed, cancelled or waiting steps can be skipped)"
+    )]
+    NotSkippable {
+        run_id: RunId,
+        key: String,
+        status: StepStatus,
+    },
+    #[error("effect {id} not found")]
+    EffectNotFound { id: EffectId },
+    #[error("effect {id} is already {state}, not an open intent; its outcome is recorded once")]
+    EffectNotOpen { id: EffectId, state: EffectState },
+    #[error(
+        "an effect with idempotency key {idempotency_key} is already recorded: that call was already attempted (hint: reconcile the recorded intent instead of sending it again)"
+    )]
+    DuplicateEffect { idempotency_key: String },
+    #[error("run {} is driven by {} on {} (pid {}) since {}; its lease expires at {} (hint: wait for that process to finish; if it is gone, retry after the lease expires)",
+        .holder.run_id, .holder.owner, .holder.host, .holder.pid, .holder.acquired_at, .holder.expires_at)]
+    LeaseHeld { holder: LeaseHolder },
+    #[error("lost the lease on run {run_id} (fence {fence}): {} (hint: another drs-runbook process drives this run now; this one stops)", leases::describe_current(.holder))]
+    LostLease {
+        run_id: RunId,
+        fence: i64,
+        holder: Option<LeaseHolder>,
+    },
+    #[error(
+        "{resource} is claimed by run {holder_run_id} ({operation} of {runbook_name}, {status}, by {operator} on {host} since {since}) (hint: wait for that run to end, or resume or cancel it)"
+    )]
+    ClaimConflict {
+        resource: String,
+        holder_run_id: RunId,
+        since: DateTime<Utc>,
+        host: String,
+        operator: String,
+        runbook_name: String,
+        operation: Operation,
+        status: RunStatus,
+    },
+    #[error(
+        "invalid run ID {value:?} (hint: run IDs are UUIDs as printed by `drs-runbook history`)"
+    )]
+    InvalidRunId { value: String },
+}
+
+impl StoreError {
+    /// Wraps a query error with what was being done, telling a lock timeout apart.
+    pub(crate) fn query(source: sqlx::Error, action: String) -> StoreError {
+        match sqlite_code(&source) {
+            Some(SQLITE_BUSY | SQLITE_LOCKED) => StoreError::Locked { action, source },
+            _ => StoreError::Query { action, source },
+        }
+    }
+}
+
+/// A run's ID: a UUIDv7 (time-ordered) string.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type,
+)]
+#[serde(transparent)]
+#[sqlx(transparent)]
+pub struct RunId(String);
+
+impl RunId {
+    /// A fresh, time-ordered run ID.
+    pub fn generate() -> RunId {
+        RunId(uuid::Uuid::now_v7().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for RunId {
+    type Err = StoreError;
+
+    /// Accepts any UUID spelling and normalises it to the lowercase hyphenated form stored.
+    fn from_str(value: &str) -> Result<RunId, StoreError> {
+        uuid::Uuid::parse_str(value.trim())
+            .map(|uuid| RunId(uuid.to_string()))
+            .map_err(|_| StoreError::InvalidRunId {
+                value: value.to_owned(),
+            })
+    }
+}
+
+/// The row ID of an effect.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type,
+)]
+#[serde(transparent)]
+#[sqlx(transparent)]
+pub struct EffectId(pub i64);
+
+impl fmt::Display for EffectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A persisted enum's text was not one of its values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {value:?} (expected one of: {})", .expected.join(", "))]
+pub struct UnknownValue {
+    pub what: &'static str,
+    pub value: String,
+    pub expected: &'static [&'static str],
+}
+
+/// Defines a persisted state enum whose snake_case text is written once, here, and used by
+/// `Display`, `FromStr`, serde and sqlx alike. The schema's `CHECK` lists the same strings;
+/// each table's tests insert every value of `ALL` so the two cannot drift apart silently.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The persisted (snake_case) name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $crate::store::UnknownValue;
+
+            fn from_str(value: &str) -> Result<$name, Self::Err> {
+                match value {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err($crate::store::UnknownValue {
+                        what: stringify!($name),
+                        value: value.to_owned(),
+                        expected: &[$($text,)+],
+                    }),
+                }
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<$name, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl sqlx::Type<sqlx::Sqlite> for $name {
+            fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
+                <str as sqlx::Type<sqlx::Sqlite>>::type_info()
+            }
+        }
+
+        impl<'q> sqlx::Encode<'q, sqlx::Sqlite> for $name {
+            fn encode_by_ref(
+                &self,
+                buf: &mut Vec<sqlx::sqlite::SqliteArgumentValue<'q>>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&str as sqlx::Encode<'q, sqlx::Sqlite>>::encode(self.as_str(), buf)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::Sqlite> for $name {
+            fn decode(value: sqlx::sqlite::SqliteValueRef<'r>) -> Result<$name, sqlx::error::BoxDynError> {
+                let text = <&str as sqlx::Decode<'r, sqlx::Sqlite>>::decode(value)?;
+                Ok(text.parse()?)
+            }
+        }
+    };
+}
+use text_enum;
+
+/// A JSON column as stored (TEXT, or NULL), decoded into serde types through `TryFrom` by
+/// `#[sqlx(try_from = "JsonText")]`. sqlx's own `Json` wrapper needs its `json` feature, which
+/// this build does not enable; this is the few lines of it the store needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonText(Option<String>);
+
+impl sqlx::Type<Sqlite> for JsonText {
+    fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
+        <str as sqlx::Type<Sqlite>>::type_info()
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Sqlite> for JsonText {
+    fn decode(
+        value: sqlx::sqlite::SqliteValueRef<'r>,
+    ) -> Result<JsonText, sqlx::error::BoxDynError> {
+        use sqlx::ValueRef;
+        if value.is_null() {
+            return Ok(JsonText(None));
+        }
+        Ok(JsonText(Some(
+            <String as sqlx::Decode<'r, Sqlite>>::decode(value)?,
+        )))
+    }
+}
+
+/// A JSON column that did not decode (the schema's `json_valid` checks make this unlikely).
+#[derive(Debug, thiserror::Error)]
+pub enum JsonColumnError {
+    #[error("unexpected NULL in a JSON column")]
+    Null,
+    #[error("invalid JSON in a column")]
+    Invalid(#[from] serde_json::Error),
+}
+
+impl JsonText {
+    fn parse<T: serde::de::DeserializeOwned>(self) -> Result<T, JsonColumnError> {
+        let text = self.0.ok_or(JsonColumnError::Null)?;
+        Ok(serde_json::from_str(&text)?)
+    }
+}
+
+impl TryFrom<JsonText> for serde_json::Value {
+    type Error = JsonColumnError;
+    fn try_from(text: JsonText) -> Result<Self, JsonColumnError> {
+        text.parse()
+    }
+}
+
+impl TryFrom<JsonText> for Vec<String> {
+    type Error = JsonColumnError;
+    fn try_from(text: JsonText) -> Result<Self, JsonColumnError> {
+        text.parse()
+    }
+}
+
+impl TryFrom<JsonText> for Option<serde_json::Value> {
+    type Error = JsonColumnError;
+    fn try_from(text: JsonText) -> Result<Self, JsonColumnError> {
+        match text.0 {
+            None => Ok(None),
+            Some(_) => text.parse().map(Some),
+        }
+    }
+}
+
+/// The stored form of a timestamp: RFC 3339 UTC with exactly six fractional digits.
+pub(crate) fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// `at` as it reads back from the database (truncated to microseconds).
+pub(crate) fn stored_time(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(&timestamp(at))
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(at)
+}
+
+/// Lowercase hex SHA-256, as stored for runbook texts and event hashes.
+pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
+    hex::encode(Sha256::digest(bytes.as_ref()))
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Shared fixtures of the store's unit tests: a real database file in a temporary directory.
+    use super::*;
+
+    /// A fresh database in its own temporary directory (kept alive by the returned guard).
+    pub(crate) async fn temp_db() -> (tempfile::TempDir, Database) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let db = Database::open(dir.path().join("runs.db"))
+            .await
+            .expect("open the database");
+        (dir, db)
+    }
+
+    /// A fixed instant plus `seconds`, so tests never depend on the wall clock.
+    pub(crate) fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2025-03-01T12:00:00.123456Z")
+            .expect("valid fixture time")
+            .with_timezone(&Utc)
+            + chrono::TimeDelta::seconds(seconds)
+    }
+
+    pub(crate) fn new_run(runbook_name: &str, operation: Operation) -> NewRun {
+        NewRun {
+            id: RunId::generate(),
+            runbook_name: runbook_name.to_owned(),
+            runbook_path: format!("runbooks/{runbook_name}.toml"),
+            runbook_text: format!("name = \"{runbook_name}\"\n"),
+            operation,
+            mode: Mode::Planned,
+            options: serde_json::json!({"yes": true, "point_in_time": "latest"}),
+            operator: "alice".to_owned(),
+            host: "ops-1".to_owned(),
+            parent_run_id: None,
+            clock: ClockKind::Simulated,
+            declared_at: Some(at(0)),
+        }
+    }
+
+    /// Inserts a failover run of "payments" with two steps, `preflight` and `recovery_job:db`.
+    pub(crate) async fn run_with_steps(db: &Database) -> RunId {
+        let mut tx = db.begin().await.expect("begin");
+        let run = runs::insert(&mut tx, &new_run("payments", Operation::Failover), at(0))
+            .await
+            .expect("insert run");
+        let steps = [
+            NewStep::new("preflight", "preflight", None, &[]),
+            NewStep::new(
+                "recovery_job:db",
+                "recovery_job",
+                Some("db"),
+                &["preflight"],
+            ),
+        ];
+        steps::insert_all(&mut tx, &run.id, &steps)
+            .await
+            .expect("insert steps");
+        tx.commit().await.expect("commit");
+        run.id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test]
+    async fn open_creates_a_private_file_in_new_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/drs-runbook/runs.db");
+        let db = Database::open(&path).await.unwrap();
+        run_with_steps(&db).await; // writes, so the WAL file exists too
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&path.with_extension("db-wal")), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert_eq!(db.path(), path);
+    }
+
+    #[tokio::test]
+    async fn pragmas_are_in_effect_on_every_connection() {
+        let (_dir, db) = temp_db().await;
+        // Hold two connections at once so the second is a distinct one from the pool.
+        let mut first = db.pool().acquire().await.unwrap();
+        let mut second = db.pool().acquire().await.unwrap();
+        for conn in [&mut first, &mut second] {
+            let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            assert_eq!(journal, "wal");
+            assert_eq!(synchronous, 2, "synchronous = FULL");
+            assert_eq!(foreign_keys, 1);
+            assert_eq!(busy, 5000);
+        }
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_the_data_and_applies_no_migration_twice() {
+        let (dir, db) = temp_db().await;
+        let run_id = run_with_steps(&db).await;
+        db.close().await;
+        let db = Database::open(dir.path().join("runs.db")).await.unwrap();
+        let mut conn = db.pool().acquire().await.unwrap();
+        assert_eq!(runs::get(&mut conn, &run_id).await.unwrap().id, run_id);
+        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(applied, MIGRATOR.iter().count() as i64);
+    }
+
+    #[tokio::test]
+    async fn a_file_that_is_not_sqlite_is_refused_with_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.db");
+        std::fs::write(
+            &path,
+            "this is a text file, not a database, and it is long enough to have a header ....",
+        )
+        .unwrap();
+        let err = Database::open(&path).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotOurs { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("is not a drs-runbook database"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn another_applications_sqlite_database_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.db");
+        {
+            let options = SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true);
+            let pool = SqlitePool::connect_with(options).await.unwrap();
+            sqlx::query("CREATE TABLE notes (body TEXT)")
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+        let err = Database::open(&path).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotOurs { .. }), "{err:?}");
+        let pool = SqlitePool::connect_with(SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap();
+        let tables: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(tables, 1, "no table was added to the foreign database");
+    }
+
+    #[tokio::test]
+    async fn a_write_lock_held_elsewhere_times_out_as_locked() {
+        let (dir, db) = temp_db().await;
+        let _holder = db.begin().await.unwrap();
+        // A second process, modelled by a second pool with a short busy timeout.
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("runs.db"))
+            .busy_timeout(Duration::from_millis(50));
+        let other = SqlitePool::connect_with(options).await.unwrap();
+        let source = other.begin_with("BEGIN IMMEDIATE").await.unwrap_err();
+        let err = StoreError::query(source, "begin a transaction".to_owned());
+        assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("locked by another process"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn run_ids_are_uuid_v7_and_parse_back() {
+        let id = RunId::generate();
+        let uuid = uuid::Uuid::parse_str(id.as_str()).unwrap();
+        assert_eq!(uuid.get_version_num(), 7);
+        assert_eq!(id.as_str().parse::<RunId>().unwrap(), id);
+        assert_eq!(id.as_str().to_uppercase().parse::<RunId>().unwrap(), id);
+        assert!(matches!(
+            "not-a-run".parse::<RunId>(),
+            Err(StoreError::InvalidRunId { .. })
+        ));
+    }
+
+    #[test]
+    fn timestamps_are_fixed_width_so_text_order_is_time_order() {
+        let whole = timestamp(at(0) - chrono::TimeDelta::microseconds(123_456));
+        let fraction = timestamp(at(0));
+        assert_eq!(whole, "2025-03-01T12:00:00.000000Z");
+        assert_eq!(fraction, "2025-03-01T12:00:00.123456Z");
+        assert!(whole < fraction);
+        let nanos = at(0) + chrono::TimeDelta::nanoseconds(999);
+        assert_eq!(stored_time(nanos), at(0));
+    }
+
+    #[test]
+    fn unknown_enum_text_names_the_expected_values() {
+        let err = "exploded".parse::<RunStatus>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown RunStatus \"exploded\" (expected one of: pending, running, paused, succeeded, failed, cancelled, interrupted, rolled_back)"
+        );
+        assert_eq!(
+            serde_json::to_string(&RunStatus::RolledBack).unwrap(),
+            "\"rolled_back\""
+        );
+        assert_eq!(
+            serde_json::from_str::<StepStatus>("\"waiting_approval\"").unwrap(),
+            StepStatus::WaitingApproval
+        );
+    }
+}
