@@ -20,4 +20,5 @@ pub mod cli;
 pub mod engine;
 pub mod runbook;
 pub mod sim;
+pub mod steps;
 pub mod store;

@@ -452,3 +452,29 @@ impl SideClients {
         .await
     }
 }
+
+impl SideClients {
+    /// The latest recovery snapshot of a server taken at or before `at`.
+    pub async fn snapshot_at_or_before(
+        &self,
+        source_server_id: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<String>, AwsError> {
+        let site = self.site("drs:DescribeRecoverySnapshots", source_server_id);
+        let output = self
+            .drs
+            .describe_recovery_snapshots()
+            .source_server_id(source_server_id)
+            .filters(
+                aws_sdk_drs::types::DescribeRecoverySnapshotsRequestFilters::builder()
+                    .to_date_time(at.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string())
+                    .build(),
+            )
+            .order(aws_sdk_drs::types::RecoverySnapshotsOrder::Desc)
+            .max_results(1)
+            .send()
+            .await
+            .map_err(|e| classify(&site, &e))?;
+        Ok(output.items().first().map(|s| s.snapshot_id().to_string()))
+    }
+}

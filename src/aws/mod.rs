@@ -14,9 +14,9 @@ pub mod route53;
 pub use error::AwsError;
 
 use aws_config::BehaviorVersion;
-use aws_sdk_drs::config::{Credentials, Region};
+use aws_sdk_drs::config::Region;
 
-use crate::runbook::{Account, Runbook, Side};
+use crate::runbook::{Account, Credentials, Runbook, Side};
 
 /// How to reach AWS.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +70,7 @@ async fn connect_side(side: Account, spec: &Side, connection: &Connection) -> Si
             aws_config::defaults(BehaviorVersion::latest())
                 .region(region.clone())
                 .endpoint_url(endpoint_url)
-                .credentials_provider(Credentials::new(
+                .credentials_provider(aws_sdk_drs::config::Credentials::new(
                     spec.account_id.clone(),
                     "simulated",
                     None,
@@ -82,19 +82,19 @@ async fn connect_side(side: Account, spec: &Side, connection: &Connection) -> Si
         }
         Connection::Aws { endpoint_url } => {
             let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region.clone());
-            if let Some(profile) = &spec.profile {
+            if let Credentials::Profile(profile) = &spec.credentials {
                 loader = loader.profile_name(profile);
             }
             if let Some(url) = endpoint_url {
                 loader = loader.endpoint_url(url);
             }
             let base = loader.load().await;
-            if let Some(role_arn) = &spec.role_arn {
+            if let Credentials::AssumeRole { role_arn, external_id } = &spec.credentials {
                 let mut provider = aws_config::sts::AssumeRoleProvider::builder(role_arn.clone())
                     .session_name("drs-runbook")
                     .region(region.clone())
                     .configure(&base);
-                if let Some(external_id) = &spec.external_id {
+                if let Some(external_id) = external_id {
                     provider = provider.external_id(external_id.clone());
                 }
                 let provider = provider.build().await;

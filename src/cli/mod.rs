@@ -3,6 +3,10 @@
 //! `0` succeeded · `1` the run failed · `2` invalid input · `3` paused for an operator ·
 //! `4` refused, another run holds the resources · `130` interrupted.
 
+mod operate;
+mod plan;
+mod runs;
+mod session;
 mod sim_serve;
 mod validate;
 
@@ -57,6 +61,18 @@ pub enum Output {
 pub enum Command {
     /// Check runbook files: every problem with file, line and key. No AWS call, no database.
     Validate(validate::Args),
+    /// Show what a run would do (steps, batches, records, targets); changes nothing.
+    Plan(plan::Args),
+    /// Fail over to the recovery account/region: recover, switch load balancers, cut DNS over.
+    Failover(operate::FailoverArgs),
+    /// Rehearse: launch drill instances, validate them, measure RTO/RPO, clean up.
+    Drill(operate::DrillArgs),
+    /// Approve a step waiting at an approval gate, and continue the run.
+    Approve(runs::ApproveArgs),
+    /// The runs in progress, or one run's steps.
+    Status(runs::StatusArgs),
+    /// One run in detail: steps, timings, attempts, approvals, errors, AWS request IDs.
+    Show(runs::ShowArgs),
     /// The simulated AWS cloud.
     Sim {
         #[command(subcommand)]
@@ -112,6 +128,12 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<u8, CliError> {
     match &cli.command {
         Command::Validate(args) => validate::run(&cli, args),
+        Command::Plan(args) => plan::run(&cli, args),
+        Command::Failover(args) => operate::failover(&cli, args).await,
+        Command::Drill(args) => operate::drill(&cli, args).await,
+        Command::Approve(args) => runs::approve(&cli, args).await,
+        Command::Status(args) => runs::status(&cli, args).await,
+        Command::Show(args) => runs::show(&cli, args).await,
         Command::Sim {
             command: SimCommand::Serve(args),
         } => sim_serve::run(args).await,

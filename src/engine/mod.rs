@@ -1,5 +1,227 @@
-//! The engine: the pure state machine ([`machine`]), the planner ([`plan`]) and the driver that
-//! executes steps, persists every transition and polls.
+//! The engine: the pure state machine ([`machine`]), the planner ([`plan`]), and the driver
+//! ([`driver`]) that executes steps, persists every transition through the [`journal`] and polls.
+//!
+//! This module's functions are what the CLI calls: [`start_run`] plans and drives a new run,
+//! [`continue_run`] drives an existing one (approve, resume).
 
+pub mod budget;
+pub mod clock;
+pub mod driver;
+pub mod journal;
 pub mod machine;
 pub mod plan;
+pub mod progress;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use crate::aws::Clients;
+use crate::runbook::Runbook;
+use crate::steps::{RunInfo, RunOptions};
+use crate::store::{self, Database, RunId, StoreError};
+use clock::EngineClock;
+use driver::{Driver, RunReport};
+use journal::Journal;
+use plan::{Operation, PlanOptions};
+use progress::Progress;
+
+/// How long a driver's lease lasts without a heartbeat.
+pub const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Errors of starting or continuing a run, each with its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Another run holds these resources, or another driver this run (exit 4).
+    #[error("{0}")]
+    Refused(String),
+    /// The request does not make sense (exit 2).
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
+    #[error("failed to use the run database: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error(transparent)]
+    Unknown(#[from] store::UnknownValue),
+    #[error(transparent)]
+    Driver(#[from] driver::DriverError),
+}
+
+/// Everything needed to run: the database, the clients and the clock.
+pub struct Context<'a> {
+    pub db: &'a Database,
+    pub clients: &'a Clients,
+    pub clock: &'a EngineClock,
+    pub progress: &'a Progress,
+    pub interactive: bool,
+}
+
+/// What to start.
+pub struct NewRunRequest<'a> {
+    pub run_id: RunId,
+    pub runbook: &'a Runbook,
+    pub runbook_path: &'a str,
+    pub runbook_text: &'a str,
+    pub operation: Operation,
+    pub options: RunOptions,
+    pub parent: Option<RunId>,
+}
+
+/// This machine's host name, for leases and the audit trail.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".to_string())
+}
+
+/// The resources a run claims: its source servers (one active run per server).
+fn claims_of(runbook: &Runbook) -> Vec<String> {
+    runbook
+        .waves
+        .iter()
+        .flat_map(|w| w.servers.iter())
+        .map(|s| format!("{}/{}/{s}", runbook.target.account_id, runbook.target.region))
+        .collect()
+}
+
+/// Plans the run, stores it with its steps and claims (one transaction), then drives it.
+pub async fn start_run(ctx: &Context<'_>, request: NewRunRequest<'_>) -> Result<RunReport, EngineError> {
+    let now = ctx.clock.now();
+    let plan_options = PlanOptions { mode: request.options.mode, keep: request.options.keep };
+    let steps = plan::plan(request.operation, request.runbook, &plan_options);
+    let mut tx = ctx.db.begin().await?;
+    let new_run = store::runs::NewRun {
+        id: request.run_id.clone(),
+        runbook_name: request.runbook.name.clone(),
+        runbook_path: request.runbook_path.to_string(),
+        runbook_text: request.runbook_text.to_string(),
+        operation: request.operation.as_str().parse()?,
+        mode: request.options.mode.as_str().parse()?,
+        options: serde_json::to_value(&request.options).unwrap_or_default(),
+        operator: driver::operator(),
+        host: host_name(),
+        parent_run_id: request.parent.clone(),
+        clock: if ctx.clock.is_simulated() { store::runs::ClockKind::Simulated } else { store::runs::ClockKind::Real },
+        declared_at: Some(now),
+    };
+    store::runs::insert(&mut tx, &new_run, now).await?;
+    let new_steps: Vec<store::steps::NewStep> = steps
+        .iter()
+        .map(|s| {
+            let deps: Vec<&str> = s.depends_on.iter().map(String::as_str).collect();
+            let mut step = store::steps::NewStep::new(&s.key, s.kind.as_str(), s.wave.as_deref(), &deps);
+            step.input = json!({ "needs_approval": s.needs_approval });
+            step
+        })
+        .collect();
+    store::steps::insert_all(&mut tx, &request.run_id, &new_steps).await?;
+    if let Err(conflict) = store::claims::claim_all(&mut tx, &request.run_id, &claims_of(request.runbook), now).await {
+        return Err(match conflict {
+            e @ StoreError::ClaimConflict { .. } => EngineError::Refused(format!("refused: {e}")),
+            other => EngineError::Store(other),
+        });
+    }
+    store::events::append(
+        &mut tx,
+        &request.run_id,
+        now,
+        "run_created",
+        &driver::operator(),
+        None,
+        &json!({
+            "operation": request.operation.as_str(),
+            "runbook": request.runbook.name,
+            "runbook_sha256": store::sha256_hex(request.runbook_text),
+            "options": request.options,
+            "steps": steps.iter().map(|s| &s.key).collect::<Vec<_>>(),
+            "parent_run_id": request.parent.as_ref().map(|p| p.to_string()),
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    let info = RunInfo { id: request.run_id.to_string(), operation: request.operation, options: request.options.clone(), started_at: now };
+    drive(ctx, request.runbook, info).await
+}
+
+/// Drives an existing run (after `approve`, or `resume`).
+pub async fn continue_run(ctx: &Context<'_>, run_id: &RunId, yes: bool) -> Result<(RunReport, Runbook), EngineError> {
+    let mut conn = ctx.db.pool().acquire().await?;
+    let run = store::runs::get(&mut conn, run_id).await?;
+    drop(conn);
+    // Resume uses the runbook as it was when the run started.
+    let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path)
+        .map_err(|e| EngineError::Invalid(format!("the stored runbook of run {run_id} no longer parses: {e}")))?;
+    let mut options: RunOptions = serde_json::from_value(run.options.clone()).unwrap_or_default();
+    options.yes = options.yes || yes;
+    let operation = match run.operation.as_str() {
+        "drill" => Operation::Drill,
+        "failback" => Operation::Failback,
+        "rollback" => Operation::Rollback,
+        _ => Operation::Failover,
+    };
+    let started_at: DateTime<Utc> = run.declared_at.or(run.started_at).unwrap_or(run.created_at);
+    let info = RunInfo { id: run_id.to_string(), operation, options, started_at };
+    let report = drive(ctx, &runbook, info).await?;
+    Ok((report, runbook))
+}
+
+/// Takes the lease, runs the driver with a heartbeat, and lets go of the lease and claims.
+async fn drive(ctx: &Context<'_>, runbook: &Runbook, info: RunInfo) -> Result<RunReport, EngineError> {
+    let run_id: RunId = info.id.parse()?;
+    let owner = uuid::Uuid::new_v4().to_string();
+    let now = ctx.clock.now();
+    let mut conn = ctx.db.pool().acquire().await?;
+    let lease = match store::leases::acquire(&mut conn, &run_id, &owner, &host_name(), std::process::id(), LEASE_TTL, Utc::now()).await {
+        Ok(lease) => lease,
+        Err(e @ StoreError::LeaseHeld { .. }) => return Err(EngineError::Refused(format!("refused: {e}"))),
+        Err(e) => return Err(e.into()),
+    };
+    drop(conn);
+    if let Some(previous) = &lease.took_over_from {
+        ctx.progress.run_line(
+            now,
+            &format!("took over the expired lease of process {} on {} (last heartbeat {})", previous.pid, previous.host, previous.heartbeat_at),
+        );
+    }
+    let journal = Journal::new(ctx.db.clone(), run_id.clone(), Some(lease.clone()), driver::operator());
+    let yes = info.options.yes;
+    let driver = Driver {
+        journal: &journal,
+        runbook,
+        clients: ctx.clients,
+        clock: ctx.clock,
+        progress: ctx.progress,
+        run: info,
+        yes,
+        interactive: ctx.interactive && !yes,
+        budget: budget::JobBudget::new(20, 500),
+    };
+    let heartbeat = {
+        let db = ctx.db.clone();
+        let mut lease = lease.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LEASE_TTL / 3).await;
+                let Ok(mut conn) = db.pool().acquire().await else { continue };
+                if let Err(e) = store::leases::heartbeat(&mut conn, &mut lease, Utc::now()).await {
+                    tracing::error!(error = %e, "lost the run's lease");
+                    return;
+                }
+            }
+        })
+    };
+    let result = driver.drive().await;
+    heartbeat.abort();
+    let mut conn = ctx.db.pool().acquire().await?;
+    store::leases::release(&mut conn, &lease, Utc::now()).await?;
+    let report = result?;
+    if matches!(report.status.as_str(), "succeeded" | "cancelled" | "rolled_back") {
+        store::claims::release_run(&mut conn, &run_id).await?;
+    }
+    Ok(report)
+}

@@ -31,55 +31,8 @@ impl Operation {
     }
 }
 
-/// The durable kinds of steps. Never rename one that has shipped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepKind {
-    Preflight,
-    RecoveryJob,
-    SnapshotConversion,
-    Launch,
-    LbSwitch,
-    DnsCutover,
-    Validate,
-    ReversedReplication,
-    A2Recovery,
-    Cleanup,
-}
-
-impl StepKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepKind::Preflight => "preflight",
-            StepKind::RecoveryJob => "recovery_job",
-            StepKind::SnapshotConversion => "snapshot_conversion",
-            StepKind::Launch => "launch",
-            StepKind::LbSwitch => "lb_switch",
-            StepKind::DnsCutover => "dns_cutover",
-            StepKind::Validate => "validate",
-            StepKind::ReversedReplication => "reversed_replication",
-            StepKind::A2Recovery => "a2_recovery",
-            StepKind::Cleanup => "cleanup",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<StepKind> {
-        ALL_KINDS.iter().copied().find(|k| k.as_str() == text)
-    }
-}
-
-pub const ALL_KINDS: [StepKind; 10] = [
-    StepKind::Preflight,
-    StepKind::RecoveryJob,
-    StepKind::SnapshotConversion,
-    StepKind::Launch,
-    StepKind::LbSwitch,
-    StepKind::DnsCutover,
-    StepKind::Validate,
-    StepKind::ReversedReplication,
-    StepKind::A2Recovery,
-    StepKind::Cleanup,
-];
+/// The durable kinds of steps (defined with the runbook, whose `[approvals]` names them).
+pub use crate::runbook::StepKind;
 
 /// Planned vs unplanned failover.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -124,10 +77,7 @@ fn step(kind: StepKind, wave: Option<&str>, depends_on: Vec<String>, runbook: &R
         Some(w) => format!("{}:{w}", kind.as_str()),
         None => kind.as_str().to_string(),
     };
-    let needs_approval = runbook
-        .approvals
-        .as_ref()
-        .is_some_and(|a| a.before.iter().any(|b| b == kind.as_str()));
+    let needs_approval = runbook.approval_required(kind);
     PlannedStep {
         key,
         kind,
@@ -137,26 +87,9 @@ fn step(kind: StepKind, wave: Option<&str>, depends_on: Vec<String>, runbook: &R
     }
 }
 
-/// The waves in dependency order (stable: file order among equals). Cycles are rejected by
-/// validation; any wave left over here is appended in file order.
+/// The waves in dependency order (stable: file order among equals).
 pub fn wave_order(runbook: &Runbook) -> Vec<&str> {
-    let mut done: Vec<&str> = Vec::new();
-    while done.len() < runbook.waves.len() {
-        let next = runbook.waves.iter().find(|w| {
-            !done.contains(&w.name.as_str()) && w.after.iter().all(|a| done.contains(&a.as_str()))
-        });
-        match next {
-            Some(w) => done.push(&w.name),
-            None => {
-                for w in &runbook.waves {
-                    if !done.contains(&w.name.as_str()) {
-                        done.push(&w.name);
-                    }
-                }
-            }
-        }
-    }
-    done
+    runbook.waves_in_order().map(|w| w.name.as_str()).collect()
 }
 
 /// Plans a failover or a drill of the runbook.
@@ -240,10 +173,4 @@ mod tests {
         assert!(!keys(&kept).contains(&"cleanup"));
     }
 
-    #[test]
-    fn kinds_round_trip() {
-        for k in ALL_KINDS {
-            assert_eq!(StepKind::parse(k.as_str()), Some(k));
-        }
-    }
 }

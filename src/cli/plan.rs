@@ -1,0 +1,84 @@
+//! `plan <RUNBOOK>`: a dry run. The steps in order, the StartRecovery batches, and the records
+//! and target groups that would change. No AWS call at all, no database.
+
+use std::path::PathBuf;
+
+use super::{Cli, CliError, Output, exit};
+use crate::engine::plan::{self, Operation, PlanOptions};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    pub runbook: PathBuf,
+    #[arg(long, value_enum, default_value_t = Operation::Failover)]
+    pub operation: Operation,
+    /// Drill: plan without the cleanup step.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
+    if matches!(args.operation, Operation::Failback | Operation::Rollback) {
+        return Err(CliError::invalid_input(format!(
+            "plan --operation {} is not available in this version (hint: plan failover or drill)",
+            args.operation.as_str()
+        )));
+    }
+    let runbook = crate::runbook::load(&args.runbook).map_err(|e| CliError::invalid_input(e.to_string()))?.runbook;
+    let steps = plan::plan(args.operation, &runbook, &PlanOptions { keep: args.keep, ..Default::default() });
+    let batches: Vec<serde_json::Value> = plan::wave_order(&runbook)
+        .into_iter()
+        .flat_map(|wave| {
+            let servers = runbook.waves.iter().find(|w| w.name == wave).map(|w| w.servers.clone()).unwrap_or_default();
+            servers
+                .chunks(100)
+                .enumerate()
+                .map(|(i, chunk)| serde_json::json!({ "wave": wave, "batch": i + 1, "servers": chunk, "is_drill": args.operation == Operation::Drill }))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let records: Vec<serde_json::Value> = if args.operation == Operation::Failover {
+        runbook
+            .dns
+            .iter()
+            .map(|d| {
+                let points_to = match &d.points_to {
+                    crate::runbook::PointsTo::Wave(w) => format!("recovered instances of wave {w}"),
+                    crate::runbook::PointsTo::LoadBalancer { dns_name, .. } => format!("alias to {dns_name}"),
+                };
+                serde_json::json!({ "hosted_zone_id": d.hosted_zone_id, "name": d.name, "type": d.record_type.as_str(), "points_to": points_to })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let target_groups: Vec<serde_json::Value> = if args.operation == Operation::Failover {
+        runbook.load_balancers.iter().map(|l| serde_json::json!({ "wave": l.wave, "target_group_arn": l.target_group_arn, "port": l.port })).collect()
+    } else {
+        Vec::new()
+    };
+    match cli.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({ "runbook": runbook.name, "operation": args.operation.as_str(), "steps": steps, "batches": batches, "records": records, "target_groups": target_groups })
+        ),
+        Output::Text => {
+            println!("plan: {} of {}", args.operation.as_str(), runbook.name);
+            for (i, s) in steps.iter().enumerate() {
+                let gate = if s.needs_approval { "  [approval]" } else { "" };
+                let deps = if s.depends_on.is_empty() { String::new() } else { format!("  after {}", s.depends_on.join(", ")) };
+                println!("  {:>2}. {:<28}{gate}{deps}", i + 1, s.key);
+            }
+            for b in &batches {
+                println!("  StartRecovery{} wave {} batch {}: {} server(s)", if args.operation == Operation::Drill { " (drill)" } else { "" }, b["wave"].as_str().unwrap_or(""), b["batch"], b["servers"].as_array().map_or(0, Vec::len));
+            }
+            for r in &records {
+                println!("  UPSERT {} {} in {} -> {}", r["name"].as_str().unwrap_or(""), r["type"].as_str().unwrap_or(""), r["hosted_zone_id"].as_str().unwrap_or(""), r["points_to"].as_str().unwrap_or(""));
+            }
+            for t in &target_groups {
+                println!("  register recovered instances of wave {} in {}", t["wave"].as_str().unwrap_or(""), t["target_group_arn"].as_str().unwrap_or(""));
+            }
+            println!("no change was made (plan makes no AWS call)");
+        }
+    }
+    Ok(exit::SUCCEEDED)
+}

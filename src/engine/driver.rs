@@ -1,0 +1,361 @@
+//! The driver: the only loop that does I/O. It holds the run's lease, asks the pure machine
+//! what to do, executes steps concurrently, persists every transition (one transaction with
+//! its audit event), handles approvals and Ctrl-C, and ends with a [`RunReport`].
+//!
+//! ```text
+//!   ┌──► journal.steps() ──► machine::decide ──► StartStep ──► steps::execute (concurrent)
+//!   │                                        ├─► RequestApproval ──► prompt (TTY) or wait
+//!   │                                        ├─► Pause / Finish ──► report
+//!   └──── step result persisted ◄── Wait ◄───┘
+//! ```
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use serde::Serialize;
+use std::io::IsTerminal;
+
+use super::budget::JobBudget;
+use super::clock::EngineClock;
+use super::journal::{Journal, JournalError, StepRow};
+use super::machine::{self, Command, RunFlags, RunOutcome, StepEvent, StepStatus, StepView};
+use super::plan::{Operation, StepKind};
+use super::progress::Progress;
+use crate::aws::Clients;
+use crate::runbook::Runbook;
+use crate::steps::{self, RunInfo, StepCtx, StepInfo, StepResult};
+
+/// How a run ended, as `--output json` prints it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RunReport {
+    pub run_id: String,
+    pub operation: String,
+    /// `succeeded`, `failed`, `paused`, `cancelled`, `interrupted` or `rolled_back`.
+    pub status: String,
+    pub steps: Vec<StepSummary>,
+    pub rto_seconds: Option<f64>,
+    pub rpo_seconds: Option<f64>,
+    /// Objectives from the runbook, and whether the measurements met them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objectives: Option<ObjectivesReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StepSummary {
+    pub key: String,
+    pub kind: String,
+    pub wave: Option<String>,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ObjectivesReport {
+    pub rto_seconds: Option<f64>,
+    pub rpo_seconds: Option<f64>,
+    pub rto_met: Option<bool>,
+    pub rpo_met: Option<bool>,
+}
+
+impl RunReport {
+    /// The CLI exit code of this outcome (DESIGN section 7).
+    pub fn exit_code(&self) -> u8 {
+        match self.status.as_str() {
+            "succeeded" | "rolled_back" => {
+                let missed = self
+                    .objectives
+                    .as_ref()
+                    .is_some_and(|o| o.rto_met == Some(false) || o.rpo_met == Some(false));
+                if missed && self.operation == "drill" { 1 } else { 0 }
+            }
+            "paused" => 3,
+            "interrupted" => 130,
+            _ => 1,
+        }
+    }
+}
+
+/// What the driver needs besides the journal.
+pub struct Driver<'a> {
+    pub journal: &'a Journal,
+    pub runbook: &'a Runbook,
+    pub clients: &'a Clients,
+    pub clock: &'a EngineClock,
+    pub progress: &'a Progress,
+    pub run: RunInfo,
+    /// Approvals given up front (`--yes`).
+    pub yes: bool,
+    /// Ask for approvals on the terminal (stdin and stderr are TTYs and not `--yes`).
+    pub interactive: bool,
+    pub budget: JobBudget,
+}
+
+/// Errors that end the driver without a run outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+impl Driver<'_> {
+    /// Drives the run until it succeeds, fails, pauses or is interrupted.
+    pub async fn drive(&self) -> Result<RunReport, DriverError> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut flags = RunFlags { auto_approve: self.yes, stopping: false };
+        self.journal.run_started(self.clock.now()).await?;
+        self.progress.run_line(self.clock.now(), &format!("{} of {} started", self.run.operation.as_str(), self.runbook.name));
+
+        let mut running = FuturesUnordered::new();
+        let mut interrupts = 0u32;
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        loop {
+            let rows = self.journal.steps().await?;
+            let views: Vec<StepView> = rows.iter().map(|r| r.view()).collect();
+            let commands = machine::decide(&views, flags);
+            let mut started_any = false;
+            let mut finish = None;
+            let mut pause = false;
+            for command in commands {
+                match command {
+                    Command::StartStep(key) => {
+                        let row = rows.iter().find(|r| r.key == key).expect("decided on a known step");
+                        let attempt = self.journal.transition(&key, row.status, StepEvent::Start, self.clock.now(), None).await?;
+                        let info = StepInfo { key: key.clone(), kind: row.kind, wave: row.wave.clone(), attempt };
+                        self.progress.line(self.clock.now(), &key, if row.status == StepStatus::Running { "resumed" } else { "started" });
+                        let stop = stop_rx.clone();
+                        running.push(async move {
+                            let ctx = StepCtx {
+                                run: &self.run,
+                                step: &info,
+                                runbook: self.runbook,
+                                clients: self.clients,
+                                clock: self.clock,
+                                journal: self.journal,
+                                progress: self.progress,
+                                stop,
+                                budget: &self.budget,
+                            };
+                            let result = steps::execute(ctx).await;
+                            (info.key, result)
+                        });
+                        started_any = true;
+                    }
+                    Command::RequestApproval(key) => {
+                        let row = rows.iter().find(|r| r.key == key).expect("decided on a known step");
+                        if self.interactive && ask_approval(&key).await {
+                            self.journal.approve(&key, &operator(), Some("approved at the prompt"), self.clock.now()).await?;
+                            started_any = true; // decide again at once: the step is now startable
+                        } else if row.status != StepStatus::WaitingApproval {
+                            self.journal.transition(&key, row.status, StepEvent::AwaitApproval, self.clock.now(), None).await?;
+                            self.progress.line(self.clock.now(), &key, "waiting for approval: drs-runbook approve <run> --step <step>");
+                        }
+                    }
+                    Command::Pause => pause = true,
+                    Command::Wait => {}
+                    Command::Finish(outcome) => finish = Some(outcome),
+                }
+            }
+            if let Some(outcome) = finish {
+                return self.finish(outcome).await;
+            }
+            if pause && running.is_empty() {
+                return self.pause(&rows).await;
+            }
+            if started_any {
+                continue;
+            }
+            // Wait for a step to report, or for Ctrl-C.
+            tokio::select! {
+                Some((key, result)) = running.next() => self.record(&key, result).await?,
+                _ = &mut ctrl_c => {
+                    interrupts += 1;
+                    if interrupts > 1 {
+                        self.progress.run_line(self.clock.now(), "interrupted again: stopping now; resume the run to continue");
+                        self.journal.finish_run("interrupted", None, None, Some("interrupted twice"), self.clock.now()).await?;
+                        return self.report("interrupted", None).await;
+                    }
+                    flags.stopping = true;
+                    let _ = stop_tx.send(true);
+                    self.progress.run_line(self.clock.now(), "stopping at a safe point (Ctrl-C again to stop at once); the run stays resumable");
+                    ctrl_c.set(tokio::signal::ctrl_c());
+                }
+            }
+        }
+    }
+
+    async fn record(&self, key: &str, result: StepResult) -> Result<(), DriverError> {
+        let now = self.clock.now();
+        match result {
+            StepResult::Succeeded => {
+                self.journal.transition(key, StepStatus::Running, StepEvent::Succeed, now, None).await?;
+                self.progress.line(now, key, "succeeded");
+            }
+            StepResult::Failed(failure) => {
+                self.journal.transition(key, StepStatus::Running, StepEvent::Fail, now, Some(&failure)).await?;
+                self.progress.line(now, key, &format!("FAILED: {failure}"));
+            }
+            StepResult::Stopped => {
+                self.progress.line(now, key, "stopped at a safe point");
+            }
+        }
+        Ok(())
+    }
+
+    async fn pause(&self, rows: &[StepRow]) -> Result<RunReport, DriverError> {
+        let waiting: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.status == StepStatus::WaitingApproval || (r.needs_approval && !r.approved && r.status == StepStatus::Pending))
+            .map(|r| r.key.as_str())
+            .collect();
+        let waiting = waiting.join(", ");
+        self.journal.finish_run("paused", None, None, None, self.clock.now()).await?;
+        self.progress.run_line(
+            self.clock.now(),
+            &format!("paused: waiting for approval of {waiting} (drs-runbook approve {} --step <step>)", self.run.id),
+        );
+        self.report("paused", Some(waiting)).await
+    }
+
+    async fn finish(&self, outcome: RunOutcome) -> Result<RunReport, DriverError> {
+        let (rto, rpo) = self.measure().await?;
+        let (status, error) = match outcome {
+            RunOutcome::Succeeded => ("succeeded", None),
+            RunOutcome::Failed => ("failed", self.journal.first_failure().await?),
+            RunOutcome::Stopped => ("interrupted", None),
+        };
+        self.journal.finish_run(status, rto, rpo, error.as_deref(), self.clock.now()).await?;
+        let report = self.report(status, None).await?;
+        let line = match (&report.rto_seconds, &report.rpo_seconds) {
+            (Some(rto), Some(rpo)) => format!("{status}: RTO {} RPO {}", human(*rto), human(*rpo)),
+            (Some(rto), None) => format!("{status}: RTO {}", human(*rto)),
+            _ => status.to_string(),
+        };
+        self.progress.run_line(self.clock.now(), &line);
+        Ok(report)
+    }
+
+    /// Measured RTO (run start -> traffic on recovered servers) and RPO (declared time -
+    /// the oldest data timestamp of a recovered server), in seconds of the engine's clock.
+    async fn measure(&self) -> Result<(Option<f64>, Option<f64>), DriverError> {
+        let rows = self.journal.steps().await?;
+        let start = self.run.started_at;
+        let mut served: Option<chrono::DateTime<chrono::Utc>> = None;
+        let mut rpo: Option<f64> = None;
+        let later = |a: Option<chrono::DateTime<chrono::Utc>>, b: Option<&str>| {
+            let b = b.and_then(crate::aws::parse_time);
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            }
+        };
+        for row in &rows {
+            if row.status != StepStatus::Succeeded {
+                continue;
+            }
+            let output = self.journal.output_value(&row.key).await?;
+            match row.kind {
+                StepKind::SnapshotConversion => {
+                    for server in output["servers"].as_object().into_iter().flat_map(|m| m.values()) {
+                        if let Some(ts) = server["data_timestamp"].as_str().and_then(crate::aws::parse_time) {
+                            let age = (start - ts).num_milliseconds() as f64 / 1000.0;
+                            rpo = Some(rpo.map_or(age, |r: f64| r.max(age)));
+                        }
+                    }
+                }
+                StepKind::Launch if self.run.operation != Operation::Drill => served = later(served, output["completed_at"].as_str()),
+                StepKind::Validate => served = later(served, output["validated_at"].as_str()),
+                StepKind::LbSwitch => {
+                    for g in output["groups"].as_array().into_iter().flatten() {
+                        served = later(served, g["healthy_at"].as_str());
+                    }
+                }
+                StepKind::DnsCutover => {
+                    for z in output["zones"].as_array().into_iter().flatten() {
+                        served = later(served, z["insync_at"].as_str());
+                    }
+                }
+                _ => {}
+            }
+        }
+        let rto = served.map(|s| (s - start).num_milliseconds() as f64 / 1000.0);
+        Ok((rto, rpo))
+    }
+
+    /// The report of the run as stored now.
+    pub async fn report(&self, status: &str, waiting_for: Option<String>) -> Result<RunReport, DriverError> {
+        report(self.journal, self.runbook, status, waiting_for).await
+    }
+}
+
+/// Builds the report of a run from the journal.
+pub async fn report(journal: &Journal, runbook: &Runbook, status: &str, waiting_for: Option<String>) -> Result<RunReport, DriverError> {
+    let rows = journal.steps().await?;
+    let run = journal.run_summary().await?;
+    let objectives = (runbook.rto().is_some() || runbook.rpo().is_some()).then(|| {
+        let rto_goal = runbook.rto();
+        let rpo_goal = runbook.rpo();
+        ObjectivesReport {
+            rto_seconds: rto_goal.map(|d| d.as_secs_f64()),
+            rpo_seconds: rpo_goal.map(|d| d.as_secs_f64()),
+            rto_met: rto_goal.zip(run.rto_seconds).map(|(goal, got)| got <= goal.as_secs_f64()),
+            rpo_met: rpo_goal.zip(run.rpo_seconds).map(|(goal, got)| got <= goal.as_secs_f64()),
+        }
+    });
+    Ok(RunReport {
+        run_id: run.id.clone(),
+        operation: run.operation.clone(),
+        status: status.to_string(),
+        steps: rows
+            .iter()
+            .map(|r| StepSummary { key: r.key.clone(), kind: r.kind.as_str().to_string(), wave: r.wave.clone(), status: r.status.as_str().to_string() })
+            .collect(),
+        rto_seconds: run.rto_seconds,
+        rpo_seconds: run.rpo_seconds,
+        objectives,
+        error: run.error.clone(),
+        waiting_for,
+    })
+}
+
+/// Asks the operator on the terminal. Anything but `y`/`yes` declines.
+async fn ask_approval(step: &str) -> bool {
+    let step = step.to_string();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut err = std::io::stderr();
+        let _ = write!(err, "Approve step {step}? This changes production traffic or resources. [y/N] ");
+        let _ = err.flush();
+        let mut line = String::new();
+        if std::io::stdin().read_line(&mut line).is_err() {
+            return false;
+        }
+        matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Whether approvals can be asked on this terminal.
+pub fn terminal_is_interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// The operator's name, for the audit trail.
+pub fn operator() -> String {
+    std::env::var("DRS_RUNBOOK_OPERATOR")
+        .or_else(|_| std::env::var("USER"))
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+/// `95.0` -> `1m35s`.
+pub fn human(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, sec) => format!("{m}m{sec:02}s"),
+        (h, m, sec) => format!("{h}h{m:02}m{sec:02}s"),
+    }
+}

@@ -1,0 +1,181 @@
+//! `dns_cutover`: captures the current record sets (persisted before any change, so a rollback
+//! restores them byte for byte), UPSERTs the new ones (one atomic batch per hosted zone), and
+//! waits until Route 53 reports the change INSYNC.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::launch::LaunchOutput;
+use super::{Halt, StepCtx, StepFailure};
+use crate::aws::route53::{Alias, RecordChange, RecordSet};
+use crate::engine::clock::Backoff;
+use crate::runbook::{Account, PointsTo};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DnsOutput {
+    pub zones: Vec<ZoneCutover>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ZoneCutover {
+    pub hosted_zone_id: String,
+    pub account: Account,
+    /// The record sets as they were, per record (name and type).
+    pub before: Vec<RecordSet>,
+    pub after: Vec<RecordSet>,
+    pub change_id: Option<String>,
+    pub insync_at: Option<String>,
+}
+
+/// How long a change may stay PENDING before the step fails.
+const INSYNC_DEADLINE: Duration = Duration::from_secs(15 * 60);
+
+pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
+    let mut out: DnsOutput = ctx.my_output().await?;
+    if out.zones.is_empty() {
+        out = capture(ctx).await?;
+        ctx.save(&out).await?;
+    }
+    for i in 0..out.zones.len() {
+        if out.zones[i].change_id.is_none() {
+            let change_id = upsert(ctx, &out.zones[i]).await?;
+            out.zones[i].change_id = Some(change_id);
+            ctx.save(&out).await?;
+        }
+        if out.zones[i].insync_at.is_none() {
+            wait_insync(ctx, &out.zones[i]).await?;
+            out.zones[i].insync_at = Some(ctx.clock.now().to_rfc3339());
+            ctx.save(&out).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The records before, and what they become.
+async fn capture(ctx: &mut StepCtx<'_>) -> Result<DnsOutput, Halt> {
+    let mut zones: BTreeMap<(String, String), ZoneCutover> = BTreeMap::new();
+    for record in &ctx.runbook.dns {
+        let clients = ctx.clients.side(record.account);
+        let name = if record.name.ends_with('.') { record.name.clone() } else { format!("{}.", record.name) };
+        let before = clients.record_sets(&record.hosted_zone_id, &name, record.record_type.as_str()).await?;
+        let after = desired(ctx, record, &name).await?;
+        let entry = zones
+            .entry((format!("{:?}", record.account), record.hosted_zone_id.clone()))
+            .or_insert_with(|| ZoneCutover {
+                hosted_zone_id: record.hosted_zone_id.clone(),
+                account: record.account,
+                before: Vec::new(),
+                after: Vec::new(),
+                change_id: None,
+                insync_at: None,
+            });
+        entry.before.extend(before);
+        entry.after.push(after);
+    }
+    Ok(DnsOutput { zones: zones.into_values().collect() })
+}
+
+async fn desired(ctx: &StepCtx<'_>, record: &crate::runbook::DnsRecord, name: &str) -> Result<RecordSet, Halt> {
+    let wave = match &record.points_to {
+        PointsTo::Wave(wave) => wave.clone(),
+        PointsTo::LoadBalancer { dns_name, zone } => {
+            return Ok(RecordSet {
+                name: name.to_string(),
+                record_type: record.record_type.as_str().to_string(),
+            set_identifier: None,
+            ttl: None,
+            values: Vec::new(),
+            alias: Some(Alias {
+                dns_name: dns_name.clone(),
+                hosted_zone_id: zone.clone(),
+                evaluate_target_health: true,
+            }),
+        });
+        }
+    };
+    let launch: LaunchOutput = ctx.output_of(&format!("launch:{wave}")).await?;
+    let mut values: Vec<String> = launch.launched().flat_map(|(_, s)| s.private_ips.iter().cloned()).collect();
+    values.sort();
+    values.dedup();
+    if values.is_empty() {
+        return Err(Halt::Failed(StepFailure::new(
+            format!("no recovered instance of wave {wave} has an IP address for {name}"),
+            "check the launch step's output (drs-runbook show <run>)",
+        )));
+    }
+    Ok(RecordSet {
+        name: name.to_string(),
+        record_type: record.record_type.as_str().to_string(),
+        set_identifier: None,
+        ttl: Some(i64::from(record.ttl.unwrap_or(60))),
+        values,
+        alias: None,
+    })
+}
+
+/// Intent -> ChangeResourceRecordSets (UPSERT) -> effect. After a crash, an open intent whose
+/// records already read as wanted is reconciled instead of being sent again.
+async fn upsert(ctx: &mut StepCtx<'_>, zone: &ZoneCutover) -> Result<String, Halt> {
+    let clients = ctx.clients.side(zone.account).clone();
+    let key = format!("{}/{}/upsert/{}", ctx.run.id, ctx.step.key, zone.hosted_zone_id);
+    let changes: Vec<RecordChange> = zone.after.iter().map(|r| RecordChange { action: "UPSERT".into(), record: r.clone() }).collect();
+    let open = ctx.journal.open_intents(&ctx.step.key).await?;
+    let effect = match open.into_iter().find(|e| e.idempotency_key == key) {
+        Some(e) => {
+            let mut current = Vec::new();
+            for r in &zone.after {
+                current.extend(clients.record_sets(&zone.hosted_zone_id, &r.name, &r.record_type).await?);
+            }
+            if zone.after.iter().all(|want| current.iter().any(|c| c == want)) {
+                let change_id = e.response.as_ref().and_then(|r| r["change_id"].as_str()).unwrap_or("reconciled").to_string();
+                ctx.journal.reconcile_effect(e.id, serde_json::json!({ "change_id": change_id, "found_by": "ListResourceRecordSets" })).await?;
+                return Ok(change_id);
+            }
+            e.id
+        }
+        None => {
+            ctx.journal
+                .begin_intent(&ctx.step.key, &key, "route53:ChangeResourceRecordSets", &clients.account_id, "global", serde_json::json!({ "hostedZoneId": zone.hosted_zone_id, "changes": changes }))
+                .await?
+        }
+    };
+    match clients.change_record_sets(&zone.hosted_zone_id, &changes, &format!("drs-runbook run {}", ctx.run.id)).await {
+        Ok(called) => {
+            ctx.journal
+                .complete_effect(effect, serde_json::json!({ "change_id": called.value }), called.request_id)
+                .await?;
+            ctx.say(format!("UPSERT {} in {}: change {}", zone.after.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", "), zone.hosted_zone_id, called.value));
+            Ok(called.value)
+        }
+        Err(e) => {
+            ctx.journal.fail_effect(effect, &e.to_string()).await?;
+            Err(e.into())
+        }
+    }
+}
+
+async fn wait_insync(ctx: &mut StepCtx<'_>, zone: &ZoneCutover) -> Result<(), Halt> {
+    let Some(change_id) = zone.change_id.clone().filter(|c| c != "reconciled") else {
+        return Ok(());
+    };
+    let clients = ctx.clients.side(zone.account).clone();
+    let started = ctx.clock.now();
+    let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(15));
+    loop {
+        let status = clients.change_status(&change_id).await?;
+        if status == "INSYNC" {
+            ctx.say(format!("change {change_id} INSYNC"));
+            return Ok(());
+        }
+        let waited = (ctx.clock.now() - started).to_std().unwrap_or_default();
+        if waited > INSYNC_DEADLINE {
+            return Err(Halt::Failed(StepFailure::new(
+                format!("Route 53 change {change_id} in zone {} is still {status} after {} minutes", zone.hosted_zone_id, INSYNC_DEADLINE.as_secs() / 60),
+                "check the Route 53 service health; the records were changed, so `retry` this step to keep waiting, or `rollback` the run to restore the previous records",
+            )));
+        }
+        let interval = backoff.next_interval();
+        ctx.pause(interval).await?;
+    }
+}

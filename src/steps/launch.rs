@@ -1,0 +1,136 @@
+//! `launch:<wave>`: waits for the wave's jobs to end (JOB_END, status COMPLETED) — a job
+//! completes even when servers fail, so the outcome is each server's `launchStatus` — then reads
+//! the recovery instances (EC2 IDs, private IPs). Polls DescribeJobs once for all the wave's jobs.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::recovery_job::RecoveryJobOutput;
+use super::{Halt, StepCtx, StepFailure};
+use crate::engine::clock::Backoff;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LaunchOutput {
+    pub servers: BTreeMap<String, ServerLaunch>,
+    /// When every job of the wave had completed (engine clock).
+    pub completed_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ServerLaunch {
+    pub job_id: String,
+    pub launch_status: Option<String>,
+    pub recovery_instance_id: Option<String>,
+    pub ec2_instance_id: Option<String>,
+    pub ec2_state: Option<String>,
+    pub private_ips: Vec<String>,
+    pub is_drill: bool,
+    pub error: Option<String>,
+}
+
+impl LaunchOutput {
+    /// The servers that launched, with their recovery instances.
+    pub fn launched(&self) -> impl Iterator<Item = (&String, &ServerLaunch)> {
+        self.servers
+            .iter()
+            .filter(|(_, s)| s.launch_status.as_deref() == Some("LAUNCHED") && s.recovery_instance_id.is_some())
+    }
+}
+
+pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
+    let wave = ctx.step.wave.clone().unwrap_or_default();
+    let jobs: RecoveryJobOutput = ctx.output_of(&format!("recovery_job:{wave}")).await?;
+    let job_ids = jobs.job_ids();
+    let mut out: LaunchOutput = ctx.my_output().await?;
+    let total: usize = jobs.batches.iter().map(|b| b.servers.len()).sum();
+    let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(15));
+    let mut last_seen = (usize::MAX, usize::MAX);
+    let final_jobs = loop {
+        let described = ctx.clients.target.describe_jobs(&job_ids).await?;
+        let launched = described
+            .iter()
+            .flat_map(|j| j.servers.iter())
+            .filter(|s| s.launch_status.as_deref() == Some("LAUNCHED"))
+            .count();
+        let completed = described.iter().filter(|j| j.is_completed()).count();
+        if (launched, completed) != last_seen {
+            last_seen = (launched, completed);
+            ctx.say(format!("{launched}/{total} launched; {completed}/{} job(s) completed", job_ids.len()));
+            backoff.reset(Duration::from_secs(5));
+        }
+        if completed == job_ids.len() && described.len() == job_ids.len() {
+            break described;
+        }
+        let interval = backoff.next_interval();
+        ctx.pause(interval).await?;
+    };
+    for job in &final_jobs {
+        ctx.budget.release(&job.id);
+        for s in &job.servers {
+            let entry = out.servers.entry(s.source_server_id.clone()).or_default();
+            entry.job_id = job.id.clone();
+            entry.launch_status = s.launch_status.clone();
+            entry.recovery_instance_id = s.recovery_instance_id.clone();
+        }
+    }
+    let ids: Vec<String> = out.servers.values().filter_map(|s| s.recovery_instance_id.clone()).collect();
+    for instance in ctx.clients.target.recovery_instances_by_id(&ids).await? {
+        if let Some(entry) = out.servers.values_mut().find(|s| s.recovery_instance_id.as_deref() == Some(&instance.id)) {
+            entry.ec2_instance_id = instance.ec2_instance_id.clone();
+            entry.ec2_state = instance.ec2_state.clone();
+            entry.private_ips = instance.private_ips.clone();
+            entry.is_drill = instance.is_drill;
+        }
+    }
+    // Explain each failed server with its job log event.
+    let failed: Vec<(String, String)> = out
+        .servers
+        .iter()
+        .filter(|(_, s)| s.launch_status.as_deref() != Some("LAUNCHED"))
+        .map(|(server, s)| (server.clone(), s.job_id.clone()))
+        .collect();
+    if !failed.is_empty() {
+        let mut logs = BTreeMap::new();
+        for (_, job_id) in &failed {
+            if !logs.contains_key(job_id) {
+                logs.insert(job_id.clone(), ctx.clients.target.job_log(job_id).await?);
+            }
+        }
+        for (server, job_id) in &failed {
+            let event = logs[job_id]
+                .iter()
+                .rev()
+                .find(|i| i.source_server_id.as_deref() == Some(server) && (i.event.ends_with("FAIL") || i.event.ends_with("FAILED") || i.event == "SERVER_SKIPPED"));
+            let status = out.servers[server].launch_status.clone().unwrap_or_else(|| "unknown".into());
+            let error = match event {
+                Some(e) => format!("{} ({}){}", status, e.event, e.raw_error.as_ref().map(|r| format!(": {r}")).unwrap_or_default()),
+                None => format!("launch status {status}"),
+            };
+            out.servers.get_mut(server).expect("present").error = Some(error);
+        }
+    }
+    out.completed_at = Some(ctx.clock.now().to_rfc3339());
+    ctx.save(&out).await?;
+
+    let mut critical = Vec::new();
+    for (server, s) in &out.servers {
+        if let Some(error) = &s.error {
+            if ctx.is_optional(server) {
+                ctx.say(format!("optional server {server} did not launch: {error}; the wave goes on without it"));
+            } else {
+                critical.push(format!("{server} in job {}: {error}", s.job_id));
+            }
+        }
+    }
+    let launched = out.launched().count();
+    ctx.say(format!("{launched}/{total} launched"));
+    if critical.is_empty() {
+        Ok(())
+    } else {
+        Err(Halt::Failed(StepFailure::new(
+            format!("recovery failed for critical server(s): {}", critical.join("; ")),
+            "read the job log (drs-runbook show <run>); check the server's launch template, instance type capacity and subnet in the recovery region, then `retry` or `rollback` the run",
+        )))
+    }
+}

@@ -1,0 +1,174 @@
+//! `lb_switch:<wave>`: registers the wave's recovered instances in its target group(s), waits
+//! until they are healthy, then deregisters the targets that were there before (captured first,
+//! so that a rollback can put them back).
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+use super::launch::LaunchOutput;
+use super::{Halt, StepCtx, StepFailure};
+use crate::aws::elbv2::Target;
+use crate::engine::clock::Backoff;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LbSwitchOutput {
+    pub groups: Vec<GroupSwitch>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct GroupSwitch {
+    pub target_group_arn: String,
+    /// The targets before the switch (captured before any change).
+    pub before: Vec<Target>,
+    pub registered: Vec<Target>,
+    pub registered_done: bool,
+    pub healthy_at: Option<String>,
+    pub deregistered: Vec<Target>,
+    pub deregistered_done: bool,
+}
+
+/// How long new targets may stay unhealthy before the step fails (simulated or real time).
+const HEALTH_DEADLINE: Duration = Duration::from_secs(15 * 60);
+
+pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
+    let wave = ctx.step.wave.clone().unwrap_or_default();
+    let launch: LaunchOutput = ctx.output_of(&format!("launch:{wave}")).await?;
+    let mut out: LbSwitchOutput = ctx.my_output().await?;
+    let lbs: Vec<_> = ctx.runbook.load_balancers.iter().filter(|lb| lb.wave == wave).cloned().collect();
+    let target = ctx.clients.target.clone();
+    for lb in &lbs {
+        let port = lb.port.map(i32::from);
+        let index = match out.groups.iter().position(|g| g.target_group_arn == lb.target_group_arn) {
+            Some(i) => i,
+            None => {
+                let before: Vec<Target> = target
+                    .target_health(&lb.target_group_arn)
+                    .await?
+                    .into_iter()
+                    .filter(|t| t.state != "draining")
+                    .map(|t| Target { id: t.id, port: t.port })
+                    .collect();
+                let mut registered: Vec<Target> = launch
+                    .launched()
+                    .filter_map(|(_, s)| s.ec2_instance_id.clone())
+                    .map(|id| Target { id, port })
+                    .collect();
+                registered.sort();
+                out.groups.push(GroupSwitch {
+                    target_group_arn: lb.target_group_arn.clone(),
+                    before,
+                    registered,
+                    ..Default::default()
+                });
+                ctx.save(&out).await?;
+                out.groups.len() - 1
+            }
+        };
+        let arn = lb.target_group_arn.clone();
+        if !out.groups[index].registered_done {
+            let targets = out.groups[index].registered.clone();
+            call(ctx, "elbv2:RegisterTargets", "register", &arn, &targets).await?;
+            out.groups[index].registered_done = true;
+            ctx.save(&out).await?;
+            ctx.say(format!("registered {} target(s) in {}", targets.len(), short(&arn)));
+        }
+        if out.groups[index].healthy_at.is_none() {
+            wait_healthy(ctx, &arn, &out.groups[index].registered).await?;
+            out.groups[index].healthy_at = Some(ctx.clock.now().to_rfc3339());
+            ctx.save(&out).await?;
+        }
+        if !out.groups[index].deregistered_done {
+            let new = &out.groups[index].registered;
+            let old: Vec<Target> = out.groups[index].before.iter().filter(|t| !new.iter().any(|n| n.id == t.id)).cloned().collect();
+            if !old.is_empty() {
+                call(ctx, "elbv2:DeregisterTargets", "deregister", &arn, &old).await?;
+                ctx.say(format!("deregistered {} old target(s) from {}", old.len(), short(&arn)));
+            }
+            out.groups[index].deregistered = old;
+            out.groups[index].deregistered_done = true;
+            ctx.save(&out).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Intent -> Register/DeregisterTargets -> effect. Both calls are idempotent in ELBv2, so an
+/// intent left open by a crash is safely completed by sending the same call again.
+async fn call(ctx: &mut StepCtx<'_>, operation: &str, verb: &str, arn: &str, targets: &[Target]) -> Result<(), Halt> {
+    let key = format!("{}/{}/{verb}/{arn}", ctx.run.id, ctx.step.key);
+    let target = ctx.clients.target.clone();
+    let open = ctx.journal.open_intents(&ctx.step.key).await?;
+    let effect = match open.into_iter().find(|e| e.idempotency_key == key) {
+        Some(e) => {
+            // A crash left this intent open: look before sending again.
+            let health = target.target_health(arn).await?;
+            let present = |id: &str| health.iter().any(|h| h.id == id && h.state != "draining");
+            let done = if verb == "register" {
+                targets.iter().all(|t| present(&t.id))
+            } else {
+                targets.iter().all(|t| !present(&t.id))
+            };
+            if done {
+                ctx.journal.reconcile_effect(e.id, serde_json::json!({ "found_by": "DescribeTargetHealth" })).await?;
+                return Ok(());
+            }
+            e.id
+        }
+        None => {
+            ctx.journal
+                .begin_intent(&ctx.step.key, &key, operation, &target.account_id, &target.region, serde_json::json!({ "targetGroupArn": arn, "targets": targets }))
+                .await?
+        }
+    };
+    let result = if verb == "register" {
+        target.register_targets(arn, targets).await
+    } else {
+        target.deregister_targets(arn, targets).await
+    };
+    match result {
+        Ok(called) => Ok(ctx.journal.complete_effect(effect, serde_json::json!({}), called.request_id).await?),
+        Err(e) => {
+            ctx.journal.fail_effect(effect, &e.to_string()).await?;
+            Err(e.into())
+        }
+    }
+}
+
+async fn wait_healthy(ctx: &mut StepCtx<'_>, arn: &str, targets: &[Target]) -> Result<(), Halt> {
+    let started = ctx.clock.now();
+    let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(15));
+    let mut last = String::new();
+    loop {
+        let health = ctx.clients.target.target_health(arn).await?;
+        let states: Vec<(String, String)> = targets
+            .iter()
+            .map(|t| {
+                let state = health.iter().find(|h| h.id == t.id).map(|h| h.state.clone()).unwrap_or_else(|| "missing".into());
+                (t.id.clone(), state)
+            })
+            .collect();
+        let healthy = states.iter().filter(|(_, s)| s == "healthy").count();
+        let line = format!("{healthy}/{} target(s) healthy in {}", targets.len(), short(arn));
+        if line != last {
+            ctx.say(&line);
+            last = line;
+        }
+        if healthy == targets.len() {
+            return Ok(());
+        }
+        let waited = (ctx.clock.now() - started).to_std().unwrap_or_default();
+        if waited > HEALTH_DEADLINE {
+            let bad: Vec<String> = states.iter().filter(|(_, s)| s != "healthy").map(|(id, s)| format!("{id} is {s}")).collect();
+            return Err(Halt::Failed(StepFailure::new(
+                format!("targets did not become healthy in {} within {} minutes: {}", arn, HEALTH_DEADLINE.as_secs() / 60, bad.join(", ")),
+                "check the target group's health check (path, port), the instances' security groups and that the application started; then `retry` this step",
+            )));
+        }
+        let interval = backoff.next_interval();
+        ctx.pause(interval).await?;
+    }
+}
+
+fn short(arn: &str) -> &str {
+    arn.split(':').next_back().unwrap_or(arn)
+}

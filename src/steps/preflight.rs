@@ -1,0 +1,168 @@
+//! `preflight`: read-only checks before anything changes. Every failed check says what to fix;
+//! the run stops here, before any mutating call, when one fails.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Halt, StepCtx, StepFailure, parse_iso_duration};
+use crate::engine::plan::Mode;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PreflightOutput {
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Check {
+    pub name: String,
+    /// `pass`, `warn` or `fail`.
+    pub status: String,
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+fn pass(name: impl Into<String>, detail: impl Into<String>) -> Check {
+    Check { name: name.into(), status: "pass".into(), detail: detail.into(), fix: None }
+}
+
+fn fail(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check { name: name.into(), status: "fail".into(), detail: detail.into(), fix: Some(fix.into()) }
+}
+
+fn warn(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check { name: name.into(), status: "warn".into(), detail: detail.into(), fix: Some(fix.into()) }
+}
+
+pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
+    let mut checks = Vec::new();
+    check_servers(ctx, &mut checks).await?;
+    check_dns(ctx, &mut checks).await?;
+    check_target_groups(ctx, &mut checks).await?;
+    let failed: Vec<&Check> = checks.iter().filter(|c| c.status == "fail").collect();
+    ctx.say(format!("{} check(s): {} passed, {} failed", checks.len(), checks.iter().filter(|c| c.status == "pass").count(), failed.len()));
+    for c in &checks {
+        if c.status != "pass" {
+            ctx.say(format!("{} {}: {}", c.status.to_uppercase(), c.name, c.detail));
+        }
+    }
+    let failure = (!failed.is_empty()).then(|| {
+        StepFailure::new(
+            format!(
+                "preflight failed: {}",
+                failed.iter().map(|c| format!("{}: {}", c.name, c.detail)).collect::<Vec<_>>().join("; ")
+            ),
+            failed.iter().filter_map(|c| c.fix.clone()).collect::<Vec<_>>().join("; "),
+        )
+    });
+    ctx.save(&PreflightOutput { checks }).await?;
+    match failure {
+        Some(f) => Err(Halt::Failed(f)),
+        None => Ok(()),
+    }
+}
+
+async fn check_servers(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(), Halt> {
+    let wanted: Vec<String> = ctx.runbook.waves.iter().flat_map(|w| w.servers.iter().cloned()).collect();
+    let target = &ctx.clients.target;
+    let servers = match target.describe_source_servers(&wanted).await {
+        Ok(s) => s,
+        Err(e) => {
+            checks.push(fail("drs:source servers", e.to_string(), e.hint.clone()));
+            return Ok(());
+        }
+    };
+    let rpo = ctx.runbook.rpo();
+    for id in &wanted {
+        let name = format!("drs:{id}");
+        let Some(server) = servers.iter().find(|s| &s.id == id) else {
+            checks.push(fail(
+                name,
+                format!("source server {id} does not exist in account {} ({})", target.account_id, target.region),
+                "check the server ID in the runbook against `aws drs describe-source-servers` in the target account and region",
+            ));
+            continue;
+        };
+        let state = server.replication_state.clone().unwrap_or_else(|| "unknown".into());
+        if state != "CONTINUOUS" {
+            checks.push(fail(
+                name.clone(),
+                format!("replication is {state}, not CONTINUOUS"),
+                "fix replication first (agent seen? staging network reachable? see the DRS console's data replication status)",
+            ));
+            continue;
+        }
+        let lag = server.lag.as_deref().and_then(parse_iso_duration).unwrap_or_default();
+        match rpo {
+            Some(rpo) if lag > rpo => checks.push(fail(
+                name,
+                format!("replication lag {}s exceeds the RPO objective {}s", lag.as_secs(), rpo.as_secs()),
+                "wait for replication to catch up, or accept a larger RPO with --point-in-time",
+            )),
+            _ => checks.push(pass(name, format!("CONTINUOUS, lag {}s", lag.as_secs()))),
+        }
+    }
+    if let Some(pit) = ctx.run.options.point_in_time {
+        for id in &wanted {
+            match target.snapshot_at_or_before(id, pit).await {
+                Ok(Some(snapshot)) => checks.push(pass(format!("drs:{id} snapshot"), format!("{snapshot} at or before {pit}"))),
+                Ok(None) => checks.push(fail(format!("drs:{id} snapshot"), format!("no snapshot at or before {pit}"), "choose a later --point-in-time")),
+                Err(e) => checks.push(fail(format!("drs:{id} snapshot"), e.to_string(), e.hint.clone())),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn check_dns(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(), Halt> {
+    if ctx.run.operation == crate::engine::plan::Operation::Drill {
+        return Ok(());
+    }
+    for record in &ctx.runbook.dns {
+        let clients = ctx.clients.side(record.account);
+        let name = format!("route53:{} {}", record.name, record.record_type.as_str());
+        match clients.hosted_zone_exists(&record.hosted_zone_id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                checks.push(fail(
+                    name,
+                    format!("hosted zone {} does not exist in account {}", record.hosted_zone_id, clients.account_id),
+                    "check hosted_zone_id and which account owns the zone (`account` of the [[dns]] entry)",
+                ));
+                continue;
+            }
+            Err(e) => {
+                checks.push(fail(name, e.to_string(), e.hint.clone()));
+                continue;
+            }
+        }
+        match clients.record_sets(&record.hosted_zone_id, &record.name, record.record_type.as_str()).await {
+            Ok(sets) if sets.is_empty() => checks.push(warn(name, "the record does not exist yet; the cutover will create it", "none needed if that is intended")),
+            Ok(sets) => checks.push(pass(name, format!("{} record set(s) captured at cutover", sets.len()))),
+            Err(e) => checks.push(fail(name, e.to_string(), e.hint.clone())),
+        }
+    }
+    Ok(())
+}
+
+async fn check_target_groups(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(), Halt> {
+    if ctx.run.operation == crate::engine::plan::Operation::Drill {
+        return Ok(());
+    }
+    for lb in &ctx.runbook.load_balancers {
+        let mut groups = vec![(&ctx.clients.target, lb.target_group_arn.clone())];
+        if ctx.run.options.mode == Mode::Planned {
+            if let Some(failback) = &lb.failback_target_group_arn {
+                groups.push((&ctx.clients.source, failback.clone()));
+            }
+        }
+        for (clients, arn) in groups {
+            let name = format!("elbv2:{}", arn.rsplit(':').next().unwrap_or(&arn));
+            match clients.target_group_exists(&arn).await {
+                Ok(true) => checks.push(pass(name, "exists")),
+                Ok(false) => checks.push(fail(name, format!("target group {arn} does not exist"), "check the ARN in the runbook's [[load_balancer]]")),
+                Err(e) => checks.push(fail(name, e.to_string(), e.hint.clone())),
+            }
+        }
+    }
+    Ok(())
+}
