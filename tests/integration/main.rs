@@ -4,3 +4,4 @@
 mod support;
 
 mod sim_control;
+mod sim_drs;
