@@ -3,5 +3,6 @@
 
 mod support;
 
+mod sim_awscli_drs;
 mod sim_control;
 mod sim_drs;
