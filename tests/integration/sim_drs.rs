@@ -961,3 +961,26 @@ async fn launch_and_replication_configurations_read_plausibly() {
         .unwrap();
     assert!(tags.tags().is_none_or(|t| t.is_empty()));
 }
+
+#[tokio::test]
+async fn job_progress_does_not_depend_on_how_often_the_world_advances() {
+    let (sim, drs) = seeded().await;
+    start(&drs, &[DB, APP1, APP2], false).await;
+    let (world, now) = sim.sim.with_state(|s| (s.world.clone(), s.clock.now()));
+    let end = now + chrono::Duration::minutes(30);
+    let mut at_once = world.clone();
+    at_once.advance(end, &[]);
+    let mut step_by_step = world;
+    let mut t = now;
+    while t < end {
+        t += chrono::Duration::seconds(7);
+        step_by_step.advance(t.min(end), &[]);
+    }
+    let a = serde_json::to_value(&at_once).unwrap();
+    let b = serde_json::to_value(&step_by_step).unwrap();
+    assert_eq!(a["drs"], b["drs"]);
+    assert_eq!(
+        a["drs"][format!("{}/{}", TARGET.0, TARGET.1)]["jobs"][0]["status"],
+        "COMPLETED"
+    );
+}

@@ -91,19 +91,19 @@ pub(super) fn check_no_active_reverse_replication(
     world: &World,
     ri: &RecoveryInstance,
 ) -> Result<(), DrsError> {
-    if let Some(a2) = reversed_server(world, ri) {
-        if matches!(a2.replication, Replication::Active { .. }) {
-            let arn = &ri.failback.as_ref().expect("linked").source_server_arn;
-            return Err(DrsError::conflict(
-                "RECOVERY_INSTANCE",
-                &ri.id,
-                format!(
-                    "Recovery instance {} is replicating into the reversed-direction source server \
-                     {arn}; call StopReplication on that server first",
-                    ri.id
-                ),
-            ));
-        }
+    if let Some(a2) = reversed_server(world, ri)
+        && matches!(a2.replication, Replication::Active { .. })
+    {
+        let arn = &ri.failback.as_ref().expect("linked").source_server_arn;
+        return Err(DrsError::conflict(
+            "RECOVERY_INSTANCE",
+            &ri.id,
+            format!(
+                "Recovery instance {} is replicating into the reversed-direction source server \
+                 {arn}; call StopReplication on that server first",
+                ri.id
+            ),
+        ));
     }
     Ok(())
 }
@@ -452,10 +452,10 @@ pub(super) fn delete_recovery_instance(
     busy(ctx.world, scope, &server_id)?;
     if let Some(drs) = ctx.world.drs.get_mut(&scope.key) {
         drs.recovery_instances.remove(&id);
-        if let Some(server) = drs.source_servers.get_mut(&server_id) {
-            if server.recovery_instance_id.as_deref() == Some(id.as_str()) {
-                server.recovery_instance_id = None;
-            }
+        if let Some(server) = drs.source_servers.get_mut(&server_id)
+            && server.recovery_instance_id.as_deref() == Some(id.as_str())
+        {
+            server.recovery_instance_id = None;
         }
     }
     Ok(Done::mutated(200, None, body))

@@ -543,12 +543,11 @@ impl Effects<'_> {
 
     /// Removes a recovery instance from DRS (its EC2 instance stays, as in AWS).
     fn forget_instance(&mut self, instance_id: &str) {
-        if let Some(ri) = self.recovery_instances.remove(instance_id) {
-            if let Some(server) = self.source_servers.get_mut(&ri.source_server_id) {
-                if server.recovery_instance_id.as_deref() == Some(instance_id) {
-                    server.recovery_instance_id = None;
-                }
-            }
+        if let Some(ri) = self.recovery_instances.remove(instance_id)
+            && let Some(server) = self.source_servers.get_mut(&ri.source_server_id)
+            && server.recovery_instance_id.as_deref() == Some(instance_id)
+        {
+            server.recovery_instance_id = None;
         }
     }
 }

@@ -217,14 +217,14 @@ pub fn error_reply(code: &str, message: &str, request_id: &str) -> Reply {
 /// and the AWS CLI both decode it and show the message saying what the simulator serves.
 pub fn operation_of(req: &SimRequest) -> Result<String, Reply> {
     use axum::http::Method;
-    if let Some(rest) = req.path.strip_prefix("/tags/") {
-        if !rest.is_empty() {
-            match req.method {
-                Method::POST => return Ok("TagResource".to_string()),
-                Method::GET => return Ok("ListTagsForResource".to_string()),
-                Method::DELETE => return Ok("UntagResource".to_string()),
-                _ => {}
-            }
+    if let Some(rest) = req.path.strip_prefix("/tags/")
+        && !rest.is_empty()
+    {
+        match req.method {
+            Method::POST => return Ok("TagResource".to_string()),
+            Method::GET => return Ok("ListTagsForResource".to_string()),
+            Method::DELETE => return Ok("UntagResource".to_string()),
+            _ => {}
         }
     }
     let name = req.path.trim_start_matches('/');
@@ -334,6 +334,13 @@ fn route(ctx: &mut Ctx<'_>, operation: &str, req: &SimRequest) -> Result<Done, D
     let scope = Scope::of(ctx);
     match operation {
         "InitializeService" => {
+            // Idempotent: a repeated call changes nothing, so it is not recorded as a mutation.
+            if is_initialized(ctx.world, &scope.account, &scope.region) {
+                return Ok(Done {
+                    reply: Reply::new(204).with_header("content-type", "application/json"),
+                    mutation: None,
+                });
+            }
             initialize(ctx.world, &scope.account, &scope.region, ctx.now);
             return Ok(Done::mutated(204, None, json!({})));
         }

@@ -28,7 +28,7 @@ pub fn hardware(server_id: &str) -> Hardware {
     Hardware {
         cores,
         ram_bytes: cores * 2 * GIB,
-        disk_bytes: 8 * GIB << jitter(&[server_id, "disk"], 0, 3),
+        disk_bytes: (8 * GIB) << jitter(&[server_id, "disk"], 0, 3),
     }
 }
 
@@ -188,10 +188,10 @@ pub fn recovery_instance_json(
     let replication_state = if ri.disconnected {
         "DISCONNECTED"
     } else {
-        match reversed_state {
-            Some(state @ ("INITIATING" | "INITIAL_SYNC" | "CONTINUOUS" | "STOPPED")) => state,
-            _ => "NOT_STARTED",
-        }
+        // A2's own state, until it is disconnected (then B2 replicates nowhere).
+        reversed_state
+            .filter(|state| *state != "DISCONNECTED")
+            .unwrap_or("NOT_STARTED")
     };
     let mut replication = json!({
         "dataReplicationState": replication_state,
