@@ -3,8 +3,10 @@
 
 mod support;
 
-mod runbook_validate;
-mod sim_control;
-mod sim_route53_elbv2;
-mod sim_awscli_xml;
 mod moto_parity;
+mod runbook_validate;
+mod sim_awscli_drs;
+mod sim_awscli_xml;
+mod sim_control;
+mod sim_drs;
+mod sim_route53_elbv2;

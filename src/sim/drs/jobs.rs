@@ -1,0 +1,781 @@
+//! Jobs: StartRecovery (LAUNCH) and TerminateRecoveryInstances (TERMINATE), their quotas, and
+//! their life on the simulated clock.
+//!
+//! ```text
+//!  job:     PENDING ──(5–15 s)──► STARTED ──(every server Done)──► COMPLETED (+ endDateTime)
+//!  launch:  JOB_START ─► [CLEANUP_START ─(15–45 s)─► CLEANUP_END]          previous instance
+//!                    ─► SNAPSHOT_START ─(20–40 s)─► SNAPSHOT_END            on-demand snapshot
+//!                       | USING_PREVIOUS_SNAPSHOT                           recoverySnapshotID
+//!                    ─► CONVERSION_START ─(2–6 min)─► CONVERSION_END | CONVERSION_FAIL
+//!                    ─► LAUNCH_START (EC2 PENDING) ─(boot 2–5 min)─► RUNNING, LAUNCHED
+//!                       | LAUNCH_FAILED
+//!  terminate: JOB_START ─► EC2 SHUTTING-DOWN ─(1–3 min)─► TERMINATED ... JOB_END, instances
+//!             removed from DRS
+//! ```
+//!
+//! [`advance`] is a discrete-event progression: each server's next event and its time follow
+//! from its persisted phase, the time that phase began, and jitter hashed from the job and
+//! server IDs; events are applied at the times they were due, so the outcome does not depend
+//! on how often the simulator is called, and a restarted simulator replays identically.
+//! Server faults are read when an event is applied: `stuck_job` holds the server where it is,
+//! `conversion_failure` / `launch_failure` turn the conversion / launch into a failure.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use super::model::{
+    DrsRegion, Job, JobKind, JobServer, JobStatus, LastLaunch, LaunchStatus, LogEvent, LogItem,
+    Phase, RecoveryInstance, SourceServer,
+};
+use super::{
+    Ctx, Done, DrsError, Scope, check_count, check_id, check_instance_id, hex_id, input, jitter,
+    page, parse_time, snapshots, views,
+};
+use crate::sim::ec2::{Ec2, InstanceState};
+use crate::sim::faults::{ServerFaults, server_fault};
+use crate::sim::wire::random_hex;
+use crate::sim::{Fault, World};
+
+/// Service quotas (reference/drs-api.md section 3).
+const MAX_SERVERS_PER_JOB: usize = 100;
+const MAX_CONCURRENT_JOBS: usize = 20;
+const MAX_SERVERS_IN_ALL_JOBS: usize = 500;
+const MAX_TAGS: usize = 50;
+
+/// The real text of the one-job-per-server ConflictException.
+pub const BUSY_MESSAGE: &str =
+    "One or more of the Source Servers included in API call are currently being processed by a Job";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StartRecoveryInput {
+    source_servers: Option<Vec<StartServer>>,
+    is_drill: Option<bool>,
+    tags: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct StartServer {
+    #[serde(rename = "sourceServerID")]
+    source_server_id: Option<String>,
+    #[serde(rename = "recoverySnapshotID")]
+    recovery_snapshot_id: Option<String>,
+}
+
+/// StartRecovery: one LAUNCH job for all the servers of the call (202).
+pub(super) fn start_recovery(
+    ctx: &mut Ctx<'_>,
+    scope: &Scope,
+    body: Value,
+) -> Result<Done, DrsError> {
+    let input: StartRecoveryInput = input(&body)?;
+    let requested = input
+        .source_servers
+        .ok_or_else(|| DrsError::field("sourceServers", "is required"))?;
+    check_count("sourceServers", requested.len(), 1, 200)?;
+    let tags = input.tags.unwrap_or_default();
+    check_tags(&tags)?;
+    let mut wanted: Vec<(String, Option<String>)> = Vec::with_capacity(requested.len());
+    let mut seen = HashSet::new();
+    for (i, server) in requested.into_iter().enumerate() {
+        let field = format!("sourceServers[{i}].sourceServerID");
+        let id = server
+            .source_server_id
+            .ok_or_else(|| DrsError::field(&field, "is required"))?;
+        check_id(&field, &id, "s-")?;
+        if let Some(pit) = &server.recovery_snapshot_id {
+            check_id(
+                &format!("sourceServers[{i}].recoverySnapshotID"),
+                pit,
+                "pit-",
+            )?;
+        }
+        if !seen.insert(id.clone()) {
+            return Err(DrsError::field(&field, format!("{id} is listed twice")));
+        }
+        wanted.push((id, server.recovery_snapshot_id));
+    }
+    let drs = ctx.world.drs.entry(scope.key.clone()).or_default();
+    // Resolve every server and snapshot before anything changes.
+    let mut data_timestamps = Vec::with_capacity(wanted.len());
+    for (i, (id, pit)) in wanted.iter().enumerate() {
+        let server = drs.source_servers.get(id).ok_or_else(|| {
+            DrsError::field(
+                &format!("sourceServers[{i}].sourceServerID"),
+                format!(
+                    "source server {id} does not exist in account {} region {}",
+                    scope.account, scope.region
+                ),
+            )
+        })?;
+        check_launchable(server, ctx.now)?;
+        let data_timestamp = match pit {
+            None => None,
+            Some(pit) => Some(
+                snapshots::find(server, pit, ctx.now)
+                    .ok_or_else(|| {
+                        DrsError::field(
+                            &format!("sourceServers[{i}].recoverySnapshotID"),
+                            format!(
+                                "recovery snapshot {pit} does not exist for source server {id} \
+                                 (list them with DescribeRecoverySnapshots)"
+                            ),
+                        )
+                    })?
+                    .taken,
+            ),
+        };
+        data_timestamps.push(data_timestamp);
+    }
+    let ids: Vec<&str> = wanted.iter().map(|(id, _)| id.as_str()).collect();
+    check_quotas_and_conflicts(drs, &ids)?;
+
+    let job_id = format!("drsjob-{}", random_hex(ctx.rng, 17));
+    let drill = input.is_drill.unwrap_or(false);
+    let servers: Vec<JobServer> = wanted
+        .into_iter()
+        .zip(data_timestamps)
+        .map(|((id, pit), data_timestamp)| JobServer {
+            source_server_id: id,
+            recovery_instance_id: None,
+            launch_status: LaunchStatus::Pending,
+            phase: Phase::Queued,
+            phase_at: ctx.now,
+            snapshot_id: pit,
+            data_timestamp,
+            cleanup_instance_id: None,
+        })
+        .collect();
+    for server in &servers {
+        if let Some(s) = drs.source_servers.get_mut(&server.source_server_id) {
+            s.last_launch = Some(LastLaunch {
+                job_id: job_id.clone(),
+                api_call_at: ctx.now,
+                drill,
+                status: LaunchStatus::Pending,
+            });
+        }
+    }
+    let job = Job {
+        id: job_id,
+        kind: JobKind::Launch,
+        drill,
+        created_at: ctx.now,
+        ended_at: None,
+        status: JobStatus::Pending,
+        servers,
+        log: Vec::new(),
+        tags,
+    };
+    let reply = json!({ "job": views::job_json(scope, &job) });
+    drs.jobs.push(job);
+    Ok(Done::mutated(202, Some(reply), body))
+}
+
+/// A server can be launched from once its data is replicated (or was, before a stop).
+fn check_launchable(server: &SourceServer, now: DateTime<Utc>) -> Result<(), DrsError> {
+    let state = server.replication.state_at(now);
+    if matches!(state, "INITIATING" | "INITIAL_SYNC" | "DISCONNECTED") {
+        return Err(DrsError::conflict(
+            "SOURCE_SERVER",
+            &server.id,
+            format!(
+                "Source server {} cannot be launched while its data replication state is {state}; \
+                 wait until it is CONTINUOUS (DescribeSourceServers shows the state)",
+                server.id
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), DrsError> {
+    if tags.len() > MAX_TAGS {
+        return Err(DrsError::field(
+            "tags",
+            format!(
+                "has {} tags; a resource can have at most {MAX_TAGS}",
+                tags.len()
+            ),
+        ));
+    }
+    if let Some((k, _)) = tags.iter().find(|(k, v)| k.len() > 256 || v.len() > 256) {
+        return Err(DrsError::field(
+            "tags",
+            format!("the tag {k:?} is longer than 256 characters (key or value)"),
+        ));
+    }
+    Ok(())
+}
+
+/// The job quotas, then the one-active-job-per-server rule.
+fn check_quotas_and_conflicts(drs: &DrsRegion, server_ids: &[&str]) -> Result<(), DrsError> {
+    if server_ids.len() > MAX_SERVERS_PER_JOB {
+        return Err(DrsError::QuotaExceeded {
+            message: format!(
+                "Cannot start a job for {} source servers: the quota 'Max source servers in a \
+                 single Job' is {MAX_SERVERS_PER_JOB}. Split the servers into several calls.",
+                server_ids.len()
+            ),
+            quota_code: "L-B827C881",
+            resource_type: "SOURCE_SERVER",
+        });
+    }
+    let active: Vec<&Job> = drs.active_jobs().collect();
+    if active.len() >= MAX_CONCURRENT_JOBS {
+        return Err(DrsError::QuotaExceeded {
+            message: format!(
+                "Cannot start another job: {} jobs are in progress and the quota 'Concurrent \
+                 jobs in progress' is {MAX_CONCURRENT_JOBS}. Wait for a job to complete.",
+                active.len()
+            ),
+            quota_code: "L-D88FAC3A",
+            resource_type: "JOB",
+        });
+    }
+    let busy: HashSet<&str> = active
+        .iter()
+        .flat_map(|j| j.servers.iter().map(|s| s.source_server_id.as_str()))
+        .collect();
+    let in_jobs: usize = active.iter().map(|j| j.servers.len()).sum();
+    if in_jobs + server_ids.len() > MAX_SERVERS_IN_ALL_JOBS {
+        return Err(DrsError::QuotaExceeded {
+            message: format!(
+                "Cannot add {} source servers to jobs: {in_jobs} are in active jobs and the quota \
+                 'Max source servers in all Jobs' is {MAX_SERVERS_IN_ALL_JOBS}. Wait for a job to complete.",
+                server_ids.len()
+            ),
+            quota_code: "L-05AFA8C6",
+            resource_type: "SOURCE_SERVER",
+        });
+    }
+    if let Some(id) = server_ids.iter().find(|id| busy.contains(**id)) {
+        return Err(DrsError::conflict(
+            "SOURCE_SERVER",
+            id,
+            BUSY_MESSAGE.to_string(),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TerminateInput {
+    #[serde(rename = "recoveryInstanceIDs")]
+    recovery_instance_ids: Option<Vec<String>>,
+}
+
+/// TerminateRecoveryInstances: a TERMINATE job that holds the instances' source servers.
+pub(super) fn terminate_recovery_instances(
+    ctx: &mut Ctx<'_>,
+    scope: &Scope,
+    body: Value,
+) -> Result<Done, DrsError> {
+    let input: TerminateInput = input(&body)?;
+    let ids = input
+        .recovery_instance_ids
+        .ok_or_else(|| DrsError::field("recoveryInstanceIDs", "is required"))?;
+    check_count("recoveryInstanceIDs", ids.len(), 1, 200)?;
+    let mut seen = HashSet::new();
+    for id in &ids {
+        check_instance_id("recoveryInstanceIDs", id)?;
+        if !seen.insert(id.as_str()) {
+            return Err(DrsError::field(
+                "recoveryInstanceIDs",
+                format!("{id} is listed twice"),
+            ));
+        }
+    }
+    let mut servers = Vec::with_capacity(ids.len());
+    {
+        let world: &World = ctx.world;
+        let drs = views::region(world, scope);
+        for id in &ids {
+            let ri = drs
+                .and_then(|r| r.recovery_instances.get(id))
+                .ok_or_else(|| {
+                    DrsError::not_found(
+                        "RECOVERY_INSTANCE",
+                        id,
+                        format!(
+                            "Recovery instance {id} does not exist in account {} region {}",
+                            scope.account, scope.region
+                        ),
+                    )
+                })?;
+            super::failback::check_no_active_reverse_replication(world, ri)?;
+            servers.push((ri.source_server_id.clone(), id.clone()));
+        }
+        if let Some(drs) = drs {
+            let server_ids: Vec<&str> = servers.iter().map(|(s, _)| s.as_str()).collect();
+            check_quotas_and_conflicts(drs, &server_ids)?;
+        }
+    }
+    let drs = ctx.world.drs.entry(scope.key.clone()).or_default();
+    let job = Job {
+        id: format!("drsjob-{}", random_hex(ctx.rng, 17)),
+        kind: JobKind::Terminate,
+        drill: false,
+        created_at: ctx.now,
+        ended_at: None,
+        status: JobStatus::Pending,
+        servers: servers
+            .into_iter()
+            .map(|(source_server_id, instance)| JobServer {
+                source_server_id,
+                recovery_instance_id: Some(instance),
+                launch_status: LaunchStatus::Pending,
+                phase: Phase::Queued,
+                phase_at: ctx.now,
+                snapshot_id: None,
+                data_timestamp: None,
+                cleanup_instance_id: None,
+            })
+            .collect(),
+        log: Vec::new(),
+        tags: BTreeMap::new(),
+    };
+    let reply = json!({ "job": views::job_json(scope, &job) });
+    drs.jobs.push(job);
+    Ok(Done::mutated(200, Some(reply), body))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct DescribeJobsInput {
+    filters: Option<JobFilters>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct JobFilters {
+    #[serde(rename = "jobIDs")]
+    job_ids: Option<Vec<String>>,
+    from_date: Option<String>,
+    to_date: Option<String>,
+}
+
+/// DescribeJobs: latest first.
+pub(super) fn describe_jobs(
+    ctx: &mut Ctx<'_>,
+    scope: &Scope,
+    body: Value,
+) -> Result<Done, DrsError> {
+    let input: DescribeJobsInput = input(&body)?;
+    let filters = input.filters.unwrap_or_default();
+    let ids: BTreeSet<String> = filters.job_ids.unwrap_or_default().into_iter().collect();
+    check_count("filters.jobIDs", ids.len(), 0, 1000)?;
+    for id in &ids {
+        check_id("filters.jobIDs", id, "drsjob-")?;
+    }
+    let from = filters
+        .from_date
+        .as_deref()
+        .map(|t| parse_time("filters.fromDate", t))
+        .transpose()?;
+    let to = filters
+        .to_date
+        .as_deref()
+        .map(|t| parse_time("filters.toDate", t))
+        .transpose()?;
+    let jobs: Vec<&Job> = views::region(ctx.world, scope)
+        .map(|r| r.jobs.iter().rev().collect())
+        .unwrap_or_default();
+    let selected: Vec<&Job> = jobs
+        .into_iter()
+        .filter(|j| ids.is_empty() || ids.contains(&j.id))
+        .filter(|j| from.is_none_or(|f| j.created_at >= f) && to.is_none_or(|t| j.created_at <= t))
+        .collect();
+    let keys: Vec<String> = selected.iter().map(|j| j.id.clone()).collect();
+    let page = page(&keys, input.max_results, input.next_token.as_deref())?;
+    let items: Vec<Value> = selected[page.start..page.end]
+        .iter()
+        .map(|j| views::job_json(scope, j))
+        .collect();
+    let mut out = json!({ "items": items });
+    if let Some(token) = page.next_token {
+        out["nextToken"] = json!(token);
+    }
+    Ok(Done::read(out))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogItemsInput {
+    #[serde(rename = "jobID")]
+    job_id: Option<String>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+/// DescribeJobLogItems: the job's log in time order.
+pub(super) fn describe_job_log_items(
+    ctx: &mut Ctx<'_>,
+    scope: &Scope,
+    body: Value,
+) -> Result<Done, DrsError> {
+    let input: LogItemsInput = input(&body)?;
+    let job_id = input
+        .job_id
+        .ok_or_else(|| DrsError::field("jobID", "is required"))?;
+    check_id("jobID", &job_id, "drsjob-")?;
+    let job = views::region(ctx.world, scope)
+        .and_then(|r| r.job(&job_id))
+        .ok_or_else(|| {
+            DrsError::field(
+                "jobID",
+                format!(
+                    "job {job_id} does not exist in account {} region {}",
+                    scope.account, scope.region
+                ),
+            )
+        })?;
+    let keys: Vec<String> = (0..job.log.len()).map(|i| format!("{i:08}")).collect();
+    let page = page(&keys, input.max_results, input.next_token.as_deref())?;
+    let items: Vec<Value> = job.log[page.start..page.end]
+        .iter()
+        .map(|item| views::log_item_json(job, item))
+        .collect();
+    let mut out = json!({ "items": items });
+    if let Some(token) = page.next_token {
+        out["nextToken"] = json!(token);
+    }
+    Ok(Done::read(out))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Job life on the simulated clock.
+
+/// One event of a server in a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    CleanupStart,
+    CleanupEnd,
+    SnapshotStart,
+    SnapshotEnd,
+    UsePreviousSnapshot,
+    ConversionStart,
+    ConversionEnd,
+    LaunchStart,
+    Booted,
+    ShutdownStart,
+    Terminated,
+}
+
+/// The next event of server `s` of `job` and when it is due (none when done or queued).
+fn next_step(job: &Job, s: &JobServer) -> Option<(DateTime<Utc>, Step)> {
+    let span = |salt: &str, lo: i64, hi: i64| {
+        Duration::seconds(jitter(&[&job.id, &s.source_server_id, salt], lo, hi))
+    };
+    let at = s.phase_at;
+    let second = Duration::seconds(1);
+    let step = match (job.kind, s.phase) {
+        (_, Phase::Queued | Phase::Done) => return None,
+        (JobKind::Launch, Phase::Started) => {
+            let step = if s.cleanup_instance_id.is_some() {
+                Step::CleanupStart
+            } else if s.snapshot_id.is_some() {
+                Step::UsePreviousSnapshot
+            } else {
+                Step::SnapshotStart
+            };
+            (at + second, step)
+        }
+        (JobKind::Launch, Phase::CleaningUp) => (at + span("cleanup", 15, 45), Step::CleanupEnd),
+        (JobKind::Launch, Phase::Snapshotting) => {
+            (at + span("snapshot", 20, 40), Step::SnapshotEnd)
+        }
+        (JobKind::Launch, Phase::SnapshotReady) => (at + second * 2, Step::ConversionStart),
+        (JobKind::Launch, Phase::Converting) => {
+            (at + span("conversion", 120, 360), Step::ConversionEnd)
+        }
+        (JobKind::Launch, Phase::Converted) => (at + second * 2, Step::LaunchStart),
+        (JobKind::Launch, Phase::Booting) => (at + span("boot", 120, 300), Step::Booted),
+        (JobKind::Terminate, Phase::Started) => (at + second * 2, Step::ShutdownStart),
+        (JobKind::Terminate, Phase::ShuttingDown) => {
+            (at + span("terminate", 60, 180), Step::Terminated)
+        }
+        // Phases of the other job kind never occur.
+        (JobKind::Launch, Phase::ShuttingDown)
+        | (
+            JobKind::Terminate,
+            Phase::CleaningUp
+            | Phase::Snapshotting
+            | Phase::SnapshotReady
+            | Phase::Converting
+            | Phase::Converted
+            | Phase::Booting,
+        ) => return None,
+    };
+    Some(step)
+}
+
+/// What the events of one region's jobs act on besides the job itself.
+struct Effects<'a> {
+    scope: &'a Scope,
+    source_servers: &'a mut BTreeMap<String, SourceServer>,
+    recovery_instances: &'a mut BTreeMap<String, RecoveryInstance>,
+    ec2: &'a mut Ec2,
+}
+
+impl Effects<'_> {
+    fn set_last_launch_status(&mut self, job_id: &str, server_id: &str, status: LaunchStatus) {
+        if let Some(last) = self
+            .source_servers
+            .get_mut(server_id)
+            .and_then(|s| s.last_launch.as_mut())
+            .filter(|l| l.job_id == job_id)
+        {
+            last.status = status;
+        }
+    }
+
+    fn set_ec2_state(&mut self, instance_id: &str, state: InstanceState) {
+        if let Some(instance) = self.ec2.get_mut(instance_id) {
+            instance.state = state;
+        }
+    }
+
+    /// Removes a recovery instance from DRS (its EC2 instance stays, as in AWS).
+    fn forget_instance(&mut self, instance_id: &str) {
+        if let Some(ri) = self.recovery_instances.remove(instance_id)
+            && let Some(server) = self.source_servers.get_mut(&ri.source_server_id)
+            && server.recovery_instance_id.as_deref() == Some(instance_id)
+        {
+            server.recovery_instance_id = None;
+        }
+    }
+}
+
+/// Brings every active job of every region up to `now`.
+pub fn advance(world: &mut World, now: DateTime<Utc>, faults: &[Fault]) {
+    let World { drs, ec2, .. } = world;
+    for (key, region) in drs.iter_mut() {
+        if region.jobs.iter().all(|j| j.status == JobStatus::Completed) {
+            continue;
+        }
+        let (account, region_name) = key.split_once('/').unwrap_or((key.as_str(), ""));
+        let scope = Scope::new(account, region_name);
+        let DrsRegion {
+            jobs,
+            source_servers,
+            recovery_instances,
+            ..
+        } = region;
+        let mut effects = Effects {
+            scope: &scope,
+            source_servers,
+            recovery_instances,
+            ec2,
+        };
+        for job in jobs.iter_mut().filter(|j| j.status != JobStatus::Completed) {
+            advance_job(job, &mut effects, now, faults);
+        }
+    }
+}
+
+fn advance_job(job: &mut Job, fx: &mut Effects<'_>, now: DateTime<Utc>, faults: &[Fault]) {
+    let mut changed = false;
+    if job.status == JobStatus::Pending {
+        let start = job.created_at + Duration::seconds(jitter(&[&job.id, "start"], 5, 15));
+        if start > now {
+            return;
+        }
+        start_job(job, fx, start);
+        changed = true;
+    }
+    for i in 0..job.servers.len() {
+        let faults = server_fault(faults, &job.servers[i].source_server_id);
+        while let Some((at, step)) = next_step(job, &job.servers[i]) {
+            if at > now || faults.stuck {
+                break;
+            }
+            apply(job, i, at, step, faults, fx);
+            changed = true;
+        }
+    }
+    if job.servers.iter().all(|s| s.phase == Phase::Done) {
+        let end = job
+            .servers
+            .iter()
+            .map(|s| s.phase_at)
+            .max()
+            .unwrap_or(job.created_at);
+        finish_job(job, fx, end);
+        changed = true;
+    }
+    if changed {
+        // Servers advance one after another; the log reads in time order (stable: a server's
+        // own events keep their order, and JOB_END stays last).
+        job.log.sort_by_key(|item| item.at);
+    }
+}
+
+fn start_job(job: &mut Job, fx: &mut Effects<'_>, at: DateTime<Utc>) {
+    job.status = JobStatus::Started;
+    job.log.push(LogItem {
+        at,
+        event: LogEvent::JobStart,
+        server: None,
+    });
+    for s in &mut job.servers {
+        s.phase = Phase::Started;
+        s.phase_at = at;
+        if job.kind == JobKind::Launch {
+            s.launch_status = LaunchStatus::InProgress;
+            // A new launch cleans up the previous recovery instance of the server.
+            s.cleanup_instance_id = fx
+                .source_servers
+                .get(&s.source_server_id)
+                .and_then(|server| server.recovery_instance_id.clone())
+                .filter(|id| fx.recovery_instances.contains_key(id));
+        }
+    }
+    if job.kind == JobKind::Launch {
+        for s in &job.servers {
+            fx.set_last_launch_status(&job.id, &s.source_server_id, LaunchStatus::InProgress);
+        }
+    }
+}
+
+fn apply(
+    job: &mut Job,
+    index: usize,
+    at: DateTime<Utc>,
+    step: Step,
+    faults: ServerFaults,
+    fx: &mut Effects<'_>,
+) {
+    let job_id = job.id.clone();
+    let drill = job.drill;
+    let server = &mut job.servers[index];
+    let server_id = server.source_server_id.clone();
+    let (event, phase) = match step {
+        Step::CleanupStart => (Some(LogEvent::CleanupStart), Phase::CleaningUp),
+        Step::CleanupEnd => {
+            if let Some(old) = server.cleanup_instance_id.take() {
+                fx.set_ec2_state(&old, InstanceState::Terminated);
+                fx.forget_instance(&old);
+            }
+            (Some(LogEvent::CleanupEnd), Phase::Started)
+        }
+        Step::SnapshotStart => {
+            server.data_timestamp = Some(at);
+            (Some(LogEvent::SnapshotStart), Phase::Snapshotting)
+        }
+        Step::SnapshotEnd => (Some(LogEvent::SnapshotEnd), Phase::SnapshotReady),
+        Step::UsePreviousSnapshot => (Some(LogEvent::UsingPreviousSnapshot), Phase::SnapshotReady),
+        Step::ConversionStart => (Some(LogEvent::ConversionStart), Phase::Converting),
+        Step::ConversionEnd if faults.conversion_failure => {
+            server.launch_status = LaunchStatus::Failed;
+            fx.set_last_launch_status(&job_id, &server_id, LaunchStatus::Failed);
+            (Some(LogEvent::ConversionFail), Phase::Done)
+        }
+        Step::ConversionEnd => (Some(LogEvent::ConversionEnd), Phase::Converted),
+        Step::LaunchStart if faults.launch_failure => {
+            server.launch_status = LaunchStatus::Failed;
+            fx.set_last_launch_status(&job_id, &server_id, LaunchStatus::Failed);
+            (Some(LogEvent::LaunchFailed), Phase::Done)
+        }
+        Step::LaunchStart => {
+            let instance_id = format!(
+                "i-{}",
+                hex_id(&[&job_id, &server_id, "recovery-instance"], 17)
+            );
+            let hostname = fx
+                .source_servers
+                .get(&server_id)
+                .map(|s| s.origin.hostname.clone())
+                .unwrap_or_default();
+            fx.ec2.launch(
+                instance_id.clone(),
+                &fx.scope.account,
+                &fx.scope.region,
+                InstanceState::Pending,
+                at,
+                &hostname,
+            );
+            fx.recovery_instances.insert(
+                instance_id.clone(),
+                RecoveryInstance {
+                    id: instance_id.clone(),
+                    source_server_id: server_id.clone(),
+                    job_id: job_id.clone(),
+                    drill,
+                    launched_at: at,
+                    data_timestamp: server.data_timestamp,
+                    failback: None,
+                    disconnected: false,
+                    tags: BTreeMap::new(),
+                },
+            );
+            if let Some(source) = fx.source_servers.get_mut(&server_id) {
+                source.recovery_instance_id = Some(instance_id.clone());
+            }
+            server.recovery_instance_id = Some(instance_id);
+            (Some(LogEvent::LaunchStart), Phase::Booting)
+        }
+        Step::Booted => {
+            if let Some(id) = &server.recovery_instance_id {
+                let id = id.clone();
+                fx.set_ec2_state(&id, InstanceState::Running);
+            }
+            server.launch_status = LaunchStatus::Launched;
+            fx.set_last_launch_status(&job_id, &server_id, LaunchStatus::Launched);
+            (None, Phase::Done)
+        }
+        Step::ShutdownStart => {
+            if let Some(id) = server.recovery_instance_id.clone() {
+                fx.set_ec2_state(&id, InstanceState::ShuttingDown);
+            }
+            (None, Phase::ShuttingDown)
+        }
+        Step::Terminated => {
+            if let Some(id) = server.recovery_instance_id.clone() {
+                fx.set_ec2_state(&id, InstanceState::Terminated);
+            }
+            server.launch_status = LaunchStatus::Terminated;
+            (None, Phase::Done)
+        }
+    };
+    server.phase = phase;
+    server.phase_at = at;
+    if let Some(event) = event {
+        job.log.push(LogItem {
+            at,
+            event,
+            server: Some(index),
+        });
+    }
+}
+
+fn finish_job(job: &mut Job, fx: &mut Effects<'_>, at: DateTime<Utc>) {
+    if job.kind == JobKind::Terminate {
+        for s in &job.servers {
+            let Some(id) = &s.recovery_instance_id else {
+                continue;
+            };
+            let launched_by = fx.recovery_instances.get(id).map(|ri| ri.job_id.clone());
+            fx.forget_instance(id);
+            if let Some(launch_job) = launched_by {
+                fx.set_last_launch_status(
+                    &launch_job,
+                    &s.source_server_id,
+                    LaunchStatus::Terminated,
+                );
+            }
+        }
+    }
+    job.log.push(LogItem {
+        at,
+        event: LogEvent::JobEnd,
+        server: None,
+    });
+    job.status = JobStatus::Completed;
+    job.ended_at = Some(at);
+}

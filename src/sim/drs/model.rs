@@ -1,0 +1,350 @@
+//! The persisted DRS state of one account and region. Kept compact on purpose: the world is
+//! cloned and serialised after every mutating call, so anything that can be derived from the
+//! simulated clock (replication phase, point-in-time snapshots, "last seen" times, log event
+//! details) is derived when read, not stored.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// DRS in one account and region.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DrsRegion {
+    /// Whether `InitializeService` ran here (every other call but the tag ops needs it).
+    #[serde(default)]
+    pub initialized: bool,
+    #[serde(default)]
+    pub source_servers: BTreeMap<String, SourceServer>,
+    /// In creation order (DescribeJobs answers latest first).
+    #[serde(default)]
+    pub jobs: Vec<Job>,
+    #[serde(default)]
+    pub recovery_instances: BTreeMap<String, RecoveryInstance>,
+}
+
+impl DrsRegion {
+    pub fn job(&self, job_id: &str) -> Option<&Job> {
+        self.jobs.iter().find(|j| j.id == job_id)
+    }
+
+    pub fn job_mut(&mut self, job_id: &str) -> Option<&mut Job> {
+        self.jobs.iter_mut().find(|j| j.id == job_id)
+    }
+
+    /// Jobs that are not COMPLETED yet (they count against the quotas and hold their servers).
+    pub fn active_jobs(&self) -> impl Iterator<Item = &Job> {
+        self.jobs
+            .iter()
+            .filter(|j| j.status != JobStatus::Completed)
+    }
+
+    /// The active job that holds `source_server_id`, if any.
+    pub fn active_job_of(&self, source_server_id: &str) -> Option<&Job> {
+        self.active_jobs().find(|j| {
+            j.servers
+                .iter()
+                .any(|s| s.source_server_id == source_server_id)
+        })
+    }
+}
+
+/// Where a source server's data comes from: an EC2 instance in some account and region
+/// (A1 for a failover server B1, the recovery instance's EC2 instance B3 for a failback server A2).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Origin {
+    pub account: String,
+    pub region: String,
+    pub availability_zone: String,
+    pub instance_id: String,
+    pub private_ip: String,
+    pub hostname: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Direction {
+    Failover,
+    Failback,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Failover => "FAILOVER",
+            Direction::Failback => "FAILBACK",
+        }
+    }
+}
+
+/// The replication of a source server. While active, its phase is a function of time:
+/// INITIATING for `initiating_secs`, INITIAL_SYNC for `sync_secs`, then CONTINUOUS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum Replication {
+    Active {
+        since: DateTime<Utc>,
+        initiating_secs: i64,
+        sync_secs: i64,
+    },
+    Stopped {
+        at: DateTime<Utc>,
+    },
+    Disconnected {
+        at: DateTime<Utc>,
+    },
+}
+
+impl Replication {
+    /// The `dataReplicationState` at `now`.
+    pub fn state_at(&self, now: DateTime<Utc>) -> &'static str {
+        match self {
+            Replication::Active {
+                since,
+                initiating_secs,
+                sync_secs,
+            } => {
+                let elapsed = (now - *since).num_seconds();
+                if elapsed < *initiating_secs {
+                    "INITIATING"
+                } else if elapsed < initiating_secs + sync_secs {
+                    "INITIAL_SYNC"
+                } else {
+                    "CONTINUOUS"
+                }
+            }
+            Replication::Stopped { .. } => "STOPPED",
+            Replication::Disconnected { .. } => "DISCONNECTED",
+        }
+    }
+
+    /// When the replication is (or will be) CONTINUOUS, if it is active.
+    pub fn continuous_from(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Replication::Active {
+                since,
+                initiating_secs,
+                sync_secs,
+            } => Some(*since + Duration::seconds(initiating_secs + sync_secs)),
+            _ => None,
+        }
+    }
+}
+
+/// The most recent launch of a source server (`lifeCycle.lastLaunch`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LastLaunch {
+    pub job_id: String,
+    pub api_call_at: DateTime<Utc>,
+    pub drill: bool,
+    pub status: LaunchStatus,
+}
+
+/// One source server (B1, A2 ...).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceServer {
+    pub id: String,
+    pub added_at: DateTime<Utc>,
+    pub origin: Origin,
+    pub direction: Direction,
+    pub replication: Replication,
+    /// Point-in-time snapshots exist every 10 minutes from here on (within the 1-day
+    /// retention); `None` once StopReplication or DisconnectSourceServer deleted them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pits_from: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_instance_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_launch: Option<LastLaunch>,
+    /// The ARN of the server on the opposite replication direction (B1 <-> A2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reversed_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobKind {
+    Launch,
+    Terminate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    Pending,
+    Started,
+    Completed,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "PENDING",
+            JobStatus::Started => "STARTED",
+            JobStatus::Completed => "COMPLETED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LaunchStatus {
+    Pending,
+    InProgress,
+    Launched,
+    Failed,
+    Terminated,
+}
+
+impl LaunchStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LaunchStatus::Pending => "PENDING",
+            LaunchStatus::InProgress => "IN_PROGRESS",
+            LaunchStatus::Launched => "LAUNCHED",
+            LaunchStatus::Failed => "FAILED",
+            LaunchStatus::Terminated => "TERMINATED",
+        }
+    }
+}
+
+/// Where one server is in its job; the next event and its time follow from this and
+/// `phase_at` (see `jobs.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The job has not started.
+    Queued,
+    /// JOB_START happened (or cleanup ended): next is cleanup, snapshot or termination.
+    Started,
+    CleaningUp,
+    Snapshotting,
+    SnapshotReady,
+    Converting,
+    Converted,
+    Booting,
+    ShuttingDown,
+    Done,
+}
+
+/// One server of a job (`participatingServers[]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobServer {
+    pub source_server_id: String,
+    /// Launch jobs: the instance once launched; terminate jobs: the instance to terminate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_instance_id: Option<String>,
+    pub launch_status: LaunchStatus,
+    pub phase: Phase,
+    pub phase_at: DateTime<Utc>,
+    /// The point-in-time snapshot asked for (USING_PREVIOUS_SNAPSHOT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<String>,
+    /// The time of the data being recovered (the snapshot's timestamp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_timestamp: Option<DateTime<Utc>>,
+    /// A previous recovery instance of this source server, cleaned up before the launch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleanup_instance_id: Option<String>,
+}
+
+/// One job log item; its `eventData` is derived from the job when read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogItem {
+    pub at: DateTime<Utc>,
+    pub event: LogEvent,
+    /// The index of the server in `Job::servers` (none for JOB_START/JOB_END).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LogEvent {
+    JobStart,
+    CleanupStart,
+    CleanupEnd,
+    SnapshotStart,
+    SnapshotEnd,
+    UsingPreviousSnapshot,
+    ConversionStart,
+    ConversionEnd,
+    ConversionFail,
+    LaunchStart,
+    LaunchFailed,
+    JobEnd,
+}
+
+impl LogEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogEvent::JobStart => "JOB_START",
+            LogEvent::CleanupStart => "CLEANUP_START",
+            LogEvent::CleanupEnd => "CLEANUP_END",
+            LogEvent::SnapshotStart => "SNAPSHOT_START",
+            LogEvent::SnapshotEnd => "SNAPSHOT_END",
+            LogEvent::UsingPreviousSnapshot => "USING_PREVIOUS_SNAPSHOT",
+            LogEvent::ConversionStart => "CONVERSION_START",
+            LogEvent::ConversionEnd => "CONVERSION_END",
+            LogEvent::ConversionFail => "CONVERSION_FAIL",
+            LogEvent::LaunchStart => "LAUNCH_START",
+            LogEvent::LaunchFailed => "LAUNCH_FAILED",
+            LogEvent::JobEnd => "JOB_END",
+        }
+    }
+}
+
+/// One job (LAUNCH from StartRecovery, TERMINATE from TerminateRecoveryInstances).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    pub id: String,
+    pub kind: JobKind,
+    #[serde(default)]
+    pub drill: bool,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+    pub status: JobStatus,
+    pub servers: Vec<JobServer>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<LogItem>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Job {
+    pub fn initiated_by(&self) -> &'static str {
+        match (self.kind, self.drill) {
+            (JobKind::Terminate, _) => "TERMINATE_RECOVERY_INSTANCES",
+            (JobKind::Launch, true) => "START_DRILL",
+            (JobKind::Launch, false) => "START_RECOVERY",
+        }
+    }
+}
+
+/// The reverse replication started from a recovery instance (B2 -> A2).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailbackLink {
+    /// The ARN of the reversed-direction source server (A2).
+    pub source_server_arn: String,
+    pub started_at: DateTime<Utc>,
+}
+
+/// One recovery instance (B2, A3 ...); its ID is its EC2 instance's ID.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoveryInstance {
+    pub id: String,
+    pub source_server_id: String,
+    pub job_id: String,
+    pub drill: bool,
+    pub launched_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_timestamp: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failback: Option<FailbackLink>,
+    #[serde(default)]
+    pub disconnected: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}

@@ -1,0 +1,568 @@
+//! The wire JSON of source servers, recovery instances, jobs and configurations, and the
+//! read operations that list them. Values that follow the clock (replication state, lag,
+//! "last seen") are computed here from the persisted state and `now`.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::model::{DrsRegion, Job, JobKind, LogEvent, LogItem, RecoveryInstance, SourceServer};
+use super::{
+    Ctx, Done, DrsError, Scope, check_count, check_id, check_instance_id, hex_id, input,
+    iso_duration, jitter, page, parse_arn,
+};
+use crate::sim::World;
+use crate::sim::wire::drs_timestamp;
+
+/// The simulated hardware of a server, derived from its ID.
+pub struct Hardware {
+    pub cores: i64,
+    pub ram_bytes: i64,
+    pub disk_bytes: i64,
+}
+
+const GIB: i64 = 1 << 30;
+
+pub fn hardware(server_id: &str) -> Hardware {
+    let cores = 2 << jitter(&[server_id, "cores"], 0, 2);
+    Hardware {
+        cores,
+        ram_bytes: cores * 2 * GIB,
+        disk_bytes: (8 * GIB) << jitter(&[server_id, "disk"], 0, 3),
+    }
+}
+
+const OS: &str = "Linux version 6.1.112-122.189.amzn2023.x86_64 (Amazon Linux 2023)";
+const ROOT_DEVICE: &str = "/dev/xvda";
+
+/// The agent reports every 30 seconds: the last report at or before `now`.
+fn last_seen(now: DateTime<Utc>) -> DateTime<Utc> {
+    now - Duration::seconds(now.timestamp().rem_euclid(30))
+}
+
+fn mac_of(id: &str) -> String {
+    let h = hex_id(&[id, "mac"], 10);
+    format!(
+        "0e:{}:{}:{}:{}:{}",
+        &h[0..2],
+        &h[2..4],
+        &h[4..6],
+        &h[6..8],
+        &h[8..10]
+    )
+}
+
+pub fn source_server_json(scope: &Scope, s: &SourceServer, now: DateTime<Utc>) -> Value {
+    let hw = hardware(&s.id);
+    let state = s.replication.state_at(now);
+    let mut replication = json!({
+        "dataReplicationState": state,
+        "replicatedDisks": [{
+            "deviceName": ROOT_DEVICE,
+            "totalStorageBytes": if state == "DISCONNECTED" { 0 } else { hw.disk_bytes },
+            "replicatedStorageBytes": if state == "CONTINUOUS" { hw.disk_bytes } else { 0 },
+            "rescannedStorageBytes": 0,
+            "backloggedStorageBytes": 0,
+        }],
+        "stagingAvailabilityZone": format!("{}a", scope.region),
+    });
+    match state {
+        "CONTINUOUS" => replication["lagDuration"] = json!("P0D"),
+        "INITIATING" | "INITIAL_SYNC" => {
+            if let Some(eta) = s.replication.continuous_from() {
+                replication["etaDateTime"] = json!(drs_timestamp(eta));
+            }
+        }
+        _ => {}
+    }
+    if let super::model::Replication::Active { since, .. } = &s.replication {
+        replication["dataReplicationInitiation"] =
+            json!({ "startDateTime": drs_timestamp(*since) });
+    }
+    let seen = match &s.replication {
+        super::model::Replication::Disconnected { at } => *at,
+        _ => last_seen(now),
+    };
+    let mut life_cycle = json!({
+        "addedToServiceDateTime": drs_timestamp(s.added_at),
+        "firstByteDateTime": drs_timestamp(s.added_at + Duration::seconds(40)),
+        "elapsedReplicationDuration": iso_duration(now - s.added_at),
+        "lastSeenByServiceDateTime": drs_timestamp(seen),
+    });
+    if let Some(last) = &s.last_launch {
+        life_cycle["lastLaunch"] = json!({
+            "initiated": {
+                "apiCallDateTime": drs_timestamp(last.api_call_at),
+                "jobID": last.job_id,
+                "type": if last.drill { "DRILL" } else { "RECOVERY" },
+            },
+            "status": last.status.as_str(),
+        });
+    }
+    let last_launch_result = match s.last_launch.as_ref().map(|l| l.status) {
+        None => "NOT_STARTED",
+        Some(super::model::LaunchStatus::Pending | super::model::LaunchStatus::InProgress) => {
+            "PENDING"
+        }
+        Some(super::model::LaunchStatus::Failed) => "FAILED",
+        Some(_) => "SUCCEEDED",
+    };
+    let mut out = json!({
+        "sourceServerID": s.id,
+        "arn": scope.arn("source-server", &s.id),
+        "tags": s.tags,
+        "lastLaunchResult": last_launch_result,
+        "dataReplicationInfo": replication,
+        "lifeCycle": life_cycle,
+        "sourceProperties": {
+            "lastUpdatedDateTime": drs_timestamp(s.added_at),
+            "recommendedInstanceType": "m5.large",
+            "identificationHints": {
+                "hostname": s.origin.hostname,
+                "fqdn": format!("{}.ec2.internal", s.origin.hostname),
+                "awsInstanceID": s.origin.instance_id,
+            },
+            "networkInterfaces": [{
+                "macAddress": mac_of(&s.origin.instance_id),
+                "ips": [s.origin.private_ip],
+                "isPrimary": true,
+            }],
+            "disks": [{ "deviceName": ROOT_DEVICE, "bytes": hw.disk_bytes }],
+            "cpus": [{ "cores": hw.cores, "modelName": "Intel(R) Xeon(R) Platinum 8259CL CPU @ 2.50GHz" }],
+            "ramBytes": hw.ram_bytes,
+            "os": { "fullString": OS },
+            "supportsNitroInstances": true,
+        },
+        "stagingArea": { "status": "NOT_EXTENDED", "stagingAccountID": scope.account },
+        "sourceCloudProperties": {
+            "originAccountID": s.origin.account,
+            "originRegion": s.origin.region,
+            "originAvailabilityZone": s.origin.availability_zone,
+        },
+        "replicationDirection": s.direction.as_str(),
+        "agentVersion": "4.7.2",
+    });
+    if let Some(id) = &s.recovery_instance_id {
+        out["recoveryInstanceId"] = json!(id);
+    }
+    if let Some(reversed) = &s.reversed_arn {
+        out["reversedDirectionSourceServerArn"] = json!(reversed);
+    }
+    out
+}
+
+/// The source server an ARN names, wherever it lives.
+pub fn server_by_arn<'w>(world: &'w World, server_arn: &str) -> Option<&'w SourceServer> {
+    let (account, region, kind, id) = parse_arn(server_arn)?;
+    if kind != "source-server" {
+        return None;
+    }
+    world
+        .drs
+        .get(&crate::sim::scope_key(&account, &region))?
+        .source_servers
+        .get(&id)
+}
+
+pub fn recovery_instance_json(
+    world: &World,
+    scope: &Scope,
+    ri: &RecoveryInstance,
+    now: DateTime<Utc>,
+) -> Value {
+    let ec2 = world.ec2.get(&ri.id);
+    let hw = hardware(&ri.source_server_id);
+    let hostname = ec2.map(|i| i.hostname.clone()).unwrap_or_default();
+    let ip = ec2.map(|i| i.private_ip.clone()).unwrap_or_default();
+    // The failback state follows the reversed-direction source server (A2) B2 replicates into.
+    let reversed = ri
+        .failback
+        .as_ref()
+        .and_then(|link| server_by_arn(world, &link.source_server_arn));
+    let reversed_state = reversed.map(|a2| a2.replication.state_at(now));
+    let failback_state = match reversed_state {
+        Some("INITIATING" | "INITIAL_SYNC") => "FAILBACK_IN_PROGRESS",
+        Some("CONTINUOUS") => "FAILBACK_READY_FOR_LAUNCH",
+        _ => "FAILBACK_NOT_STARTED",
+    };
+    let replication_state = if ri.disconnected {
+        "DISCONNECTED"
+    } else {
+        // A2's own state, until it is disconnected (then B2 replicates nowhere).
+        reversed_state
+            .filter(|state| *state != "DISCONNECTED")
+            .unwrap_or("NOT_STARTED")
+    };
+    let mut replication = json!({
+        "dataReplicationState": replication_state,
+        "replicatedDisks": [{
+            "deviceName": ROOT_DEVICE,
+            "totalStorageBytes": if ri.disconnected { 0 } else { hw.disk_bytes },
+            "replicatedStorageBytes": if replication_state == "CONTINUOUS" { hw.disk_bytes } else { 0 },
+            "rescannedStorageBytes": 0,
+            "backloggedStorageBytes": 0,
+        }],
+    });
+    if replication_state == "CONTINUOUS" {
+        replication["lagDuration"] = json!("P0D");
+    }
+    let mut failback = json!({ "state": failback_state, "failbackToOriginalServer": false });
+    if let Some(link) = &ri.failback {
+        failback["failbackInitiationTime"] = json!(drs_timestamp(link.started_at));
+        failback["agentLastSeenByServiceDateTime"] = json!(drs_timestamp(last_seen(now)));
+        failback["failbackLaunchType"] = json!(if ri.drill { "DRILL" } else { "RECOVERY" });
+    }
+    let mut out = json!({
+        "recoveryInstanceID": ri.id,
+        "ec2InstanceID": ri.id,
+        "ec2InstanceState": ec2.map(|i| i.state.as_drs()).unwrap_or("NOT_FOUND"),
+        "jobID": ri.job_id,
+        "sourceServerID": ri.source_server_id,
+        "arn": scope.arn("recovery-instance", &ri.id),
+        "tags": ri.tags,
+        "isDrill": ri.drill,
+        "originEnvironment": "AWS",
+        "originAvailabilityZone": format!("{}a", scope.region),
+        "failback": failback,
+        "dataReplicationInfo": replication,
+        "recoveryInstanceProperties": {
+            "lastUpdatedDateTime": drs_timestamp(ri.launched_at),
+            "identificationHints": {
+                "hostname": hostname,
+                "fqdn": format!("{hostname}.ec2.internal"),
+                "awsInstanceID": ri.id,
+            },
+            "networkInterfaces": [{ "macAddress": mac_of(&ri.id), "ips": [ip], "isPrimary": true }],
+            "disks": [{
+                "internalDeviceName": ROOT_DEVICE,
+                "bytes": hw.disk_bytes,
+                "ebsVolumeID": format!("vol-{}", hex_id(&[&ri.id, "vol"], 17)),
+            }],
+            "cpus": [{ "cores": hw.cores, "modelName": "Intel(R) Xeon(R) Platinum 8259CL CPU @ 2.50GHz" }],
+            "ramBytes": hw.ram_bytes,
+            "os": { "fullString": OS },
+        },
+        "agentVersion": "4.7.2",
+    });
+    if let Some(at) = ri.data_timestamp {
+        out["pointInTimeSnapshotDateTime"] = json!(drs_timestamp(at));
+    }
+    out
+}
+
+pub fn job_json(scope: &Scope, job: &Job) -> Value {
+    let servers: Vec<Value> = job
+        .servers
+        .iter()
+        .map(|s| {
+            let mut v = json!({
+                "sourceServerID": s.source_server_id,
+                "launchStatus": s.launch_status.as_str(),
+                "launchActionsStatus": { "runs": [] },
+            });
+            if let Some(id) = &s.recovery_instance_id {
+                v["recoveryInstanceID"] = json!(id);
+            }
+            v
+        })
+        .collect();
+    let mut out = json!({
+        "jobID": job.id,
+        "arn": scope.arn("job", &job.id),
+        "type": match job.kind { JobKind::Launch => "LAUNCH", JobKind::Terminate => "TERMINATE" },
+        "initiatedBy": job.initiated_by(),
+        "creationDateTime": drs_timestamp(job.created_at),
+        "status": job.status.as_str(),
+        "participatingServers": servers,
+        "participatingResources": [],
+        "tags": job.tags,
+    });
+    if let Some(end) = job.ended_at {
+        out["endDateTime"] = json!(drs_timestamp(end));
+    }
+    out
+}
+
+/// The conversion server a job used for a server (deterministic, like every job-made ID).
+pub fn conversion_server_id(job_id: &str, server_id: &str) -> String {
+    format!("i-{}", hex_id(&[job_id, server_id, "conversion"], 17))
+}
+
+pub fn log_item_json(job: &Job, item: &LogItem) -> Value {
+    let mut data = json!({});
+    if let Some(server) = item.server.and_then(|i| job.servers.get(i)) {
+        let id = &server.source_server_id;
+        data["sourceServerID"] = json!(id);
+        match item.event {
+            LogEvent::ConversionStart => {
+                data["conversionServerID"] = json!(conversion_server_id(&job.id, id));
+            }
+            LogEvent::ConversionEnd => {
+                let hw = hardware(id);
+                let source_snap = format!("snap-{}", hex_id(&[&job.id, id, "source-snap"], 17));
+                let converted = format!("snap-{}", hex_id(&[&job.id, id, "converted-snap"], 17));
+                data["conversionServerID"] = json!(conversion_server_id(&job.id, id));
+                data["conversionProperties"] = json!({
+                    "volumeToConversionMap": { ROOT_DEVICE: { source_snap: converted } },
+                    "rootVolumeName": ROOT_DEVICE,
+                    "forceUefi": false,
+                    "dataTimestamp": server.data_timestamp.map(drs_timestamp),
+                    "volumeToVolumeSize": { ROOT_DEVICE: hw.disk_bytes },
+                    "volumeToProductCodes": {},
+                });
+            }
+            LogEvent::ConversionFail => {
+                data["conversionServerID"] = json!(conversion_server_id(&job.id, id));
+                data["rawError"] = json!(
+                    "Conversion failed: the conversion server could not make the root volume bootable (simulated conversion_failure fault)"
+                );
+            }
+            LogEvent::LaunchStart => {
+                if let Some(target) = &server.recovery_instance_id {
+                    data["targetInstanceID"] = json!(target);
+                }
+            }
+            LogEvent::LaunchFailed => {
+                data["rawError"] = json!(
+                    "Failed to launch the recovery instance: InsufficientInstanceCapacity (simulated launch_failure fault)"
+                );
+            }
+            _ => {}
+        }
+    }
+    json!({
+        "logDateTime": drs_timestamp(item.at),
+        "event": item.event.as_str(),
+        "eventData": data,
+    })
+}
+
+pub fn launch_configuration_json(scope: &Scope, s: &SourceServer) -> Value {
+    json!({
+        "sourceServerID": s.id,
+        "name": s.origin.hostname,
+        "ec2LaunchTemplateID": format!("lt-{}", hex_id(&[&scope.key, &s.id, "lt"], 17)),
+        "launchDisposition": "STARTED",
+        "targetInstanceTypeRightSizingMethod": "BASIC",
+        "copyPrivateIp": false,
+        "copyTags": true,
+        "licensing": { "osByol": false },
+        "postLaunchEnabled": false,
+        "recoveryMode": "OPTIMAL",
+    })
+}
+
+pub fn replication_configuration_json(scope: &Scope, s: &SourceServer) -> Value {
+    json!({
+        "sourceServerID": s.id,
+        "name": s.origin.hostname,
+        "stagingAreaSubnetId": format!("subnet-{}", hex_id(&[&scope.key, "staging-subnet"], 17)),
+        "associateDefaultSecurityGroup": true,
+        "replicationServersSecurityGroupsIDs": [],
+        "replicationServerInstanceType": "t3.small",
+        "useDedicatedReplicationServer": false,
+        "defaultLargeStagingDiskType": "GP3",
+        "replicatedDisks": [{
+            "deviceName": ROOT_DEVICE,
+            "isBootDisk": true,
+            "stagingDiskType": "AUTO",
+            "optimizedStagingDiskType": "GP3",
+            "iops": 3000,
+            "throughput": 125,
+        }],
+        "ebsEncryption": "DEFAULT",
+        "bandwidthThrottling": 0,
+        "dataPlaneRouting": "PRIVATE_IP",
+        "createPublicIP": false,
+        "stagingAreaTags": {},
+        "pitPolicy": [
+            { "ruleID": 1, "units": "MINUTE", "interval": 10, "retentionDuration": 60, "enabled": true },
+            { "ruleID": 2, "units": "HOUR", "interval": 1, "retentionDuration": 24, "enabled": true },
+            { "ruleID": 3, "units": "DAY", "interval": 1, "retentionDuration": 7, "enabled": true },
+        ],
+        "autoReplicateNewDisks": true,
+        "internetProtocol": "IPV4",
+    })
+}
+
+pub(super) fn region<'w>(world: &'w World, scope: &Scope) -> Option<&'w DrsRegion> {
+    world.drs.get(&scope.key)
+}
+
+/// The source server `id` of the caller's region, or ResourceNotFoundException.
+pub(super) fn server<'w>(
+    world: &'w World,
+    scope: &Scope,
+    id: &str,
+) -> Result<&'w SourceServer, DrsError> {
+    region(world, scope)
+        .and_then(|r| r.source_servers.get(id))
+        .ok_or_else(|| {
+            DrsError::not_found(
+                "SOURCE_SERVER",
+                id,
+                format!(
+                    "Source server {id} does not exist in account {} region {}",
+                    scope.account, scope.region
+                ),
+            )
+        })
+}
+
+fn with_token(mut out: Value, token: Option<String>) -> Value {
+    if let Some(token) = token {
+        out["nextToken"] = json!(token);
+    }
+    out
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct DescribeServersInput {
+    filters: Option<ServerFilters>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ServerFilters {
+    #[serde(rename = "sourceServerIDs")]
+    source_server_ids: Option<Vec<String>>,
+    hardware_id: Option<String>,
+    #[serde(rename = "stagingAccountIDs")]
+    staging_account_ids: Option<Vec<String>>,
+}
+
+pub(super) fn describe_source_servers(
+    ctx: &mut Ctx<'_>,
+    scope: &Scope,
+    body: Value,
+) -> Result<Done, DrsError> {
+    let input: DescribeServersInput = input(&body)?;
+    let filters = input.filters.unwrap_or_default();
+    let ids = filters.source_server_ids.unwrap_or_default();
+    check_count("filters.sourceServerIDs", ids.len(), 0, 200)?;
+    for id in &ids {
+        check_id("filters.sourceServerIDs", id, "s-")?;
+    }
+    let staging = filters.staging_account_ids.unwrap_or_default();
+    check_count("filters.stagingAccountIDs", staging.len(), 0, 200)?;
+    let Some(drs) = region(ctx.world, scope) else {
+        return Ok(Done::read(json!({ "items": [] })));
+    };
+    let selected: Vec<&SourceServer> = drs
+        .source_servers
+        .values()
+        .filter(|s| ids.is_empty() || ids.contains(&s.id))
+        .filter(|s| {
+            filters
+                .hardware_id
+                .as_deref()
+                .is_none_or(|h| h.is_empty() || h == s.origin.instance_id)
+        })
+        .filter(|_| staging.is_empty() || staging.contains(&scope.account))
+        .collect();
+    let keys: Vec<String> = selected.iter().map(|s| s.id.clone()).collect();
+    let page = page(&keys, input.max_results, input.next_token.as_deref())?;
+    let items: Vec<Value> = selected[page.start..page.end]
+        .iter()
+        .map(|s| source_server_json(scope, s, ctx.now))
+        .collect();
+    Ok(Done::read(with_token(
+        json!({ "items": items }),
+        page.next_token,
+    )))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct DescribeInstancesInput {
+    filters: Option<InstanceFilters>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct InstanceFilters {
+    #[serde(rename = "recoveryInstanceIDs")]
+    recovery_instance_ids: Option<Vec<String>>,
+    #[serde(rename = "sourceServerIDs")]
+    source_server_ids: Option<Vec<String>>,
+}
+
+pub(super) fn describe_recovery_instances(
+    ctx: &mut Ctx<'_>,
+    scope: &Scope,
+    body: Value,
+) -> Result<Done, DrsError> {
+    let input: DescribeInstancesInput = input(&body)?;
+    let filters = input.filters.unwrap_or_default();
+    let ids = filters.recovery_instance_ids.unwrap_or_default();
+    check_count("filters.recoveryInstanceIDs", ids.len(), 0, 200)?;
+    for id in &ids {
+        check_instance_id("filters.recoveryInstanceIDs", id)?;
+    }
+    let servers = filters.source_server_ids.unwrap_or_default();
+    for id in &servers {
+        check_id("filters.sourceServerIDs", id, "s-")?;
+    }
+    let Some(drs) = region(ctx.world, scope) else {
+        return Ok(Done::read(json!({ "items": [] })));
+    };
+    let selected: Vec<&RecoveryInstance> = drs
+        .recovery_instances
+        .values()
+        .filter(|r| ids.is_empty() || ids.contains(&r.id))
+        .filter(|r| servers.is_empty() || servers.contains(&r.source_server_id))
+        .collect();
+    let keys: Vec<String> = selected.iter().map(|r| r.id.clone()).collect();
+    let page = page(&keys, input.max_results, input.next_token.as_deref())?;
+    let items: Vec<Value> = selected[page.start..page.end]
+        .iter()
+        .map(|r| recovery_instance_json(ctx.world, scope, r, ctx.now))
+        .collect();
+    Ok(Done::read(with_token(
+        json!({ "items": items }),
+        page.next_token,
+    )))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ServerInput {
+    #[serde(rename = "sourceServerID")]
+    pub source_server_id: Option<String>,
+}
+
+impl ServerInput {
+    /// The validated `sourceServerID`.
+    pub fn id(self) -> Result<String, DrsError> {
+        let id = self
+            .source_server_id
+            .ok_or_else(|| DrsError::field("sourceServerID", "is required"))?;
+        check_id("sourceServerID", &id, "s-")?;
+        Ok(id)
+    }
+}
+
+pub(super) fn get_launch_configuration(
+    ctx: &mut Ctx<'_>,
+    scope: &Scope,
+    body: Value,
+) -> Result<Done, DrsError> {
+    let id = input::<ServerInput>(&body)?.id()?;
+    let s = server(ctx.world, scope, &id)?;
+    Ok(Done::read(launch_configuration_json(scope, s)))
+}
+
+pub(super) fn get_replication_configuration(
+    ctx: &mut Ctx<'_>,
+    scope: &Scope,
+    body: Value,
+) -> Result<Done, DrsError> {
+    let id = input::<ServerInput>(&body)?.id()?;
+    let s = server(ctx.world, scope, &id)?;
+    Ok(Done::read(replication_configuration_json(scope, s)))
+}
