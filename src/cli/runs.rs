@@ -51,8 +51,10 @@ pub async fn approve(cli: &Cli, args: &ApproveArgs) -> Result<u8, CliError> {
     let run = load_run(&db, &args.run_id).await?;
     let run_id = run.id.clone();
     let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path).map_err(|e| CliError::invalid_input(format!("the stored runbook of run {run_id} does not parse: {e}")))?;
-    let journal = Journal::new(db.clone(), run_id.clone(), None, engine::driver::operator());
-    let steps = journal.steps().await.map_err(|e| CliError { code: exit::RUN_FAILED, message: e.to_string() })?;
+    let steps = Journal::new(db.clone(), run_id.clone(), None, engine::driver::operator(), crate::engine::clock::EngineClock::Real)
+        .steps()
+        .await
+        .map_err(|e| CliError { code: exit::RUN_FAILED, message: e.to_string() })?;
     let waiting: Vec<_> = steps
         .iter()
         .filter(|s| s.needs_approval && !s.approved && matches!(s.status, StepStatus::WaitingApproval | StepStatus::Pending))
@@ -67,6 +69,7 @@ pub async fn approve(cli: &Cli, args: &ApproveArgs) -> Result<u8, CliError> {
         )));
     }
     let cloud = session::connect(cli, &runbook, &run.runbook_text).await?;
+    let journal = Journal::new(db.clone(), run_id.clone(), None, engine::driver::operator(), cloud.clock.clone());
     for step in &waiting {
         journal
             .approve(&step.key, &engine::driver::operator(), args.comment.as_deref(), cloud.clock.now())

@@ -280,7 +280,8 @@ impl Driver<'_> {
             }
         }
         let rto = served.map(|s| (s - start).num_milliseconds() as f64 / 1000.0);
-        Ok((rto, rpo))
+        // Data newer than the declaration (an on-demand snapshot) lost nothing: RPO 0.
+        Ok((rto, rpo.map(|r| r.max(0.0))))
     }
 
     /// The report of the run as stored now.

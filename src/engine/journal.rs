@@ -2,6 +2,7 @@
 //! fence and appends its audit event in the same transaction (DESIGN section 6).
 
 use chrono::{DateTime, Utc};
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -76,11 +77,13 @@ pub struct Journal {
     run_id: RunId,
     lease: Option<store::leases::Lease>,
     actor: String,
+    /// Effects are timestamped on the engine's clock, like steps and events.
+    clock: super::clock::EngineClock,
 }
 
 impl Journal {
-    pub fn new(db: Database, run_id: RunId, lease: Option<store::leases::Lease>, actor: String) -> Self {
-        Journal { db, run_id, lease, actor }
+    pub fn new(db: Database, run_id: RunId, lease: Option<store::leases::Lease>, actor: String, clock: super::clock::EngineClock) -> Self {
+        Journal { db, run_id, lease, actor, clock }
     }
 
     pub fn run_id(&self) -> &RunId {
@@ -253,7 +256,7 @@ impl Journal {
 
     /// Writes and commits the intent of a mutating call, before the call.
     pub async fn begin_intent(&self, step: &str, idempotency_key: &str, operation: &str, account: &str, region: &str, request: Value) -> Result<EffectId, JournalError> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let mut tx = self.write().await?;
         let id = store::effects::begin(
             &mut tx,
@@ -277,7 +280,7 @@ impl Journal {
 
     /// Records the call's effect (response, AWS request ID).
     pub async fn complete_effect(&self, id: EffectId, response: Value, request_id: Option<String>) -> Result<(), JournalError> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let mut tx = self.write().await?;
         store::effects::complete(&mut tx, id, &response, request_id.as_deref(), now).await?;
         let (step, operation) = self.effect_names(&mut tx, id).await?;
@@ -288,7 +291,7 @@ impl Journal {
 
     /// The call was rejected or had no effect.
     pub async fn fail_effect(&self, id: EffectId, error: &str) -> Result<(), JournalError> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let mut tx = self.write().await?;
         store::effects::fail(&mut tx, id, error, None, now).await?;
         let (step, operation) = self.effect_names(&mut tx, id).await?;
@@ -299,7 +302,7 @@ impl Journal {
 
     /// The outcome of an interrupted call, found out from AWS.
     pub async fn reconcile_effect(&self, id: EffectId, response: Value) -> Result<(), JournalError> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let mut tx = self.write().await?;
         store::effects::reconciled(&mut tx, id, &response, now).await?;
         let (step, operation) = self.effect_names(&mut tx, id).await?;

@@ -188,7 +188,7 @@ async fn drive(ctx: &Context<'_>, runbook: &Runbook, info: RunInfo) -> Result<Ru
             &format!("took over the expired lease of process {} on {} (last heartbeat {})", previous.pid, previous.host, previous.heartbeat_at),
         );
     }
-    let journal = Journal::new(ctx.db.clone(), run_id.clone(), Some(lease.clone()), driver::operator());
+    let journal = Journal::new(ctx.db.clone(), run_id.clone(), Some(lease.clone()), driver::operator(), ctx.clock.clone());
     let yes = info.options.yes;
     let driver = Driver {
         journal: &journal,
