@@ -172,7 +172,15 @@ impl Journal {
     /// Records an operator's approval of a step.
     pub async fn approve(&self, key: &str, by: &str, comment: Option<&str>, now: DateTime<Utc>) -> Result<(), JournalError> {
         let mut tx = self.write().await?;
+        // The gate is recorded on a waiting step; a prompt answered before the step was parked
+        // parks it first, so both paths leave the same trail. Approval returns it to pending.
+        let current = store::steps::get(&mut tx, &self.run_id, key).await?.status;
+        if current.as_str() == StepStatus::Pending.as_str() {
+            store::steps::set_status(&mut tx, &self.run_id, key, StepStatus::WaitingApproval.as_str().parse()?, None, now).await?;
+        }
         store::steps::approve(&mut tx, &self.run_id, key, by, comment, now).await?;
+        let next = step_transition(StepStatus::WaitingApproval, StepEvent::Approve).expect("an approval is a valid transition");
+        store::steps::set_status(&mut tx, &self.run_id, key, next.as_str().parse()?, None, now).await?;
         self.event(&mut tx, "step_approved", Some(key), json!({ "by": by, "comment": comment }), now).await?;
         tx.commit().await?;
         Ok(())

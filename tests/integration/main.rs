@@ -3,6 +3,7 @@
 
 mod support;
 
+mod engine;
 mod moto_parity;
 mod runbook_validate;
 mod sim_awscli_drs;

@@ -1,0 +1,371 @@
+//! The engine end to end: the built binary drives the simulator (in process, on 127.0.0.1)
+//! through the real SDK clients; the assertions read the simulated world back through the SDK
+//! and `/_sim/stats`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::support::{TestSim, repo_path};
+
+const THREE_WAVES: &str = include_str!("../fixtures/engine/three-waves.toml");
+const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
+const REPORTING: &str = include_str!("../../runbooks/reporting-drill.toml");
+
+/// What one CLI invocation did.
+#[derive(Debug)]
+pub struct CliRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliRun {
+    /// The single JSON object printed on stdout with `--output json`.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("stdout is one JSON object ({e}): {self:#?}"))
+    }
+}
+
+/// Runs the built binary with no TTY on stdin (as cron would), against `endpoint` if given.
+pub fn drs_runbook(db: &Path, endpoint: Option<&str>, args: &[&str]) -> CliRun {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_drs-runbook"));
+    command.current_dir(repo_path("")).arg("--db").arg(db);
+    if let Some(endpoint) = endpoint {
+        command.arg("--endpoint-url").arg(endpoint);
+    }
+    let output = command
+        .args(args)
+        .env_remove("DRS_RUNBOOK_DB")
+        .env("DRS_RUNBOOK_OPERATOR", "test-operator")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs");
+    CliRun {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Writes a runbook text into the temp dir and returns its path.
+fn runbook_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn mutations(stats: &Value, operation: &str) -> Vec<Value> {
+    stats["mutations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["operation"] == operation)
+        .cloned()
+        .collect()
+}
+
+fn servers_of(mutation: &Value) -> Vec<String> {
+    mutation["params"]["sourceServers"]
+        .as_array()
+        .map(|a| a.iter().map(|s| s["sourceServerID"].as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+async fn record_values(sim: &TestSim, account: &str, zone: &str, name: &str) -> Vec<String> {
+    let sets = sim
+        .route53(account)
+        .list_resource_record_sets()
+        .hosted_zone_id(zone)
+        .send()
+        .await
+        .unwrap();
+    let mut values: Vec<String> = sets
+        .resource_record_sets()
+        .iter()
+        .filter(|r| r.name() == name && r.r#type().as_str() == "A")
+        .flat_map(|r| r.resource_records().iter().map(|v| v.value().to_string()))
+        .collect();
+    values.sort();
+    values
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failover_of_three_waves_recovers_in_order_switches_traffic_and_measures() {
+    let sim = TestSim::start(600.0).await;
+    sim.seed(THREE_WAVES).await;
+    let dir = tempfile::tempdir().unwrap();
+    let runbook = runbook_file(dir.path(), "shop.toml", THREE_WAVES);
+    let db = dir.path().join("runs.db");
+    let endpoint = sim.endpoint.clone();
+    let db_for_run = db.clone();
+    let run = tokio::task::spawn_blocking(move || {
+        drs_runbook(&db_for_run, Some(&endpoint), &["--output", "json", "failover", runbook.to_str().unwrap(), "--yes"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(run.stderr.starts_with("run "), "the first stderr line names the run: {}", run.stderr);
+    let report = run.json();
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(report["operation"], "failover");
+    let keys: Vec<&str> = report["steps"].as_array().unwrap().iter().map(|s| s["key"].as_str().unwrap()).collect();
+    assert_eq!(keys.first(), Some(&"preflight"));
+    assert_eq!(keys.last(), Some(&"dns_cutover"));
+    assert!(report["steps"].as_array().unwrap().iter().all(|s| s["status"] == "succeeded"));
+    assert!(report["rto_seconds"].as_f64().unwrap() > 0.0);
+    assert!(report["rpo_seconds"].as_f64().is_some());
+    assert_eq!(report["objectives"]["rto_met"], true);
+
+    // One StartRecovery per wave, in dependency order, none a drill.
+    let stats = sim.get("/_sim/stats").await;
+    let starts = mutations(&stats, "StartRecovery");
+    assert_eq!(starts.len(), 3, "one StartRecovery per wave: {starts:#?}");
+    assert_eq!(servers_of(&starts[0]), ["s-00000000000000db1"]);
+    assert_eq!(servers_of(&starts[1]), ["s-0000000000000app1", "s-0000000000000app2"]);
+    assert_eq!(servers_of(&starts[2]), ["s-0000000000000web1"]);
+    assert!(starts.iter().all(|m| m["params"]["isDrill"] != true));
+    assert!(starts.iter().all(|m| m["account"] == "555555555555" && m["region"] == "eu-central-1"));
+    // Each wave's job was started only after the previous wave's servers had launched.
+    let drs = sim.drs("555555555555", "eu-central-1");
+    let jobs = drs.describe_jobs().send().await.unwrap();
+    let mut jobs: Vec<_> = jobs.items().to_vec();
+    jobs.sort_by(|a, b| a.creation_date_time().cmp(&b.creation_date_time()));
+    assert_eq!(jobs.len(), 3);
+    for pair in jobs.windows(2) {
+        assert!(pair[0].end_date_time().unwrap() <= pair[1].creation_date_time().unwrap(), "waves overlap: {pair:#?}");
+    }
+    // Tags name the run and the step, for reconciliation after a crash.
+    let run_id = report["run_id"].as_str().unwrap();
+    assert!(jobs.iter().all(|j| j.tags().unwrap().get("drs-runbook:run").map(String::as_str) == Some(run_id)));
+
+    // The app wave's recovered instances are healthy in the failover target group.
+    let instances = drs.describe_recovery_instances().send().await.unwrap();
+    let app_instances: Vec<String> = instances
+        .items()
+        .iter()
+        .filter(|i| i.source_server_id().unwrap().contains("app"))
+        .map(|i| i.ec2_instance_id().unwrap().to_string())
+        .collect();
+    assert_eq!(app_instances.len(), 2);
+    let health = sim
+        .elbv2("555555555555", "eu-central-1")
+        .describe_target_health()
+        .target_group_arn("arn:aws:elasticloadbalancing:eu-central-1:555555555555:targetgroup/shop-app/00000000000000aa")
+        .send()
+        .await
+        .unwrap();
+    let mut healthy: Vec<String> = health
+        .target_health_descriptions()
+        .iter()
+        .filter(|d| d.target_health().unwrap().state().unwrap().as_str() == "healthy")
+        .map(|d| d.target().unwrap().id().unwrap().to_string())
+        .collect();
+    healthy.sort();
+    let mut expected = app_instances.clone();
+    expected.sort();
+    assert_eq!(healthy, expected);
+
+    // DNS points at the web wave's recovered instance.
+    let web_ips: Vec<String> = instances
+        .items()
+        .iter()
+        .filter(|i| i.source_server_id() == Some("s-0000000000000web1"))
+        .flat_map(|i| i.recovery_instance_properties().unwrap().network_interfaces().iter().flat_map(|n| n.ips().to_vec()))
+        .collect();
+    assert_eq!(web_ips.len(), 1);
+    assert_eq!(record_values(&sim, "555555555555", "Z00000000000000SHOP1", "www.shop.example.com.").await, web_ips);
+
+    // `show` reads the run back with its AWS request IDs.
+    let show = drs_runbook(&db, None, &["--output", "json", "show", run_id]);
+    assert_eq!(show.code, 0, "{show:#?}");
+    let shown = show.json();
+    assert_eq!(shown["run"]["status"], "succeeded");
+    let effects = shown["effects"].as_array().unwrap();
+    assert_eq!(effects.iter().filter(|e| e["operation"] == "drs:StartRecovery").count(), 3);
+    assert!(effects.iter().all(|e| e["state"] == "done" && e["aws_request_id"].as_str().is_some_and(|r| !r.is_empty())));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drill_launches_validates_and_cleans_up_and_keep_keeps() {
+    let sim = TestSim::start(600.0).await;
+    sim.seed(REPORTING).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let endpoint = sim.endpoint.clone();
+    let (db2, endpoint2) = (db.clone(), endpoint.clone());
+    let run = tokio::task::spawn_blocking(move || drs_runbook(&db2, Some(&endpoint2), &["--output", "json", "drill", "runbooks/reporting-drill.toml", "--yes"]))
+        .await
+        .unwrap();
+    assert_eq!(run.code, 0, "{run:#?}");
+    let report = run.json();
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(report["operation"], "drill");
+    let stats = sim.get("/_sim/stats").await;
+    let starts = mutations(&stats, "StartRecovery");
+    assert_eq!(starts.len(), 1);
+    assert_eq!(starts[0]["params"]["isDrill"], true);
+    assert_eq!(mutations(&stats, "TerminateRecoveryInstances").len(), 1);
+    let drs = sim.drs("444444444444", "eu-central-1");
+    let left = drs.describe_recovery_instances().send().await.unwrap();
+    assert!(left.items().is_empty(), "the drill left instances behind: {left:#?}");
+    // No DNS or load-balancer change in a drill.
+    assert!(mutations(&stats, "ChangeResourceRecordSets").is_empty());
+    assert!(mutations(&stats, "RegisterTargets").is_empty());
+
+    // --keep: the drill instances stay, marked as drills.
+    let run = tokio::task::spawn_blocking(move || drs_runbook(&db, Some(&endpoint), &["--output", "json", "drill", "runbooks/reporting-drill.toml", "--yes", "--keep"]))
+        .await
+        .unwrap();
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(!run.json()["steps"].as_array().unwrap().iter().any(|s| s["kind"] == "cleanup"));
+    let kept = drs.describe_recovery_instances().send().await.unwrap();
+    assert_eq!(kept.items().len(), 2);
+    assert!(kept.items().iter().all(|i| i.is_drill() == Some(true)));
+    assert_eq!(mutations(&sim.get("/_sim/stats").await, "TerminateRecoveryInstances").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_optional_server_may_fail_but_a_critical_one_fails_the_run_before_dns() {
+    // Optional server fails: the run succeeds and DNS lists only the launched app server.
+    let sim = TestSim::start(600.0).await;
+    sim.seed(PAYMENTS).await;
+    let (status, _) = sim.post("/_sim/faults", &json!({"faults": [{"kind": "launch_failure", "source_server_id": "s-34567890abcdef012"}]})).await;
+    assert_eq!(status, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
+    let run = tokio::task::spawn_blocking(move || drs_runbook(&db, Some(&endpoint), &["--output", "json", "failover", "runbooks/payments.toml", "--yes"]))
+        .await
+        .unwrap();
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(run.stderr.contains("optional server s-34567890abcdef012"), "{}", run.stderr);
+    let drs = sim.drs("222222222222", "us-west-2");
+    let instances = drs.describe_recovery_instances().send().await.unwrap();
+    let app_ip: Vec<String> = instances
+        .items()
+        .iter()
+        .filter(|i| i.source_server_id() == Some("s-234567890abcdef01"))
+        .flat_map(|i| i.recovery_instance_properties().unwrap().network_interfaces().iter().flat_map(|n| n.ips().to_vec()))
+        .collect();
+    assert_eq!(record_values(&sim, "111111111111", "Z0123456789ABCDEFGHIJ", "api.payments.example.com.").await, app_ip);
+
+    // Critical server fails: exit 1 naming the server, the log event and a hint; no DNS change.
+    let sim = TestSim::start(600.0).await;
+    sim.seed(PAYMENTS).await;
+    let before = record_values(&sim, "111111111111", "Z0123456789ABCDEFGHIJ", "api.payments.example.com.").await;
+    sim.post("/_sim/faults", &json!({"faults": [{"kind": "launch_failure", "source_server_id": "s-1234567890abcdef0"}]})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
+    let run = tokio::task::spawn_blocking(move || drs_runbook(&db, Some(&endpoint), &["--output", "json", "failover", "runbooks/payments.toml", "--yes"]))
+        .await
+        .unwrap();
+    assert_eq!(run.code, 1, "{run:#?}");
+    let report = run.json();
+    assert_eq!(report["status"], "failed");
+    let error = report["error"].as_str().unwrap();
+    assert!(error.contains("launch:db"), "{error}");
+    assert!(error.contains("s-1234567890abcdef0"), "{error}");
+    assert!(error.contains("LAUNCH_FAILED"), "{error}");
+    assert!(error.contains("hint:"), "{error}");
+    let stats = sim.get("/_sim/stats").await;
+    assert!(mutations(&stats, "ChangeResourceRecordSets").is_empty(), "no DNS change after a failed wave");
+    assert_eq!(mutations(&stats, "StartRecovery").len(), 1, "the app wave never started");
+    assert_eq!(record_values(&sim, "111111111111", "Z0123456789ABCDEFGHIJ", "api.payments.example.com.").await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_yes_and_a_tty_the_run_pauses_before_dns_and_approve_finishes_it() {
+    let sim = TestSim::start(600.0).await;
+    sim.seed(PAYMENTS).await;
+    let before = record_values(&sim, "111111111111", "Z0123456789ABCDEFGHIJ", "api.payments.example.com.").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
+    let (db2, endpoint2) = (db.clone(), endpoint.clone());
+    let run = tokio::task::spawn_blocking(move || drs_runbook(&db2, Some(&endpoint2), &["--output", "json", "failover", "runbooks/payments.toml"]))
+        .await
+        .unwrap();
+    assert_eq!(run.code, 3, "{run:#?}");
+    let report = run.json();
+    assert_eq!(report["status"], "paused");
+    assert_eq!(report["waiting_for"], "dns_cutover");
+    let dns = report["steps"].as_array().unwrap().iter().find(|s| s["key"] == "dns_cutover").unwrap().clone();
+    assert_eq!(dns["status"], "waiting_approval");
+    assert!(mutations(&sim.get("/_sim/stats").await, "ChangeResourceRecordSets").is_empty());
+    assert_eq!(record_values(&sim, "111111111111", "Z0123456789ABCDEFGHIJ", "api.payments.example.com.").await, before);
+    let run_id = report["run_id"].as_str().unwrap().to_string();
+
+    // A second failover of the same runbook is refused while this one holds the servers.
+    let (db3, endpoint3) = (db.clone(), endpoint.clone());
+    let second = tokio::task::spawn_blocking(move || drs_runbook(&db3, Some(&endpoint3), &["failover", "runbooks/payments.toml", "--yes"]))
+        .await
+        .unwrap();
+    assert_eq!(second.code, 4, "{second:#?}");
+    assert!(second.stderr.contains(&run_id), "the refusal names the holding run: {}", second.stderr);
+
+    // Approving an unknown step says which steps have a gate.
+    let wrong = drs_runbook(&db, Some(&endpoint), &["approve", &run_id, "--step", "cleanup"]);
+    assert_eq!(wrong.code, 2, "{wrong:#?}");
+    assert!(wrong.stderr.contains("dns_cutover"), "{}", wrong.stderr);
+
+    let id = run_id.clone();
+    let approved = tokio::task::spawn_blocking(move || {
+        drs_runbook(&db, Some(&endpoint), &["--output", "json", "approve", &id, "--step", "dns_cutover", "--comment", "bridge call agreed"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(approved.code, 0, "{approved:#?}");
+    let report = approved.json();
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(report["run_id"], run_id.as_str());
+    assert_eq!(mutations(&sim.get("/_sim/stats").await, "ChangeResourceRecordSets").len(), 1);
+    assert_ne!(record_values(&sim, "111111111111", "Z0123456789ABCDEFGHIJ", "api.payments.example.com.").await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_shows_the_steps_and_batches_and_calls_nothing() {
+    let sim = TestSim::start(600.0).await;
+    sim.seed(PAYMENTS).await;
+    let calls_before = sim.get("/_sim/stats").await["calls"].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let plan = drs_runbook(&db, Some(&sim.endpoint), &["--output", "json", "plan", "runbooks/payments.toml"]);
+    assert_eq!(plan.code, 0, "{plan:#?}");
+    let plan = plan.json();
+    let keys: Vec<&str> = plan["steps"].as_array().unwrap().iter().map(|s| s["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["preflight", "recovery_job:db", "snapshot_conversion:db", "launch:db", "recovery_job:app", "snapshot_conversion:app", "launch:app", "lb_switch:app", "dns_cutover"]);
+    assert_eq!(plan["batches"].as_array().unwrap().len(), 2);
+    assert_eq!(plan["records"][0]["name"], "api.payments.example.com.");
+    let stats = sim.get("/_sim/stats").await;
+    assert_eq!(stats["calls"], calls_before, "plan made AWS calls");
+    assert!(stats["mutations"].as_array().unwrap().is_empty());
+    assert!(!db.exists(), "plan touched the database");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_command_works_on_a_fresh_machine_with_the_embedded_simulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_drs-runbook"))
+            .current_dir(repo_path(""))
+            .args(["--sim", "--output", "json", "failover", "runbooks/payments.toml", "--yes"])
+            .env_remove("DRS_RUNBOOK_DB")
+            .env("XDG_STATE_HOME", &state)
+            .env("DRS_RUNBOOK_SIM_SPEED", "600")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["status"], "succeeded");
+    let db = dir.path().join("state/drs-runbook/runs.db");
+    assert!(db.exists());
+    assert!(dir.path().join("state/drs-runbook/sim-world.json").exists());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&db).unwrap().permissions().mode() & 0o777, 0o600);
+}
