@@ -36,8 +36,6 @@ CREATE TABLE runs (
     runbook_text    TEXT NOT NULL
 ) STRICT;
 
--- `history` lists newest first, `history --runbook NAME` too; `id` breaks ties so that the
--- index alone gives the order and a LIMIT stops the scan early.
-CREATE INDEX runs_by_runbook ON runs (runbook_name, created_at, id);
-CREATE INDEX runs_by_created ON runs (created_at, id);
+CREATE INDEX runs_by_runbook ON runs (runbook_name, created_at);
 CREATE INDEX runs_by_status ON runs (status);
+CREATE INDEX runs_by_created ON runs (created_at);
