@@ -25,17 +25,23 @@ pub struct Claim {
     pub claimed_at: DateTime<Utc>,
 }
 
-/// A claim held by another run, with what the refusal message tells about that run.
+/// The run holding a resource another run wants, as the refusal tells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct ClaimHolder {
+    pub run_id: RunId,
+    pub claimed_at: DateTime<Utc>,
+    pub host: String,
+    pub operator: String,
+    pub runbook_name: String,
+    pub operation: Operation,
+    pub status: RunStatus,
+}
+
 #[derive(sqlx::FromRow)]
 struct Held {
     resource: String,
-    run_id: RunId,
-    claimed_at: DateTime<Utc>,
-    host: String,
-    operator: String,
-    runbook_name: String,
-    operation: Operation,
-    status: RunStatus,
+    #[sqlx(flatten)]
+    holder: ClaimHolder,
 }
 
 /// Claims every resource for the run, or none: [`StoreError::ClaimConflict`] names the first
@@ -68,13 +74,7 @@ pub async fn claim_all<S: AsRef<str>>(
     if let Some(held) = conflict {
         return Err(StoreError::ClaimConflict {
             resource: held.resource,
-            holder_run_id: held.run_id,
-            since: held.claimed_at,
-            host: held.host,
-            operator: held.operator,
-            runbook_name: held.runbook_name,
-            operation: held.operation,
-            status: held.status,
+            holder: Box::new(held.holder),
         });
     }
     sqlx::query(
@@ -154,20 +154,19 @@ mod tests {
         .unwrap_err();
         let StoreError::ClaimConflict {
             ref resource,
-            ref holder_run_id,
-            since,
-            ref host,
-            status,
-            ..
+            ref holder,
         } = err
         else {
             panic!("expected ClaimConflict, got {err:?}");
         };
         assert_eq!(
-            (resource.as_str(), holder_run_id, since),
+            (resource.as_str(), &holder.run_id, holder.claimed_at),
             (S2, &first, at(10))
         );
-        assert_eq!((host.as_str(), status), ("ops-1", RunStatus::Pending));
+        assert_eq!(
+            (holder.host.as_str(), holder.status),
+            ("ops-1", RunStatus::Pending)
+        );
         let message = err.to_string();
         assert!(
             message.contains(&format!(

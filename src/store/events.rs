@@ -8,9 +8,9 @@
 //!   h_n = sha256_hex(prev_hash_n || canonical_json(event_n))
 //! ```
 //!
-//! The canonical JSON of an event is serde_json of [`Canonical`]: fields in a fixed order
-//! (run_id, run_seq, at as RFC 3339 UTC with microseconds, kind, actor, step_key, data), with
-//! the keys of every object in `data` sorted. It does not depend on how SQLite stores the row.
+//! The canonical JSON of an event is serde_json of the private `Canonical`: fields in a fixed
+//! order (run_id, run_seq, at as RFC 3339 UTC with microseconds, kind, actor, step_key, data),
+//! with the keys of every object in `data` sorted. It does not depend on how SQLite stores the row.
 //!
 //! What [`verify`] detects: an edited event (its hash no longer matches), a removed event (a gap
 //! in `run_seq`, or fewer events than the run's head records), reordered events (`run_seq` is

@@ -70,7 +70,7 @@ pub async fn acquire(
     let took_over_from = match &previous {
         Some(holder) if is_live(holder, now) && holder.owner != owner => {
             return Err(StoreError::LeaseHeld {
-                holder: holder.clone(),
+                holder: Box::new(holder.clone()),
             });
         }
         // Expired and never released: its driver died or hung. Released or our own: no story.
@@ -106,7 +106,9 @@ pub async fn acquire(
     let Some(fence) = fence else {
         // Someone acquired it between our read and our write: they hold it now.
         return match current(conn, run_id).await? {
-            Some(holder) => Err(StoreError::LeaseHeld { holder }),
+            Some(holder) => Err(StoreError::LeaseHeld {
+                holder: Box::new(holder),
+            }),
             None => Err(StoreError::RunNotFound {
                 run_id: run_id.clone(),
             }),
@@ -166,7 +168,7 @@ pub async fn check_fence(conn: &mut SqliteConnection, lease: &Lease) -> Result<(
         holder => Err(StoreError::LostLease {
             run_id: lease.run_id.clone(),
             fence: lease.fence,
-            holder,
+            holder: holder.map(Box::new),
         }),
     }
 }
@@ -236,14 +238,14 @@ async fn lost(conn: &mut SqliteConnection, lease: &Lease) -> StoreError {
         Ok(holder) => StoreError::LostLease {
             run_id: lease.run_id.clone(),
             fence: lease.fence,
-            holder,
+            holder: holder.map(Box::new),
         },
         Err(error) => error,
     }
 }
 
 /// Who holds the lease now, for [`StoreError::LostLease`]'s message.
-pub(crate) fn describe_current(holder: &Option<LeaseHolder>) -> String {
+pub(crate) fn describe_current(holder: &Option<Box<LeaseHolder>>) -> String {
     match holder {
         Some(h) if h.released_at.is_some() => format!("it was released (fence {})", h.fence),
         Some(h) => format!(
@@ -393,6 +395,37 @@ mod tests {
         assert_eq!((again.fence, again.took_over_from.clone()), (2, None));
         assert!(check_fence(&mut conn, &first).await.is_err());
         check_fence(&mut conn, &again).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn two_processes_racing_for_a_lease_get_exactly_one() {
+        let (dir, db) = temp_db().await;
+        let run_id = run_with_steps(&db).await;
+        // A second `Database` on the same file stands for a second drs-runbook process.
+        let other = super::super::Database::open(dir.path().join("runs.db"))
+            .await
+            .unwrap();
+        let race = |db: super::super::Database, owner: &'static str| {
+            let run_id = run_id.clone();
+            tokio::spawn(async move {
+                let mut tx = db.begin().await?;
+                let lease = acquire(&mut tx, &run_id, owner, "ops-1", 1, TTL, at(0)).await?;
+                tx.commit()
+                    .await
+                    .map_err(|e| StoreError::query(e, "commit".into()))?;
+                Ok::<_, StoreError>(lease)
+            })
+        };
+        let (a, b) = tokio::join!(race(db.clone(), "driver-a"), race(other, "driver-b"));
+        let outcomes = [a.unwrap(), b.unwrap()];
+        let winners: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+        assert_eq!(winners.len(), 1, "{outcomes:?}");
+        assert_eq!(winners[0].fence, 1);
+        let loser = outcomes.iter().find_map(|o| o.as_ref().err()).unwrap();
+        assert!(
+            matches!(loser, StoreError::LeaseHeld { holder } if holder.owner == winners[0].owner),
+            "{loser:?}"
+        );
     }
 
     #[tokio::test]

@@ -48,6 +48,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
+pub use claims::{Claim, ClaimHolder};
 pub use effects::{Effect, EffectState, NewEffect};
 pub use events::{BreakReason, ChainBreak, Event, VerifiedChain};
 pub use leases::{Lease, LeaseHolder};
@@ -316,25 +317,18 @@ pub enum StoreError {
     DuplicateEffect { idempotency_key: String },
     #[error("run {} is driven by {} on {} (pid {}) since {}; its lease expires at {} (hint: wait for that process to finish; if it is gone, retry after the lease expires)",
         .holder.run_id, .holder.owner, .holder.host, .holder.pid, .holder.acquired_at, .holder.expires_at)]
-    LeaseHeld { holder: LeaseHolder },
+    LeaseHeld { holder: Box<LeaseHolder> },
     #[error("lost the lease on run {run_id} (fence {fence}): {} (hint: another drs-runbook process drives this run now; this one stops)", leases::describe_current(.holder))]
     LostLease {
         run_id: RunId,
         fence: i64,
-        holder: Option<LeaseHolder>,
+        holder: Option<Box<LeaseHolder>>,
     },
-    #[error(
-        "{resource} is claimed by run {holder_run_id} ({operation} of {runbook_name}, {status}, by {operator} on {host} since {since}) (hint: wait for that run to end, or resume or cancel it)"
-    )]
+    #[error("{resource} is claimed by run {} ({} of {}, {}, by {} on {} since {}) (hint: wait for that run to end, or resume or cancel it)",
+        .holder.run_id, .holder.operation, .holder.runbook_name, .holder.status, .holder.operator, .holder.host, .holder.claimed_at)]
     ClaimConflict {
         resource: String,
-        holder_run_id: RunId,
-        since: DateTime<Utc>,
-        host: String,
-        operator: String,
-        runbook_name: String,
-        operation: Operation,
-        status: RunStatus,
+        holder: Box<ClaimHolder>,
     },
     #[error(
         "invalid run ID {value:?} (hint: run IDs are UUIDs as printed by `drs-runbook history`)"
@@ -765,6 +759,76 @@ mod tests {
             err.to_string().contains("locked by another process"),
             "{err}"
         );
+    }
+
+    /// The engine's pattern: fence check, step transition and audit event in one transaction.
+    /// A lost lease aborts the whole transition; nothing of it is persisted.
+    #[tokio::test]
+    async fn a_step_transition_commits_or_vanishes_as_a_whole() {
+        let (_dir, db) = temp_db().await;
+        let run_id = run_with_steps(&db).await;
+        let ttl = Duration::from_secs(30);
+        let stale = {
+            let mut tx = db.begin().await.unwrap();
+            let lease = leases::acquire(&mut tx, &run_id, "driver-a", "ops-1", 1, ttl, at(0))
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            lease
+        };
+        let transition = |lease: Lease, status: StepStatus, at_s: i64| {
+            let db = db.clone();
+            let run_id = run_id.clone();
+            async move {
+                let mut tx = db.begin().await?;
+                steps::set_status(&mut tx, &run_id, "preflight", status, None, at(at_s)).await?;
+                events::append(
+                    &mut tx,
+                    &run_id,
+                    at(at_s),
+                    "step_status",
+                    &lease.owner,
+                    Some("preflight"),
+                    &serde_json::json!({"to": status}),
+                )
+                .await?;
+                leases::check_fence(&mut tx, &lease).await?;
+                tx.commit()
+                    .await
+                    .map_err(|e| StoreError::query(e, "commit".into()))
+            }
+        };
+        transition(stale.clone(), StepStatus::Running, 1)
+            .await
+            .unwrap();
+
+        let fresh = {
+            let mut tx = db.begin().await.unwrap();
+            let lease = leases::acquire(&mut tx, &run_id, "driver-b", "ops-2", 2, ttl, at(60))
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            lease
+        };
+        let err = transition(stale, StepStatus::Failed, 61).await.unwrap_err();
+        assert!(matches!(err, StoreError::LostLease { .. }), "{err:?}");
+
+        let mut conn = db.pool().acquire().await.unwrap();
+        assert_eq!(
+            steps::get(&mut conn, &run_id, "preflight")
+                .await
+                .unwrap()
+                .status,
+            StepStatus::Running
+        );
+        assert_eq!(
+            events::for_run(&mut conn, &run_id).await.unwrap().len(),
+            1,
+            "the stale event rolled back"
+        );
+        assert!(events::verify(&mut conn, &run_id).await.unwrap().is_ok());
+        drop(conn);
+        transition(fresh, StepStatus::Succeeded, 62).await.unwrap();
     }
 
     #[test]
