@@ -199,6 +199,8 @@ impl Journal {
     pub async fn finish_run(&self, status: &str, rto: Option<f64>, rpo: Option<f64>, error: Option<&str>, now: DateTime<Utc>) -> Result<(), JournalError> {
         let mut tx = self.write().await?;
         let run_status: store::runs::RunStatus = status.parse()?;
+        // The closing event first: `finish` records the chain's head as the run's final hash.
+        self.event(&mut tx, &format!("run_{status}"), None, json!({ "rto_seconds": rto, "rpo_seconds": rpo, "error": error }), now).await?;
         store::runs::finish(
             &mut tx,
             &self.run_id,
@@ -206,7 +208,6 @@ impl Journal {
             now,
         )
         .await?;
-        self.event(&mut tx, &format!("run_{status}"), None, json!({ "rto_seconds": rto, "rpo_seconds": rpo, "error": error }), now).await?;
         tx.commit().await?;
         Ok(())
     }
