@@ -2,6 +2,11 @@
 //! what to do, executes steps concurrently, persists every transition (one transaction with
 //! its audit event), handles approvals and Ctrl-C, and ends with a [`RunReport`].
 //!
+//! Steps run as their own tokio tasks, not as futures polled by this loop: a step may hold a
+//! SQLite write transaction across an `.await`, and if only this loop polled it while itself
+//! waiting for the write lock, neither could move (a deadlock that SQLite reports as "database
+//! is locked").
+//!
 //! ```text
 //!   ┌──► journal.steps() ──► machine::decide ──► StartStep ──► steps::execute (concurrent)
 //!   │                                        ├─► RequestApproval ──► prompt (TTY) or wait
@@ -12,6 +17,7 @@
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 use std::io::IsTerminal;
+use std::sync::Arc;
 
 use super::budget::JobBudget;
 use super::clock::EngineClock;
@@ -76,19 +82,31 @@ impl RunReport {
     }
 }
 
-/// What the driver needs besides the journal.
-pub struct Driver<'a> {
-    pub journal: &'a Journal,
-    pub runbook: &'a Runbook,
-    pub clients: &'a Clients,
-    pub clock: &'a EngineClock,
-    pub progress: &'a Progress,
+/// What the driver and its step tasks share.
+pub struct Shared {
+    pub journal: Journal,
+    pub runbook: Runbook,
+    pub clients: Clients,
+    pub clock: EngineClock,
+    pub progress: Progress,
     pub run: RunInfo,
+    pub budget: JobBudget,
+}
+
+/// The driver of one run.
+pub struct Driver {
+    pub shared: Arc<Shared>,
     /// Approvals given up front (`--yes`).
     pub yes: bool,
     /// Ask for approvals on the terminal (stdin and stderr are TTYs and not `--yes`).
     pub interactive: bool,
-    pub budget: JobBudget,
+}
+
+impl std::ops::Deref for Driver {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
 }
 
 /// Errors that end the driver without a run outcome.
@@ -98,7 +116,7 @@ pub enum DriverError {
     Journal(#[from] JournalError),
 }
 
-impl Driver<'_> {
+impl Driver {
     /// Drives the run until it succeeds, fails, pauses or is interrupted.
     pub async fn drive(&self) -> Result<RunReport, DriverError> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -125,20 +143,29 @@ impl Driver<'_> {
                         let info = StepInfo { key: key.clone(), kind: row.kind, wave: row.wave.clone(), attempt };
                         self.progress.line(self.clock.now(), &key, if row.status == StepStatus::Running { "resumed" } else { "started" });
                         let stop = stop_rx.clone();
-                        running.push(async move {
+                        let shared = self.shared.clone();
+                        let task = tokio::spawn(async move {
                             let ctx = StepCtx {
-                                run: &self.run,
+                                run: &shared.run,
                                 step: &info,
-                                runbook: self.runbook,
-                                clients: self.clients,
-                                clock: self.clock,
-                                journal: self.journal,
-                                progress: self.progress,
+                                runbook: &shared.runbook,
+                                clients: &shared.clients,
+                                clock: &shared.clock,
+                                journal: &shared.journal,
+                                progress: &shared.progress,
                                 stop,
-                                budget: &self.budget,
+                                budget: &shared.budget,
                             };
-                            let result = steps::execute(ctx).await;
-                            (info.key, result)
+                            steps::execute(ctx).await
+                        });
+                        running.push(async move {
+                            let result = task.await.unwrap_or_else(|e| {
+                                StepResult::Failed(steps::StepFailure::new(
+                                    format!("the step stopped unexpectedly: {e}"),
+                                    "this is a bug in drs-runbook; the run is resumable",
+                                ))
+                            });
+                            (key, result)
                         });
                         started_any = true;
                     }
@@ -286,7 +313,7 @@ impl Driver<'_> {
 
     /// The report of the run as stored now.
     pub async fn report(&self, status: &str, waiting_for: Option<String>) -> Result<RunReport, DriverError> {
-        report(self.journal, self.runbook, status, waiting_for).await
+        report(&self.journal, &self.runbook, status, waiting_for).await
     }
 }
 

@@ -191,15 +191,17 @@ async fn drive(ctx: &Context<'_>, runbook: &Runbook, info: RunInfo) -> Result<Ru
     let journal = Journal::new(ctx.db.clone(), run_id.clone(), Some(lease.clone()), driver::operator(), ctx.clock.clone());
     let yes = info.options.yes;
     let driver = Driver {
-        journal: &journal,
-        runbook,
-        clients: ctx.clients,
-        clock: ctx.clock,
-        progress: ctx.progress,
-        run: info,
+        shared: std::sync::Arc::new(driver::Shared {
+            journal,
+            runbook: runbook.clone(),
+            clients: ctx.clients.clone(),
+            clock: ctx.clock.clone(),
+            progress: ctx.progress.clone(),
+            run: info,
+            budget: budget::JobBudget::new(20, 500),
+        }),
         yes,
         interactive: ctx.interactive && !yes,
-        budget: budget::JobBudget::new(20, 500),
     };
     let heartbeat = {
         let db = ctx.db.clone();

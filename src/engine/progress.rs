@@ -4,16 +4,18 @@
 
 use chrono::{DateTime, Utc};
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+/// Cheap to clone; clones share the de-duplication of repeated lines.
+#[derive(Clone)]
 pub struct Progress {
     quiet: bool,
-    last: Mutex<Option<(String, String)>>,
+    last: Arc<Mutex<Option<(String, String)>>>,
 }
 
 impl Progress {
     pub fn new(quiet: bool) -> Self {
-        Progress { quiet, last: Mutex::new(None) }
+        Progress { quiet, last: Arc::new(Mutex::new(None)) }
     }
 
     /// Prints one progress line for a step, skipping an exact repeat of that step's last line.
