@@ -44,7 +44,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let job_ids = jobs.job_ids();
     let mut out: LaunchOutput = ctx.my_output().await?;
     let total: usize = jobs.batches.iter().map(|b| b.servers.len()).sum();
-    let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(15));
+    let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(10));
     let mut last_seen = (usize::MAX, usize::MAX);
     let final_jobs = loop {
         let described = ctx.clients.target.describe_jobs(&job_ids).await?;

@@ -64,7 +64,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         }
     }
     let total = out.servers.len();
-    let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(15));
+    let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(10));
     loop {
         let mut changed = false;
         for job_id in jobs.job_ids() {
