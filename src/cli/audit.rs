@@ -51,7 +51,11 @@ async fn verify(cli: &Cli, args: &VerifyArgs) -> Result<u8, CliError> {
     match first_break {
         None => Ok(exit::SUCCEEDED),
         Some(v) => {
-            let link = v.broken.as_ref().map(|b| b.message.clone()).unwrap_or_default();
+            let link = v
+                .broken
+                .as_ref()
+                .map(|b| b.message.clone())
+                .unwrap_or_default();
             eprintln!(
                 "error: {link} (hint: the events from there on cannot be trusted; compare with a backup of the database or an exported final hash)"
             );

@@ -32,10 +32,16 @@ pub struct Args {
 }
 
 /// A value of a persisted enum given on the command line.
-fn parse_enum<T: std::str::FromStr<Err = store::UnknownValue>>(flag: &str, value: &str) -> Result<T, CliError> {
-    value
-        .parse()
-        .map_err(|e: store::UnknownValue| CliError::invalid_input(format!("invalid {flag} {value:?}: expected one of {}", e.expected.join(", "))))
+fn parse_enum<T: std::str::FromStr<Err = store::UnknownValue>>(
+    flag: &str,
+    value: &str,
+) -> Result<T, CliError> {
+    value.parse().map_err(|e: store::UnknownValue| {
+        CliError::invalid_input(format!(
+            "invalid {flag} {value:?}: expected one of {}",
+            e.expected.join(", ")
+        ))
+    })
 }
 
 /// `2026-01-31` (midnight UTC) or an RFC 3339 time.
@@ -54,13 +60,24 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
     }
     let filter = RunFilter {
         runbook: args.runbook.clone(),
-        operation: args.operation.as_deref().map(|v| parse_enum::<Operation>("--operation", v)).transpose()?,
-        status: args.status.as_deref().map(|v| parse_enum::<RunStatus>("--status", v)).transpose()?,
+        operation: args
+            .operation
+            .as_deref()
+            .map(|v| parse_enum::<Operation>("--operation", v))
+            .transpose()?,
+        status: args
+            .status
+            .as_deref()
+            .map(|v| parse_enum::<RunStatus>("--status", v))
+            .transpose()?,
         since: args.since.as_deref().map(parse_since).transpose()?,
         limit: Some(args.limit),
     };
     let db = session::open_db(cli).await?;
-    let mut conn = db.pool().acquire().await.map_err(|e| CliError { code: exit::RUN_FAILED, message: format!("failed to read the database: {e}") })?;
+    let mut conn = db.pool().acquire().await.map_err(|e| CliError {
+        code: exit::RUN_FAILED,
+        message: format!("failed to read the database: {e}"),
+    })?;
     let runs = store::runs::list(&mut conn, &filter)
         .await
         .map_err(|e| report_error(cli, e.into()))?;
@@ -95,7 +112,10 @@ fn link(runs: &[RunSummary], run: &RunSummary) -> String {
     if let Some(parent) = &run.parent_run_id {
         parts.push(format!("{} of {parent}", run.operation.as_str()));
     }
-    for child in runs.iter().filter(|c| c.parent_run_id.as_ref() == Some(&run.id)) {
+    for child in runs
+        .iter()
+        .filter(|c| c.parent_run_id.as_ref() == Some(&run.id))
+    {
         let verb = match child.operation {
             Operation::Failback => "failed back by",
             Operation::Rollback => "rolled back by",
@@ -142,7 +162,10 @@ async fn show_trend(cli: &Cli, runbook: &str, limit: u32) -> Result<u8, CliError
         .await
         .map_err(|e| report_error(cli, e))?;
     match cli.output {
-        Output::Json => println!("{}", serde_json::json!({ "runbook": runbook, "drills": points })),
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({ "runbook": runbook, "drills": points })
+        ),
         Output::Text => print!("{}", trend::table(runbook, &points)),
     }
     Ok(exit::SUCCEEDED)
@@ -154,8 +177,16 @@ mod tests {
 
     #[test]
     fn since_takes_a_date_or_a_time_and_says_what_it_wants() {
-        assert_eq!(parse_since("2026-01-31").unwrap().to_rfc3339(), "2026-01-31T00:00:00+00:00");
-        assert_eq!(parse_since("2026-01-31T03:00:00+02:00").unwrap().to_rfc3339(), "2026-01-31T01:00:00+00:00");
+        assert_eq!(
+            parse_since("2026-01-31").unwrap().to_rfc3339(),
+            "2026-01-31T00:00:00+00:00"
+        );
+        assert_eq!(
+            parse_since("2026-01-31T03:00:00+02:00")
+                .unwrap()
+                .to_rfc3339(),
+            "2026-01-31T01:00:00+00:00"
+        );
         let err = parse_since("last tuesday").unwrap_err();
         assert_eq!(err.code, exit::INVALID_INPUT);
         assert!(err.message.contains("2026-01-31"), "{}", err.message);
@@ -164,6 +195,10 @@ mod tests {
     #[test]
     fn an_unknown_operation_lists_the_known_ones() {
         let err = parse_enum::<Operation>("--operation", "failbak").unwrap_err();
-        assert!(err.message.contains("failover, drill, failback, rollback"), "{}", err.message);
+        assert!(
+            err.message.contains("failover, drill, failback, rollback"),
+            "{}",
+            err.message
+        );
     }
 }

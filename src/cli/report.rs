@@ -55,7 +55,11 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
                     path.display()
                 ),
             })?;
-            eprintln!("wrote the {:?} report of run {run_id} to {}", args.format, path.display());
+            eprintln!(
+                "wrote the {} report of run {run_id} to {}",
+                args.format.name(),
+                path.display()
+            );
         }
         None => print!("{text}"),
     }
@@ -66,7 +70,10 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
             code: exit::RUN_FAILED,
             message: format!(
                 "{} (hint: `drs-runbook audit verify {run_id}` shows the broken link; restore the database from a backup to compare)",
-                data.audit.broken.as_deref().unwrap_or("the audit trail does not verify")
+                data.audit
+                    .broken
+                    .as_deref()
+                    .unwrap_or("the audit trail does not verify")
             ),
         });
     }

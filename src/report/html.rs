@@ -93,7 +93,10 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
 fn facts(rows: &[(&str, String)]) -> String {
     let mut out = String::from(r#"<table class="facts"><tbody>"#);
     for (name, value) in rows {
-        out.push_str(&format!("<tr><th>{}</th><td>{value}</td></tr>", escape(name)));
+        out.push_str(&format!(
+            "<tr><th>{}</th><td>{value}</td></tr>",
+            escape(name)
+        ));
     }
     out.push_str("</tbody></table>");
     out
@@ -115,7 +118,9 @@ fn records(sets: &[crate::aws::route53::RecordSet]) -> String {
     sets.iter()
         .map(|r| {
             let target = match &r.alias {
-                Some(alias) => format!("alias {}", serde_json::to_string(alias).unwrap_or_default()),
+                Some(alias) => {
+                    format!("alias {}", serde_json::to_string(alias).unwrap_or_default())
+                }
                 None => r.values.join(", "),
             };
             format!(
@@ -135,7 +140,13 @@ fn targets(list: &[crate::aws::elbv2::Target]) -> String {
         return "(none)".to_owned();
     }
     list.iter()
-        .map(|t| escape(&format!("{}{}", t.id, t.port.map(|p| format!(":{p}")).unwrap_or_default())))
+        .map(|t| {
+            escape(&format!(
+                "{}{}",
+                t.id,
+                t.port.map(|p| format!(":{p}")).unwrap_or_default()
+            ))
+        })
         .collect::<Vec<_>>()
         .join("<br>")
 }
@@ -163,7 +174,10 @@ pub fn render(data: &ReportData) -> String {
 
     body.push_str("<h2>Summary</h2>");
     body.push_str(&facts(&[
-        ("Operation", format!("{} ({} mode)", text(&run.operation), text(&run.mode))),
+        (
+            "Operation",
+            format!("{} ({} mode)", text(&run.operation), text(&run.mode)),
+        ),
         ("Status", badge(&run.status)),
         ("Operator", text(&run.operator)),
         ("Host", text(&run.host)),
@@ -176,7 +190,13 @@ pub fn render(data: &ReportData) -> String {
         ("Linked run", opt(run.parent_run_id.as_deref())),
         ("Error", opt(run.error.as_deref())),
         ("Runbook file", text(&data.runbook.path)),
-        ("Runbook SHA-256", format!(r#"<span class="mono hash">{}</span>"#, text(&data.runbook.sha256))),
+        (
+            "Runbook SHA-256",
+            format!(
+                r#"<span class="mono hash">{}</span>"#,
+                text(&data.runbook.sha256)
+            ),
+        ),
         (
             "Audit trail",
             if data.audit.verified {
@@ -196,8 +216,14 @@ pub fn render(data: &ReportData) -> String {
     body.push_str(&table(
         &["", "objective", "measured", "verdict"],
         vec![
-            measure_row("RTO (run start to traffic on recovered servers)", &data.objectives.rto),
-            measure_row("RPO (declared time minus the oldest data timestamp)", &data.objectives.rpo),
+            measure_row(
+                "RTO (run start to traffic on recovered servers)",
+                &data.objectives.rto,
+            ),
+            measure_row(
+                "RPO (declared time minus the oldest data timestamp)",
+                &data.objectives.rpo,
+            ),
         ],
     ));
 
@@ -207,7 +233,9 @@ pub fn render(data: &ReportData) -> String {
 
     body.push_str("<h2>Steps</h2>");
     body.push_str(&table(
-        &["#", "step", "wave", "status", "start", "end", "duration", "attempts", "notes"],
+        &[
+            "#", "step", "wave", "status", "start", "end", "duration", "attempts", "notes",
+        ],
         data.steps
             .iter()
             .map(|s| {
@@ -216,7 +244,10 @@ pub fn render(data: &ReportData) -> String {
                     notes.push(format!(
                         "approved by {}{}",
                         escape(by),
-                        s.approval_comment.as_deref().map(|c| format!(": {}", escape(c))).unwrap_or_default()
+                        s.approval_comment
+                            .as_deref()
+                            .map(|c| format!(": {}", escape(c)))
+                            .unwrap_or_default()
                     ));
                 }
                 if let Some(reason) = &s.skip_reason {
@@ -242,7 +273,18 @@ pub fn render(data: &ReportData) -> String {
 
     body.push_str("<h2>Servers</h2>");
     body.push_str(&table(
-        &["server", "wave", "job", "job start", "data timestamp", "RPO", "converted", "launch", "recovery instance", "EC2 instance", "private IPs", "launched", "duration"],
+        &[
+            "server",
+            "wave",
+            "job",
+            "data timestamp",
+            "RPO",
+            "launch",
+            "recovery / EC2 instance",
+            "private IPs",
+            "job start → launched",
+            "duration",
+        ],
         data.servers
             .iter()
             .map(|s| {
@@ -250,19 +292,23 @@ pub fn render(data: &ReportData) -> String {
                     format!("<code>{}</code>", text(&s.source_server_id)),
                     text(&s.wave),
                     opt(s.job_id.as_deref()),
-                    at(s.started_at),
                     at(s.data_timestamp),
                     seconds(s.rpo_seconds),
-                    at(s.converted_at),
                     format!(
                         "{}{}",
                         opt(s.launch_status.as_deref()),
-                        s.error.as_deref().map(|e| format!("<br>{}", escape(e))).unwrap_or_default()
+                        s.error
+                            .as_deref()
+                            .map(|e| format!("<br>{}", escape(e)))
+                            .unwrap_or_default()
                     ),
-                    opt(s.recovery_instance_id.as_deref()),
-                    opt(s.ec2_instance_id.as_deref()),
+                    format!(
+                        "{}<br>{}",
+                        opt(s.recovery_instance_id.as_deref()),
+                        opt(s.ec2_instance_id.as_deref())
+                    ),
                     escape(&s.private_ips.join(", ")),
-                    at(s.launched_at),
+                    format!("{}<br>{}", at(s.started_at), at(s.launched_at)),
                     seconds(s.duration_seconds),
                 ]
             })
@@ -303,7 +349,14 @@ pub fn render(data: &ReportData) -> String {
     if !data.dns.is_empty() {
         body.push_str("<h2>DNS records</h2>");
         body.push_str(&table(
-            &["hosted zone", "account", "before", "after", "change", "in sync"],
+            &[
+                "hosted zone",
+                "account",
+                "before",
+                "after",
+                "change",
+                "in sync",
+            ],
             data.dns
                 .iter()
                 .map(|z| {
@@ -323,7 +376,13 @@ pub fn render(data: &ReportData) -> String {
     if !data.load_balancers.is_empty() {
         body.push_str("<h2>Load balancer targets</h2>");
         body.push_str(&table(
-            &["target group", "before", "registered", "deregistered", "healthy"],
+            &[
+                "target group",
+                "before",
+                "registered",
+                "deregistered",
+                "healthy",
+            ],
             data.load_balancers
                 .iter()
                 .map(|g| {
@@ -347,7 +406,15 @@ pub fn render(data: &ReportData) -> String {
             &["time", "step", "action", "by", "comment"],
             data.operator_actions
                 .iter()
-                .map(|a| vec![at(a.at), format!("<code>{}</code>", text(&a.step_key)), text(&a.action), opt(a.by.as_deref()), opt(a.comment.as_deref())])
+                .map(|a| {
+                    vec![
+                        at(a.at),
+                        format!("<code>{}</code>", text(&a.step_key)),
+                        text(&a.action),
+                        opt(a.by.as_deref()),
+                        opt(a.comment.as_deref()),
+                    ]
+                })
                 .collect(),
         ));
     }
@@ -358,7 +425,14 @@ pub fn render(data: &ReportData) -> String {
             ("Verdict", badge(if c.complete { "pass" } else { "fail" })),
             ("Created", escape(&c.created.join(", "))),
             ("Terminated", escape(&c.terminated.join(", "))),
-            ("Remaining", if c.remaining.is_empty() { "none".to_owned() } else { escape(&c.remaining.join(", ")) }),
+            (
+                "Remaining",
+                if c.remaining.is_empty() {
+                    "none".to_owned()
+                } else {
+                    escape(&c.remaining.join(", "))
+                },
+            ),
             ("Terminate job", opt(c.terminate_job_id.as_deref())),
             ("Verified gone", at(c.verified_at)),
         ]));
@@ -369,7 +443,17 @@ pub fn render(data: &ReportData) -> String {
         body.push_str(r#"<p class="legend"><span><i style="background:#3d6fb8"></i>RTO</span><span><i style="background:#8a63b8"></i>RPO</span><span><i style="background:#d0413a"></i>missed</span><span>dashed: objective</span></p>"#);
         body.push_str(&svg::trend_chart(&data.trend));
         body.push_str(&table(
-            &["drill", "started", "status", "RTO", "RTO objective", "", "RPO", "RPO objective", ""],
+            &[
+                "drill",
+                "started",
+                "status",
+                "RTO",
+                "RTO objective",
+                "",
+                "RPO",
+                "RPO objective",
+                "",
+            ],
             data.trend
                 .iter()
                 .map(|p| {
@@ -391,7 +475,15 @@ pub fn render(data: &ReportData) -> String {
 
     body.push_str("<h2>AWS requests</h2>");
     body.push_str(&table(
-        &["time", "step", "operation", "account", "region", "state", "request ID"],
+        &[
+            "time",
+            "step",
+            "operation",
+            "account",
+            "region",
+            "state",
+            "request ID",
+        ],
         data.aws_requests
             .iter()
             .map(|r| {
@@ -401,8 +493,18 @@ pub fn render(data: &ReportData) -> String {
                     text(&r.operation),
                     text(&r.account),
                     text(&r.region),
-                    format!("{}{}", text(&r.state), r.error.as_deref().map(|e| format!("<br>{}", escape(e))).unwrap_or_default()),
-                    format!(r#"<span class="mono">{}</span>"#, opt(r.aws_request_id.as_deref())),
+                    format!(
+                        "{}{}",
+                        text(&r.state),
+                        r.error
+                            .as_deref()
+                            .map(|e| format!("<br>{}", escape(e)))
+                            .unwrap_or_default()
+                    ),
+                    format!(
+                        r#"<span class="mono">{}</span>"#,
+                        opt(r.aws_request_id.as_deref())
+                    ),
                 ]
             })
             .collect(),
@@ -443,7 +545,14 @@ mod tests {
         assert!(!html.contains(HOSTILE));
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
-        for reference in ["src=\"http", "href=\"http", "src='http", "href='http", "url(", "@import"] {
+        for reference in [
+            "src=\"http",
+            "href=\"http",
+            "src='http",
+            "href='http",
+            "url(",
+            "@import",
+        ] {
             assert!(!html.contains(reference), "external reference {reference}");
         }
     }
@@ -453,16 +562,30 @@ mod tests {
         let data = fixture::data(Operation::Failover);
         let html = render(&data);
         for step in &data.steps {
-            assert!(html.contains(&format!("data-step=\"{}\"", escape(&step.key))), "{}", step.key);
+            assert!(
+                html.contains(&format!("data-step=\"{}\"", escape(&step.key))),
+                "{}",
+                step.key
+            );
         }
-        assert_eq!(html.matches("<rect class=\"step step-succeeded\"").count(), data.steps.len());
-        assert_eq!(html.matches("<rect class=\"wave\"").count(), 1, "one wave (db)");
+        assert_eq!(
+            html.matches("<rect class=\"step step-succeeded\"").count(),
+            data.steps.len()
+        );
+        assert_eq!(
+            html.matches("<rect class=\"wave\"").count(),
+            1,
+            "one wave (db)"
+        );
         assert!(html.contains("Runbook as run") && html.contains(&data.runbook.sha256));
     }
 
     #[test]
     fn escape_neutralises_markup_and_attribute_breakouts() {
-        assert_eq!(escape("<script>alert(1)</script>"), "&lt;script&gt;alert(1)&lt;/script&gt;");
+        assert_eq!(
+            escape("<script>alert(1)</script>"),
+            "&lt;script&gt;alert(1)&lt;/script&gt;"
+        );
         assert_eq!(
             escape(r#"<img src=x onerror=alert(1)>"#),
             "&lt;img src=x onerror=alert(1)&gt;"
@@ -470,9 +593,20 @@ mod tests {
         assert_eq!(escape(r#"" onload="x"#), "&quot; onload=&quot;x");
         assert_eq!(escape("it's"), "it&#39;s");
         assert_eq!(escape("a && b"), "a &amp;&amp; b");
-        assert_eq!(escape("&lt;"), "&amp;lt;", "already-escaped text is escaped again, not trusted");
+        assert_eq!(
+            escape("&lt;"),
+            "&amp;lt;",
+            "already-escaped text is escaped again, not trusted"
+        );
         assert_eq!(escape("plain é ünïcode"), "plain é ünïcode");
-        for input in ["<", ">", "\"", "'", "<svg onload=alert(1)>", "</title><script>"] {
+        for input in [
+            "<",
+            ">",
+            "\"",
+            "'",
+            "<svg onload=alert(1)>",
+            "</title><script>",
+        ] {
             let out = escape(input);
             assert!(!out.contains(['<', '>', '"', '\'']), "{input} -> {out}");
         }

@@ -56,11 +56,7 @@ fn measure(name: &str, m: &Measure) -> Vec<String> {
 
 /// A code fence longer than the longest run of backticks in `text`.
 fn fence(text: &str) -> String {
-    let longest = text
-        .split(|c| c != '`')
-        .map(str::len)
-        .max()
-        .unwrap_or(0);
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     "`".repeat(longest.max(2) + 1)
 }
 
@@ -81,7 +77,10 @@ pub fn render(data: &ReportData) -> String {
         &["", ""],
         vec![
             vec!["Run".into(), format!("`{}`", cell(&run.id))],
-            vec!["Operation".into(), format!("{} ({} mode)", cell(&run.operation), cell(&run.mode))],
+            vec![
+                "Operation".into(),
+                format!("{} ({} mode)", cell(&run.operation), cell(&run.mode)),
+            ],
             vec!["Operator".into(), cell(&run.operator)],
             vec!["Host".into(), cell(&run.host)],
             vec!["Started".into(), at(run.started_at)],
@@ -90,7 +89,10 @@ pub fn render(data: &ReportData) -> String {
             vec!["Clock".into(), cell(&run.clock)],
             vec!["Linked run".into(), opt(run.parent_run_id.as_deref())],
             vec!["Error".into(), opt(run.error.as_deref())],
-            vec!["Runbook SHA-256".into(), format!("`{}`", cell(&data.runbook.sha256))],
+            vec![
+                "Runbook SHA-256".into(),
+                format!("`{}`", cell(&data.runbook.sha256)),
+            ],
             vec![
                 "Audit trail".into(),
                 if data.audit.verified {
@@ -111,13 +113,18 @@ pub fn render(data: &ReportData) -> String {
     table(
         &mut out,
         &["", "objective", "measured", "verdict"],
-        vec![measure("RTO", &data.objectives.rto), measure("RPO", &data.objectives.rpo)],
+        vec![
+            measure("RTO", &data.objectives.rto),
+            measure("RPO", &data.objectives.rpo),
+        ],
     );
 
     out.push_str("## Steps\n\n");
     table(
         &mut out,
-        &["#", "step", "wave", "status", "start", "end", "duration", "attempts", "notes"],
+        &[
+            "#", "step", "wave", "status", "start", "end", "duration", "attempts", "notes",
+        ],
         data.steps
             .iter()
             .map(|s| {
@@ -126,7 +133,10 @@ pub fn render(data: &ReportData) -> String {
                     notes.push(format!(
                         "approved by {}{}",
                         cell(by),
-                        s.approval_comment.as_deref().map(|c| format!(": {}", cell(c))).unwrap_or_default()
+                        s.approval_comment
+                            .as_deref()
+                            .map(|c| format!(": {}", cell(c)))
+                            .unwrap_or_default()
                     ));
                 }
                 if let Some(reason) = &s.skip_reason {
@@ -153,7 +163,19 @@ pub fn render(data: &ReportData) -> String {
     out.push_str("## Servers\n\n");
     table(
         &mut out,
-        &["server", "wave", "job", "data timestamp", "RPO", "launch", "recovery instance", "EC2 instance", "private IPs", "launched", "duration"],
+        &[
+            "server",
+            "wave",
+            "job",
+            "data timestamp",
+            "RPO",
+            "launch",
+            "recovery instance",
+            "EC2 instance",
+            "private IPs",
+            "launched",
+            "duration",
+        ],
         data.servers
             .iter()
             .map(|s| {
@@ -188,7 +210,14 @@ pub fn render(data: &ReportData) -> String {
             &["time", "event", "server", "detail"],
             job.log
                 .iter()
-                .map(|e| vec![when(&e.at), cell(&e.event), opt(e.source_server_id.as_deref()), opt(e.detail.as_deref())])
+                .map(|e| {
+                    vec![
+                        when(&e.at),
+                        cell(&e.event),
+                        opt(e.source_server_id.as_deref()),
+                        opt(e.detail.as_deref()),
+                    ]
+                })
                 .collect(),
         );
     }
@@ -197,7 +226,14 @@ pub fn render(data: &ReportData) -> String {
         out.push_str("## DNS records\n\n");
         let records = |sets: &[crate::aws::route53::RecordSet]| {
             sets.iter()
-                .map(|r| cell(&format!("{} {} {}", r.name, r.record_type, r.values.join(","))))
+                .map(|r| {
+                    cell(&format!(
+                        "{} {} {}",
+                        r.name,
+                        r.record_type,
+                        r.values.join(",")
+                    ))
+                })
                 .collect::<Vec<_>>()
                 .join("; ")
         };
@@ -206,7 +242,15 @@ pub fn render(data: &ReportData) -> String {
             &["hosted zone", "before", "after", "change", "in sync"],
             data.dns
                 .iter()
-                .map(|z| vec![cell(&z.hosted_zone_id), records(&z.before), records(&z.after), opt(z.change_id.as_deref()), at(z.insync_at)])
+                .map(|z| {
+                    vec![
+                        cell(&z.hosted_zone_id),
+                        records(&z.before),
+                        records(&z.after),
+                        opt(z.change_id.as_deref()),
+                        at(z.insync_at),
+                    ]
+                })
                 .collect(),
         );
     }
@@ -220,7 +264,15 @@ pub fn render(data: &ReportData) -> String {
             &["time", "step", "action", "by", "comment"],
             data.operator_actions
                 .iter()
-                .map(|a| vec![at(a.at), cell(&a.step_key), cell(&a.action), opt(a.by.as_deref()), opt(a.comment.as_deref())])
+                .map(|a| {
+                    vec![
+                        at(a.at),
+                        cell(&a.step_key),
+                        cell(&a.action),
+                        opt(a.by.as_deref()),
+                        opt(a.comment.as_deref()),
+                    ]
+                })
                 .collect(),
         );
     }
@@ -240,7 +292,17 @@ pub fn render(data: &ReportData) -> String {
         out.push_str("## Drill trend\n\n");
         table(
             &mut out,
-            &["drill", "started", "status", "RTO", "objective", "", "RPO", "objective", ""],
+            &[
+                "drill",
+                "started",
+                "status",
+                "RTO",
+                "objective",
+                "",
+                "RPO",
+                "objective",
+                "",
+            ],
             data.trend
                 .iter()
                 .map(|p| {
@@ -266,7 +328,15 @@ pub fn render(data: &ReportData) -> String {
         &["time", "step", "operation", "state", "request ID"],
         data.aws_requests
             .iter()
-            .map(|r| vec![when(&r.at), cell(&r.step_key), cell(&r.operation), cell(&r.state), opt(r.aws_request_id.as_deref())])
+            .map(|r| {
+                vec![
+                    when(&r.at),
+                    cell(&r.step_key),
+                    cell(&r.operation),
+                    cell(&r.state),
+                    opt(r.aws_request_id.as_deref()),
+                ]
+            })
             .collect(),
     );
 
@@ -296,12 +366,18 @@ mod tests {
         let md = render(&data);
         assert!(md.contains("| RTO | 30m00s | 18m00s | **pass** |"), "{md}");
         assert!(md.contains("| RPO | 15m00s | 16m00s | **fail** |"), "{md}");
-        assert!(md.contains("`drsjob-1`") && md.contains("req-start-1"), "{md}");
+        assert!(
+            md.contains("`drsjob-1`") && md.contains("req-start-1"),
+            "{md}"
+        );
         assert!(md.contains("| `launch:db` | db | succeeded |"), "{md}");
         // Inside the fence the runbook is verbatim (renderers show code literally); outside it
         // nothing supplied may form HTML.
         let (prose, runbook) = md.split_once("## Runbook as run").unwrap();
-        assert!(!prose.contains("<script>") && !prose.contains("<img"), "{prose}");
+        assert!(
+            !prose.contains("<script>") && !prose.contains("<img"),
+            "{prose}"
+        );
         assert!(runbook.contains(&data.runbook.text.trim_end().to_owned()));
         assert!(md.contains(&format!("final hash `{}`", "a".repeat(64))));
     }

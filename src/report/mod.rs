@@ -23,7 +23,9 @@ use chrono::{DateTime, Utc};
 
 pub use model::{ReportData, Verdict};
 
-use crate::store::{self, ChainBreak, Database, Operation, RunFilter, RunId, StoreError, VerifiedChain};
+use crate::store::{
+    self, ChainBreak, Database, Operation, RunFilter, RunId, StoreError, VerifiedChain,
+};
 
 /// How many past drills a drill's report charts.
 pub const TREND_DRILLS: u32 = 12;
@@ -33,7 +35,9 @@ pub const TREND_DRILLS: u32 = 12;
 pub enum ReportError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("failed to read the database: {0} (hint: check --db and that no other process holds it exclusively)")]
+    #[error(
+        "failed to read the database: {0} (hint: check --db and that no other process holds it exclusively)"
+    )]
     Connection(#[from] sqlx::Error),
 }
 
@@ -46,6 +50,15 @@ pub enum Format {
 }
 
 impl Format {
+    /// The name as given to `--format`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Md => "md",
+            Format::Json => "json",
+            Format::Html => "html",
+        }
+    }
+
     pub fn render(self, data: &ReportData) -> String {
         match self {
             Format::Md => markdown::render(data),
@@ -56,7 +69,11 @@ impl Format {
 }
 
 /// Reads everything the report of `run_id` says from the store, in one place.
-pub async fn gather(db: &Database, run_id: &RunId, now: DateTime<Utc>) -> Result<ReportData, ReportError> {
+pub async fn gather(
+    db: &Database,
+    run_id: &RunId,
+    now: DateTime<Utc>,
+) -> Result<ReportData, ReportError> {
     let mut conn = db.pool().acquire().await?;
     let run = store::runs::get(&mut conn, run_id).await?;
     let steps = store::steps::list(&mut conn, run_id).await?;
@@ -104,7 +121,10 @@ pub struct BrokenLink {
 }
 
 /// Recomputes the hash chain of `run_id` (or of every run, oldest first).
-pub async fn verify_chains(db: &Database, run_id: Option<&RunId>) -> Result<Vec<ChainVerdict>, ReportError> {
+pub async fn verify_chains(
+    db: &Database,
+    run_id: Option<&RunId>,
+) -> Result<Vec<ChainVerdict>, ReportError> {
     let mut conn = db.pool().acquire().await?;
     let runs: Vec<(RunId, String, i64)> = match run_id {
         Some(id) => {
@@ -124,7 +144,8 @@ pub async fn verify_chains(db: &Database, run_id: Option<&RunId>) -> Result<Vec<
     };
     let mut verdicts = Vec::with_capacity(runs.len());
     for (id, runbook_name, recorded) in runs {
-        let chain: Result<VerifiedChain, ChainBreak> = store::events::verify(&mut conn, &id).await?;
+        let chain: Result<VerifiedChain, ChainBreak> =
+            store::events::verify(&mut conn, &id).await?;
         let verdict = match chain {
             Ok(verified) => ChainVerdict {
                 run_id: id.to_string(),

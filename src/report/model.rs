@@ -545,33 +545,50 @@ fn job_log(
     started_at: Option<DateTime<Utc>>,
 ) -> Vec<JobLogEvent> {
     let mut log = Vec::new();
-    let mut push = |at: Option<DateTime<Utc>>, event: &str, server: Option<&str>, detail: Option<String>| {
-        if let Some(at) = at {
-            log.push(JobLogEvent {
-                at,
-                event: event.to_owned(),
-                source_server_id: server.map(str::to_owned),
-                detail,
-            });
-        }
-    };
+    let mut push =
+        |at: Option<DateTime<Utc>>, event: &str, server: Option<&str>, detail: Option<String>| {
+            if let Some(at) = at {
+                log.push(JobLogEvent {
+                    at,
+                    event: event.to_owned(),
+                    source_server_id: server.map(str::to_owned),
+                    detail,
+                });
+            }
+        };
     push(started_at, "JOB_START", None, None);
     if let Some(conversion) = outputs.conversions.get(wave) {
-        for (server, c) in conversion.servers.iter().filter(|(_, c)| c.job_id == job_id) {
+        for (server, c) in conversion
+            .servers
+            .iter()
+            .filter(|(_, c)| c.job_id == job_id)
+        {
             let snapshot_event = match c.snapshot.as_deref() {
                 Some("previous") => "USING_PREVIOUS_SNAPSHOT",
                 _ => "SNAPSHOT_END",
             };
             push(time(&c.snapshot_at), snapshot_event, Some(server), None);
-            push(time(&c.conversion_started_at), "CONVERSION_START", Some(server), None);
+            push(
+                time(&c.conversion_started_at),
+                "CONVERSION_START",
+                Some(server),
+                None,
+            );
             push(
                 time(&c.converted_at),
                 "CONVERSION_END",
                 Some(server),
-                c.data_timestamp.as_ref().map(|t| format!("data timestamp {t}")),
+                c.data_timestamp
+                    .as_ref()
+                    .map(|t| format!("data timestamp {t}")),
             );
             if let Some(failed) = &c.failed {
-                push(time(&failed.at), &failed.event, Some(server), failed.raw_error.clone());
+                push(
+                    time(&failed.at),
+                    &failed.event,
+                    Some(server),
+                    failed.raw_error.clone(),
+                );
             }
         }
     }
@@ -580,7 +597,11 @@ fn job_log(
         let mut any = false;
         for (server, l) in launch.servers.iter().filter(|(_, l)| l.job_id == job_id) {
             any = true;
-            let event = if l.launch_status.as_deref() == Some("LAUNCHED") { "LAUNCH_END" } else { "LAUNCH_FAILED" };
+            let event = if l.launch_status.as_deref() == Some("LAUNCHED") {
+                "LAUNCH_END"
+            } else {
+                "LAUNCH_FAILED"
+            };
             push(ended, event, Some(server), l.launch_status.clone());
         }
         if any {
@@ -713,18 +734,25 @@ pub fn trend(runs: Vec<(RunSummary, Objectives)>) -> Vec<TrendPoint> {
 #[cfg(test)]
 pub(crate) mod fixture {
     use super::*;
-    use crate::store::{ClockKind, EffectId, EffectState, Mode, Operation, RunId, RunStatus, StepStatus};
+    use crate::store::{
+        ClockKind, EffectId, EffectState, Mode, Operation, RunId, RunStatus, StepStatus,
+    };
     use chrono::TimeZone;
     use serde_json::json;
 
-    pub const HOSTILE: &str = r#"<script>alert(1)</script> <img src=x onerror=alert(1)> "quoted" 'single' & more"#;
+    pub const HOSTILE: &str =
+        r#"<script>alert(1)</script> <img src=x onerror=alert(1)> "quoted" 'single' & more"#;
 
     pub fn t(minute: i64) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 3, 1, 3, 0, 0).unwrap() + chrono::Duration::minutes(minute)
     }
 
     fn runbook_text(description: &str) -> String {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/runbooks/payments.toml")).unwrap();
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/runbooks/payments.toml"
+        ))
+        .unwrap();
         text.replace(
             r#"description = "Payments tier, us-east-1 (111111111111) -> us-west-2 (222222222222)""#,
             &format!("description = {}", toml::Value::String(description.to_owned())),
@@ -760,7 +788,15 @@ pub(crate) mod fixture {
         }
     }
 
-    pub fn step(run: &Run, seq: i64, key: &str, kind: &str, wave: Option<&str>, span: (i64, i64), output: Value) -> Step {
+    pub fn step(
+        run: &Run,
+        seq: i64,
+        key: &str,
+        kind: &str,
+        wave: Option<&str>,
+        span: (i64, i64),
+        output: Value,
+    ) -> Step {
         Step {
             run_id: run.id.clone(),
             seq,
@@ -800,15 +836,47 @@ pub(crate) mod fixture {
         dns.approved_at = Some(t(15));
         dns.approval_comment = Some(HOSTILE.into());
         vec![
-            step(run, 1, "preflight", "preflight", None, (0, 0), json!({"checks": []})),
-            step(run, 2, "recovery_job:db", "recovery_job", Some("db"), (0, 1), json!({"is_drill": false, "batches": [
-                {"index": 0, "servers": [["s-1234567890abcdef0", null]], "job_id": "drsjob-1", "started_at": at(1)}]})),
-            step(run, 3, "snapshot_conversion:db", "snapshot_conversion", Some("db"), (1, 8), json!({"servers": {"s-1234567890abcdef0": {
+            step(
+                run,
+                1,
+                "preflight",
+                "preflight",
+                None,
+                (0, 0),
+                json!({"checks": []}),
+            ),
+            step(
+                run,
+                2,
+                "recovery_job:db",
+                "recovery_job",
+                Some("db"),
+                (0, 1),
+                json!({"is_drill": false, "batches": [
+                {"index": 0, "servers": [["s-1234567890abcdef0", null]], "job_id": "drsjob-1", "started_at": at(1)}]}),
+            ),
+            step(
+                run,
+                3,
+                "snapshot_conversion:db",
+                "snapshot_conversion",
+                Some("db"),
+                (1, 8),
+                json!({"servers": {"s-1234567890abcdef0": {
                 "job_id": "drsjob-1", "snapshot": "previous", "snapshot_at": at(2), "conversion_started_at": at(3), "converted_at": at(8),
-                "data_timestamp": (t(0) - chrono::Duration::minutes(16)).to_rfc3339()}}})),
-            step(run, 4, "launch:db", "launch", Some("db"), (8, 14), json!({"servers": {"s-1234567890abcdef0": {
+                "data_timestamp": (t(0) - chrono::Duration::minutes(16)).to_rfc3339()}}}),
+            ),
+            step(
+                run,
+                4,
+                "launch:db",
+                "launch",
+                Some("db"),
+                (8, 14),
+                json!({"servers": {"s-1234567890abcdef0": {
                 "job_id": "drsjob-1", "launch_status": "LAUNCHED", "recovery_instance_id": "i-0abc", "ec2_instance_id": "i-0ec2",
-                "private_ips": ["10.1.0.1"], "is_drill": false}}, "completed_at": at(14)})),
+                "private_ips": ["10.1.0.1"], "is_drill": false}}, "completed_at": at(14)}),
+            ),
             dns,
         ]
     }
@@ -836,8 +904,18 @@ pub(crate) mod fixture {
         let run = run(operation);
         let steps = steps(&run);
         let effects = effects(&run);
-        let chain = Ok(VerifiedChain { count: 3, final_hash: "a".repeat(64) });
-        build(Sources { run: &run, steps: &steps, effects: &effects, chain: &chain, trend: vec![], generated_at: t(30) })
+        let chain = Ok(VerifiedChain {
+            count: 3,
+            final_hash: "a".repeat(64),
+        });
+        build(Sources {
+            run: &run,
+            steps: &steps,
+            effects: &effects,
+            chain: &chain,
+            trend: vec![],
+            generated_at: t(30),
+        })
     }
 }
 
@@ -858,10 +936,27 @@ mod tests {
     #[test]
     fn the_report_carries_the_objectives_of_the_stored_runbook() {
         let data = data(Operation::Failover);
-        assert_eq!(data.objectives.rto, Measure { objective_seconds: Some(1800.0), measured_seconds: Some(1080.0), verdict: Verdict::Pass });
-        assert_eq!(data.objectives.rpo, Measure { objective_seconds: Some(900.0), measured_seconds: Some(960.0), verdict: Verdict::Fail });
+        assert_eq!(
+            data.objectives.rto,
+            Measure {
+                objective_seconds: Some(1800.0),
+                measured_seconds: Some(1080.0),
+                verdict: Verdict::Pass
+            }
+        );
+        assert_eq!(
+            data.objectives.rpo,
+            Measure {
+                objective_seconds: Some(900.0),
+                measured_seconds: Some(960.0),
+                verdict: Verdict::Fail
+            }
+        );
         assert_eq!(data.runbook.description.as_deref(), Some(HOSTILE));
-        assert_eq!(data.runbook.sha256, crate::store::sha256_hex(&data.runbook.text));
+        assert_eq!(
+            data.runbook.sha256,
+            crate::store::sha256_hex(&data.runbook.text)
+        );
     }
 
     #[test]
@@ -870,7 +965,11 @@ mod tests {
         assert_eq!(data.servers.len(), 1);
         let s = &data.servers[0];
         assert_eq!(s.job_id.as_deref(), Some("drsjob-1"));
-        assert_eq!(s.rpo_seconds, Some(960.0), "run start minus the data timestamp");
+        assert_eq!(
+            s.rpo_seconds,
+            Some(960.0),
+            "run start minus the data timestamp"
+        );
         assert_eq!((s.started_at, s.launched_at), (Some(t(1)), Some(t(14))));
         assert_eq!(s.duration_seconds, Some(13.0 * 60.0));
         assert_eq!(s.private_ips, vec!["10.1.0.1"]);
@@ -883,7 +982,17 @@ mod tests {
         let job = &data.jobs[0];
         assert_eq!(job.aws_request_id.as_deref(), Some("req-start-1"));
         let events: Vec<&str> = job.log.iter().map(|e| e.event.as_str()).collect();
-        assert_eq!(events, ["JOB_START", "USING_PREVIOUS_SNAPSHOT", "CONVERSION_START", "CONVERSION_END", "LAUNCH_END", "JOB_END"]);
+        assert_eq!(
+            events,
+            [
+                "JOB_START",
+                "USING_PREVIOUS_SNAPSHOT",
+                "CONVERSION_START",
+                "CONVERSION_END",
+                "LAUNCH_END",
+                "JOB_END"
+            ]
+        );
         assert!(job.log.windows(2).all(|w| w[0].at <= w[1].at));
     }
 
@@ -894,7 +1003,10 @@ mod tests {
         assert_eq!(data.dns[0].after[0].values, vec!["10.1.0.1"]);
         assert_eq!(data.operator_actions.len(), 1);
         assert_eq!(data.operator_actions[0].comment.as_deref(), Some(HOSTILE));
-        assert_eq!(data.aws_requests[0].aws_request_id.as_deref(), Some("req-start-1"));
+        assert_eq!(
+            data.aws_requests[0].aws_request_id.as_deref(),
+            Some("req-start-1")
+        );
         assert!(data.cleanup.is_none(), "no cleanup step, no inventory");
         assert_eq!(data.audit.final_hash, Some("a".repeat(64)));
     }
@@ -902,8 +1014,19 @@ mod tests {
     #[test]
     fn a_broken_chain_has_no_final_hash_and_says_where() {
         let run = run(Operation::Drill);
-        let chain = Err(ChainBreak { run_id: RunId::generate(), run_seq: 7, reason: BreakReason::Altered });
-        let data = build(Sources { run: &run, steps: &[], effects: &[], chain: &chain, trend: vec![], generated_at: t(1) });
+        let chain = Err(ChainBreak {
+            run_id: RunId::generate(),
+            run_seq: 7,
+            reason: BreakReason::Altered,
+        });
+        let data = build(Sources {
+            run: &run,
+            steps: &[],
+            effects: &[],
+            chain: &chain,
+            trend: vec![],
+            generated_at: t(1),
+        });
         assert!(!data.audit.verified);
         assert_eq!(data.audit.final_hash, None);
         assert!(data.audit.broken.as_deref().unwrap().contains("event 7"));
@@ -912,12 +1035,33 @@ mod tests {
     #[test]
     fn an_incomplete_cleanup_is_visible() {
         let run = run(Operation::Drill);
-        let cleanup = step(&run, 1, "cleanup", "cleanup", None, (1, 2), serde_json::json!({
-            "instances": ["i-1", "i-2"], "terminated": ["i-1"], "remaining": ["i-2"], "terminate_job_id": "drsjob-9", "verified_at": null}));
-        let chain = Ok(VerifiedChain { count: 0, final_hash: "0".repeat(64) });
-        let data = build(Sources { run: &run, steps: &[cleanup], effects: &[], chain: &chain, trend: vec![], generated_at: t(3) });
+        let cleanup = step(
+            &run,
+            1,
+            "cleanup",
+            "cleanup",
+            None,
+            (1, 2),
+            serde_json::json!({
+            "instances": ["i-1", "i-2"], "terminated": ["i-1"], "remaining": ["i-2"], "terminate_job_id": "drsjob-9", "verified_at": null}),
+        );
+        let chain = Ok(VerifiedChain {
+            count: 0,
+            final_hash: "0".repeat(64),
+        });
+        let data = build(Sources {
+            run: &run,
+            steps: &[cleanup],
+            effects: &[],
+            chain: &chain,
+            trend: vec![],
+            generated_at: t(3),
+        });
         let c = data.cleanup.unwrap();
         assert!(!c.complete);
-        assert_eq!((c.created.len(), c.terminated.len(), c.remaining.clone()), (2, 1, vec!["i-2".to_owned()]));
+        assert_eq!(
+            (c.created.len(), c.terminated.len(), c.remaining.clone()),
+            (2, 1, vec!["i-2".to_owned()])
+        );
     }
 }

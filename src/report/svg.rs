@@ -42,7 +42,11 @@ fn span(step: &StepFacts, now: DateTime<Utc>) -> Option<(DateTime<Utc>, DateTime
 }
 
 fn scale(data: &ReportData) -> Option<Scale> {
-    let spans: Vec<_> = data.steps.iter().filter_map(|s| span(s, data.generated_at)).collect();
+    let spans: Vec<_> = data
+        .steps
+        .iter()
+        .filter_map(|s| span(s, data.generated_at))
+        .collect();
     let start = data
         .run
         .started_at
@@ -201,7 +205,11 @@ pub fn trend_chart(points: &[TrendPoint]) -> String {
         let x = left + i as f64 * slot + slot / 2.0 - bar;
         for (offset, class, m) in [(0.0, "trend-rto", &p.rto), (bar, "trend-rpo", &p.rpo)] {
             if let Some(got) = m.measured_seconds {
-                let missed = if m.verdict == Verdict::Fail { " missed" } else { "" };
+                let missed = if m.verdict == Verdict::Fail {
+                    " missed"
+                } else {
+                    ""
+                };
                 svg.push_str(&format!(
                     r#"<rect class="{class}{missed}" x="{:.1}" y="{:.1}" width="{bar:.1}" height="{:.1}"><title>{} {}: {}{}</title></rect>"#,
                     x + offset,

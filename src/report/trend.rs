@@ -6,7 +6,11 @@ use super::{ReportError, human, when};
 use crate::store::{self, Database, Operation, RunFilter, RunSummary};
 
 /// The last `limit` drills of `runbook`, newest first, with their objectives.
-pub async fn drills(db: &Database, runbook: &str, limit: u32) -> Result<Vec<(RunSummary, Objectives)>, ReportError> {
+pub async fn drills(
+    db: &Database,
+    runbook: &str,
+    limit: u32,
+) -> Result<Vec<(RunSummary, Objectives)>, ReportError> {
     let mut conn = db.pool().acquire().await?;
     let filter = RunFilter {
         runbook: Some(runbook.to_owned()),
@@ -25,7 +29,11 @@ pub async fn drills(db: &Database, runbook: &str, limit: u32) -> Result<Vec<(Run
 }
 
 /// The trend points of a runbook's last drills, oldest first.
-pub async fn points(db: &Database, runbook: &str, limit: u32) -> Result<Vec<TrendPoint>, ReportError> {
+pub async fn points(
+    db: &Database,
+    runbook: &str,
+    limit: u32,
+) -> Result<Vec<TrendPoint>, ReportError> {
     Ok(model::trend(drills(db, runbook, limit).await?))
 }
 
@@ -63,7 +71,10 @@ pub fn table(runbook: &str, points: &[TrendPoint]) -> String {
         .iter()
         .filter(|p| p.rto.verdict == model::Verdict::Fail || p.rpo.verdict == model::Verdict::Fail)
         .count();
-    out.push_str(&format!("{} drill(s), {failed} missed an objective\n", points.len()));
+    out.push_str(&format!(
+        "{} drill(s), {failed} missed an objective\n",
+        points.len()
+    ));
     out
 }
 
@@ -78,18 +89,38 @@ mod tests {
             run_id: id.to_owned(),
             created_at: chrono::Utc.with_ymd_and_hms(2026, 1, 1, 3, 0, 0).unwrap(),
             status: "succeeded".to_owned(),
-            rto: Measure { objective_seconds: Some(rto_goal), measured_seconds: Some(rto), verdict: Verdict::of(Some(rto_goal), Some(rto)) },
-            rpo: Measure { objective_seconds: None, measured_seconds: Some(60.0), verdict: Verdict::NoObjective },
+            rto: Measure {
+                objective_seconds: Some(rto_goal),
+                measured_seconds: Some(rto),
+                verdict: Verdict::of(Some(rto_goal), Some(rto)),
+            },
+            rpo: Measure {
+                objective_seconds: None,
+                measured_seconds: Some(60.0),
+                verdict: Verdict::NoObjective,
+            },
         }
     }
 
     #[test]
     fn the_table_shows_each_drill_against_its_objective() {
-        let text = table("reporting", &[point("a", 600.0, 1200.0), point("b", 1500.0, 1200.0)]);
+        let text = table(
+            "reporting",
+            &[point("a", 600.0, 1200.0), point("b", 1500.0, 1200.0)],
+        );
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
-        assert!(lines[1].starts_with('a') && lines[1].contains("10m00s") && lines[1].contains("20m00s") && lines[1].contains("pass"), "{text}");
-        assert!(lines[2].contains("25m00s") && lines[2].contains("fail"), "{text}");
+        assert!(
+            lines[1].starts_with('a')
+                && lines[1].contains("10m00s")
+                && lines[1].contains("20m00s")
+                && lines[1].contains("pass"),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains("25m00s") && lines[2].contains("fail"),
+            "{text}"
+        );
         assert!(lines[2].contains("no objective"), "{text}");
         assert_eq!(lines[3], "2 drill(s), 1 missed an objective");
     }
