@@ -793,10 +793,13 @@ fn history_filters_runs_and_shows_the_drill_trend() {
         listed(&["--runbook", "reporting"]),
         [f.drills[1].clone(), f.drills[0].clone()]
     );
-    assert_eq!(listed(&["--operation", "failover"]), [f.failover.clone()]);
+    assert_eq!(
+        listed(&["--operation", "failover"]),
+        std::slice::from_ref(&f.failover)
+    );
     assert_eq!(
         listed(&["--operation", "drill", "--limit", "1"]),
-        [f.hostile.clone()]
+        std::slice::from_ref(&f.hostile)
     );
     assert_eq!(listed(&["--status", "failed"]), Vec::<String>::new());
     assert_eq!(listed(&["--since", "2999-01-01"]), Vec::<String>::new());
