@@ -9,6 +9,8 @@
 //! - [`runbook`]: the runbook file model (serde) and its validation, every problem with file:line.
 //! - [`store`]: the run store (SQLite via sqlx): runs, steps, effects, the audit hash chain,
 //!   leases and claims; free functions that compose inside one transaction.
+//! - [`report`]: the auditor's view: run reports (Markdown, JSON, self-contained HTML with an SVG
+//!   timeline), the drill trend and the verification of the audit hash chain.
 //! - [`sim`]: the simulated AWS cloud, an HTTP server that speaks the real wire protocols of DRS
 //!   (restJson1), Route 53 (restXml) and ELBv2 (awsQuery), with a JSON control API under `/_sim/`.
 //!
@@ -18,6 +20,7 @@
 pub mod aws;
 pub mod cli;
 pub mod engine;
+pub mod report;
 pub mod runbook;
 pub mod sim;
 pub mod steps;

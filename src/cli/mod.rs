@@ -3,8 +3,11 @@
 //! `0` succeeded · `1` the run failed · `2` invalid input · `3` paused for an operator ·
 //! `4` refused, another run holds the resources · `130` interrupted.
 
+mod audit;
+mod history;
 mod operate;
 mod plan;
+mod report;
 mod runs;
 mod session;
 mod sim_serve;
@@ -73,6 +76,16 @@ pub enum Command {
     Status(runs::StatusArgs),
     /// One run in detail: steps, timings, attempts, approvals, errors, AWS request IDs.
     Show(runs::ShowArgs),
+    /// The runs in the database (filter by runbook, operation, status, date), or the RTO/RPO
+    /// trend of a runbook's drills (`--trend`).
+    History(history::Args),
+    /// The auditor's report of a run: Markdown, JSON, or a self-contained HTML file.
+    Report(report::Args),
+    /// The tamper-evident audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
     /// The simulated AWS cloud.
     Sim {
         #[command(subcommand)]
@@ -134,6 +147,9 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Approve(args) => runs::approve(&cli, args).await,
         Command::Status(args) => runs::status(&cli, args).await,
         Command::Show(args) => runs::show(&cli, args).await,
+        Command::History(args) => history::run(&cli, args).await,
+        Command::Report(args) => report::run(&cli, args).await,
+        Command::Audit { command } => audit::run(&cli, command).await,
         Command::Sim {
             command: SimCommand::Serve(args),
         } => sim_serve::run(args).await,

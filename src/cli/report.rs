@@ -1,0 +1,81 @@
+//! `report <RUN_ID> --format md|json|html [-o FILE]`: the auditor's report of one run, gathered
+//! from the store (never from AWS) and rendered by the pure `report` module.
+
+use std::path::PathBuf;
+
+use super::{Cli, CliError, exit, session};
+use crate::report::{self, Format, ReportError};
+use crate::store::{RunId, StoreError};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The run to report on (`drs-runbook history` lists them).
+    pub run_id: String,
+    /// Markdown, JSON, or one self-contained HTML file with an SVG timeline.
+    #[arg(long, value_enum, default_value_t = Format::Md)]
+    pub format: Format,
+    /// Write the report to this file instead of stdout.
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// Parses a run ID given on the command line.
+pub fn parse_run_id(text: &str) -> Result<RunId, CliError> {
+    text.parse()
+        .map_err(|e: StoreError| CliError::invalid_input(e.to_string()))
+}
+
+/// Maps a gathering error to the CLI: an unknown run is invalid input (exit 2).
+pub fn report_error(cli: &Cli, e: ReportError) -> CliError {
+    match e {
+        ReportError::Store(StoreError::RunNotFound { run_id }) => CliError::invalid_input(format!(
+            "no run {run_id} in {} (hint: `drs-runbook history` lists the runs; check --db)",
+            session::db_path(cli).display()
+        )),
+        other => CliError {
+            code: exit::RUN_FAILED,
+            message: super::sim_serve::error_chain(&other),
+        },
+    }
+}
+
+pub async fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
+    let run_id = parse_run_id(&args.run_id)?;
+    let db = session::open_db(cli).await?;
+    let data = report::gather(&db, &run_id, chrono::Utc::now())
+        .await
+        .map_err(|e| report_error(cli, e))?;
+    let text = args.format.render(&data);
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, &text).map_err(|e| CliError {
+                code: exit::RUN_FAILED,
+                message: format!(
+                    "failed to write the report to {}: {e} (hint: check that the directory exists and is writable)",
+                    path.display()
+                ),
+            })?;
+            eprintln!(
+                "wrote the {} report of run {run_id} to {}",
+                args.format.name(),
+                path.display()
+            );
+        }
+        None => print!("{text}"),
+    }
+    if !data.audit.verified {
+        // The report is written (it says where the trail breaks), but its evidence cannot be
+        // trusted: a scheduled job must notice.
+        return Err(CliError {
+            code: exit::RUN_FAILED,
+            message: format!(
+                "{} (hint: `drs-runbook audit verify {run_id}` shows the broken link; restore the database from a backup to compare)",
+                data.audit
+                    .broken
+                    .as_deref()
+                    .unwrap_or("the audit trail does not verify")
+            ),
+        });
+    }
+    Ok(exit::SUCCEEDED)
+}
