@@ -176,9 +176,8 @@ async fn make_runs() -> Fixture {
         ],
     )
     .await;
-    // The approval is committed before the run continues; this test needs only that record.
-    // (Continuing from `waiting_approval` currently fails in the engine, exit 1: "cannot go
-    // from waiting_approval on Start"; reported to the engine's owner, not asserted here.)
+    // The approval is recorded, then the run continues to its end.
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let approved = format!("approved cleanup of run {hostile}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(&approved),
