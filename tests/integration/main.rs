@@ -4,6 +4,7 @@
 mod support;
 
 mod engine;
+mod failback;
 mod moto_parity;
 mod runbook_validate;
 mod sim_awscli_drs;
