@@ -267,3 +267,25 @@ async fn failback_without_a_succeeded_failover_is_refused() {
     let stats = sim.get("/_sim/stats").await;
     assert!(mutations(&stats, "ReverseReplication").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_uninitialized_origin_fails_preflight_naming_the_account_and_what_to_do() {
+    let sim = TestSim::start(600.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    failed_over(&sim, &db).await;
+    // The failback's first DescribeSourceServers is its look at the origin (source) side.
+    let fault = serde_json::json!({ "faults": [{ "kind": "api_error", "service": "drs", "operation": "DescribeSourceServers", "error": "UninitializedAccountException", "count": 1 }] });
+    assert_eq!(sim.post("/_sim/faults", &fault).await.0, 200);
+    let run = cli(&db, &sim, &["--output", "json", "failback", RUNBOOK, "--yes"]).await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    let report = run.json();
+    assert_eq!(report["status"], "failed");
+    let error = report["error"].as_str().unwrap();
+    assert!(error.starts_with("step preflight failed"), "{error}");
+    assert!(error.contains("drs:origin initialized"), "{error}");
+    assert!(error.contains("source side's account 111111111111 region us-east-1"), "names the side and account: {error}");
+    assert!(error.contains("InitializeService"), "says what to do: {error}");
+    let stats = sim.get("/_sim/stats").await;
+    assert!(mutations(&stats, "ReverseReplication").is_empty(), "nothing changed");
+}
