@@ -174,16 +174,16 @@ async fn stop_replication(
         .next()
         .and_then(|s| s.replication_state);
     let stopped = matches!(state.as_deref(), Some("STOPPED" | "DISCONNECTED"));
-    if let Some(intent) = &open {
-        if stopped {
-            ctx.journal
-                .reconcile_effect(
-                    intent.id,
-                    serde_json::json!({ "found_by": "DescribeSourceServers", "state": state }),
-                )
-                .await?;
-            return Ok(());
-        }
+    if let Some(intent) = &open
+        && stopped
+    {
+        ctx.journal
+            .reconcile_effect(
+                intent.id,
+                serde_json::json!({ "found_by": "DescribeSourceServers", "state": state }),
+            )
+            .await?;
+        return Ok(());
     }
     if stopped {
         ctx.say(format!(
