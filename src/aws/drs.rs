@@ -478,3 +478,108 @@ impl SideClients {
         Ok(output.items().first().map(|s| s.snapshot_id().to_string()))
     }
 }
+
+/// Failback calls: reverse replication and the replication life of a source server.
+impl SideClients {
+    /// ReverseReplication on a recovery instance (B2): DRS creates the source server A2 in the
+    /// origin account and region and returns its ARN. Not idempotent (a second call is refused
+    /// while A2 exists): the caller reconciles an open intent by looking for A2 first.
+    pub async fn reverse_replication(&self, recovery_instance_id: &str) -> Result<Called<String>, AwsError> {
+        let site = self.site("drs:ReverseReplication", recovery_instance_id);
+        with_throttle_retry(|| async {
+            let output = self
+                .drs
+                .reverse_replication()
+                .recovery_instance_id(recovery_instance_id)
+                .customize()
+                .config_override(aws_sdk_drs::config::Builder::default().retry_config(RetryConfig::disabled()))
+                .send()
+                .await
+                .map_err(|e| classify(&site, &e))?;
+            use aws_sdk_drs::operation::RequestId;
+            let request_id = output.request_id().map(str::to_string);
+            let arn = output.reversed_direction_source_server_arn().map(str::to_string).ok_or_else(|| AwsError {
+                call: site.call.to_string(),
+                account: self.account_id.clone(),
+                region: self.region.clone(),
+                resource: recovery_instance_id.to_string(),
+                code: None,
+                message: "the response names no reversed-direction source server".to_string(),
+                request_id: request_id.clone(),
+                retryable: false,
+                ambiguous: true,
+                hint: "look for the new source server in the origin account and region (DescribeSourceServers) before trying again".to_string(),
+            })?;
+            Ok(Called { value: arn, request_id })
+        })
+        .await
+    }
+
+    /// StopReplication of a source server (its snapshots are deleted, as AWS warns).
+    pub async fn stop_replication(&self, source_server_id: &str) -> Result<Called<SourceServer>, AwsError> {
+        let site = self.site("drs:StopReplication", source_server_id);
+        with_throttle_retry(|| async {
+            let output = self
+                .drs
+                .stop_replication()
+                .source_server_id(source_server_id)
+                .customize()
+                .config_override(aws_sdk_drs::config::Builder::default().retry_config(RetryConfig::disabled()))
+                .send()
+                .await
+                .map_err(|e| classify(&site, &e))?;
+            use aws_sdk_drs::operation::RequestId;
+            let request_id = output.request_id().map(str::to_string);
+            let server = output.source_server().map(server_from).unwrap_or_else(|| SourceServer::bare(source_server_id));
+            Ok(Called { value: server, request_id })
+        })
+        .await
+    }
+
+    /// StartReplication of a stopped source server (e.g. an A2 left stopped by a failback drill).
+    pub async fn start_replication(&self, source_server_id: &str) -> Result<Called<SourceServer>, AwsError> {
+        let site = self.site("drs:StartReplication", source_server_id);
+        with_throttle_retry(|| async {
+            let output = self
+                .drs
+                .start_replication()
+                .source_server_id(source_server_id)
+                .customize()
+                .config_override(aws_sdk_drs::config::Builder::default().retry_config(RetryConfig::disabled()))
+                .send()
+                .await
+                .map_err(|e| classify(&site, &e))?;
+            use aws_sdk_drs::operation::RequestId;
+            let request_id = output.request_id().map(str::to_string);
+            let server = output.source_server().map(server_from).unwrap_or_else(|| SourceServer::bare(source_server_id));
+            Ok(Called { value: server, request_id })
+        })
+        .await
+    }
+
+    /// The source server of the account and region with this ARN, if any.
+    pub async fn source_server_by_arn(&self, arn: &str) -> Result<Option<SourceServer>, AwsError> {
+        let id = arn.rsplit('/').next().unwrap_or(arn).to_string();
+        Ok(self.describe_source_servers(&[id]).await?.into_iter().find(|s| s.arn.as_deref() == Some(arn)))
+    }
+}
+
+impl SourceServer {
+    /// A server known only by its ID (a response without a body).
+    fn bare(id: &str) -> SourceServer {
+        SourceServer {
+            id: id.to_string(),
+            arn: None,
+            replication_state: None,
+            lag: None,
+            last_seen: None,
+            replication_direction: None,
+            reversed_direction_arn: None,
+            recovery_instance_id: None,
+            hostname: None,
+            origin_account: None,
+            origin_region: None,
+            tags: BTreeMap::new(),
+        }
+    }
+}

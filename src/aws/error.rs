@@ -31,6 +31,10 @@ pub struct AwsError {
 #[derive(Debug, Clone)]
 pub struct CallSite<'a> {
     pub call: &'a str,
+    /// `source` or `target`: which side of the runbook the call was for.
+    pub side: &'a str,
+    /// How that side's credentials are obtained (a profile or a role, never a secret).
+    pub credentials: &'a str,
     pub account: &'a str,
     pub region: &'a str,
     pub resource: &'a str,
@@ -111,12 +115,12 @@ fn hint_for(site: &CallSite<'_>, code: Option<&str>, retryable: bool) -> String 
     let account = site.account;
     match code {
         Some("AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation") => format!(
-            "check that the credentials used for account {account} may call {} (IAM policy), that the role's trust policy lets you assume it (and its external ID), and for encrypted volumes that the KMS key policy allows the DRS roles",
-            site.call
+            "check that the credentials of the {} side (account {account}, {}) may call {} (IAM policy), that the role's trust policy lets you assume it (and its external ID), and for encrypted volumes that the KMS key policy allows the DRS roles",
+            site.side, site.credentials, site.call
         ),
         Some("UninitializedAccountException") => format!(
-            "DRS is not initialized in account {account} region {}: open the DRS console there once or call InitializeService",
-            site.region
+            "DRS is not initialized in the {} side's account {account} region {} ({}): open the DRS console there once or call InitializeService (both accounts and regions need it for failover and failback)",
+            site.side, site.region, site.credentials
         ),
         Some("ConflictException") => "another DRS job is processing these servers: wait for it (drs describe-jobs) or check for another run of this runbook".to_string(),
         Some("ServiceQuotaExceededException") => "a DRS quota is exhausted (100 servers a job, 20 concurrent jobs, 500 servers in active jobs): wait for running jobs or lower the batch size".to_string(),

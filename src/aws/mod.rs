@@ -34,6 +34,9 @@ pub struct SideClients {
     pub side: Account,
     pub account_id: String,
     pub region: String,
+    /// How this side's credentials are obtained (`profile payments-dr`, `role arn:...`), named in
+    /// access errors so the operator knows what to check. Never a secret.
+    pub credentials: String,
     pub drs: aws_sdk_drs::Client,
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
     pub route53: aws_sdk_route53::Client,
@@ -110,10 +113,17 @@ async fn connect_side(side: Account, spec: &Side, connection: &Connection) -> Si
     let route53_config = aws_sdk_route53::config::Builder::from(&sdk_config)
         .region(aws_sdk_route53::config::Region::new("us-east-1"))
         .build();
+    let credentials = match (connection, &spec.credentials) {
+        (Connection::Simulated { .. }, _) => "the simulator's credentials".to_string(),
+        (_, Credentials::DefaultChain) => "the default credential chain".to_string(),
+        (_, Credentials::Profile(profile)) => format!("profile {profile}"),
+        (_, Credentials::AssumeRole { role_arn, .. }) => format!("role {role_arn}"),
+    };
     SideClients {
         side,
         account_id: spec.account_id.clone(),
         region: spec.region.clone(),
+        credentials,
         drs: aws_sdk_drs::Client::new(&sdk_config),
         elbv2: aws_sdk_elasticloadbalancingv2::Client::new(&sdk_config),
         route53: aws_sdk_route53::Client::from_conf(route53_config),
@@ -124,6 +134,8 @@ impl SideClients {
     fn site<'a>(&'a self, call: &'a str, resource: &'a str) -> error::CallSite<'a> {
         error::CallSite {
             call,
+            side: self.side.as_str(),
+            credentials: &self.credentials,
             account: &self.account_id,
             region: &self.region,
             resource,

@@ -5,6 +5,7 @@
 
 mod audit;
 mod history;
+mod failback;
 mod operate;
 mod plan;
 mod report;
@@ -70,6 +71,8 @@ pub enum Command {
     Failover(operate::FailoverArgs),
     /// Rehearse: launch drill instances, validate them, measure RTO/RPO, clean up.
     Drill(operate::DrillArgs),
+    /// Fail back to the origin: reverse replication, recover A2 there, cut traffic back, clean up.
+    Failback(failback::FailbackArgs),
     /// Approve a step waiting at an approval gate, and continue the run.
     Approve(runs::ApproveArgs),
     /// The runs in progress, or one run's steps.
@@ -144,6 +147,7 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Plan(args) => plan::run(&cli, args),
         Command::Failover(args) => operate::failover(&cli, args).await,
         Command::Drill(args) => operate::drill(&cli, args).await,
+        Command::Failback(args) => failback::run(&cli, args).await,
         Command::Approve(args) => runs::approve(&cli, args).await,
         Command::Status(args) => runs::status(&cli, args).await,
         Command::Show(args) => runs::show(&cli, args).await,

@@ -50,12 +50,12 @@ pub async fn failover(cli: &Cli, args: &FailoverArgs) -> Result<u8, CliError> {
                 .with_timezone(&chrono::Utc),
         ),
     };
-    let options = RunOptions { mode: args.mode, point_in_time, keep: false, yes: args.yes, max_servers_per_job: 100 };
+    let options = RunOptions { mode: args.mode, point_in_time, keep: false, yes: args.yes, max_servers_per_job: 100, drill: false };
     start(cli, &args.runbook, Operation::Failover, options, args.notify.as_deref()).await
 }
 
 pub async fn drill(cli: &Cli, args: &DrillArgs) -> Result<u8, CliError> {
-    let options = RunOptions { mode: Mode::Planned, point_in_time: None, keep: args.keep, yes: args.yes, max_servers_per_job: 100 };
+    let options = RunOptions { mode: Mode::Planned, point_in_time: None, keep: args.keep, yes: args.yes, max_servers_per_job: 100, drill: false };
     start(cli, &args.runbook, Operation::Drill, options, args.notify.as_deref()).await
 }
 

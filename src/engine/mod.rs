@@ -92,7 +92,7 @@ fn claims_of(runbook: &Runbook) -> Vec<String> {
 /// Plans the run, stores it with its steps and claims (one transaction), then drives it.
 pub async fn start_run(ctx: &Context<'_>, request: NewRunRequest<'_>) -> Result<RunReport, EngineError> {
     let now = ctx.clock.now();
-    let plan_options = PlanOptions { mode: request.options.mode, keep: request.options.keep };
+    let plan_options = PlanOptions { mode: request.options.mode, keep: request.options.keep, drill: request.options.drill };
     let steps = plan::plan(request.operation, request.runbook, &plan_options);
     let mut tx = ctx.db.begin().await?;
     let new_run = store::runs::NewRun {

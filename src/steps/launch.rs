@@ -39,15 +39,14 @@ impl LaunchOutput {
 }
 
 pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
-    let wave = ctx.step.wave.clone().unwrap_or_default();
-    let jobs: RecoveryJobOutput = ctx.output_of(&format!("recovery_job:{wave}")).await?;
+    let jobs: RecoveryJobOutput = ctx.output_of(&ctx.job_step_key()).await?;
     let job_ids = jobs.job_ids();
     let mut out: LaunchOutput = ctx.my_output().await?;
     let total: usize = jobs.batches.iter().map(|b| b.servers.len()).sum();
     let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(10));
     let mut last_seen = (usize::MAX, usize::MAX);
     let final_jobs = loop {
-        let described = ctx.clients.target.describe_jobs(&job_ids).await?;
+        let described = ctx.recovery_side().describe_jobs(&job_ids).await?;
         let launched = described
             .iter()
             .flat_map(|j| j.servers.iter())
@@ -75,7 +74,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         }
     }
     let ids: Vec<String> = out.servers.values().filter_map(|s| s.recovery_instance_id.clone()).collect();
-    for instance in ctx.clients.target.recovery_instances_by_id(&ids).await? {
+    for instance in ctx.recovery_side().recovery_instances_by_id(&ids).await? {
         if let Some(entry) = out.servers.values_mut().find(|s| s.recovery_instance_id.as_deref() == Some(&instance.id)) {
             entry.ec2_instance_id = instance.ec2_instance_id.clone();
             entry.ec2_state = instance.ec2_state.clone();
@@ -94,7 +93,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         let mut logs = BTreeMap::new();
         for (_, job_id) in &failed {
             if !logs.contains_key(job_id) {
-                logs.insert(job_id.clone(), ctx.clients.target.job_log(job_id).await?);
+                logs.insert(job_id.clone(), ctx.recovery_side().job_log(job_id).await?);
             }
         }
         for (server, job_id) in &failed {
@@ -116,7 +115,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let mut critical = Vec::new();
     for (server, s) in &out.servers {
         if let Some(error) = &s.error {
-            if ctx.is_optional(server) {
+            if jobs.is_optional(ctx, server) {
                 ctx.say(format!("optional server {server} did not launch: {error}; the wave goes on without it"));
             } else {
                 critical.push(format!("{server} in job {}: {error}", s.job_id));

@@ -34,15 +34,15 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let wave = ctx.step.wave.clone().unwrap_or_default();
     let launch: LaunchOutput = ctx.output_of(&format!("launch:{wave}")).await?;
     let mut out: LbSwitchOutput = ctx.my_output().await?;
-    let lbs: Vec<_> = ctx.runbook.load_balancers.iter().filter(|lb| lb.wave == wave).cloned().collect();
-    let target = ctx.clients.target.clone();
-    for lb in &lbs {
-        let port = lb.port.map(i32::from);
-        let index = match out.groups.iter().position(|g| g.target_group_arn == lb.target_group_arn) {
+    let groups = switched_groups(ctx, &wave);
+    let target = ctx.recovery_side().clone();
+    for (group_arn, port) in &groups {
+        let port = port.map(i32::from);
+        let index = match out.groups.iter().position(|g| &g.target_group_arn == group_arn) {
             Some(i) => i,
             None => {
                 let before: Vec<Target> = target
-                    .target_health(&lb.target_group_arn)
+                    .target_health(group_arn)
                     .await?
                     .into_iter()
                     .filter(|t| t.state != "draining")
@@ -55,7 +55,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
                     .collect();
                 registered.sort();
                 out.groups.push(GroupSwitch {
-                    target_group_arn: lb.target_group_arn.clone(),
+                    target_group_arn: group_arn.clone(),
                     before,
                     registered,
                     ..Default::default()
@@ -64,7 +64,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
                 out.groups.len() - 1
             }
         };
-        let arn = lb.target_group_arn.clone();
+        let arn = group_arn.clone();
         if !out.groups[index].registered_done {
             let targets = out.groups[index].registered.clone();
             call(ctx, "elbv2:RegisterTargets", "register", &arn, &targets).await?;
@@ -92,11 +92,24 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     Ok(())
 }
 
+/// The wave's target groups and ports on the side that now serves: the failover target
+/// groups, or in a failback the `failback_target_group_arn`s in the origin account and region.
+fn switched_groups(ctx: &StepCtx<'_>, wave: &str) -> Vec<(String, Option<u16>)> {
+    let failback = ctx.run.operation == crate::engine::plan::Operation::Failback;
+    ctx.runbook
+        .load_balancers_of(wave)
+        .filter_map(|lb| {
+            let arn = if failback { lb.failback_target_group_arn.clone()? } else { lb.target_group_arn.clone() };
+            Some((arn, lb.port))
+        })
+        .collect()
+}
+
 /// Intent -> Register/DeregisterTargets -> effect. Both calls are idempotent in ELBv2, so an
 /// intent left open by a crash is safely completed by sending the same call again.
 async fn call(ctx: &mut StepCtx<'_>, operation: &str, verb: &str, arn: &str, targets: &[Target]) -> Result<(), Halt> {
     let key = format!("{}/{}/{verb}/{arn}", ctx.run.id, ctx.step.key);
-    let target = ctx.clients.target.clone();
+    let target = ctx.recovery_side().clone();
     let open = ctx.journal.open_intents(&ctx.step.key).await?;
     let effect = match open.into_iter().find(|e| e.idempotency_key == key) {
         Some(e) => {
@@ -139,7 +152,7 @@ async fn wait_healthy(ctx: &mut StepCtx<'_>, arn: &str, targets: &[Target]) -> R
     let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(15));
     let mut last = String::new();
     loop {
-        let health = ctx.clients.target.target_health(arn).await?;
+        let health = ctx.recovery_side().target_health(arn).await?;
         let states: Vec<(String, String)> = targets
             .iter()
             .map(|t| {

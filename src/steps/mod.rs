@@ -5,12 +5,17 @@
 //! Every mutating AWS call follows intent -> call -> effect through [`Journal`]: the intent is
 //! committed before the call, the effect (IDs, request ID) with the step's new output after it.
 
+pub mod a2_recovery;
 pub mod cleanup;
 pub mod dns_cutover;
+pub mod failback;
+pub mod failback_cleanup;
+pub mod failback_preflight;
 pub mod launch;
 pub mod lb_switch;
 pub mod preflight;
 pub mod recovery_job;
+pub mod reversed_replication;
 pub mod snapshot_conversion;
 pub mod validate;
 
@@ -41,6 +46,9 @@ pub struct RunOptions {
     /// Servers per StartRecovery (DRS quota: 100).
     #[serde(default = "default_batch")]
     pub max_servers_per_job: usize,
+    /// Failback: a failback drill (A2 launched as a drill, no traffic moved, cleaned up).
+    #[serde(default)]
+    pub drill: bool,
 }
 
 fn default_batch() -> usize {
@@ -151,11 +159,34 @@ impl From<Result<(), Halt>> for StepResult {
     }
 }
 
+impl<'a> StepCtx<'a> {
+    /// The side whose DRS recovers the servers: the target for failover and drill, the source
+    /// (origin) for failback, where A2 is launched. Borrowed for the run, not from `self`, so
+    /// a step can hold it across its own `pause`.
+    pub fn recovery_side(&self) -> &'a crate::aws::SideClients {
+        let clients: &'a Clients = self.clients;
+        match self.run.operation {
+            Operation::Failback => &clients.source,
+            _ => &clients.target,
+        }
+    }
+}
+
 impl StepCtx<'_> {
     /// The wave this step works on.
     pub fn wave(&self) -> &crate::runbook::Wave {
         let name = self.step.wave.as_deref().expect("a wave step has a wave");
         self.runbook.wave(name).expect("planned waves exist")
+    }
+
+    /// The key of the step that started this wave's recovery jobs (`recovery_job:W`, or
+    /// `a2_recovery:W` in a failback); snapshot_conversion and launch follow its output.
+    pub fn job_step_key(&self) -> String {
+        let wave = self.step.wave.as_deref().unwrap_or_default();
+        match self.run.operation {
+            Operation::Failback => format!("{}:{wave}", StepKind::A2Recovery.as_str()),
+            _ => format!("{}:{wave}", StepKind::RecoveryJob.as_str()),
+        }
     }
 
     /// Whether the server may fail without failing its wave.
@@ -202,6 +233,7 @@ impl StepCtx<'_> {
 /// Executes one step.
 pub async fn execute(mut ctx: StepCtx<'_>) -> StepResult {
     let result = match ctx.step.kind {
+        StepKind::Preflight if ctx.run.operation == Operation::Failback => failback_preflight::run(&mut ctx).await,
         StepKind::Preflight => preflight::run(&mut ctx).await,
         StepKind::RecoveryJob => recovery_job::run(&mut ctx).await,
         StepKind::SnapshotConversion => snapshot_conversion::run(&mut ctx).await,
@@ -209,11 +241,10 @@ pub async fn execute(mut ctx: StepCtx<'_>) -> StepResult {
         StepKind::LbSwitch => lb_switch::run(&mut ctx).await,
         StepKind::DnsCutover => dns_cutover::run(&mut ctx).await,
         StepKind::Validate => validate::run(&mut ctx).await,
+        StepKind::Cleanup if ctx.run.operation == Operation::Failback => failback_cleanup::run(&mut ctx).await,
         StepKind::Cleanup => cleanup::run(&mut ctx).await,
-        StepKind::ReversedReplication | StepKind::A2Recovery => Err(Halt::Failed(StepFailure::new(
-            format!("the step kind {} is not supported by this version", ctx.step.kind.as_str()),
-            "upgrade drs-runbook",
-        ))),
+        StepKind::ReversedReplication => reversed_replication::run(&mut ctx).await,
+        StepKind::A2Recovery => a2_recovery::run(&mut ctx).await,
     };
     result.into()
 }

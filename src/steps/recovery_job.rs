@@ -19,6 +19,9 @@ pub const TAG_BATCH: &str = "drs-runbook:batch";
 pub struct RecoveryJobOutput {
     pub is_drill: bool,
     pub batches: Vec<Batch>,
+    /// Failback: the A2 servers that may fail without failing the wave (their B1 is optional).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub optional: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -32,6 +35,11 @@ pub struct Batch {
 }
 
 impl RecoveryJobOutput {
+    /// Whether the server may fail without failing its wave.
+    pub fn is_optional(&self, ctx: &StepCtx<'_>, server: &str) -> bool {
+        ctx.is_optional(server) || self.optional.iter().any(|o| o == server)
+    }
+
     pub fn job_ids(&self) -> Vec<String> {
         self.batches.iter().filter_map(|b| b.job_id.clone()).collect()
     }
@@ -110,6 +118,7 @@ async fn plan_batches(ctx: &mut StepCtx<'_>) -> Result<RecoveryJobOutput, Halt> 
     Ok(RecoveryJobOutput {
         is_drill: ctx.run.operation == crate::engine::plan::Operation::Drill,
         batches,
+        optional: Vec::new(),
     })
 }
 
@@ -124,7 +133,7 @@ async fn reconcile(ctx: &mut StepCtx<'_>, index: usize) -> Result<Option<String>
     }
     let tag = batch_tag(&ctx.run.id, &ctx.step.key, index);
     let since = Some(ctx.run.started_at - chrono::Duration::hours(1));
-    let jobs = ctx.clients.target.find_jobs_tagged(TAG_BATCH, &tag, since).await?;
+    let jobs = ctx.recovery_side().find_jobs_tagged(TAG_BATCH, &tag, since).await?;
     let found = jobs.first().map(|j| j.id.clone());
     for effect in open {
         match &found {
@@ -164,7 +173,7 @@ async fn start_batch(ctx: &mut StepCtx<'_>, out: &RecoveryJobOutput, index: usiz
             "isDrill": out.is_drill,
             "tags": tags,
         });
-        let target = &ctx.clients.target;
+        let target = ctx.recovery_side();
         let effect = ctx
             .journal
             .begin_intent(&ctx.step.key, &key, "drs:StartRecovery", &target.account_id, &target.region, request)

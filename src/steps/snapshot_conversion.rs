@@ -51,8 +51,7 @@ const FAILURE_EVENTS: [&str; 5] = [
 ];
 
 pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
-    let wave = ctx.step.wave.clone().unwrap_or_default();
-    let jobs: RecoveryJobOutput = ctx.output_of(&format!("recovery_job:{wave}")).await?;
+    let jobs: RecoveryJobOutput = ctx.output_of(&ctx.job_step_key()).await?;
     let mut out: ConversionOutput = ctx.my_output().await?;
     for batch in &jobs.batches {
         let job_id = batch.job_id.clone().unwrap_or_default();
@@ -68,7 +67,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     loop {
         let mut changed = false;
         for job_id in jobs.job_ids() {
-            let log = ctx.clients.target.job_log(&job_id).await?;
+            let log = ctx.recovery_side().job_log(&job_id).await?;
             let job_ended = log.iter().any(|item| item.event == "JOB_END");
             for item in &log {
                 let Some(server) = item.source_server_id.as_ref() else { continue };
@@ -124,14 +123,14 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         let interval = backoff.next_interval();
         ctx.pause(interval).await?;
     }
-    check_failures(ctx, &out)
+    check_failures(ctx, &out, &jobs)
 }
 
-fn check_failures(ctx: &StepCtx<'_>, out: &ConversionOutput) -> Result<(), Halt> {
+fn check_failures(ctx: &StepCtx<'_>, out: &ConversionOutput, jobs: &RecoveryJobOutput) -> Result<(), Halt> {
     let critical: Vec<String> = out
         .servers
         .iter()
-        .filter(|(server, s)| s.failed.is_some() && !ctx.is_optional(server))
+        .filter(|(server, s)| s.failed.is_some() && !jobs.is_optional(ctx, server))
         .map(|(server, s)| {
             let f = s.failed.as_ref().expect("filtered on failed");
             format!(
@@ -143,7 +142,7 @@ fn check_failures(ctx: &StepCtx<'_>, out: &ConversionOutput) -> Result<(), Halt>
         })
         .collect();
     for (server, s) in &out.servers {
-        if let (Some(f), true) = (&s.failed, ctx.is_optional(server)) {
+        if let (Some(f), true) = (&s.failed, jobs.is_optional(ctx, server)) {
             ctx.say(format!("optional server {server} failed ({}); the wave goes on without it", f.event));
         }
     }

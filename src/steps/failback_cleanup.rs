@@ -1,0 +1,356 @@
+//! `cleanup` of a failback, as `[cleanup]` says and in the order AWS documents (drs-api.md 4.2
+//! step 4, 4.4):
+//!
+//! ```text
+//! failback:        StopReplication(A2)  ─► TerminateRecoveryInstances(B2) (target)   when terminate_recovery_instances
+//!                  StopReplication(B1)  (target)                                      when stop_source_replication
+//! failback drill:  StopReplication(A2)  ─► TerminateRecoveryInstances(A3) (origin)   always; B2 keeps serving
+//! ```
+//!
+//! DRS refuses to terminate B2 while it replicates into A2, hence A2 first. Every resource is
+//! recorded before it is touched, so an incomplete cleanup is visible and resumes where it was.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+use super::launch::LaunchOutput;
+use super::reversed_replication::ReversedReplicationOutput;
+use super::{Halt, StepCtx, StepFailure};
+use crate::aws::SideClients;
+use crate::engine::clock::Backoff;
+use crate::runbook::Account;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FailbackCleanupOutput {
+    pub drill: bool,
+    /// The plan below is recorded (before any change).
+    pub planned: bool,
+    /// A2 servers (origin) whose replication is stopped.
+    pub stop_a2: Vec<String>,
+    pub a2_stopped: Vec<String>,
+    /// Recovery instances terminated: A3 (origin) in a drill, B2 (target) after a failback.
+    pub terminate: Option<Termination>,
+    /// B1 servers (target) whose replication is stopped (`stop_source_replication`).
+    pub stop_b1: Vec<String>,
+    pub b1_stopped: Vec<String>,
+    /// What was left alone and why.
+    pub kept: Vec<String>,
+    pub verified_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Termination {
+    pub side: Account,
+    /// `A3` or `B2`.
+    pub role: String,
+    pub instances: Vec<String>,
+    pub job_id: Option<String>,
+    pub terminated: Vec<String>,
+    pub remaining: Vec<String>,
+}
+
+const GONE_DEADLINE: Duration = Duration::from_secs(20 * 60);
+
+pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
+    let mut out: FailbackCleanupOutput = ctx.my_output().await?;
+    if !out.planned {
+        out = plan(ctx).await?;
+        ctx.save(&out).await?;
+    }
+    for note in &out.kept {
+        ctx.say(note);
+    }
+    let source = ctx.clients.source.clone();
+    let target = ctx.clients.target.clone();
+    for a2 in out.stop_a2.clone() {
+        if !out.a2_stopped.contains(&a2) {
+            stop_replication(ctx, &source, &a2, "A2").await?;
+            out.a2_stopped.push(a2);
+            ctx.save(&out).await?;
+        }
+    }
+    if let Some(mut termination) = out.terminate.clone() {
+        let side = ctx.clients.side(termination.side).clone();
+        if termination.job_id.is_none() {
+            termination.job_id = Some(terminate(ctx, &side, &termination).await?);
+            out.terminate = Some(termination.clone());
+            ctx.save(&out).await?;
+        }
+        wait_gone(ctx, &side, &mut out).await?;
+    }
+    for b1 in out.stop_b1.clone() {
+        if !out.b1_stopped.contains(&b1) {
+            stop_replication(ctx, &target, &b1, "B1").await?;
+            out.b1_stopped.push(b1);
+            ctx.save(&out).await?;
+        }
+    }
+    out.verified_at = Some(ctx.clock.now().to_rfc3339());
+    ctx.save(&out).await?;
+    Ok(())
+}
+
+/// What to clean up, from this run's outputs and the runbook's `[cleanup]`.
+async fn plan(ctx: &StepCtx<'_>) -> Result<FailbackCleanupOutput, Halt> {
+    let drill = ctx.run.options.drill;
+    let mut a2s = Vec::new();
+    let mut b2s = Vec::new();
+    let mut b1s = Vec::new();
+    let mut a3s = Vec::new();
+    for wave in ctx.runbook.waves_in_order() {
+        let reversed: ReversedReplicationOutput = ctx
+            .output_of(&format!("reversed_replication:{}", wave.name))
+            .await?;
+        for (b1, s) in &reversed.servers {
+            b1s.push(b1.clone());
+            b2s.push(s.recovery_instance_id.clone());
+            a2s.extend(s.a2_id.clone());
+        }
+        let launch: LaunchOutput = ctx.output_of(&format!("launch:{}", wave.name)).await?;
+        a3s.extend(
+            launch
+                .servers
+                .values()
+                .filter_map(|s| s.recovery_instance_id.clone()),
+        );
+    }
+    let mut out = FailbackCleanupOutput {
+        drill,
+        planned: true,
+        ..Default::default()
+    };
+    if drill {
+        out.stop_a2 = a2s;
+        out.terminate = (!a3s.is_empty()).then(|| termination(Account::Source, "A3", a3s));
+        out.kept.push("failback drill: the failover's recovery instances (B2) keep serving; B1 keeps replicating".to_string());
+        return Ok(out);
+    }
+    if ctx.runbook.cleanup.terminate_recovery_instances {
+        out.stop_a2 = a2s;
+        out.terminate = Some(termination(Account::Target, "B2", b2s));
+    } else {
+        out.kept.push("[cleanup] terminate_recovery_instances = false: the recovery instances (B2) and A2's replication are kept".to_string());
+    }
+    if ctx.runbook.cleanup.stop_source_replication {
+        out.stop_b1 = b1s;
+    } else {
+        out.kept
+            .push("[cleanup] stop_source_replication = false: B1 keeps replicating".to_string());
+    }
+    Ok(out)
+}
+
+fn termination(side: Account, role: &str, mut instances: Vec<String>) -> Termination {
+    instances.sort();
+    Termination {
+        side,
+        role: role.to_string(),
+        instances,
+        job_id: None,
+        terminated: Vec::new(),
+        remaining: Vec::new(),
+    }
+}
+
+/// Intent -> StopReplication -> effect. An open intent (or a server found stopped already) is
+/// reconciled by the server's state instead of being sent again (DRS refuses a second stop).
+async fn stop_replication(
+    ctx: &mut StepCtx<'_>,
+    side: &SideClients,
+    server: &str,
+    role: &str,
+) -> Result<(), Halt> {
+    let key = format!("{}/{}/stop-replication/{server}", ctx.run.id, ctx.step.key);
+    let open = ctx
+        .journal
+        .open_intents(&ctx.step.key)
+        .await?
+        .into_iter()
+        .find(|e| e.idempotency_key == key);
+    let state = side
+        .describe_source_servers(&[server.to_string()])
+        .await?
+        .into_iter()
+        .next()
+        .and_then(|s| s.replication_state);
+    let stopped = matches!(state.as_deref(), Some("STOPPED" | "DISCONNECTED"));
+    if let Some(intent) = &open
+        && stopped
+    {
+        ctx.journal
+            .reconcile_effect(
+                intent.id,
+                serde_json::json!({ "found_by": "DescribeSourceServers", "state": state }),
+            )
+            .await?;
+        return Ok(());
+    }
+    if stopped {
+        ctx.say(format!(
+            "{role} {server} does not replicate ({}); nothing to stop",
+            state.unwrap_or_default()
+        ));
+        return Ok(());
+    }
+    let effect = match open {
+        Some(intent) => intent.id,
+        None => {
+            ctx.journal
+                .begin_intent(
+                    &ctx.step.key,
+                    &key,
+                    "drs:StopReplication",
+                    &side.account_id,
+                    &side.region,
+                    serde_json::json!({ "sourceServerID": server }),
+                )
+                .await?
+        }
+    };
+    match side.stop_replication(server).await {
+        Ok(called) => {
+            ctx.journal.complete_effect(effect, serde_json::json!({ "sourceServerID": server, "state": called.value.replication_state }), called.request_id).await?;
+            ctx.say(format!(
+                "StopReplication of {role} {server} in account {} ({})",
+                side.account_id, side.region
+            ));
+            Ok(())
+        }
+        Err(e) => {
+            ctx.journal.fail_effect(effect, &e.to_string()).await?;
+            Err(e.into())
+        }
+    }
+}
+
+/// Intent -> TerminateRecoveryInstances -> effect. Not idempotent: an open intent is reconciled
+/// by the instances' state (terminating or gone means the call took effect).
+async fn terminate(
+    ctx: &mut StepCtx<'_>,
+    side: &SideClients,
+    termination: &Termination,
+) -> Result<String, Halt> {
+    let key = format!(
+        "{}/{}/terminate/{}",
+        ctx.run.id, ctx.step.key, termination.role
+    );
+    let instances = &termination.instances;
+    let open = ctx
+        .journal
+        .open_intents(&ctx.step.key)
+        .await?
+        .into_iter()
+        .find(|e| e.idempotency_key == key);
+    let effect = match open {
+        Some(e) => {
+            let found = side.recovery_instances_by_id(instances).await?;
+            let untouched = found.iter().any(|i| {
+                matches!(
+                    i.ec2_state.as_deref(),
+                    Some("RUNNING" | "PENDING" | "STOPPED")
+                )
+            });
+            if !untouched {
+                ctx.journal
+                    .reconcile_effect(
+                        e.id,
+                        serde_json::json!({ "found_by": "DescribeRecoveryInstances" }),
+                    )
+                    .await?;
+                return Ok("reconciled".to_string());
+            }
+            e.id
+        }
+        None => {
+            ctx.journal
+                .begin_intent(
+                    &ctx.step.key,
+                    &key,
+                    "drs:TerminateRecoveryInstances",
+                    &side.account_id,
+                    &side.region,
+                    serde_json::json!({ "recoveryInstanceIDs": instances }),
+                )
+                .await?
+        }
+    };
+    match side.terminate_recovery_instances(instances).await {
+        Ok(called) => {
+            let job_id = called.value.id.clone();
+            ctx.journal
+                .complete_effect(
+                    effect,
+                    serde_json::to_value(&called.value).unwrap_or_default(),
+                    called.request_id,
+                )
+                .await?;
+            ctx.say(format!(
+                "TerminateRecoveryInstances for {} {} instance(s) in account {} ({}): job {job_id}",
+                instances.len(),
+                termination.role,
+                side.account_id,
+                side.region
+            ));
+            Ok(job_id)
+        }
+        Err(e) => {
+            ctx.journal.fail_effect(effect, &e.to_string()).await?;
+            Err(e.into())
+        }
+    }
+}
+
+/// Polls until none of the instances remains (DRS forgets them once terminated).
+async fn wait_gone(
+    ctx: &mut StepCtx<'_>,
+    side: &SideClients,
+    out: &mut FailbackCleanupOutput,
+) -> Result<(), Halt> {
+    let started = ctx.clock.now();
+    let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(15));
+    loop {
+        let termination = out.terminate.as_mut().expect("called with a termination");
+        let found = side
+            .recovery_instances_by_id(&termination.instances)
+            .await?;
+        termination.remaining = found
+            .iter()
+            .filter(|i| i.ec2_state.as_deref() != Some("TERMINATED"))
+            .map(|i| i.id.clone())
+            .collect();
+        termination.terminated = termination
+            .instances
+            .iter()
+            .filter(|i| !termination.remaining.contains(i))
+            .cloned()
+            .collect();
+        let line = format!(
+            "{}/{} {} instance(s) terminated",
+            termination.terminated.len(),
+            termination.instances.len(),
+            termination.role
+        );
+        let remaining = termination.remaining.clone();
+        ctx.save(&*out).await?;
+        ctx.say(line);
+        if remaining.is_empty() {
+            return Ok(());
+        }
+        let waited = (ctx.clock.now() - started).to_std().unwrap_or_default();
+        if waited > GONE_DEADLINE {
+            return Err(Halt::Failed(StepFailure::new(
+                format!(
+                    "recovery instances still present after {} minutes: {}",
+                    GONE_DEADLINE.as_secs() / 60,
+                    remaining.join(", ")
+                ),
+                format!(
+                    "check the terminate job in the DRS console of account {} ({}): it needs ec2:TerminateInstances and ec2:DeleteVolume; then `retry` this step",
+                    side.account_id, side.region
+                ),
+            )));
+        }
+        let interval = backoff.next_interval();
+        ctx.pause(interval).await?;
+    }
+}

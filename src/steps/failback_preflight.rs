@@ -1,0 +1,271 @@
+//! `preflight` of a failback: read-only checks on both sides before anything changes. The
+//! failover's recovery instances (B2) run in the target account, DRS is initialized in the
+//! origin (source) account and region, no failback of these servers is in progress (in the run
+//! database or in DRS), and the failback target groups and hosted zones exist.
+
+use super::preflight::{Check, PreflightOutput};
+use super::{Halt, StepCtx, StepFailure, failback};
+use crate::aws::AwsError;
+use crate::store::{self, RunFilter, RunStatus};
+
+fn check(
+    name: impl Into<String>,
+    status: &str,
+    detail: impl Into<String>,
+    fix: Option<String>,
+) -> Check {
+    Check {
+        name: name.into(),
+        status: status.into(),
+        detail: detail.into(),
+        fix,
+    }
+}
+
+fn pass(name: impl Into<String>, detail: impl Into<String>) -> Check {
+    check(name, "pass", detail, None)
+}
+
+fn fail(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    check(name, "fail", detail, Some(fix.into()))
+}
+
+fn aws_fail(name: impl Into<String>, e: &AwsError) -> Check {
+    fail(name, e.to_string(), e.hint.clone())
+}
+
+pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
+    let mut checks = Vec::new();
+    check_other_failbacks(ctx, &mut checks).await?;
+    check_recovery_instances(ctx, &mut checks).await?;
+    if !ctx.run.options.drill {
+        check_traffic_targets(ctx, &mut checks).await;
+    }
+    let failed: Vec<&Check> = checks.iter().filter(|c| c.status == "fail").collect();
+    ctx.say(format!(
+        "{} check(s): {} passed, {} failed",
+        checks.len(),
+        checks.iter().filter(|c| c.status == "pass").count(),
+        failed.len()
+    ));
+    for c in checks.iter().filter(|c| c.status != "pass") {
+        ctx.say(format!(
+            "{} {}: {}",
+            c.status.to_uppercase(),
+            c.name,
+            c.detail
+        ));
+    }
+    let failure = (!failed.is_empty()).then(|| {
+        StepFailure::new(
+            format!(
+                "failback preflight failed: {}",
+                failed
+                    .iter()
+                    .map(|c| format!("{}: {}", c.name, c.detail))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            failed
+                .iter()
+                .filter_map(|c| c.fix.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    });
+    ctx.save(&PreflightOutput { checks }).await?;
+    match failure {
+        Some(f) => Err(Halt::Failed(f)),
+        None => Ok(()),
+    }
+}
+
+/// No other failback of this runbook is unfinished in the run database.
+async fn check_other_failbacks(ctx: &StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(), Halt> {
+    let filter = RunFilter {
+        runbook: Some(ctx.runbook.name.clone()),
+        operation: Some(store::Operation::Failback),
+        ..Default::default()
+    };
+    let mut conn = ctx.journal.db().pool().acquire().await.map_err(|e| {
+        Halt::Failed(StepFailure::new(
+            format!("failed to read the run database: {e}"),
+            "check the database file, then resume the run",
+        ))
+    })?;
+    let runs = store::runs::list(&mut conn, &filter).await.map_err(|e| {
+        Halt::Failed(StepFailure::new(
+            format!("failed to list the failback runs: {e}"),
+            "check the database file, then resume the run",
+        ))
+    })?;
+    let unfinished: Vec<String> = runs
+        .iter()
+        .filter(|r| r.id.to_string() != ctx.run.id)
+        .filter(|r| {
+            matches!(
+                r.status,
+                RunStatus::Pending
+                    | RunStatus::Running
+                    | RunStatus::Paused
+                    | RunStatus::Failed
+                    | RunStatus::Interrupted
+            )
+        })
+        .map(|r| format!("{} ({})", r.id, r.status.as_str()))
+        .collect();
+    checks.push(if unfinished.is_empty() {
+        pass(
+            "runs:failback in progress",
+            "no other failback of this runbook is unfinished",
+        )
+    } else {
+        fail(
+            "runs:failback in progress",
+            format!(
+                "another failback of {} is unfinished: {}",
+                ctx.runbook.name,
+                unfinished.join(", ")
+            ),
+            "finish it first: `drs-runbook resume <run>`, or `drs-runbook rollback <run>`",
+        )
+    });
+    Ok(())
+}
+
+/// B2s running in the target; DRS initialized in the origin; no A3 launched from A2 already.
+async fn check_recovery_instances(ctx: &StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(), Halt> {
+    let failover = failback::failover_run_id(ctx).await?;
+    let recovered = failback::failed_over_all(ctx, &failover).await?;
+    if recovered.is_empty() {
+        checks.push(fail(
+            "failover:recovery instances",
+            format!("failover run {failover} recorded no recovery instance"),
+            "fail back from a failover run that launched its servers (drs-runbook show <run>)",
+        ));
+        return Ok(());
+    }
+    let (target, source) = (&ctx.clients.target, &ctx.clients.source);
+    let ids: Vec<String> = recovered
+        .iter()
+        .map(|r| r.recovery_instance_id.clone())
+        .collect();
+    let instances = match target.recovery_instances_by_id(&ids).await {
+        Ok(found) => found,
+        Err(e) => {
+            checks.push(aws_fail("drs:recovery instances (target)", &e));
+            return Ok(());
+        }
+    };
+    for r in &recovered {
+        let name = format!(
+            "drs:{} recovery instance {}",
+            r.source_server_id, r.recovery_instance_id
+        );
+        match instances.iter().find(|i| i.id == r.recovery_instance_id) {
+            None => checks.push(fail(
+                name,
+                format!("the recovery instance no longer exists in account {} ({})", target.account_id, target.region),
+                "fail back needs the failover's recovery instances; fail over again if they were terminated",
+            )),
+            Some(i) if i.ec2_state.as_deref() != Some("RUNNING") => checks.push(fail(
+                name,
+                format!("its EC2 instance is {}, not RUNNING", i.ec2_state.as_deref().unwrap_or("unknown")),
+                "start the recovery instance's EC2 instance: reverse replication runs from it",
+            )),
+            Some(i) => checks.push(pass(name, format!("RUNNING (failback state {})", i.failback_state.as_deref().unwrap_or("unknown")))),
+        }
+    }
+    // DRS must be initialized in the origin account and region: one read there tells.
+    let origin_servers = match source.list_source_servers().await {
+        Ok(servers) => {
+            checks.push(pass(
+                "drs:origin initialized",
+                format!(
+                    "DRS answers in account {} ({})",
+                    source.account_id, source.region
+                ),
+            ));
+            servers
+        }
+        Err(e) => {
+            checks.push(aws_fail("drs:origin initialized", &e));
+            return Ok(());
+        }
+    };
+    let b1_ids: Vec<String> = recovered
+        .iter()
+        .map(|r| r.source_server_id.clone())
+        .collect();
+    let b1s = target.describe_source_servers(&b1_ids).await?;
+    let b1_arns: Vec<String> = b1s.iter().filter_map(|s| s.arn.clone()).collect();
+    let a2s: Vec<String> = origin_servers
+        .iter()
+        .filter(|s| {
+            s.reversed_direction_arn
+                .as_ref()
+                .is_some_and(|a| b1_arns.contains(a))
+        })
+        .map(|s| s.id.clone())
+        .collect();
+    if a2s.is_empty() {
+        checks.push(pass(
+            "drs:failback in progress",
+            "no reversed-direction server exists yet",
+        ));
+        return Ok(());
+    }
+    match source.recovery_instances_of(&a2s).await {
+        Ok(a3s) if !a3s.is_empty() => checks.push(fail(
+            "drs:failback in progress",
+            format!(
+                "failback instances already exist in account {} ({}): {}",
+                source.account_id,
+                source.region,
+                a3s.iter().map(|i| format!("{} from {}", i.id, i.source_server_id.as_deref().unwrap_or("?"))).collect::<Vec<_>>().join(", ")
+            ),
+            "finish or roll back the failback that launched them, or terminate them (aws drs terminate-recovery-instances) if they are leftovers",
+        )),
+        Ok(_) => checks.push(pass("drs:failback in progress", format!("reversed-direction server(s) {} exist with no failback instance: the run adopts them", a2s.join(", ")))),
+        Err(e) => checks.push(aws_fail("drs:failback in progress", &e)),
+    }
+    Ok(())
+}
+
+/// The failback target groups (origin) and the hosted zones exist.
+async fn check_traffic_targets(ctx: &StepCtx<'_>, checks: &mut Vec<Check>) {
+    let source = &ctx.clients.source;
+    for arn in ctx
+        .runbook
+        .load_balancers
+        .iter()
+        .filter_map(|lb| lb.failback_target_group_arn.clone())
+    {
+        let name = format!("elbv2:{}", arn.rsplit(':').next().unwrap_or(&arn));
+        match source.target_group_exists(&arn).await {
+            Ok(true) => checks.push(pass(name, "exists")),
+            Ok(false) => checks.push(fail(
+                name,
+                format!(
+                    "target group {arn} does not exist in account {}",
+                    source.account_id
+                ),
+                "check failback_target_group_arn in the runbook's [[load_balancer]]",
+            )),
+            Err(e) => checks.push(aws_fail(name, &e)),
+        }
+    }
+    for record in &ctx.runbook.dns {
+        let clients = ctx.clients.side(record.account);
+        let name = format!("route53:{} {}", record.name, record.record_type.as_str());
+        match clients.hosted_zone_exists(&record.hosted_zone_id).await {
+            Ok(true) => checks.push(pass(name, "zone exists")),
+            Ok(false) => checks.push(fail(
+                name,
+                format!("hosted zone {} does not exist in account {}", record.hosted_zone_id, clients.account_id),
+                "check hosted_zone_id and which account owns the zone (`account` of the [[dns]] entry)",
+            )),
+            Err(e) => checks.push(aws_fail(name, &e)),
+        }
+    }
+}

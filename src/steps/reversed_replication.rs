@@ -1,0 +1,406 @@
+//! `reversed_replication:<wave>` (failback): ReverseReplication on every recovery instance (B2)
+//! the failover launched for the wave, so that DRS creates A2 in the origin account and region
+//! and replicates B3's data into it; then waits until every A2 replicates CONTINUOUS with its
+//! lag within the RPO objective.
+//!
+//! ReverseReplication is not idempotent (a second call on the same B2 is refused while A2
+//! exists). Before any call the step looks for an A2 already linked to B1 (DescribeSourceServers
+//! in the origin, `reversedDirectionSourceServerArn` = B1's ARN): an open intent is reconciled
+//! that way, an A2 left by an earlier run is adopted, and one that a failback drill stopped is
+//! started again (StartReplication) instead of being created twice.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::{Halt, StepCtx, StepFailure, failback, parse_iso_duration};
+use crate::aws::drs::SourceServer;
+use crate::engine::clock::Backoff;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReversedReplicationOutput {
+    /// The failover run whose recovery instances are reversed.
+    pub failover_run_id: Option<String>,
+    /// By B1 (the runbook's source server ID).
+    pub servers: BTreeMap<String, ReversedServer>,
+    /// When every A2 was ready (engine clock).
+    pub ready_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReversedServer {
+    pub b1_arn: Option<String>,
+    /// B2, the failover's recovery instance, and its EC2 instance B3.
+    pub recovery_instance_id: String,
+    pub ec2_instance_id: Option<String>,
+    /// A2, the source server in the origin account and region.
+    pub a2_id: Option<String>,
+    pub a2_arn: Option<String>,
+    /// `reverse_replication` (this run called it), `reconciled` (an interrupted call of this
+    /// run had created it), `adopted` (an earlier run had), `restarted` (StartReplication).
+    pub how: Option<String>,
+    pub replication_state: Option<String>,
+    pub lag: Option<String>,
+    pub ready_at: Option<String>,
+}
+
+/// How long A2s may take to become ready before the step fails (reverse replication copies
+/// every disk across regions: hours for large volumes).
+const READY_DEADLINE: Duration = Duration::from_secs(24 * 3600);
+
+pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
+    let mut out: ReversedReplicationOutput = ctx.my_output().await?;
+    if out.servers.is_empty() {
+        out = inventory(ctx).await?;
+        ctx.save(&out).await?;
+    }
+    let pending: Vec<String> = out
+        .servers
+        .iter()
+        .filter(|(_, s)| s.a2_arn.is_none())
+        .map(|(b1, _)| b1.clone())
+        .collect();
+    if !pending.is_empty() {
+        // One look at the origin for every server of the wave: A2s that exist already.
+        let origin_servers = ctx.clients.source.list_source_servers().await?;
+        for b1 in pending {
+            if ctx.stopping() {
+                return Err(Halt::Stopped);
+            }
+            let entry = out.servers.get(&b1).cloned().expect("listed above");
+            let (a2, how) = ensure_a2(ctx, &b1, &entry, &origin_servers).await?;
+            let slot = out.servers.get_mut(&b1).expect("listed above");
+            slot.a2_id = Some(a2_id_of(&a2));
+            slot.a2_arn = Some(a2);
+            slot.how = Some(how.to_string());
+            ctx.save(&out).await?;
+        }
+    }
+    if out.ready_at.is_none() {
+        wait_ready(ctx, &mut out).await?;
+        out.ready_at = Some(ctx.clock.now().to_rfc3339());
+        ctx.save(&out).await?;
+    }
+    Ok(())
+}
+
+/// The wave's B2s from the failover run, and B1's ARNs.
+async fn inventory(ctx: &mut StepCtx<'_>) -> Result<ReversedReplicationOutput, Halt> {
+    let wave = ctx.step.wave.clone().unwrap_or_default();
+    let failover = failback::failover_run_id(ctx).await?;
+    let recovered = failback::failed_over(ctx, &failover, &wave).await?;
+    if recovered.is_empty() {
+        return Err(Halt::Failed(StepFailure::new(
+            format!("failover run {failover} launched no recovery instance for wave {wave}"),
+            "check the failover run (drs-runbook show <run>); fail back from a failover that recovered this wave",
+        )));
+    }
+    let ids: Vec<String> = recovered
+        .iter()
+        .map(|r| r.source_server_id.clone())
+        .collect();
+    let b1s = ctx.clients.target.describe_source_servers(&ids).await?;
+    let servers = recovered
+        .into_iter()
+        .map(|r| {
+            let b1_arn = b1s
+                .iter()
+                .find(|s| s.id == r.source_server_id)
+                .and_then(|s| s.arn.clone());
+            let server = ReversedServer {
+                b1_arn,
+                recovery_instance_id: r.recovery_instance_id,
+                ec2_instance_id: r.ec2_instance_id,
+                ..Default::default()
+            };
+            (r.source_server_id, server)
+        })
+        .collect();
+    Ok(ReversedReplicationOutput {
+        failover_run_id: Some(failover.to_string()),
+        servers,
+        ready_at: None,
+    })
+}
+
+fn a2_id_of(arn: &str) -> String {
+    arn.rsplit('/').next().unwrap_or(arn).to_string()
+}
+
+/// The A2 in the origin that is linked to this B1, if any.
+fn linked_a2<'s>(
+    origin_servers: &'s [SourceServer],
+    b1_arn: Option<&str>,
+) -> Option<&'s SourceServer> {
+    let b1_arn = b1_arn?;
+    origin_servers
+        .iter()
+        .find(|s| s.reversed_direction_arn.as_deref() == Some(b1_arn))
+}
+
+/// Makes sure B1's data replicates into an A2; returns A2's ARN and how.
+async fn ensure_a2(
+    ctx: &mut StepCtx<'_>,
+    b1: &str,
+    entry: &ReversedServer,
+    origin_servers: &[SourceServer],
+) -> Result<(String, &'static str), Halt> {
+    let b2 = entry.recovery_instance_id.clone();
+    let key = format!("{}/{}/reverse/{b2}", ctx.run.id, ctx.step.key);
+    let open = ctx
+        .journal
+        .open_intents(&ctx.step.key)
+        .await?
+        .into_iter()
+        .find(|e| e.idempotency_key == key);
+    let existing = linked_a2(origin_servers, entry.b1_arn.as_deref()).cloned();
+    if let Some(intent) = open {
+        match &existing {
+            Some(a2) => {
+                let arn = a2.arn.clone().unwrap_or_default();
+                ctx.journal
+                    .reconcile_effect(intent.id, serde_json::json!({ "reversedDirectionSourceServerArn": arn, "found_by": "DescribeSourceServers reversedDirectionSourceServerArn" }))
+                    .await?;
+                ctx.say(format!(
+                    "{b1}: found A2 {} from an interrupted ReverseReplication",
+                    a2.id
+                ));
+                return Ok((arn, "reconciled"));
+            }
+            None => {
+                ctx.journal
+                    .fail_effect(
+                        intent.id,
+                        "no source server in the origin is linked to B1: the call had no effect",
+                    )
+                    .await?
+            }
+        }
+    }
+    if let Some(a2) = existing {
+        let arn = a2.arn.clone().unwrap_or_default();
+        return match a2.replication_state.as_deref() {
+            Some("STOPPED") => {
+                restart(ctx, &a2).await?;
+                Ok((arn, "restarted"))
+            }
+            Some("DISCONNECTED") => Err(Halt::Failed(StepFailure::new(
+                format!(
+                    "{b1}: the source server {} in account {} ({}) that B1 reverses into is disconnected",
+                    a2.id, ctx.clients.source.account_id, ctx.clients.source.region
+                ),
+                format!(
+                    "delete it there (aws drs delete-source-server --source-server-id {}), then `retry` this step",
+                    a2.id
+                ),
+            ))),
+            _ => {
+                ctx.say(format!(
+                    "{b1}: A2 {} already replicates ({}); adopting it",
+                    a2.id,
+                    a2.replication_state.as_deref().unwrap_or("unknown")
+                ));
+                Ok((arn, "adopted"))
+            }
+        };
+    }
+    let b1_arn = entry.b1_arn.clone().ok_or_else(|| {
+        Halt::Failed(StepFailure::new(
+            format!("source server {b1} has no ARN in DescribeSourceServers"),
+            "check that the server exists in the target account and region, then `retry` this step",
+        ))
+    })?;
+    let target = ctx.clients.target.clone();
+    let effect = ctx
+        .journal
+        .begin_intent(
+            &ctx.step.key,
+            &key,
+            "drs:ReverseReplication",
+            &target.account_id,
+            &target.region,
+            serde_json::json!({ "recoveryInstanceID": b2 }),
+        )
+        .await?;
+    match target.reverse_replication(&b2).await {
+        Ok(called) => {
+            ctx.journal
+                .complete_effect(
+                    effect,
+                    serde_json::json!({ "reversedDirectionSourceServerArn": called.value }),
+                    called.request_id,
+                )
+                .await?;
+            ctx.say(format!(
+                "{b1}: ReverseReplication on {b2}: A2 {}",
+                a2_id_of(&called.value)
+            ));
+            Ok((called.value, "reverse_replication"))
+        }
+        Err(e) if e.ambiguous => {
+            // The call may have created A2: look before anything else.
+            ctx.say(format!(
+                "{b1}: ReverseReplication outcome unknown ({}); looking for A2",
+                e.message
+            ));
+            ctx.pause(Duration::from_secs(5)).await?;
+            let servers = ctx.clients.source.list_source_servers().await?;
+            match linked_a2(&servers, Some(&b1_arn)) {
+                Some(a2) => {
+                    let arn = a2.arn.clone().unwrap_or_default();
+                    ctx.journal
+                        .reconcile_effect(
+                            effect,
+                            serde_json::json!({ "reversedDirectionSourceServerArn": arn }),
+                        )
+                        .await?;
+                    Ok((arn, "reconciled"))
+                }
+                None => {
+                    ctx.journal.fail_effect(effect, &e.to_string()).await?;
+                    Err(e.into())
+                }
+            }
+        }
+        Err(e) => {
+            ctx.journal.fail_effect(effect, &e.to_string()).await?;
+            Err(e.into())
+        }
+    }
+}
+
+/// Intent -> StartReplication(A2) -> effect, for an A2 a failback drill left stopped. An open
+/// intent is reconciled by A2's state: replicating means the call took effect.
+async fn restart(ctx: &mut StepCtx<'_>, a2: &SourceServer) -> Result<(), Halt> {
+    let source = ctx.clients.source.clone();
+    let key = format!(
+        "{}/{}/start-replication/{}",
+        ctx.run.id, ctx.step.key, a2.id
+    );
+    let effect = ctx
+        .journal
+        .begin_intent(
+            &ctx.step.key,
+            &key,
+            "drs:StartReplication",
+            &source.account_id,
+            &source.region,
+            serde_json::json!({ "sourceServerID": a2.id }),
+        )
+        .await?;
+    match source.start_replication(&a2.id).await {
+        Ok(called) => {
+            ctx.journal
+                .complete_effect(
+                    effect,
+                    serde_json::json!({ "sourceServerID": a2.id }),
+                    called.request_id,
+                )
+                .await?;
+            ctx.say(format!(
+                "A2 {} was stopped (a failback drill); StartReplication",
+                a2.id
+            ));
+            Ok(())
+        }
+        Err(e) => {
+            ctx.journal.fail_effect(effect, &e.to_string()).await?;
+            Err(e.into())
+        }
+    }
+}
+
+/// Polls the A2s (one DescribeSourceServers for the wave) until every one is CONTINUOUS with
+/// its lag within the RPO.
+async fn wait_ready(
+    ctx: &mut StepCtx<'_>,
+    out: &mut ReversedReplicationOutput,
+) -> Result<(), Halt> {
+    let ids: Vec<String> = out
+        .servers
+        .values()
+        .filter_map(|s| s.a2_id.clone())
+        .collect();
+    let rpo = ctx.runbook.rpo();
+    let started = ctx.clock.now();
+    let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(30));
+    let mut last = String::new();
+    loop {
+        let a2s = ctx.clients.source.describe_source_servers(&ids).await?;
+        let mut ready = 0;
+        let mut broken = Vec::new();
+        for (b1, s) in out.servers.iter_mut() {
+            let Some(a2) = a2s.iter().find(|a| Some(&a.id) == s.a2_id.as_ref()) else {
+                broken.push(format!(
+                    "{b1}: A2 {} is missing from the origin",
+                    s.a2_id.as_deref().unwrap_or("?")
+                ));
+                continue;
+            };
+            s.replication_state = a2.replication_state.clone();
+            s.lag = a2.lag.clone();
+            let lag = a2
+                .lag
+                .as_deref()
+                .and_then(parse_iso_duration)
+                .unwrap_or_default();
+            let state = a2.replication_state.as_deref().unwrap_or("unknown");
+            if state == "CONTINUOUS" && rpo.is_none_or(|rpo| lag <= rpo) {
+                ready += 1;
+                s.ready_at
+                    .get_or_insert_with(|| ctx.clock.now().to_rfc3339());
+            } else if matches!(state, "STOPPED" | "DISCONNECTED" | "STALLED") {
+                broken.push(format!("{b1}: A2 {} is {state}", a2.id));
+            }
+        }
+        if !broken.is_empty() {
+            ctx.save(&*out).await?;
+            return Err(Halt::Failed(StepFailure::new(
+                format!(
+                    "reversed replication is not progressing: {}",
+                    broken.join("; ")
+                ),
+                format!(
+                    "check the A2 servers in the DRS console of account {} ({}) and the network from the recovery instances to the DRS endpoint there (TCP 443), then `retry` this step",
+                    ctx.clients.source.account_id, ctx.clients.source.region
+                ),
+            )));
+        }
+        let states: Vec<String> = out
+            .servers
+            .values()
+            .map(|s| {
+                format!(
+                    "{} {}",
+                    s.a2_id.as_deref().unwrap_or("?"),
+                    s.replication_state.as_deref().unwrap_or("unknown")
+                )
+            })
+            .collect();
+        let line = format!(
+            "{ready}/{} A2 ready ({})",
+            out.servers.len(),
+            states.join(", ")
+        );
+        if line != last {
+            ctx.say(&line);
+            ctx.save(&*out).await?;
+            last = line.clone();
+        }
+        if ready == out.servers.len() {
+            return Ok(());
+        }
+        let waited = (ctx.clock.now() - started).to_std().unwrap_or_default();
+        if waited > READY_DEADLINE {
+            return Err(Halt::Failed(StepFailure::new(
+                format!(
+                    "reversed replication did not become ready within {} hours: {line}",
+                    READY_DEADLINE.as_secs() / 3600
+                ),
+                "check replication of the A2 servers in the origin's DRS console (lag, backlog, staging network), then `retry` this step",
+            )));
+        }
+        let interval = backoff.next_interval();
+        ctx.pause(interval).await?;
+    }
+}

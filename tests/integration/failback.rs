@@ -1,0 +1,535 @@
+//! Failback end to end: the built binary fails `runbooks/payments.toml` over (cross-account,
+//! cross-region, two waves) and back against the in-process simulator; the assertions read the
+//! world back through the SDK and count mutating calls from `/_sim/stats`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::engine::{CliRun, drs_runbook};
+use crate::support::TestSim;
+
+const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
+const RUNBOOK: &str = "runbooks/payments.toml";
+const SOURCE: (&str, &str) = ("111111111111", "us-east-1");
+const TARGET: (&str, &str) = ("222222222222", "us-west-2");
+const ZONE: &str = "Z0123456789ABCDEFGHIJ";
+const NAME: &str = "api.payments.example.com.";
+const FAILBACK_TG: &str =
+    "arn:aws:elasticloadbalancing:us-east-1:111111111111:targetgroup/payments/fedcba9876543210";
+const APP_SERVERS: [&str; 2] = ["s-234567890abcdef01", "s-34567890abcdef012"];
+
+async fn cli(db: &Path, sim: &TestSim, args: &[&str]) -> CliRun {
+    let (db, endpoint) = (db.to_path_buf(), sim.endpoint.clone());
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        drs_runbook(&db, Some(&endpoint), &args)
+    })
+    .await
+    .unwrap()
+}
+
+fn mutations(stats: &Value, operation: &str) -> Vec<Value> {
+    stats["mutations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["operation"] == operation)
+        .cloned()
+        .collect()
+}
+
+async fn record_values(sim: &TestSim) -> Vec<String> {
+    let sets = sim
+        .route53(SOURCE.0)
+        .list_resource_record_sets()
+        .hosted_zone_id(ZONE)
+        .send()
+        .await
+        .unwrap();
+    let mut values: Vec<String> = sets
+        .resource_record_sets()
+        .iter()
+        .filter(|r| r.name() == NAME && r.r#type().as_str() == "A")
+        .flat_map(|r| r.resource_records().iter().map(|v| v.value().to_string()))
+        .collect();
+    values.sort();
+    values
+}
+
+async fn healthy_targets(sim: &TestSim) -> Vec<String> {
+    let health = sim
+        .elbv2(SOURCE.0, SOURCE.1)
+        .describe_target_health()
+        .target_group_arn(FAILBACK_TG)
+        .send()
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = health
+        .target_health_descriptions()
+        .iter()
+        .filter(|d| d.target_health().unwrap().state().unwrap().as_str() == "healthy")
+        .map(|d| d.target().unwrap().id().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn recovery_instances(
+    sim: &TestSim,
+    (account, region): (&str, &str),
+) -> Vec<aws_sdk_drs::types::RecoveryInstance> {
+    sim.drs(account, region)
+        .describe_recovery_instances()
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .to_vec()
+}
+
+async fn source_servers(
+    sim: &TestSim,
+    (account, region): (&str, &str),
+) -> Vec<aws_sdk_drs::types::SourceServer> {
+    sim.drs(account, region)
+        .describe_source_servers()
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .to_vec()
+}
+
+fn ips(instance: &aws_sdk_drs::types::RecoveryInstance) -> Vec<String> {
+    instance
+        .recovery_instance_properties()
+        .unwrap()
+        .network_interfaces()
+        .iter()
+        .flat_map(|n| n.ips().to_vec())
+        .collect()
+}
+
+/// Seeds the payments world and fails it over; returns the failover run's ID.
+async fn failed_over(sim: &TestSim, db: &Path) -> String {
+    sim.seed(PAYMENTS).await;
+    let run = cli(db, sim, &["--output", "json", "failover", RUNBOOK, "--yes"]).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    run.json()["run_id"].as_str().unwrap().to_string()
+}
+
+/// The A2s (origin) and the B1s (target) reference each other by reversedDirectionSourceServerArn.
+async fn assert_a2_linked_to_b1(sim: &TestSim) -> Vec<aws_sdk_drs::types::SourceServer> {
+    let b1s = source_servers(sim, TARGET).await;
+    let a2s: Vec<_> = source_servers(sim, SOURCE)
+        .await
+        .into_iter()
+        .filter(|s| s.replication_direction().map(|d| d.as_str()) == Some("FAILBACK"))
+        .collect();
+    assert_eq!(a2s.len(), 3, "one A2 per recovered server: {a2s:#?}");
+    for a2 in &a2s {
+        let b1 = b1s
+            .iter()
+            .find(|b| b.arn() == a2.reversed_direction_source_server_arn())
+            .unwrap_or_else(|| panic!("A2 {a2:#?} is linked to a B1"));
+        assert_eq!(
+            b1.reversed_direction_source_server_arn(),
+            a2.arn(),
+            "B1 points back at its A2"
+        );
+    }
+    a2s
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failover_then_failback_returns_traffic_to_the_origin_and_cleans_up() {
+    let sim = TestSim::start(600.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let failover_id = failed_over(&sim, &db).await;
+    let b2s: BTreeSet<String> = recovery_instances(&sim, TARGET)
+        .await
+        .iter()
+        .map(|i| i.recovery_instance_id().unwrap().to_string())
+        .collect();
+    assert_eq!(b2s.len(), 3);
+    let before = sim.get("/_sim/stats").await;
+
+    let run = cli(
+        &db,
+        &sim,
+        &["--output", "json", "failback", RUNBOOK, "--yes"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(
+        run.stderr
+            .contains(&format!("failing back from failover run {failover_id}")),
+        "{}",
+        run.stderr
+    );
+    let report = run.json();
+    assert_eq!(report["operation"], "failback");
+    assert_eq!(report["status"], "succeeded");
+    let keys: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "preflight",
+            "reversed_replication:db",
+            "a2_recovery:db",
+            "snapshot_conversion:db",
+            "launch:db",
+            "reversed_replication:app",
+            "a2_recovery:app",
+            "snapshot_conversion:app",
+            "launch:app",
+            "lb_switch:app",
+            "dns_cutover",
+            "cleanup"
+        ]
+    );
+    let run_id = report["run_id"].as_str().unwrap();
+
+    // Mutating calls of the failback alone: one ReverseReplication per B2, in the target;
+    // one StartRecovery per wave (the minimal batches), in the origin, on the A2s.
+    let stats = sim.get("/_sim/stats").await;
+    let new = |op: &str| mutations(&stats, op).split_off(mutations(&before, op).len());
+    let reversals = new("ReverseReplication");
+    let reversed: BTreeSet<String> = reversals
+        .iter()
+        .map(|m| {
+            m["params"]["recoveryInstanceID"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        reversed, b2s,
+        "one ReverseReplication per B2: {reversals:#?}"
+    );
+    assert_eq!(reversals.len(), 3);
+    assert!(
+        reversals
+            .iter()
+            .all(|m| m["account"] == TARGET.0 && m["region"] == TARGET.1)
+    );
+    let starts = new("StartRecovery");
+    assert_eq!(starts.len(), 2, "one StartRecovery per wave: {starts:#?}");
+    assert!(starts.iter().all(|m| m["account"] == SOURCE.0
+        && m["region"] == SOURCE.1
+        && m["params"]["isDrill"] != true));
+    assert_eq!(
+        starts[0]["params"]["sourceServers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "the db wave first"
+    );
+    assert_eq!(
+        starts[1]["params"]["sourceServers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(new("StartReplication").is_empty());
+
+    // A2s exist in the origin, linked to their B1s, and A3s were launched from them.
+    let a2s = assert_a2_linked_to_b1(&sim).await;
+    let a2_ids: BTreeSet<&str> = a2s.iter().map(|s| s.source_server_id().unwrap()).collect();
+    let a3s = recovery_instances(&sim, SOURCE).await;
+    assert_eq!(a3s.len(), 3, "{a3s:#?}");
+    assert!(
+        a3s.iter().all(
+            |a3| a2_ids.contains(a3.source_server_id().unwrap()) && a3.is_drill() != Some(true)
+        )
+    );
+    // Started with AWS's order: A2's replication stopped, then the B2s terminated.
+    assert!(a2s.iter().all(|s| {
+        s.data_replication_info()
+            .unwrap()
+            .data_replication_state()
+            .unwrap()
+            .as_str()
+            == "STOPPED"
+    }));
+    assert!(
+        recovery_instances(&sim, TARGET).await.is_empty(),
+        "the B2s are terminated ([cleanup] terminate_recovery_instances = true)"
+    );
+    let order: Vec<String> = stats["mutations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["operation"].as_str().unwrap().to_string())
+        .filter(|o| o == "StopReplication" || o == "TerminateRecoveryInstances")
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "StopReplication",
+            "StopReplication",
+            "StopReplication",
+            "TerminateRecoveryInstances"
+        ]
+    );
+    // B1 keeps replicating (stop_source_replication = false).
+    assert!(source_servers(&sim, TARGET).await.iter().all(|s| {
+        s.data_replication_info()
+            .unwrap()
+            .data_replication_state()
+            .unwrap()
+            .as_str()
+            == "CONTINUOUS"
+    }));
+
+    // Traffic is back on the failed-back instances: DNS at the app A3s' IPs, A4s healthy in the
+    // origin target group (and A1 deregistered).
+    let app_a2s: BTreeSet<&str> = a2s
+        .iter()
+        .filter(|a2| {
+            let b1 = a2.reversed_direction_source_server_arn().unwrap();
+            APP_SERVERS.iter().any(|s| b1.ends_with(s))
+        })
+        .map(|a2| a2.source_server_id().unwrap())
+        .collect();
+    let app_a3s: Vec<_> = a3s
+        .iter()
+        .filter(|a3| app_a2s.contains(a3.source_server_id().unwrap()))
+        .collect();
+    assert_eq!(app_a3s.len(), 2);
+    let mut app_ips: Vec<String> = app_a3s.iter().flat_map(|a3| ips(a3)).collect();
+    app_ips.sort();
+    assert_eq!(record_values(&sim).await, app_ips);
+    let mut app_a4s: Vec<String> = app_a3s
+        .iter()
+        .map(|a3| a3.ec2_instance_id().unwrap().to_string())
+        .collect();
+    app_a4s.sort();
+    assert_eq!(healthy_targets(&sim).await, app_a4s);
+
+    // No orphan: every recovery instance left is one this run recorded.
+    let shown = drs_runbook(&db, None, &["--output", "json", "show", run_id]);
+    assert_eq!(shown.code, 0, "{shown:#?}");
+    let shown = shown.json();
+    assert_eq!(
+        shown["run"]["parent_run_id"],
+        failover_id.as_str(),
+        "the failback is linked to its failover"
+    );
+    let recorded: BTreeSet<String> = shown["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "launch")
+        .flat_map(|s| {
+            s["output"]["servers"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|v| v["recovery_instance_id"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let present: BTreeSet<String> = a3s
+        .iter()
+        .map(|i| i.recovery_instance_id().unwrap().to_string())
+        .collect();
+    assert_eq!(present, recorded);
+    // The A2s replicated continuously before they were launched from.
+    let reversed_steps: Vec<&Value> = shown["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "reversed_replication")
+        .collect();
+    assert_eq!(reversed_steps.len(), 2);
+    for step in reversed_steps {
+        for server in step["output"]["servers"].as_object().unwrap().values() {
+            assert_eq!(server["replication_state"], "CONTINUOUS", "{step:#}");
+            assert_eq!(server["how"], "reverse_replication");
+        }
+    }
+    let text = drs_runbook(&db, None, &["show", run_id]);
+    assert!(
+        text.stdout
+            .contains(&format!("linked to run {failover_id}")),
+        "{}",
+        text.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failback_drill_leaves_nothing_behind_and_a_real_failback_reuses_its_a2s() {
+    let sim = TestSim::start(600.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    failed_over(&sim, &db).await;
+    let dns_after_failover = record_values(&sim).await;
+    let tg_after_failover = healthy_targets(&sim).await;
+    let running = |instances: Vec<aws_sdk_drs::types::RecoveryInstance>| -> Vec<(String, String)> {
+        instances
+            .iter()
+            .map(|i| {
+                (
+                    i.recovery_instance_id().unwrap().to_string(),
+                    i.ec2_instance_state().unwrap().as_str().to_string(),
+                )
+            })
+            .collect()
+    };
+    let b2s_before = running(recovery_instances(&sim, TARGET).await);
+    assert_eq!(b2s_before.len(), 3);
+
+    let run = cli(
+        &db,
+        &sim,
+        &["--output", "json", "failback", RUNBOOK, "--drill", "--yes"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let report = run.json();
+    assert_eq!(report["status"], "succeeded");
+    let keys: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert!(
+        !keys.contains(&"dns_cutover") && !keys.contains(&"lb_switch:app"),
+        "a drill moves no traffic: {keys:?}"
+    );
+
+    let stats = sim.get("/_sim/stats").await;
+    let starts: Vec<Value> = mutations(&stats, "StartRecovery")
+        .into_iter()
+        .filter(|m| m["account"] == SOURCE.0)
+        .collect();
+    assert_eq!(starts.len(), 2);
+    assert!(
+        starts.iter().all(|m| m["params"]["isDrill"] == true),
+        "A2 launched as a drill"
+    );
+    // Nothing behind: no A3 left, every A2 stopped, traffic and the failover's B2s untouched.
+    assert!(
+        recovery_instances(&sim, SOURCE).await.is_empty(),
+        "the drill instances (A3) are terminated"
+    );
+    let a2s = assert_a2_linked_to_b1(&sim).await;
+    assert!(a2s.iter().all(|s| {
+        s.data_replication_info()
+            .unwrap()
+            .data_replication_state()
+            .unwrap()
+            .as_str()
+            == "STOPPED"
+    }));
+    assert_eq!(record_values(&sim).await, dns_after_failover);
+    assert_eq!(healthy_targets(&sim).await, tg_after_failover);
+    assert_eq!(
+        running(recovery_instances(&sim, TARGET).await),
+        b2s_before,
+        "the failover's recovery instances keep serving"
+    );
+    assert!(b2s_before.iter().all(|(_, state)| state == "RUNNING"));
+
+    // A real failback afterwards restarts the stopped A2s instead of reversing again.
+    let run = cli(
+        &db,
+        &sim,
+        &["--output", "json", "failback", RUNBOOK, "--yes"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let stats = sim.get("/_sim/stats").await;
+    assert_eq!(
+        mutations(&stats, "ReverseReplication").len(),
+        3,
+        "one ReverseReplication per B2, ever"
+    );
+    assert_eq!(mutations(&stats, "StartReplication").len(), 3);
+    assert!(recovery_instances(&sim, TARGET).await.is_empty());
+    assert_eq!(recovery_instances(&sim, SOURCE).await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failback_without_a_succeeded_failover_is_refused() {
+    let sim = TestSim::start(600.0).await;
+    sim.seed(PAYMENTS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let run = cli(&db, &sim, &["failback", RUNBOOK, "--yes"]).await;
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("no failover of runbook payments has succeeded"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("drs-runbook failover"),
+        "says what to do: {}",
+        run.stderr
+    );
+
+    // A drill is not a failover to reverse.
+    let drill = cli(&db, &sim, &["--output", "json", "drill", RUNBOOK, "--yes"]).await;
+    assert_eq!(drill.code, 0, "{drill:#?}");
+    let drill_id = drill.json()["run_id"].as_str().unwrap().to_string();
+    let run = cli(&db, &sim, &["failback", RUNBOOK, "--from-run", &drill_id]).await;
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(
+        run.stderr.contains("it is a drill run, not a failover"),
+        "{}",
+        run.stderr
+    );
+    let stats = sim.get("/_sim/stats").await;
+    assert!(mutations(&stats, "ReverseReplication").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_uninitialized_origin_fails_preflight_naming_the_account_and_what_to_do() {
+    let sim = TestSim::start(600.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    failed_over(&sim, &db).await;
+    // The failback's first DescribeSourceServers is its look at the origin (source) side.
+    let fault = serde_json::json!({ "faults": [{ "kind": "api_error", "service": "drs", "operation": "DescribeSourceServers", "error": "UninitializedAccountException", "count": 1 }] });
+    assert_eq!(sim.post("/_sim/faults", &fault).await.0, 200);
+    let run = cli(
+        &db,
+        &sim,
+        &["--output", "json", "failback", RUNBOOK, "--yes"],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    let report = run.json();
+    assert_eq!(report["status"], "failed");
+    let error = report["error"].as_str().unwrap();
+    assert!(error.starts_with("step preflight failed"), "{error}");
+    assert!(error.contains("drs:origin initialized"), "{error}");
+    assert!(
+        error.contains("source side's account 111111111111 region us-east-1"),
+        "names the side and account: {error}"
+    );
+    assert!(
+        error.contains("InitializeService"),
+        "says what to do: {error}"
+    );
+    let stats = sim.get("/_sim/stats").await;
+    assert!(
+        mutations(&stats, "ReverseReplication").is_empty(),
+        "nothing changed"
+    );
+}
