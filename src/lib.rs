@@ -9,6 +9,8 @@
 //! - [`runbook`]: the runbook file model (serde) and its validation, every problem with file:line.
 //! - [`store`]: the run store (SQLite via sqlx): runs, steps, effects, the audit hash chain,
 //!   leases and claims; free functions that compose inside one transaction.
+//! - [`doctor`]: read-only readiness checks of the cross-account setup (IAM, KMS, DRS) and
+//!   the policies it needs.
 //! - [`sim`]: the simulated AWS cloud, an HTTP server that speaks the real wire protocols of DRS
 //!   (restJson1), Route 53 (restXml) and ELBv2 (awsQuery), with a JSON control API under `/_sim/`.
 //!
@@ -17,6 +19,7 @@
 
 pub mod aws;
 pub mod cli;
+pub mod doctor;
 pub mod engine;
 pub mod runbook;
 pub mod sim;

@@ -3,6 +3,7 @@
 //! `0` succeeded · `1` the run failed · `2` invalid input · `3` paused for an operator ·
 //! `4` refused, another run holds the resources · `130` interrupted.
 
+mod doctor;
 mod operate;
 mod plan;
 mod runs;
@@ -73,6 +74,8 @@ pub enum Command {
     Status(runs::StatusArgs),
     /// One run in detail: steps, timings, attempts, approvals, errors, AWS request IDs.
     Show(runs::ShowArgs),
+    /// Read-only readiness of the cross-account setup: IAM roles, KMS keys, DRS and replication.
+    Doctor(doctor::Args),
     /// The simulated AWS cloud.
     Sim {
         #[command(subcommand)]
@@ -134,6 +137,7 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Approve(args) => runs::approve(&cli, args).await,
         Command::Status(args) => runs::status(&cli, args).await,
         Command::Show(args) => runs::show(&cli, args).await,
+        Command::Doctor(args) => doctor::run(&cli, args).await,
         Command::Sim {
             command: SimCommand::Serve(args),
         } => sim_serve::run(args).await,
