@@ -17,7 +17,13 @@ impl SideClients {
     /// answers UninitializedAccountException.
     pub async fn drs_initialized(&self) -> Result<bool, AwsError> {
         let site = self.site("drs:DescribeSourceServers", "the account's source servers");
-        match self.drs.describe_source_servers().max_results(1).send().await {
+        match self
+            .drs
+            .describe_source_servers()
+            .max_results(1)
+            .send()
+            .await
+        {
             Ok(_) => Ok(true),
             Err(e) => {
                 let error = classify(&site, &e);
@@ -53,7 +59,10 @@ impl SideClients {
     }
 
     /// GetLaunchConfiguration: the server's EC2 launch template ID, if DRS has one.
-    pub async fn launch_template_id(&self, source_server_id: &str) -> Result<Option<String>, AwsError> {
+    pub async fn launch_template_id(
+        &self,
+        source_server_id: &str,
+    ) -> Result<Option<String>, AwsError> {
         let site = self.site("drs:GetLaunchConfiguration", source_server_id);
         let out = self
             .drs

@@ -42,7 +42,10 @@ impl SetupClients {
         let site = self.iam_site("iam:GetRole", name);
         let got = match self.iam.get_role().role_name(name).send().await {
             Ok(out) => out,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
                 return Ok(None);
             }
             Err(e) => return Err(classify(&site, &e)),

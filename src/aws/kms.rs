@@ -40,7 +40,10 @@ impl SetupClients {
         let site = self.kms_site("kms:DescribeKey", key);
         let described = match self.kms.describe_key().key_id(key).send().await {
             Ok(out) => out,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_not_found_exception()) =>
+            {
                 return Ok(None);
             }
             Err(e) => return Err(classify(&site, &e)),
@@ -72,7 +75,14 @@ impl SetupClients {
             state: meta
                 .key_state()
                 .map(|s| s.as_str().to_string())
-                .unwrap_or_else(|| if meta.enabled() { "Enabled" } else { "Disabled" }.to_string()),
+                .unwrap_or_else(|| {
+                    if meta.enabled() {
+                        "Enabled"
+                    } else {
+                        "Disabled"
+                    }
+                    .to_string()
+                }),
             rotation_enabled: rotation.key_rotation_enabled(),
             policy: policy.policy().map(decode_policy).unwrap_or(Value::Null),
         }))

@@ -21,11 +21,15 @@ pub struct Args {
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
-    let loaded = crate::runbook::load(&args.runbook).map_err(|e| CliError::invalid_input(e.to_string()))?;
+    let loaded =
+        crate::runbook::load(&args.runbook).map_err(|e| CliError::invalid_input(e.to_string()))?;
     let runbook = &loaded.runbook;
     if args.print_policies {
         let policies = doctor::expected::print_policies(runbook);
-        println!("{}", serde_json::to_string_pretty(&policies).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&policies).unwrap_or_default()
+        );
         return Ok(exit::SUCCEEDED);
     }
     let cloud = session::connect(cli, runbook, &loaded.text).await?;
@@ -33,14 +37,23 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
         (_, true) => Connection::Simulated {
             endpoint_url: cli.endpoint_url.clone().unwrap_or_default(),
         },
-        (url, false) => Connection::Aws { endpoint_url: url.clone() },
+        (url, false) => Connection::Aws {
+            endpoint_url: url.clone(),
+        },
     };
     let setup = crate::aws::connect_setup(runbook, &connection).await;
     let report = doctor::run(runbook, &cloud.clients, setup.as_ref(), cloud.clock.now()).await;
     cloud.close();
     match cli.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
         Output::Text => print!("{}", doctor::render_text(&report)),
     }
-    Ok(if report.has_failures() { exit::RUN_FAILED } else { exit::SUCCEEDED })
+    Ok(if report.has_failures() {
+        exit::RUN_FAILED
+    } else {
+        exit::SUCCEEDED
+    })
 }

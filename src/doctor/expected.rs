@@ -248,7 +248,11 @@ pub struct ExpectedKey {
 /// and recovered volumes).
 pub fn keys(runbook: &Runbook) -> Vec<ExpectedKey> {
     let staging_role = role_arn(&runbook.target.account_id, &runbook.doctor.staging_role);
-    let key = |side: Account, key: &str, granted: &[&str], required: Vec<&'static str>, sid: &str| {
+    let key = |side: Account,
+               key: &str,
+               granted: &[&str],
+               required: Vec<&'static str>,
+               sid: &str| {
         let spec = runbook.side(side);
         let via = vec![
             format!("ec2.{}.amazonaws.com", spec.region),
@@ -352,9 +356,10 @@ pub fn print_policies(runbook: &Runbook) -> Value {
                 role_list.push(entry);
             }
         }
-        let key = keys(runbook).into_iter().find(|k| k.side == side).map(|k| {
-            json!({ "key": k.key, "region": k.region, "key_policy": k.policy })
-        });
+        let key = keys(runbook)
+            .into_iter()
+            .find(|k| k.side == side)
+            .map(|k| json!({ "key": k.key, "region": k.region, "key_policy": k.policy }));
         accounts.insert(
             side.as_str().to_string(),
             json!({

@@ -28,7 +28,10 @@ pub(super) async fn check(runbook: &Runbook, setup: &SetupPair) -> (Vec<Check>, 
             Ok(Some(key)) => key,
             Ok(None) => {
                 checks.push(state.fail(
-                    format!("no key {} in account {} ({})", expected.key, expected.account, expected.region),
+                    format!(
+                        "no key {} in account {} ({})",
+                        expected.key, expected.account, expected.region
+                    ),
                     create_key_fix(&expected),
                 ));
                 continue;
@@ -45,22 +48,37 @@ pub(super) async fn check(runbook: &Runbook, setup: &SetupPair) -> (Vec<Check>, 
             state.pass(format!("{} is Enabled", key.arn))
         } else {
             state.fail(
-                format!("{} is {}: nothing can encrypt or decrypt with it", key.arn, key.state),
-                format!("aws kms enable-key --key-id {} --region {}", key.arn, expected.region),
+                format!(
+                    "{} is {}: nothing can encrypt or decrypt with it",
+                    key.arn, key.state
+                ),
+                format!(
+                    "aws kms enable-key --key-id {} --region {}",
+                    key.arn, expected.region
+                ),
             )
         });
-        let rotation = builder("rotation", format!("{side} KMS key {} rotates", expected.key));
+        let rotation = builder(
+            "rotation",
+            format!("{side} KMS key {} rotates", expected.key),
+        );
         checks.push(if key.rotation_enabled {
             rotation.pass("automatic rotation is on")
         } else {
             rotation.warn(
                 "automatic rotation is off",
-                format!("aws kms enable-key-rotation --key-id {} --region {}", key.arn, expected.region),
+                format!(
+                    "aws kms enable-key-rotation --key-id {} --region {}",
+                    key.arn, expected.region
+                ),
             )
         });
         let policy = builder(
             "policy",
-            format!("{side} KMS key {} lets the DRS staging role use it via EC2 and DRS", expected.key),
+            format!(
+                "{side} KMS key {} lets the DRS staging role use it via EC2 and DRS",
+                expected.key
+            ),
         );
         checks.push(policy_check(policy, &expected, &key));
     }
@@ -119,7 +137,10 @@ fn policy_check(check: CheckBuilder, expected: &ExpectedKey, key: &Key) -> Check
         ));
     } else if !granting.is_empty() {
         for service in &expected.via_services {
-            if !granting.iter().any(|s| s.condition_allows("kms:ViaService", service)) {
+            if !granting
+                .iter()
+                .any(|s| s.condition_allows("kms:ViaService", service))
+            {
                 problems.push(format!("kms:ViaService does not include {service}"));
             }
         }

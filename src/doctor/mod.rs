@@ -192,7 +192,11 @@ async fn identity_checks(runbook: &Runbook, setup: &SetupPair) -> Vec<Check> {
         let spec = runbook.side(side);
         let check = Check::new(
             format!("sts.identity@{}", spec.account_id),
-            format!("credentials of [{}] act in account {}", side.as_str(), spec.account_id),
+            format!(
+                "credentials of [{}] act in account {}",
+                side.as_str(),
+                spec.account_id
+            ),
             &spec.account_id,
             &spec.region,
         );

@@ -211,7 +211,10 @@ mod tests {
         assert!(wildcard_match("kms:*", "kms:Decrypt"));
         assert!(wildcard_match("kms:ReEncrypt*", "kms:ReEncryptFrom"));
         assert!(wildcard_match("KMS:decrypt", "kms:Decrypt"));
-        assert!(wildcard_match("arn:aws:drs:*:*:source-server/*", "arn:aws:drs:us-west-2:222222222222:source-server/s-1"));
+        assert!(wildcard_match(
+            "arn:aws:drs:*:*:source-server/*",
+            "arn:aws:drs:us-west-2:222222222222:source-server/s-1"
+        ));
         assert!(!wildcard_match("kms:Decrypt", "kms:DescribeKey"));
         assert!(!wildcard_match("i-*", "s-1"));
     }
@@ -227,7 +230,15 @@ mod tests {
         assert!(s[0].condition_allows("aws:sourceaccount", "111111111111"));
         assert!(!s[0].condition_allows("aws:SourceAccount", "222222222222"));
         assert_eq!(s[0].principal_accounts(), vec!["111111111111"]);
-        assert_eq!(missing_actions(&s, "AWS", "arn:aws:iam::111111111111:root", &["sts:AssumeRole", "sts:TagSession"]), vec!["sts:TagSession"]);
+        assert_eq!(
+            missing_actions(
+                &s,
+                "AWS",
+                "arn:aws:iam::111111111111:root",
+                &["sts:AssumeRole", "sts:TagSession"]
+            ),
+            vec!["sts:TagSession"]
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::expected::{self, ExpectedRole, RoleKind, ROLE_PATH};
+use super::expected::{self, ExpectedRole, ROLE_PATH, RoleKind};
 use super::policy::{Statement, statements};
 use super::{Check, CheckBuilder};
 use crate::aws::SetupPair;
@@ -41,7 +41,8 @@ pub(super) async fn check(runbook: &Runbook, setup: &SetupPair) -> Vec<Check> {
                     format!("no role {} in account {}", role.name, role.account),
                     create_role_fix(&role),
                 )),
-                Err(e) => checks.push(trust.fail(format!("the role could not be read: {e}"), e.hint.clone())),
+                Err(e) => checks
+                    .push(trust.fail(format!("the role could not be read: {e}"), e.hint.clone())),
             }
         }
     }
@@ -106,7 +107,11 @@ fn trust_check(check: CheckBuilder, role: &ExpectedRole, found: &Role, origin: &
 fn authorized_arn(role: &ExpectedRole, origin: &str) -> String {
     statements(&role.trust_policy)
         .first()
-        .and_then(|s| s.condition("aws:PrincipalArn").first().and_then(|c| c.values.first().cloned()))
+        .and_then(|s| {
+            s.condition("aws:PrincipalArn")
+                .first()
+                .and_then(|c| c.values.first().cloned())
+        })
         .unwrap_or_else(|| format!("arn:aws:iam::{origin}:role{ROLE_PATH}"))
 }
 
@@ -142,7 +147,9 @@ fn staging_problems(statements: &[Statement], account: &str) -> Vec<String> {
     }
     let mut problems = Vec::new();
     if drs_statements(statements, "sts:SetSourceIdentity").is_empty() {
-        problems.push(format!("does not let {DRS_SERVICE} call sts:SetSourceIdentity"));
+        problems.push(format!(
+            "does not let {DRS_SERVICE} call sts:SetSourceIdentity"
+        ));
     }
     problems.extend(condition_problem(&trusting, "sts:SourceIdentity", account));
     problems.extend(condition_problem(&trusting, "aws:SourceAccount", account));
@@ -154,15 +161,17 @@ fn replication_problems(statements: &[Statement], account: &str) -> Vec<String> 
     if trusting.is_empty() {
         return vec![format!("does not trust {DRS_SERVICE} for sts:AssumeRole")];
     }
-    ["recovery-instance/i-0123456789abcdef0", "source-server/s-0123456789abcdef0"]
-        .iter()
-        .filter_map(|resource| {
-            let sample = format!("arn:aws:drs:us-east-1:{account}:{resource}");
-            condition_problem(&trusting, "aws:SourceArn", &sample).map(|p| {
-                format!("{p} for {}", resource.split('/').next().unwrap_or(resource))
-            })
-        })
-        .collect()
+    [
+        "recovery-instance/i-0123456789abcdef0",
+        "source-server/s-0123456789abcdef0",
+    ]
+    .iter()
+    .filter_map(|resource| {
+        let sample = format!("arn:aws:drs:us-east-1:{account}:{resource}");
+        condition_problem(&trusting, "aws:SourceArn", &sample)
+            .map(|p| format!("{p} for {}", resource.split('/').next().unwrap_or(resource)))
+    })
+    .collect()
 }
 
 /// Whether a statement trusts `principal_arn` for `action`: naming it, or naming its account
@@ -203,7 +212,10 @@ fn wrong_account(statements: &[Statement], action: &str, account: &str, what: &s
 fn agent_problems(statements: &[Statement], origin: &str, authorized: &str) -> Vec<String> {
     let mut problems = Vec::new();
     for action in ["sts:AssumeRole", "sts:TagSession"] {
-        if !statements.iter().any(|s| trusts_role(s, action, authorized, origin)) {
+        if !statements
+            .iter()
+            .any(|s| trusts_role(s, action, authorized, origin))
+        {
             problems.push(wrong_account(statements, action, origin, authorized));
         }
     }
@@ -212,9 +224,18 @@ fn agent_problems(statements: &[Statement], origin: &str, authorized: &str) -> V
         .filter(|s| trusts_role(s, "sts:SetSourceIdentity", authorized, origin))
         .collect();
     if identity.is_empty() {
-        problems.push(wrong_account(statements, "sts:SetSourceIdentity", origin, authorized));
+        problems.push(wrong_account(
+            statements,
+            "sts:SetSourceIdentity",
+            origin,
+            authorized,
+        ));
     } else {
-        problems.extend(condition_problem(&identity, "sts:SourceIdentity", "i-0123456789abcdef0"));
+        problems.extend(condition_problem(
+            &identity,
+            "sts:SourceIdentity",
+            "i-0123456789abcdef0",
+        ));
     }
     problems
 }
@@ -237,7 +258,9 @@ fn authorized_problems(statements: &[Statement], origin: &str) -> Vec<String> {
     }
     for key in ["aws:RequestTag/SourceInstanceARN", "sts:TransitiveTagKeys"] {
         if trusting.iter().all(|s| s.condition(key).is_empty()) {
-            problems.push(format!("no {key} condition (the agent's instance must tag its session)"));
+            problems.push(format!(
+                "no {key} condition (the agent's instance must tag its session)"
+            ));
         }
     }
     problems
@@ -270,11 +293,16 @@ fn policies_check(check: CheckBuilder, role: &ExpectedRole, found: &Role) -> Che
             .unwrap_or_default();
         let allowed = found.inline_policies.iter().any(|(_, doc)| {
             statements(doc).iter().any(|s| {
-                s.grants("sts:AssumeRole") && s.resources.iter().any(|r| super::policy::wildcard_match(r, &agent_arn))
+                s.grants("sts:AssumeRole")
+                    && s.resources
+                        .iter()
+                        .any(|r| super::policy::wildcard_match(r, &agent_arn))
             })
         });
         if !allowed {
-            problems.push(format!("no inline policy allows sts:AssumeRole on {agent_arn}"));
+            problems.push(format!(
+                "no inline policy allows sts:AssumeRole on {agent_arn}"
+            ));
             fixes.push(inline_fix(role, inline));
         }
     }

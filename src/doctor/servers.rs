@@ -57,15 +57,30 @@ async fn server_checks(
     now: DateTime<Utc>,
 ) -> Vec<Check> {
     let target = &clients.target;
-    let ids: Vec<String> = runbook.servers().iter().map(|s| s.source_server_id.to_string()).collect();
+    let ids: Vec<String> = runbook
+        .servers()
+        .iter()
+        .map(|s| s.source_server_id.to_string())
+        .collect();
     let builder = |what: &str, id: &str, title: String| {
-        Check::new(format!("drs.{what}:{id}"), title, &target.account_id, &target.region)
+        Check::new(
+            format!("drs.{what}:{id}"),
+            title,
+            &target.account_id,
+            &target.region,
+        )
     };
     let found = match target.describe_source_servers(&ids).await {
         Ok(found) => found,
         Err(e) => {
-            return vec![builder("servers", "all", "the runbook's source servers can be read".into())
-                .fail(format!("DescribeSourceServers failed: {e}"), e.hint.clone())];
+            return vec![
+                builder(
+                    "servers",
+                    "all",
+                    "the runbook's source servers can be read".into(),
+                )
+                .fail(format!("DescribeSourceServers failed: {e}"), e.hint.clone()),
+            ];
         }
     };
     let mut checks = Vec::new();
@@ -77,9 +92,21 @@ async fn server_checks(
             ));
             continue;
         };
-        checks.push(agent_check(builder("agent", id, format!("agent of {id} recently seen")), server, runbook, now));
-        checks.push(state_check(builder("replication", id, format!("{id} replicates continuously")), server));
-        checks.push(lag_check(builder("lag", id, format!("replication lag of {id} within the RPO")), server, runbook));
+        checks.push(agent_check(
+            builder("agent", id, format!("agent of {id} recently seen")),
+            server,
+            runbook,
+            now,
+        ));
+        checks.push(state_check(
+            builder("replication", id, format!("{id} replicates continuously")),
+            server,
+        ));
+        checks.push(lag_check(
+            builder("lag", id, format!("replication lag of {id} within the RPO")),
+            server,
+            runbook,
+        ));
         let launch = builder("launch", id, format!("{id} has a launch configuration"));
         checks.push(match target.launch_template_id(id).await {
             Ok(Some(template)) => launch.pass(format!("launch template {template}")),
@@ -89,16 +116,28 @@ async fn server_checks(
             ),
             Err(e) => launch.fail(format!("GetLaunchConfiguration failed: {e}"), e.hint.clone()),
         });
-        let encryption = builder("encryption", id, format!("replication of {id} encrypts with the target key"));
+        let encryption = builder(
+            "encryption",
+            id,
+            format!("replication of {id} encrypts with the target key"),
+        );
         checks.push(match target.replication_encryption(id).await {
             Ok(found) => encryption_check(encryption, id, &found, runbook, target_key_arn),
-            Err(e) => encryption.fail(format!("GetReplicationConfiguration failed: {e}"), e.hint.clone()),
+            Err(e) => encryption.fail(
+                format!("GetReplicationConfiguration failed: {e}"),
+                e.hint.clone(),
+            ),
         });
     }
     checks
 }
 
-fn agent_check(check: super::CheckBuilder, server: &crate::aws::drs::SourceServer, runbook: &Runbook, now: DateTime<Utc>) -> Check {
+fn agent_check(
+    check: super::CheckBuilder,
+    server: &crate::aws::drs::SourceServer,
+    runbook: &Runbook,
+    now: DateTime<Utc>,
+) -> Check {
     let within = runbook.doctor.agent_seen_within;
     let Some(seen) = server.last_seen.as_deref().and_then(parse_time) else {
         return check.fail(
@@ -138,7 +177,11 @@ fn state_check(check: super::CheckBuilder, server: &crate::aws::drs::SourceServe
     }
 }
 
-fn lag_check(check: super::CheckBuilder, server: &crate::aws::drs::SourceServer, runbook: &Runbook) -> Check {
+fn lag_check(
+    check: super::CheckBuilder,
+    server: &crate::aws::drs::SourceServer,
+    runbook: &Runbook,
+) -> Check {
     let lag = server.lag.as_deref().and_then(parse_iso_duration);
     match (lag, runbook.rpo()) {
         (Some(lag), Some(rpo)) if lag > rpo => check.fail(

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod doctor;
 mod moto_parity;
 mod runbook_validate;
 mod sim_awscli_drs;
