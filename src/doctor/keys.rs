@@ -16,7 +16,7 @@ pub(super) async fn check(runbook: &Runbook, setup: &SetupPair) -> (Vec<Check>, 
     for expected in expected::keys(runbook) {
         let side = expected.side.as_str();
         let builder = |what: &str, title: String| {
-            Check::new(
+            Check::at(
                 format!("kms.{what}:{}@{}", expected.key, expected.account),
                 title,
                 &expected.account,

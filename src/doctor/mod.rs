@@ -66,7 +66,7 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(id: String, title: String, account: &str, region: &str) -> CheckBuilder {
+    fn at(id: String, title: String, account: &str, region: &str) -> CheckBuilder {
         CheckBuilder {
             id,
             title,
@@ -167,7 +167,7 @@ pub async fn run(
             for side in [Account::Source, Account::Target] {
                 let spec = runbook.side(side);
                 checks.push(
-                    Check::new(
+                    Check::at(
                         format!("setup.reachable@{}", spec.account_id),
                         format!("IAM roles and KMS keys of the {} account", side.as_str()),
                         &spec.account_id,
@@ -190,7 +190,7 @@ async fn identity_checks(runbook: &Runbook, setup: &SetupPair) -> Vec<Check> {
     let mut checks = Vec::new();
     for side in [Account::Source, Account::Target] {
         let spec = runbook.side(side);
-        let check = Check::new(
+        let check = Check::at(
             format!("sts.identity@{}", spec.account_id),
             format!(
                 "credentials of [{}] act in account {}",

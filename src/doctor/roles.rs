@@ -17,7 +17,7 @@ pub(super) async fn check(runbook: &Runbook, setup: &SetupPair) -> Vec<Check> {
     for direction in expected::directions(runbook) {
         for role in expected::roles(&runbook.doctor, &direction) {
             let region = &runbook.side(role.side).region;
-            let trust = Check::new(
+            let trust = Check::at(
                 format!("iam.trust:{}@{}", role.name, role.account),
                 format!(
                     "role {} ({}) trusts what DRS requires",
@@ -26,7 +26,7 @@ pub(super) async fn check(runbook: &Runbook, setup: &SetupPair) -> Vec<Check> {
                 &role.account,
                 region,
             );
-            let policies = Check::new(
+            let policies = Check::at(
                 format!("iam.policies:{}@{}", role.name, role.account),
                 format!("role {} ({}) has its policies", role.name, direction.name),
                 &role.account,

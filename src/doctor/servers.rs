@@ -19,7 +19,7 @@ pub(super) async fn check(
     let mut target_ready = false;
     for side in [Account::Source, Account::Target] {
         let spec = runbook.side(side);
-        let check = Check::new(
+        let check = Check::at(
             format!("drs.initialized@{}/{}", spec.account_id, spec.region),
             format!("DRS is initialized in the {} account", side.as_str()),
             &spec.account_id,
@@ -63,7 +63,7 @@ async fn server_checks(
         .map(|s| s.source_server_id.to_string())
         .collect();
     let builder = |what: &str, id: &str, title: String| {
-        Check::new(
+        Check::at(
             format!("drs.{what}:{id}"),
             title,
             &target.account_id,
@@ -205,8 +205,17 @@ fn encryption_check(
     target_key_arn: Option<&str>,
 ) -> Check {
     let intended = target_key_arn.unwrap_or(&runbook.doctor.target_kms_key);
+    // DRS wants the key's ARN; an alias is resolved by the fix itself when KMS could not be read.
+    let key_arg = if intended.starts_with("arn:") && !intended.contains(":alias/") {
+        intended.to_string()
+    } else {
+        format!(
+            "$(aws kms describe-key --key-id {intended} --region {} --query KeyMetadata.Arn --output text)",
+            runbook.target.region
+        )
+    };
     let fix = format!(
-        "in account {}: aws drs update-replication-configuration --source-server-id {id} --ebs-encryption CUSTOM --ebs-encryption-key-arn {intended} --region {}",
+        "in account {}: aws drs update-replication-configuration --source-server-id {id} --ebs-encryption CUSTOM --ebs-encryption-key-arn {key_arg} --region {}",
         runbook.target.account_id, runbook.target.region
     );
     match (found.ebs_encryption.as_str(), found.key_arn.as_deref()) {

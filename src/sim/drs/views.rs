@@ -417,13 +417,13 @@ pub(super) fn update_replication_configuration(
             ));
         }
     }
-    if let Some(key) = update.ebs_encryption_key_arn.as_deref() {
-        if !key.starts_with("arn:") || key.len() < 20 {
-            return Err(DrsError::field(
-                "ebsEncryptionKeyArn",
-                format!("{key} is not an ARN"),
-            ));
-        }
+    if let Some(key) = update.ebs_encryption_key_arn.as_deref()
+        && (!key.starts_with("arn:") || key.len() < 20)
+    {
+        return Err(DrsError::field(
+            "ebsEncryptionKeyArn",
+            format!("{key} is not an ARN"),
+        ));
     }
     let s = ctx
         .world
