@@ -11,6 +11,8 @@
 //!   leases and claims; free functions that compose inside one transaction.
 //! - [`report`]: the auditor's view: run reports (Markdown, JSON, self-contained HTML with an SVG
 //!   timeline), the drill trend and the verification of the audit hash chain.
+//! - [`doctor`]: read-only readiness checks of the cross-account setup (IAM, KMS, DRS) and
+//!   the policies it needs.
 //! - [`sim`]: the simulated AWS cloud, an HTTP server that speaks the real wire protocols of DRS
 //!   (restJson1), Route 53 (restXml) and ELBv2 (awsQuery), with a JSON control API under `/_sim/`.
 //!
@@ -19,6 +21,7 @@
 
 pub mod aws;
 pub mod cli;
+pub mod doctor;
 pub mod engine;
 pub mod report;
 pub mod runbook;

@@ -7,9 +7,13 @@
 //! step, which reconciles against AWS before trying again (DESIGN section 6).
 
 pub mod drs;
+pub mod drs_setup;
 pub mod elbv2;
 pub mod error;
+pub mod iam;
+pub mod kms;
 pub mod route53;
+pub mod sts;
 
 pub use error::AwsError;
 
@@ -67,8 +71,137 @@ pub async fn connect(runbook: &Runbook, connection: &Connection) -> Clients {
 }
 
 async fn connect_side(side: Account, spec: &Side, connection: &Connection) -> SideClients {
+    let sdk_config = side_sdk_config(spec, connection).await;
+    // Route 53 is global: its calls are signed for us-east-1 whatever the side's region.
+    let route53_config = aws_sdk_route53::config::Builder::from(&sdk_config)
+        .region(aws_sdk_route53::config::Region::new("us-east-1"))
+        .build();
+    let credentials = match (connection, &spec.credentials) {
+        (Connection::Simulated { .. }, _) => "the simulator's credentials".to_string(),
+        (_, Credentials::DefaultChain) => "the default credential chain".to_string(),
+        (_, Credentials::Profile(profile)) => format!("profile {profile}"),
+        (_, Credentials::AssumeRole { role_arn, .. }) => format!("role {role_arn}"),
+    };
+    SideClients {
+        side,
+        account_id: spec.account_id.clone(),
+        region: spec.region.clone(),
+        credentials,
+        drs: aws_sdk_drs::Client::new(&sdk_config),
+        elbv2: aws_sdk_elasticloadbalancingv2::Client::new(&sdk_config),
+        route53: aws_sdk_route53::Client::from_conf(route53_config),
+    }
+}
+
+/// The IAM, KMS and STS clients of one side, for the doctor's read-only checks of the
+/// cross-account setup.
+#[derive(Clone, Debug)]
+pub struct SetupClients {
+    pub side: Account,
+    pub account_id: String,
+    pub region: String,
+    pub iam: aws_sdk_iam::Client,
+    pub kms: aws_sdk_kms::Client,
+    pub sts: aws_sdk_sts::Client,
+}
+
+/// The setup clients of both sides.
+#[derive(Clone, Debug)]
+pub struct SetupPair {
+    pub source: SetupClients,
+    pub target: SetupClients,
+}
+
+impl SetupPair {
+    pub fn side(&self, side: Account) -> &SetupClients {
+        match side {
+            Account::Source => &self.source,
+            Account::Target => &self.target,
+        }
+    }
+}
+
+/// The per-service endpoint variables the setup clients need when the DRS endpoint is the
+/// simulator (which serves DRS, Route 53 and ELBv2, not IAM, KMS or STS).
+pub const SETUP_ENDPOINT_VARIABLES: [&str; 3] = [
+    "AWS_ENDPOINT_URL_IAM",
+    "AWS_ENDPOINT_URL_KMS",
+    "AWS_ENDPOINT_URL_STS",
+];
+
+/// Builds the IAM, KMS and STS clients of both sides; `None` when they cannot be reached: the
+/// connection is the simulator and the `AWS_ENDPOINT_URL_IAM` / `_KMS` / `_STS` variables do
+/// not say where IAM, KMS and STS are.
+///
+/// Endpoints: a per-service variable wins (aws-config reads it natively, but only when no
+/// endpoint was set in code, so none is set here for a service that has one); otherwise
+/// `--endpoint-url` applies as for every call. Against the simulator, IAM, KMS and STS are
+/// another implementation (e.g. moto_server): their credentials come from the standard chain
+/// and the runbook's profile or role, not from the simulator's account-ID convention.
+pub async fn connect_setup(runbook: &Runbook, connection: &Connection) -> Option<SetupPair> {
+    let endpoint = match connection {
+        Connection::Simulated { .. } => {
+            if SETUP_ENDPOINT_VARIABLES
+                .iter()
+                .any(|v| std::env::var_os(v).is_none_or(|url| url.is_empty()))
+            {
+                return None;
+            }
+            None
+        }
+        Connection::Aws { endpoint_url } => endpoint_url.clone(),
+    };
+    let aws = Connection::Aws { endpoint_url: None };
+    Some(SetupPair {
+        source: connect_setup_side(Account::Source, &runbook.source, &aws, endpoint.as_deref()).await,
+        target: connect_setup_side(Account::Target, &runbook.target, &aws, endpoint.as_deref()).await,
+    })
+}
+
+fn has_service_endpoint(variable: &str) -> bool {
+    std::env::var_os(variable).is_some_and(|url| !url.is_empty())
+}
+
+async fn connect_setup_side(
+    side: Account,
+    spec: &Side,
+    connection: &Connection,
+    endpoint: Option<&str>,
+) -> SetupClients {
+    let sdk_config = side_sdk_config(spec, connection).await;
+    // Only a missing per-service variable falls back to `--endpoint-url`: setting `None` here
+    // would erase the endpoint the builder just read from the variable.
+    let fallback = |variable: &str| endpoint.filter(|_| !has_service_endpoint(variable)).map(str::to_string);
+    // IAM is global: signed for us-east-1.
+    let mut iam = aws_sdk_iam::config::Builder::from(&sdk_config)
+        .region(aws_sdk_iam::config::Region::new("us-east-1"));
+    if let Some(url) = fallback("AWS_ENDPOINT_URL_IAM") {
+        iam.set_endpoint_url(Some(url));
+    }
+    let mut kms = aws_sdk_kms::config::Builder::from(&sdk_config);
+    if let Some(url) = fallback("AWS_ENDPOINT_URL_KMS") {
+        kms.set_endpoint_url(Some(url));
+    }
+    let mut sts = aws_sdk_sts::config::Builder::from(&sdk_config).behavior_version(BehaviorVersion::latest());
+    if let Some(url) = fallback("AWS_ENDPOINT_URL_STS") {
+        sts.set_endpoint_url(Some(url));
+    }
+    let (iam, kms, sts) = (iam.build(), kms.build(), sts.build());
+    SetupClients {
+        side,
+        account_id: spec.account_id.clone(),
+        region: spec.region.clone(),
+        iam: aws_sdk_iam::Client::from_conf(iam),
+        kms: aws_sdk_kms::Client::from_conf(kms),
+        sts: aws_sdk_sts::Client::from_conf(sts),
+    }
+}
+
+/// The SDK configuration of a side: region, credentials (the simulator's account-ID
+/// convention, or the standard chain with the runbook's profile or role) and the endpoint.
+async fn side_sdk_config(spec: &Side, connection: &Connection) -> aws_config::SdkConfig {
     let region = Region::new(spec.region.clone());
-    let sdk_config = match connection {
+    match connection {
         Connection::Simulated { endpoint_url } => {
             aws_config::defaults(BehaviorVersion::latest())
                 .region(region.clone())
@@ -108,25 +241,6 @@ async fn connect_side(side: Account, spec: &Side, connection: &Connection) -> Si
                 base
             }
         }
-    };
-    // Route 53 is global: its calls are signed for us-east-1 whatever the side's region.
-    let route53_config = aws_sdk_route53::config::Builder::from(&sdk_config)
-        .region(aws_sdk_route53::config::Region::new("us-east-1"))
-        .build();
-    let credentials = match (connection, &spec.credentials) {
-        (Connection::Simulated { .. }, _) => "the simulator's credentials".to_string(),
-        (_, Credentials::DefaultChain) => "the default credential chain".to_string(),
-        (_, Credentials::Profile(profile)) => format!("profile {profile}"),
-        (_, Credentials::AssumeRole { role_arn, .. }) => format!("role {role_arn}"),
-    };
-    SideClients {
-        side,
-        account_id: spec.account_id.clone(),
-        region: spec.region.clone(),
-        credentials,
-        drs: aws_sdk_drs::Client::new(&sdk_config),
-        elbv2: aws_sdk_elasticloadbalancingv2::Client::new(&sdk_config),
-        route53: aws_sdk_route53::Client::from_conf(route53_config),
     }
 }
 

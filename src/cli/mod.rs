@@ -6,6 +6,7 @@
 mod audit;
 mod history;
 mod failback;
+mod doctor;
 mod operate;
 mod plan;
 mod report;
@@ -89,6 +90,8 @@ pub enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Read-only readiness of the cross-account setup: IAM roles, KMS keys, DRS and replication.
+    Doctor(doctor::Args),
     /// The simulated AWS cloud.
     Sim {
         #[command(subcommand)]
@@ -154,6 +157,7 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::History(args) => history::run(&cli, args).await,
         Command::Report(args) => report::run(&cli, args).await,
         Command::Audit { command } => audit::run(&cli, command).await,
+        Command::Doctor(args) => doctor::run(&cli, args).await,
         Command::Sim {
             command: SimCommand::Serve(args),
         } => sim_serve::run(args).await,

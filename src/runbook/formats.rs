@@ -179,6 +179,65 @@ pub fn parse_role_arn(value: &str) -> Result<String, String> {
     }
 }
 
+/// An IAM role name (`[\w+=,.@-]`, 1 to 64 characters); `{peer}` may stand for the other
+/// side's account ID (12 characters once replaced).
+pub fn check_role_name(value: &str) -> Result<(), String> {
+    let name = value.replace("{peer}", "111111111111");
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{value:?} is not an IAM role name (expected 1 to 64 letters, digits or +=,.@_-, without a path; `{{peer}}` stands for the other account's ID), e.g. \"DRSStagingAccountRole\""
+        ))
+    }
+}
+
+/// A KMS key reference: a key ARN, a key ID, an alias name (`alias/...`) or an alias ARN.
+pub fn check_kms_key(value: &str) -> Result<(), String> {
+    let wrong = || {
+        format!(
+            "{value:?} is not a KMS key (expected a key ARN arn:aws:kms:<region>:<account>:key/<id>, an alias ARN, a key ID or an alias name such as \"alias/drs-target-key\")"
+        )
+    };
+    let plain = |text: &str| {
+        !text.is_empty()
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b))
+    };
+    if let Some(alias) = value.strip_prefix("alias/") {
+        return if plain(alias) { Ok(()) } else { Err(wrong()) };
+    }
+    if value.starts_with("arn:") {
+        let parts: Vec<&str> = value.splitn(6, ':').collect();
+        let ["arn", partition, "kms", region, account, resource] = parts.as_slice() else {
+            return Err(wrong());
+        };
+        let resource_ok = resource
+            .strip_prefix("key/")
+            .or_else(|| resource.strip_prefix("alias/"))
+            .is_some_and(plain);
+        return if is_partition(partition)
+            && is_region(region)
+            && check_account_id(account).is_ok()
+            && resource_ok
+        {
+            Ok(())
+        } else {
+            Err(wrong())
+        };
+    }
+    if plain(value) && !value.contains('/') {
+        Ok(())
+    } else {
+        Err(wrong())
+    }
+}
+
 /// An STS external ID: 2 to 1224 characters of `[\w+=,.@:/-]`.
 pub fn check_external_id(value: &str) -> Result<(), String> {
     let ok = (2..=1224).contains(&value.len())
@@ -370,6 +429,24 @@ mod tests {
         ] {
             assert!(parse_role_arn(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn kms_keys_and_role_names() {
+        for good in [
+            "alias/drs-target-key",
+            "arn:aws:kms:us-west-2:222222222222:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws:kms:us-east-1:111111111111:alias/drs-source-key",
+            "1234abcd-12ab-34cd-56ef-1234567890ab",
+        ] {
+            assert!(check_kms_key(good).is_ok(), "{good}");
+        }
+        for bad in ["", "alias/", "arn:aws:kms:us-west-2:2222:key/x", "arn:aws:iam::222222222222:role/x", "key id"] {
+            assert!(check_kms_key(bad).is_err(), "{bad}");
+        }
+        assert!(check_role_name("DRSCrossAccountAgentRole_{peer}").is_ok());
+        assert!(check_role_name("service-role/DRSStagingAccountRole").is_err());
+        assert!(check_role_name(&"x".repeat(65)).is_err());
     }
 
     #[test]

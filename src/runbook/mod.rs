@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use model::{
-    Account, Approvals, Cleanup, Credentials, DnsRecord, LoadBalancer, Objectives, PointsTo,
+    Account, Approvals, Cleanup, Credentials, DnsRecord, DoctorSettings, LoadBalancer, Objectives, PointsTo,
     RecordType, Runbook, Select, ServerRef, Side, StepKind, Wave,
 };
 pub use problem::{Problem, line_col};
@@ -191,6 +191,37 @@ mod tests {
         assert_eq!(reporting.source.credentials, Credentials::DefaultChain);
         assert!(reporting.dns.is_empty() && reporting.load_balancers.is_empty());
         assert!(!reporting.approval_required(StepKind::Cleanup));
+    }
+
+    #[test]
+    fn the_doctor_table_is_optional_and_checked() {
+        let defaults = parse(PAYMENTS, "payments.toml").unwrap().doctor;
+        assert_eq!(defaults, DoctorSettings::default());
+        assert_eq!(defaults.target_kms_key, "alias/drs-target-key");
+        assert!(defaults.failback);
+
+        let text = format!(
+            "{PAYMENTS}\n[doctor]\ntarget_kms_key = \"arn:aws:kms:us-west-2:222222222222:key/1234abcd-12ab-34cd-56ef-1234567890ab\"\nagent_role = \"DrAgent_{{peer}}\"\nfailback = false\nagent_seen_within = \"2m\"\n"
+        );
+        let doctor = parse(&text, "t.toml").unwrap().doctor;
+        assert!(doctor.target_kms_key.ends_with("key/1234abcd-12ab-34cd-56ef-1234567890ab"));
+        assert_eq!(doctor.source_kms_key, "alias/drs-source-key");
+        assert_eq!(doctor.agent_role, "DrAgent_{peer}");
+        assert!(!doctor.failback);
+        assert_eq!(doctor.agent_seen_within, Duration::from_secs(120));
+
+        let bad = format!(
+            "{PAYMENTS}\n[doctor]\nsource_kms_key = \"key one\"\nstaging_role = \"service-role/X\"\nagent_seen_within = \"soon\"\nkms = \"x\"\n"
+        );
+        let keys: Vec<String> = problems_of(&bad).iter().map(|p| p.key.clone()).collect();
+        for key in [
+            "doctor.source_kms_key",
+            "doctor.staging_role",
+            "doctor.agent_seen_within",
+            "doctor.kms",
+        ] {
+            assert!(keys.iter().any(|k| k == key), "{key} in {keys:?}");
+        }
     }
 
     #[test]

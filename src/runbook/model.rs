@@ -25,6 +25,8 @@ pub struct Runbook {
     pub dns: Vec<DnsRecord>,
     pub approvals: Approvals,
     pub cleanup: Cleanup,
+    /// What `drs-runbook doctor` looks for (the optional `[doctor]` table).
+    pub doctor: DoctorSettings,
     /// Indexes into `waves`, topologically sorted (computed once by validation).
     pub(super) wave_order: Vec<usize>,
 }
@@ -229,6 +231,47 @@ pub struct Approvals {
 pub struct Cleanup {
     pub terminate_recovery_instances: bool,
     pub stop_source_replication: bool,
+}
+
+/// The roles and keys of the cross-account setup that `drs-runbook doctor` checks. Every value
+/// has a default: the standard names of the DRS cross-account setup, so a runbook without a
+/// `[doctor]` table is checked against the standard setup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoctorSettings {
+    /// The KMS key encrypting the source servers' volumes (source account and region): a key
+    /// ARN, a key ID, an alias name (`alias/...`) or an alias ARN.
+    pub source_kms_key: String,
+    /// The KMS key DRS encrypts replicated volumes with (target account and region).
+    pub target_kms_key: String,
+    /// Role names; `{peer}` stands for the other side's account ID.
+    pub staging_role: String,
+    pub replication_role: String,
+    pub agent_role: String,
+    pub agent_authorized_role: String,
+    /// Whether the roles of the failback direction (target -> source) are checked too.
+    pub failback: bool,
+    /// How recently each server's agent must have been seen by DRS.
+    pub agent_seen_within: Duration,
+}
+
+impl Default for DoctorSettings {
+    fn default() -> Self {
+        DoctorSettings {
+            source_kms_key: DoctorSettings::SOURCE_KEY_ALIAS.to_string(),
+            target_kms_key: DoctorSettings::TARGET_KEY_ALIAS.to_string(),
+            staging_role: "DRSStagingAccountRole".to_string(),
+            replication_role: "DRSCrossAccountReplicationRole".to_string(),
+            agent_role: "DRSCrossAccountAgentRole_{peer}".to_string(),
+            agent_authorized_role: "DRSCrossAccountAgentAuthorizedRole_{peer}".to_string(),
+            failback: true,
+            agent_seen_within: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+impl DoctorSettings {
+    pub const SOURCE_KEY_ALIAS: &str = "alias/drs-source-key";
+    pub const TARGET_KEY_ALIAS: &str = "alias/drs-target-key";
 }
 
 /// A server of the runbook with the wave it belongs to.

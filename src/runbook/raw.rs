@@ -33,6 +33,7 @@ pub struct RawRunbook {
     pub dns: Vec<Element<RawDnsRecord>>,
     pub approvals: Option<RawApprovals>,
     pub cleanup: Option<RawCleanup>,
+    pub doctor: Option<RawDoctor>,
     pub status: ReadStatus,
 }
 
@@ -149,4 +150,27 @@ pub struct RawCleanup {
     pub terminate_recovery_instances: bool,
     #[serde(default)]
     pub stop_source_replication: bool,
+}
+
+/// `[doctor]`: which roles and keys `drs-runbook doctor` checks; every key optional (the
+/// standard DRS names of the cross-account setup apply), so runbooks without it stay valid.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDoctor {
+    #[serde(default)]
+    pub source_kms_key: Option<Text>,
+    #[serde(default)]
+    pub target_kms_key: Option<Text>,
+    #[serde(default)]
+    pub staging_role: Option<Text>,
+    #[serde(default)]
+    pub replication_role: Option<Text>,
+    #[serde(default)]
+    pub agent_role: Option<Text>,
+    #[serde(default)]
+    pub agent_authorized_role: Option<Text>,
+    #[serde(default)]
+    pub failback: Option<bool>,
+    #[serde(default)]
+    pub agent_seen_within: Option<Text>,
 }

@@ -26,6 +26,16 @@ pub enum Fault {
     StuckJob { source_server_id: String },
     /// Changes to this hosted zone stay PENDING.
     DnsNeverInsync { hosted_zone_id: String },
+    /// The server's replication lags `lag_seconds` behind (still CONTINUOUS, `lagDuration` set).
+    ReplicationLag {
+        source_server_id: String,
+        lag_seconds: u64,
+    },
+    /// The server's agent was last seen by DRS `seconds_ago` seconds before now.
+    AgentNotSeen {
+        source_server_id: String,
+        seconds_ago: u64,
+    },
     /// The target (or every target of the group) turns unhealthy.
     UnhealthyTarget {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,6 +112,29 @@ pub fn server_fault(faults: &[Fault], source_server_id: &str) -> ServerFaults {
         }
     }
     out
+}
+
+/// The replication lag and the agent's silence injected for one source server, in seconds.
+pub fn server_health_faults(
+    faults: &[Fault],
+    source_server_id: &str,
+) -> (Option<u64>, Option<u64>) {
+    let mut lag = None;
+    let mut silent = None;
+    for fault in faults {
+        match fault {
+            Fault::ReplicationLag {
+                source_server_id: s,
+                lag_seconds,
+            } if s == source_server_id => lag = Some(*lag_seconds),
+            Fault::AgentNotSeen {
+                source_server_id: s,
+                seconds_ago,
+            } if s == source_server_id => silent = Some(*seconds_ago),
+            _ => {}
+        }
+    }
+    (lag, silent)
 }
 
 /// The server-level faults active for one source server.

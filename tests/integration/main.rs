@@ -6,6 +6,7 @@ mod support;
 mod audit_report;
 mod engine;
 mod failback;
+mod doctor;
 mod moto_parity;
 mod runbook_validate;
 mod sim_awscli_drs;

@@ -227,6 +227,8 @@ pub(super) fn reverse_replication(
                     last_launch: None,
                     reversed_arn: Some(source_arn),
                     tags: Default::default(),
+                    ebs_encryption: None,
+                    ebs_encryption_key_arn: None,
                 },
             );
         }

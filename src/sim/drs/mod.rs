@@ -56,6 +56,7 @@ const IMPLEMENTED: &[&str] = &[
     "DeleteRecoveryInstance",
     "GetLaunchConfiguration",
     "GetReplicationConfiguration",
+    "UpdateReplicationConfiguration",
     "TagResource",
     "UntagResource",
     "ListTagsForResource",
@@ -359,6 +360,9 @@ fn route(ctx: &mut Ctx<'_>, operation: &str, req: &SimRequest) -> Result<Done, D
         "DescribeRecoveryInstances" => views::describe_recovery_instances(ctx, &scope, body),
         "GetLaunchConfiguration" => views::get_launch_configuration(ctx, &scope, body),
         "GetReplicationConfiguration" => views::get_replication_configuration(ctx, &scope, body),
+        "UpdateReplicationConfiguration" => {
+            views::update_replication_configuration(ctx, &scope, body)
+        }
         "DescribeRecoverySnapshots" => snapshots::describe(ctx, &scope, body),
         "StartRecovery" => jobs::start_recovery(ctx, &scope, body),
         "TerminateRecoveryInstances" => jobs::terminate_recovery_instances(ctx, &scope, body),
@@ -473,6 +477,8 @@ pub fn seed_source_server(
         last_launch: None,
         reversed_arn: None,
         tags: Default::default(),
+        ebs_encryption: None,
+        ebs_encryption_key_arn: None,
     };
     drs.source_servers
         .insert(source_server_id.to_string(), server);

@@ -160,6 +160,12 @@ pub struct SourceServer {
     pub reversed_arn: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// `ebsEncryption` of the replication configuration (`None`: DEFAULT), set by
+    /// UpdateReplicationConfiguration, with its key for CUSTOM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ebs_encryption: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ebs_encryption_key_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

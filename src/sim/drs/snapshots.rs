@@ -177,6 +177,8 @@ mod tests {
             last_launch: None,
             reversed_arn: None,
             tags: Default::default(),
+            ebs_encryption: None,
+            ebs_encryption_key_arn: None,
         }
     }
 

@@ -353,6 +353,98 @@ pub fn launch_configuration_json(scope: &Scope, s: &SourceServer) -> Value {
 }
 
 pub fn replication_configuration_json(scope: &Scope, s: &SourceServer) -> Value {
+    let mut out = replication_settings_json(scope, s);
+    out["ebsEncryption"] = json!(s.ebs_encryption.as_deref().unwrap_or("DEFAULT"));
+    if let Some(key) = &s.ebs_encryption_key_arn {
+        out["ebsEncryptionKeyArn"] = json!(key);
+    }
+    out
+}
+
+/// The injected `replication_lag` / `agent_not_seen` faults of a server, applied to its wire
+/// JSON: a lag keeps the state CONTINUOUS with `lagDuration` set (as DRS reports a lagging
+/// server); a silent agent moves `lastSeenByServiceDateTime` back.
+fn apply_health_faults(
+    item: &mut Value,
+    faults: &[crate::sim::Fault],
+    id: &str,
+    now: DateTime<Utc>,
+) {
+    let (lag, silent) = crate::sim::faults::server_health_faults(faults, id);
+    if let Some(lag) = lag {
+        item["dataReplicationInfo"]["lagDuration"] =
+            json!(iso_duration(Duration::seconds(lag as i64)));
+    }
+    if let Some(seconds) = silent {
+        item["lifeCycle"]["lastSeenByServiceDateTime"] =
+            json!(drs_timestamp(now - Duration::seconds(seconds as i64)));
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateReplicationInput {
+    #[serde(rename = "sourceServerID")]
+    source_server_id: Option<String>,
+    ebs_encryption: Option<String>,
+    ebs_encryption_key_arn: Option<String>,
+}
+
+/// UpdateReplicationConfiguration: the EBS encryption settings are kept (the other settings are
+/// accepted and, as the simulator has no staging area, not modelled); answers the configuration.
+pub(super) fn update_replication_configuration(
+    ctx: &mut Ctx<'_>,
+    scope: &Scope,
+    body: Value,
+) -> Result<Done, DrsError> {
+    let update: UpdateReplicationInput = input(&body)?;
+    let id = ServerInput {
+        source_server_id: update.source_server_id.clone(),
+    }
+    .id()?;
+    server(ctx.world, scope, &id)?;
+    if let Some(mode) = update.ebs_encryption.as_deref() {
+        if !["DEFAULT", "CUSTOM", "NONE"].contains(&mode) {
+            return Err(DrsError::field(
+                "ebsEncryption",
+                format!("{mode} is not one of DEFAULT, CUSTOM, NONE"),
+            ));
+        }
+        if mode == "CUSTOM" && update.ebs_encryption_key_arn.is_none() {
+            return Err(DrsError::field(
+                "ebsEncryptionKeyArn",
+                "is required when ebsEncryption is CUSTOM",
+            ));
+        }
+    }
+    if let Some(key) = update.ebs_encryption_key_arn.as_deref()
+        && (!key.starts_with("arn:") || key.len() < 20)
+    {
+        return Err(DrsError::field(
+            "ebsEncryptionKeyArn",
+            format!("{key} is not an ARN"),
+        ));
+    }
+    let s = ctx
+        .world
+        .drs
+        .get_mut(&scope.key)
+        .and_then(|r| r.source_servers.get_mut(&id))
+        .expect("checked above");
+    if let Some(mode) = update.ebs_encryption {
+        if mode != "CUSTOM" {
+            s.ebs_encryption_key_arn = None;
+        }
+        s.ebs_encryption = Some(mode);
+    }
+    if let Some(key) = update.ebs_encryption_key_arn {
+        s.ebs_encryption_key_arn = Some(key);
+    }
+    let reply = replication_configuration_json(scope, s);
+    Ok(Done::mutated(200, Some(reply), body))
+}
+
+fn replication_settings_json(scope: &Scope, s: &SourceServer) -> Value {
     json!({
         "sourceServerID": s.id,
         "name": s.origin.hostname,
@@ -370,7 +462,6 @@ pub fn replication_configuration_json(scope: &Scope, s: &SourceServer) -> Value 
             "iops": 3000,
             "throughput": 125,
         }],
-        "ebsEncryption": "DEFAULT",
         "bandwidthThrottling": 0,
         "dataPlaneRouting": "PRIVATE_IP",
         "createPublicIP": false,
@@ -467,7 +558,11 @@ pub(super) fn describe_source_servers(
     let page = page(&keys, input.max_results, input.next_token.as_deref())?;
     let items: Vec<Value> = selected[page.start..page.end]
         .iter()
-        .map(|s| source_server_json(scope, s, ctx.now))
+        .map(|s| {
+            let mut item = source_server_json(scope, s, ctx.now);
+            apply_health_faults(&mut item, ctx.faults, &s.id, ctx.now);
+            item
+        })
         .collect();
     Ok(Done::read(with_token(
         json!({ "items": items }),
