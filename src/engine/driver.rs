@@ -76,6 +76,9 @@ impl RunReport {
     }
 }
 
+/// How often a driver waiting for its steps looks for a `cancel` request from another process.
+const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// What the driver needs besides the journal.
 pub struct Driver<'a> {
     pub journal: &'a Journal,
@@ -108,12 +111,27 @@ impl Driver<'_> {
 
         let mut running = FuturesUnordered::new();
         let mut interrupts = 0u32;
+        let mut cancelling = false;
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
+        // Steps left `running` by a driver that died (or stopped at a safe point): no one
+        // executes them now that this driver holds the lease. They are started again first, and
+        // each reconciles its open intents against AWS before it sends anything.
+        let mut orphans: Vec<String> = self.journal.steps().await?.into_iter().filter(|r| r.status == StepStatus::Running).map(|r| r.key).collect();
         loop {
+            if !cancelling && self.journal.cancel_requested().await? {
+                cancelling = true;
+                flags.stopping = true;
+                let _ = stop_tx.send(true);
+                self.progress.run_line(self.clock.now(), "cancel requested: stopping at a safe point");
+            }
+            if flags.stopping && running.is_empty() {
+                return if cancelling { self.cancelled().await } else { self.finish(RunOutcome::Stopped).await };
+            }
             let rows = self.journal.steps().await?;
             let views: Vec<StepView> = rows.iter().map(|r| r.view()).collect();
-            let commands = machine::decide(&views, flags);
+            let mut commands: Vec<Command> = orphans.drain(..).map(Command::StartStep).collect();
+            commands.extend(machine::decide(&views, flags));
             let mut started_any = false;
             let mut finish = None;
             let mut pause = false;
@@ -166,9 +184,10 @@ impl Driver<'_> {
             if started_any {
                 continue;
             }
-            // Wait for a step to report, or for Ctrl-C.
+            // Wait for a step to report, for Ctrl-C, or poll for a `cancel` from another process.
             tokio::select! {
                 Some((key, result)) = running.next() => self.record(&key, result).await?,
+                _ = tokio::time::sleep(CANCEL_POLL) => {}
                 _ = &mut ctrl_c => {
                     interrupts += 1;
                     if interrupts > 1 {
@@ -183,6 +202,18 @@ impl Driver<'_> {
                 }
             }
         }
+    }
+
+    /// Ends a cancelled run: its unfinished steps cancelled, the run `cancelled` (rollbackable).
+    async fn cancelled(&self) -> Result<RunReport, DriverError> {
+        let now = self.clock.now();
+        let cancelled = self.journal.cancel_unfinished(now).await?;
+        self.journal.finish_run("cancelled", None, None, None, now).await?;
+        self.progress.run_line(
+            now,
+            &format!("cancelled ({} unfinished step(s)); `drs-runbook rollback {}` undoes what it did", cancelled.len(), self.run.id),
+        );
+        self.report("cancelled", None).await
     }
 
     async fn record(&self, key: &str, result: StepResult) -> Result<(), DriverError> {
