@@ -6,11 +6,13 @@
 //! committed before the call, the effect (IDs, request ID) with the step's new output after it.
 
 pub mod cleanup;
+pub mod compensate;
 pub mod dns_cutover;
 pub mod launch;
 pub mod lb_switch;
 pub mod preflight;
 pub mod recovery_job;
+pub mod retry;
 pub mod snapshot_conversion;
 pub mod validate;
 
@@ -201,6 +203,10 @@ impl StepCtx<'_> {
 
 /// Executes one step.
 pub async fn execute(mut ctx: StepCtx<'_>) -> StepResult {
+    // A rollback's steps carry the kind of the step they undo (`undo:<key>`).
+    if ctx.run.operation == Operation::Rollback {
+        return compensate::run(&mut ctx).await.into();
+    }
     let result = match ctx.step.kind {
         StepKind::Preflight => preflight::run(&mut ctx).await,
         StepKind::RecoveryJob => recovery_job::run(&mut ctx).await,
