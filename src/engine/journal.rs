@@ -367,7 +367,10 @@ impl Journal {
             from: from.as_str().to_string(),
             event,
         })?;
-        store::steps::set_status(&mut tx, &self.run_id, key, to.as_str().parse()?, None, now).await?;
+        match (event, reason) {
+            (StepEvent::Skip, Some(reason)) => store::steps::skip(&mut tx, &self.run_id, key, reason, now).await?,
+            _ => store::steps::set_status(&mut tx, &self.run_id, key, to.as_str().parse()?, None, now).await?,
+        }
         let kind = match event {
             StepEvent::Retry => "step_retried",
             StepEvent::Skip => "step_skipped",

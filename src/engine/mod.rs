@@ -11,6 +11,7 @@ pub mod journal;
 pub mod machine;
 pub mod plan;
 pub mod progress;
+pub mod rollback;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -91,9 +92,23 @@ fn claims_of(runbook: &Runbook) -> Vec<String> {
 
 /// Plans the run, stores it with its steps and claims (one transaction), then drives it.
 pub async fn start_run(ctx: &Context<'_>, request: NewRunRequest<'_>) -> Result<RunReport, EngineError> {
-    let now = ctx.clock.now();
     let plan_options = PlanOptions { mode: request.options.mode, keep: request.options.keep };
     let steps = plan::plan(request.operation, request.runbook, &plan_options);
+    let steps = steps.into_iter().map(|s| (s, json!({}))).collect();
+    start_planned_run(ctx, request, steps, None).await
+}
+
+/// Stores a run with the given steps (each with extra input fields) and its claims, in one
+/// transaction, then drives it. `take_claims_from`: a run whose claims this one takes over in
+/// the same transaction (a rollback takes over its original run's servers).
+pub async fn start_planned_run(
+    ctx: &Context<'_>,
+    request: NewRunRequest<'_>,
+    steps: Vec<(plan::PlannedStep, serde_json::Value)>,
+    take_claims_from: Option<&RunId>,
+) -> Result<RunReport, EngineError> {
+    let now = ctx.clock.now();
+    let (steps, inputs): (Vec<plan::PlannedStep>, Vec<serde_json::Value>) = steps.into_iter().unzip();
     let mut tx = ctx.db.begin().await?;
     let new_run = store::runs::NewRun {
         id: request.run_id.clone(),
@@ -112,14 +127,22 @@ pub async fn start_run(ctx: &Context<'_>, request: NewRunRequest<'_>) -> Result<
     store::runs::insert(&mut tx, &new_run, now).await?;
     let new_steps: Vec<store::steps::NewStep> = steps
         .iter()
-        .map(|s| {
+        .zip(&inputs)
+        .map(|(s, extra)| {
             let deps: Vec<&str> = s.depends_on.iter().map(String::as_str).collect();
             let mut step = store::steps::NewStep::new(&s.key, s.kind.as_str(), s.wave.as_deref(), &deps);
-            step.input = json!({ "needs_approval": s.needs_approval });
+            let mut input = json!({ "needs_approval": s.needs_approval });
+            if let (Some(input), Some(extra)) = (input.as_object_mut(), extra.as_object()) {
+                input.extend(extra.clone());
+            }
+            step.input = input;
             step
         })
         .collect();
     store::steps::insert_all(&mut tx, &request.run_id, &new_steps).await?;
+    if let Some(from) = take_claims_from {
+        store::claims::release_run(&mut tx, from).await?;
+    }
     if let Err(conflict) = store::claims::claim_all(&mut tx, &request.run_id, &claims_of(request.runbook), now).await {
         return Err(match conflict {
             e @ StoreError::ClaimConflict { .. } => EngineError::Refused(format!("refused: {e}")),

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod crash;
 mod engine;
 mod moto_parity;
 mod runbook_validate;
