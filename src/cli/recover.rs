@@ -142,7 +142,8 @@ pub async fn cancel(cli: &Cli, args: &CancelArgs) -> Result<u8, CliError> {
     };
     eprintln!("run {}", run.id);
     let Some(holder) = driven_elsewhere else {
-        // No driver: take the lease and cancel here, without connecting to AWS.
+        // No driver: take the lease and cancel here. Cancelling makes no AWS call, so the
+        // context's clients point at a closed loopback port rather than at any cloud.
         let progress = Progress::new(false);
         let clock = crate::engine::clock::EngineClock::Real;
         let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path)
@@ -150,7 +151,9 @@ pub async fn cancel(cli: &Cli, args: &CancelArgs) -> Result<u8, CliError> {
         let clients = crate::aws::connect(&runbook, &crate::aws::Connection::Simulated { endpoint_url: "http://127.0.0.1:9".into() }).await;
         let ctx = Context { db: &db, clients: &clients, clock: &clock, progress: &progress, interactive: false };
         let (report, _) = engine::continue_run_after(&ctx, &run.id, false, Some(OperatorAction::Cancel)).await.map_err(operate::engine_error)?;
-        return operate::finish(cli, &report, None).await;
+        operate::render(cli, &report);
+        // The cancel did what was asked: success, unlike the exit code of a cancelled run.
+        return Ok(exit::SUCCEEDED);
     };
     crate::engine::journal::request_cancel(&db, &run.id, &crate::engine::driver::operator(), now).await.map_err(failed)?;
     eprintln!("asked the driver of run {} (pid {} on {}) to stop at its next safe point", run.id, holder.pid, holder.host);

@@ -76,6 +76,21 @@ impl RunReport {
     }
 }
 
+/// Awaits the driver's own `work` while the running steps keep being polled (their results
+/// are kept in `reported`). Without this, a step suspended inside a write transaction would
+/// hold SQLite's write lock while the driver waits for that same lock: a deadlock ended only
+/// by the busy timeout ("database is locked").
+async fn polling<T, S: std::future::Future>(running: &mut FuturesUnordered<S>, reported: &mut Vec<S::Output>, work: impl std::future::Future<Output = T>) -> T {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut work => return out,
+            Some(done) = running.next(), if !running.is_empty() => reported.push(done),
+        }
+    }
+}
+
 /// How often a driver waiting for its steps looks for a `cancel` request from another process.
 const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -112,6 +127,8 @@ impl Driver<'_> {
         let mut running = FuturesUnordered::new();
         let mut interrupts = 0u32;
         let mut cancelling = false;
+        // Steps that reported while the driver was busy with its own database writes.
+        let mut reported: Vec<(String, StepResult)> = Vec::new();
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
         // Steps left `running` by a driver that died (or stopped at a safe point): no one
@@ -119,16 +136,19 @@ impl Driver<'_> {
         // each reconciles its open intents against AWS before it sends anything.
         let mut orphans: Vec<String> = self.journal.steps().await?.into_iter().filter(|r| r.status == StepStatus::Running).map(|r| r.key).collect();
         loop {
-            if !cancelling && self.journal.cancel_requested().await? {
+            for (key, result) in std::mem::take(&mut reported) {
+                polling(&mut running, &mut reported, self.record(&key, result)).await?;
+            }
+            if !cancelling && polling(&mut running, &mut reported, self.journal.cancel_requested()).await? {
                 cancelling = true;
                 flags.stopping = true;
                 let _ = stop_tx.send(true);
                 self.progress.run_line(self.clock.now(), "cancel requested: stopping at a safe point");
             }
-            if flags.stopping && running.is_empty() {
+            if flags.stopping && running.is_empty() && reported.is_empty() {
                 return if cancelling { self.cancelled().await } else { self.finish(RunOutcome::Stopped).await };
             }
-            let rows = self.journal.steps().await?;
+            let rows = polling(&mut running, &mut reported, self.journal.steps()).await?;
             let views: Vec<StepView> = rows.iter().map(|r| r.view()).collect();
             let mut commands: Vec<Command> = orphans.drain(..).map(Command::StartStep).collect();
             commands.extend(machine::decide(&views, flags));
@@ -139,7 +159,7 @@ impl Driver<'_> {
                 match command {
                     Command::StartStep(key) => {
                         let row = rows.iter().find(|r| r.key == key).expect("decided on a known step");
-                        let attempt = self.journal.transition(&key, row.status, StepEvent::Start, self.clock.now(), None).await?;
+                        let attempt = polling(&mut running, &mut reported, self.journal.transition(&key, row.status, StepEvent::Start, self.clock.now(), None)).await?;
                         let info = StepInfo { key: key.clone(), kind: row.kind, wave: row.wave.clone(), attempt };
                         self.progress.line(self.clock.now(), &key, if row.status == StepStatus::Running { "resumed" } else { "started" });
                         let stop = stop_rx.clone();
@@ -162,11 +182,11 @@ impl Driver<'_> {
                     }
                     Command::RequestApproval(key) => {
                         let row = rows.iter().find(|r| r.key == key).expect("decided on a known step");
-                        if self.interactive && ask_approval(&key).await {
-                            self.journal.approve(&key, &operator(), Some("approved at the prompt"), self.clock.now()).await?;
+                        if self.interactive && polling(&mut running, &mut reported, ask_approval(&key)).await {
+                            polling(&mut running, &mut reported, self.journal.approve(&key, &operator(), Some("approved at the prompt"), self.clock.now())).await?;
                             started_any = true; // decide again at once: the step is now startable
                         } else if row.status != StepStatus::WaitingApproval {
-                            self.journal.transition(&key, row.status, StepEvent::AwaitApproval, self.clock.now(), None).await?;
+                            polling(&mut running, &mut reported, self.journal.transition(&key, row.status, StepEvent::AwaitApproval, self.clock.now(), None)).await?;
                             self.progress.line(self.clock.now(), &key, "waiting for approval: drs-runbook approve <run> --step <step>");
                         }
                     }
@@ -174,6 +194,9 @@ impl Driver<'_> {
                     Command::Wait => {}
                     Command::Finish(outcome) => finish = Some(outcome),
                 }
+            }
+            if !reported.is_empty() {
+                continue; // record what reported first, then decide again
             }
             if let Some(outcome) = finish {
                 return self.finish(outcome).await;
@@ -186,7 +209,7 @@ impl Driver<'_> {
             }
             // Wait for a step to report, for Ctrl-C, or poll for a `cancel` from another process.
             tokio::select! {
-                Some((key, result)) = running.next() => self.record(&key, result).await?,
+                Some(done) = running.next() => reported.push(done),
                 _ = tokio::time::sleep(CANCEL_POLL) => {}
                 _ = &mut ctrl_c => {
                     interrupts += 1;

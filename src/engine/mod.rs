@@ -300,8 +300,11 @@ async fn drive(ctx: &Context<'_>, runbook: &Runbook, info: RunInfo, action: Opti
         }
     }
     let mut conn = ctx.db.pool().acquire().await?;
-    store::leases::release(&mut conn, &lease, Utc::now()).await?;
+    let released = store::leases::release(&mut conn, &lease, Utc::now()).await;
+    // The driver's own error says more than a failed release (which only delays a resume
+    // until the lease expires).
     let report = result?;
+    released?;
     if matches!(report.status.as_str(), "succeeded" | "cancelled" | "rolled_back") {
         store::claims::release_run(&mut conn, &run_id).await?;
     }
