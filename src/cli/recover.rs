@@ -62,12 +62,17 @@ pub struct CancelArgs {
 }
 
 fn failed(e: impl std::fmt::Display) -> CliError {
-    CliError { code: exit::RUN_FAILED, message: e.to_string() }
+    CliError {
+        code: exit::RUN_FAILED,
+        message: e.to_string(),
+    }
 }
 
 /// The stored run, or exit 2 saying how to find one.
 async fn load(db: &store::Database, run_id: &str) -> Result<store::runs::Run, CliError> {
-    let id: RunId = run_id.parse().map_err(|e: store::StoreError| CliError::invalid_input(e.to_string()))?;
+    let id: RunId = run_id
+        .parse()
+        .map_err(|e: store::StoreError| CliError::invalid_input(e.to_string()))?;
     let mut conn = db.pool().acquire().await.map_err(failed)?;
     match store::runs::get(&mut conn, &id).await {
         Ok(run) => Ok(run),
@@ -80,10 +85,19 @@ async fn load(db: &store::Database, run_id: &str) -> Result<store::runs::Run, Cl
 }
 
 /// Drives a stored run again, after an optional operator action, and reports like a new run.
-async fn continue_with(cli: &Cli, run_id: &str, yes: bool, action: Option<OperatorAction>, notify: Option<&str>) -> Result<u8, CliError> {
+async fn continue_with(
+    cli: &Cli,
+    run_id: &str,
+    yes: bool,
+    action: Option<OperatorAction>,
+    notify: Option<&str>,
+) -> Result<u8, CliError> {
     let db = session::open_db(cli).await?;
     let run = load(&db, run_id).await?;
-    if matches!(run.status.as_str(), "succeeded" | "cancelled" | "rolled_back") {
+    if matches!(
+        run.status.as_str(),
+        "succeeded" | "cancelled" | "rolled_back"
+    ) {
         return Err(CliError::invalid_input(format!(
             "run {} is {}: there is nothing left to drive (hint: `drs-runbook show {}`; a cancelled or finished run can be rolled back with `drs-runbook rollback {}`)",
             run.id,
@@ -92,12 +106,22 @@ async fn continue_with(cli: &Cli, run_id: &str, yes: bool, action: Option<Operat
             run.id
         )));
     }
-    let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path)
-        .map_err(|e| CliError::invalid_input(format!("the stored runbook of run {} does not parse: {e}", run.id)))?;
+    let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path).map_err(|e| {
+        CliError::invalid_input(format!(
+            "the stored runbook of run {} does not parse: {e}",
+            run.id
+        ))
+    })?;
     let cloud = session::connect(cli, &runbook, &run.runbook_text).await?;
     eprintln!("run {}", run.id);
     let progress = Progress::new(false);
-    let ctx = Context { db: &db, clients: &cloud.clients, clock: &cloud.clock, progress: &progress, interactive: terminal_is_interactive() };
+    let ctx = Context {
+        db: &db,
+        clients: &cloud.clients,
+        clock: &cloud.clock,
+        progress: &progress,
+        interactive: terminal_is_interactive(),
+    };
     let result = engine::continue_run_after(&ctx, &run.id, yes, action).await;
     cloud.close();
     let (report, _) = result.map_err(operate::engine_error)?;
@@ -112,16 +136,37 @@ pub async fn resume(cli: &Cli, args: &ResumeArgs) -> Result<u8, CliError> {
 }
 
 pub async fn retry(cli: &Cli, args: &RetryArgs) -> Result<u8, CliError> {
-    let action = OperatorAction::Retry { step: args.step.clone() };
-    continue_with(cli, &args.run_id, args.yes, Some(action), args.notify.as_deref()).await
+    let action = OperatorAction::Retry {
+        step: args.step.clone(),
+    };
+    continue_with(
+        cli,
+        &args.run_id,
+        args.yes,
+        Some(action),
+        args.notify.as_deref(),
+    )
+    .await
 }
 
 pub async fn skip(cli: &Cli, args: &SkipArgs) -> Result<u8, CliError> {
     if args.reason.trim().is_empty() {
-        return Err(CliError::invalid_input("--reason must say why the step is skipped (it is recorded in the audit trail)"));
+        return Err(CliError::invalid_input(
+            "--reason must say why the step is skipped (it is recorded in the audit trail)",
+        ));
     }
-    let action = OperatorAction::Skip { step: args.step.clone(), reason: args.reason.clone() };
-    continue_with(cli, &args.run_id, args.yes, Some(action), args.notify.as_deref()).await
+    let action = OperatorAction::Skip {
+        step: args.step.clone(),
+        reason: args.reason.clone(),
+    };
+    continue_with(
+        cli,
+        &args.run_id,
+        args.yes,
+        Some(action),
+        args.notify.as_deref(),
+    )
+    .await
 }
 
 /// `cancel`: if no process drives the run, cancel it here; otherwise ask its driver (through
@@ -129,8 +174,15 @@ pub async fn skip(cli: &Cli, args: &SkipArgs) -> Result<u8, CliError> {
 pub async fn cancel(cli: &Cli, args: &CancelArgs) -> Result<u8, CliError> {
     let db = session::open_db(cli).await?;
     let run = load(&db, &args.run_id).await?;
-    if matches!(run.status.as_str(), "succeeded" | "cancelled" | "rolled_back") {
-        return Err(CliError::invalid_input(format!("run {} is already {}: nothing to cancel", run.id, run.status.as_str())));
+    if matches!(
+        run.status.as_str(),
+        "succeeded" | "cancelled" | "rolled_back"
+    ) {
+        return Err(CliError::invalid_input(format!(
+            "run {} is already {}: nothing to cancel",
+            run.id,
+            run.status.as_str()
+        )));
     }
     let now = chrono::Utc::now();
     let driven_elsewhere = {
@@ -138,7 +190,11 @@ pub async fn cancel(cli: &Cli, args: &CancelArgs) -> Result<u8, CliError> {
         store::leases::current(&mut conn, &run.id)
             .await
             .map_err(failed)?
-            .filter(|h| h.released_at.is_none() && h.expires_at > now && (h.host != engine::host_name() || engine::process_alive(h.pid)))
+            .filter(|h| {
+                h.released_at.is_none()
+                    && h.expires_at > now
+                    && (h.host != engine::host_name() || engine::process_alive(h.pid))
+            })
     };
     eprintln!("run {}", run.id);
     let Some(holder) = driven_elsewhere else {
@@ -146,27 +202,58 @@ pub async fn cancel(cli: &Cli, args: &CancelArgs) -> Result<u8, CliError> {
         // context's clients point at a closed loopback port rather than at any cloud.
         let progress = Progress::new(false);
         let clock = crate::engine::clock::EngineClock::Real;
-        let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path)
-            .map_err(|e| CliError::invalid_input(format!("the stored runbook of run {} does not parse: {e}", run.id)))?;
-        let clients = crate::aws::connect(&runbook, &crate::aws::Connection::Simulated { endpoint_url: "http://127.0.0.1:9".into() }).await;
-        let ctx = Context { db: &db, clients: &clients, clock: &clock, progress: &progress, interactive: false };
-        let (report, _) = engine::continue_run_after(&ctx, &run.id, false, Some(OperatorAction::Cancel)).await.map_err(operate::engine_error)?;
+        let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path).map_err(|e| {
+            CliError::invalid_input(format!(
+                "the stored runbook of run {} does not parse: {e}",
+                run.id
+            ))
+        })?;
+        let clients = crate::aws::connect(
+            &runbook,
+            &crate::aws::Connection::Simulated {
+                endpoint_url: "http://127.0.0.1:9".into(),
+            },
+        )
+        .await;
+        let ctx = Context {
+            db: &db,
+            clients: &clients,
+            clock: &clock,
+            progress: &progress,
+            interactive: false,
+        };
+        let (report, _) =
+            engine::continue_run_after(&ctx, &run.id, false, Some(OperatorAction::Cancel))
+                .await
+                .map_err(operate::engine_error)?;
         operate::render(cli, &report);
         // The cancel did what was asked: success, unlike the exit code of a cancelled run.
         return Ok(exit::SUCCEEDED);
     };
-    crate::engine::journal::request_cancel(&db, &run.id, &crate::engine::driver::operator(), now).await.map_err(failed)?;
-    eprintln!("asked the driver of run {} (pid {} on {}) to stop at its next safe point", run.id, holder.pid, holder.host);
+    crate::engine::journal::request_cancel(&db, &run.id, &crate::engine::driver::operator(), now)
+        .await
+        .map_err(failed)?;
+    eprintln!(
+        "asked the driver of run {} (pid {} on {}) to stop at its next safe point",
+        run.id, holder.pid, holder.host
+    );
     // The driver polls twice a second; a step stops at its next pause.
     for _ in 0..240 {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         let status = load(&db, &args.run_id).await?.status;
         if status.as_str() != "running" {
             eprintln!("run {} is {}", run.id, status.as_str());
-            return Ok(if status.as_str() == "cancelled" { exit::SUCCEEDED } else { exit::RUN_FAILED });
+            return Ok(if status.as_str() == "cancelled" {
+                exit::SUCCEEDED
+            } else {
+                exit::RUN_FAILED
+            });
         }
     }
-    eprintln!("the driver has not stopped yet; it will cancel the run at its next safe point (`drs-runbook status {}`)", run.id);
+    eprintln!(
+        "the driver has not stopped yet; it will cancel the run at its next safe point (`drs-runbook status {}`)",
+        run.id
+    );
     Ok(exit::SUCCEEDED)
 }
 
@@ -175,28 +262,46 @@ pub async fn cancel(cli: &Cli, args: &CancelArgs) -> Result<u8, CliError> {
 pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<u8, CliError> {
     let db = session::open_db(cli).await?;
     let run = load(&db, &args.run_id).await?;
-    let original = engine::rollback::load_original(&db, &run.id).await.map_err(operate::engine_error)?;
+    let original = engine::rollback::load_original(&db, &run.id)
+        .await
+        .map_err(operate::engine_error)?;
     if engine::rollback::needs_confirmation(original.operation, &original.steps) && !args.yes {
         let warning = format!(
             "run {} cut DNS over to the recovered servers. Rolling back restores the previous records and target groups and terminates the recovery instances; once production traffic has moved to the recovered servers, failback (`drs-runbook failback`) is the way back, not rollback.",
             run.id
         );
         if !terminal_is_interactive() {
-            return Err(CliError::invalid_input(format!("{warning} Confirm with --yes to roll back anyway.")));
+            return Err(CliError::invalid_input(format!(
+                "{warning} Confirm with --yes to roll back anyway."
+            )));
         }
         if !confirm(&warning).await {
             eprintln!("rollback not confirmed: nothing changed");
             return Ok(exit::INVALID_INPUT);
         }
     }
-    let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path)
-        .map_err(|e| CliError::invalid_input(format!("the stored runbook of run {} does not parse: {e}", run.id)))?;
+    let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path).map_err(|e| {
+        CliError::invalid_input(format!(
+            "the stored runbook of run {} does not parse: {e}",
+            run.id
+        ))
+    })?;
     let cloud = session::connect(cli, &runbook, &run.runbook_text).await?;
     let rollback_id = RunId::generate();
     eprintln!("run {rollback_id}");
-    eprintln!("rolling back run {} ({})", run.id, original.operation.as_str());
+    eprintln!(
+        "rolling back run {} ({})",
+        run.id,
+        original.operation.as_str()
+    );
     let progress = Progress::new(false);
-    let ctx = Context { db: &db, clients: &cloud.clients, clock: &cloud.clock, progress: &progress, interactive: terminal_is_interactive() };
+    let ctx = Context {
+        db: &db,
+        clients: &cloud.clients,
+        clock: &cloud.clock,
+        progress: &progress,
+        interactive: terminal_is_interactive(),
+    };
     let result = engine::rollback::start_rollback(&ctx, &original, rollback_id, args.yes).await;
     cloud.close();
     let report = result.map_err(operate::engine_error)?;
@@ -211,7 +316,8 @@ async fn confirm(warning: &str) -> bool {
         let _ = write!(err, "{warning}\nRoll back? [y/N] ");
         let _ = err.flush();
         let mut line = String::new();
-        std::io::stdin().read_line(&mut line).is_ok() && matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+        std::io::stdin().read_line(&mut line).is_ok()
+            && matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
     })
     .await
     .unwrap_or(false)

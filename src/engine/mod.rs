@@ -260,10 +260,10 @@ async fn drive(ctx: &Context<'_>, runbook: &Runbook, info: RunInfo, action: Opti
         );
         journal.lease_taken_over(previous, why, now).await?;
     }
-    if let Some(action) = &action {
-        if let Some(report) = apply_action(ctx, runbook, &journal, &lease, action).await? {
-            return Ok(report);
-        }
+    if let Some(action) = &action
+        && let Some(report) = apply_action(ctx, runbook, &journal, &lease, action).await?
+    {
+        return Ok(report);
     }
     let yes = info.options.yes;
     let driver = Driver {
@@ -293,11 +293,11 @@ async fn drive(ctx: &Context<'_>, runbook: &Runbook, info: RunInfo, action: Opti
     };
     let result = driver.drive().await;
     heartbeat.abort();
-    if let (Ok(report), Some(parent)) = (&result, rollback_parent(ctx, &run_id).await?) {
-        if report.status == "succeeded" {
-            journal::mark_rolled_back(ctx.db, &parent, &run_id, &driver::operator(), ctx.clock.now()).await?;
-            ctx.progress.run_line(ctx.clock.now(), &format!("run {parent} is rolled back"));
-        }
+    if let (Ok(report), Some(parent)) = (&result, rollback_parent(ctx, &run_id).await?)
+        && report.status == "succeeded"
+    {
+        journal::mark_rolled_back(ctx.db, &parent, &run_id, &driver::operator(), ctx.clock.now()).await?;
+        ctx.progress.run_line(ctx.clock.now(), &format!("run {parent} is rolled back"));
     }
     let mut conn = ctx.db.pool().acquire().await?;
     let released = store::leases::release(&mut conn, &lease, Utc::now()).await;
@@ -383,5 +383,19 @@ async fn step_of(journal: &Journal, key: &str) -> Result<journal::StepRow, Engin
 async fn release_quietly(ctx: &Context<'_>, lease: &store::leases::Lease) {
     if let Ok(mut conn) = ctx.db.pool().acquire().await {
         let _ = store::leases::release(&mut conn, lease, Utc::now()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::process_alive;
+
+    #[test]
+    fn a_running_process_is_alive_and_a_finished_one_is_not() {
+        assert!(process_alive(i64::from(std::process::id())));
+        let mut child = std::process::Command::new("true").spawn().expect("true runs");
+        let pid = i64::from(child.id());
+        child.wait().expect("true ends");
+        assert!(!process_alive(pid), "a reaped child is gone");
     }
 }

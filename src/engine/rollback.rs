@@ -41,7 +41,10 @@ pub fn plan_rollback(operation: Operation, original: &[OriginalStep]) -> Vec<Pla
             key: format!("{UNDO_PREFIX}{}", step.key),
             kind: step.kind,
             wave: step.wave.clone(),
-            depends_on: planned.last().map(|p| vec![p.key.clone()]).unwrap_or_default(),
+            depends_on: planned
+                .last()
+                .map(|p| vec![p.key.clone()])
+                .unwrap_or_default(),
             // A drill's instances are throwaway; a failover's may already serve production.
             needs_approval: step.kind == StepKind::RecoveryJob && operation != Operation::Drill,
         });
@@ -52,7 +55,10 @@ pub fn plan_rollback(operation: Operation, original: &[OriginalStep]) -> Vec<Pla
 /// Whether rolling back must be confirmed first: the failover cut DNS over, so production
 /// traffic may already be on the recovered servers (then failback is the way back).
 pub fn needs_confirmation(operation: Operation, original: &[OriginalStep]) -> bool {
-    operation == Operation::Failover && original.iter().any(|s| s.kind == StepKind::DnsCutover && s.attempts > 0)
+    operation == Operation::Failover
+        && original
+            .iter()
+            .any(|s| s.kind == StepKind::DnsCutover && s.attempts > 0)
 }
 
 /// The original run as the rollback command needs it.
@@ -70,18 +76,26 @@ pub async fn load_original(db: &store::Database, run_id: &RunId) -> Result<Origi
         "failover" => Operation::Failover,
         "drill" => Operation::Drill,
         "failback" => Operation::Failback,
-        _ => return Err(EngineError::Invalid(format!("run {run_id} is itself a rollback; resume it (`drs-runbook resume {run_id}`) instead of rolling it back"))),
-    };
-    if run.status.as_str() == "rolled_back" {
-        return Err(EngineError::Invalid(format!("run {run_id} is already rolled back (hint: `drs-runbook show {run_id}`)")));
-    }
-    if let Some(holder) = store::leases::current(&mut conn, run_id).await? {
-        if holder.released_at.is_none() && holder.expires_at > chrono::Utc::now() && (holder.host != super::host_name() || super::process_alive(holder.pid)) {
-            return Err(EngineError::Refused(format!(
-                "refused: run {run_id} is being driven by pid {} on {} since {} (hint: `drs-runbook cancel {run_id}` stops it at a safe point; then roll it back)",
-                holder.pid, holder.host, holder.acquired_at
+        _ => {
+            return Err(EngineError::Invalid(format!(
+                "run {run_id} is itself a rollback; resume it (`drs-runbook resume {run_id}`) instead of rolling it back"
             )));
         }
+    };
+    if run.status.as_str() == "rolled_back" {
+        return Err(EngineError::Invalid(format!(
+            "run {run_id} is already rolled back (hint: `drs-runbook show {run_id}`)"
+        )));
+    }
+    if let Some(holder) = store::leases::current(&mut conn, run_id).await?
+        && holder.released_at.is_none()
+        && holder.expires_at > chrono::Utc::now()
+        && (holder.host != super::host_name() || super::process_alive(holder.pid))
+    {
+        return Err(EngineError::Refused(format!(
+            "refused: run {run_id} is being driven by pid {} on {} since {} (hint: `drs-runbook cancel {run_id}` stops it at a safe point; then roll it back)",
+            holder.pid, holder.host, holder.acquired_at
+        )));
     }
     let steps = store::steps::list(&mut conn, run_id)
         .await?
@@ -96,23 +110,40 @@ pub async fn load_original(db: &store::Database, run_id: &RunId) -> Result<Origi
             })
         })
         .collect();
-    Ok(Original { run, operation, steps })
+    Ok(Original {
+        run,
+        operation,
+        steps,
+    })
 }
 
 /// Plans, stores and drives the rollback of `original`; it takes over the original's claims.
-pub async fn start_rollback(ctx: &Context<'_>, original: &Original, rollback_id: RunId, yes: bool) -> Result<RunReport, EngineError> {
+pub async fn start_rollback(
+    ctx: &Context<'_>,
+    original: &Original,
+    rollback_id: RunId,
+    yes: bool,
+) -> Result<RunReport, EngineError> {
     let run = &original.run;
-    let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path)
-        .map_err(|e| EngineError::Invalid(format!("the stored runbook of run {} no longer parses: {e}", run.id)))?;
+    let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path).map_err(|e| {
+        EngineError::Invalid(format!(
+            "the stored runbook of run {} no longer parses: {e}",
+            run.id
+        ))
+    })?;
     let mut options: RunOptions = serde_json::from_value(run.options.clone()).unwrap_or_default();
     options.yes = yes;
-    let steps: Vec<(PlannedStep, serde_json::Value)> = plan_rollback(original.operation, &original.steps)
-        .into_iter()
-        .map(|s| {
-            let undo = s.key.trim_start_matches(UNDO_PREFIX).to_string();
-            (s, json!({ "undo": undo, "original_run": run.id.to_string() }))
-        })
-        .collect();
+    let steps: Vec<(PlannedStep, serde_json::Value)> =
+        plan_rollback(original.operation, &original.steps)
+            .into_iter()
+            .map(|s| {
+                let undo = s.key.trim_start_matches(UNDO_PREFIX).to_string();
+                (
+                    s,
+                    json!({ "undo": undo, "original_run": run.id.to_string() }),
+                )
+            })
+            .collect();
     let request = NewRunRequest {
         run_id: rollback_id,
         runbook: &runbook,
@@ -131,18 +162,43 @@ mod tests {
 
     fn step(key: &str, kind: StepKind, status: StepStatus, attempts: i64) -> OriginalStep {
         let wave = key.split_once(':').map(|(_, w)| w.to_string());
-        OriginalStep { key: key.into(), kind, wave, status, attempts }
+        OriginalStep {
+            key: key.into(),
+            kind,
+            wave,
+            status,
+            attempts,
+        }
     }
 
     fn failover_steps(dns_attempts: i64) -> Vec<OriginalStep> {
         vec![
             step("preflight", StepKind::Preflight, StepStatus::Succeeded, 1),
-            step("recovery_job:db", StepKind::RecoveryJob, StepStatus::Succeeded, 1),
+            step(
+                "recovery_job:db",
+                StepKind::RecoveryJob,
+                StepStatus::Succeeded,
+                1,
+            ),
             step("launch:db", StepKind::Launch, StepStatus::Succeeded, 1),
-            step("recovery_job:web", StepKind::RecoveryJob, StepStatus::Succeeded, 2),
+            step(
+                "recovery_job:web",
+                StepKind::RecoveryJob,
+                StepStatus::Succeeded,
+                2,
+            ),
             step("launch:web", StepKind::Launch, StepStatus::Succeeded, 1),
             step("lb_switch:web", StepKind::LbSwitch, StepStatus::Failed, 1),
-            step("dns_cutover", StepKind::DnsCutover, if dns_attempts > 0 { StepStatus::Running } else { StepStatus::Pending }, dns_attempts),
+            step(
+                "dns_cutover",
+                StepKind::DnsCutover,
+                if dns_attempts > 0 {
+                    StepStatus::Running
+                } else {
+                    StepStatus::Pending
+                },
+                dns_attempts,
+            ),
         ]
     }
 
@@ -150,7 +206,14 @@ mod tests {
     fn compensations_run_newest_first_chained_and_skip_read_only_and_unstarted_steps() {
         let plan = plan_rollback(Operation::Failover, &failover_steps(0));
         let keys: Vec<&str> = plan.iter().map(|p| p.key.as_str()).collect();
-        assert_eq!(keys, ["undo:lb_switch:web", "undo:recovery_job:web", "undo:recovery_job:db"]);
+        assert_eq!(
+            keys,
+            [
+                "undo:lb_switch:web",
+                "undo:recovery_job:web",
+                "undo:recovery_job:db"
+            ]
+        );
         assert!(plan[0].depends_on.is_empty());
         assert_eq!(plan[1].depends_on, ["undo:lb_switch:web"]);
         assert_eq!(plan[2].depends_on, ["undo:recovery_job:web"]);
@@ -163,7 +226,11 @@ mod tests {
         let plan = plan_rollback(Operation::Failover, &failover_steps(1));
         assert_eq!(plan[0].key, "undo:dns_cutover");
         assert!(!plan[0].needs_approval && !plan[1].needs_approval);
-        assert!(plan.iter().filter(|p| p.kind == StepKind::RecoveryJob).all(|p| p.needs_approval));
+        assert!(
+            plan.iter()
+                .filter(|p| p.kind == StepKind::RecoveryJob)
+                .all(|p| p.needs_approval)
+        );
         let plan = plan_rollback(Operation::Drill, &failover_steps(1));
         assert!(plan.iter().all(|p| !p.needs_approval));
     }

@@ -38,7 +38,11 @@ pub fn compensates(kind: StepKind) -> bool {
         // and in `run` once those steps and their output shapes have landed.
         StepKind::ReversedReplication | StepKind::A2Recovery => false,
         // Read-only steps change nothing; a drill's cleanup only removed what the run created.
-        StepKind::Preflight | StepKind::SnapshotConversion | StepKind::Launch | StepKind::Validate | StepKind::Cleanup => false,
+        StepKind::Preflight
+        | StepKind::SnapshotConversion
+        | StepKind::Launch
+        | StepKind::Validate
+        | StepKind::Cleanup => false,
     }
 }
 
@@ -58,25 +62,62 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         StepKind::RecoveryJob => undo_recovery(ctx, &undone).await,
         kind => Err(Halt::Failed(StepFailure::new(
             format!("a {kind} step has no compensation"),
-            format!("skip it: `drs-runbook skip {} --step {} --reason ...`", ctx.run.id, ctx.step.key),
+            format!(
+                "skip it: `drs-runbook skip {} --step {} --reason ...`",
+                ctx.run.id, ctx.step.key
+            ),
         ))),
     }
 }
 
 /// Reads which run and step this compensation undoes (the step's input) and that step's output.
 async fn undone(ctx: &StepCtx<'_>) -> Result<Undone, Halt> {
-    let corrupt = |what: &str| Halt::Failed(StepFailure::new(format!("step {} of rollback run {} does not name {what}", ctx.step.key, ctx.run.id), "the database was edited or is from another version; start a new rollback"));
-    let mut conn = ctx.journal.db().pool().acquire().await.map_err(|e| StepFailure::new(format!("failed to read the run database: {e}"), "check the database file"))?;
-    let me = store::steps::get(&mut conn, ctx.journal.run_id(), &ctx.step.key).await.map_err(store_failure)?;
-    let run_id: RunId = me.input["original_run"].as_str().ok_or_else(|| corrupt("the original run"))?.parse().map_err(|_| corrupt("a valid original run"))?;
-    let key = me.input["undo"].as_str().ok_or_else(|| corrupt("the step it undoes"))?.to_string();
-    let original = store::runs::get(&mut conn, &run_id).await.map_err(store_failure)?;
-    let step = store::steps::get(&mut conn, &run_id, &key).await.map_err(store_failure)?;
-    Ok(Undone { run_id, key, output: step.output, created_at: original.created_at })
+    let corrupt = |what: &str| {
+        Halt::Failed(StepFailure::new(
+            format!(
+                "step {} of rollback run {} does not name {what}",
+                ctx.step.key, ctx.run.id
+            ),
+            "the database was edited or is from another version; start a new rollback",
+        ))
+    };
+    let mut conn = ctx.journal.db().pool().acquire().await.map_err(|e| {
+        StepFailure::new(
+            format!("failed to read the run database: {e}"),
+            "check the database file",
+        )
+    })?;
+    let me = store::steps::get(&mut conn, ctx.journal.run_id(), &ctx.step.key)
+        .await
+        .map_err(store_failure)?;
+    let run_id: RunId = me.input["original_run"]
+        .as_str()
+        .ok_or_else(|| corrupt("the original run"))?
+        .parse()
+        .map_err(|_| corrupt("a valid original run"))?;
+    let key = me.input["undo"]
+        .as_str()
+        .ok_or_else(|| corrupt("the step it undoes"))?
+        .to_string();
+    let original = store::runs::get(&mut conn, &run_id)
+        .await
+        .map_err(store_failure)?;
+    let step = store::steps::get(&mut conn, &run_id, &key)
+        .await
+        .map_err(store_failure)?;
+    Ok(Undone {
+        run_id,
+        key,
+        output: step.output,
+        created_at: original.created_at,
+    })
 }
 
 fn store_failure(e: store::StoreError) -> StepFailure {
-    StepFailure::new(format!("failed to read the original run: {e}"), "check the database file, then resume the rollback")
+    StepFailure::new(
+        format!("failed to read the original run: {e}"),
+        "check the database file, then resume the rollback",
+    )
 }
 
 // ---------------------------------------------------------------- DNS
@@ -102,7 +143,11 @@ pub struct ZoneRestore {
 
 impl ZoneRestore {
     fn before_of(&self, name: &str, record_type: &str) -> Vec<RecordSet> {
-        self.before.iter().filter(|r| r.name == name && r.record_type == record_type).cloned().collect()
+        self.before
+            .iter()
+            .filter(|r| r.name == name && r.record_type == record_type)
+            .cloned()
+            .collect()
     }
 }
 
@@ -116,23 +161,39 @@ async fn undo_dns(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
             let mut restore = ZoneRestore {
                 hosted_zone_id: zone.hosted_zone_id.clone(),
                 account: zone.account,
-                records: zone.after.iter().map(|r| (r.name.clone(), r.record_type.clone())).collect(),
+                records: zone
+                    .after
+                    .iter()
+                    .map(|r| (r.name.clone(), r.record_type.clone()))
+                    .collect(),
                 before: zone.before.clone(),
                 changes: Vec::new(),
                 change_id: None,
                 insync_at: None,
             };
             for (name, record_type) in restore.records.clone() {
-                let current = read_records(ctx, zone.account, &zone.hosted_zone_id, &name, &record_type).await?;
+                let current =
+                    read_records(ctx, zone.account, &zone.hosted_zone_id, &name, &record_type)
+                        .await?;
                 let before = restore.before_of(&name, &record_type);
                 if current == before {
                     continue;
                 }
                 if before.is_empty() {
                     // The cutover created it: DELETE needs the record exactly as it is now.
-                    restore.changes.extend(current.into_iter().map(|record| RecordChange { action: "DELETE".into(), record }));
+                    restore
+                        .changes
+                        .extend(current.into_iter().map(|record| RecordChange {
+                            action: "DELETE".into(),
+                            record,
+                        }));
                 } else {
-                    restore.changes.extend(before.into_iter().map(|record| RecordChange { action: "UPSERT".into(), record }));
+                    restore
+                        .changes
+                        .extend(before.into_iter().map(|record| RecordChange {
+                            action: "UPSERT".into(),
+                            record,
+                        }));
                 }
             }
             out.zones.push(restore);
@@ -155,11 +216,19 @@ async fn undo_dns(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
         }
     }
     let restored: usize = out.zones.iter().map(|z| z.changes.len()).sum();
-    ctx.say(format!("{restored} record change(s) restored the records captured before the cutover"));
+    ctx.say(format!(
+        "{restored} record change(s) restored the records captured before the cutover"
+    ));
     Ok(())
 }
 
-async fn read_records(ctx: &mut StepCtx<'_>, account: Account, zone: &str, name: &str, record_type: &str) -> Result<Vec<RecordSet>, Halt> {
+async fn read_records(
+    ctx: &mut StepCtx<'_>,
+    account: Account,
+    zone: &str,
+    name: &str,
+    record_type: &str,
+) -> Result<Vec<RecordSet>, Halt> {
     let clients = ctx.clients.side(account).clone();
     retry::read(ctx, || clients.record_sets(zone, name, record_type)).await
 }
@@ -167,7 +236,9 @@ async fn read_records(ctx: &mut StepCtx<'_>, account: Account, zone: &str, name:
 /// Whether the zone's records read as they were before the cutover.
 async fn zone_restored(ctx: &mut StepCtx<'_>, zone: &ZoneRestore) -> Result<bool, Halt> {
     for (name, record_type) in &zone.records {
-        if read_records(ctx, zone.account, &zone.hosted_zone_id, name, record_type).await? != zone.before_of(name, record_type) {
+        if read_records(ctx, zone.account, &zone.hosted_zone_id, name, record_type).await?
+            != zone.before_of(name, record_type)
+        {
             return Ok(false);
         }
     }
@@ -178,7 +249,10 @@ async fn zone_restored(ctx: &mut StepCtx<'_>, zone: &ZoneRestore) -> Result<bool
 /// before is reconciled, not sent again.
 async fn restore_zone(ctx: &mut StepCtx<'_>, zone: &ZoneRestore) -> Result<String, Halt> {
     let clients = ctx.clients.side(zone.account).clone();
-    let key = format!("{}/{}/restore/{}", ctx.run.id, ctx.step.key, zone.hosted_zone_id);
+    let key = format!(
+        "{}/{}/restore/{}",
+        ctx.run.id, ctx.step.key, zone.hosted_zone_id
+    );
     let open = ctx.journal.open_intents(&ctx.step.key).await?;
     let effect = match open.into_iter().find(|e| e.idempotency_key == key) {
         Some(e) if zone_restored(ctx, zone).await? => {
@@ -186,16 +260,40 @@ async fn restore_zone(ctx: &mut StepCtx<'_>, zone: &ZoneRestore) -> Result<Strin
             return Ok("reconciled".to_string());
         }
         Some(e) => e.id,
-        None => {
-            ctx.journal
-                .begin_intent(&ctx.step.key, &key, "route53:ChangeResourceRecordSets", &clients.account_id, "global", serde_json::json!({ "hostedZoneId": zone.hosted_zone_id, "changes": zone.changes }))
-                .await?
-        }
+        None => ctx
+            .journal
+            .begin_intent(
+                &ctx.step.key,
+                &key,
+                "route53:ChangeResourceRecordSets",
+                &clients.account_id,
+                "global",
+                serde_json::json!({ "hostedZoneId": zone.hosted_zone_id, "changes": zone.changes }),
+            )
+            .await?,
     };
-    match clients.change_record_sets(&zone.hosted_zone_id, &zone.changes, &format!("drs-runbook rollback {}", ctx.run.id)).await {
+    match clients
+        .change_record_sets(
+            &zone.hosted_zone_id,
+            &zone.changes,
+            &format!("drs-runbook rollback {}", ctx.run.id),
+        )
+        .await
+    {
         Ok(called) => {
-            ctx.journal.complete_effect(effect, serde_json::json!({ "change_id": called.value }), called.request_id).await?;
-            ctx.say(format!("restored {} record(s) in {}: change {}", zone.changes.len(), zone.hosted_zone_id, called.value));
+            ctx.journal
+                .complete_effect(
+                    effect,
+                    serde_json::json!({ "change_id": called.value }),
+                    called.request_id,
+                )
+                .await?;
+            ctx.say(format!(
+                "restored {} record(s) in {}: change {}",
+                zone.changes.len(),
+                zone.hosted_zone_id,
+                called.value
+            ));
             Ok(called.value)
         }
         Err(e) => {
@@ -220,7 +318,11 @@ async fn wait_insync(ctx: &mut StepCtx<'_>, zone: &ZoneRestore) -> Result<(), Ha
         }
         if (ctx.clock.now() - started).to_std().unwrap_or_default() > INSYNC_DEADLINE {
             return Err(Halt::Failed(StepFailure::new(
-                format!("Route 53 change {change_id} in zone {} is still {status} after {} minutes", zone.hosted_zone_id, INSYNC_DEADLINE.as_secs() / 60),
+                format!(
+                    "Route 53 change {change_id} in zone {} is still {status} after {} minutes",
+                    zone.hosted_zone_id,
+                    INSYNC_DEADLINE.as_secs() / 60
+                ),
                 "the records were restored; `retry` this step to keep waiting for INSYNC",
             )));
         }
@@ -251,7 +353,8 @@ pub struct GroupRestore {
 async fn undo_lb(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
     let mut out: UndoLbOutput = ctx.my_output().await?;
     if !out.planned {
-        let switch: LbSwitchOutput = serde_json::from_value(undone.output.clone()).unwrap_or_default();
+        let switch: LbSwitchOutput =
+            serde_json::from_value(undone.output.clone()).unwrap_or_default();
         let target = ctx.clients.target.clone();
         for group in &switch.groups {
             let health = retry::read(ctx, || target.target_health(&group.target_group_arn)).await?;
@@ -259,8 +362,18 @@ async fn undo_lb(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
             let was_there = |id: &str| group.before.iter().any(|b| b.id == id);
             out.groups.push(GroupRestore {
                 target_group_arn: group.target_group_arn.clone(),
-                reregister: group.before.iter().filter(|t| !present(&t.id)).cloned().collect(),
-                deregister: group.registered.iter().filter(|t| !was_there(&t.id) && present(&t.id)).cloned().collect(),
+                reregister: group
+                    .before
+                    .iter()
+                    .filter(|t| !present(&t.id))
+                    .cloned()
+                    .collect(),
+                deregister: group
+                    .registered
+                    .iter()
+                    .filter(|t| !was_there(&t.id) && present(&t.id))
+                    .cloned()
+                    .collect(),
                 ..Default::default()
             });
         }
@@ -273,8 +386,12 @@ async fn undo_lb(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
         if !out.groups[i].reregistered_done {
             let targets = out.groups[i].reregister.clone();
             if !targets.is_empty() {
-                super::lb_switch::call(ctx, "elbv2:RegisterTargets", "register", &arn, &targets).await?;
-                ctx.say(format!("registered {} target(s) from before the switch again", targets.len()));
+                super::lb_switch::call(ctx, "elbv2:RegisterTargets", "register", &arn, &targets)
+                    .await?;
+                ctx.say(format!(
+                    "registered {} target(s) from before the switch again",
+                    targets.len()
+                ));
             }
             out.groups[i].reregistered_done = true;
             ctx.save(&out).await?;
@@ -282,8 +399,18 @@ async fn undo_lb(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
         if !out.groups[i].deregistered_done {
             let targets = out.groups[i].deregister.clone();
             if !targets.is_empty() {
-                super::lb_switch::call(ctx, "elbv2:DeregisterTargets", "deregister", &arn, &targets).await?;
-                ctx.say(format!("deregistered the {} recovered target(s)", targets.len()));
+                super::lb_switch::call(
+                    ctx,
+                    "elbv2:DeregisterTargets",
+                    "deregister",
+                    &arn,
+                    &targets,
+                )
+                .await?;
+                ctx.say(format!(
+                    "deregistered the {} recovered target(s)",
+                    targets.len()
+                ));
             }
             out.groups[i].deregistered_done = true;
             ctx.save(&out).await?;
@@ -316,7 +443,11 @@ async fn undo_recovery(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Hal
         let since = Some(undone.created_at - chrono::Duration::hours(1));
         let run_tag = undone.run_id.to_string();
         let tagged = retry::read(ctx, || target.find_jobs_tagged(TAG_RUN, &run_tag, since)).await?;
-        out.jobs = tagged.into_iter().filter(|j| j.tags.get(TAG_STEP) == Some(&undone.key)).map(|j| j.id).collect();
+        out.jobs = tagged
+            .into_iter()
+            .filter(|j| j.tags.get(TAG_STEP) == Some(&undone.key))
+            .map(|j| j.id)
+            .collect();
         out.jobs.sort();
         ctx.save(&out).await?;
         // A job still launching would add instances after we listed them: wait for its end.
@@ -329,17 +460,36 @@ async fn undo_recovery(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Hal
             }
             if (ctx.clock.now() - started).to_std().unwrap_or_default() > JOBS_DEADLINE {
                 return Err(Halt::Failed(StepFailure::new(
-                    format!("the recovery job(s) {} have not ended after {} minutes", out.jobs.join(", "), JOBS_DEADLINE.as_secs() / 60),
+                    format!(
+                        "the recovery job(s) {} have not ended after {} minutes",
+                        out.jobs.join(", "),
+                        JOBS_DEADLINE.as_secs() / 60
+                    ),
                     "check the jobs in the DRS console; `retry` this step once they have ended",
                 )));
             }
-            ctx.say(format!("waiting for {} recovery job(s) to end before terminating their instances", described.iter().filter(|j| !j.is_completed()).count()));
+            ctx.say(format!(
+                "waiting for {} recovery job(s) to end before terminating their instances",
+                described.iter().filter(|j| !j.is_completed()).count()
+            ));
             let interval = backoff.next_interval();
             ctx.pause(interval).await?;
         };
-        let ids: Vec<String> = jobs.iter().flat_map(|j| j.servers.iter()).filter_map(|s| s.recovery_instance_id.clone()).collect();
-        let found = if ids.is_empty() { Vec::new() } else { retry::read(ctx, || target.recovery_instances_by_id(&ids)).await? };
-        out.instances = found.into_iter().filter(|i| i.ec2_state.as_deref() != Some("TERMINATED")).map(|i| i.id).collect();
+        let ids: Vec<String> = jobs
+            .iter()
+            .flat_map(|j| j.servers.iter())
+            .filter_map(|s| s.recovery_instance_id.clone())
+            .collect();
+        let found = if ids.is_empty() {
+            Vec::new()
+        } else {
+            retry::read(ctx, || target.recovery_instances_by_id(&ids)).await?
+        };
+        out.instances = found
+            .into_iter()
+            .filter(|i| i.ec2_state.as_deref() != Some("TERMINATED"))
+            .map(|i| i.id)
+            .collect();
         out.instances.sort();
         out.listed = true;
         ctx.save(&out).await?;
@@ -358,9 +508,16 @@ async fn undo_recovery(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Hal
     let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(15));
     loop {
         let found = retry::read(ctx, || target.recovery_instances_by_id(&out.instances)).await?;
-        out.remaining = found.iter().filter(|i| i.ec2_state.as_deref() != Some("TERMINATED")).map(|i| i.id.clone()).collect();
+        out.remaining = found
+            .iter()
+            .filter(|i| i.ec2_state.as_deref() != Some("TERMINATED"))
+            .map(|i| i.id.clone())
+            .collect();
         if out.remaining.is_empty() {
-            ctx.say(format!("{} recovery instance(s) terminated", out.instances.len()));
+            ctx.say(format!(
+                "{} recovery instance(s) terminated",
+                out.instances.len()
+            ));
             out.verified_at = Some(ctx.clock.now().to_rfc3339());
             ctx.save(&out).await?;
             return Ok(());
@@ -368,7 +525,11 @@ async fn undo_recovery(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Hal
         ctx.save(&out).await?;
         if (ctx.clock.now() - started).to_std().unwrap_or_default() > GONE_DEADLINE {
             return Err(Halt::Failed(StepFailure::new(
-                format!("recovery instances still present after {} minutes: {}", GONE_DEADLINE.as_secs() / 60, out.remaining.join(", ")),
+                format!(
+                    "recovery instances still present after {} minutes: {}",
+                    GONE_DEADLINE.as_secs() / 60,
+                    out.remaining.join(", ")
+                ),
                 "check the terminate job in the DRS console; then `retry` this step",
             )));
         }

@@ -18,7 +18,8 @@ pub const READ_ATTEMPTS: u32 = 8;
 /// The wait before attempt `attempt + 1`: 1 s, 2 s, 4 s ... capped at 30 s (engine clock),
 /// with full jitter over the upper half so that concurrent steps do not retry in lockstep.
 pub fn backoff(attempt: u32) -> Duration {
-    let base = Duration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(Duration::from_secs(30));
+    let base =
+        Duration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(Duration::from_secs(30));
     let half = base / 2;
     half + half.mul_f64(rand::random::<f64>())
 }
@@ -37,7 +38,11 @@ where
             Err(e) if e.retryable && attempt < READ_ATTEMPTS => {
                 tracing::info!(call = %e.call, attempt, request_id = ?e.request_id, "transient read failure; retrying");
                 if attempt == 1 || attempt % 3 == 0 {
-                    ctx.say(format!("{} failed transiently ({}); retrying", e.call, e.code.as_deref().unwrap_or(&e.message)));
+                    ctx.say(format!(
+                        "{} failed transiently ({}); retrying",
+                        e.call,
+                        e.code.as_deref().unwrap_or(&e.message)
+                    ));
                 }
                 ctx.pause(backoff(attempt)).await?;
             }
@@ -54,9 +59,15 @@ fn exhausted(e: AwsError, attempts: u32) -> StepFailure {
         "{} still failed after {attempts} attempts: {}{}",
         e.call,
         e.message,
-        e.request_id.as_ref().map(|r| format!(" (last request ID {r})")).unwrap_or_default()
+        e.request_id
+            .as_ref()
+            .map(|r| format!(" (last request ID {r})"))
+            .unwrap_or_default()
     );
-    failure.hint = format!("{}; once AWS answers again, `drs-runbook retry <run> --step <step>` continues where the run stopped", e.hint);
+    failure.hint = format!(
+        "{}; once AWS answers again, `drs-runbook retry <run> --step <step>` continues where the run stopped",
+        e.hint
+    );
     failure
 }
 
@@ -67,9 +78,13 @@ mod tests {
     #[test]
     fn backoff_grows_is_capped_and_jittered_within_the_upper_half() {
         for attempt in 1..12 {
-            let nominal = Duration::from_secs(1u64 << (attempt - 1).min(5)).min(Duration::from_secs(30));
+            let nominal =
+                Duration::from_secs(1u64 << (attempt - 1).min(5)).min(Duration::from_secs(30));
             let wait = backoff(attempt);
-            assert!(wait >= nominal / 2 && wait <= nominal, "attempt {attempt}: {wait:?} vs {nominal:?}");
+            assert!(
+                wait >= nominal / 2 && wait <= nominal,
+                "attempt {attempt}: {wait:?} vs {nominal:?}"
+            );
         }
         assert!(backoff(20) <= Duration::from_secs(30));
     }

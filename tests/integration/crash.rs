@@ -25,7 +25,8 @@ const THREE_WAVES: &str = include_str!("../fixtures/engine/three-waves.toml");
 const TARGET: &str = "555555555555";
 const REGION: &str = "eu-central-1";
 const ZONE: &str = "Z00000000000000SHOP1";
-const GROUP: &str = "arn:aws:elasticloadbalancing:eu-central-1:555555555555:targetgroup/shop-app/00000000000000aa";
+const GROUP: &str =
+    "arn:aws:elasticloadbalancing:eu-central-1:555555555555:targetgroup/shop-app/00000000000000aa";
 const SPEED: f64 = 600.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,13 +92,21 @@ impl World {
         let (db, endpoint, runbook) = (self.db(), self.sim.endpoint.clone(), self.runbook.clone());
         tokio::task::spawn_blocking(move || {
             let mut command = child_command(&db, &endpoint);
-            command.arg(scenario.args()[0]).arg(&runbook).args(&scenario.args()[1..]);
+            command
+                .arg(scenario.args()[0])
+                .arg(&runbook)
+                .args(&scenario.args()[1..]);
             if let Kill::AfterIntent(n) = kill {
                 command.env("DRS_RUNBOOK_CRASH_AFTER_INTENT", n.to_string());
             }
-            let mut child = command.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().expect("the binary starts");
+            let mut child = command
+                .stderr(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("the binary starts");
             let stderr = child.stderr.take().unwrap();
-            let reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+            let reader =
+                std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
             let killed = match kill {
                 Kill::After(delay) => {
                     let deadline = std::time::Instant::now() + delay;
@@ -116,7 +125,11 @@ impl World {
             };
             let status = child.wait().unwrap();
             let stderr = reader.join().unwrap();
-            let run_id = stderr.lines().next().and_then(|l| l.strip_prefix("run ")).map(str::to_string);
+            let run_id = stderr
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("run "))
+                .map(str::to_string);
             (run_id, killed || !status.success())
         })
         .await
@@ -147,12 +160,16 @@ impl World {
                 .await
                 .unwrap()
             } else {
-                self.cli(&["--output", "json", "resume", run_id, "--yes"]).await
+                self.cli(&["--output", "json", "resume", run_id, "--yes"])
+                    .await
             };
             if run.code == 0 {
                 return run;
             }
-            assert!(run.code == -1 || run.code == 134 || run.code == 130, "resume of {run_id} neither finished nor crashed: {run:#?}");
+            assert!(
+                run.code == -1 || run.code == 134 || run.code == 130,
+                "resume of {run_id} neither finished nor crashed: {run:#?}"
+            );
         }
         panic!("run {run_id} did not finish after 30 resumes");
     }
@@ -171,19 +188,36 @@ impl World {
         let mut recovery = Vec::new();
         for i in instances.items() {
             let server = i.source_server_id().unwrap_or_default().to_string();
-            by_ec2.insert(i.ec2_instance_id().unwrap_or_default().to_string(), server.clone());
-            for nic in i.recovery_instance_properties().map(|p| p.network_interfaces()).unwrap_or_default() {
+            by_ec2.insert(
+                i.ec2_instance_id().unwrap_or_default().to_string(),
+                server.clone(),
+            );
+            for nic in i
+                .recovery_instance_properties()
+                .map(|p| p.network_interfaces())
+                .unwrap_or_default()
+            {
                 for ip in nic.ips() {
                     by_ip.insert(ip.clone(), server.clone());
                 }
             }
-            let state = i.ec2_instance_state().map(|s| s.as_str().to_string()).unwrap_or_default();
+            let state = i
+                .ec2_instance_state()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default();
             if state != "TERMINATED" {
                 recovery.push(json!({ "server": server, "drill": i.is_drill(), "state": state }));
             }
         }
         recovery.sort_by_key(|v| v.to_string());
-        let records = self.sim.route53(TARGET).list_resource_record_sets().hosted_zone_id(ZONE).send().await.unwrap();
+        let records = self
+            .sim
+            .route53(TARGET)
+            .list_resource_record_sets()
+            .hosted_zone_id(ZONE)
+            .send()
+            .await
+            .unwrap();
         let mut dns: Vec<Value> = records
             .resource_record_sets()
             .iter()
@@ -198,14 +232,29 @@ impl World {
             })
             .collect();
         dns.sort_by_key(|v| v.to_string());
-        let health = self.sim.elbv2(TARGET, REGION).describe_target_health().target_group_arn(GROUP).send().await.unwrap();
+        let health = self
+            .sim
+            .elbv2(TARGET, REGION)
+            .describe_target_health()
+            .target_group_arn(GROUP)
+            .send()
+            .await
+            .unwrap();
         let mut members: Vec<String> = health
             .target_health_descriptions()
             .iter()
-            .filter(|d| d.target_health().and_then(|h| h.state()).map(|s| s.as_str()) != Some("draining"))
+            .filter(|d| {
+                d.target_health()
+                    .and_then(|h| h.state())
+                    .map(|s| s.as_str())
+                    != Some("draining")
+            })
             .map(|d| {
                 let id = d.target().unwrap().id().unwrap_or_default();
-                by_ec2.get(id).map(|s| format!("instance-of:{s}")).unwrap_or_else(|| id.to_string())
+                by_ec2
+                    .get(id)
+                    .map(|s| format!("instance-of:{s}"))
+                    .unwrap_or_else(|| id.to_string())
             })
             .collect();
         members.sort();
@@ -231,7 +280,11 @@ fn child_command(db: &Path, endpoint: &str) -> Command {
 fn mutation_counts(stats: &Value) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
     for m in stats["mutations"].as_array().unwrap() {
-        let key = format!("{}:{}", m["service"].as_str().unwrap_or("?"), m["operation"].as_str().unwrap_or("?"));
+        let key = format!(
+            "{}:{}",
+            m["service"].as_str().unwrap_or("?"),
+            m["operation"].as_str().unwrap_or("?")
+        );
         *counts.entry(key).or_default() += 1;
     }
     counts
@@ -248,18 +301,39 @@ struct Baseline {
 async fn baseline(scenario: Scenario) -> Baseline {
     let world = World::new().await;
     let started = std::time::Instant::now();
-    let mut args = vec!["--output", "json", scenario.args()[0], world.runbook.to_str().unwrap()];
+    let mut args = vec![
+        "--output",
+        "json",
+        scenario.args()[0],
+        world.runbook.to_str().unwrap(),
+    ];
     args.extend(&scenario.args()[1..]);
     let run = world.cli(&args).await;
-    assert_eq!(run.code, 0, "the uninterrupted {scenario:?} succeeds: {run:#?}");
+    assert_eq!(
+        run.code, 0,
+        "the uninterrupted {scenario:?} succeeds: {run:#?}"
+    );
     let mutations = world.mutation_counts().await;
     let intents = mutations.values().sum::<u64>() as u32;
-    assert!(intents >= 3, "a {scenario:?} makes mutating calls: {mutations:?}");
-    Baseline { mutations, world: world.snapshot().await, wall: started.elapsed(), intents }
+    assert!(
+        intents >= 3,
+        "a {scenario:?} makes mutating calls: {mutations:?}"
+    );
+    Baseline {
+        mutations,
+        world: world.snapshot().await,
+        wall: started.elapsed(),
+        intents,
+    }
 }
 
 /// One kill point: interrupt, resume until done, compare with the baseline.
-async fn crash_and_resume(scenario: Scenario, kill: Kill, crash_each_resume: bool, expected: &Baseline) -> bool {
+async fn crash_and_resume(
+    scenario: Scenario,
+    kill: Kill,
+    crash_each_resume: bool,
+    expected: &Baseline,
+) -> bool {
     let world = World::new().await;
     let (run_id, interrupted) = world.interrupted(scenario, kill).await;
     let stored = match &run_id {
@@ -267,23 +341,43 @@ async fn crash_and_resume(scenario: Scenario, kill: Kill, crash_each_resume: boo
         None => false,
     };
     if interrupted && stored {
-        let done = world.resume_until_done(run_id.as_deref().unwrap(), crash_each_resume).await;
-        assert_eq!(done.json()["status"], "succeeded", "{scenario:?} {kill:?}: {done:#?}");
+        let done = world
+            .resume_until_done(run_id.as_deref().unwrap(), crash_each_resume)
+            .await;
+        assert_eq!(
+            done.json()["status"],
+            "succeeded",
+            "{scenario:?} {kill:?}: {done:#?}"
+        );
     } else if interrupted {
         // Killed before the run was stored: nothing may have happened; the operator starts again.
-        assert_eq!(world.mutation_counts().await, BTreeMap::new(), "{scenario:?} {kill:?}: no run, no change");
+        assert_eq!(
+            world.mutation_counts().await,
+            BTreeMap::new(),
+            "{scenario:?} {kill:?}: no run, no change"
+        );
         let mut args = vec![scenario.args()[0], world.runbook.to_str().unwrap()];
         args.extend(&scenario.args()[1..]);
         assert_eq!(world.cli(&args).await.code, 0);
     }
-    assert_eq!(world.mutation_counts().await, expected.mutations, "{scenario:?} {kill:?}: every mutating call happened exactly as often as in an uninterrupted run");
-    assert_eq!(world.snapshot().await, expected.world, "{scenario:?} {kill:?}: the world ends as after an uninterrupted run");
+    assert_eq!(
+        world.mutation_counts().await,
+        expected.mutations,
+        "{scenario:?} {kill:?}: every mutating call happened exactly as often as in an uninterrupted run"
+    );
+    assert_eq!(
+        world.snapshot().await,
+        expected.world,
+        "{scenario:?} {kill:?}: the world ends as after an uninterrupted run"
+    );
     interrupted
 }
 
 /// Runs the kill points a few at a time (the machine is small; the simulator waits, mostly).
 async fn kill_points(scenario: Scenario, expected: &Baseline) -> usize {
-    let mut points: Vec<(Kill, bool)> = (1..=expected.intents).map(|n| (Kill::AfterIntent(n), false)).collect();
+    let mut points: Vec<(Kill, bool)> = (1..=expected.intents)
+        .map(|n| (Kill::AfterIntent(n), false))
+        .collect();
     // Spread-out times over the uninterrupted run's wall time, from the start to its end.
     let timed = 30 - points.len().min(24);
     for i in 0..timed {
@@ -294,10 +388,18 @@ async fn kill_points(scenario: Scenario, expected: &Baseline) -> usize {
     points.push((Kill::AfterIntent(1), true));
     let mut interrupted = 0;
     for chunk in points.chunks(4) {
-        let results = futures_util::future::join_all(chunk.iter().map(|(kill, chain)| crash_and_resume(scenario, *kill, *chain, expected))).await;
+        let results = futures_util::future::join_all(
+            chunk
+                .iter()
+                .map(|(kill, chain)| crash_and_resume(scenario, *kill, *chain, expected)),
+        )
+        .await;
         interrupted += results.into_iter().filter(|i| *i).count();
     }
-    assert!(points.len() >= 30, "at least 30 kill points for {scenario:?}");
+    assert!(
+        points.len() >= 30,
+        "at least 30 kill points for {scenario:?}"
+    );
     interrupted
 }
 
@@ -306,16 +408,29 @@ async fn failover_killed_at_many_points_resumes_to_the_same_world_with_each_muta
     let expected = baseline(Scenario::Failover).await;
     assert_eq!(expected.mutations.get("drs:StartRecovery"), Some(&3));
     let interrupted = kill_points(Scenario::Failover, &expected).await;
-    assert!(interrupted >= 25, "most kill points interrupted the run: {interrupted}");
+    assert!(
+        interrupted >= 25,
+        "most kill points interrupted the run: {interrupted}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn drill_killed_at_many_points_resumes_to_the_same_world_with_each_mutation_once() {
     let expected = baseline(Scenario::Drill).await;
-    assert_eq!(expected.mutations.get("drs:TerminateRecoveryInstances"), Some(&1));
-    assert_eq!(expected.world["recovery_instances"], json!([]), "the drill cleaned up");
+    assert_eq!(
+        expected.mutations.get("drs:TerminateRecoveryInstances"),
+        Some(&1)
+    );
+    assert_eq!(
+        expected.world["recovery_instances"],
+        json!([]),
+        "the drill cleaned up"
+    );
     let interrupted = kill_points(Scenario::Drill, &expected).await;
-    assert!(interrupted >= 25, "most kill points interrupted the run: {interrupted}");
+    assert!(
+        interrupted >= 25,
+        "most kill points interrupted the run: {interrupted}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -331,9 +446,20 @@ async fn two_concurrent_failovers_of_one_runbook_one_proceeds_the_other_is_refus
     assert_eq!(codes, [0, 4], "exactly one proceeds: {a:#?} {b:#?}");
     let (winner, loser) = if a.code == 0 { (a, b) } else { (b, a) };
     let winner_id = winner.json()["run_id"].as_str().unwrap().to_string();
-    assert!(loser.stderr.contains(&winner_id), "the refusal names the run holding the servers: {}", loser.stderr);
-    assert!(loser.stderr.contains(" since ") && loser.stderr.contains(" on "), "and since when and from which host: {}", loser.stderr);
-    assert_eq!(world.mutation_counts().await.get("drs:StartRecovery"), Some(&3));
+    assert!(
+        loser.stderr.contains(&winner_id),
+        "the refusal names the run holding the servers: {}",
+        loser.stderr
+    );
+    assert!(
+        loser.stderr.contains(" since ") && loser.stderr.contains(" on "),
+        "and since when and from which host: {}",
+        loser.stderr
+    );
+    assert_eq!(
+        world.mutation_counts().await.get("drs:StartRecovery"),
+        Some(&3)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -343,14 +469,32 @@ async fn failover_succeeds_with_thirty_percent_of_the_hot_calls_throttled() {
         .iter()
         .map(|(service, operation)| json!({ "kind": "api_error", "service": service, "operation": operation, "error": "ThrottlingException", "probability": 0.3 }))
         .collect();
-    let (status, _) = world.sim.post("/_sim/faults", &json!({ "faults": faults })).await;
+    let (status, _) = world
+        .sim
+        .post("/_sim/faults", &json!({ "faults": faults }))
+        .await;
     assert_eq!(status, 200);
-    let run = world.cli(&["--output", "json", "failover", world.runbook.to_str().unwrap(), "--yes"]).await;
+    let run = world
+        .cli(&[
+            "--output",
+            "json",
+            "failover",
+            world.runbook.to_str().unwrap(),
+            "--yes",
+        ])
+        .await;
     assert_eq!(run.code, 0, "{run:#?}");
     assert_eq!(run.json()["status"], "succeeded");
     let stats = world.sim.get("/_sim/stats").await;
-    assert_eq!(mutation_counts(&stats).get("drs:StartRecovery"), Some(&3), "no duplicate StartRecovery");
-    let polled = stats["calls"]["drs:DescribeJobs"].as_u64().unwrap_or(0) + stats["calls"]["drs:DescribeJobLogItems"].as_u64().unwrap_or(0);
+    assert_eq!(
+        mutation_counts(&stats).get("drs:StartRecovery"),
+        Some(&3),
+        "no duplicate StartRecovery"
+    );
+    let polled = stats["calls"]["drs:DescribeJobs"].as_u64().unwrap_or(0)
+        + stats["calls"]["drs:DescribeJobLogItems"]
+            .as_u64()
+            .unwrap_or(0);
     assert!(polled > 10, "the throttled calls were exercised: {stats}");
 }
 
@@ -358,36 +502,96 @@ async fn failover_succeeds_with_thirty_percent_of_the_hot_calls_throttled() {
 async fn rollback_after_failover_restores_dns_byte_for_byte_and_target_membership() {
     let world = World::new().await;
     let route53 = world.sim.route53(TARGET);
-    let before = route53.list_resource_record_sets().hosted_zone_id(ZONE).send().await.unwrap();
+    let before = route53
+        .list_resource_record_sets()
+        .hosted_zone_id(ZONE)
+        .send()
+        .await
+        .unwrap();
     let before_world = world.snapshot().await;
-    let run = world.cli(&["--output", "json", "failover", world.runbook.to_str().unwrap(), "--yes"]).await;
+    let run = world
+        .cli(&[
+            "--output",
+            "json",
+            "failover",
+            world.runbook.to_str().unwrap(),
+            "--yes",
+        ])
+        .await;
     assert_eq!(run.code, 0, "{run:#?}");
     let run_id = run.json()["run_id"].as_str().unwrap().to_string();
-    assert_ne!(world.snapshot().await["dns"], before_world["dns"], "the failover changed DNS");
+    assert_ne!(
+        world.snapshot().await["dns"],
+        before_world["dns"],
+        "the failover changed DNS"
+    );
 
     // Without --yes and without a terminal, a rollback after the DNS cutover is refused.
     let refused = world.cli(&["rollback", &run_id]).await;
     assert_eq!(refused.code, 2, "{refused:#?}");
-    assert!(refused.stderr.contains("failback"), "it says failback is the way back: {}", refused.stderr);
+    assert!(
+        refused.stderr.contains("failback"),
+        "it says failback is the way back: {}",
+        refused.stderr
+    );
 
-    let rollback = world.cli(&["--output", "json", "rollback", &run_id, "--yes"]).await;
+    let rollback = world
+        .cli(&["--output", "json", "rollback", &run_id, "--yes"])
+        .await;
     assert_eq!(rollback.code, 0, "{rollback:#?}");
     let report = rollback.json();
     assert_eq!(report["operation"], "rollback");
-    let keys: Vec<&str> = report["steps"].as_array().unwrap().iter().map(|s| s["key"].as_str().unwrap()).collect();
-    assert_eq!(keys, ["undo:dns_cutover", "undo:recovery_job:web", "undo:lb_switch:app", "undo:recovery_job:app", "undo:recovery_job:db"]);
+    let keys: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "undo:dns_cutover",
+            "undo:recovery_job:web",
+            "undo:lb_switch:app",
+            "undo:recovery_job:app",
+            "undo:recovery_job:db"
+        ]
+    );
 
-    let after = route53.list_resource_record_sets().hosted_zone_id(ZONE).send().await.unwrap();
-    assert_eq!(format!("{:?}", after.resource_record_sets()), format!("{:?}", before.resource_record_sets()), "DNS byte for byte");
+    let after = route53
+        .list_resource_record_sets()
+        .hosted_zone_id(ZONE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        format!("{:?}", after.resource_record_sets()),
+        format!("{:?}", before.resource_record_sets()),
+        "DNS byte for byte"
+    );
     world.sim.skip(600.0).await; // deregistered targets finish draining
     let restored = world.snapshot().await;
     assert_eq!(restored["dns"], before_world["dns"]);
-    assert_eq!(restored["targets"], before_world["targets"], "target group membership as before");
-    assert_eq!(restored["recovery_instances"], json!([]), "the confirmed rollback terminated the recovery instances");
+    assert_eq!(
+        restored["targets"], before_world["targets"],
+        "target group membership as before"
+    );
+    assert_eq!(
+        restored["recovery_instances"],
+        json!([]),
+        "the confirmed rollback terminated the recovery instances"
+    );
 
     let shown = world.cli(&["--output", "json", "show", &run_id]).await;
     assert_eq!(shown.json()["run"]["status"], "rolled_back");
-    let shown = world.cli(&["--output", "json", "show", report["run_id"].as_str().unwrap()]).await;
+    let shown = world
+        .cli(&[
+            "--output",
+            "json",
+            "show",
+            report["run_id"].as_str().unwrap(),
+        ])
+        .await;
     assert_eq!(shown.json()["run"]["parent_run_id"], run_id.as_str());
     // A second rollback of the same run is refused.
     assert_eq!(world.cli(&["rollback", &run_id, "--yes"]).await.code, 2);
@@ -397,103 +601,256 @@ async fn rollback_after_failover_restores_dns_byte_for_byte_and_target_membershi
 async fn a_killed_rollback_resumes_and_restores_the_same_world() {
     let world = World::new().await;
     let before_world = world.snapshot().await;
-    let run = world.cli(&["--output", "json", "failover", world.runbook.to_str().unwrap(), "--yes"]).await;
+    let run = world
+        .cli(&[
+            "--output",
+            "json",
+            "failover",
+            world.runbook.to_str().unwrap(),
+            "--yes",
+        ])
+        .await;
     assert_eq!(run.code, 0, "{run:#?}");
     let run_id = run.json()["run_id"].as_str().unwrap().to_string();
     // The rollback dies right after its first intent (the DNS restore), before the call.
     let (db, endpoint, id) = (world.db(), world.sim.endpoint.clone(), run_id.clone());
     let crashed = tokio::task::spawn_blocking(move || {
-        child_command(&db, &endpoint).args(["rollback", &id, "--yes"]).env("DRS_RUNBOOK_CRASH_AFTER_INTENT", "1").stderr(Stdio::piped()).output().unwrap()
+        child_command(&db, &endpoint)
+            .args(["rollback", &id, "--yes"])
+            .env("DRS_RUNBOOK_CRASH_AFTER_INTENT", "1")
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
     })
     .await
     .unwrap();
     assert!(!crashed.status.success());
     let stderr = String::from_utf8_lossy(&crashed.stderr);
-    let rollback_id = stderr.lines().next().and_then(|l| l.strip_prefix("run ")).unwrap().to_string();
+    let rollback_id = stderr
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("run "))
+        .unwrap()
+        .to_string();
     let before_resume = world.mutation_counts().await;
     let done = world.resume_until_done(&rollback_id, false).await;
     assert_eq!(done.json()["status"], "succeeded", "{done:#?}");
-    assert!(done.stderr.contains("took over the lease"), "the take-over is logged: {}", done.stderr);
+    assert!(
+        done.stderr.contains("took over the lease"),
+        "the take-over is logged: {}",
+        done.stderr
+    );
     let after = world.mutation_counts().await;
-    assert_eq!(after["route53:ChangeResourceRecordSets"], before_resume["route53:ChangeResourceRecordSets"] + 1, "the DNS restore was sent once");
+    assert_eq!(
+        after["route53:ChangeResourceRecordSets"],
+        before_resume["route53:ChangeResourceRecordSets"] + 1,
+        "the DNS restore was sent once"
+    );
     world.sim.skip(600.0).await;
     let restored = world.snapshot().await;
     assert_eq!(restored["dns"], before_world["dns"]);
     assert_eq!(restored["targets"], before_world["targets"]);
-    assert_eq!(world.cli(&["--output", "json", "show", &run_id]).await.json()["run"]["status"], "rolled_back");
+    assert_eq!(
+        world
+            .cli(&["--output", "json", "show", &run_id])
+            .await
+            .json()["run"]["status"],
+        "rolled_back"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_step_is_retried_or_skipped_with_a_reason_and_a_run_is_cancelled() {
     let world = World::new().await;
     // DNS never gets INSYNC: dns_cutover fails after its deadline (skip the clock past it).
-    let (status, _) = world.sim.post("/_sim/faults", &json!({ "faults": [{ "kind": "dns_never_insync", "hosted_zone_id": ZONE }] })).await;
+    let (status, _) = world
+        .sim
+        .post(
+            "/_sim/faults",
+            &json!({ "faults": [{ "kind": "dns_never_insync", "hosted_zone_id": ZONE }] }),
+        )
+        .await;
     assert_eq!(status, 200);
-    let run = world.cli(&["--output", "json", "failover", world.runbook.to_str().unwrap(), "--yes"]).await;
+    let run = world
+        .cli(&[
+            "--output",
+            "json",
+            "failover",
+            world.runbook.to_str().unwrap(),
+            "--yes",
+        ])
+        .await;
     assert_eq!(run.code, 1, "{run:#?}");
     let run_id = run.json()["run_id"].as_str().unwrap().to_string();
-    assert!(run.json()["steps"].as_array().unwrap().iter().any(|s| s["key"] == "dns_cutover" && s["status"] == "failed"));
+    assert!(
+        run.json()["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["key"] == "dns_cutover" && s["status"] == "failed")
+    );
 
     // retry of a step that did not fail is refused with exit 2.
-    assert_eq!(world.cli(&["retry", &run_id, "--step", "preflight"]).await.code, 2);
+    assert_eq!(
+        world
+            .cli(&["retry", &run_id, "--step", "preflight"])
+            .await
+            .code,
+        2
+    );
     // Once the fault is gone, retry succeeds without sending the UPSERT again.
-    let (status, _) = world.sim.post("/_sim/clock", &json!({ "skip_seconds": 1 })).await;
+    let (status, _) = world
+        .sim
+        .post("/_sim/clock", &json!({ "skip_seconds": 1 }))
+        .await;
     assert_eq!(status, 200);
     let client = reqwest::Client::new();
-    client.delete(format!("{}/_sim/faults", world.sim.endpoint)).send().await.unwrap();
+    client
+        .delete(format!("{}/_sim/faults", world.sim.endpoint))
+        .send()
+        .await
+        .unwrap();
     let upserts = world.mutation_counts().await["route53:ChangeResourceRecordSets"];
-    let retried = world.cli(&["--output", "json", "retry", &run_id, "--step", "dns_cutover"]).await;
+    let retried = world
+        .cli(&[
+            "--output",
+            "json",
+            "retry",
+            &run_id,
+            "--step",
+            "dns_cutover",
+        ])
+        .await;
     assert_eq!(retried.code, 0, "{retried:#?}");
-    assert_eq!(world.mutation_counts().await["route53:ChangeResourceRecordSets"], upserts, "the change was made once; retry only waits for INSYNC");
+    assert_eq!(
+        world.mutation_counts().await["route53:ChangeResourceRecordSets"],
+        upserts,
+        "the change was made once; retry only waits for INSYNC"
+    );
 
     // A second failover pauses at the approval gate; skip it with a reason, then cancel another.
     let world = World::new().await;
-    let paused = world.cli(&["--output", "json", "failover", world.runbook.to_str().unwrap()]).await;
+    let paused = world
+        .cli(&[
+            "--output",
+            "json",
+            "failover",
+            world.runbook.to_str().unwrap(),
+        ])
+        .await;
     assert_eq!(paused.code, 3, "{paused:#?}");
     let paused_id = paused.json()["run_id"].as_str().unwrap().to_string();
-    assert_eq!(world.cli(&["skip", &paused_id, "--step", "dns_cutover", "--reason", ""]).await.code, 2);
-    let skipped = world.cli(&["--output", "json", "skip", &paused_id, "--step", "dns_cutover", "--reason", "DNS is switched by the network team"]).await;
+    assert_eq!(
+        world
+            .cli(&["skip", &paused_id, "--step", "dns_cutover", "--reason", ""])
+            .await
+            .code,
+        2
+    );
+    let skipped = world
+        .cli(&[
+            "--output",
+            "json",
+            "skip",
+            &paused_id,
+            "--step",
+            "dns_cutover",
+            "--reason",
+            "DNS is switched by the network team",
+        ])
+        .await;
     assert_eq!(skipped.code, 0, "{skipped:#?}");
-    let shown = world.cli(&["--output", "json", "show", &paused_id]).await.json();
-    let dns = shown["steps"].as_array().unwrap().iter().find(|s| s["key"] == "dns_cutover").unwrap().clone();
+    let shown = world
+        .cli(&["--output", "json", "show", &paused_id])
+        .await
+        .json();
+    let dns = shown["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "dns_cutover")
+        .unwrap()
+        .clone();
     assert_eq!(dns["status"], "skipped");
     assert_eq!(dns["skip_reason"], "DNS is switched by the network team");
 
     let world = World::new().await;
-    let paused = world.cli(&["--output", "json", "failover", world.runbook.to_str().unwrap()]).await;
+    let paused = world
+        .cli(&[
+            "--output",
+            "json",
+            "failover",
+            world.runbook.to_str().unwrap(),
+        ])
+        .await;
     let paused_id = paused.json()["run_id"].as_str().unwrap().to_string();
     let cancelled = world.cli(&["--output", "json", "cancel", &paused_id]).await;
     assert_eq!(cancelled.code, 0, "{cancelled:#?}");
     assert_eq!(cancelled.json()["status"], "cancelled");
     // The servers are free again, and the cancelled run can be rolled back.
-    let rollback = world.cli(&["--output", "json", "rollback", &paused_id, "--yes"]).await;
+    let rollback = world
+        .cli(&["--output", "json", "rollback", &paused_id, "--yes"])
+        .await;
     assert_eq!(rollback.code, 0, "{rollback:#?}");
-    let again = world.cli(&["--output", "json", "failover", world.runbook.to_str().unwrap(), "--yes"]).await;
+    let again = world
+        .cli(&[
+            "--output",
+            "json",
+            "failover",
+            world.runbook.to_str().unwrap(),
+            "--yes",
+        ])
+        .await;
     assert_eq!(again.code, 0, "{again:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cancel_stops_a_run_driven_by_another_process_at_a_safe_point() {
     let world = World::new().await;
-    let (db, endpoint, runbook) = (world.db(), world.sim.endpoint.clone(), world.runbook.clone());
+    let (db, endpoint, runbook) = (
+        world.db(),
+        world.sim.endpoint.clone(),
+        world.runbook.clone(),
+    );
     let driver = tokio::task::spawn_blocking(move || {
-        let output = child_command(&db, &endpoint).args(["--output", "json", "failover"]).arg(&runbook).arg("--yes").output().unwrap();
-        CliRun { code: output.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&output.stdout).into_owned(), stderr: String::from_utf8_lossy(&output.stderr).into_owned() }
+        let output = child_command(&db, &endpoint)
+            .args(["--output", "json", "failover"])
+            .arg(&runbook)
+            .arg("--yes")
+            .output()
+            .unwrap();
+        CliRun {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
     });
     // Wait until the run exists and its first StartRecovery was made.
     let mut run_id = None;
     for _ in 0..200 {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        if world.mutation_counts().await.contains_key("drs:StartRecovery") {
+        if world
+            .mutation_counts()
+            .await
+            .contains_key("drs:StartRecovery")
+        {
             let list = world.cli(&["--output", "json", "status"]).await.json();
-            run_id = list["runs"].as_array().and_then(|r| r.first()).and_then(|r| r["id"].as_str()).map(str::to_string);
+            run_id = list["runs"]
+                .as_array()
+                .and_then(|r| r.first())
+                .and_then(|r| r["id"].as_str())
+                .map(str::to_string);
             break;
         }
     }
     let run_id = run_id.expect("the failover started");
     let cancel = world.cli(&["cancel", &run_id]).await;
     assert_eq!(cancel.code, 0, "{cancel:#?}");
-    assert!(cancel.stderr.contains("asked the driver"), "{}", cancel.stderr);
+    assert!(
+        cancel.stderr.contains("asked the driver"),
+        "{}",
+        cancel.stderr
+    );
     let driven = driver.await.unwrap();
     assert_eq!(driven.json()["status"], "cancelled", "{driven:#?}");
     assert_eq!(driven.code, 1);
