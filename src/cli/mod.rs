@@ -10,6 +10,7 @@ mod doctor;
 mod operate;
 mod plan;
 mod report;
+mod recover;
 mod runs;
 mod session;
 mod sim_serve;
@@ -76,6 +77,16 @@ pub enum Command {
     Failback(failback::FailbackArgs),
     /// Approve a step waiting at an approval gate, and continue the run.
     Approve(runs::ApproveArgs),
+    /// Continue an interrupted run: reconcile what a crash left open against AWS, then go on.
+    Resume(recover::ResumeArgs),
+    /// Undo a run's changes (DNS records, target groups, recovery instances), newest first.
+    Rollback(recover::RollbackArgs),
+    /// Run a failed step again, and continue the run.
+    Retry(recover::RetryArgs),
+    /// Skip a step (the reason is recorded), and continue the run.
+    Skip(recover::SkipArgs),
+    /// Stop a run at a safe point and mark it cancelled (it can then be rolled back).
+    Cancel(recover::CancelArgs),
     /// The runs in progress, or one run's steps.
     Status(runs::StatusArgs),
     /// One run in detail: steps, timings, attempts, approvals, errors, AWS request IDs.
@@ -152,6 +163,11 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Drill(args) => operate::drill(&cli, args).await,
         Command::Failback(args) => failback::run(&cli, args).await,
         Command::Approve(args) => runs::approve(&cli, args).await,
+        Command::Resume(args) => recover::resume(&cli, args).await,
+        Command::Rollback(args) => recover::rollback(&cli, args).await,
+        Command::Retry(args) => recover::retry(&cli, args).await,
+        Command::Skip(args) => recover::skip(&cli, args).await,
+        Command::Cancel(args) => recover::cancel(&cli, args).await,
         Command::Status(args) => runs::status(&cli, args).await,
         Command::Show(args) => runs::show(&cli, args).await,
         Command::History(args) => history::run(&cli, args).await,

@@ -2,11 +2,6 @@
 //! what to do, executes steps concurrently, persists every transition (one transaction with
 //! its audit event), handles approvals and Ctrl-C, and ends with a [`RunReport`].
 //!
-//! Steps run as their own tokio tasks, not as futures polled by this loop: a step may hold a
-//! SQLite write transaction across an `.await`, and if only this loop polled it while itself
-//! waiting for the write lock, neither could move (a deadlock that SQLite reports as "database
-//! is locked").
-//!
 //! ```text
 //!   ┌──► journal.steps() ──► machine::decide ──► StartStep ──► steps::execute (concurrent)
 //!   │                                        ├─► RequestApproval ──► prompt (TTY) or wait
@@ -17,7 +12,6 @@
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 use std::io::IsTerminal;
-use std::sync::Arc;
 
 use super::budget::JobBudget;
 use super::clock::EngineClock;
@@ -82,31 +76,37 @@ impl RunReport {
     }
 }
 
-/// What the driver and its step tasks share.
-pub struct Shared {
-    pub journal: Journal,
-    pub runbook: Runbook,
-    pub clients: Clients,
-    pub clock: EngineClock,
-    pub progress: Progress,
-    pub run: RunInfo,
-    pub budget: JobBudget,
+/// Awaits the driver's own `work` while the running steps keep being polled (their results
+/// are kept in `reported`). Without this, a step suspended inside a write transaction would
+/// hold SQLite's write lock while the driver waits for that same lock: a deadlock ended only
+/// by the busy timeout ("database is locked").
+async fn polling<T, S: std::future::Future>(running: &mut FuturesUnordered<S>, reported: &mut Vec<S::Output>, work: impl std::future::Future<Output = T>) -> T {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut work => return out,
+            Some(done) = running.next(), if !running.is_empty() => reported.push(done),
+        }
+    }
 }
 
-/// The driver of one run.
-pub struct Driver {
-    pub shared: Arc<Shared>,
+/// How often a driver waiting for its steps looks for a `cancel` request from another process.
+const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// What the driver needs besides the journal.
+pub struct Driver<'a> {
+    pub journal: &'a Journal,
+    pub runbook: &'a Runbook,
+    pub clients: &'a Clients,
+    pub clock: &'a EngineClock,
+    pub progress: &'a Progress,
+    pub run: RunInfo,
     /// Approvals given up front (`--yes`).
     pub yes: bool,
     /// Ask for approvals on the terminal (stdin and stderr are TTYs and not `--yes`).
     pub interactive: bool,
-}
-
-impl std::ops::Deref for Driver {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.shared
-    }
+    pub budget: JobBudget,
 }
 
 /// Errors that end the driver without a run outcome.
@@ -116,7 +116,7 @@ pub enum DriverError {
     Journal(#[from] JournalError),
 }
 
-impl Driver {
+impl Driver<'_> {
     /// Drives the run until it succeeds, fails, pauses or is interrupted.
     pub async fn drive(&self) -> Result<RunReport, DriverError> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -126,12 +126,32 @@ impl Driver {
 
         let mut running = FuturesUnordered::new();
         let mut interrupts = 0u32;
+        let mut cancelling = false;
+        // Steps that reported while the driver was busy with its own database writes.
+        let mut reported: Vec<(String, StepResult)> = Vec::new();
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
+        // Steps left `running` by a driver that died (or stopped at a safe point): no one
+        // executes them now that this driver holds the lease. They are started again first, and
+        // each reconciles its open intents against AWS before it sends anything.
+        let mut orphans: Vec<String> = self.journal.steps().await?.into_iter().filter(|r| r.status == StepStatus::Running).map(|r| r.key).collect();
         loop {
-            let rows = self.journal.steps().await?;
+            for (key, result) in std::mem::take(&mut reported) {
+                polling(&mut running, &mut reported, self.record(&key, result)).await?;
+            }
+            if !cancelling && polling(&mut running, &mut reported, self.journal.cancel_requested()).await? {
+                cancelling = true;
+                flags.stopping = true;
+                let _ = stop_tx.send(true);
+                self.progress.run_line(self.clock.now(), "cancel requested: stopping at a safe point");
+            }
+            if flags.stopping && running.is_empty() && reported.is_empty() {
+                return if cancelling { self.cancelled().await } else { self.finish(RunOutcome::Stopped).await };
+            }
+            let rows = polling(&mut running, &mut reported, self.journal.steps()).await?;
             let views: Vec<StepView> = rows.iter().map(|r| r.view()).collect();
-            let commands = machine::decide(&views, flags);
+            let mut commands: Vec<Command> = orphans.drain(..).map(Command::StartStep).collect();
+            commands.extend(machine::decide(&views, flags));
             let mut started_any = false;
             let mut finish = None;
             let mut pause = false;
@@ -139,43 +159,34 @@ impl Driver {
                 match command {
                     Command::StartStep(key) => {
                         let row = rows.iter().find(|r| r.key == key).expect("decided on a known step");
-                        let attempt = self.journal.transition(&key, row.status, StepEvent::Start, self.clock.now(), None).await?;
+                        let attempt = polling(&mut running, &mut reported, self.journal.transition(&key, row.status, StepEvent::Start, self.clock.now(), None)).await?;
                         let info = StepInfo { key: key.clone(), kind: row.kind, wave: row.wave.clone(), attempt };
                         self.progress.line(self.clock.now(), &key, if row.status == StepStatus::Running { "resumed" } else { "started" });
                         let stop = stop_rx.clone();
-                        let shared = self.shared.clone();
-                        let task = tokio::spawn(async move {
-                            let ctx = StepCtx {
-                                run: &shared.run,
-                                step: &info,
-                                runbook: &shared.runbook,
-                                clients: &shared.clients,
-                                clock: &shared.clock,
-                                journal: &shared.journal,
-                                progress: &shared.progress,
-                                stop,
-                                budget: &shared.budget,
-                            };
-                            steps::execute(ctx).await
-                        });
                         running.push(async move {
-                            let result = task.await.unwrap_or_else(|e| {
-                                StepResult::Failed(steps::StepFailure::new(
-                                    format!("the step stopped unexpectedly: {e}"),
-                                    "this is a bug in drs-runbook; the run is resumable",
-                                ))
-                            });
-                            (key, result)
+                            let ctx = StepCtx {
+                                run: &self.run,
+                                step: &info,
+                                runbook: self.runbook,
+                                clients: self.clients,
+                                clock: self.clock,
+                                journal: self.journal,
+                                progress: self.progress,
+                                stop,
+                                budget: &self.budget,
+                            };
+                            let result = steps::execute(ctx).await;
+                            (info.key, result)
                         });
                         started_any = true;
                     }
                     Command::RequestApproval(key) => {
                         let row = rows.iter().find(|r| r.key == key).expect("decided on a known step");
-                        if self.interactive && ask_approval(&key).await {
-                            self.journal.approve(&key, &operator(), Some("approved at the prompt"), self.clock.now()).await?;
+                        if self.interactive && polling(&mut running, &mut reported, ask_approval(&key)).await {
+                            polling(&mut running, &mut reported, self.journal.approve(&key, &operator(), Some("approved at the prompt"), self.clock.now())).await?;
                             started_any = true; // decide again at once: the step is now startable
                         } else if row.status != StepStatus::WaitingApproval {
-                            self.journal.transition(&key, row.status, StepEvent::AwaitApproval, self.clock.now(), None).await?;
+                            polling(&mut running, &mut reported, self.journal.transition(&key, row.status, StepEvent::AwaitApproval, self.clock.now(), None)).await?;
                             self.progress.line(self.clock.now(), &key, "waiting for approval: drs-runbook approve <run> --step <step>");
                         }
                     }
@@ -183,6 +194,9 @@ impl Driver {
                     Command::Wait => {}
                     Command::Finish(outcome) => finish = Some(outcome),
                 }
+            }
+            if !reported.is_empty() {
+                continue; // record what reported first, then decide again
             }
             if let Some(outcome) = finish {
                 return self.finish(outcome).await;
@@ -193,9 +207,10 @@ impl Driver {
             if started_any {
                 continue;
             }
-            // Wait for a step to report, or for Ctrl-C.
+            // Wait for a step to report, for Ctrl-C, or poll for a `cancel` from another process.
             tokio::select! {
-                Some((key, result)) = running.next() => self.record(&key, result).await?,
+                Some(done) = running.next() => reported.push(done),
+                _ = tokio::time::sleep(CANCEL_POLL) => {}
                 _ = &mut ctrl_c => {
                     interrupts += 1;
                     if interrupts > 1 {
@@ -210,6 +225,18 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Ends a cancelled run: its unfinished steps cancelled, the run `cancelled` (rollbackable).
+    async fn cancelled(&self) -> Result<RunReport, DriverError> {
+        let now = self.clock.now();
+        let cancelled = self.journal.cancel_unfinished(now).await?;
+        self.journal.finish_run("cancelled", None, None, None, now).await?;
+        self.progress.run_line(
+            now,
+            &format!("cancelled ({} unfinished step(s)); `drs-runbook rollback {}` undoes what it did", cancelled.len(), self.run.id),
+        );
+        self.report("cancelled", None).await
     }
 
     async fn record(&self, key: &str, result: StepResult) -> Result<(), DriverError> {
@@ -313,7 +340,7 @@ impl Driver {
 
     /// The report of the run as stored now.
     pub async fn report(&self, status: &str, waiting_for: Option<String>) -> Result<RunReport, DriverError> {
-        report(&self.journal, &self.runbook, status, waiting_for).await
+        report(self.journal, self.runbook, status, waiting_for).await
     }
 }
 

@@ -284,6 +284,7 @@ impl Journal {
         self.event(&mut tx, "effect_intent", Some(step), json!({ "effect": id.0, "operation": operation, "idempotency_key": idempotency_key, "account": account, "region": region, "request": request }), now)
             .await?;
         tx.commit().await?;
+        crash_after_intent_hook();
         Ok(id)
     }
 
@@ -342,5 +343,114 @@ impl Journal {
         let mut conn = self.db.pool().acquire().await?;
         let effects = store::effects::for_step(&mut conn, &self.run_id, step).await?;
         Ok(effects.iter().filter(|e| e.idempotency_key.starts_with(prefix)).count() as i64)
+    }
+
+    /// Whether an operator asked (`cancel`, from any process) for this run to stop.
+    pub async fn cancel_requested(&self) -> Result<bool, JournalError> {
+        let mut conn = self.db.pool().acquire().await?;
+        let found: i64 = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE run_id = ?1 AND kind = 'cancel_requested')")
+            .bind(&self.run_id)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(found == 1)
+    }
+
+    /// An operator's retry or skip of a step, through the state machine, recorded with who and
+    /// why (the reason of a skip is mandatory at the CLI).
+    pub async fn operator_transition(&self, key: &str, event: StepEvent, reason: Option<&str>, now: DateTime<Utc>) -> Result<(), JournalError> {
+        let mut tx = self.write().await?;
+        let row = store::steps::get(&mut tx, &self.run_id, key).await?;
+        let from = StepStatus::parse(row.status.as_str()).ok_or_else(|| JournalError::Corrupt { run: self.run_id.to_string(), key: key.to_string() })?;
+        let to = step_transition(from, event).map_err(|_| JournalError::Transition {
+            run: self.run_id.to_string(),
+            key: key.to_string(),
+            from: from.as_str().to_string(),
+            event,
+        })?;
+        match (event, reason) {
+            (StepEvent::Skip, Some(reason)) => store::steps::skip(&mut tx, &self.run_id, key, reason, now).await?,
+            _ => store::steps::set_status(&mut tx, &self.run_id, key, to.as_str().parse()?, None, now).await?,
+        }
+        let kind = match event {
+            StepEvent::Retry => "step_retried",
+            StepEvent::Skip => "step_skipped",
+            _ => "step_changed_by_operator",
+        };
+        self.event(&mut tx, kind, Some(key), json!({ "from": from.as_str(), "to": to.as_str(), "by": self.actor, "reason": reason }), now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Cancels every step that has not finished (pending, waiting, running), one event each.
+    pub async fn cancel_unfinished(&self, now: DateTime<Utc>) -> Result<Vec<String>, JournalError> {
+        let mut cancelled = Vec::new();
+        for row in self.steps().await? {
+            if matches!(row.status, StepStatus::Pending | StepStatus::WaitingApproval | StepStatus::Running) {
+                self.transition(&row.key, row.status, StepEvent::Cancel, now, None).await?;
+                cancelled.push(row.key);
+            }
+        }
+        Ok(cancelled)
+    }
+
+    /// Logs that this driver took over the expired (or abandoned) lease of another one.
+    pub async fn lease_taken_over(&self, previous: &store::leases::LeaseHolder, why: &str, now: DateTime<Utc>) -> Result<(), JournalError> {
+        let mut tx = self.write().await?;
+        self.event(
+            &mut tx,
+            "lease_taken_over",
+            None,
+            json!({ "previous_owner": previous.owner, "previous_host": previous.host, "previous_pid": previous.pid, "previous_fence": previous.fence, "last_heartbeat": previous.heartbeat_at, "why": why }),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Asks whoever drives `run_id` to stop at its next safe point and cancel the run. Written
+/// without the lease (the asker does not hold it): an audit event the driver polls for.
+pub async fn request_cancel(db: &Database, run_id: &RunId, actor: &str, now: DateTime<Utc>) -> Result<(), JournalError> {
+    let mut tx = db.begin().await?;
+    store::events::append(&mut tx, run_id, now, "cancel_requested", actor, None, &json!({ "by": actor, "host": super::host_name(), "pid": std::process::id() })).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Marks `original` rolled back by the rollback run `by` (closing event, then the status, so
+/// the chain's head stays the run's final hash).
+pub async fn mark_rolled_back(db: &Database, original: &RunId, by: &RunId, actor: &str, now: DateTime<Utc>) -> Result<(), JournalError> {
+    let mut tx = db.begin().await?;
+    let run = store::runs::get(&mut tx, original).await?;
+    store::events::append(&mut tx, original, now, "run_rolled_back", actor, None, &json!({ "rollback_run_id": by.to_string() })).await?;
+    store::runs::finish(
+        &mut tx,
+        original,
+        &store::runs::Finish { status: store::runs::RunStatus::RolledBack, rto_seconds: run.rto_seconds, rpo_seconds: run.rpo_seconds, error: run.error.clone() },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The environment variable of the crash test hook, see [`crash_after_intent_hook`].
+pub const CRASH_AFTER_INTENT_ENV: &str = "DRS_RUNBOOK_CRASH_AFTER_INTENT";
+
+/// TEST HOOK (crash harness, tests/integration/crash.rs): with `DRS_RUNBOOK_CRASH_AFTER_INTENT=N`
+/// the process aborts right after committing its N-th intent of a mutating call, before the
+/// call is sent: the worst moment for durability, and one the harness cannot hit reliably with
+/// a timed SIGKILL. Unset (always, outside tests), this is one relaxed atomic increment.
+fn crash_after_intent_hook() {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
+    static COMMITTED: AtomicU64 = AtomicU64::new(0);
+    let limit = *LIMIT.get_or_init(|| std::env::var(CRASH_AFTER_INTENT_ENV).ok().and_then(|v| v.parse().ok()));
+    let committed = COMMITTED.fetch_add(1, Ordering::Relaxed) + 1;
+    if limit == Some(committed) {
+        eprintln!("test hook {CRASH_AFTER_INTENT_ENV}={committed}: aborting after the intent commit");
+        std::process::abort();
     }
 }

@@ -11,6 +11,7 @@ pub mod journal;
 pub mod machine;
 pub mod plan;
 pub mod progress;
+pub mod rollback;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -91,9 +92,23 @@ fn claims_of(runbook: &Runbook) -> Vec<String> {
 
 /// Plans the run, stores it with its steps and claims (one transaction), then drives it.
 pub async fn start_run(ctx: &Context<'_>, request: NewRunRequest<'_>) -> Result<RunReport, EngineError> {
-    let now = ctx.clock.now();
     let plan_options = PlanOptions { mode: request.options.mode, keep: request.options.keep, drill: request.options.drill };
     let steps = plan::plan(request.operation, request.runbook, &plan_options);
+    let steps = steps.into_iter().map(|s| (s, json!({}))).collect();
+    start_planned_run(ctx, request, steps, None).await
+}
+
+/// Stores a run with the given steps (each with extra input fields) and its claims, in one
+/// transaction, then drives it. `take_claims_from`: a run whose claims this one takes over in
+/// the same transaction (a rollback takes over its original run's servers).
+pub async fn start_planned_run(
+    ctx: &Context<'_>,
+    request: NewRunRequest<'_>,
+    steps: Vec<(plan::PlannedStep, serde_json::Value)>,
+    take_claims_from: Option<&RunId>,
+) -> Result<RunReport, EngineError> {
+    let now = ctx.clock.now();
+    let (steps, inputs): (Vec<plan::PlannedStep>, Vec<serde_json::Value>) = steps.into_iter().unzip();
     let mut tx = ctx.db.begin().await?;
     let new_run = store::runs::NewRun {
         id: request.run_id.clone(),
@@ -112,14 +127,22 @@ pub async fn start_run(ctx: &Context<'_>, request: NewRunRequest<'_>) -> Result<
     store::runs::insert(&mut tx, &new_run, now).await?;
     let new_steps: Vec<store::steps::NewStep> = steps
         .iter()
-        .map(|s| {
+        .zip(&inputs)
+        .map(|(s, extra)| {
             let deps: Vec<&str> = s.depends_on.iter().map(String::as_str).collect();
             let mut step = store::steps::NewStep::new(&s.key, s.kind.as_str(), s.wave.as_deref(), &deps);
-            step.input = json!({ "needs_approval": s.needs_approval });
+            let mut input = json!({ "needs_approval": s.needs_approval });
+            if let (Some(input), Some(extra)) = (input.as_object_mut(), extra.as_object()) {
+                input.extend(extra.clone());
+            }
+            step.input = input;
             step
         })
         .collect();
     store::steps::insert_all(&mut tx, &request.run_id, &new_steps).await?;
+    if let Some(from) = take_claims_from {
+        store::claims::release_run(&mut tx, from).await?;
+    }
     if let Err(conflict) = store::claims::claim_all(&mut tx, &request.run_id, &claims_of(request.runbook), now).await {
         return Err(match conflict {
             e @ StoreError::ClaimConflict { .. } => EngineError::Refused(format!("refused: {e}")),
@@ -145,11 +168,27 @@ pub async fn start_run(ctx: &Context<'_>, request: NewRunRequest<'_>) -> Result<
     .await?;
     tx.commit().await?;
     let info = RunInfo { id: request.run_id.to_string(), operation: request.operation, options: request.options.clone(), started_at: now };
-    drive(ctx, request.runbook, info).await
+    drive(ctx, request.runbook, info, None).await
 }
 
 /// Drives an existing run (after `approve`, or `resume`).
 pub async fn continue_run(ctx: &Context<'_>, run_id: &RunId, yes: bool) -> Result<(RunReport, Runbook), EngineError> {
+    continue_run_after(ctx, run_id, yes, None).await
+}
+
+/// What an operator does to a stored run before it is driven again (under the run's lease).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OperatorAction {
+    /// `retry --step`: a failed step back to pending.
+    Retry { step: String },
+    /// `skip --step --reason`: a pending, waiting or failed step is skipped, with the reason.
+    Skip { step: String, reason: String },
+    /// `cancel`: every unfinished step is cancelled and the run ends `cancelled`; not driven.
+    Cancel,
+}
+
+/// Takes the run's lease, applies `action` (if any) through the journal, then drives the run.
+pub async fn continue_run_after(ctx: &Context<'_>, run_id: &RunId, yes: bool, action: Option<OperatorAction>) -> Result<(RunReport, Runbook), EngineError> {
     let mut conn = ctx.db.pool().acquire().await?;
     let run = store::runs::get(&mut conn, run_id).await?;
     drop(conn);
@@ -166,42 +205,77 @@ pub async fn continue_run(ctx: &Context<'_>, run_id: &RunId, yes: bool) -> Resul
     };
     let started_at: DateTime<Utc> = run.declared_at.or(run.started_at).unwrap_or(run.created_at);
     let info = RunInfo { id: run_id.to_string(), operation, options, started_at };
-    let report = drive(ctx, &runbook, info).await?;
+    let report = drive(ctx, &runbook, info, action).await?;
     Ok((report, runbook))
 }
 
+/// Takes the run's lease. A lease held by a process of this host that no longer exists (it
+/// crashed or was killed) is ended at once rather than after its expiry; any take-over is
+/// returned with the reason, to be logged.
+async fn take_lease(ctx: &Context<'_>, run_id: &RunId, owner: &str) -> Result<(store::leases::Lease, Option<&'static str>), EngineError> {
+    let mut conn = ctx.db.pool().acquire().await?;
+    let host = host_name();
+    match store::leases::acquire(&mut conn, run_id, owner, &host, std::process::id(), LEASE_TTL, Utc::now()).await {
+        Ok(lease) => {
+            let why = lease.took_over_from.as_ref().map(|_| "its lease had expired without a heartbeat");
+            Ok((lease, why))
+        }
+        Err(StoreError::LeaseHeld { holder }) if holder.host == host && !process_alive(holder.pid) => {
+            store::leases::expire_abandoned(&mut conn, &holder, Utc::now()).await?;
+            match store::leases::acquire(&mut conn, run_id, owner, &host, std::process::id(), LEASE_TTL, Utc::now()).await {
+                Ok(lease) => Ok((lease, Some("its process no longer exists on this host"))),
+                Err(e @ StoreError::LeaseHeld { .. }) => Err(EngineError::Refused(format!("refused: {e}"))),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Err(e @ StoreError::LeaseHeld { .. }) => Err(EngineError::Refused(format!("refused: {e}"))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether a process of this host is alive (a zombie is not). Without `/proc`, assume it is:
+/// then only the lease's expiry lets another driver take over.
+pub fn process_alive(pid: i64) -> bool {
+    if !std::path::Path::new("/proc/self").exists() {
+        return true;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name: `123 (drs-runbook) Z ...`.
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
 /// Takes the lease, runs the driver with a heartbeat, and lets go of the lease and claims.
-async fn drive(ctx: &Context<'_>, runbook: &Runbook, info: RunInfo) -> Result<RunReport, EngineError> {
+async fn drive(ctx: &Context<'_>, runbook: &Runbook, info: RunInfo, action: Option<OperatorAction>) -> Result<RunReport, EngineError> {
     let run_id: RunId = info.id.parse()?;
     let owner = uuid::Uuid::new_v4().to_string();
     let now = ctx.clock.now();
-    let mut conn = ctx.db.pool().acquire().await?;
-    let lease = match store::leases::acquire(&mut conn, &run_id, &owner, &host_name(), std::process::id(), LEASE_TTL, Utc::now()).await {
-        Ok(lease) => lease,
-        Err(e @ StoreError::LeaseHeld { .. }) => return Err(EngineError::Refused(format!("refused: {e}"))),
-        Err(e) => return Err(e.into()),
-    };
-    drop(conn);
-    if let Some(previous) = &lease.took_over_from {
+    let (lease, took_over_because) = take_lease(ctx, &run_id, &owner).await?;
+    let journal = Journal::new(ctx.db.clone(), run_id.clone(), Some(lease.clone()), driver::operator(), ctx.clock.clone());
+    if let (Some(previous), Some(why)) = (&lease.took_over_from, took_over_because) {
         ctx.progress.run_line(
             now,
-            &format!("took over the expired lease of process {} on {} (last heartbeat {})", previous.pid, previous.host, previous.heartbeat_at),
+            &format!("took over the lease of process {} on {} (last heartbeat {}): {why}", previous.pid, previous.host, previous.heartbeat_at),
         );
+        journal.lease_taken_over(previous, why, now).await?;
     }
-    let journal = Journal::new(ctx.db.clone(), run_id.clone(), Some(lease.clone()), driver::operator(), ctx.clock.clone());
+    if let Some(action) = &action
+        && let Some(report) = apply_action(ctx, runbook, &journal, &lease, action).await?
+    {
+        return Ok(report);
+    }
     let yes = info.options.yes;
     let driver = Driver {
-        shared: std::sync::Arc::new(driver::Shared {
-            journal,
-            runbook: runbook.clone(),
-            clients: ctx.clients.clone(),
-            clock: ctx.clock.clone(),
-            progress: ctx.progress.clone(),
-            run: info,
-            budget: budget::JobBudget::new(20, 500),
-        }),
+        journal: &journal,
+        runbook,
+        clients: ctx.clients,
+        clock: ctx.clock,
+        progress: ctx.progress,
+        run: info,
         yes,
         interactive: ctx.interactive && !yes,
+        budget: budget::JobBudget::new(20, 500),
     };
     let heartbeat = {
         let db = ctx.db.clone();
@@ -219,11 +293,109 @@ async fn drive(ctx: &Context<'_>, runbook: &Runbook, info: RunInfo) -> Result<Ru
     };
     let result = driver.drive().await;
     heartbeat.abort();
+    if let (Ok(report), Some(parent)) = (&result, rollback_parent(ctx, &run_id).await?)
+        && report.status == "succeeded"
+    {
+        journal::mark_rolled_back(ctx.db, &parent, &run_id, &driver::operator(), ctx.clock.now()).await?;
+        ctx.progress.run_line(ctx.clock.now(), &format!("run {parent} is rolled back"));
+    }
     let mut conn = ctx.db.pool().acquire().await?;
-    store::leases::release(&mut conn, &lease, Utc::now()).await?;
+    let released = store::leases::release(&mut conn, &lease, Utc::now()).await;
+    // The driver's own error says more than a failed release (which only delays a resume
+    // until the lease expires).
     let report = result?;
+    released?;
     if matches!(report.status.as_str(), "succeeded" | "cancelled" | "rolled_back") {
         store::claims::release_run(&mut conn, &run_id).await?;
     }
     Ok(report)
+}
+
+/// The run a rollback run undoes (none for other operations).
+async fn rollback_parent(ctx: &Context<'_>, run_id: &RunId) -> Result<Option<RunId>, EngineError> {
+    let mut conn = ctx.db.pool().acquire().await?;
+    let run = store::runs::get(&mut conn, run_id).await?;
+    Ok(if run.operation.as_str() == "rollback" { run.parent_run_id } else { None })
+}
+
+/// Applies an operator's action under the lease. Returns a report when the run is not to be
+/// driven afterwards (cancel).
+async fn apply_action(ctx: &Context<'_>, runbook: &Runbook, journal: &Journal, lease: &store::leases::Lease, action: &OperatorAction) -> Result<Option<RunReport>, EngineError> {
+    let now = ctx.clock.now();
+    let refuse = |key: &str, status: machine::StepStatus, what: &str| {
+        EngineError::Invalid(format!("step {key} of run {} is {}: only {what} (hint: `drs-runbook show {}` lists the steps and their status)", journal.run_id(), status.as_str(), journal.run_id()))
+    };
+    match action {
+        OperatorAction::Retry { step } => {
+            let row = match step_of(journal, step).await {
+                Ok(row) => row,
+                Err(e) => {
+                    release_quietly(ctx, lease).await;
+                    return Err(e);
+                }
+            };
+            if row.status != machine::StepStatus::Failed {
+                release_quietly(ctx, lease).await;
+                return Err(refuse(step, row.status, "a failed step can be retried"));
+            }
+            journal.operator_transition(step, machine::StepEvent::Retry, None, now).await?;
+            ctx.progress.line(now, step, "reset to pending for a retry");
+        }
+        OperatorAction::Skip { step, reason } => {
+            let row = match step_of(journal, step).await {
+                Ok(row) => row,
+                Err(e) => {
+                    release_quietly(ctx, lease).await;
+                    return Err(e);
+                }
+            };
+            if machine::step_transition(row.status, machine::StepEvent::Skip).is_err() {
+                release_quietly(ctx, lease).await;
+                return Err(refuse(step, row.status, "a pending, waiting or failed step can be skipped"));
+            }
+            journal.operator_transition(step, machine::StepEvent::Skip, Some(reason), now).await?;
+            ctx.progress.line(now, step, &format!("skipped: {reason}"));
+        }
+        OperatorAction::Cancel => {
+            let cancelled = journal.cancel_unfinished(now).await?;
+            journal.finish_run("cancelled", None, None, None, now).await?;
+            ctx.progress.run_line(now, &format!("cancelled ({} unfinished step(s)); `drs-runbook rollback {}` undoes what it did", cancelled.len(), journal.run_id()));
+            let mut conn = ctx.db.pool().acquire().await?;
+            store::leases::release(&mut conn, lease, Utc::now()).await?;
+            store::claims::release_run(&mut conn, journal.run_id()).await?;
+            return Ok(Some(driver::report(journal, runbook, "cancelled", None).await?));
+        }
+    }
+    Ok(None)
+}
+
+/// The step `key` of the journal's run, or an error listing its steps.
+async fn step_of(journal: &Journal, key: &str) -> Result<journal::StepRow, EngineError> {
+    let rows = journal.steps().await?;
+    let known = rows.iter().map(|r| r.key.clone()).collect::<Vec<_>>().join(", ");
+    match rows.into_iter().find(|r| r.key == key) {
+        Some(row) => Ok(row),
+        None => Err(EngineError::Invalid(format!("run {} has no step {key} (its steps: {known})", journal.run_id()))),
+    }
+}
+
+/// Lets go of a lease taken for an action that was refused.
+async fn release_quietly(ctx: &Context<'_>, lease: &store::leases::Lease) {
+    if let Ok(mut conn) = ctx.db.pool().acquire().await {
+        let _ = store::leases::release(&mut conn, lease, Utc::now()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::process_alive;
+
+    #[test]
+    fn a_running_process_is_alive_and_a_finished_one_is_not() {
+        assert!(process_alive(i64::from(std::process::id())));
+        let mut child = std::process::Command::new("true").spawn().expect("true runs");
+        let pid = i64::from(child.id());
+        child.wait().expect("true ends");
+        assert!(!process_alive(pid), "a reaped child is gone");
+    }
 }

@@ -50,7 +50,8 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let started = ctx.clock.now();
     let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(15));
     loop {
-        let found = ctx.clients.target.recovery_instances_by_id(&out.instances).await?;
+        let target = ctx.clients.target.clone();
+        let found = super::retry::read(ctx, || target.recovery_instances_by_id(&out.instances)).await?;
         out.remaining = found
             .iter()
             .filter(|i| i.ec2_state.as_deref() != Some("TERMINATED"))
@@ -78,13 +79,13 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
 
 /// Intent -> TerminateRecoveryInstances -> effect. Not idempotent: an open intent is reconciled
 /// by looking at the instances (already terminating or gone means the call took effect).
-async fn terminate(ctx: &mut StepCtx<'_>, instances: &[String]) -> Result<String, Halt> {
+pub(crate) async fn terminate(ctx: &mut StepCtx<'_>, instances: &[String]) -> Result<String, Halt> {
     let target = ctx.clients.target.clone();
     let key = format!("{}/{}/terminate", ctx.run.id, ctx.step.key);
     let open = ctx.journal.open_intents(&ctx.step.key).await?;
     let effect = match open.into_iter().find(|e| e.idempotency_key == key) {
         Some(e) => {
-            let found = target.recovery_instances_by_id(instances).await?;
+            let found = super::retry::read(ctx, || target.recovery_instances_by_id(instances)).await?;
             let untouched = found.iter().any(|i| matches!(i.ec2_state.as_deref(), Some("RUNNING" | "PENDING" | "STOPPED")));
             if !untouched {
                 ctx.journal.reconcile_effect(e.id, serde_json::json!({ "found_by": "DescribeRecoveryInstances" })).await?;

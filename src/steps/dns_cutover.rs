@@ -58,7 +58,8 @@ async fn capture(ctx: &mut StepCtx<'_>) -> Result<DnsOutput, Halt> {
     for record in &ctx.runbook.dns {
         let clients = ctx.clients.side(record.account);
         let name = if record.name.ends_with('.') { record.name.clone() } else { format!("{}.", record.name) };
-        let before = clients.record_sets(&record.hosted_zone_id, &name, record.record_type.as_str()).await?;
+        let clients = clients.clone();
+        let before = super::retry::read(ctx, || clients.record_sets(&record.hosted_zone_id, &name, record.record_type.as_str())).await?;
         let after = desired(ctx, record, &name).await?;
         let entry = zones
             .entry((format!("{:?}", record.account), record.hosted_zone_id.clone()))
@@ -125,7 +126,7 @@ async fn upsert(ctx: &mut StepCtx<'_>, zone: &ZoneCutover) -> Result<String, Hal
         Some(e) => {
             let mut current = Vec::new();
             for r in &zone.after {
-                current.extend(clients.record_sets(&zone.hosted_zone_id, &r.name, &r.record_type).await?);
+                current.extend(super::retry::read(ctx, || clients.record_sets(&zone.hosted_zone_id, &r.name, &r.record_type)).await?);
             }
             if zone.after.iter().all(|want| current.iter().any(|c| c == want)) {
                 let change_id = e.response.as_ref().and_then(|r| r["change_id"].as_str()).unwrap_or("reconciled").to_string();
@@ -163,7 +164,7 @@ async fn wait_insync(ctx: &mut StepCtx<'_>, zone: &ZoneCutover) -> Result<(), Ha
     let started = ctx.clock.now();
     let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(15));
     loop {
-        let status = clients.change_status(&change_id).await?;
+        let status = super::retry::read(ctx, || clients.change_status(&change_id)).await?;
         if status == "INSYNC" {
             ctx.say(format!("change {change_id} INSYNC"));
             return Ok(());

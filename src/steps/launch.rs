@@ -46,7 +46,8 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(10));
     let mut last_seen = (usize::MAX, usize::MAX);
     let final_jobs = loop {
-        let described = ctx.recovery_side().describe_jobs(&job_ids).await?;
+        let side = ctx.recovery_side().clone();
+        let described = super::retry::read(ctx, || side.describe_jobs(&job_ids)).await?;
         let launched = described
             .iter()
             .flat_map(|j| j.servers.iter())
@@ -74,7 +75,8 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         }
     }
     let ids: Vec<String> = out.servers.values().filter_map(|s| s.recovery_instance_id.clone()).collect();
-    for instance in ctx.recovery_side().recovery_instances_by_id(&ids).await? {
+    let target = ctx.recovery_side().clone();
+    for instance in super::retry::read(ctx, || target.recovery_instances_by_id(&ids)).await? {
         if let Some(entry) = out.servers.values_mut().find(|s| s.recovery_instance_id.as_deref() == Some(&instance.id)) {
             entry.ec2_instance_id = instance.ec2_instance_id.clone();
             entry.ec2_state = instance.ec2_state.clone();
@@ -93,7 +95,8 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         let mut logs = BTreeMap::new();
         for (_, job_id) in &failed {
             if !logs.contains_key(job_id) {
-                logs.insert(job_id.clone(), ctx.recovery_side().job_log(job_id).await?);
+                let log = super::retry::read(ctx, || target.job_log(job_id)).await?;
+                logs.insert(job_id.clone(), log);
             }
         }
         for (server, job_id) in &failed {

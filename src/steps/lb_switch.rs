@@ -41,8 +41,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         let index = match out.groups.iter().position(|g| &g.target_group_arn == group_arn) {
             Some(i) => i,
             None => {
-                let before: Vec<Target> = target
-                    .target_health(group_arn)
+                let before: Vec<Target> = super::retry::read(ctx, || target.target_health(group_arn))
                     .await?
                     .into_iter()
                     .filter(|t| t.state != "draining")
@@ -107,14 +106,14 @@ fn switched_groups(ctx: &StepCtx<'_>, wave: &str) -> Vec<(String, Option<u16>)> 
 
 /// Intent -> Register/DeregisterTargets -> effect. Both calls are idempotent in ELBv2, so an
 /// intent left open by a crash is safely completed by sending the same call again.
-async fn call(ctx: &mut StepCtx<'_>, operation: &str, verb: &str, arn: &str, targets: &[Target]) -> Result<(), Halt> {
+pub(crate) async fn call(ctx: &mut StepCtx<'_>, operation: &str, verb: &str, arn: &str, targets: &[Target]) -> Result<(), Halt> {
     let key = format!("{}/{}/{verb}/{arn}", ctx.run.id, ctx.step.key);
     let target = ctx.recovery_side().clone();
     let open = ctx.journal.open_intents(&ctx.step.key).await?;
     let effect = match open.into_iter().find(|e| e.idempotency_key == key) {
         Some(e) => {
             // A crash left this intent open: look before sending again.
-            let health = target.target_health(arn).await?;
+            let health = super::retry::read(ctx, || target.target_health(arn)).await?;
             let present = |id: &str| health.iter().any(|h| h.id == id && h.state != "draining");
             let done = if verb == "register" {
                 targets.iter().all(|t| present(&t.id))
@@ -152,7 +151,8 @@ async fn wait_healthy(ctx: &mut StepCtx<'_>, arn: &str, targets: &[Target]) -> R
     let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(15));
     let mut last = String::new();
     loop {
-        let health = ctx.recovery_side().target_health(arn).await?;
+        let side = ctx.recovery_side().clone();
+        let health = super::retry::read(ctx, || side.target_health(arn)).await?;
         let states: Vec<(String, String)> = targets
             .iter()
             .map(|t| {

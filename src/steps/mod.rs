@@ -7,6 +7,7 @@
 
 pub mod a2_recovery;
 pub mod cleanup;
+pub mod compensate;
 pub mod dns_cutover;
 pub mod failback;
 pub mod failback_cleanup;
@@ -16,6 +17,7 @@ pub mod lb_switch;
 pub mod preflight;
 pub mod recovery_job;
 pub mod reversed_replication;
+pub mod retry;
 pub mod snapshot_conversion;
 pub mod validate;
 
@@ -232,6 +234,10 @@ impl StepCtx<'_> {
 
 /// Executes one step.
 pub async fn execute(mut ctx: StepCtx<'_>) -> StepResult {
+    // A rollback's steps carry the kind of the step they undo (`undo:<key>`).
+    if ctx.run.operation == Operation::Rollback {
+        return compensate::run(&mut ctx).await.into();
+    }
     let result = match ctx.step.kind {
         StepKind::Preflight if ctx.run.operation == Operation::Failback => failback_preflight::run(&mut ctx).await,
         StepKind::Preflight => preflight::run(&mut ctx).await,

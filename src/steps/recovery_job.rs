@@ -133,7 +133,8 @@ async fn reconcile(ctx: &mut StepCtx<'_>, index: usize) -> Result<Option<String>
     }
     let tag = batch_tag(&ctx.run.id, &ctx.step.key, index);
     let since = Some(ctx.run.started_at - chrono::Duration::hours(1));
-    let jobs = ctx.recovery_side().find_jobs_tagged(TAG_BATCH, &tag, since).await?;
+    let side = ctx.recovery_side().clone();
+    let jobs = super::retry::read(ctx, || side.find_jobs_tagged(TAG_BATCH, &tag, since)).await?;
     let found = jobs.first().map(|j| j.id.clone());
     for effect in open {
         match &found {

@@ -67,7 +67,8 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     loop {
         let mut changed = false;
         for job_id in jobs.job_ids() {
-            let log = ctx.recovery_side().job_log(&job_id).await?;
+            let side = ctx.recovery_side().clone();
+            let log = super::retry::read(ctx, || side.job_log(&job_id)).await?;
             let job_ended = log.iter().any(|item| item.event == "JOB_END");
             for item in &log {
                 let Some(server) = item.source_server_id.as_ref() else { continue };

@@ -37,7 +37,8 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let started = ctx.clock.now();
     let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(15));
     loop {
-        let found = ctx.clients.target.recovery_instances_by_id(&ids).await?;
+        let target = ctx.clients.target.clone();
+        let found = super::retry::read(ctx, || target.recovery_instances_by_id(&ids)).await?;
         let instances: Vec<ValidatedInstance> = expected
             .iter()
             .map(|(server, ri)| {

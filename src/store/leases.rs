@@ -244,6 +244,33 @@ async fn lost(conn: &mut SqliteConnection, lease: &Lease) -> StoreError {
     }
 }
 
+/// Ends a lease whose driver is known to be dead (its process is gone from this host), so
+/// that [`acquire`] may take it over at once instead of waiting for the expiry. Compare-and-set
+/// on owner and fence: a lease renewed or taken over meanwhile is left alone. Returns whether
+/// the lease was ended.
+pub async fn expire_abandoned(
+    conn: &mut SqliteConnection,
+    holder: &LeaseHolder,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let result = sqlx::query(
+        r#"
+        UPDATE leases SET expires_at = ?4
+        WHERE run_id = ?1 AND owner = ?2 AND fence = ?3 AND released_at IS NULL
+        "#,
+    )
+    .bind(&holder.run_id)
+    .bind(&holder.owner)
+    .bind(holder.fence)
+    .bind(timestamp(now - TimeDelta::milliseconds(1)))
+    .execute(conn)
+    .await
+    .map_err(|source| {
+        StoreError::query(source, format!("end the abandoned lease on run {}", holder.run_id))
+    })?;
+    Ok(result.rows_affected() == 1)
+}
+
 /// Who holds the lease now, for [`StoreError::LostLease`]'s message.
 pub(crate) fn describe_current(holder: &Option<Box<LeaseHolder>>) -> String {
     match holder {

@@ -4,6 +4,7 @@
 mod support;
 
 mod audit_report;
+mod crash;
 mod engine;
 mod failback;
 mod doctor;

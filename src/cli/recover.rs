@@ -1,0 +1,324 @@
+//! `resume`, `rollback`, `retry`, `skip` and `cancel`: taking a stored run further after a
+//! crash, a failure or an operator's decision (DESIGN section 6).
+
+use super::{Cli, CliError, exit, operate, session};
+use crate::engine::driver::terminal_is_interactive;
+use crate::engine::progress::Progress;
+use crate::engine::{self, Context, OperatorAction};
+use crate::store::{self, RunId};
+
+#[derive(Debug, clap::Args)]
+pub struct ResumeArgs {
+    pub run_id: String,
+    /// Approve every remaining gate up front.
+    #[arg(long)]
+    pub yes: bool,
+    /// POST a JSON summary to this URL when the run ends or pauses.
+    #[arg(long)]
+    pub notify: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    pub run_id: String,
+    /// Confirm up front: after a DNS cutover, and to terminate a failover's recovery instances.
+    #[arg(long)]
+    pub yes: bool,
+    /// POST a JSON summary to this URL when the rollback ends or pauses.
+    #[arg(long)]
+    pub notify: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RetryArgs {
+    pub run_id: String,
+    /// The failed step to run again.
+    #[arg(long)]
+    pub step: String,
+    #[arg(long)]
+    pub yes: bool,
+    #[arg(long)]
+    pub notify: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SkipArgs {
+    pub run_id: String,
+    /// The step to skip (pending, waiting for approval, or failed).
+    #[arg(long)]
+    pub step: String,
+    /// Why: recorded in the audit trail with your name.
+    #[arg(long)]
+    pub reason: String,
+    #[arg(long)]
+    pub yes: bool,
+    #[arg(long)]
+    pub notify: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CancelArgs {
+    pub run_id: String,
+}
+
+fn failed(e: impl std::fmt::Display) -> CliError {
+    CliError {
+        code: exit::RUN_FAILED,
+        message: e.to_string(),
+    }
+}
+
+/// The stored run, or exit 2 saying how to find one.
+async fn load(db: &store::Database, run_id: &str) -> Result<store::runs::Run, CliError> {
+    let id: RunId = run_id
+        .parse()
+        .map_err(|e: store::StoreError| CliError::invalid_input(e.to_string()))?;
+    let mut conn = db.pool().acquire().await.map_err(failed)?;
+    match store::runs::get(&mut conn, &id).await {
+        Ok(run) => Ok(run),
+        Err(store::StoreError::RunNotFound { .. }) => Err(CliError::invalid_input(format!(
+            "no run {run_id} in {} (hint: `drs-runbook history` lists the runs; check --db)",
+            db.path().display()
+        ))),
+        Err(e) => Err(failed(e)),
+    }
+}
+
+/// Drives a stored run again, after an optional operator action, and reports like a new run.
+async fn continue_with(
+    cli: &Cli,
+    run_id: &str,
+    yes: bool,
+    action: Option<OperatorAction>,
+    notify: Option<&str>,
+) -> Result<u8, CliError> {
+    let db = session::open_db(cli).await?;
+    let run = load(&db, run_id).await?;
+    if matches!(
+        run.status.as_str(),
+        "succeeded" | "cancelled" | "rolled_back"
+    ) {
+        return Err(CliError::invalid_input(format!(
+            "run {} is {}: there is nothing left to drive (hint: `drs-runbook show {}`; a cancelled or finished run can be rolled back with `drs-runbook rollback {}`)",
+            run.id,
+            run.status.as_str(),
+            run.id,
+            run.id
+        )));
+    }
+    let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path).map_err(|e| {
+        CliError::invalid_input(format!(
+            "the stored runbook of run {} does not parse: {e}",
+            run.id
+        ))
+    })?;
+    let cloud = session::connect(cli, &runbook, &run.runbook_text).await?;
+    eprintln!("run {}", run.id);
+    let progress = Progress::new(false);
+    let ctx = Context {
+        db: &db,
+        clients: &cloud.clients,
+        clock: &cloud.clock,
+        progress: &progress,
+        interactive: terminal_is_interactive(),
+    };
+    let result = engine::continue_run_after(&ctx, &run.id, yes, action).await;
+    cloud.close();
+    let (report, _) = result.map_err(operate::engine_error)?;
+    operate::finish(cli, &report, notify).await
+}
+
+/// `resume`: take the lease (an expired one, or one whose process is gone, is taken over and
+/// logged), restart the steps a crash left running (each reconciles its open intents against
+/// AWS before it sends anything), then continue.
+pub async fn resume(cli: &Cli, args: &ResumeArgs) -> Result<u8, CliError> {
+    continue_with(cli, &args.run_id, args.yes, None, args.notify.as_deref()).await
+}
+
+pub async fn retry(cli: &Cli, args: &RetryArgs) -> Result<u8, CliError> {
+    let action = OperatorAction::Retry {
+        step: args.step.clone(),
+    };
+    continue_with(
+        cli,
+        &args.run_id,
+        args.yes,
+        Some(action),
+        args.notify.as_deref(),
+    )
+    .await
+}
+
+pub async fn skip(cli: &Cli, args: &SkipArgs) -> Result<u8, CliError> {
+    if args.reason.trim().is_empty() {
+        return Err(CliError::invalid_input(
+            "--reason must say why the step is skipped (it is recorded in the audit trail)",
+        ));
+    }
+    let action = OperatorAction::Skip {
+        step: args.step.clone(),
+        reason: args.reason.clone(),
+    };
+    continue_with(
+        cli,
+        &args.run_id,
+        args.yes,
+        Some(action),
+        args.notify.as_deref(),
+    )
+    .await
+}
+
+/// `cancel`: if no process drives the run, cancel it here; otherwise ask its driver (through
+/// the database) to stop at its next safe point, and wait for it to do so.
+pub async fn cancel(cli: &Cli, args: &CancelArgs) -> Result<u8, CliError> {
+    let db = session::open_db(cli).await?;
+    let run = load(&db, &args.run_id).await?;
+    if matches!(
+        run.status.as_str(),
+        "succeeded" | "cancelled" | "rolled_back"
+    ) {
+        return Err(CliError::invalid_input(format!(
+            "run {} is already {}: nothing to cancel",
+            run.id,
+            run.status.as_str()
+        )));
+    }
+    let now = chrono::Utc::now();
+    let driven_elsewhere = {
+        let mut conn = db.pool().acquire().await.map_err(failed)?;
+        store::leases::current(&mut conn, &run.id)
+            .await
+            .map_err(failed)?
+            .filter(|h| {
+                h.released_at.is_none()
+                    && h.expires_at > now
+                    && (h.host != engine::host_name() || engine::process_alive(h.pid))
+            })
+    };
+    eprintln!("run {}", run.id);
+    let Some(holder) = driven_elsewhere else {
+        // No driver: take the lease and cancel here. Cancelling makes no AWS call, so the
+        // context's clients point at a closed loopback port rather than at any cloud.
+        let progress = Progress::new(false);
+        let clock = crate::engine::clock::EngineClock::Real;
+        let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path).map_err(|e| {
+            CliError::invalid_input(format!(
+                "the stored runbook of run {} does not parse: {e}",
+                run.id
+            ))
+        })?;
+        let clients = crate::aws::connect(
+            &runbook,
+            &crate::aws::Connection::Simulated {
+                endpoint_url: "http://127.0.0.1:9".into(),
+            },
+        )
+        .await;
+        let ctx = Context {
+            db: &db,
+            clients: &clients,
+            clock: &clock,
+            progress: &progress,
+            interactive: false,
+        };
+        let (report, _) =
+            engine::continue_run_after(&ctx, &run.id, false, Some(OperatorAction::Cancel))
+                .await
+                .map_err(operate::engine_error)?;
+        operate::render(cli, &report);
+        // The cancel did what was asked: success, unlike the exit code of a cancelled run.
+        return Ok(exit::SUCCEEDED);
+    };
+    crate::engine::journal::request_cancel(&db, &run.id, &crate::engine::driver::operator(), now)
+        .await
+        .map_err(failed)?;
+    eprintln!(
+        "asked the driver of run {} (pid {} on {}) to stop at its next safe point",
+        run.id, holder.pid, holder.host
+    );
+    // The driver polls twice a second; a step stops at its next pause.
+    for _ in 0..240 {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let status = load(&db, &args.run_id).await?.status;
+        if status.as_str() != "running" {
+            eprintln!("run {} is {}", run.id, status.as_str());
+            return Ok(if status.as_str() == "cancelled" {
+                exit::SUCCEEDED
+            } else {
+                exit::RUN_FAILED
+            });
+        }
+    }
+    eprintln!(
+        "the driver has not stopped yet; it will cancel the run at its next safe point (`drs-runbook status {}`)",
+        run.id
+    );
+    Ok(exit::SUCCEEDED)
+}
+
+/// `rollback`: a new run (operation `rollback`, linked to the original) of the compensations of
+/// the original's steps, newest first.
+pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<u8, CliError> {
+    let db = session::open_db(cli).await?;
+    let run = load(&db, &args.run_id).await?;
+    let original = engine::rollback::load_original(&db, &run.id)
+        .await
+        .map_err(operate::engine_error)?;
+    if engine::rollback::needs_confirmation(original.operation, &original.steps) && !args.yes {
+        let warning = format!(
+            "run {} cut DNS over to the recovered servers. Rolling back restores the previous records and target groups and terminates the recovery instances; once production traffic has moved to the recovered servers, failback (`drs-runbook failback`) is the way back, not rollback.",
+            run.id
+        );
+        if !terminal_is_interactive() {
+            return Err(CliError::invalid_input(format!(
+                "{warning} Confirm with --yes to roll back anyway."
+            )));
+        }
+        if !confirm(&warning).await {
+            eprintln!("rollback not confirmed: nothing changed");
+            return Ok(exit::INVALID_INPUT);
+        }
+    }
+    let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path).map_err(|e| {
+        CliError::invalid_input(format!(
+            "the stored runbook of run {} does not parse: {e}",
+            run.id
+        ))
+    })?;
+    let cloud = session::connect(cli, &runbook, &run.runbook_text).await?;
+    let rollback_id = RunId::generate();
+    eprintln!("run {rollback_id}");
+    eprintln!(
+        "rolling back run {} ({})",
+        run.id,
+        original.operation.as_str()
+    );
+    let progress = Progress::new(false);
+    let ctx = Context {
+        db: &db,
+        clients: &cloud.clients,
+        clock: &cloud.clock,
+        progress: &progress,
+        interactive: terminal_is_interactive(),
+    };
+    let result = engine::rollback::start_rollback(&ctx, &original, rollback_id, args.yes).await;
+    cloud.close();
+    let report = result.map_err(operate::engine_error)?;
+    operate::finish(cli, &report, args.notify.as_deref()).await
+}
+
+async fn confirm(warning: &str) -> bool {
+    let warning = warning.to_string();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut err = std::io::stderr();
+        let _ = write!(err, "{warning}\nRoll back? [y/N] ");
+        let _ = err.flush();
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).is_ok()
+            && matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+    })
+    .await
+    .unwrap_or(false)
+}

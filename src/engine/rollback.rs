@@ -1,0 +1,244 @@
+//! Rollback: a run of its own (operation `rollback`, parent = the original run) whose steps are
+//! the compensations of the original's steps, newest first, chained one after the other:
+//!
+//! ```text
+//! original:  preflight ─► recovery_job:db ─► ... ─► lb_switch:web ─► dns_cutover
+//! rollback:  undo:dns_cutover ─► undo:lb_switch:web ─► ... ─► undo:recovery_job:db
+//! ```
+//!
+//! Only steps that started (attempts > 0) and whose kind changes AWS are undone
+//! ([`crate::steps::compensate::compensates`]). Terminating a failover's recovery instances
+//! waits for an operator (an approval gate; `--yes` gives it); a drill's are terminated freely.
+//! When the rollback succeeds, the driver marks the original run `rolled_back`.
+
+use serde_json::json;
+
+use super::machine::StepStatus;
+use super::plan::{Operation, PlannedStep, StepKind};
+use super::{Context, EngineError, NewRunRequest, RunReport};
+use crate::steps::RunOptions;
+use crate::steps::compensate::{UNDO_PREFIX, compensates};
+use crate::store::{self, RunId};
+
+/// One step of the original run, as the planner needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginalStep {
+    pub key: String,
+    pub kind: StepKind,
+    pub wave: Option<String>,
+    pub status: StepStatus,
+    pub attempts: i64,
+}
+
+/// The compensation steps of `original` (in plan order), newest first. Pure.
+pub fn plan_rollback(operation: Operation, original: &[OriginalStep]) -> Vec<PlannedStep> {
+    let mut planned: Vec<PlannedStep> = Vec::new();
+    for step in original.iter().rev() {
+        if step.attempts == 0 || !compensates(step.kind) {
+            continue;
+        }
+        planned.push(PlannedStep {
+            key: format!("{UNDO_PREFIX}{}", step.key),
+            kind: step.kind,
+            wave: step.wave.clone(),
+            depends_on: planned
+                .last()
+                .map(|p| vec![p.key.clone()])
+                .unwrap_or_default(),
+            // A drill's instances are throwaway; a failover's may already serve production.
+            needs_approval: step.kind == StepKind::RecoveryJob && operation != Operation::Drill,
+        });
+    }
+    planned
+}
+
+/// Whether rolling back must be confirmed first: the failover cut DNS over, so production
+/// traffic may already be on the recovered servers (then failback is the way back).
+pub fn needs_confirmation(operation: Operation, original: &[OriginalStep]) -> bool {
+    operation == Operation::Failover
+        && original
+            .iter()
+            .any(|s| s.kind == StepKind::DnsCutover && s.attempts > 0)
+}
+
+/// The original run as the rollback command needs it.
+pub struct Original {
+    pub run: store::runs::Run,
+    pub operation: Operation,
+    pub steps: Vec<OriginalStep>,
+}
+
+/// Loads the run to roll back, refusing what cannot be rolled back.
+pub async fn load_original(db: &store::Database, run_id: &RunId) -> Result<Original, EngineError> {
+    let mut conn = db.pool().acquire().await?;
+    let run = store::runs::get(&mut conn, run_id).await?;
+    let operation = match run.operation.as_str() {
+        "failover" => Operation::Failover,
+        "drill" => Operation::Drill,
+        "failback" => Operation::Failback,
+        _ => {
+            return Err(EngineError::Invalid(format!(
+                "run {run_id} is itself a rollback; resume it (`drs-runbook resume {run_id}`) instead of rolling it back"
+            )));
+        }
+    };
+    if run.status.as_str() == "rolled_back" {
+        return Err(EngineError::Invalid(format!(
+            "run {run_id} is already rolled back (hint: `drs-runbook show {run_id}`)"
+        )));
+    }
+    if let Some(holder) = store::leases::current(&mut conn, run_id).await?
+        && holder.released_at.is_none()
+        && holder.expires_at > chrono::Utc::now()
+        && (holder.host != super::host_name() || super::process_alive(holder.pid))
+    {
+        return Err(EngineError::Refused(format!(
+            "refused: run {run_id} is being driven by pid {} on {} since {} (hint: `drs-runbook cancel {run_id}` stops it at a safe point; then roll it back)",
+            holder.pid, holder.host, holder.acquired_at
+        )));
+    }
+    let steps = store::steps::list(&mut conn, run_id)
+        .await?
+        .into_iter()
+        .filter_map(|s| {
+            Some(OriginalStep {
+                kind: StepKind::from_name(&s.kind)?,
+                status: StepStatus::parse(s.status.as_str())?,
+                wave: s.wave,
+                attempts: s.attempts,
+                key: s.key,
+            })
+        })
+        .collect();
+    Ok(Original {
+        run,
+        operation,
+        steps,
+    })
+}
+
+/// Plans, stores and drives the rollback of `original`; it takes over the original's claims.
+pub async fn start_rollback(
+    ctx: &Context<'_>,
+    original: &Original,
+    rollback_id: RunId,
+    yes: bool,
+) -> Result<RunReport, EngineError> {
+    let run = &original.run;
+    let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path).map_err(|e| {
+        EngineError::Invalid(format!(
+            "the stored runbook of run {} no longer parses: {e}",
+            run.id
+        ))
+    })?;
+    let mut options: RunOptions = serde_json::from_value(run.options.clone()).unwrap_or_default();
+    options.yes = yes;
+    let steps: Vec<(PlannedStep, serde_json::Value)> =
+        plan_rollback(original.operation, &original.steps)
+            .into_iter()
+            .map(|s| {
+                let undo = s.key.trim_start_matches(UNDO_PREFIX).to_string();
+                (
+                    s,
+                    json!({ "undo": undo, "original_run": run.id.to_string() }),
+                )
+            })
+            .collect();
+    let request = NewRunRequest {
+        run_id: rollback_id,
+        runbook: &runbook,
+        runbook_path: &run.runbook_path,
+        runbook_text: &run.runbook_text,
+        operation: Operation::Rollback,
+        options,
+        parent: Some(run.id.clone()),
+    };
+    super::start_planned_run(ctx, request, steps, Some(&run.id)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(key: &str, kind: StepKind, status: StepStatus, attempts: i64) -> OriginalStep {
+        let wave = key.split_once(':').map(|(_, w)| w.to_string());
+        OriginalStep {
+            key: key.into(),
+            kind,
+            wave,
+            status,
+            attempts,
+        }
+    }
+
+    fn failover_steps(dns_attempts: i64) -> Vec<OriginalStep> {
+        vec![
+            step("preflight", StepKind::Preflight, StepStatus::Succeeded, 1),
+            step(
+                "recovery_job:db",
+                StepKind::RecoveryJob,
+                StepStatus::Succeeded,
+                1,
+            ),
+            step("launch:db", StepKind::Launch, StepStatus::Succeeded, 1),
+            step(
+                "recovery_job:web",
+                StepKind::RecoveryJob,
+                StepStatus::Succeeded,
+                2,
+            ),
+            step("launch:web", StepKind::Launch, StepStatus::Succeeded, 1),
+            step("lb_switch:web", StepKind::LbSwitch, StepStatus::Failed, 1),
+            step(
+                "dns_cutover",
+                StepKind::DnsCutover,
+                if dns_attempts > 0 {
+                    StepStatus::Running
+                } else {
+                    StepStatus::Pending
+                },
+                dns_attempts,
+            ),
+        ]
+    }
+
+    #[test]
+    fn compensations_run_newest_first_chained_and_skip_read_only_and_unstarted_steps() {
+        let plan = plan_rollback(Operation::Failover, &failover_steps(0));
+        let keys: Vec<&str> = plan.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "undo:lb_switch:web",
+                "undo:recovery_job:web",
+                "undo:recovery_job:db"
+            ]
+        );
+        assert!(plan[0].depends_on.is_empty());
+        assert_eq!(plan[1].depends_on, ["undo:lb_switch:web"]);
+        assert_eq!(plan[2].depends_on, ["undo:recovery_job:web"]);
+        assert_eq!(plan[0].kind, StepKind::LbSwitch);
+        assert_eq!(plan[2].wave.as_deref(), Some("db"));
+    }
+
+    #[test]
+    fn failover_instances_wait_for_an_operator_drill_instances_do_not() {
+        let plan = plan_rollback(Operation::Failover, &failover_steps(1));
+        assert_eq!(plan[0].key, "undo:dns_cutover");
+        assert!(!plan[0].needs_approval && !plan[1].needs_approval);
+        assert!(
+            plan.iter()
+                .filter(|p| p.kind == StepKind::RecoveryJob)
+                .all(|p| p.needs_approval)
+        );
+        let plan = plan_rollback(Operation::Drill, &failover_steps(1));
+        assert!(plan.iter().all(|p| !p.needs_approval));
+    }
+
+    #[test]
+    fn confirmation_is_needed_once_a_failover_touched_dns() {
+        assert!(needs_confirmation(Operation::Failover, &failover_steps(1)));
+        assert!(!needs_confirmation(Operation::Failover, &failover_steps(0)));
+        assert!(!needs_confirmation(Operation::Drill, &failover_steps(1)));
+    }
+}

@@ -1,0 +1,857 @@
+//! The crash harness (DESIGN section 6 and 10): the built binary runs a failover or a drill as
+//! a child process against the in-process simulator, is killed at many points — SIGKILL at
+//! spread-out times, and an abort right after its N-th intent commits (the test hook
+//! `DRS_RUNBOOK_CRASH_AFTER_INTENT`) — and is then resumed until the run is done. Every time,
+//! `/_sim/stats` must show each mutating call exactly as often as an uninterrupted run does,
+//! and the world (DNS records, target group members, recovery instances) must end the same.
+//!
+//! Also here: two concurrent failovers (one proceeds, the other exits 4), a failover under 30 %
+//! throttling of the hot calls, rollback restoring DNS and target groups, retry/skip/cancel.
+//!
+//! To cover failback once it exists, add `Scenario::Failback` (its CLI arguments and the world
+//! it touches) next to `Failover` and `Drill`; the harness itself does not change.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::engine::{CliRun, drs_runbook};
+use crate::support::{TestSim, repo_path};
+
+const THREE_WAVES: &str = include_str!("../fixtures/engine/three-waves.toml");
+const TARGET: &str = "555555555555";
+const REGION: &str = "eu-central-1";
+const ZONE: &str = "Z00000000000000SHOP1";
+const GROUP: &str =
+    "arn:aws:elasticloadbalancing:eu-central-1:555555555555:targetgroup/shop-app/00000000000000aa";
+const SPEED: f64 = 600.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Failover,
+    Drill,
+}
+
+impl Scenario {
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Scenario::Failover => &["failover", "--yes"],
+            Scenario::Drill => &["drill", "--yes"],
+        }
+    }
+}
+
+/// How a child is interrupted.
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    /// SIGKILL after this much real time.
+    After(Duration),
+    /// The process aborts right after committing its N-th intent.
+    AfterIntent(u32),
+}
+
+/// A fresh simulator, seeded, with a runbook file and a database in a temp dir.
+struct World {
+    sim: TestSim,
+    dir: tempfile::TempDir,
+    runbook: PathBuf,
+}
+
+impl World {
+    async fn new() -> World {
+        let sim = TestSim::start(SPEED).await;
+        sim.seed(THREE_WAVES).await;
+        let dir = tempfile::tempdir().unwrap();
+        let runbook = dir.path().join("shop.toml");
+        std::fs::write(&runbook, THREE_WAVES).unwrap();
+        World { sim, dir, runbook }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("runs.db")
+    }
+
+    /// Runs the CLI to its end (on a blocking thread, the simulator serves meanwhile).
+    async fn cli(&self, args: &[&str]) -> CliRun {
+        let (db, endpoint) = (self.db(), self.sim.endpoint.clone());
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            drs_runbook(&db, Some(&endpoint), &args)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Starts the scenario as a child and interrupts it; returns the run ID (from stderr) and
+    /// whether the child was interrupted before it finished on its own.
+    async fn interrupted(&self, scenario: Scenario, kill: Kill) -> (Option<String>, bool) {
+        let (db, endpoint, runbook) = (self.db(), self.sim.endpoint.clone(), self.runbook.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut command = child_command(&db, &endpoint);
+            command
+                .arg(scenario.args()[0])
+                .arg(&runbook)
+                .args(&scenario.args()[1..]);
+            if let Kill::AfterIntent(n) = kill {
+                command.env("DRS_RUNBOOK_CRASH_AFTER_INTENT", n.to_string());
+            }
+            let mut child = command
+                .stderr(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("the binary starts");
+            let stderr = child.stderr.take().unwrap();
+            let reader =
+                std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+            let killed = match kill {
+                Kill::After(delay) => {
+                    let deadline = std::time::Instant::now() + delay;
+                    loop {
+                        if child.try_wait().unwrap().is_some() {
+                            break false;
+                        }
+                        if std::time::Instant::now() >= deadline {
+                            child.kill().unwrap(); // SIGKILL
+                            break true;
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                Kill::AfterIntent(_) => false,
+            };
+            let status = child.wait().unwrap();
+            let stderr = reader.join().unwrap();
+            let run_id = stderr
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("run "))
+                .map(str::to_string);
+            (run_id, killed || !status.success())
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Resumes until the run succeeds (each resume is itself crashed after its second intent
+    /// when `crash_each` is set).
+    async fn resume_until_done(&self, run_id: &str, crash_each: bool) -> CliRun {
+        for _ in 0..30 {
+            let run = if crash_each {
+                let (db, endpoint, id) = (self.db(), self.sim.endpoint.clone(), run_id.to_string());
+                tokio::task::spawn_blocking(move || {
+                    let output = child_command(&db, &endpoint)
+                        .args(["--output", "json", "resume", &id, "--yes"])
+                        // After its second intent: a process that always died before its
+                        // first call could never make progress, whatever the engine does.
+                        .env("DRS_RUNBOOK_CRASH_AFTER_INTENT", "2")
+                        .stdin(Stdio::null())
+                        .output()
+                        .unwrap();
+                    CliRun {
+                        code: output.status.code().unwrap_or(-1),
+                        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+                    }
+                })
+                .await
+                .unwrap()
+            } else {
+                self.cli(&["--output", "json", "resume", run_id, "--yes"])
+                    .await
+            };
+            if run.code == 0 {
+                return run;
+            }
+            assert!(
+                run.code == -1 || run.code == 134 || run.code == 130,
+                "resume of {run_id} neither finished nor crashed: {run:#?}"
+            );
+        }
+        panic!("run {run_id} did not finish after 30 resumes");
+    }
+
+    async fn mutation_counts(&self) -> BTreeMap<String, u64> {
+        mutation_counts(&self.sim.get("/_sim/stats").await)
+    }
+
+    /// The parts of the world a run changes, with instance IDs and IPs replaced by the source
+    /// server they were recovered from (those IDs are random from one simulator to the next).
+    async fn snapshot(&self) -> Value {
+        let drs = self.sim.drs(TARGET, REGION);
+        let instances = drs.describe_recovery_instances().send().await.unwrap();
+        let mut by_ec2 = BTreeMap::new();
+        let mut by_ip = BTreeMap::new();
+        let mut recovery = Vec::new();
+        for i in instances.items() {
+            let server = i.source_server_id().unwrap_or_default().to_string();
+            by_ec2.insert(
+                i.ec2_instance_id().unwrap_or_default().to_string(),
+                server.clone(),
+            );
+            for nic in i
+                .recovery_instance_properties()
+                .map(|p| p.network_interfaces())
+                .unwrap_or_default()
+            {
+                for ip in nic.ips() {
+                    by_ip.insert(ip.clone(), server.clone());
+                }
+            }
+            let state = i
+                .ec2_instance_state()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default();
+            if state != "TERMINATED" {
+                recovery.push(json!({ "server": server, "drill": i.is_drill(), "state": state }));
+            }
+        }
+        recovery.sort_by_key(|v| v.to_string());
+        let records = self
+            .sim
+            .route53(TARGET)
+            .list_resource_record_sets()
+            .hosted_zone_id(ZONE)
+            .send()
+            .await
+            .unwrap();
+        let mut dns: Vec<Value> = records
+            .resource_record_sets()
+            .iter()
+            .map(|r| {
+                let mut values: Vec<String> = r
+                    .resource_records()
+                    .iter()
+                    .map(|v| by_ip.get(v.value()).map(|s| format!("ip-of:{s}")).unwrap_or_else(|| v.value().to_string()))
+                    .collect();
+                values.sort();
+                json!({ "name": r.name(), "type": r.r#type().as_str(), "ttl": r.ttl(), "values": values })
+            })
+            .collect();
+        dns.sort_by_key(|v| v.to_string());
+        let health = self
+            .sim
+            .elbv2(TARGET, REGION)
+            .describe_target_health()
+            .target_group_arn(GROUP)
+            .send()
+            .await
+            .unwrap();
+        let mut members: Vec<String> = health
+            .target_health_descriptions()
+            .iter()
+            .filter(|d| {
+                d.target_health()
+                    .and_then(|h| h.state())
+                    .map(|s| s.as_str())
+                    != Some("draining")
+            })
+            .map(|d| {
+                let id = d.target().unwrap().id().unwrap_or_default();
+                by_ec2
+                    .get(id)
+                    .map(|s| format!("instance-of:{s}"))
+                    .unwrap_or_else(|| id.to_string())
+            })
+            .collect();
+        members.sort();
+        json!({ "dns": dns, "targets": members, "recovery_instances": recovery })
+    }
+}
+
+fn child_command(db: &Path, endpoint: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_drs-runbook"));
+    command
+        .current_dir(repo_path(""))
+        .arg("--db")
+        .arg(db)
+        .arg("--endpoint-url")
+        .arg(endpoint)
+        .env_remove("DRS_RUNBOOK_DB")
+        .env_remove("DRS_RUNBOOK_CRASH_AFTER_INTENT")
+        .env("DRS_RUNBOOK_OPERATOR", "test-operator")
+        .stdin(Stdio::null());
+    command
+}
+
+fn mutation_counts(stats: &Value) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for m in stats["mutations"].as_array().unwrap() {
+        let key = format!(
+            "{}:{}",
+            m["service"].as_str().unwrap_or("?"),
+            m["operation"].as_str().unwrap_or("?")
+        );
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
+}
+
+/// What an uninterrupted run does: its mutations, its world, and how long it took.
+struct Baseline {
+    mutations: BTreeMap<String, u64>,
+    world: Value,
+    wall: Duration,
+    intents: u32,
+}
+
+async fn baseline(scenario: Scenario) -> Baseline {
+    let world = World::new().await;
+    let started = std::time::Instant::now();
+    let mut args = vec![
+        "--output",
+        "json",
+        scenario.args()[0],
+        world.runbook.to_str().unwrap(),
+    ];
+    args.extend(&scenario.args()[1..]);
+    let run = world.cli(&args).await;
+    assert_eq!(
+        run.code, 0,
+        "the uninterrupted {scenario:?} succeeds: {run:#?}"
+    );
+    let mutations = world.mutation_counts().await;
+    let intents = mutations.values().sum::<u64>() as u32;
+    assert!(
+        intents >= 3,
+        "a {scenario:?} makes mutating calls: {mutations:?}"
+    );
+    Baseline {
+        mutations,
+        world: world.snapshot().await,
+        wall: started.elapsed(),
+        intents,
+    }
+}
+
+/// One kill point: interrupt, resume until done, compare with the baseline.
+async fn crash_and_resume(
+    scenario: Scenario,
+    kill: Kill,
+    crash_each_resume: bool,
+    expected: &Baseline,
+) -> bool {
+    let world = World::new().await;
+    let (run_id, interrupted) = world.interrupted(scenario, kill).await;
+    let stored = match &run_id {
+        Some(id) => world.cli(&["show", id]).await.code == 0,
+        None => false,
+    };
+    if interrupted && stored {
+        let done = world
+            .resume_until_done(run_id.as_deref().unwrap(), crash_each_resume)
+            .await;
+        assert_eq!(
+            done.json()["status"],
+            "succeeded",
+            "{scenario:?} {kill:?}: {done:#?}"
+        );
+    } else if interrupted {
+        // Killed before the run was stored: nothing may have happened; the operator starts again.
+        assert_eq!(
+            world.mutation_counts().await,
+            BTreeMap::new(),
+            "{scenario:?} {kill:?}: no run, no change"
+        );
+        let mut args = vec![scenario.args()[0], world.runbook.to_str().unwrap()];
+        args.extend(&scenario.args()[1..]);
+        assert_eq!(world.cli(&args).await.code, 0);
+    }
+    assert_eq!(
+        world.mutation_counts().await,
+        expected.mutations,
+        "{scenario:?} {kill:?}: every mutating call happened exactly as often as in an uninterrupted run"
+    );
+    assert_eq!(
+        world.snapshot().await,
+        expected.world,
+        "{scenario:?} {kill:?}: the world ends as after an uninterrupted run"
+    );
+    interrupted
+}
+
+/// Runs the kill points a few at a time (the machine is small; the simulator waits, mostly).
+async fn kill_points(scenario: Scenario, expected: &Baseline) -> usize {
+    let mut points: Vec<(Kill, bool)> = (1..=expected.intents)
+        .map(|n| (Kill::AfterIntent(n), false))
+        .collect();
+    // Spread-out times over the uninterrupted run's wall time, from the start to its end.
+    let timed = 30 - points.len().min(24);
+    for i in 0..timed {
+        let fraction = (i as f64 + 0.5) / timed as f64;
+        points.push((Kill::After(expected.wall.mul_f64(fraction * 0.95)), false));
+    }
+    // And a chain: the run dies after its first intent, every resume after its second.
+    points.push((Kill::AfterIntent(1), true));
+    let mut interrupted = 0;
+    for chunk in points.chunks(4) {
+        let results = futures_util::future::join_all(
+            chunk
+                .iter()
+                .map(|(kill, chain)| crash_and_resume(scenario, *kill, *chain, expected)),
+        )
+        .await;
+        interrupted += results.into_iter().filter(|i| *i).count();
+    }
+    assert!(
+        points.len() >= 30,
+        "at least 30 kill points for {scenario:?}"
+    );
+    interrupted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failover_killed_at_many_points_resumes_to_the_same_world_with_each_mutation_once() {
+    let expected = baseline(Scenario::Failover).await;
+    assert_eq!(expected.mutations.get("drs:StartRecovery"), Some(&3));
+    let interrupted = kill_points(Scenario::Failover, &expected).await;
+    assert!(
+        interrupted >= 25,
+        "most kill points interrupted the run: {interrupted}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drill_killed_at_many_points_resumes_to_the_same_world_with_each_mutation_once() {
+    let expected = baseline(Scenario::Drill).await;
+    assert_eq!(
+        expected.mutations.get("drs:TerminateRecoveryInstances"),
+        Some(&1)
+    );
+    assert_eq!(
+        expected.world["recovery_instances"],
+        json!([]),
+        "the drill cleaned up"
+    );
+    let interrupted = kill_points(Scenario::Drill, &expected).await;
+    assert!(
+        interrupted >= 25,
+        "most kill points interrupted the run: {interrupted}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_concurrent_failovers_of_one_runbook_one_proceeds_the_other_is_refused() {
+    let world = World::new().await;
+    let runbook = world.runbook.to_str().unwrap().to_string();
+    // The database exists already (two first uses racing on its migrations is another matter).
+    assert_eq!(world.cli(&["status"]).await.code, 0);
+    let args = ["--output", "json", "failover", runbook.as_str(), "--yes"];
+    let (a, b) = tokio::join!(world.cli(&args), world.cli(&args));
+    let mut codes = [a.code, b.code];
+    codes.sort();
+    assert_eq!(codes, [0, 4], "exactly one proceeds: {a:#?} {b:#?}");
+    let (winner, loser) = if a.code == 0 { (a, b) } else { (b, a) };
+    let winner_id = winner.json()["run_id"].as_str().unwrap().to_string();
+    assert!(
+        loser.stderr.contains(&winner_id),
+        "the refusal names the run holding the servers: {}",
+        loser.stderr
+    );
+    assert!(
+        loser.stderr.contains(" since ") && loser.stderr.contains(" on "),
+        "and since when and from which host: {}",
+        loser.stderr
+    );
+    assert_eq!(
+        world.mutation_counts().await.get("drs:StartRecovery"),
+        Some(&3)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failover_succeeds_with_thirty_percent_of_the_hot_calls_throttled() {
+    let world = World::new().await;
+    let faults: Vec<Value> = [("drs", "DescribeJobs"), ("drs", "DescribeJobLogItems"), ("route53", "GetChange"), ("elbv2", "DescribeTargetHealth"), ("drs", "StartRecovery")]
+        .iter()
+        .map(|(service, operation)| json!({ "kind": "api_error", "service": service, "operation": operation, "error": "ThrottlingException", "probability": 0.3 }))
+        .collect();
+    let (status, _) = world
+        .sim
+        .post("/_sim/faults", &json!({ "faults": faults }))
+        .await;
+    assert_eq!(status, 200);
+    let run = world
+        .cli(&[
+            "--output",
+            "json",
+            "failover",
+            world.runbook.to_str().unwrap(),
+            "--yes",
+        ])
+        .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(run.json()["status"], "succeeded");
+    let stats = world.sim.get("/_sim/stats").await;
+    assert_eq!(
+        mutation_counts(&stats).get("drs:StartRecovery"),
+        Some(&3),
+        "no duplicate StartRecovery"
+    );
+    let polled = stats["calls"]["drs:DescribeJobs"].as_u64().unwrap_or(0)
+        + stats["calls"]["drs:DescribeJobLogItems"]
+            .as_u64()
+            .unwrap_or(0);
+    assert!(polled > 10, "the throttled calls were exercised: {stats}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_after_failover_restores_dns_byte_for_byte_and_target_membership() {
+    let world = World::new().await;
+    let route53 = world.sim.route53(TARGET);
+    let before = route53
+        .list_resource_record_sets()
+        .hosted_zone_id(ZONE)
+        .send()
+        .await
+        .unwrap();
+    let before_world = world.snapshot().await;
+    let run = world
+        .cli(&[
+            "--output",
+            "json",
+            "failover",
+            world.runbook.to_str().unwrap(),
+            "--yes",
+        ])
+        .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let run_id = run.json()["run_id"].as_str().unwrap().to_string();
+    assert_ne!(
+        world.snapshot().await["dns"],
+        before_world["dns"],
+        "the failover changed DNS"
+    );
+
+    // Without --yes and without a terminal, a rollback after the DNS cutover is refused.
+    let refused = world.cli(&["rollback", &run_id]).await;
+    assert_eq!(refused.code, 2, "{refused:#?}");
+    assert!(
+        refused.stderr.contains("failback"),
+        "it says failback is the way back: {}",
+        refused.stderr
+    );
+
+    let rollback = world
+        .cli(&["--output", "json", "rollback", &run_id, "--yes"])
+        .await;
+    assert_eq!(rollback.code, 0, "{rollback:#?}");
+    let report = rollback.json();
+    assert_eq!(report["operation"], "rollback");
+    let keys: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "undo:dns_cutover",
+            "undo:recovery_job:web",
+            "undo:lb_switch:app",
+            "undo:recovery_job:app",
+            "undo:recovery_job:db"
+        ]
+    );
+
+    let after = route53
+        .list_resource_record_sets()
+        .hosted_zone_id(ZONE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        format!("{:?}", after.resource_record_sets()),
+        format!("{:?}", before.resource_record_sets()),
+        "DNS byte for byte"
+    );
+    world.sim.skip(600.0).await; // deregistered targets finish draining
+    let restored = world.snapshot().await;
+    assert_eq!(restored["dns"], before_world["dns"]);
+    assert_eq!(
+        restored["targets"], before_world["targets"],
+        "target group membership as before"
+    );
+    assert_eq!(
+        restored["recovery_instances"],
+        json!([]),
+        "the confirmed rollback terminated the recovery instances"
+    );
+
+    let shown = world.cli(&["--output", "json", "show", &run_id]).await;
+    assert_eq!(shown.json()["run"]["status"], "rolled_back");
+    let shown = world
+        .cli(&[
+            "--output",
+            "json",
+            "show",
+            report["run_id"].as_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(shown.json()["run"]["parent_run_id"], run_id.as_str());
+    // A second rollback of the same run is refused.
+    assert_eq!(world.cli(&["rollback", &run_id, "--yes"]).await.code, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_rollback_resumes_and_restores_the_same_world() {
+    let world = World::new().await;
+    let before_world = world.snapshot().await;
+    let run = world
+        .cli(&[
+            "--output",
+            "json",
+            "failover",
+            world.runbook.to_str().unwrap(),
+            "--yes",
+        ])
+        .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let run_id = run.json()["run_id"].as_str().unwrap().to_string();
+    // The rollback dies right after its first intent (the DNS restore), before the call.
+    let (db, endpoint, id) = (world.db(), world.sim.endpoint.clone(), run_id.clone());
+    let crashed = tokio::task::spawn_blocking(move || {
+        child_command(&db, &endpoint)
+            .args(["rollback", &id, "--yes"])
+            .env("DRS_RUNBOOK_CRASH_AFTER_INTENT", "1")
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!crashed.status.success());
+    let stderr = String::from_utf8_lossy(&crashed.stderr);
+    let rollback_id = stderr
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("run "))
+        .unwrap()
+        .to_string();
+    let before_resume = world.mutation_counts().await;
+    let done = world.resume_until_done(&rollback_id, false).await;
+    assert_eq!(done.json()["status"], "succeeded", "{done:#?}");
+    assert!(
+        done.stderr.contains("took over the lease"),
+        "the take-over is logged: {}",
+        done.stderr
+    );
+    let after = world.mutation_counts().await;
+    assert_eq!(
+        after["route53:ChangeResourceRecordSets"],
+        before_resume["route53:ChangeResourceRecordSets"] + 1,
+        "the DNS restore was sent once"
+    );
+    world.sim.skip(600.0).await;
+    let restored = world.snapshot().await;
+    assert_eq!(restored["dns"], before_world["dns"]);
+    assert_eq!(restored["targets"], before_world["targets"]);
+    assert_eq!(
+        world
+            .cli(&["--output", "json", "show", &run_id])
+            .await
+            .json()["run"]["status"],
+        "rolled_back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_step_is_retried_or_skipped_with_a_reason_and_a_run_is_cancelled() {
+    let world = World::new().await;
+    // DNS never gets INSYNC: dns_cutover fails after its deadline (skip the clock past it).
+    let (status, _) = world
+        .sim
+        .post(
+            "/_sim/faults",
+            &json!({ "faults": [{ "kind": "dns_never_insync", "hosted_zone_id": ZONE }] }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let run = world
+        .cli(&[
+            "--output",
+            "json",
+            "failover",
+            world.runbook.to_str().unwrap(),
+            "--yes",
+        ])
+        .await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    let run_id = run.json()["run_id"].as_str().unwrap().to_string();
+    assert!(
+        run.json()["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["key"] == "dns_cutover" && s["status"] == "failed")
+    );
+
+    // retry of a step that did not fail is refused with exit 2.
+    assert_eq!(
+        world
+            .cli(&["retry", &run_id, "--step", "preflight"])
+            .await
+            .code,
+        2
+    );
+    // Once the fault is gone, retry succeeds without sending the UPSERT again.
+    let (status, _) = world
+        .sim
+        .post("/_sim/clock", &json!({ "skip_seconds": 1 }))
+        .await;
+    assert_eq!(status, 200);
+    let client = reqwest::Client::new();
+    client
+        .delete(format!("{}/_sim/faults", world.sim.endpoint))
+        .send()
+        .await
+        .unwrap();
+    let upserts = world.mutation_counts().await["route53:ChangeResourceRecordSets"];
+    let retried = world
+        .cli(&[
+            "--output",
+            "json",
+            "retry",
+            &run_id,
+            "--step",
+            "dns_cutover",
+        ])
+        .await;
+    assert_eq!(retried.code, 0, "{retried:#?}");
+    assert_eq!(
+        world.mutation_counts().await["route53:ChangeResourceRecordSets"],
+        upserts,
+        "the change was made once; retry only waits for INSYNC"
+    );
+
+    // A second failover pauses at the approval gate; skip it with a reason, then cancel another.
+    let world = World::new().await;
+    let paused = world
+        .cli(&[
+            "--output",
+            "json",
+            "failover",
+            world.runbook.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(paused.code, 3, "{paused:#?}");
+    let paused_id = paused.json()["run_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        world
+            .cli(&["skip", &paused_id, "--step", "dns_cutover", "--reason", ""])
+            .await
+            .code,
+        2
+    );
+    let skipped = world
+        .cli(&[
+            "--output",
+            "json",
+            "skip",
+            &paused_id,
+            "--step",
+            "dns_cutover",
+            "--reason",
+            "DNS is switched by the network team",
+        ])
+        .await;
+    assert_eq!(skipped.code, 0, "{skipped:#?}");
+    let shown = world
+        .cli(&["--output", "json", "show", &paused_id])
+        .await
+        .json();
+    let dns = shown["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "dns_cutover")
+        .unwrap()
+        .clone();
+    assert_eq!(dns["status"], "skipped");
+    assert_eq!(dns["skip_reason"], "DNS is switched by the network team");
+
+    let world = World::new().await;
+    let paused = world
+        .cli(&[
+            "--output",
+            "json",
+            "failover",
+            world.runbook.to_str().unwrap(),
+        ])
+        .await;
+    let paused_id = paused.json()["run_id"].as_str().unwrap().to_string();
+    let cancelled = world.cli(&["--output", "json", "cancel", &paused_id]).await;
+    assert_eq!(cancelled.code, 0, "{cancelled:#?}");
+    assert_eq!(cancelled.json()["status"], "cancelled");
+    // The servers are free again, and the cancelled run can be rolled back.
+    let rollback = world
+        .cli(&["--output", "json", "rollback", &paused_id, "--yes"])
+        .await;
+    assert_eq!(rollback.code, 0, "{rollback:#?}");
+    let again = world
+        .cli(&[
+            "--output",
+            "json",
+            "failover",
+            world.runbook.to_str().unwrap(),
+            "--yes",
+        ])
+        .await;
+    assert_eq!(again.code, 0, "{again:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_stops_a_run_driven_by_another_process_at_a_safe_point() {
+    let world = World::new().await;
+    let (db, endpoint, runbook) = (
+        world.db(),
+        world.sim.endpoint.clone(),
+        world.runbook.clone(),
+    );
+    let driver = tokio::task::spawn_blocking(move || {
+        let output = child_command(&db, &endpoint)
+            .args(["--output", "json", "failover"])
+            .arg(&runbook)
+            .arg("--yes")
+            .output()
+            .unwrap();
+        CliRun {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    });
+    // Wait until the run exists and its first StartRecovery was made.
+    let mut run_id = None;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if world
+            .mutation_counts()
+            .await
+            .contains_key("drs:StartRecovery")
+        {
+            let list = world.cli(&["--output", "json", "status"]).await.json();
+            run_id = list["runs"]
+                .as_array()
+                .and_then(|r| r.first())
+                .and_then(|r| r["id"].as_str())
+                .map(str::to_string);
+            break;
+        }
+    }
+    let run_id = run_id.expect("the failover started");
+    let cancel = world.cli(&["cancel", &run_id]).await;
+    assert_eq!(cancel.code, 0, "{cancel:#?}");
+    assert!(
+        cancel.stderr.contains("asked the driver"),
+        "{}",
+        cancel.stderr
+    );
+    let driven = driver.await.unwrap();
+    assert_eq!(driven.json()["status"], "cancelled", "{driven:#?}");
+    assert_eq!(driven.code, 1);
+}
