@@ -402,7 +402,23 @@ pub fn operator() -> String {
     std::env::var("DRS_RUNBOOK_OPERATOR")
         .or_else(|_| std::env::var("USER"))
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .or_else(user_of_this_process)
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// The login name of this process's real user (cron and systemd may set no `USER`), read from
+/// `/proc/self/status` and `/etc/passwd`; `uid:<n>` when the user has no entry.
+fn user_of_this_process() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let name = passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() > 2 && fields[2] == uid).then(|| fields[0].to_string())
+    });
+    Some(name.unwrap_or(format!("uid:{uid}")))
 }
 
 /// `95.0` -> `1m35s`.

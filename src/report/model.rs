@@ -544,6 +544,30 @@ fn job_log(
     job_id: &str,
     started_at: Option<DateTime<Utc>>,
 ) -> Vec<JobLogEvent> {
+    // The log as DRS returned it after the job ended, when the launch step kept it.
+    if let Some(items) = outputs.launches.get(wave).and_then(|l| l.job_logs.get(job_id)) {
+        return items
+            .iter()
+            .filter_map(|item| {
+                let at = item.at.as_deref().and_then(crate::aws::parse_time)?;
+                let detail = [
+                    item.data_timestamp.as_ref().map(|t| format!("data timestamp {t}")),
+                    item.target_instance_id.as_ref().map(|i| format!("instance {i}")),
+                    item.raw_error.clone(),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>();
+                Some(JobLogEvent {
+                    at,
+                    event: item.event.clone(),
+                    source_server_id: item.source_server_id.clone(),
+                    detail: (!detail.is_empty()).then(|| detail.join("; ")),
+                })
+            })
+            .collect();
+    }
+    // Older runs: rebuilt from what the conversion and launch steps observed.
     let mut log = Vec::new();
     let mut push =
         |at: Option<DateTime<Utc>>, event: &str, server: Option<&str>, detail: Option<String>| {
@@ -597,8 +621,9 @@ fn job_log(
         let mut any = false;
         for (server, l) in launch.servers.iter().filter(|(_, l)| l.job_id == job_id) {
             any = true;
+            // DRS has no LAUNCH_END event: the outcome is the server's launchStatus.
             let event = if l.launch_status.as_deref() == Some("LAUNCHED") {
-                "LAUNCH_END"
+                "launchStatus LAUNCHED (observed)"
             } else {
                 "LAUNCH_FAILED"
             };
@@ -989,7 +1014,7 @@ mod tests {
                 "USING_PREVIOUS_SNAPSHOT",
                 "CONVERSION_START",
                 "CONVERSION_END",
-                "LAUNCH_END",
+                "launchStatus LAUNCHED (observed)",
                 "JOB_END"
             ]
         );

@@ -15,6 +15,10 @@ pub struct LaunchOutput {
     pub servers: BTreeMap<String, ServerLaunch>,
     /// When every job of the wave had completed (engine clock).
     pub completed_at: Option<String>,
+    /// Each job's complete log as DRS returned it after JOB_END: the audit record of what DRS
+    /// did (one DescribeJobLogItems per job, once).
+    #[serde(default)]
+    pub job_logs: BTreeMap<String, Vec<crate::aws::drs::LogItem>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -84,7 +88,13 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
             entry.is_drill = instance.is_drill;
         }
     }
-    // Explain each failed server with its job log event.
+    // Keep every job's final log, and explain each failed server with its log event.
+    for job_id in &job_ids {
+        if !out.job_logs.contains_key(job_id) {
+            let log = super::retry::read(ctx, || target.job_log(job_id)).await?;
+            out.job_logs.insert(job_id.clone(), log);
+        }
+    }
     let failed: Vec<(String, String)> = out
         .servers
         .iter()
@@ -92,13 +102,8 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         .map(|(server, s)| (server.clone(), s.job_id.clone()))
         .collect();
     if !failed.is_empty() {
-        let mut logs = BTreeMap::new();
-        for (_, job_id) in &failed {
-            if !logs.contains_key(job_id) {
-                let log = super::retry::read(ctx, || target.job_log(job_id)).await?;
-                logs.insert(job_id.clone(), log);
-            }
-        }
+        let logs = &out.job_logs;
+        let mut errors = Vec::new();
         for (server, job_id) in &failed {
             let event = logs[job_id]
                 .iter()
@@ -109,7 +114,10 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
                 Some(e) => format!("{} ({}){}", status, e.event, e.raw_error.as_ref().map(|r| format!(": {r}")).unwrap_or_default()),
                 None => format!("launch status {status}"),
             };
-            out.servers.get_mut(server).expect("present").error = Some(error);
+            errors.push((server.clone(), error));
+        }
+        for (server, error) in errors {
+            out.servers.get_mut(&server).expect("present").error = Some(error);
         }
     }
     out.completed_at = Some(ctx.clock.now().to_rfc3339());

@@ -595,11 +595,14 @@ fn the_json_report_of_a_failover_holds_every_figure() {
             servers,
             "{job}"
         );
+        // The log is DRS's own (kept by the launch step after JOB_END): one LAUNCH_START per
+        // server, and no invented LAUNCH_END (DRS has none).
         assert_eq!(
-            events.iter().filter(|e| **e == "LAUNCH_END").count(),
+            events.iter().filter(|e| **e == "LAUNCH_START").count(),
             servers,
             "{job}"
         );
+        assert!(!events.contains(&"LAUNCH_END"), "{job}");
     }
 
     // DNS before and after, as Route 53 had them.
