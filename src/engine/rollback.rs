@@ -45,8 +45,10 @@ pub fn plan_rollback(operation: Operation, original: &[OriginalStep]) -> Vec<Pla
                 .last()
                 .map(|p| vec![p.key.clone()])
                 .unwrap_or_default(),
-            // A drill's instances are throwaway; a failover's may already serve production.
-            needs_approval: step.kind == StepKind::RecoveryJob && operation != Operation::Drill,
+            // A drill's instances are throwaway; a failover's (or a failback's A3s) may
+            // already serve production.
+            needs_approval: matches!(step.kind, StepKind::RecoveryJob | StepKind::A2Recovery)
+                && operation != Operation::Drill,
         });
     }
     planned

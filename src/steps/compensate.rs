@@ -8,16 +8,26 @@
 //! | `dns_cutover` | the captured record sets (`zones[].before`) UPSERTed back, records that did not exist before DELETEd; wait INSYNC |
 //! | `lb_switch:W` | the targets it deregistered registered again, the ones it added deregistered |
 //! | `recovery_job:W` | the recovery instances of its jobs (found by the jobs' tags) terminated; planned with an approval gate unless the run was a drill |
-//! | `reversed_replication` | hook: stop the reversed replication, see [`compensates`] |
+//! | `a2_recovery:W` | the same, in the origin: the failback instances (A3) of its jobs terminated |
+//! | `reversed_replication:W` | StopReplication of each A2 the step created, reconciled or adopted (origin) |
+//!
+//! A compensation works on the side its original step used: for a failback, the target groups
+//! and the recovery jobs are in the origin (source) account and region; DNS is always changed
+//! with the credentials of the account that owns the zone. A rollback of a failback, newest first,
+//! terminates a wave's A3s before it stops its A2s, and stops every A2 before anything could
+//! terminate the B2s replicating into them (DRS refuses that order the other way round).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
 
 use super::dns_cutover::DnsOutput;
+use super::failback_cleanup;
 use super::lb_switch::LbSwitchOutput;
 use super::recovery_job::{TAG_RUN, TAG_STEP};
+use super::reversed_replication::ReversedReplicationOutput;
 use super::{Halt, StepCtx, StepFailure, retry};
+use crate::aws::SideClients;
 use crate::aws::elbv2::Target;
 use crate::aws::route53::{RecordChange, RecordSet};
 use crate::engine::clock::Backoff;
@@ -31,12 +41,11 @@ pub const UNDO_PREFIX: &str = "undo:";
 /// Whether a step of this kind has a compensation (the rollback planner plans only these).
 pub fn compensates(kind: StepKind) -> bool {
     match kind {
-        StepKind::DnsCutover | StepKind::LbSwitch | StepKind::RecoveryJob => true,
-        // Hook for failback (issue 4): `reversed_replication` is undone by stopping the
-        // reversed replication it started (StopReplication on the servers named in its output),
-        // and `a2_recovery` like `recovery_job` if its jobs carry the same tags. Add them here
-        // and in `run` once those steps and their output shapes have landed.
-        StepKind::ReversedReplication | StepKind::A2Recovery => false,
+        StepKind::DnsCutover
+        | StepKind::LbSwitch
+        | StepKind::RecoveryJob
+        | StepKind::A2Recovery
+        | StepKind::ReversedReplication => true,
         // Read-only steps change nothing; a drill's cleanup only removed what the run created.
         StepKind::Preflight
         | StepKind::SnapshotConversion
@@ -52,6 +61,20 @@ struct Undone {
     key: String,
     output: Value,
     created_at: chrono::DateTime<chrono::Utc>,
+    /// The original run was a failback: its jobs and target groups are in the origin.
+    failback: bool,
+}
+
+impl Undone {
+    /// The side whose DRS and load balancers the original step used (as
+    /// [`StepCtx::recovery_side`] chose it for the original run).
+    fn side(&self) -> Account {
+        if self.failback {
+            Account::Source
+        } else {
+            Account::Target
+        }
+    }
 }
 
 pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
@@ -59,7 +82,8 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     match ctx.step.kind {
         StepKind::DnsCutover => undo_dns(ctx, &undone).await,
         StepKind::LbSwitch => undo_lb(ctx, &undone).await,
-        StepKind::RecoveryJob => undo_recovery(ctx, &undone).await,
+        StepKind::RecoveryJob | StepKind::A2Recovery => undo_recovery(ctx, &undone).await,
+        StepKind::ReversedReplication => undo_reversed(ctx, &undone).await,
         kind => Err(Halt::Failed(StepFailure::new(
             format!("a {kind} step has no compensation"),
             format!(
@@ -110,6 +134,7 @@ async fn undone(ctx: &StepCtx<'_>) -> Result<Undone, Halt> {
         key,
         output: step.output,
         created_at: original.created_at,
+        failback: original.operation == store::Operation::Failback,
     })
 }
 
@@ -355,9 +380,9 @@ async fn undo_lb(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
     if !out.planned {
         let switch: LbSwitchOutput =
             serde_json::from_value(undone.output.clone()).unwrap_or_default();
-        let target = ctx.clients.target.clone();
+        let side = ctx.clients.side(undone.side()).clone();
         for group in &switch.groups {
-            let health = retry::read(ctx, || target.target_health(&group.target_group_arn)).await?;
+            let health = retry::read(ctx, || side.target_health(&group.target_group_arn)).await?;
             let present = |id: &str| health.iter().any(|h| h.id == id && h.state != "draining");
             let was_there = |id: &str| group.before.iter().any(|b| b.id == id);
             out.groups.push(GroupRestore {
@@ -380,14 +405,22 @@ async fn undo_lb(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
         out.planned = true;
         ctx.save(&out).await?;
     }
+    let side = ctx.clients.side(undone.side()).clone();
     for i in 0..out.groups.len() {
         let arn = out.groups[i].target_group_arn.clone();
         // The old targets go back first, so the group is never left empty.
         if !out.groups[i].reregistered_done {
             let targets = out.groups[i].reregister.clone();
             if !targets.is_empty() {
-                super::lb_switch::call(ctx, "elbv2:RegisterTargets", "register", &arn, &targets)
-                    .await?;
+                super::lb_switch::call_on(
+                    ctx,
+                    &side,
+                    "elbv2:RegisterTargets",
+                    "register",
+                    &arn,
+                    &targets,
+                )
+                .await?;
                 ctx.say(format!(
                     "registered {} target(s) from before the switch again",
                     targets.len()
@@ -399,8 +432,9 @@ async fn undo_lb(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
         if !out.groups[i].deregistered_done {
             let targets = out.groups[i].deregister.clone();
             if !targets.is_empty() {
-                super::lb_switch::call(
+                super::lb_switch::call_on(
                     ctx,
+                    &side,
                     "elbv2:DeregisterTargets",
                     "deregister",
                     &arn,
@@ -438,7 +472,7 @@ const GONE_DEADLINE: Duration = Duration::from_secs(20 * 60);
 
 async fn undo_recovery(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
     let mut out: UndoRecoveryOutput = ctx.my_output().await?;
-    let target = ctx.clients.target.clone();
+    let target = ctx.clients.side(undone.side()).clone();
     if !out.listed {
         let since = Some(undone.created_at - chrono::Duration::hours(1));
         let run_tag = undone.run_id.to_string();
@@ -501,7 +535,7 @@ async fn undo_recovery(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Hal
         return Ok(());
     }
     if out.terminate_job_id.is_none() {
-        out.terminate_job_id = Some(super::cleanup::terminate(ctx, &out.instances).await?);
+        out.terminate_job_id = Some(terminate(ctx, undone, &target, &out.instances).await?);
         ctx.save(&out).await?;
     }
     let started = ctx.clock.now();
@@ -536,4 +570,148 @@ async fn undo_recovery(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Hal
         let interval = backoff.next_interval();
         ctx.pause(interval).await?;
     }
+}
+
+/// Intent -> TerminateRecoveryInstances -> effect on the original step's side: the failover's
+/// recovery instances in the target, a failback's A3s in the origin.
+async fn terminate(
+    ctx: &mut StepCtx<'_>,
+    undone: &Undone,
+    side: &SideClients,
+    instances: &[String],
+) -> Result<String, Halt> {
+    match undone.side() {
+        Account::Target => super::cleanup::terminate(ctx, instances).await,
+        Account::Source => {
+            let a3s = failback_cleanup::termination(Account::Source, "A3", instances.to_vec());
+            failback_cleanup::terminate(ctx, side, &a3s).await
+        }
+    }
+}
+
+// ---------------------------------------------------------------- reversed replication
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct UndoReversedOutput {
+    /// The A2s were listed (before any change).
+    pub planned: bool,
+    /// The A2 source servers (origin) to stop, by ID.
+    pub a2s: Vec<String>,
+    pub stopped: Vec<String>,
+    pub verified_at: Option<String>,
+}
+
+/// StopReplication of every A2 the failback's `reversed_replication` step made replicate: those
+/// in its output, and those an interrupted ReverseReplication of the run created before its
+/// result was recorded (found in the origin by `reversedDirectionSourceServerArn` = B1).
+async fn undo_reversed(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
+    let mut out: UndoReversedOutput = ctx.my_output().await?;
+    let origin = ctx.clients.source.clone();
+    if !out.planned {
+        out.a2s = reversed_a2s(ctx, undone, &origin).await?;
+        out.planned = true;
+        ctx.save(&out).await?;
+    }
+    for a2 in out.a2s.clone() {
+        if ctx.stopping() {
+            return Err(Halt::Stopped);
+        }
+        if !out.stopped.contains(&a2) {
+            failback_cleanup::stop_replication(ctx, &origin, &a2, "A2").await?;
+            out.stopped.push(a2);
+            ctx.save(&out).await?;
+        }
+    }
+    if !out.a2s.is_empty() {
+        let found = retry::read(ctx, || origin.describe_source_servers(&out.a2s)).await?;
+        let still: Vec<String> = found
+            .iter()
+            .filter(|s| {
+                !matches!(
+                    s.replication_state.as_deref(),
+                    Some("STOPPED" | "DISCONNECTED")
+                )
+            })
+            .map(|s| {
+                format!(
+                    "{} ({})",
+                    s.id,
+                    s.replication_state.as_deref().unwrap_or("?")
+                )
+            })
+            .collect();
+        if !still.is_empty() {
+            return Err(Halt::Failed(StepFailure::new(
+                format!(
+                    "A2 server(s) still replicate after StopReplication in account {} ({}): {}",
+                    origin.account_id,
+                    origin.region,
+                    still.join(", ")
+                ),
+                "check them in the DRS console of the origin, then `retry` this step",
+            )));
+        }
+    }
+    ctx.say(format!(
+        "reversed replication stopped for {} A2 server(s)",
+        out.a2s.len()
+    ));
+    out.verified_at = Some(ctx.clock.now().to_rfc3339());
+    ctx.save(&out).await?;
+    Ok(())
+}
+
+/// The A2s of the original step, sorted: recorded in its output, or (an intent without a
+/// recorded result) found linked to their B1 in the origin.
+async fn reversed_a2s(
+    ctx: &mut StepCtx<'_>,
+    undone: &Undone,
+    origin: &SideClients,
+) -> Result<Vec<String>, Halt> {
+    let reversed: ReversedReplicationOutput =
+        serde_json::from_value(undone.output.clone()).unwrap_or_default();
+    let mut a2s: Vec<String> = reversed
+        .servers
+        .values()
+        .filter_map(|s| s.a2_id.clone())
+        .collect();
+    let unrecorded: Vec<&str> = reversed
+        .servers
+        .values()
+        .filter(|s| s.a2_id.is_none())
+        .filter_map(|s| s.b1_arn.as_deref())
+        .collect();
+    if !unrecorded.is_empty() && called_reverse_replication(ctx, undone).await? {
+        let servers = retry::read(ctx, || origin.list_source_servers()).await?;
+        a2s.extend(
+            servers
+                .into_iter()
+                .filter(|s| {
+                    s.reversed_direction_arn
+                        .as_deref()
+                        .is_some_and(|arn| unrecorded.contains(&arn))
+                })
+                .map(|s| s.id),
+        );
+    }
+    a2s.sort();
+    a2s.dedup();
+    Ok(a2s)
+}
+
+/// Whether the original step has any ReverseReplication intent (so it may have created an A2
+/// whose ID it never recorded).
+async fn called_reverse_replication(ctx: &StepCtx<'_>, undone: &Undone) -> Result<bool, Halt> {
+    let mut conn = ctx.journal.db().pool().acquire().await.map_err(|e| {
+        StepFailure::new(
+            format!("failed to read the run database: {e}"),
+            "check the database file",
+        )
+    })?;
+    let effects = store::effects::for_step(&mut conn, &undone.run_id, &undone.key)
+        .await
+        .map_err(store_failure)?;
+    Ok(effects
+        .iter()
+        .any(|e| e.operation == "drs:ReverseReplication"))
 }

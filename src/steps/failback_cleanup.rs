@@ -140,7 +140,7 @@ async fn plan(ctx: &StepCtx<'_>) -> Result<FailbackCleanupOutput, Halt> {
     Ok(out)
 }
 
-fn termination(side: Account, role: &str, mut instances: Vec<String>) -> Termination {
+pub(crate) fn termination(side: Account, role: &str, mut instances: Vec<String>) -> Termination {
     instances.sort();
     Termination {
         side,
@@ -154,7 +154,7 @@ fn termination(side: Account, role: &str, mut instances: Vec<String>) -> Termina
 
 /// Intent -> StopReplication -> effect. An open intent (or a server found stopped already) is
 /// reconciled by the server's state instead of being sent again (DRS refuses a second stop).
-async fn stop_replication(
+pub(crate) async fn stop_replication(
     ctx: &mut StepCtx<'_>,
     side: &SideClients,
     server: &str,
@@ -225,7 +225,7 @@ async fn stop_replication(
 
 /// Intent -> TerminateRecoveryInstances -> effect. Not idempotent: an open intent is reconciled
 /// by the instances' state (terminating or gone means the call took effect).
-async fn terminate(
+pub(crate) async fn terminate(
     ctx: &mut StepCtx<'_>,
     side: &SideClients,
     termination: &Termination,

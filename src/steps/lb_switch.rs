@@ -107,8 +107,13 @@ fn switched_groups(ctx: &StepCtx<'_>, wave: &str) -> Vec<(String, Option<u16>)> 
 /// Intent -> Register/DeregisterTargets -> effect. Both calls are idempotent in ELBv2, so an
 /// intent left open by a crash is safely completed by sending the same call again.
 pub(crate) async fn call(ctx: &mut StepCtx<'_>, operation: &str, verb: &str, arn: &str, targets: &[Target]) -> Result<(), Halt> {
+    let side = ctx.recovery_side().clone();
+    call_on(ctx, &side, operation, verb, arn, targets).await
+}
+
+/// [`call`] on a named side: a rollback undoes a failback's switch in the origin account.
+pub(crate) async fn call_on(ctx: &mut StepCtx<'_>, target: &crate::aws::SideClients, operation: &str, verb: &str, arn: &str, targets: &[Target]) -> Result<(), Halt> {
     let key = format!("{}/{}/{verb}/{arn}", ctx.run.id, ctx.step.key);
-    let target = ctx.recovery_side().clone();
     let open = ctx.journal.open_intents(&ctx.step.key).await?;
     let effect = match open.into_iter().find(|e| e.idempotency_key == key) {
         Some(e) => {

@@ -367,6 +367,207 @@ async fn failover_then_failback_returns_traffic_to_the_origin_and_cleans_up() {
         "{}",
         text.stdout
     );
+    // `history` shows the pair: the failover lists its failback, the failback names its failover.
+    let history = history(&db);
+    assert_eq!(
+        history[&failover_id]["linked_runs"],
+        serde_json::json!([run_id])
+    );
+    assert_eq!(history[run_id]["parent_run_id"], failover_id.as_str());
+    assert_eq!(history[run_id]["linked_runs"], serde_json::json!([]));
+}
+
+/// `history --output json`, by run ID.
+fn history(db: &Path) -> std::collections::BTreeMap<String, Value> {
+    let listed = drs_runbook(db, None, &["--output", "json", "history"]);
+    assert_eq!(listed.code, 0, "{listed:#?}");
+    listed.json()["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap().to_string(), r.clone()))
+        .collect()
+}
+
+/// The members of the origin's (failback) target group that are not draining, any health.
+async fn members(sim: &TestSim) -> Vec<String> {
+    let health = sim
+        .elbv2(SOURCE.0, SOURCE.1)
+        .describe_target_health()
+        .target_group_arn(FAILBACK_TG)
+        .send()
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = health
+        .target_health_descriptions()
+        .iter()
+        .filter(|d| d.target_health().unwrap().state().unwrap().as_str() != "draining")
+        .map(|d| d.target().unwrap().id().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn replication_state(server: &aws_sdk_drs::types::SourceServer) -> String {
+    server
+        .data_replication_info()
+        .unwrap()
+        .data_replication_state()
+        .unwrap()
+        .as_str()
+        .to_string()
+}
+
+async fn live_instances(sim: &TestSim, side: (&str, &str)) -> Vec<String> {
+    let mut ids: Vec<String> = recovery_instances(sim, side)
+        .await
+        .iter()
+        .filter(|i| i.ec2_instance_state().map(|s| s.as_str()) != Some("TERMINATED"))
+        .map(|i| i.recovery_instance_id().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_of_a_failback_puts_traffic_back_on_the_failover_and_stops_reversed_replication() {
+    let sim = TestSim::start(600.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let failover_id = failed_over(&sim, &db).await;
+    let dns_after_failover = record_values(&sim).await;
+    let origin_group_before = members(&sim).await;
+    assert_eq!(origin_group_before.len(), 2, "A1s serve the origin group");
+    let b2s = live_instances(&sim, TARGET).await;
+    assert_eq!(b2s.len(), 3);
+
+    // The failback cuts traffic back (dns_cutover approved) and waits before its cleanup.
+    let paused = cli(&db, &sim, &["--output", "json", "failback", RUNBOOK]).await;
+    assert_eq!(paused.code, 3, "paused at the DNS approval: {paused:#?}");
+    let failback_id = paused.json()["run_id"].as_str().unwrap().to_string();
+    let approved = cli(
+        &db,
+        &sim,
+        &[
+            "--output",
+            "json",
+            "approve",
+            &failback_id,
+            "--step",
+            "dns_cutover",
+        ],
+    )
+    .await;
+    assert_eq!(
+        approved.code, 3,
+        "paused at the cleanup approval: {approved:#?}"
+    );
+    assert_ne!(
+        record_values(&sim).await,
+        dns_after_failover,
+        "DNS was cut back"
+    );
+    assert_ne!(members(&sim).await, origin_group_before, "the A4s serve");
+    let a3s = live_instances(&sim, SOURCE).await;
+    assert_eq!(a3s.len(), 3);
+    assert!(
+        assert_a2_linked_to_b1(&sim)
+            .await
+            .iter()
+            .all(|a2| replication_state(a2) == "CONTINUOUS")
+    );
+    let before = sim.get("/_sim/stats").await;
+
+    let rollback = cli(
+        &db,
+        &sim,
+        &["--output", "json", "rollback", &failback_id, "--yes"],
+    )
+    .await;
+    assert_eq!(rollback.code, 0, "{rollback:#?}");
+    let report = rollback.json();
+    let rollback_id = report["run_id"].as_str().unwrap().to_string();
+    let keys: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "undo:dns_cutover",
+            "undo:lb_switch:app",
+            "undo:a2_recovery:app",
+            "undo:reversed_replication:app",
+            "undo:a2_recovery:db",
+            "undo:reversed_replication:db"
+        ]
+    );
+
+    // Traffic is where the failover had put it.
+    assert_eq!(record_values(&sim).await, dns_after_failover);
+    sim.skip(600.0).await; // the A4s finish draining, the A1s pass their health checks
+    assert_eq!(members(&sim).await, origin_group_before);
+    assert_eq!(healthy_targets(&sim).await, origin_group_before);
+    // The failback's A3s are terminated, its A2s stopped; the B2s keep serving.
+    assert_eq!(live_instances(&sim, SOURCE).await, Vec::<String>::new());
+    assert!(
+        assert_a2_linked_to_b1(&sim)
+            .await
+            .iter()
+            .all(|a2| replication_state(a2) == "STOPPED")
+    );
+    assert_eq!(live_instances(&sim, TARGET).await, b2s);
+
+    // Each undo made its calls once, on the origin side (the zone belongs to the source account).
+    let stats = sim.get("/_sim/stats").await;
+    let new = |op: &str| mutations(&stats, op).split_off(mutations(&before, op).len());
+    let stops = new("StopReplication");
+    assert_eq!(stops.len(), 3, "{stops:#?}");
+    let terminations = new("TerminateRecoveryInstances");
+    assert_eq!(terminations.len(), 2, "one per wave: {terminations:#?}");
+    let mut terminated: Vec<String> = terminations
+        .iter()
+        .flat_map(|m| {
+            m["params"]["recoveryInstanceIDs"]
+                .as_array()
+                .unwrap()
+                .clone()
+        })
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    terminated.sort();
+    assert_eq!(terminated, a3s, "exactly the A3s");
+    for op in [
+        "StopReplication",
+        "TerminateRecoveryInstances",
+        "RegisterTargets",
+        "DeregisterTargets",
+        "ChangeResourceRecordSets",
+    ] {
+        assert!(
+            new(op).iter().all(|m| m["account"] == SOURCE.0),
+            "{op} in the origin account: {:#?}",
+            new(op)
+        );
+    }
+    assert_eq!(new("ChangeResourceRecordSets").len(), 1);
+    assert!(new("StartRecovery").is_empty() && new("ReverseReplication").is_empty());
+
+    // The failback is rolled back; the three runs are linked in `history`.
+    let shown = drs_runbook(&db, None, &["--output", "json", "show", &failback_id]);
+    assert_eq!(shown.json()["run"]["status"], "rolled_back");
+    let history = history(&db);
+    assert_eq!(
+        history[&failover_id]["linked_runs"],
+        serde_json::json!([failback_id])
+    );
+    assert_eq!(
+        history[&failback_id]["linked_runs"],
+        serde_json::json!([rollback_id])
+    );
+    assert_eq!(history[&rollback_id]["operation"], "rollback");
 }
 
 #[tokio::test(flavor = "multi_thread")]
