@@ -146,13 +146,14 @@ async fn ensure_a2(
     origin_servers: &[SourceServer],
 ) -> Result<(String, &'static str), Halt> {
     let b2 = entry.recovery_instance_id.clone();
-    let key = format!("{}/{}/reverse/{b2}", ctx.run.id, ctx.step.key);
+    // Keys are unique in the store: each attempt of the call has its own.
+    let prefix = format!("{}/{}/reverse/{b2}", ctx.run.id, ctx.step.key);
     let open = ctx
         .journal
         .open_intents(&ctx.step.key)
         .await?
         .into_iter()
-        .find(|e| e.idempotency_key == key);
+        .find(|e| e.idempotency_key.starts_with(&prefix));
     let existing = linked_a2(origin_servers, entry.b1_arn.as_deref()).cloned();
     if let Some(intent) = open {
         match &existing {
@@ -177,6 +178,12 @@ async fn ensure_a2(
             }
         }
     }
+    let attempt = ctx
+        .journal
+        .effects_count_with_prefix(&ctx.step.key, &prefix)
+        .await?
+        + 1;
+    let key = format!("{prefix}/attempt-{attempt}");
     if let Some(a2) = existing {
         let arn = a2.arn.clone().unwrap_or_default();
         return match a2.replication_state.as_deref() {
@@ -194,6 +201,13 @@ async fn ensure_a2(
                     a2.id
                 ),
             ))),
+            _ if reconcile_restart(ctx, &a2).await? => {
+                ctx.say(format!(
+                    "{b1}: A2 {} replicates again after an interrupted StartReplication",
+                    a2.id
+                ));
+                Ok((arn, "restarted"))
+            }
             _ => {
                 ctx.say(format!(
                     "{b1}: A2 {} already replicates ({}); adopting it",
@@ -273,21 +287,36 @@ async fn ensure_a2(
 /// intent is reconciled by A2's state: replicating means the call took effect.
 async fn restart(ctx: &mut StepCtx<'_>, a2: &SourceServer) -> Result<(), Halt> {
     let source = ctx.clients.source.clone();
-    let key = format!(
-        "{}/{}/start-replication/{}",
-        ctx.run.id, ctx.step.key, a2.id
-    );
-    let effect = ctx
+    let prefix = start_prefix(ctx, &a2.id);
+    // The caller saw A2 STOPPED just now, so an open intent's call had no effect: send it
+    // under that intent. (Had it taken effect, A2 would replicate, see [`reconcile_restart`].)
+    let open = ctx
         .journal
-        .begin_intent(
-            &ctx.step.key,
-            &key,
-            "drs:StartReplication",
-            &source.account_id,
-            &source.region,
-            serde_json::json!({ "sourceServerID": a2.id }),
-        )
-        .await?;
+        .open_intents(&ctx.step.key)
+        .await?
+        .into_iter()
+        .find(|e| e.idempotency_key.starts_with(&prefix));
+    let effect = match open {
+        Some(intent) => intent.id,
+        None => {
+            let attempt = ctx
+                .journal
+                .effects_count_with_prefix(&ctx.step.key, &prefix)
+                .await?
+                + 1;
+            let key = format!("{prefix}/attempt-{attempt}");
+            ctx.journal
+                .begin_intent(
+                    &ctx.step.key,
+                    &key,
+                    "drs:StartReplication",
+                    &source.account_id,
+                    &source.region,
+                    serde_json::json!({ "sourceServerID": a2.id }),
+                )
+                .await?
+        }
+    };
     match source.start_replication(&a2.id).await {
         Ok(called) => {
             ctx.journal
@@ -308,6 +337,32 @@ async fn restart(ctx: &mut StepCtx<'_>, a2: &SourceServer) -> Result<(), Halt> {
             Err(e.into())
         }
     }
+}
+
+fn start_prefix(ctx: &StepCtx<'_>, a2: &str) -> String {
+    format!("{}/{}/start-replication/{a2}", ctx.run.id, ctx.step.key)
+}
+
+/// A StartReplication of this step left open by a crash, on an A2 that replicates now: the call
+/// took effect. Returns whether there was one.
+async fn reconcile_restart(ctx: &mut StepCtx<'_>, a2: &SourceServer) -> Result<bool, Halt> {
+    let prefix = start_prefix(ctx, &a2.id);
+    let open: Vec<_> = ctx
+        .journal
+        .open_intents(&ctx.step.key)
+        .await?
+        .into_iter()
+        .filter(|e| e.idempotency_key.starts_with(&prefix))
+        .collect();
+    for intent in &open {
+        ctx.journal
+            .reconcile_effect(
+                intent.id,
+                serde_json::json!({ "sourceServerID": a2.id, "found_by": "DescribeSourceServers", "state": a2.replication_state }),
+            )
+            .await?;
+    }
+    Ok(!open.is_empty())
 }
 
 /// Polls the A2s (one DescribeSourceServers for the wave) until every one is CONTINUOUS with

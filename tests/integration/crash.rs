@@ -5,11 +5,12 @@
 //! `/_sim/stats` must show each mutating call exactly as often as an uninterrupted run does,
 //! and the world (DNS records, target group members, recovery instances) must end the same.
 //!
+//! Three scenarios: a failover and a drill of a three-wave runbook, and a failback of
+//! `runbooks/payments.toml` (cross-account, cross-region) after an uninterrupted failover, in
+//! which only the failback is killed and resumed.
+//!
 //! Also here: two concurrent failovers (one proceeds, the other exits 4), a failover under 30 %
 //! throttling of the hot calls, rollback restoring DNS and target groups, retry/skip/cancel.
-//!
-//! To cover failback once it exists, add `Scenario::Failback` (its CLI arguments and the world
-//! it touches) next to `Failover` and `Drill`; the harness itself does not change.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use crate::engine::{CliRun, drs_runbook};
 use crate::support::{TestSim, repo_path};
 
 const THREE_WAVES: &str = include_str!("../fixtures/engine/three-waves.toml");
+const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
 const TARGET: &str = "555555555555";
 const REGION: &str = "eu-central-1";
 const ZONE: &str = "Z00000000000000SHOP1";
@@ -29,10 +31,23 @@ const GROUP: &str =
     "arn:aws:elasticloadbalancing:eu-central-1:555555555555:targetgroup/shop-app/00000000000000aa";
 const SPEED: f64 = 600.0;
 
+/// The payments runbook's two sides (failback scenario).
+mod payments {
+    pub const SOURCE: (&str, &str) = ("111111111111", "us-east-1");
+    pub const TARGET: (&str, &str) = ("222222222222", "us-west-2");
+    pub const ZONE: &str = "Z0123456789ABCDEFGHIJ";
+    pub const ORIGIN_GROUP: &str =
+        "arn:aws:elasticloadbalancing:us-east-1:111111111111:targetgroup/payments/fedcba9876543210";
+    pub const RECOVERY_GROUP: &str =
+        "arn:aws:elasticloadbalancing:us-west-2:222222222222:targetgroup/payments/0123456789abcdef";
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scenario {
     Failover,
     Drill,
+    /// A failback of payments, after an uninterrupted failover (part of the world's setup).
+    Failback,
 }
 
 impl Scenario {
@@ -40,6 +55,7 @@ impl Scenario {
         match self {
             Scenario::Failover => &["failover", "--yes"],
             Scenario::Drill => &["drill", "--yes"],
+            Scenario::Failback => &["failback", "--yes"],
         }
     }
 }
@@ -68,6 +84,28 @@ impl World {
         let runbook = dir.path().join("shop.toml");
         std::fs::write(&runbook, THREE_WAVES).unwrap();
         World { sim, dir, runbook }
+    }
+
+    /// The world a scenario starts from: for a failback, payments seeded and failed over.
+    async fn for_scenario(scenario: Scenario) -> World {
+        if scenario != Scenario::Failback {
+            return World::new().await;
+        }
+        let sim = TestSim::start(SPEED).await;
+        sim.seed(PAYMENTS).await;
+        let world = World {
+            sim,
+            dir: tempfile::tempdir().unwrap(),
+            runbook: repo_path("runbooks/payments.toml"),
+        };
+        let failover = world
+            .cli(&["failover", world.runbook.to_str().unwrap(), "--yes"])
+            .await;
+        assert_eq!(
+            failover.code, 0,
+            "the failover before the failback: {failover:#?}"
+        );
+        world
     }
 
     fn db(&self) -> PathBuf {
@@ -176,6 +214,158 @@ impl World {
 
     async fn mutation_counts(&self) -> BTreeMap<String, u64> {
         mutation_counts(&self.sim.get("/_sim/stats").await)
+    }
+
+    async fn snapshot_of(&self, scenario: Scenario) -> Value {
+        match scenario {
+            Scenario::Failback => self.failback_snapshot().await,
+            _ => self.snapshot().await,
+        }
+    }
+
+    /// What a failback changes, with every random ID (A2, recovery instances, EC2 instances,
+    /// IPs) replaced by the B1 it stands for: the DNS records, both target groups' members,
+    /// the live recovery instances on each side, and each A2's replication state.
+    async fn failback_snapshot(&self) -> Value {
+        use payments::*;
+        let b1_arns: BTreeMap<String, String> = self
+            .sim
+            .drs(TARGET.0, TARGET.1)
+            .describe_source_servers()
+            .send()
+            .await
+            .unwrap()
+            .items()
+            .iter()
+            .map(|s| {
+                (
+                    s.arn().unwrap().to_string(),
+                    s.source_server_id().unwrap().to_string(),
+                )
+            })
+            .collect();
+        // A2 -> B1 by reversedDirectionSourceServerArn; B1 names itself.
+        let mut b1_of: BTreeMap<String, String> = b1_arns
+            .values()
+            .map(|b1| (b1.clone(), b1.clone()))
+            .collect();
+        let mut a2_states = BTreeMap::new();
+        let origin_servers = self
+            .sim
+            .drs(SOURCE.0, SOURCE.1)
+            .describe_source_servers()
+            .send()
+            .await
+            .unwrap();
+        for a2 in origin_servers.items() {
+            let b1 = a2
+                .reversed_direction_source_server_arn()
+                .and_then(|arn| b1_arns.get(arn))
+                .cloned()
+                .unwrap_or_else(|| format!("unlinked {}", a2.source_server_id().unwrap()));
+            b1_of.insert(a2.source_server_id().unwrap().to_string(), b1.clone());
+            let state = a2
+                .data_replication_info()
+                .and_then(|d| d.data_replication_state())
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default();
+            a2_states.insert(b1, state);
+        }
+        let mut names = BTreeMap::new();
+        let mut live = BTreeMap::new();
+        // Recovery instances B2 (EC2 B3) in the target, A3 (EC2 A4) in the origin.
+        for (role, ec2_role, (account, region)) in [("B2", "B3", TARGET), ("A3", "A4", SOURCE)] {
+            let instances = self
+                .sim
+                .drs(account, region)
+                .describe_recovery_instances()
+                .send()
+                .await
+                .unwrap();
+            let mut here = Vec::new();
+            for i in instances.items() {
+                let server = i.source_server_id().unwrap_or_default();
+                let b1 = b1_of
+                    .get(server)
+                    .cloned()
+                    .unwrap_or_else(|| server.to_string());
+                let name = format!("{ec2_role}-of:{b1}");
+                names.insert(
+                    i.ec2_instance_id().unwrap_or_default().to_string(),
+                    name.clone(),
+                );
+                for nic in i
+                    .recovery_instance_properties()
+                    .map(|p| p.network_interfaces())
+                    .unwrap_or_default()
+                {
+                    for ip in nic.ips() {
+                        names.insert(ip.clone(), format!("ip-of:{name}"));
+                    }
+                }
+                let state = i
+                    .ec2_instance_state()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default();
+                if state != "TERMINATED" {
+                    here.push(json!({ "of": b1, "drill": i.is_drill(), "state": state }));
+                }
+            }
+            here.sort_by_key(|v| v.to_string());
+            live.insert(role, here);
+        }
+        let rename = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_string());
+        let records = self
+            .sim
+            .route53(SOURCE.0)
+            .list_resource_record_sets()
+            .hosted_zone_id(ZONE)
+            .send()
+            .await
+            .unwrap();
+        let mut dns: Vec<Value> = records
+            .resource_record_sets()
+            .iter()
+            .map(|r| {
+                let mut values: Vec<String> =
+                    r.resource_records().iter().map(|v| rename(v.value())).collect();
+                values.sort();
+                json!({ "name": r.name(), "type": r.r#type().as_str(), "ttl": r.ttl(), "values": values })
+            })
+            .collect();
+        dns.sort_by_key(|v| v.to_string());
+        let mut groups = BTreeMap::new();
+        for ((account, region), group) in [(SOURCE, ORIGIN_GROUP), (TARGET, RECOVERY_GROUP)] {
+            let health = self
+                .sim
+                .elbv2(account, region)
+                .describe_target_health()
+                .target_group_arn(group)
+                .send()
+                .await
+                .unwrap();
+            let mut members: Vec<String> = health
+                .target_health_descriptions()
+                .iter()
+                .filter(|d| {
+                    d.target_health()
+                        .and_then(|h| h.state())
+                        .map(|s| s.as_str())
+                        != Some("draining")
+                })
+                .map(|d| {
+                    // B3s are gone from DRS once their B2 is terminated: count them, unnamed.
+                    let id = d.target().unwrap().id().unwrap_or_default();
+                    names
+                        .get(id)
+                        .cloned()
+                        .unwrap_or_else(|| "instance DRS no longer lists".into())
+                })
+                .collect();
+            members.sort();
+            groups.insert(group, members);
+        }
+        json!({ "dns": dns, "targets": groups, "recovery_instances": live, "a2_replication": a2_states })
     }
 
     /// The parts of the world a run changes, with instance IDs and IPs replaced by the source
@@ -299,7 +489,8 @@ struct Baseline {
 }
 
 async fn baseline(scenario: Scenario) -> Baseline {
-    let world = World::new().await;
+    let world = World::for_scenario(scenario).await;
+    let prepared: u64 = world.mutation_counts().await.values().sum();
     let started = std::time::Instant::now();
     let mut args = vec![
         "--output",
@@ -313,16 +504,18 @@ async fn baseline(scenario: Scenario) -> Baseline {
         run.code, 0,
         "the uninterrupted {scenario:?} succeeds: {run:#?}"
     );
+    let wall = started.elapsed();
     let mutations = world.mutation_counts().await;
-    let intents = mutations.values().sum::<u64>() as u32;
+    // The scenario's own calls: a failback's failover is part of its world, not of the run.
+    let intents = (mutations.values().sum::<u64>() - prepared) as u32;
     assert!(
         intents >= 3,
         "a {scenario:?} makes mutating calls: {mutations:?}"
     );
     Baseline {
         mutations,
-        world: world.snapshot().await,
-        wall: started.elapsed(),
+        world: world.snapshot_of(scenario).await,
+        wall,
         intents,
     }
 }
@@ -334,7 +527,8 @@ async fn crash_and_resume(
     crash_each_resume: bool,
     expected: &Baseline,
 ) -> bool {
-    let world = World::new().await;
+    let world = World::for_scenario(scenario).await;
+    let prepared = world.mutation_counts().await;
     let (run_id, interrupted) = world.interrupted(scenario, kill).await;
     let stored = match &run_id {
         Some(id) => world.cli(&["show", id]).await.code == 0,
@@ -353,7 +547,7 @@ async fn crash_and_resume(
         // Killed before the run was stored: nothing may have happened; the operator starts again.
         assert_eq!(
             world.mutation_counts().await,
-            BTreeMap::new(),
+            prepared,
             "{scenario:?} {kill:?}: no run, no change"
         );
         let mut args = vec![scenario.args()[0], world.runbook.to_str().unwrap()];
@@ -366,7 +560,7 @@ async fn crash_and_resume(
         "{scenario:?} {kill:?}: every mutating call happened exactly as often as in an uninterrupted run"
     );
     assert_eq!(
-        world.snapshot().await,
+        world.snapshot_of(scenario).await,
         expected.world,
         "{scenario:?} {kill:?}: the world ends as after an uninterrupted run"
     );
@@ -427,6 +621,44 @@ async fn drill_killed_at_many_points_resumes_to_the_same_world_with_each_mutatio
         "the drill cleaned up"
     );
     let interrupted = kill_points(Scenario::Drill, &expected).await;
+    assert!(
+        interrupted >= 25,
+        "most kill points interrupted the run: {interrupted}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failback_killed_at_many_points_resumes_to_the_same_world_with_each_mutation_once() {
+    let expected = baseline(Scenario::Failback).await;
+    // Failover: 2 StartRecovery (one per wave); failback: 2 more in the origin.
+    assert_eq!(expected.mutations.get("drs:StartRecovery"), Some(&4));
+    assert_eq!(expected.mutations.get("drs:ReverseReplication"), Some(&3));
+    assert_eq!(expected.mutations.get("drs:StopReplication"), Some(&3));
+    assert_eq!(
+        expected.mutations.get("drs:TerminateRecoveryInstances"),
+        Some(&1)
+    );
+    let world = &expected.world;
+    assert_eq!(world["recovery_instances"]["B2"], json!([]), "{world:#}");
+    assert_eq!(
+        world["recovery_instances"]["A3"].as_array().unwrap().len(),
+        3,
+        "{world:#}"
+    );
+    assert!(
+        world["a2_replication"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|s| s == "STOPPED"),
+        "{world:#}"
+    );
+    assert_eq!(
+        world["targets"][payments::ORIGIN_GROUP],
+        json!(["A4-of:s-234567890abcdef01", "A4-of:s-34567890abcdef012"]),
+        "{world:#}"
+    );
+    let interrupted = kill_points(Scenario::Failback, &expected).await;
     assert!(
         interrupted >= 25,
         "most kill points interrupted the run: {interrupted}"
