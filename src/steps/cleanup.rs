@@ -82,6 +82,10 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
 pub(crate) async fn terminate(ctx: &mut StepCtx<'_>, instances: &[String]) -> Result<String, Halt> {
     let target = ctx.clients.target.clone();
     let key = format!("{}/{}/terminate", ctx.run.id, ctx.step.key);
+    // Made before a crash that lost only the step's output: the job ID is in the effect.
+    if let Some(done) = ctx.effects_done(&key).await?.into_iter().find(|e| e.idempotency_key == key) {
+        return Ok(done.response.as_ref().and_then(|r| r["id"].as_str()).unwrap_or("reconciled").to_string());
+    }
     let open = ctx.journal.open_intents(&ctx.step.key).await?;
     let effect = match open.into_iter().find(|e| e.idempotency_key == key) {
         Some(e) => {

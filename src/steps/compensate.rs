@@ -278,6 +278,11 @@ async fn restore_zone(ctx: &mut StepCtx<'_>, zone: &ZoneRestore) -> Result<Strin
         "{}/{}/restore/{}",
         ctx.run.id, ctx.step.key, zone.hosted_zone_id
     );
+    // Made before a crash that lost only the step's output: the change ID is in the effect.
+    if let Some(done) = ctx.effects_done(&key).await?.into_iter().next() {
+        let change = done.response.as_ref().and_then(|r| r["change_id"].as_str());
+        return Ok(change.unwrap_or("reconciled").to_string());
+    }
     let open = ctx.journal.open_intents(&ctx.step.key).await?;
     let effect = match open.into_iter().find(|e| e.idempotency_key == key) {
         Some(e) if zone_restored(ctx, zone).await? => {
@@ -714,4 +719,57 @@ async fn called_reverse_replication(ctx: &StepCtx<'_>, undone: &Undone) -> Resul
     Ok(effects
         .iter()
         .any(|e| e.operation == "drs:ReverseReplication"))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::machine::StepStatus;
+    use crate::engine::plan::{Operation, StepKind};
+    use crate::engine::rollback::{OriginalStep, plan_rollback};
+
+    fn step(key: &str, kind: StepKind) -> OriginalStep {
+        OriginalStep {
+            key: key.into(),
+            kind,
+            wave: key.split_once(':').map(|(_, w)| w.to_string()),
+            status: StepStatus::Succeeded,
+            attempts: 1,
+        }
+    }
+
+    #[test]
+    fn a_failback_is_undone_a3_before_a2_wave_by_wave_newest_first() {
+        let failback = [
+            step("preflight", StepKind::Preflight),
+            step("reversed_replication:db", StepKind::ReversedReplication),
+            step("a2_recovery:db", StepKind::A2Recovery),
+            step("launch:db", StepKind::Launch),
+            step("reversed_replication:app", StepKind::ReversedReplication),
+            step("a2_recovery:app", StepKind::A2Recovery),
+            step("launch:app", StepKind::Launch),
+            step("lb_switch:app", StepKind::LbSwitch),
+            step("dns_cutover", StepKind::DnsCutover),
+            step("cleanup", StepKind::Cleanup),
+        ];
+        let plan = plan_rollback(Operation::Failback, &failback);
+        let keys: Vec<&str> = plan.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "undo:dns_cutover",
+                "undo:lb_switch:app",
+                "undo:a2_recovery:app",
+                "undo:reversed_replication:app",
+                "undo:a2_recovery:db",
+                "undo:reversed_replication:db"
+            ]
+        );
+        // Terminating A3s that may serve production waits for an operator (or --yes).
+        let gated: Vec<&str> = plan
+            .iter()
+            .filter(|p| p.needs_approval)
+            .map(|p| p.key.as_str())
+            .collect();
+        assert_eq!(gated, ["undo:a2_recovery:app", "undo:a2_recovery:db"]);
+    }
 }

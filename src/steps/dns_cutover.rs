@@ -120,6 +120,10 @@ async fn desired(ctx: &StepCtx<'_>, record: &crate::runbook::DnsRecord, name: &s
 async fn upsert(ctx: &mut StepCtx<'_>, zone: &ZoneCutover) -> Result<String, Halt> {
     let clients = ctx.clients.side(zone.account).clone();
     let key = format!("{}/{}/upsert/{}", ctx.run.id, ctx.step.key, zone.hosted_zone_id);
+    // Made before a crash that lost only the step's output: the change ID is in the effect.
+    if let Some(done) = ctx.effects_done(&key).await?.into_iter().next() {
+        return Ok(done.response.as_ref().and_then(|r| r["change_id"].as_str()).unwrap_or("reconciled").to_string());
+    }
     let changes: Vec<RecordChange> = zone.after.iter().map(|r| RecordChange { action: "UPSERT".into(), record: r.clone() }).collect();
     let open = ctx.journal.open_intents(&ctx.step.key).await?;
     let effect = match open.into_iter().find(|e| e.idempotency_key == key) {

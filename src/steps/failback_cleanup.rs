@@ -235,6 +235,11 @@ pub(crate) async fn terminate(
         ctx.run.id, ctx.step.key, termination.role
     );
     let instances = &termination.instances;
+    // Made before a crash that lost only the step's output: the job ID is in the effect.
+    if let Some(done) = ctx.effects_done(&key).await?.into_iter().next() {
+        let job = done.response.as_ref().and_then(|r| r["id"].as_str());
+        return Ok(job.unwrap_or("reconciled").to_string());
+    }
     let open = ctx
         .journal
         .open_intents(&ctx.step.key)

@@ -114,6 +114,9 @@ pub(crate) async fn call(ctx: &mut StepCtx<'_>, operation: &str, verb: &str, arn
 /// [`call`] on a named side: a rollback undoes a failback's switch in the origin account.
 pub(crate) async fn call_on(ctx: &mut StepCtx<'_>, target: &crate::aws::SideClients, operation: &str, verb: &str, arn: &str, targets: &[Target]) -> Result<(), Halt> {
     let key = format!("{}/{}/{verb}/{arn}", ctx.run.id, ctx.step.key);
+    if !ctx.effects_done(&key).await?.is_empty() {
+        return Ok(()); // made before a crash that lost only the step's output
+    }
     let open = ctx.journal.open_intents(&ctx.step.key).await?;
     let effect = match open.into_iter().find(|e| e.idempotency_key == key) {
         Some(e) => {

@@ -126,6 +126,11 @@ async fn plan_batches(ctx: &mut StepCtx<'_>) -> Result<RecoveryJobOutput, Halt> 
 /// recorded. Marks the open intents reconciled (found) or failed (not found).
 async fn reconcile(ctx: &mut StepCtx<'_>, index: usize) -> Result<Option<String>, Halt> {
     let prefix = intent_prefix(ctx, index);
+    // A crash between the effect's commit and the output's: the job ID is in the effect.
+    let recorded = ctx.effects_done(&prefix).await?;
+    if let Some(job_id) = recorded.iter().filter_map(|e| e.response.as_ref()).find_map(|r| r["id"].as_str().or(r["job_id"].as_str())) {
+        return Ok(Some(job_id.to_string()));
+    }
     let open = ctx.journal.open_intents(&ctx.step.key).await?;
     let open: Vec<_> = open.into_iter().filter(|e| e.idempotency_key.starts_with(&prefix)).collect();
     if open.is_empty() {

@@ -530,11 +530,17 @@ async fn crash_and_resume(
     let world = World::for_scenario(scenario).await;
     let prepared = world.mutation_counts().await;
     let (run_id, interrupted) = world.interrupted(scenario, kill).await;
-    let stored = match &run_id {
-        Some(id) => world.cli(&["show", id]).await.code == 0,
-        None => false,
+    let status = match &run_id {
+        Some(id) => {
+            let shown = world.cli(&["--output", "json", "show", id]).await;
+            (shown.code == 0).then(|| shown.json()["run"]["status"].clone())
+        }
+        None => None,
     };
-    if interrupted && stored {
+    let stored = status.is_some();
+    // A SIGKILL can land after the run's end was committed, before the process exited.
+    let finished = status.is_some_and(|s| s == "succeeded");
+    if interrupted && stored && !finished {
         let done = world
             .resume_until_done(run_id.as_deref().unwrap(), crash_each_resume)
             .await;
@@ -564,7 +570,7 @@ async fn crash_and_resume(
         expected.world,
         "{scenario:?} {kill:?}: the world ends as after an uninterrupted run"
     );
-    interrupted
+    interrupted && !finished
 }
 
 /// Runs the kill points a few at a time (the machine is small; the simulator waits, mostly).
