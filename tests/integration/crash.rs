@@ -671,6 +671,88 @@ async fn failback_killed_at_many_points_resumes_to_the_same_world_with_each_muta
     );
 }
 
+/// A failback that cut traffic back and waits before its cleanup (the B2s still serve, the A2s
+/// replicate): the world whose rollback undoes every kind of failback step. Returns its run ID.
+async fn failback_paused_before_cleanup(world: &World) -> String {
+    let runbook = world.runbook.to_str().unwrap();
+    let paused = world.cli(&["--output", "json", "failback", runbook]).await;
+    assert_eq!(paused.code, 3, "{paused:#?}");
+    let run_id = paused.json()["run_id"].as_str().unwrap().to_string();
+    let approved = world
+        .cli(&["approve", &run_id, "--step", "dns_cutover"])
+        .await;
+    assert_eq!(approved.code, 3, "paused before the cleanup: {approved:#?}");
+    run_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failback_rollback_killed_after_each_intent_resumes_to_the_same_world() {
+    let world = World::for_scenario(Scenario::Failback).await;
+    let failback_id = failback_paused_before_cleanup(&world).await;
+    let before: u64 = world.mutation_counts().await.values().sum();
+    let rollback = world
+        .cli(&["--output", "json", "rollback", &failback_id, "--yes"])
+        .await;
+    assert_eq!(rollback.code, 0, "{rollback:#?}");
+    let expected = world.mutation_counts().await;
+    let intents = expected.values().sum::<u64>() - before;
+    // DNS restore, register + deregister, two terminations (one per wave), three StopReplication.
+    assert_eq!(intents, 8, "{expected:?}");
+    let expected_world = world.failback_snapshot().await;
+    assert_eq!(
+        expected_world["a2_replication"],
+        json!({ "s-1234567890abcdef0": "STOPPED", "s-234567890abcdef01": "STOPPED", "s-34567890abcdef012": "STOPPED" })
+    );
+    assert_eq!(expected_world["recovery_instances"]["A3"], json!([]));
+
+    let points: Vec<u64> = (1..=intents).collect();
+    for chunk in points.chunks(4) {
+        futures_util::future::join_all(chunk.iter().map(|n| {
+            let (expected, expected_world) = (&expected, &expected_world);
+            async move {
+                let world = World::for_scenario(Scenario::Failback).await;
+                let failback_id = failback_paused_before_cleanup(&world).await;
+                let (db, endpoint, id) = (world.db(), world.sim.endpoint.clone(), failback_id);
+                let limit = n.to_string();
+                let crashed = tokio::task::spawn_blocking(move || {
+                    child_command(&db, &endpoint)
+                        .args(["rollback", &id, "--yes"])
+                        .env("DRS_RUNBOOK_CRASH_AFTER_INTENT", limit)
+                        .stderr(Stdio::piped())
+                        .output()
+                        .unwrap()
+                })
+                .await
+                .unwrap();
+                assert!(
+                    !crashed.status.success(),
+                    "rollback killed after intent {n}"
+                );
+                let stderr = String::from_utf8_lossy(&crashed.stderr);
+                let rollback_id = stderr
+                    .lines()
+                    .next()
+                    .and_then(|l| l.strip_prefix("run "))
+                    .unwrap()
+                    .to_string();
+                let done = world.resume_until_done(&rollback_id, false).await;
+                assert_eq!(done.json()["status"], "succeeded", "{done:#?}");
+                assert_eq!(
+                    &world.mutation_counts().await,
+                    expected,
+                    "rollback killed after intent {n}: each call once"
+                );
+                assert_eq!(
+                    &world.failback_snapshot().await,
+                    expected_world,
+                    "rollback killed after intent {n}: the same world"
+                );
+            }
+        }))
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn two_concurrent_failovers_of_one_runbook_one_proceeds_the_other_is_refused() {
     let world = World::new().await;
