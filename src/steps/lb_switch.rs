@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+use crate::engine::journal::CallState;
 use super::launch::LaunchOutput;
 use super::{Halt, StepCtx, StepFailure};
 use crate::aws::elbv2::Target;
@@ -104,14 +105,14 @@ fn switched_groups(ctx: &StepCtx<'_>, wave: &str) -> Vec<(String, Option<u16>)> 
         .collect()
 }
 
-/// Intent -> Register/DeregisterTargets -> effect. Both calls are idempotent in ELBv2, so an
-/// intent left open by a crash is safely completed by sending the same call again.
+/// Intent -> Register/DeregisterTargets -> effect. A call recorded as done is never sent again;
+/// an intent left open by a crash is reconciled by reading the group's targets first.
 pub(crate) async fn call(ctx: &mut StepCtx<'_>, operation: &str, verb: &str, arn: &str, targets: &[Target]) -> Result<(), Halt> {
-    let key = format!("{}/{}/{verb}/{arn}", ctx.run.id, ctx.step.key);
+    let prefix = format!("{}/{}/{verb}/{arn}/", ctx.run.id, ctx.step.key);
     let target = ctx.recovery_side().clone();
-    let open = ctx.journal.open_intents(&ctx.step.key).await?;
-    let effect = match open.into_iter().find(|e| e.idempotency_key == key) {
-        Some(e) => {
+    let effect = match ctx.journal.call_state(&ctx.step.key, &prefix).await? {
+        CallState::Done(_) => return Ok(()),
+        CallState::Open(e) => {
             // A crash left this intent open: look before sending again.
             let health = super::retry::read(ctx, || target.target_health(arn)).await?;
             let present = |id: &str| health.iter().any(|h| h.id == id && h.state != "draining");
@@ -126,9 +127,9 @@ pub(crate) async fn call(ctx: &mut StepCtx<'_>, operation: &str, verb: &str, arn
             }
             e.id
         }
-        None => {
+        CallState::NotSent { next_key } => {
             ctx.journal
-                .begin_intent(&ctx.step.key, &key, operation, &target.account_id, &target.region, serde_json::json!({ "targetGroupArn": arn, "targets": targets }))
+                .begin_intent(&ctx.step.key, &next_key, operation, &target.account_id, &target.region, serde_json::json!({ "targetGroupArn": arn, "targets": targets }))
                 .await?
         }
     };
