@@ -369,3 +369,35 @@ async fn the_readme_command_works_on_a_fresh_machine_with_the_embedded_simulator
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&db).unwrap().permissions().mode() & 0o777, 0o600);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_preflight_changes_nothing_says_why_and_does_not_block_the_corrected_run() {
+    let sim = TestSim::start(600.0).await;
+    sim.seed(REPORTING).await;
+    // The target side's credentials may not describe source servers (a missing IAM permission).
+    let (status, _) = sim
+        .post(
+            "/_sim/faults",
+            &json!({"faults": [{"kind": "api_error", "service": "drs", "operation": "DescribeSourceServers", "error": "AccessDeniedException", "count": 1}]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
+    let (db2, endpoint2) = (db.clone(), endpoint.clone());
+    let run = tokio::task::spawn_blocking(move || drs_runbook(&db2, Some(&endpoint2), &["--output", "json", "drill", "runbooks/reporting-drill.toml", "--yes"]))
+        .await
+        .unwrap();
+    assert_eq!(run.code, 1, "{run:#?}");
+    let error = run.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("drs:DescribeSourceServers"), "{error}");
+    assert!(error.contains("AccessDeniedException"), "{error}");
+    assert!(error.contains("request ID"), "{error}");
+    assert!(error.contains("IAM policy"), "the hint says what to check: {error}");
+    assert!(sim.get("/_sim/stats").await["mutations"].as_array().unwrap().is_empty());
+    // The fix made, the same drill runs again at once: the failed run holds no servers.
+    let again = tokio::task::spawn_blocking(move || drs_runbook(&db, Some(&endpoint), &["--output", "json", "drill", "runbooks/reporting-drill.toml", "--yes"]))
+        .await
+        .unwrap();
+    assert_eq!(again.code, 0, "{again:#?}");
+}
