@@ -401,3 +401,29 @@ async fn a_failed_preflight_changes_nothing_says_why_and_does_not_block_the_corr
         .unwrap();
     assert_eq!(again.code, 0, "{again:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_back_failover_is_not_rolled_back_before_its_failback() {
+    let sim = TestSim::start(600.0).await;
+    sim.seed(PAYMENTS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
+    let (db2, endpoint2) = (db.clone(), endpoint.clone());
+    let failover = tokio::task::spawn_blocking(move || drs_runbook(&db2, Some(&endpoint2), &["--output", "json", "failover", "runbooks/payments.toml", "--yes"]))
+        .await
+        .unwrap();
+    assert_eq!(failover.code, 0, "{failover:#?}");
+    let failover_id = failover.json()["run_id"].as_str().unwrap().to_string();
+    let (db2, endpoint2) = (db.clone(), endpoint.clone());
+    let failback = tokio::task::spawn_blocking(move || drs_runbook(&db2, Some(&endpoint2), &["--output", "json", "failback", "runbooks/payments.toml", "--yes"]))
+        .await
+        .unwrap();
+    assert_eq!(failback.code, 0, "{failback:#?}");
+    let failback_id = failback.json()["run_id"].as_str().unwrap().to_string();
+    let mutations_before = sim.get("/_sim/stats").await["mutations"].as_array().unwrap().len();
+    let refused = drs_runbook(&db, Some(&endpoint), &["rollback", &failover_id, "--yes"]);
+    assert_eq!(refused.code, 2, "{refused:#?}");
+    assert!(refused.stderr.contains(&failback_id), "the refusal names the failback: {}", refused.stderr);
+    assert!(refused.stderr.contains("roll back the failback first"), "{}", refused.stderr);
+    assert_eq!(sim.get("/_sim/stats").await["mutations"].as_array().unwrap().len(), mutations_before, "nothing changed");
+}
