@@ -92,6 +92,12 @@ pub struct Called<T> {
     pub request_id: Option<String>,
 }
 
+/// Mutating calls are sent once by the SDK: throttling is retried by
+/// [`super::with_throttle_retry`], anything ambiguous is reconciled by the step.
+fn single_attempt() -> aws_sdk_drs::config::Builder {
+    aws_sdk_drs::config::Builder::default().retry_config(RetryConfig::disabled())
+}
+
 fn tags(map: Option<&std::collections::HashMap<String, String>>) -> BTreeMap<String, String> {
     map.map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default()
@@ -182,51 +188,21 @@ impl SideClients {
     pub async fn describe_source_servers(&self, ids: &[String]) -> Result<Vec<SourceServer>, AwsError> {
         let mut out = Vec::new();
         for chunk in ids.chunks(200) {
-            let resource = chunk.join(", ");
-            let site = self.site("drs:DescribeSourceServers", &resource);
-            let mut token: Option<String> = None;
-            loop {
-                let filters = DescribeSourceServersRequestFilters::builder()
-                    .set_source_server_ids(Some(chunk.to_vec()))
-                    .build();
-                let page = self
-                    .drs
-                    .describe_source_servers()
-                    .filters(filters)
-                    .set_next_token(token.clone())
-                    .send()
-                    .await
-                    .map_err(|e| classify(&site, &e))?;
-                out.extend(page.items().iter().map(server_from));
-                token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
-                if token.is_none() {
-                    break;
-                }
-            }
+            let filters = DescribeSourceServersRequestFilters::builder().set_source_server_ids(Some(chunk.to_vec())).build();
+            out.extend(self.source_servers(filters, &chunk.join(", ")).await?);
         }
         Ok(out)
     }
 
     /// Every source server of the account and region (for A2 look-ups by ARN).
     pub async fn list_source_servers(&self) -> Result<Vec<SourceServer>, AwsError> {
-        let site = self.site("drs:DescribeSourceServers", "all source servers");
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .drs
-                .describe_source_servers()
-                .filters(DescribeSourceServersRequestFilters::builder().build())
-                .set_next_token(token.clone())
-                .send()
-                .await
-                .map_err(|e| classify(&site, &e))?;
-            out.extend(page.items().iter().map(server_from));
-            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+        self.source_servers(DescribeSourceServersRequestFilters::builder().build(), "all source servers").await
+    }
+
+    async fn source_servers(&self, filters: DescribeSourceServersRequestFilters, resource: &str) -> Result<Vec<SourceServer>, AwsError> {
+        let site = self.site("drs:DescribeSourceServers", resource);
+        let items = self.drs.describe_source_servers().filters(filters).into_paginator().items().send().collect::<Result<Vec<_>, _>>().await;
+        Ok(items.map_err(|e| classify(&site, &e))?.iter().map(server_from).collect())
     }
 
     /// StartRecovery for one batch. Not idempotent: the caller has written its intent and
@@ -257,7 +233,7 @@ impl SideClients {
                 .is_drill(is_drill)
                 .set_tags(Some(job_tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
                 .customize()
-                .config_override(aws_sdk_drs::config::Builder::default().retry_config(RetryConfig::disabled()))
+                .config_override(single_attempt())
                 .send()
                 .await
                 .map_err(|e| classify(&site, &e))?;
@@ -282,26 +258,10 @@ impl SideClients {
 
     /// DescribeJobs for these job IDs (every page).
     pub async fn describe_jobs(&self, ids: &[String]) -> Result<Vec<Job>, AwsError> {
-        let resource = ids.join(", ");
-        let site = self.site("drs:DescribeJobs", &resource);
         let mut out = Vec::new();
         for chunk in ids.chunks(1000) {
-            let mut token: Option<String> = None;
-            loop {
-                let page = self
-                    .drs
-                    .describe_jobs()
-                    .filters(DescribeJobsRequestFilters::builder().set_job_ids(Some(chunk.to_vec())).build())
-                    .set_next_token(token.clone())
-                    .send()
-                    .await
-                    .map_err(|e| classify(&site, &e))?;
-                out.extend(page.items().iter().map(job_from));
-                token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
-                if token.is_none() {
-                    break;
-                }
-            }
+            let filters = DescribeJobsRequestFilters::builder().set_job_ids(Some(chunk.to_vec())).build();
+            out.extend(self.jobs(filters, &chunk.join(", ")).await?);
         }
         Ok(out)
     }
@@ -313,68 +273,38 @@ impl SideClients {
         value: &str,
         from: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<Vec<Job>, AwsError> {
-        let resource = format!("jobs tagged {key}={value}");
-        let site = self.site("drs:DescribeJobs", &resource);
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let filters = DescribeJobsRequestFilters::builder()
-                .set_from_date(from.map(|f| f.format("%Y-%m-%dT%H:%M:%SZ").to_string()))
-                .build();
-            let page = self
-                .drs
-                .describe_jobs()
-                .filters(filters)
-                .set_next_token(token.clone())
-                .send()
-                .await
-                .map_err(|e| classify(&site, &e))?;
-            out.extend(
-                page.items()
-                    .iter()
-                    .map(job_from)
-                    .filter(|j| j.tags.get(key).map(String::as_str) == Some(value)),
-            );
-            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+        let filters = DescribeJobsRequestFilters::builder()
+            .set_from_date(from.map(|f| f.format("%Y-%m-%dT%H:%M:%SZ").to_string()))
+            .build();
+        let jobs = self.jobs(filters, &format!("jobs tagged {key}={value}")).await?;
+        Ok(jobs.into_iter().filter(|j| j.tags.get(key).map(String::as_str) == Some(value)).collect())
+    }
+
+    async fn jobs(&self, filters: DescribeJobsRequestFilters, resource: &str) -> Result<Vec<Job>, AwsError> {
+        let site = self.site("drs:DescribeJobs", resource);
+        let items = self.drs.describe_jobs().filters(filters).into_paginator().items().send().collect::<Result<Vec<_>, _>>().await;
+        Ok(items.map_err(|e| classify(&site, &e))?.iter().map(job_from).collect())
     }
 
     /// Every log item of a job, in order.
     pub async fn job_log(&self, job_id: &str) -> Result<Vec<LogItem>, AwsError> {
         let site = self.site("drs:DescribeJobLogItems", job_id);
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .drs
-                .describe_job_log_items()
-                .job_id(job_id)
-                .set_next_token(token.clone())
-                .send()
-                .await
-                .map_err(|e| classify(&site, &e))?;
-            out.extend(page.items().iter().map(|item| {
+        let items = self.drs.describe_job_log_items().job_id(job_id).into_paginator().items().send().collect::<Result<Vec<_>, _>>().await;
+        Ok(items
+            .map_err(|e| classify(&site, &e))?
+            .iter()
+            .map(|item| {
                 let data = item.event_data();
                 LogItem {
                     at: item.log_date_time().map(str::to_string),
                     event: item.event().map(|e| e.as_str().to_string()).unwrap_or_default(),
                     source_server_id: data.and_then(|d| d.source_server_id()).map(str::to_string),
                     raw_error: data.and_then(|d| d.raw_error()).map(str::to_string),
-                    data_timestamp: data
-                        .and_then(|d| d.conversion_properties())
-                        .and_then(|c| c.data_timestamp())
-                        .map(str::to_string),
+                    data_timestamp: data.and_then(|d| d.conversion_properties()).and_then(|c| c.data_timestamp()).map(str::to_string),
                     target_instance_id: data.and_then(|d| d.target_instance_id()).map(str::to_string),
                 }
-            }));
-            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+            })
+            .collect())
     }
 
     /// Recovery instances of these source servers (or all, when `source_server_ids` is empty).
@@ -402,23 +332,8 @@ impl SideClients {
         resource: &str,
     ) -> Result<Vec<RecoveryInstance>, AwsError> {
         let site = self.site("drs:DescribeRecoveryInstances", resource);
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .drs
-                .describe_recovery_instances()
-                .filters(filters.clone())
-                .set_next_token(token.clone())
-                .send()
-                .await
-                .map_err(|e| classify(&site, &e))?;
-            out.extend(page.items().iter().map(instance_from));
-            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+        let items = self.drs.describe_recovery_instances().filters(filters).into_paginator().items().send().collect::<Result<Vec<_>, _>>().await;
+        Ok(items.map_err(|e| classify(&site, &e))?.iter().map(instance_from).collect())
     }
 
     /// TerminateRecoveryInstances. Not idempotent: reconcile with the instances' state.
@@ -431,7 +346,7 @@ impl SideClients {
                 .terminate_recovery_instances()
                 .set_recovery_instance_ids(Some(ids.to_vec()))
                 .customize()
-                .config_override(aws_sdk_drs::config::Builder::default().retry_config(RetryConfig::disabled()))
+                .config_override(single_attempt())
                 .send()
                 .await
                 .map_err(|e| classify(&site, &e))?;
@@ -492,7 +407,7 @@ impl SideClients {
                 .reverse_replication()
                 .recovery_instance_id(recovery_instance_id)
                 .customize()
-                .config_override(aws_sdk_drs::config::Builder::default().retry_config(RetryConfig::disabled()))
+                .config_override(single_attempt())
                 .send()
                 .await
                 .map_err(|e| classify(&site, &e))?;
@@ -524,7 +439,7 @@ impl SideClients {
                 .stop_replication()
                 .source_server_id(source_server_id)
                 .customize()
-                .config_override(aws_sdk_drs::config::Builder::default().retry_config(RetryConfig::disabled()))
+                .config_override(single_attempt())
                 .send()
                 .await
                 .map_err(|e| classify(&site, &e))?;
@@ -545,7 +460,7 @@ impl SideClients {
                 .start_replication()
                 .source_server_id(source_server_id)
                 .customize()
-                .config_override(aws_sdk_drs::config::Builder::default().retry_config(RetryConfig::disabled()))
+                .config_override(single_attempt())
                 .send()
                 .await
                 .map_err(|e| classify(&site, &e))?;

@@ -73,9 +73,14 @@ where
         SdkError::TimeoutError(_) => (None, "the call timed out".to_string(), true, true),
         SdkError::DispatchFailure(d) => {
             let message = format!("the request could not be sent: {}", source_chain(err));
-            // A connection that was never established cannot have had an effect.
-            let ambiguous = !d.is_io() || !message.contains("onnection refused");
-            (None, message, true, ambiguous)
+            if message.contains("loading credentials") || message.contains("no credentials") {
+                // Nothing was sent, and trying again will not find credentials.
+                (Some(NO_CREDENTIALS.to_string()), message, false, false)
+            } else {
+                // A connection that was never established cannot have had an effect.
+                let ambiguous = !d.is_io() || !message.contains("onnection refused");
+                (None, message, true, ambiguous)
+            }
         }
         SdkError::ResponseError(_) => (None, format!("the response could not be read: {}", source_chain(err)), true, true),
         SdkError::ConstructionFailure(_) => (None, format!("the request could not be built: {}", source_chain(err)), false, false),
@@ -110,10 +115,33 @@ fn source_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// The code given to a call that found no credentials to sign with (not an AWS error code).
+pub const NO_CREDENTIALS: &str = "NoCredentials";
+
+impl AwsError {
+    /// The error without its hint: for places that show the hint on its own line.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} on {} in account {} ({}) failed: {}{}{}",
+            self.call,
+            self.resource,
+            self.account,
+            self.region,
+            self.message,
+            self.code.as_ref().map(|c| format!(" [{c}]")).unwrap_or_default(),
+            self.request_id.as_ref().map(|r| format!(" (request ID {r})")).unwrap_or_default()
+        )
+    }
+}
+
 /// What to check next, by error code (see the troubleshooting part of the cross-account setup).
 fn hint_for(site: &CallSite<'_>, code: Option<&str>, retryable: bool) -> String {
     let account = site.account;
     match code {
+        Some(NO_CREDENTIALS) => format!(
+            "no AWS credentials for the {} side (account {account}, {}): name a `profile` or a `role_arn` in the runbook's [{}] table, or log in (aws sso login / AWS_PROFILE); to rehearse without AWS, add --sim",
+            site.side, site.credentials, site.side
+        ),
         Some("AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation") => format!(
             "check that the credentials of the {} side (account {account}, {}) may call {} (IAM policy), that the role's trust policy lets you assume it (and its external ID), and for encrypted volumes that the KMS key policy allows the DRS roles",
             site.side, site.credentials, site.call

@@ -45,6 +45,19 @@ pub struct OpenIntent {
     pub response: Option<Value>,
 }
 
+/// Where one logical mutating call stands. The effects table, not a step's output, is the
+/// record of what was sent: an effect recorded `done` just before a crash (and before the
+/// step saved its output) must never be sent again.
+#[derive(Debug, Clone)]
+pub enum CallState {
+    /// An attempt took effect (sent, or found by reconciliation): its response.
+    Done(Value),
+    /// An attempt's intent is committed but its outcome unknown: reconcile before anything.
+    Open(OpenIntent),
+    /// Never sent, or every attempt failed without effect: send, with this idempotency key.
+    NotSent { next_key: String },
+}
+
 /// The run fields the driver reports.
 #[derive(Debug, Clone)]
 pub struct RunSummaryView {
@@ -296,6 +309,7 @@ impl Journal {
         let (step, operation) = self.effect_names(&mut tx, id).await?;
         self.event(&mut tx, "effect_done", step.as_deref(), json!({ "effect": id.0, "operation": operation, "aws_request_id": request_id, "response": response }), now).await?;
         tx.commit().await?;
+        crash_after_effect_hook();
         Ok(())
     }
 
@@ -336,6 +350,21 @@ impl Journal {
             .filter(|e| e.step_key == step)
             .map(|e| OpenIntent { id: e.id, idempotency_key: e.idempotency_key, response: e.response })
             .collect())
+    }
+
+    /// What the journal knows of one logical call of a step, whose attempts have idempotency
+    /// keys `<prefix>attempt-<n>`: its recorded outcome, an intent left open, or nothing.
+    pub async fn call_state(&self, step: &str, prefix: &str) -> Result<CallState, JournalError> {
+        let mut conn = self.db.pool().acquire().await?;
+        let effects = store::effects::for_step(&mut conn, &self.run_id, step).await?;
+        let attempts: Vec<_> = effects.into_iter().filter(|e| e.idempotency_key.starts_with(prefix)).collect();
+        if let Some(done) = attempts.iter().find(|e| matches!(e.state.as_str(), "done" | "reconciled")) {
+            return Ok(CallState::Done(done.response.clone().unwrap_or(Value::Null)));
+        }
+        if let Some(open) = attempts.iter().find(|e| e.state.as_str() == "intent") {
+            return Ok(CallState::Open(OpenIntent { id: open.id, idempotency_key: open.idempotency_key.clone(), response: open.response.clone() }));
+        }
+        Ok(CallState::NotSent { next_key: format!("{prefix}attempt-{}", attempts.len() + 1) })
     }
 
     /// How many effects of the step have an idempotency key starting with `prefix`.
@@ -433,6 +462,26 @@ pub async fn mark_rolled_back(db: &Database, original: &RunId, by: &RunId, actor
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// The environment variable of the second crash test hook, see [`crash_after_effect_hook`].
+pub const CRASH_AFTER_EFFECT_ENV: &str = "DRS_RUNBOOK_CRASH_AFTER_EFFECT";
+
+/// TEST HOOK (crash harness): with `DRS_RUNBOOK_CRASH_AFTER_EFFECT=N` the process aborts right
+/// after committing the outcome of its N-th completed call, before the step saves the output
+/// that uses it (the job ID, the change ID): a resume must find the outcome in the effects and
+/// never send that call again.
+fn crash_after_effect_hook() {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
+    static COMPLETED: AtomicU64 = AtomicU64::new(0);
+    let limit = *LIMIT.get_or_init(|| std::env::var(CRASH_AFTER_EFFECT_ENV).ok().and_then(|v| v.parse().ok()));
+    let completed = COMPLETED.fetch_add(1, Ordering::Relaxed) + 1;
+    if limit == Some(completed) {
+        eprintln!("test hook {CRASH_AFTER_EFFECT_ENV}={completed}: aborting after the effect commit");
+        std::process::abort();
+    }
 }
 
 /// The environment variable of the crash test hook, see [`crash_after_intent_hook`].

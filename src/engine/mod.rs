@@ -305,7 +305,11 @@ async fn drive(ctx: &Context<'_>, runbook: &Runbook, info: RunInfo, action: Opti
     // until the lease expires).
     let report = result?;
     released?;
-    if matches!(report.status.as_str(), "succeeded" | "cancelled" | "rolled_back") {
+    // A finished run lets go of its servers. So does a run that failed before any mutating
+    // call was even attempted (a preflight failure): it has nothing to resume or roll back, and
+    // holding the servers would only refuse the corrected run at 3 a.m.
+    let untouched = report.status == "failed" && store::effects::for_run(&mut conn, &run_id).await?.is_empty();
+    if matches!(report.status.as_str(), "succeeded" | "cancelled" | "rolled_back") || untouched {
         store::claims::release_run(&mut conn, &run_id).await?;
     }
     Ok(report)

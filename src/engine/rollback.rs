@@ -89,6 +89,21 @@ pub async fn load_original(db: &store::Database, run_id: &RunId) -> Result<Origi
             "run {run_id} is already rolled back (hint: `drs-runbook show {run_id}`)"
         )));
     }
+    // A failover that was failed back is undone by rolling back the failback first: undoing
+    // the failover itself would point traffic at the original sources the failback replaced.
+    let later = store::runs::list(&mut conn, &store::runs::RunFilter { runbook: Some(run.runbook_name.clone()), ..Default::default() }).await?;
+    if let Some(child) = later.iter().find(|r| {
+        r.parent_run_id.as_ref() == Some(run_id)
+            && r.operation.as_str() == "failback"
+            && !matches!(r.status.as_str(), "rolled_back" | "cancelled")
+    }) {
+        return Err(EngineError::Invalid(format!(
+            "run {run_id} was failed back by run {} ({}); rolling the failover back now would undo traffic the failback moved (hint: roll back the failback first: `drs-runbook rollback {}`)",
+            child.id,
+            child.status.as_str(),
+            child.id
+        )));
+    }
     if let Some(holder) = store::leases::current(&mut conn, run_id).await?
         && holder.released_at.is_none()
         && holder.expires_at > chrono::Utc::now()

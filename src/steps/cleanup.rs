@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+use crate::engine::journal::CallState;
 use super::launch::LaunchOutput;
 use super::{Halt, StepCtx, StepFailure};
 use crate::engine::clock::Backoff;
@@ -81,14 +82,11 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
 /// by looking at the instances (already terminating or gone means the call took effect).
 pub(crate) async fn terminate(ctx: &mut StepCtx<'_>, instances: &[String]) -> Result<String, Halt> {
     let target = ctx.clients.target.clone();
-    let key = format!("{}/{}/terminate", ctx.run.id, ctx.step.key);
-    // Made before a crash that lost only the step's output: the job ID is in the effect.
-    if let Some(done) = ctx.effects_done(&key).await?.into_iter().find(|e| e.idempotency_key == key) {
-        return Ok(done.response.as_ref().and_then(|r| r["id"].as_str()).unwrap_or("reconciled").to_string());
-    }
-    let open = ctx.journal.open_intents(&ctx.step.key).await?;
-    let effect = match open.into_iter().find(|e| e.idempotency_key == key) {
-        Some(e) => {
+    let prefix = format!("{}/{}/terminate/", ctx.run.id, ctx.step.key);
+    let effect = match ctx.journal.call_state(&ctx.step.key, &prefix).await? {
+        // Sent and recorded before a crash: never twice.
+        CallState::Done(response) => return Ok(response["id"].as_str().filter(|id| !id.is_empty()).unwrap_or("reconciled").to_string()),
+        CallState::Open(e) => {
             let found = super::retry::read(ctx, || target.recovery_instances_by_id(instances)).await?;
             let untouched = found.iter().any(|i| matches!(i.ec2_state.as_deref(), Some("RUNNING" | "PENDING" | "STOPPED")));
             if !untouched {
@@ -97,9 +95,9 @@ pub(crate) async fn terminate(ctx: &mut StepCtx<'_>, instances: &[String]) -> Re
             }
             e.id
         }
-        None => {
+        CallState::NotSent { next_key } => {
             ctx.journal
-                .begin_intent(&ctx.step.key, &key, "drs:TerminateRecoveryInstances", &target.account_id, &target.region, serde_json::json!({ "recoveryInstanceIDs": instances }))
+                .begin_intent(&ctx.step.key, &next_key, "drs:TerminateRecoveryInstances", &target.account_id, &target.region, serde_json::json!({ "recoveryInstanceIDs": instances }))
                 .await?
         }
     };

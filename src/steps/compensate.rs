@@ -31,6 +31,7 @@ use crate::aws::SideClients;
 use crate::aws::elbv2::Target;
 use crate::aws::route53::{RecordChange, RecordSet};
 use crate::engine::clock::Backoff;
+use crate::engine::journal::CallState;
 use crate::engine::plan::StepKind;
 use crate::runbook::Account;
 use crate::store::{self, RunId};
@@ -274,27 +275,26 @@ async fn zone_restored(ctx: &mut StepCtx<'_>, zone: &ZoneRestore) -> Result<bool
 /// before is reconciled, not sent again.
 async fn restore_zone(ctx: &mut StepCtx<'_>, zone: &ZoneRestore) -> Result<String, Halt> {
     let clients = ctx.clients.side(zone.account).clone();
-    let key = format!(
-        "{}/{}/restore/{}",
+    let prefix = format!(
+        "{}/{}/restore/{}/",
         ctx.run.id, ctx.step.key, zone.hosted_zone_id
     );
-    // Made before a crash that lost only the step's output: the change ID is in the effect.
-    if let Some(done) = ctx.effects_done(&key).await?.into_iter().next() {
-        let change = done.response.as_ref().and_then(|r| r["change_id"].as_str());
-        return Ok(change.unwrap_or("reconciled").to_string());
-    }
-    let open = ctx.journal.open_intents(&ctx.step.key).await?;
-    let effect = match open.into_iter().find(|e| e.idempotency_key == key) {
-        Some(e) if zone_restored(ctx, zone).await? => {
+    let effect = match ctx.journal.call_state(&ctx.step.key, &prefix).await? {
+        // Sent and recorded before a crash: follow that change, never send it twice.
+        CallState::Done(response) => {
+            let change = response["change_id"].as_str();
+            return Ok(change.unwrap_or("reconciled").to_string());
+        }
+        CallState::Open(e) if zone_restored(ctx, zone).await? => {
             ctx.journal.reconcile_effect(e.id, serde_json::json!({ "change_id": "reconciled", "found_by": "ListResourceRecordSets" })).await?;
             return Ok("reconciled".to_string());
         }
-        Some(e) => e.id,
-        None => ctx
+        CallState::Open(e) => e.id,
+        CallState::NotSent { next_key } => ctx
             .journal
             .begin_intent(
                 &ctx.step.key,
-                &key,
+                &next_key,
                 "route53:ChangeResourceRecordSets",
                 &clients.account_id,
                 "global",

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::engine::journal::CallState;
 use super::launch::LaunchOutput;
 use super::{Halt, StepCtx, StepFailure};
 use crate::aws::route53::{Alias, RecordChange, RecordSet};
@@ -119,15 +120,12 @@ async fn desired(ctx: &StepCtx<'_>, record: &crate::runbook::DnsRecord, name: &s
 /// records already read as wanted is reconciled instead of being sent again.
 async fn upsert(ctx: &mut StepCtx<'_>, zone: &ZoneCutover) -> Result<String, Halt> {
     let clients = ctx.clients.side(zone.account).clone();
-    let key = format!("{}/{}/upsert/{}", ctx.run.id, ctx.step.key, zone.hosted_zone_id);
-    // Made before a crash that lost only the step's output: the change ID is in the effect.
-    if let Some(done) = ctx.effects_done(&key).await?.into_iter().next() {
-        return Ok(done.response.as_ref().and_then(|r| r["change_id"].as_str()).unwrap_or("reconciled").to_string());
-    }
+    let prefix = format!("{}/{}/upsert/{}/", ctx.run.id, ctx.step.key, zone.hosted_zone_id);
     let changes: Vec<RecordChange> = zone.after.iter().map(|r| RecordChange { action: "UPSERT".into(), record: r.clone() }).collect();
-    let open = ctx.journal.open_intents(&ctx.step.key).await?;
-    let effect = match open.into_iter().find(|e| e.idempotency_key == key) {
-        Some(e) => {
+    let effect = match ctx.journal.call_state(&ctx.step.key, &prefix).await? {
+        // Sent and recorded before a crash: follow that change, never send it twice.
+        CallState::Done(response) => return Ok(response["change_id"].as_str().unwrap_or("reconciled").to_string()),
+        CallState::Open(e) => {
             let mut current = Vec::new();
             for r in &zone.after {
                 current.extend(super::retry::read(ctx, || clients.record_sets(&zone.hosted_zone_id, &r.name, &r.record_type)).await?);
@@ -139,9 +137,9 @@ async fn upsert(ctx: &mut StepCtx<'_>, zone: &ZoneCutover) -> Result<String, Hal
             }
             e.id
         }
-        None => {
+        CallState::NotSent { next_key } => {
             ctx.journal
-                .begin_intent(&ctx.step.key, &key, "route53:ChangeResourceRecordSets", &clients.account_id, "global", serde_json::json!({ "hostedZoneId": zone.hosted_zone_id, "changes": changes }))
+                .begin_intent(&ctx.step.key, &next_key, "route53:ChangeResourceRecordSets", &clients.account_id, "global", serde_json::json!({ "hostedZoneId": zone.hosted_zone_id, "changes": changes }))
                 .await?
         }
     };

@@ -18,6 +18,7 @@ use super::reversed_replication::ReversedReplicationOutput;
 use super::{Halt, StepCtx, StepFailure};
 use crate::aws::SideClients;
 use crate::engine::clock::Backoff;
+use crate::engine::journal::CallState;
 use crate::runbook::Account;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -160,13 +161,13 @@ pub(crate) async fn stop_replication(
     server: &str,
     role: &str,
 ) -> Result<(), Halt> {
-    let key = format!("{}/{}/stop-replication/{server}", ctx.run.id, ctx.step.key);
-    let open = ctx
-        .journal
-        .open_intents(&ctx.step.key)
-        .await?
-        .into_iter()
-        .find(|e| e.idempotency_key == key);
+    let prefix = format!("{}/{}/stop-replication/{server}/", ctx.run.id, ctx.step.key);
+    let (open, next_key) = match ctx.journal.call_state(&ctx.step.key, &prefix).await? {
+        // Stopped and recorded before a crash: never twice.
+        CallState::Done(_) => return Ok(()),
+        CallState::Open(intent) => (Some(intent), None),
+        CallState::NotSent { next_key } => (None, Some(next_key)),
+    };
     let state = side
         .describe_source_servers(&[server.to_string()])
         .await?
@@ -192,13 +193,13 @@ pub(crate) async fn stop_replication(
         ));
         return Ok(());
     }
-    let effect = match open {
-        Some(intent) => intent.id,
-        None => {
+    let effect = match (open, next_key) {
+        (Some(intent), _) => intent.id,
+        (None, next_key) => {
             ctx.journal
                 .begin_intent(
                     &ctx.step.key,
-                    &key,
+                    &next_key.unwrap_or_default(),
                     "drs:StopReplication",
                     &side.account_id,
                     &side.region,
@@ -230,24 +231,18 @@ pub(crate) async fn terminate(
     side: &SideClients,
     termination: &Termination,
 ) -> Result<String, Halt> {
-    let key = format!(
-        "{}/{}/terminate/{}",
+    let prefix = format!(
+        "{}/{}/terminate/{}/",
         ctx.run.id, ctx.step.key, termination.role
     );
     let instances = &termination.instances;
-    // Made before a crash that lost only the step's output: the job ID is in the effect.
-    if let Some(done) = ctx.effects_done(&key).await?.into_iter().next() {
-        let job = done.response.as_ref().and_then(|r| r["id"].as_str());
-        return Ok(job.unwrap_or("reconciled").to_string());
-    }
-    let open = ctx
-        .journal
-        .open_intents(&ctx.step.key)
-        .await?
-        .into_iter()
-        .find(|e| e.idempotency_key == key);
-    let effect = match open {
-        Some(e) => {
+    let effect = match ctx.journal.call_state(&ctx.step.key, &prefix).await? {
+        // Sent and recorded before a crash (the job ID is in the effect): never twice.
+        CallState::Done(response) => {
+            let job = response["id"].as_str().filter(|id| !id.is_empty());
+            return Ok(job.unwrap_or("reconciled").to_string());
+        }
+        CallState::Open(e) => {
             let found = side.recovery_instances_by_id(instances).await?;
             let untouched = found.iter().any(|i| {
                 matches!(
@@ -266,11 +261,11 @@ pub(crate) async fn terminate(
             }
             e.id
         }
-        None => {
+        CallState::NotSent { next_key } => {
             ctx.journal
                 .begin_intent(
                     &ctx.step.key,
-                    &key,
+                    &next_key,
                     "drs:TerminateRecoveryInstances",
                     &side.account_id,
                     &side.region,

@@ -31,7 +31,7 @@ fn fail(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<Strin
 }
 
 fn aws_fail(name: impl Into<String>, e: &AwsError) -> Check {
-    fail(name, e.to_string(), e.hint.clone())
+    fail(name, e.summary(), e.hint.clone())
 }
 
 pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {

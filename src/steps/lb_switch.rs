@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+use crate::engine::journal::CallState;
 use super::launch::LaunchOutput;
 use super::{Halt, StepCtx, StepFailure};
 use crate::aws::elbv2::Target;
@@ -104,8 +105,8 @@ fn switched_groups(ctx: &StepCtx<'_>, wave: &str) -> Vec<(String, Option<u16>)> 
         .collect()
 }
 
-/// Intent -> Register/DeregisterTargets -> effect. Both calls are idempotent in ELBv2, so an
-/// intent left open by a crash is safely completed by sending the same call again.
+/// Intent -> Register/DeregisterTargets -> effect. A call recorded as done is never sent again;
+/// an intent left open by a crash is reconciled by reading the group's targets first.
 pub(crate) async fn call(ctx: &mut StepCtx<'_>, operation: &str, verb: &str, arn: &str, targets: &[Target]) -> Result<(), Halt> {
     let side = ctx.recovery_side().clone();
     call_on(ctx, &side, operation, verb, arn, targets).await
@@ -113,13 +114,10 @@ pub(crate) async fn call(ctx: &mut StepCtx<'_>, operation: &str, verb: &str, arn
 
 /// [`call`] on a named side: a rollback undoes a failback's switch in the origin account.
 pub(crate) async fn call_on(ctx: &mut StepCtx<'_>, target: &crate::aws::SideClients, operation: &str, verb: &str, arn: &str, targets: &[Target]) -> Result<(), Halt> {
-    let key = format!("{}/{}/{verb}/{arn}", ctx.run.id, ctx.step.key);
-    if !ctx.effects_done(&key).await?.is_empty() {
-        return Ok(()); // made before a crash that lost only the step's output
-    }
-    let open = ctx.journal.open_intents(&ctx.step.key).await?;
-    let effect = match open.into_iter().find(|e| e.idempotency_key == key) {
-        Some(e) => {
+    let prefix = format!("{}/{}/{verb}/{arn}/", ctx.run.id, ctx.step.key);
+    let effect = match ctx.journal.call_state(&ctx.step.key, &prefix).await? {
+        CallState::Done(_) => return Ok(()),
+        CallState::Open(e) => {
             // A crash left this intent open: look before sending again.
             let health = super::retry::read(ctx, || target.target_health(arn)).await?;
             let present = |id: &str| health.iter().any(|h| h.id == id && h.state != "draining");
@@ -134,9 +132,9 @@ pub(crate) async fn call_on(ctx: &mut StepCtx<'_>, target: &crate::aws::SideClie
             }
             e.id
         }
-        None => {
+        CallState::NotSent { next_key } => {
             ctx.journal
-                .begin_intent(&ctx.step.key, &key, operation, &target.account_id, &target.region, serde_json::json!({ "targetGroupArn": arn, "targets": targets }))
+                .begin_intent(&ctx.step.key, &next_key, operation, &target.account_id, &target.region, serde_json::json!({ "targetGroupArn": arn, "targets": targets }))
                 .await?
         }
     };

@@ -223,22 +223,6 @@ impl StepCtx<'_> {
         Ok(self.journal.output(&self.step.key).await?)
     }
 
-    /// This step's calls whose key starts with `prefix` and that took effect (done or
-    /// reconciled). The effect and the step's output are two commits: after a crash between
-    /// them, the effect is the only record of the call, and it must not be sent again.
-    pub async fn effects_done(&self, prefix: &str) -> Result<Vec<crate::store::effects::Effect>, Halt> {
-        use crate::store::effects::{self, EffectState};
-        let read = |e: &dyn std::fmt::Display| {
-            Halt::Failed(StepFailure::new(format!("failed to read the step's recorded calls: {e}"), "check the database file, then resume the run"))
-        };
-        let mut conn = self.journal.db().pool().acquire().await.map_err(|e| read(&e))?;
-        let all = effects::for_step(&mut conn, self.journal.run_id(), &self.step.key).await.map_err(|e| read(&e))?;
-        Ok(all
-            .into_iter()
-            .filter(|e| e.idempotency_key.starts_with(prefix) && matches!(e.state, EffectState::Done | EffectState::Reconciled))
-            .collect())
-    }
-
     pub async fn save<T: Serialize>(&self, output: &T) -> Result<(), Halt> {
         Ok(self.journal.save_output(&self.step.key, output).await?)
     }

@@ -48,7 +48,8 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let failure = (!failed.is_empty()).then(|| {
         StepFailure::new(
             format!(
-                "preflight failed: {}",
+                "{} check(s) failed: {}",
+                failed.len(),
                 failed.iter().map(|c| format!("{}: {}", c.name, c.detail)).collect::<Vec<_>>().join("; ")
             ),
             failed.iter().filter_map(|c| c.fix.clone()).collect::<Vec<_>>().join("; "),
@@ -67,7 +68,7 @@ async fn check_servers(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result
     let servers = match target.describe_source_servers(&wanted).await {
         Ok(s) => s,
         Err(e) => {
-            checks.push(fail("drs:source servers", e.to_string(), e.hint.clone()));
+            checks.push(fail("drs:source servers", e.summary(), e.hint.clone()));
             return Ok(());
         }
     };
@@ -106,7 +107,7 @@ async fn check_servers(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result
             match target.snapshot_at_or_before(id, pit).await {
                 Ok(Some(snapshot)) => checks.push(pass(format!("drs:{id} snapshot"), format!("{snapshot} at or before {pit}"))),
                 Ok(None) => checks.push(fail(format!("drs:{id} snapshot"), format!("no snapshot at or before {pit}"), "choose a later --point-in-time")),
-                Err(e) => checks.push(fail(format!("drs:{id} snapshot"), e.to_string(), e.hint.clone())),
+                Err(e) => checks.push(fail(format!("drs:{id} snapshot"), e.summary(), e.hint.clone())),
             }
         }
     }
@@ -131,14 +132,14 @@ async fn check_dns(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(),
                 continue;
             }
             Err(e) => {
-                checks.push(fail(name, e.to_string(), e.hint.clone()));
+                checks.push(fail(name, e.summary(), e.hint.clone()));
                 continue;
             }
         }
         match clients.record_sets(&record.hosted_zone_id, &record.name, record.record_type.as_str()).await {
             Ok(sets) if sets.is_empty() => checks.push(warn(name, "the record does not exist yet; the cutover will create it", "none needed if that is intended")),
             Ok(sets) => checks.push(pass(name, format!("{} record set(s) captured at cutover", sets.len()))),
-            Err(e) => checks.push(fail(name, e.to_string(), e.hint.clone())),
+            Err(e) => checks.push(fail(name, e.summary(), e.hint.clone())),
         }
     }
     Ok(())
@@ -160,7 +161,7 @@ async fn check_target_groups(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> 
             match clients.target_group_exists(&arn).await {
                 Ok(true) => checks.push(pass(name, "exists")),
                 Ok(false) => checks.push(fail(name, format!("target group {arn} does not exist"), "check the ARN in the runbook's [[load_balancer]]")),
-                Err(e) => checks.push(fail(name, e.to_string(), e.hint.clone())),
+                Err(e) => checks.push(fail(name, e.summary(), e.hint.clone())),
             }
         }
     }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{Halt, StepCtx, StepFailure};
+use crate::engine::journal::CallState;
 
 pub const TAG_RUN: &str = "drs-runbook:run";
 pub const TAG_STEP: &str = "drs-runbook:step";
@@ -64,8 +65,17 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         if ctx.stopping() {
             return Err(Halt::Stopped);
         }
-        // First reconcile: a previous attempt may have created the job already.
-        if let Some(job_id) = reconcile(ctx, i).await? {
+        // First what the journal knows: a previous attempt may have created the job already,
+        // and recorded it (a crash before the output was saved) or not (a crash mid-call).
+        let known = match ctx.journal.call_state(&ctx.step.key, &intent_prefix(ctx, i)).await? {
+            CallState::Done(response) => match job_id_in(&response) {
+                Some(job_id) => Some(job_id),
+                None => reconcile(ctx, i).await?,
+            },
+            CallState::Open(_) => reconcile(ctx, i).await?,
+            CallState::NotSent { .. } => None,
+        };
+        if let Some(job_id) = known {
             ctx.say(format!("batch {}/{total}: found job {job_id} from an earlier attempt", i + 1));
             out.batches[i].job_id = Some(job_id);
             ctx.save(&out).await?;
@@ -126,11 +136,6 @@ async fn plan_batches(ctx: &mut StepCtx<'_>) -> Result<RecoveryJobOutput, Halt> 
 /// recorded. Marks the open intents reconciled (found) or failed (not found).
 async fn reconcile(ctx: &mut StepCtx<'_>, index: usize) -> Result<Option<String>, Halt> {
     let prefix = intent_prefix(ctx, index);
-    // A crash between the effect's commit and the output's: the job ID is in the effect.
-    let recorded = ctx.effects_done(&prefix).await?;
-    if let Some(job_id) = recorded.iter().filter_map(|e| e.response.as_ref()).find_map(|r| r["id"].as_str().or(r["job_id"].as_str())) {
-        return Ok(Some(job_id.to_string()));
-    }
     let open = ctx.journal.open_intents(&ctx.step.key).await?;
     let open: Vec<_> = open.into_iter().filter(|e| e.idempotency_key.starts_with(&prefix)).collect();
     if open.is_empty() {
@@ -156,6 +161,11 @@ async fn reconcile(ctx: &mut StepCtx<'_>, index: usize) -> Result<Option<String>
         }
     }
     Ok(found)
+}
+
+/// The job ID in a recorded StartRecovery response (the job, or a reconciliation's `job_id`).
+fn job_id_in(response: &serde_json::Value) -> Option<String> {
+    response["id"].as_str().or_else(|| response["job_id"].as_str()).filter(|id| !id.is_empty()).map(str::to_string)
 }
 
 fn intent_prefix(ctx: &StepCtx<'_>, index: usize) -> String {

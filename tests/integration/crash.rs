@@ -67,6 +67,9 @@ enum Kill {
     After(Duration),
     /// The process aborts right after committing its N-th intent.
     AfterIntent(u32),
+    /// The process aborts right after committing the outcome of its N-th call, before the step
+    /// saves the output that uses it.
+    AfterEffect(u32),
 }
 
 /// A fresh simulator, seeded, with a runbook file and a database in a temp dir.
@@ -134,8 +137,14 @@ impl World {
                 .arg(scenario.args()[0])
                 .arg(&runbook)
                 .args(&scenario.args()[1..]);
-            if let Kill::AfterIntent(n) = kill {
-                command.env("DRS_RUNBOOK_CRASH_AFTER_INTENT", n.to_string());
+            match kill {
+                Kill::AfterIntent(n) => {
+                    command.env("DRS_RUNBOOK_CRASH_AFTER_INTENT", n.to_string());
+                }
+                Kill::AfterEffect(n) => {
+                    command.env("DRS_RUNBOOK_CRASH_AFTER_EFFECT", n.to_string());
+                }
+                Kill::After(_) => {}
             }
             let mut child = command
                 .stderr(Stdio::piped())
@@ -159,7 +168,7 @@ impl World {
                         std::thread::sleep(Duration::from_millis(10));
                     }
                 }
-                Kill::AfterIntent(_) => false,
+                Kill::AfterIntent(_) | Kill::AfterEffect(_) => false,
             };
             let status = child.wait().unwrap();
             let stderr = reader.join().unwrap();
@@ -462,6 +471,7 @@ fn child_command(db: &Path, endpoint: &str) -> Command {
         .arg(endpoint)
         .env_remove("DRS_RUNBOOK_DB")
         .env_remove("DRS_RUNBOOK_CRASH_AFTER_INTENT")
+        .env_remove("DRS_RUNBOOK_CRASH_AFTER_EFFECT")
         .env("DRS_RUNBOOK_OPERATOR", "test-operator")
         .stdin(Stdio::null());
     command
@@ -576,10 +586,10 @@ async fn crash_and_resume(
 /// Runs the kill points a few at a time (the machine is small; the simulator waits, mostly).
 async fn kill_points(scenario: Scenario, expected: &Baseline) -> usize {
     let mut points: Vec<(Kill, bool)> = (1..=expected.intents)
-        .map(|n| (Kill::AfterIntent(n), false))
+        .flat_map(|n| [(Kill::AfterIntent(n), false), (Kill::AfterEffect(n), false)])
         .collect();
     // Spread-out times over the uninterrupted run's wall time, from the start to its end.
-    let timed = 30 - points.len().min(24);
+    let timed = 30usize.saturating_sub(points.len()).max(6);
     for i in 0..timed {
         let fraction = (i as f64 + 0.5) / timed as f64;
         points.push((Kill::After(expected.wall.mul_f64(fraction * 0.95)), false));

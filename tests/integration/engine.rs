@@ -39,6 +39,7 @@ pub fn drs_runbook(db: &Path, endpoint: Option<&str>, args: &[&str]) -> CliRun {
         .args(args)
         .env_remove("DRS_RUNBOOK_DB")
         .env("DRS_RUNBOOK_OPERATOR", "test-operator")
+        .env("DRS_RUNBOOK_SIM_SPEED", "600")
         .stdin(Stdio::null())
         .output()
         .expect("the binary runs");
@@ -368,4 +369,123 @@ async fn the_readme_command_works_on_a_fresh_machine_with_the_embedded_simulator
     assert!(dir.path().join("state/drs-runbook/sim-world.json").exists());
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&db).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_preflight_changes_nothing_says_why_and_does_not_block_the_corrected_run() {
+    let sim = TestSim::start(600.0).await;
+    sim.seed(REPORTING).await;
+    // The target side's credentials may not describe source servers (a missing IAM permission).
+    let (status, _) = sim
+        .post(
+            "/_sim/faults",
+            &json!({"faults": [{"kind": "api_error", "service": "drs", "operation": "DescribeSourceServers", "error": "AccessDeniedException", "count": 1}]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
+    let (db2, endpoint2) = (db.clone(), endpoint.clone());
+    let run = tokio::task::spawn_blocking(move || drs_runbook(&db2, Some(&endpoint2), &["--output", "json", "drill", "runbooks/reporting-drill.toml", "--yes"]))
+        .await
+        .unwrap();
+    assert_eq!(run.code, 1, "{run:#?}");
+    let error = run.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("drs:DescribeSourceServers"), "{error}");
+    assert!(error.contains("AccessDeniedException"), "{error}");
+    assert!(error.contains("request ID"), "{error}");
+    assert!(error.contains("IAM policy"), "the hint says what to check: {error}");
+    assert!(sim.get("/_sim/stats").await["mutations"].as_array().unwrap().is_empty());
+    // The fix made, the same drill runs again at once: the failed run holds no servers.
+    let again = tokio::task::spawn_blocking(move || drs_runbook(&db, Some(&endpoint), &["--output", "json", "drill", "runbooks/reporting-drill.toml", "--yes"]))
+        .await
+        .unwrap();
+    assert_eq!(again.code, 0, "{again:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_back_failover_is_not_rolled_back_before_its_failback() {
+    let sim = TestSim::start(600.0).await;
+    sim.seed(PAYMENTS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
+    let (db2, endpoint2) = (db.clone(), endpoint.clone());
+    let failover = tokio::task::spawn_blocking(move || drs_runbook(&db2, Some(&endpoint2), &["--output", "json", "failover", "runbooks/payments.toml", "--yes"]))
+        .await
+        .unwrap();
+    assert_eq!(failover.code, 0, "{failover:#?}");
+    let failover_id = failover.json()["run_id"].as_str().unwrap().to_string();
+    let (db2, endpoint2) = (db.clone(), endpoint.clone());
+    let failback = tokio::task::spawn_blocking(move || drs_runbook(&db2, Some(&endpoint2), &["--output", "json", "failback", "runbooks/payments.toml", "--yes"]))
+        .await
+        .unwrap();
+    assert_eq!(failback.code, 0, "{failback:#?}");
+    let failback_id = failback.json()["run_id"].as_str().unwrap().to_string();
+    let mutations_before = sim.get("/_sim/stats").await["mutations"].as_array().unwrap().len();
+    let refused = drs_runbook(&db, Some(&endpoint), &["rollback", &failover_id, "--yes"]);
+    assert_eq!(refused.code, 2, "{refused:#?}");
+    assert!(refused.stderr.contains(&failback_id), "the refusal names the failback: {}", refused.stderr);
+    assert!(refused.stderr.contains("roll back the failback first"), "{}", refused.stderr);
+    assert_eq!(sim.get("/_sim/stats").await["mutations"].as_array().unwrap().len(), mutations_before, "nothing changed");
+}
+
+/// A webhook receiver on 127.0.0.1 that keeps every JSON body POSTed to it.
+async fn webhook() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, received)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn notify_posts_the_run_report_when_a_run_pauses_and_when_it_ends() {
+    let sim = TestSim::start(600.0).await;
+    sim.seed(PAYMENTS).await;
+    let (url, received) = webhook().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
+    let (db2, endpoint2, url2) = (db.clone(), endpoint.clone(), url.clone());
+    let paused = tokio::task::spawn_blocking(move || drs_runbook(&db2, Some(&endpoint2), &["--output", "json", "failover", "runbooks/payments.toml", "--notify", &url2]))
+        .await
+        .unwrap();
+    assert_eq!(paused.code, 3, "{paused:#?}");
+    let run_id = paused.json()["run_id"].as_str().unwrap().to_string();
+    {
+        let bodies = received.lock().unwrap();
+        assert_eq!(bodies.len(), 1);
+        assert_eq!(bodies[0]["run_id"], run_id.as_str());
+        assert_eq!(bodies[0]["status"], "paused");
+        assert_eq!(bodies[0]["waiting_for"], "dns_cutover");
+    }
+    let id = run_id.clone();
+    let done = tokio::task::spawn_blocking(move || drs_runbook(&db, Some(&endpoint), &["--output", "json", "approve", &id, "--notify", &url]))
+        .await
+        .unwrap();
+    assert_eq!(done.code, 0, "{done:#?}");
+    let bodies = received.lock().unwrap();
+    assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies[1]["status"], "succeeded");
+    assert_eq!(bodies[1]["operation"], "failover");
+    assert_eq!(bodies[1], done.json(), "the notification is the report the command printed");
+}
+
+#[test]
+fn a_notification_that_fails_is_a_warning_not_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 9 of loopback: the POST fails at once.
+    let run = drs_runbook(&dir.path().join("runs.db"), None, &["--sim", "--output", "json", "drill", "runbooks/reporting-drill.toml", "--yes", "--notify", "http://127.0.0.1:9/hook"]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(run.stderr.contains("warning: the notification to http://127.0.0.1:9/hook failed"), "{}", run.stderr);
 }
