@@ -696,7 +696,7 @@ async fn failback_paused_before_cleanup(world: &World) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_failback_rollback_killed_after_each_intent_resumes_to_the_same_world() {
+async fn a_failback_rollback_killed_after_each_intent_and_effect_resumes_to_the_same_world() {
     let world = World::for_scenario(Scenario::Failback).await;
     let failback_id = failback_paused_before_cleanup(&world).await;
     let before: u64 = world.mutation_counts().await.values().sum();
@@ -715,9 +715,18 @@ async fn a_failback_rollback_killed_after_each_intent_resumes_to_the_same_world(
     );
     assert_eq!(expected_world["recovery_instances"]["A3"], json!([]));
 
-    let points: Vec<u64> = (1..=intents).collect();
+    // Right after each intent commits (before its call), and after each outcome commits
+    // (before the step saves the output that uses it).
+    let points: Vec<(&str, u64)> = (1..=intents)
+        .flat_map(|n| {
+            [
+                ("DRS_RUNBOOK_CRASH_AFTER_INTENT", n),
+                ("DRS_RUNBOOK_CRASH_AFTER_EFFECT", n),
+            ]
+        })
+        .collect();
     for chunk in points.chunks(4) {
-        futures_util::future::join_all(chunk.iter().map(|n| {
+        futures_util::future::join_all(chunk.iter().map(|&(hook, n)| {
             let (expected, expected_world) = (&expected, &expected_world);
             async move {
                 let world = World::for_scenario(Scenario::Failback).await;
@@ -727,17 +736,14 @@ async fn a_failback_rollback_killed_after_each_intent_resumes_to_the_same_world(
                 let crashed = tokio::task::spawn_blocking(move || {
                     child_command(&db, &endpoint)
                         .args(["rollback", &id, "--yes"])
-                        .env("DRS_RUNBOOK_CRASH_AFTER_INTENT", limit)
+                        .env(hook, limit)
                         .stderr(Stdio::piped())
                         .output()
                         .unwrap()
                 })
                 .await
                 .unwrap();
-                assert!(
-                    !crashed.status.success(),
-                    "rollback killed after intent {n}"
-                );
+                assert!(!crashed.status.success(), "rollback killed by {hook}={n}");
                 let stderr = String::from_utf8_lossy(&crashed.stderr);
                 let rollback_id = stderr
                     .lines()
@@ -750,12 +756,12 @@ async fn a_failback_rollback_killed_after_each_intent_resumes_to_the_same_world(
                 assert_eq!(
                     &world.mutation_counts().await,
                     expected,
-                    "rollback killed after intent {n}: each call once"
+                    "rollback killed by {hook}={n}: each call once"
                 );
                 assert_eq!(
                     &world.failback_snapshot().await,
                     expected_world,
-                    "rollback killed after intent {n}: the same world"
+                    "rollback killed by {hook}={n}: the same world"
                 );
             }
         }))
