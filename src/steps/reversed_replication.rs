@@ -16,6 +16,7 @@ use std::time::Duration;
 use super::{Halt, StepCtx, StepFailure, failback, parse_iso_duration};
 use crate::aws::drs::SourceServer;
 use crate::engine::clock::Backoff;
+use crate::engine::journal::CallState;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ReversedReplicationOutput {
@@ -148,6 +149,19 @@ async fn ensure_a2(
     let b2 = entry.recovery_instance_id.clone();
     // Keys are unique in the store: each attempt of the call has its own.
     let prefix = format!("{}/{}/reverse/{b2}", ctx.run.id, ctx.step.key);
+    // Recorded before a crash that lost the step's output: A2's ARN is in the effect.
+    if let CallState::Done(response) = ctx
+        .journal
+        .call_state(&ctx.step.key, &format!("{prefix}/"))
+        .await?
+        && let Some(arn) = response["reversedDirectionSourceServerArn"].as_str()
+    {
+        ctx.say(format!(
+            "{b1}: A2 {} was created by this run's ReverseReplication",
+            a2_id_of(arn)
+        ));
+        return Ok((arn.to_string(), "reconciled"));
+    }
     let open = ctx
         .journal
         .open_intents(&ctx.step.key)
