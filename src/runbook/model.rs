@@ -41,7 +41,9 @@ pub struct Objectives {
 }
 
 /// Which side's account and credentials own a resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Account {
     Source,
@@ -113,6 +115,10 @@ pub struct LoadBalancer {
     pub target_group_arn: String,
     /// In the source account and region (failback).
     pub failback_target_group_arn: Option<String>,
+    /// In the target account and region: a drill registers its drill instances here and waits
+    /// until they are healthy (validate), then removes them (cleanup). Never the production
+    /// group, so a drill moves no traffic.
+    pub drill_target_group_arn: Option<String>,
     pub port: Option<u16>,
 }
 
@@ -164,7 +170,9 @@ pub enum PointsTo {
 }
 
 /// The step kinds of DESIGN section 5; durable names, never renamed once shipped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
     Preflight,
