@@ -104,10 +104,10 @@ pub fn seed(world: &mut World, runbook: &Runbook, now: DateTime<Utc>) -> SeedSum
         {
             summary.target_groups += 1;
         }
-        if let Some(failback) = &lb.failback_target_group_arn {
-            if elbv2::seed_target_group(world, failback, port, &wave_instances(&lb.wave), now) {
-                summary.target_groups += 1;
-            }
+        if let Some(failback) = &lb.failback_target_group_arn
+            && elbv2::seed_target_group(world, failback, port, &wave_instances(&lb.wave), now)
+        {
+            summary.target_groups += 1;
         }
     }
 
