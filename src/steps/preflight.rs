@@ -153,10 +153,11 @@ async fn check_target_groups(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> 
             (None, true) => continue,
             (_, false) => vec![(&ctx.clients.target, lb.target_group_arn.clone())],
         };
-        if !drill && ctx.run.options.mode == Mode::Planned {
-            if let Some(failback) = &lb.failback_target_group_arn {
-                groups.push((&ctx.clients.source, failback.clone()));
-            }
+        if !drill
+            && ctx.run.options.mode == Mode::Planned
+            && let Some(failback) = &lb.failback_target_group_arn
+        {
+            groups.push((&ctx.clients.source, failback.clone()));
         }
         for (clients, arn) in groups {
             let name = format!("elbv2:{}", arn.rsplit(':').next().unwrap_or(&arn));

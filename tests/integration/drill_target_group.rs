@@ -1,7 +1,8 @@
 //! A drill with a drill target group (`drill_target_group_arn` in `[[load_balancer]]`): the
 //! built binary drills `payments` against the simulator in process; `validate` registers the
 //! drill instances in the drill group and waits until they are healthy, `cleanup` removes them
-//! before terminating them; the production target group and DNS are never touched.
+//! before terminating them (and so does a rollback of a drill that failed there); the
+//! production target group and DNS are never touched.
 
 use serde_json::{Value, json};
 
@@ -197,7 +198,8 @@ async fn unhealthy_drill_targets_fail_the_drill_naming_them_with_a_hint() {
         .await;
     assert_eq!(status, 200);
     let dir = tempfile::tempdir().unwrap();
-    let run = drill_payments(&sim, &dir.path().join("runs.db")).await;
+    let db = dir.path().join("runs.db");
+    let run = drill_payments(&sim, &db).await;
     assert_eq!(run.code, 1, "{run:#?}");
     let report = run.json();
     assert_eq!(report["status"], "failed");
@@ -220,4 +222,61 @@ async fn unhealthy_drill_targets_fail_the_drill_naming_them_with_a_hint() {
     let stats = sim.get("/_sim/stats").await;
     assert!(mutations(&stats, "TerminateRecoveryInstances").is_empty());
     assert!(targets_in(&sim, PRODUCTION_GROUP).await.is_empty());
+    assert_eq!(targets_in(&sim, DRILL_GROUP).await.len(), registered.len());
+
+    // The rollback the hint names removes them from the drill group, then terminates them.
+    let run_id = report["run_id"].as_str().unwrap().to_string();
+    assert!(
+        error.contains(&format!("drs-runbook rollback {run_id}")),
+        "{error}"
+    );
+    let endpoint = sim.endpoint.clone();
+    let rollback = tokio::task::spawn_blocking(move || {
+        drs_runbook(
+            &db,
+            Some(&endpoint),
+            &["--output", "json", "rollback", &run_id],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        rollback.code, 0,
+        "a drill's rollback needs no confirmation: {rollback:#?}"
+    );
+    let stats = sim.get("/_sim/stats").await;
+    let deregistrations = mutations(&stats, "DeregisterTargets");
+    assert_eq!(deregistrations.len(), 1, "{deregistrations:#?}");
+    assert_eq!(
+        deregistrations[0]["params"]["target_group_arn"],
+        DRILL_GROUP
+    );
+    assert_eq!(target_ids(&deregistrations[0]), registered);
+    // One terminate per wave (undo:recovery_job:W), the app wave's after its drill targets left.
+    let order: Vec<&str> = stats["mutations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["operation"].as_str().unwrap())
+        .filter(|op| matches!(*op, "DeregisterTargets" | "TerminateRecoveryInstances"))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "DeregisterTargets",
+            "TerminateRecoveryInstances",
+            "TerminateRecoveryInstances"
+        ]
+    );
+    assert_eq!(
+        targets_in(&sim, DRILL_GROUP).await,
+        Vec::<(String, String)>::new()
+    );
+    let left = sim
+        .drs("222222222222", "us-west-2")
+        .describe_recovery_instances()
+        .send()
+        .await
+        .unwrap();
+    assert!(left.items().is_empty(), "{left:#?}");
 }
