@@ -2,8 +2,8 @@
 //!
 //! ```text
 //!   Database::open(path)        create the file 0600, WAL, synchronous=FULL, foreign keys,
-//!        │                      busy timeout, then, under an exclusive lock on <db>.lock,
-//!        │                      run the embedded forward-only migrations
+//!        │                      busy timeout, then the embedded forward-only migrations
+//!        │                      (connect and migrate under an exclusive lock on <db>.lock)
 //!        ▼
 //!   db.begin()  ──►  BEGIN IMMEDIATE transaction  ──►  runs:: steps:: effects:: events::
 //!                                                      leases:: claims::   (free functions over
@@ -75,6 +75,12 @@ impl Database {
     pub async fn open(path: impl AsRef<Path>) -> Result<Database, StoreError> {
         let path = path.as_ref().to_path_buf();
         create_private_file(&path)?;
+        // Two processes opening a new database at once race: both switch the new file to WAL
+        // (which needs SQLite's exclusive lock, and can fail with "database is locked"), then
+        // both find no migration applied and both run migration 1 ("table runs already
+        // exists"). Connecting, checking and migrating run under an exclusive lock, held only
+        // for that; the second opener then finds WAL set and the schema up to date.
+        let lock = MigrationLock::acquire(&path).await?;
         let options = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(true)
@@ -89,11 +95,6 @@ impl Database {
             .connect_with(options)
             .await
             .map_err(|source| open_error(&path, source))?;
-        // Two processes opening a new database at once would both find no migration applied
-        // and both run migration 1 ("table runs already exists"): the checks and migrations
-        // run under an exclusive lock, held only for that; the second opener then finds the
-        // schema up to date and applies nothing.
-        let lock = MigrationLock::acquire(&path).await?;
         ensure_ours(&pool, &path).await?;
         MIGRATOR
             .run(&pool)
@@ -760,7 +761,7 @@ mod tests {
 
     /// Two processes opening a brand-new database at the same moment (two drills started by
     /// cron): each open here has its own thread, runtime and pool, as a process would, and they
-    /// start together. Without the migration lock one of them fails on "table runs already
+    /// start together. Without the lock one of them fails on "database is locked" or "table runs already
     /// exists"; repeated on fresh paths because the race window is narrow.
     #[test]
     fn concurrent_first_opens_both_succeed_and_migrate_once() {
