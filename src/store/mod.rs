@@ -761,8 +761,8 @@ mod tests {
 
     /// Two processes opening a brand-new database at the same moment (two drills started by
     /// cron): each open here has its own thread, runtime and pool, as a process would, and they
-    /// start together. Without the lock one of them fails on "database is locked" or "table runs already
-    /// exists"; repeated on fresh paths because the race window is narrow.
+    /// start together. Without the lock one of them fails on "database is locked" or "table
+    /// runs already exists"; repeated on fresh paths because the race window is narrow.
     #[test]
     fn concurrent_first_opens_both_succeed_and_migrate_once() {
         const ROUNDS: usize = 12;
