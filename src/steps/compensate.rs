@@ -7,6 +7,7 @@
 //! |---|---|
 //! | `dns_cutover` | the captured record sets (`zones[].before`) UPSERTed back, records that did not exist before DELETEd; wait INSYNC |
 //! | `lb_switch:W` | the targets it deregistered registered again, the ones it added deregistered |
+//! | `validate:W` (drill) | the drill instances it registered in a drill target group deregistered |
 //! | `recovery_job:W` | the recovery instances of its jobs (found by the jobs' tags) terminated; planned with an approval gate unless the run was a drill |
 //! | `reversed_replication` | hook: stop the reversed replication, see [`compensates`] |
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 use super::dns_cutover::DnsOutput;
 use super::lb_switch::LbSwitchOutput;
 use super::recovery_job::{TAG_RUN, TAG_STEP};
+use super::validate::ValidateOutput;
 use super::{Halt, StepCtx, StepFailure, retry};
 use crate::aws::elbv2::Target;
 use crate::aws::route53::{RecordChange, RecordSet};
@@ -32,6 +34,9 @@ pub const UNDO_PREFIX: &str = "undo:";
 pub fn compensates(kind: StepKind) -> bool {
     match kind {
         StepKind::DnsCutover | StepKind::LbSwitch | StepKind::RecoveryJob => true,
+        // A drill's validate registers the drill instances in the runbook's drill target
+        // groups; undone before the instances are terminated (it is newer than their job).
+        StepKind::Validate => true,
         // Hook for failback (issue 4): `reversed_replication` is undone by stopping the
         // reversed replication it started (StopReplication on the servers named in its output),
         // and `a2_recovery` like `recovery_job` if its jobs carry the same tags. Add them here
@@ -41,7 +46,6 @@ pub fn compensates(kind: StepKind) -> bool {
         StepKind::Preflight
         | StepKind::SnapshotConversion
         | StepKind::Launch
-        | StepKind::Validate
         | StepKind::Cleanup => false,
     }
 }
@@ -60,6 +64,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         StepKind::DnsCutover => undo_dns(ctx, &undone).await,
         StepKind::LbSwitch => undo_lb(ctx, &undone).await,
         StepKind::RecoveryJob => undo_recovery(ctx, &undone).await,
+        StepKind::Validate => undo_drill_groups(ctx, &undone).await,
         kind => Err(Halt::Failed(StepFailure::new(
             format!("a {kind} step has no compensation"),
             format!(
@@ -380,6 +385,42 @@ async fn undo_lb(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
         out.planned = true;
         ctx.save(&out).await?;
     }
+    restore_groups(ctx, &mut out).await
+}
+
+/// Removes the drill instances a drill's `validate` registered in its drill target groups (those
+/// still registered when the rollback looks; planned once and persisted like [`undo_lb`]).
+async fn undo_drill_groups(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
+    let mut out: UndoLbOutput = ctx.my_output().await?;
+    if !out.planned {
+        let validated: ValidateOutput =
+            serde_json::from_value(undone.output.clone()).unwrap_or_default();
+        let target = ctx.clients.target.clone();
+        for group in &validated.drill_groups {
+            let health = retry::read(ctx, || target.target_health(&group.target_group_arn)).await?;
+            let present = |id: &str| health.iter().any(|h| h.id == id && h.state != "draining");
+            out.groups.push(GroupRestore {
+                target_group_arn: group.target_group_arn.clone(),
+                deregister: group
+                    .registered
+                    .iter()
+                    .filter(|t| present(&t.id))
+                    .cloned()
+                    .collect(),
+                ..Default::default()
+            });
+        }
+        out.planned = true;
+        ctx.save(&out).await?;
+    }
+    if out.groups.is_empty() {
+        ctx.say("no drill target group to clean");
+    }
+    restore_groups(ctx, &mut out).await
+}
+
+/// Applies planned target-group restores: old targets back first, then the added ones out.
+async fn restore_groups(ctx: &mut StepCtx<'_>, out: &mut UndoLbOutput) -> Result<(), Halt> {
     for i in 0..out.groups.len() {
         let arn = out.groups[i].target_group_arn.clone();
         // The old targets go back first, so the group is never left empty.
@@ -394,7 +435,7 @@ async fn undo_lb(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
                 ));
             }
             out.groups[i].reregistered_done = true;
-            ctx.save(&out).await?;
+            ctx.save(out).await?;
         }
         if !out.groups[i].deregistered_done {
             let targets = out.groups[i].deregister.clone();
@@ -413,7 +454,7 @@ async fn undo_lb(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
                 ));
             }
             out.groups[i].deregistered_done = true;
-            ctx.save(&out).await?;
+            ctx.save(out).await?;
         }
     }
     Ok(())
