@@ -35,8 +35,10 @@ pub struct RetryArgs {
     /// The failed step to run again.
     #[arg(long)]
     pub step: String,
+    /// Approve every remaining gate up front.
     #[arg(long)]
     pub yes: bool,
+    /// POST a JSON summary to this URL when the run ends or pauses.
     #[arg(long)]
     pub notify: Option<String>,
 }
@@ -50,8 +52,10 @@ pub struct SkipArgs {
     /// Why: recorded in the audit trail with your name.
     #[arg(long)]
     pub reason: String,
+    /// Approve every remaining gate up front.
     #[arg(long)]
     pub yes: bool,
+    /// POST a JSON summary to this URL when the run ends or pauses.
     #[arg(long)]
     pub notify: Option<String>,
 }

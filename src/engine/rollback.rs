@@ -253,6 +253,32 @@ mod tests {
     }
 
     #[test]
+    fn a_drill_removes_its_drill_targets_before_terminating_each_wave() {
+        let steps = vec![
+            step("preflight", StepKind::Preflight, StepStatus::Succeeded, 1),
+            step("recovery_job:db", StepKind::RecoveryJob, StepStatus::Succeeded, 1),
+            step("launch:db", StepKind::Launch, StepStatus::Succeeded, 1),
+            step("validate:db", StepKind::Validate, StepStatus::Succeeded, 1),
+            step("recovery_job:app", StepKind::RecoveryJob, StepStatus::Succeeded, 1),
+            step("launch:app", StepKind::Launch, StepStatus::Succeeded, 1),
+            step("validate:app", StepKind::Validate, StepStatus::Failed, 1),
+            step("cleanup", StepKind::Cleanup, StepStatus::Pending, 0),
+        ];
+        let plan = plan_rollback(Operation::Drill, &steps);
+        let keys: Vec<&str> = plan.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "undo:validate:app",
+                "undo:recovery_job:app",
+                "undo:validate:db",
+                "undo:recovery_job:db"
+            ]
+        );
+        assert!(plan.iter().all(|p| !p.needs_approval));
+    }
+
+    #[test]
     fn confirmation_is_needed_once_a_failover_touched_dns() {
         assert!(needs_confirmation(Operation::Failover, &failover_steps(1)));
         assert!(!needs_confirmation(Operation::Failover, &failover_steps(0)));

@@ -352,6 +352,45 @@ servers = ["s-00000000000000004"]
     }
 
     #[test]
+    fn a_drill_target_group_is_optional_and_checked_like_the_failover_one() {
+        const DRILL_LINE: &str = "drill_target_group_arn = \"arn:aws:elasticloadbalancing:us-west-2:222222222222:targetgroup/payments-drill/0123456789abcd01\"\n";
+        let payments = parse(PAYMENTS, "payments.toml").unwrap();
+        assert_eq!(
+            payments.load_balancers[0].drill_target_group_arn.as_deref(),
+            Some("arn:aws:elasticloadbalancing:us-west-2:222222222222:targetgroup/payments-drill/0123456789abcd01")
+        );
+        // A runbook written before the key existed stays valid, without a drill group.
+        let older = parse(&payments_with(DRILL_LINE, ""), "t.toml").unwrap();
+        assert_eq!(older.load_balancers[0].drill_target_group_arn, None);
+        assert_eq!(older.load_balancers[0].target_group_arn, payments.load_balancers[0].target_group_arn);
+
+        let malformed = payments_with("payments-drill/0123456789abcd01", "payments-drill/xyz");
+        let problems = problems_of(&malformed);
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert_eq!(problems[0].key, "load_balancer[0].drill_target_group_arn");
+        assert_eq!(problems[0].line, line_of(&malformed, "payments-drill/xyz"));
+        assert!(problems[0].message.contains("16 hex digits"), "{}", problems[0].message);
+
+        let source_side = payments_with(
+            "elasticloadbalancing:us-west-2:222222222222:targetgroup/payments-drill",
+            "elasticloadbalancing:us-east-1:111111111111:targetgroup/payments-drill",
+        );
+        let problems = problems_of(&source_side);
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert_eq!(problems[0].key, "load_balancer[0].drill_target_group_arn");
+        assert!(problems[0].message.contains("target side, us-west-2"), "{}", problems[0].message);
+
+        let production = payments_with(
+            "targetgroup/payments-drill/0123456789abcd01",
+            "targetgroup/payments/0123456789abcdef",
+        );
+        let problems = problems_of(&production);
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert_eq!(problems[0].key, "load_balancer[0].drill_target_group_arn");
+        assert!(problems[0].message.contains("separate, empty target group"), "{}", problems[0].message);
+    }
+
+    #[test]
     fn syntax_errors_name_their_line() {
         let text = payments_with("rto = \"30m\"", "rto = \"30m");
         let problems = problems_of(&text);

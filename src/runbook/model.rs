@@ -113,6 +113,10 @@ pub struct LoadBalancer {
     pub target_group_arn: String,
     /// In the source account and region (failback).
     pub failback_target_group_arn: Option<String>,
+    /// In the target account and region: a drill registers its drill instances here and waits
+    /// until they are healthy (validate), then removes them (cleanup). Never the production
+    /// group, so a drill moves no traffic.
+    pub drill_target_group_arn: Option<String>,
     pub port: Option<u16>,
 }
 

@@ -109,6 +109,8 @@ pub struct RawLoadBalancer {
     #[serde(default)]
     pub failback_target_group_arn: Option<Text>,
     #[serde(default)]
+    pub drill_target_group_arn: Option<Text>,
+    #[serde(default)]
     pub port: Option<Spanned<u16>>,
 }
 

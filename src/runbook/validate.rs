@@ -534,6 +534,22 @@ fn load_balancer(
             Account::Source,
         );
     }
+    if let Some(drill) = &lb.drill_target_group_arn {
+        target_group(
+            problems,
+            &format!("{prefix}.drill_target_group_arn"),
+            drill,
+            target,
+            Account::Target,
+        );
+        if drill.get_ref() == lb.target_group_arn.get_ref() {
+            problems.at(
+                &drill.span(),
+                format!("{prefix}.drill_target_group_arn"),
+                "the drill target group is the failover target group: a drill would add its instances to production traffic; use a separate, empty target group for drills",
+            );
+        }
+    }
     if let Some(port) = &lb.port
         && *port.get_ref() == 0
     {
@@ -548,6 +564,10 @@ fn load_balancer(
         target_group_arn: lb.target_group_arn.get_ref().clone(),
         failback_target_group_arn: lb
             .failback_target_group_arn
+            .as_ref()
+            .map(|a| a.get_ref().clone()),
+        drill_target_group_arn: lb
+            .drill_target_group_arn
             .as_ref()
             .map(|a| a.get_ref().clone()),
         port: lb.port.as_ref().map(|p| *p.get_ref()),

@@ -2,8 +2,8 @@
 //! the servers it names (B1 in the target account/region, healthy and replicating, with
 //! point-in-time snapshots), their source instances (A1) with IPs in the source account/region,
 //! its hosted zones and records pointing at the A1 IPs, its failback target groups (source
-//! region) with A1 registered and healthy, and its failover target groups (target region) empty,
-//! as in a pilot-light setup. Seeding is idempotent: what exists is left as it is.
+//! region) with A1 registered and healthy, and its failover and drill target groups (target
+//! region) empty, as in a pilot-light setup. Seeding is idempotent: what exists is left as it is.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -92,16 +92,22 @@ pub fn seed(world: &mut World, runbook: &Runbook, now: DateTime<Utc>) -> SeedSum
             .collect()
     };
 
-    // Target groups: the failback group (source region) carries A1, the failover group is empty.
+    // Target groups: the failback group (source region) carries A1, the failover and drill
+    // groups are empty.
     for lb in &runbook.load_balancers {
         let port = lb.port.unwrap_or(80);
         if elbv2::seed_target_group(world, &lb.target_group_arn, port, &[], now) {
             summary.target_groups += 1;
         }
-        if let Some(failback) = &lb.failback_target_group_arn {
-            if elbv2::seed_target_group(world, failback, port, &wave_instances(&lb.wave), now) {
-                summary.target_groups += 1;
-            }
+        if let Some(drill) = &lb.drill_target_group_arn
+            && elbv2::seed_target_group(world, drill, port, &[], now)
+        {
+            summary.target_groups += 1;
+        }
+        if let Some(failback) = &lb.failback_target_group_arn
+            && elbv2::seed_target_group(world, failback, port, &wave_instances(&lb.wave), now)
+        {
+            summary.target_groups += 1;
         }
     }
 

@@ -1,13 +1,18 @@
-//! `cleanup` (drill): terminates the drill instances this run launched
-//! (TerminateRecoveryInstances), then verifies that none of them remains. Every instance is
-//! recorded, so an incomplete cleanup is visible and resumable.
+//! `cleanup` (drill): removes the drill instances from the drill target groups `validate`
+//! registered them in (DeregisterTargets, first, so no health check or test traffic goes to an
+//! instance being terminated), terminates the drill instances this run launched
+//! (TerminateRecoveryInstances), then verifies that none of them remains, in DRS or in a drill
+//! target group. Every instance and target is recorded, so an incomplete cleanup is visible and
+//! resumable.
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use crate::engine::journal::CallState;
 use super::launch::LaunchOutput;
+use super::validate::ValidateOutput;
 use super::{Halt, StepCtx, StepFailure};
+use crate::aws::elbv2::Target;
 use crate::engine::clock::Backoff;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -17,7 +22,24 @@ pub struct CleanupOutput {
     pub terminate_job_id: Option<String>,
     pub terminated: Vec<String>,
     pub remaining: Vec<String>,
+    /// The drill target groups were read and the targets to remove decided.
+    #[serde(default)]
+    pub drill_groups_planned: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drill_groups: Vec<DrillDeregistration>,
     pub verified_at: Option<String>,
+}
+
+/// The drill instances removed from one drill target group.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DrillDeregistration {
+    pub target_group_arn: String,
+    /// The drill targets `validate` registered that were still in the group.
+    pub targets: Vec<Target>,
+    pub deregistered_done: bool,
+    /// Drill targets still in the group (draining included) at the last look.
+    #[serde(default)]
+    pub remaining: Vec<String>,
 }
 
 const GONE_DEADLINE: Duration = Duration::from_secs(20 * 60);
@@ -38,6 +60,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         out.instances.sort();
         ctx.save(&out).await?;
     }
+    remove_from_drill_groups(ctx, &mut out).await?;
     if out.instances.is_empty() {
         ctx.say("no drill instance to clean up");
         out.verified_at = Some(ctx.clock.now().to_rfc3339());
@@ -60,13 +83,20 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
             .collect();
         out.terminated = out.instances.iter().filter(|i| !out.remaining.contains(i)).cloned().collect();
         ctx.say(format!("{}/{} drill instance(s) terminated", out.terminated.len(), out.instances.len()));
-        if out.remaining.is_empty() {
+        let targets_left = drill_targets_left(ctx, &mut out).await?;
+        if out.remaining.is_empty() && targets_left.is_empty() {
             out.verified_at = Some(ctx.clock.now().to_rfc3339());
             ctx.save(&out).await?;
             return Ok(());
         }
         ctx.save(&out).await?;
         let waited = (ctx.clock.now() - started).to_std().unwrap_or_default();
+        if waited > GONE_DEADLINE && !targets_left.is_empty() {
+            return Err(Halt::Failed(StepFailure::new(
+                format!("drill targets still in their drill target group after {} minutes: {}", GONE_DEADLINE.as_secs() / 60, targets_left.join(", ")),
+                "check the drill target group's deregistration delay in the EC2 console; then `retry` this step",
+            )));
+        }
         if waited > GONE_DEADLINE {
             return Err(Halt::Failed(StepFailure::new(
                 format!("drill instances still present after {} minutes: {}", GONE_DEADLINE.as_secs() / 60, out.remaining.join(", ")),
@@ -76,6 +106,77 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         let interval = backoff.next_interval();
         ctx.pause(interval).await?;
     }
+}
+
+/// Deregisters the drill targets `validate` registered (read from each wave's validate output)
+/// that are still in their drill target group. What to remove is decided once, from a read of
+/// the groups, and persisted; each DeregisterTargets goes intent -> call -> effect through
+/// [`super::lb_switch::call`], which reconciles an open intent by reading target health first.
+async fn remove_from_drill_groups(ctx: &mut StepCtx<'_>, out: &mut CleanupOutput) -> Result<(), Halt> {
+    if !out.drill_groups_planned {
+        // Only waves with a drill target group have one recorded by their validate step.
+        let waves: Vec<String> = ctx
+            .runbook
+            .waves
+            .iter()
+            .filter(|w| ctx.runbook.load_balancers_of(&w.name).any(|lb| lb.drill_target_group_arn.is_some()))
+            .map(|w| w.name.clone())
+            .collect();
+        for wave in waves {
+            let validate: ValidateOutput = ctx.output_of(&format!("validate:{wave}")).await?;
+            for group in validate.drill_groups {
+                let side = ctx.clients.target.clone();
+                let arn = group.target_group_arn.clone();
+                let health = super::retry::read(ctx, || side.target_health(&arn)).await?;
+                let present = |id: &str| health.iter().any(|h| h.id == id && h.state != "draining");
+                let targets: Vec<Target> = group.registered.into_iter().filter(|t| present(&t.id)).collect();
+                out.drill_groups.push(DrillDeregistration { target_group_arn: arn, targets, ..Default::default() });
+            }
+        }
+        out.drill_groups_planned = true;
+        ctx.save(out).await?;
+    }
+    for i in 0..out.drill_groups.len() {
+        if out.drill_groups[i].deregistered_done {
+            continue;
+        }
+        let arn = out.drill_groups[i].target_group_arn.clone();
+        let targets = out.drill_groups[i].targets.clone();
+        if !targets.is_empty() {
+            super::lb_switch::call(ctx, "elbv2:DeregisterTargets", "deregister", &arn, &targets).await?;
+            ctx.say(format!(
+                "deregistered {} drill instance(s) from the drill target group {}",
+                targets.len(),
+                arn.rsplit(':').next().unwrap_or(&arn)
+            ));
+        }
+        out.drill_groups[i].deregistered_done = true;
+        ctx.save(out).await?;
+    }
+    Ok(())
+}
+
+/// The drill targets still in a drill target group (draining ones included: the group is
+/// clean only once they are gone), recorded per group.
+async fn drill_targets_left(ctx: &mut StepCtx<'_>, out: &mut CleanupOutput) -> Result<Vec<String>, Halt> {
+    let mut left = Vec::new();
+    for i in 0..out.drill_groups.len() {
+        if out.drill_groups[i].targets.is_empty() {
+            continue;
+        }
+        let side = ctx.clients.target.clone();
+        let arn = out.drill_groups[i].target_group_arn.clone();
+        let health = super::retry::read(ctx, || side.target_health(&arn)).await?;
+        let group = &mut out.drill_groups[i];
+        group.remaining = group
+            .targets
+            .iter()
+            .filter(|t| health.iter().any(|h| h.id == t.id))
+            .map(|t| t.id.clone())
+            .collect();
+        left.extend(group.remaining.iter().map(|id| format!("{id} in {arn}")));
+    }
+    Ok(left)
 }
 
 /// Intent -> TerminateRecoveryInstances -> effect. Not idempotent: an open intent is reconciled

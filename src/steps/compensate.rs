@@ -7,6 +7,7 @@
 //! |---|---|
 //! | `dns_cutover` | the captured record sets (`zones[].before`) UPSERTed back, records that did not exist before DELETEd; wait INSYNC |
 //! | `lb_switch:W` | the targets it deregistered registered again, the ones it added deregistered |
+//! | `validate:W` (drill) | the drill instances it registered in a drill target group deregistered |
 //! | `recovery_job:W` | the recovery instances of its jobs (found by the jobs' tags) terminated; planned with an approval gate unless the run was a drill |
 //! | `a2_recovery:W` | the same, in the origin: the failback instances (A3) of its jobs terminated |
 //! | `reversed_replication:W` | StopReplication of each A2 the step created, reconciled or adopted (origin) |
@@ -26,6 +27,7 @@ use super::failback_cleanup;
 use super::lb_switch::LbSwitchOutput;
 use super::recovery_job::{TAG_RUN, TAG_STEP};
 use super::reversed_replication::ReversedReplicationOutput;
+use super::validate::ValidateOutput;
 use super::{Halt, StepCtx, StepFailure, retry};
 use crate::aws::SideClients;
 use crate::aws::elbv2::Target;
@@ -47,11 +49,13 @@ pub fn compensates(kind: StepKind) -> bool {
         | StepKind::RecoveryJob
         | StepKind::A2Recovery
         | StepKind::ReversedReplication => true,
+        // A drill's validate registers the drill instances in the runbook's drill target
+        // groups; undone before the instances are terminated (it is newer than their job).
+        StepKind::Validate => true,
         // Read-only steps change nothing; a drill's cleanup only removed what the run created.
         StepKind::Preflight
         | StepKind::SnapshotConversion
         | StepKind::Launch
-        | StepKind::Validate
         | StepKind::Cleanup => false,
     }
 }
@@ -85,6 +89,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         StepKind::LbSwitch => undo_lb(ctx, &undone).await,
         StepKind::RecoveryJob | StepKind::A2Recovery => undo_recovery(ctx, &undone).await,
         StepKind::ReversedReplication => undo_reversed(ctx, &undone).await,
+        StepKind::Validate => undo_drill_groups(ctx, &undone).await,
         kind => Err(Halt::Failed(StepFailure::new(
             format!("a {kind} step has no compensation"),
             format!(
@@ -411,6 +416,48 @@ async fn undo_lb(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
         ctx.save(&out).await?;
     }
     let side = ctx.clients.side(undone.side()).clone();
+    restore_groups(ctx, &side, &mut out).await
+}
+
+/// Removes the drill instances a drill's `validate` registered in its drill target groups (those
+/// still registered when the rollback looks; planned once and persisted like [`undo_lb`]).
+async fn undo_drill_groups(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
+    let mut out: UndoLbOutput = ctx.my_output().await?;
+    // Drills run in the recovery (target) account and region only.
+    let target = ctx.clients.target.clone();
+    if !out.planned {
+        let validated: ValidateOutput =
+            serde_json::from_value(undone.output.clone()).unwrap_or_default();
+        for group in &validated.drill_groups {
+            let health = retry::read(ctx, || target.target_health(&group.target_group_arn)).await?;
+            let present = |id: &str| health.iter().any(|h| h.id == id && h.state != "draining");
+            out.groups.push(GroupRestore {
+                target_group_arn: group.target_group_arn.clone(),
+                deregister: group
+                    .registered
+                    .iter()
+                    .filter(|t| present(&t.id))
+                    .cloned()
+                    .collect(),
+                ..Default::default()
+            });
+        }
+        out.planned = true;
+        ctx.save(&out).await?;
+    }
+    if out.groups.is_empty() {
+        ctx.say("no drill target group to clean");
+    }
+    restore_groups(ctx, &target, &mut out).await
+}
+
+/// Applies planned target-group restores on `side`: old targets back first, then the added
+/// ones out.
+async fn restore_groups(
+    ctx: &mut StepCtx<'_>,
+    side: &SideClients,
+    out: &mut UndoLbOutput,
+) -> Result<(), Halt> {
     for i in 0..out.groups.len() {
         let arn = out.groups[i].target_group_arn.clone();
         // The old targets go back first, so the group is never left empty.
@@ -419,7 +466,7 @@ async fn undo_lb(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
             if !targets.is_empty() {
                 super::lb_switch::call_on(
                     ctx,
-                    &side,
+                    side,
                     "elbv2:RegisterTargets",
                     "register",
                     &arn,
@@ -432,14 +479,14 @@ async fn undo_lb(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
                 ));
             }
             out.groups[i].reregistered_done = true;
-            ctx.save(&out).await?;
+            ctx.save(out).await?;
         }
         if !out.groups[i].deregistered_done {
             let targets = out.groups[i].deregister.clone();
             if !targets.is_empty() {
                 super::lb_switch::call_on(
                     ctx,
-                    &side,
+                    side,
                     "elbv2:DeregisterTargets",
                     "deregister",
                     &arn,
@@ -452,7 +499,7 @@ async fn undo_lb(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
                 ));
             }
             out.groups[i].deregistered_done = true;
-            ctx.save(&out).await?;
+            ctx.save(out).await?;
         }
     }
     Ok(())

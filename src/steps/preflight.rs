@@ -146,15 +146,19 @@ async fn check_dns(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(),
 }
 
 async fn check_target_groups(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(), Halt> {
-    if ctx.run.operation == crate::engine::plan::Operation::Drill {
-        return Ok(());
-    }
+    let drill = ctx.run.operation == crate::engine::plan::Operation::Drill;
     for lb in &ctx.runbook.load_balancers {
-        let mut groups = vec![(&ctx.clients.target, lb.target_group_arn.clone())];
-        if ctx.run.options.mode == Mode::Planned {
-            if let Some(failback) = &lb.failback_target_group_arn {
-                groups.push((&ctx.clients.source, failback.clone()));
-            }
+        // A drill touches only the drill target groups, never the production ones.
+        let mut groups = match (&lb.drill_target_group_arn, drill) {
+            (Some(arn), true) => vec![(&ctx.clients.target, arn.clone())],
+            (None, true) => continue,
+            (_, false) => vec![(&ctx.clients.target, lb.target_group_arn.clone())],
+        };
+        if !drill
+            && ctx.run.options.mode == Mode::Planned
+            && let Some(failback) = &lb.failback_target_group_arn
+        {
+            groups.push((&ctx.clients.source, failback.clone()));
         }
         for (clients, arn) in groups {
             let name = format!("elbv2:{}", arn.rsplit(':').next().unwrap_or(&arn));

@@ -132,15 +132,18 @@ async fn plan_batches(ctx: &mut StepCtx<'_>) -> Result<RecoveryJobOutput, Halt> 
     })
 }
 
-/// Looks for a job of this batch created by an earlier attempt whose effect was never
-/// recorded. Marks the open intents reconciled (found) or failed (not found).
+/// Looks for a job of this batch created by an earlier attempt whose job ID did not reach the
+/// step's output: an intent left open by a crash before the effect, or an effect recorded just
+/// before a crash that came before the output was saved (two commits). Marks the open intents
+/// reconciled (found) or failed (not found).
 async fn reconcile(ctx: &mut StepCtx<'_>, index: usize) -> Result<Option<String>, Halt> {
     let prefix = intent_prefix(ctx, index);
-    let open = ctx.journal.open_intents(&ctx.step.key).await?;
-    let open: Vec<_> = open.into_iter().filter(|e| e.idempotency_key.starts_with(&prefix)).collect();
-    if open.is_empty() {
+    // No call of this batch was ever intended: there is nothing to find.
+    if ctx.journal.effects_count_with_prefix(&ctx.step.key, &prefix).await? == 0 {
         return Ok(None);
     }
+    let open = ctx.journal.open_intents(&ctx.step.key).await?;
+    let open: Vec<_> = open.into_iter().filter(|e| e.idempotency_key.starts_with(&prefix)).collect();
     let tag = batch_tag(&ctx.run.id, &ctx.step.key, index);
     let since = Some(ctx.run.started_at - chrono::Duration::hours(1));
     let side = ctx.recovery_side().clone();

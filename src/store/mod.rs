@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!   Database::open(path)        create the file 0600, WAL, synchronous=FULL, foreign keys,
-//!        │                      busy timeout, then run the embedded forward-only migrations
+//!        │                      busy timeout, then the embedded forward-only migrations
+//!        │                      (connect and migrate under an exclusive lock on <db>.lock)
 //!        ▼
 //!   db.begin()  ──►  BEGIN IMMEDIATE transaction  ──►  runs:: steps:: effects:: events::
 //!                                                      leases:: claims::   (free functions over
@@ -74,6 +75,12 @@ impl Database {
     pub async fn open(path: impl AsRef<Path>) -> Result<Database, StoreError> {
         let path = path.as_ref().to_path_buf();
         create_private_file(&path)?;
+        // Two processes opening a new database at once race: both switch the new file to WAL
+        // (which needs SQLite's exclusive lock, and can fail with "database is locked"), then
+        // both find no migration applied and both run migration 1 ("table runs already
+        // exists"). Connecting, checking and migrating run under an exclusive lock, held only
+        // for that; the second opener then finds WAL set and the schema up to date.
+        let lock = MigrationLock::acquire(&path).await?;
         let options = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(true)
@@ -93,6 +100,7 @@ impl Database {
             .run(&pool)
             .await
             .map_err(|source| migrate_error(&path, source))?;
+        drop(lock);
         Ok(Database { pool, path })
     }
 
@@ -124,6 +132,69 @@ impl Database {
     pub async fn close(self) {
         self.pool.close().await;
     }
+}
+
+/// How long an open waits for another process to finish migrating the same database.
+pub const MIGRATION_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An exclusive advisory lock (`flock`) on `<db>.lock`, serialising schema checks and
+/// migrations between processes; released when dropped, or by the kernel when the process dies,
+/// so a crashed migration never leaves it held.
+///
+/// A sibling file rather than the database file itself: closing any descriptor of the database
+/// file would drop the POSIX locks SQLite holds on it in this process. The lock file stays
+/// (removing it would let a third process lock a new file while the second holds the old one).
+struct MigrationLock {
+    _file: std::fs::File,
+}
+
+impl MigrationLock {
+    async fn acquire(db_path: &Path) -> Result<MigrationLock, StoreError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let lock_path = lock_path_of(db_path);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|source| StoreError::CreateFile {
+                path: lock_path.clone(),
+                source,
+            })?;
+        // Polled rather than a blocking `lock()`: that would stall this runtime's thread, and
+        // with it any task of this process that holds the lock.
+        let deadline = tokio::time::Instant::now() + MIGRATION_LOCK_TIMEOUT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(MigrationLock { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock)
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(StoreError::MigrationLocked {
+                        path: db_path.to_path_buf(),
+                        lock_path,
+                    });
+                }
+                Err(std::fs::TryLockError::Error(source)) => {
+                    return Err(StoreError::CreateFile {
+                        path: lock_path,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// `<db>.lock` beside the database (`runs.db` -> `runs.db.lock`).
+fn lock_path_of(db_path: &Path) -> PathBuf {
+    let mut name = db_path.as_os_str().to_os_string();
+    name.push(".lock");
+    PathBuf::from(name)
 }
 
 /// Creates the database file with mode 0600 (and missing parent directories with 0700) before
@@ -265,6 +336,10 @@ pub enum StoreError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    #[error(
+        "failed to open the run database {path}: another drs-runbook process has held its migration lock {lock_path} for over a minute (hint: wait for that process to finish, or stop it, then retry)"
+    )]
+    MigrationLocked { path: PathBuf, lock_path: PathBuf },
     #[error(
         "failed to {action}: the database is locked by another process (hint: wait for the other drs-runbook to finish, then retry)"
     )]
@@ -649,6 +724,7 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(&path.with_extension("db-wal")), 0o600);
+        assert_eq!(mode(&path.with_extension("db.lock")), 0o600);
         assert_eq!(mode(path.parent().unwrap()), 0o700);
         assert_eq!(db.path(), path);
     }
@@ -680,6 +756,49 @@ mod tests {
             assert_eq!(synchronous, 2, "synchronous = FULL");
             assert_eq!(foreign_keys, 1);
             assert_eq!(busy, 5000);
+        }
+    }
+
+    /// Two processes opening a brand-new database at the same moment (two drills started by
+    /// cron): each open here has its own thread, runtime and pool, as a process would, and they
+    /// start together. Without the lock one of them fails on "database is locked" or "table
+    /// runs already exists"; repeated on fresh paths because the race window is narrow.
+    #[test]
+    fn concurrent_first_opens_both_succeed_and_migrate_once() {
+        const ROUNDS: usize = 12;
+        const OPENERS: usize = 3;
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..ROUNDS {
+            let path = dir.path().join(format!("round-{round}/runs.db"));
+            let start = std::sync::Arc::new(std::sync::Barrier::new(OPENERS));
+            let openers: Vec<_> = (0..OPENERS)
+                .map(|_| {
+                    let (path, start) = (path.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        let runtime = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .unwrap();
+                        runtime.block_on(async {
+                            start.wait();
+                            let db = Database::open(&path).await?;
+                            let applied: i64 =
+                                sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+                                    .fetch_one(db.pool())
+                                    .await
+                                    .unwrap();
+                            db.close().await;
+                            Ok::<i64, StoreError>(applied)
+                        })
+                    })
+                })
+                .collect();
+            for opener in openers {
+                let applied = opener.join().unwrap().unwrap_or_else(|e| {
+                    panic!("round {round}: {e}: {:?}", std::error::Error::source(&e))
+                });
+                assert_eq!(applied, MIGRATOR.iter().count() as i64, "round {round}");
+            }
         }
     }
 

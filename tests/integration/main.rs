@@ -8,6 +8,7 @@ mod crash;
 mod engine;
 mod failback;
 mod doctor;
+mod drill_target_group;
 mod moto_parity;
 mod runbook_validate;
 mod sim_awscli_drs;
