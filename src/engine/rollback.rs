@@ -114,7 +114,7 @@ pub async fn load_original(db: &store::Database, run_id: &RunId) -> Result<Origi
             holder.pid, holder.host, holder.acquired_at
         )));
     }
-    let steps = store::steps::list(&mut conn, run_id)
+    let steps: Vec<OriginalStep> = store::steps::list(&mut conn, run_id)
         .await?
         .into_iter()
         .filter_map(|s| {
@@ -127,6 +127,18 @@ pub async fn load_original(db: &store::Database, run_id: &RunId) -> Result<Origi
             })
         })
         .collect();
+    // A failback whose cleanup terminated the recovery instances (B2) cannot be undone: the
+    // traffic would be sent back to instances that no longer exist.
+    let terminates = crate::runbook::parse(&run.runbook_text, &run.runbook_path).is_ok_and(|r| r.cleanup.terminate_recovery_instances);
+    if operation == Operation::Failback
+        && terminates
+        && steps.iter().any(|s| s.kind == StepKind::Cleanup && s.status == StepStatus::Succeeded)
+    {
+        return Err(EngineError::Invalid(format!(
+            "run {run_id} is a failback whose cleanup has already terminated the recovery instances it moved traffic from, so there is nothing to roll back to (hint: to move to the recovery region again, run a new failover: `drs-runbook failover {}`)",
+            run.runbook_path
+        )));
+    }
     Ok(Original {
         run,
         operation,

@@ -426,6 +426,11 @@ async fn a_failed_back_failover_is_not_rolled_back_before_its_failback() {
     assert_eq!(refused.code, 2, "{refused:#?}");
     assert!(refused.stderr.contains(&failback_id), "the refusal names the failback: {}", refused.stderr);
     assert!(refused.stderr.contains("roll back the failback first"), "{}", refused.stderr);
+    // The failback itself terminated the recovery instances in its cleanup: it cannot be
+    // undone either, and says what to do instead.
+    let refused = drs_runbook(&db, Some(&endpoint), &["rollback", &failback_id, "--yes"]);
+    assert_eq!(refused.code, 2, "{refused:#?}");
+    assert!(refused.stderr.contains("run a new failover"), "{}", refused.stderr);
     assert_eq!(sim.get("/_sim/stats").await["mutations"].as_array().unwrap().len(), mutations_before, "nothing changed");
 }
 
