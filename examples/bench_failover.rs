@@ -31,7 +31,10 @@ fn arg(name: &str, default: f64) -> f64 {
 fn binary() -> PathBuf {
     let exe = std::env::current_exe().expect("the example knows its path");
     // target/<profile>/examples/bench_failover -> target/<profile>/drs-runbook
-    exe.parent().and_then(|p| p.parent()).expect("examples live under the profile dir").join("drs-runbook")
+    exe.parent()
+        .and_then(|p| p.parent())
+        .expect("examples live under the profile dir")
+        .join("drs-runbook")
 }
 
 fn runbook(servers: usize, waves: usize) -> String {
@@ -42,7 +45,9 @@ fn runbook(servers: usize, waves: usize) -> String {
     );
     let per_wave = servers.div_ceil(waves);
     for w in 0..waves {
-        let ids: Vec<String> = (w * per_wave..((w + 1) * per_wave).min(servers)).map(|i| format!("\"s-{i:017x}\"")).collect();
+        let ids: Vec<String> = (w * per_wave..((w + 1) * per_wave).min(servers))
+            .map(|i| format!("\"s-{i:017x}\""))
+            .collect();
         text.push_str(&format!("\n[[wave]]\nname = \"w{w}\"\n"));
         if w > 0 {
             text.push_str(&format!("after = [\"w{}\"]\n", w - 1));
@@ -67,7 +72,9 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
 }
 
 fn time(text: &str) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::parse_from_rfc3339(text).expect("DRS timestamps parse").with_timezone(&chrono::Utc)
+    chrono::DateTime::parse_from_rfc3339(text)
+        .expect("DRS timestamps parse")
+        .with_timezone(&chrono::Utc)
 }
 
 #[tokio::main]
@@ -80,13 +87,23 @@ async fn main() {
     std::fs::write(&runbook_path, runbook(servers, waves)).expect("the runbook is written");
 
     let mut sim = Command::new(binary())
-        .args(["sim", "serve", "--listen", "127.0.0.1:0", "--speed", &speed.to_string(), "--seed"])
+        .args([
+            "sim",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--speed",
+            &speed.to_string(),
+            "--seed",
+        ])
         .arg(&runbook_path)
         .stdout(Stdio::piped())
         .spawn()
         .expect("sim serve starts (build it first: cargo build --release)");
     let mut line = String::new();
-    BufReader::new(sim.stdout.take().unwrap()).read_line(&mut line).expect("sim serve prints its address");
+    BufReader::new(sim.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("sim serve prints its address");
     let endpoint = line.trim().trim_start_matches("listening on ").to_string();
 
     let started = Instant::now();
@@ -117,16 +134,36 @@ async fn main() {
     let report: serde_json::Value = serde_json::from_str(report.trim()).unwrap_or_default();
 
     let http = reqwest::Client::new();
-    let stats: serde_json::Value = http.get(format!("{endpoint}/_sim/stats")).send().await.unwrap().json().await.unwrap();
+    let stats: serde_json::Value = http
+        .get(format!("{endpoint}/_sim/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let drs = aws_sdk_drs::Client::from_conf(
         aws_sdk_drs::Config::builder()
             .behavior_version(aws_sdk_drs::config::BehaviorVersion::latest())
             .region(aws_sdk_drs::config::Region::new("us-west-2"))
             .endpoint_url(&endpoint)
-            .credentials_provider(aws_sdk_drs::config::Credentials::new("222222222222", "x", None, None, "bench"))
+            .credentials_provider(aws_sdk_drs::config::Credentials::new(
+                "222222222222",
+                "x",
+                None,
+                None,
+                "bench",
+            ))
             .build(),
     );
-    let jobs = drs.describe_jobs().into_paginator().items().send().collect::<Result<Vec<_>, _>>().await.expect("jobs are listed");
+    let jobs = drs
+        .describe_jobs()
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .expect("jobs are listed");
     let _ = sim.kill();
 
     // Per wave: its jobs are the ones tagged with its step.
@@ -136,10 +173,23 @@ async fn main() {
         let step = format!("recovery_job:w{w}");
         let wave_jobs: Vec<_> = jobs
             .iter()
-            .filter(|j| j.tags().and_then(|t| t.get("drs-runbook:step")).map(String::as_str) == Some(step.as_str()))
+            .filter(|j| {
+                j.tags()
+                    .and_then(|t| t.get("drs-runbook:step"))
+                    .map(String::as_str)
+                    == Some(step.as_str())
+            })
             .collect();
-        let start = wave_jobs.iter().filter_map(|j| j.creation_date_time()).map(time).min();
-        let end = wave_jobs.iter().filter_map(|j| j.end_date_time()).map(time).max();
+        let start = wave_jobs
+            .iter()
+            .filter_map(|j| j.creation_date_time())
+            .map(time)
+            .min();
+        let end = wave_jobs
+            .iter()
+            .filter_map(|j| j.end_date_time())
+            .map(time)
+            .max();
         if let (Some(s), Some(e)) = (start, end) {
             critical += (e - s).num_milliseconds() as f64 / 1000.0;
         }
@@ -152,17 +202,40 @@ async fn main() {
     critical += TARGET_HEALTH_SECONDS + DNS_PROPAGATION_SECONDS;
     let wall_simulated = wall.as_secs_f64() * speed;
     let calls = stats["calls"].as_object().cloned().unwrap_or_default();
-    let polls: u64 = ["drs:DescribeJobs", "drs:DescribeJobLogItems"].iter().filter_map(|k| calls.get(*k)).filter_map(|v| v.as_u64()).sum();
+    let polls: u64 = ["drs:DescribeJobs", "drs:DescribeJobLogItems"]
+        .iter()
+        .filter_map(|k| calls.get(*k))
+        .filter_map(|v| v.as_u64())
+        .sum();
 
     println!("failover of {servers} servers in {waves} waves against sim serve at speed {speed}");
     println!("  exit status            {}", status.code().unwrap_or(-1));
-    println!("  run status             {}", report["status"].as_str().unwrap_or("?"));
+    println!(
+        "  run status             {}",
+        report["status"].as_str().unwrap_or("?")
+    );
     println!("  jobs                   {}", jobs.len());
-    println!("  wall time              {:.1} s real = {:.0} s simulated", wall.as_secs_f64(), wall_simulated);
-    println!("  simulator critical path {:.0} s simulated (waves' slowest servers + {TARGET_HEALTH_SECONDS} s target health + {DNS_PROPAGATION_SECONDS} s DNS)", critical);
-    println!("  ratio                  {:.3} (target <= 1.02)", wall_simulated / critical);
-    println!("  polling calls          {polls} = {:.2} per job-minute", polls as f64 / job_minutes.max(1e-9));
-    println!("  peak memory (VmHWM)    {:.1} MiB (target <= 64 MiB)", peak_kib as f64 / 1024.0);
+    println!(
+        "  wall time              {:.1} s real = {:.0} s simulated",
+        wall.as_secs_f64(),
+        wall_simulated
+    );
+    println!(
+        "  simulator critical path {:.0} s simulated (waves' slowest servers + {TARGET_HEALTH_SECONDS} s target health + {DNS_PROPAGATION_SECONDS} s DNS)",
+        critical
+    );
+    println!(
+        "  ratio                  {:.3} (target <= 1.02)",
+        wall_simulated / critical
+    );
+    println!(
+        "  polling calls          {polls} = {:.2} per job-minute",
+        polls as f64 / job_minutes.max(1e-9)
+    );
+    println!(
+        "  peak memory (VmHWM)    {:.1} MiB (target <= 64 MiB)",
+        peak_kib as f64 / 1024.0
+    );
     println!("  calls by operation:");
     for (op, n) in &calls {
         println!("    {op:<40} {n}");

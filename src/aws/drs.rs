@@ -185,10 +185,15 @@ fn instance_from(r: &aws_sdk_drs::types::RecoveryInstance) -> RecoveryInstance {
 
 impl SideClients {
     /// DescribeSourceServers for these IDs (200 at a time, every page).
-    pub async fn describe_source_servers(&self, ids: &[String]) -> Result<Vec<SourceServer>, AwsError> {
+    pub async fn describe_source_servers(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<SourceServer>, AwsError> {
         let mut out = Vec::new();
         for chunk in ids.chunks(200) {
-            let filters = DescribeSourceServersRequestFilters::builder().set_source_server_ids(Some(chunk.to_vec())).build();
+            let filters = DescribeSourceServersRequestFilters::builder()
+                .set_source_server_ids(Some(chunk.to_vec()))
+                .build();
             out.extend(self.source_servers(filters, &chunk.join(", ")).await?);
         }
         Ok(out)
@@ -196,13 +201,33 @@ impl SideClients {
 
     /// Every source server of the account and region (for A2 look-ups by ARN).
     pub async fn list_source_servers(&self) -> Result<Vec<SourceServer>, AwsError> {
-        self.source_servers(DescribeSourceServersRequestFilters::builder().build(), "all source servers").await
+        self.source_servers(
+            DescribeSourceServersRequestFilters::builder().build(),
+            "all source servers",
+        )
+        .await
     }
 
-    async fn source_servers(&self, filters: DescribeSourceServersRequestFilters, resource: &str) -> Result<Vec<SourceServer>, AwsError> {
+    async fn source_servers(
+        &self,
+        filters: DescribeSourceServersRequestFilters,
+        resource: &str,
+    ) -> Result<Vec<SourceServer>, AwsError> {
         let site = self.site("drs:DescribeSourceServers", resource);
-        let items = self.drs.describe_source_servers().filters(filters).into_paginator().items().send().collect::<Result<Vec<_>, _>>().await;
-        Ok(items.map_err(|e| classify(&site, &e))?.iter().map(server_from).collect())
+        let items = self
+            .drs
+            .describe_source_servers()
+            .filters(filters)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await;
+        Ok(items
+            .map_err(|e| classify(&site, &e))?
+            .iter()
+            .map(server_from)
+            .collect())
     }
 
     /// StartRecovery for one batch. Not idempotent: the caller has written its intent and
@@ -213,7 +238,11 @@ impl SideClients {
         is_drill: bool,
         job_tags: &BTreeMap<String, String>,
     ) -> Result<Called<Job>, AwsError> {
-        let resource = servers.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>().join(", ");
+        let resource = servers
+            .iter()
+            .map(|(s, _)| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         let site = self.site("drs:StartRecovery", &resource);
         let source_servers: Vec<StartRecoveryRequestSourceServer> = servers
             .iter()
@@ -231,7 +260,12 @@ impl SideClients {
                 .start_recovery()
                 .set_source_servers(Some(source_servers.clone()))
                 .is_drill(is_drill)
-                .set_tags(Some(job_tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+                .set_tags(Some(
+                    job_tags
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ))
                 .customize()
                 .config_override(single_attempt())
                 .send()
@@ -251,7 +285,10 @@ impl SideClients {
                 ambiguous: true,
                 hint: "reconcile with DescribeJobs before trying again".to_string(),
             })?;
-            Ok(Called { value: job, request_id })
+            Ok(Called {
+                value: job,
+                request_id,
+            })
         })
         .await
     }
@@ -260,7 +297,9 @@ impl SideClients {
     pub async fn describe_jobs(&self, ids: &[String]) -> Result<Vec<Job>, AwsError> {
         let mut out = Vec::new();
         for chunk in ids.chunks(1000) {
-            let filters = DescribeJobsRequestFilters::builder().set_job_ids(Some(chunk.to_vec())).build();
+            let filters = DescribeJobsRequestFilters::builder()
+                .set_job_ids(Some(chunk.to_vec()))
+                .build();
             out.extend(self.jobs(filters, &chunk.join(", ")).await?);
         }
         Ok(out)
@@ -276,20 +315,49 @@ impl SideClients {
         let filters = DescribeJobsRequestFilters::builder()
             .set_from_date(from.map(|f| f.format("%Y-%m-%dT%H:%M:%SZ").to_string()))
             .build();
-        let jobs = self.jobs(filters, &format!("jobs tagged {key}={value}")).await?;
-        Ok(jobs.into_iter().filter(|j| j.tags.get(key).map(String::as_str) == Some(value)).collect())
+        let jobs = self
+            .jobs(filters, &format!("jobs tagged {key}={value}"))
+            .await?;
+        Ok(jobs
+            .into_iter()
+            .filter(|j| j.tags.get(key).map(String::as_str) == Some(value))
+            .collect())
     }
 
-    async fn jobs(&self, filters: DescribeJobsRequestFilters, resource: &str) -> Result<Vec<Job>, AwsError> {
+    async fn jobs(
+        &self,
+        filters: DescribeJobsRequestFilters,
+        resource: &str,
+    ) -> Result<Vec<Job>, AwsError> {
         let site = self.site("drs:DescribeJobs", resource);
-        let items = self.drs.describe_jobs().filters(filters).into_paginator().items().send().collect::<Result<Vec<_>, _>>().await;
-        Ok(items.map_err(|e| classify(&site, &e))?.iter().map(job_from).collect())
+        let items = self
+            .drs
+            .describe_jobs()
+            .filters(filters)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await;
+        Ok(items
+            .map_err(|e| classify(&site, &e))?
+            .iter()
+            .map(job_from)
+            .collect())
     }
 
     /// Every log item of a job, in order.
     pub async fn job_log(&self, job_id: &str) -> Result<Vec<LogItem>, AwsError> {
         let site = self.site("drs:DescribeJobLogItems", job_id);
-        let items = self.drs.describe_job_log_items().job_id(job_id).into_paginator().items().send().collect::<Result<Vec<_>, _>>().await;
+        let items = self
+            .drs
+            .describe_job_log_items()
+            .job_id(job_id)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await;
         Ok(items
             .map_err(|e| classify(&site, &e))?
             .iter()
@@ -297,33 +365,55 @@ impl SideClients {
                 let data = item.event_data();
                 LogItem {
                     at: item.log_date_time().map(str::to_string),
-                    event: item.event().map(|e| e.as_str().to_string()).unwrap_or_default(),
+                    event: item
+                        .event()
+                        .map(|e| e.as_str().to_string())
+                        .unwrap_or_default(),
                     source_server_id: data.and_then(|d| d.source_server_id()).map(str::to_string),
                     raw_error: data.and_then(|d| d.raw_error()).map(str::to_string),
-                    data_timestamp: data.and_then(|d| d.conversion_properties()).and_then(|c| c.data_timestamp()).map(str::to_string),
-                    target_instance_id: data.and_then(|d| d.target_instance_id()).map(str::to_string),
+                    data_timestamp: data
+                        .and_then(|d| d.conversion_properties())
+                        .and_then(|c| c.data_timestamp())
+                        .map(str::to_string),
+                    target_instance_id: data
+                        .and_then(|d| d.target_instance_id())
+                        .map(str::to_string),
                 }
             })
             .collect())
     }
 
     /// Recovery instances of these source servers (or all, when `source_server_ids` is empty).
-    pub async fn recovery_instances_of(&self, source_server_ids: &[String]) -> Result<Vec<RecoveryInstance>, AwsError> {
-        self.recovery_instances(DescribeRecoveryInstancesRequestFilters::builder()
-            .set_source_server_ids((!source_server_ids.is_empty()).then(|| source_server_ids.to_vec()))
-            .build(), &source_server_ids.join(", "))
-            .await
+    pub async fn recovery_instances_of(
+        &self,
+        source_server_ids: &[String],
+    ) -> Result<Vec<RecoveryInstance>, AwsError> {
+        self.recovery_instances(
+            DescribeRecoveryInstancesRequestFilters::builder()
+                .set_source_server_ids(
+                    (!source_server_ids.is_empty()).then(|| source_server_ids.to_vec()),
+                )
+                .build(),
+            &source_server_ids.join(", "),
+        )
+        .await
     }
 
     /// Recovery instances by their IDs.
-    pub async fn recovery_instances_by_id(&self, ids: &[String]) -> Result<Vec<RecoveryInstance>, AwsError> {
+    pub async fn recovery_instances_by_id(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<RecoveryInstance>, AwsError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        self.recovery_instances(DescribeRecoveryInstancesRequestFilters::builder()
-            .set_recovery_instance_ids(Some(ids.to_vec()))
-            .build(), &ids.join(", "))
-            .await
+        self.recovery_instances(
+            DescribeRecoveryInstancesRequestFilters::builder()
+                .set_recovery_instance_ids(Some(ids.to_vec()))
+                .build(),
+            &ids.join(", "),
+        )
+        .await
     }
 
     async fn recovery_instances(
@@ -332,12 +422,27 @@ impl SideClients {
         resource: &str,
     ) -> Result<Vec<RecoveryInstance>, AwsError> {
         let site = self.site("drs:DescribeRecoveryInstances", resource);
-        let items = self.drs.describe_recovery_instances().filters(filters).into_paginator().items().send().collect::<Result<Vec<_>, _>>().await;
-        Ok(items.map_err(|e| classify(&site, &e))?.iter().map(instance_from).collect())
+        let items = self
+            .drs
+            .describe_recovery_instances()
+            .filters(filters)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await;
+        Ok(items
+            .map_err(|e| classify(&site, &e))?
+            .iter()
+            .map(instance_from)
+            .collect())
     }
 
     /// TerminateRecoveryInstances. Not idempotent: reconcile with the instances' state.
-    pub async fn terminate_recovery_instances(&self, ids: &[String]) -> Result<Called<Job>, AwsError> {
+    pub async fn terminate_recovery_instances(
+        &self,
+        ids: &[String],
+    ) -> Result<Called<Job>, AwsError> {
         let resource = ids.join(", ");
         let site = self.site("drs:TerminateRecoveryInstances", &resource);
         with_throttle_retry(|| async {
@@ -362,7 +467,10 @@ impl SideClients {
                 servers: Vec::new(),
                 tags: BTreeMap::new(),
             });
-            Ok(Called { value: job, request_id })
+            Ok(Called {
+                value: job,
+                request_id,
+            })
         })
         .await
     }
@@ -399,7 +507,10 @@ impl SideClients {
     /// ReverseReplication on a recovery instance (B2): DRS creates the source server A2 in the
     /// origin account and region and returns its ARN. Not idempotent (a second call is refused
     /// while A2 exists): the caller reconciles an open intent by looking for A2 first.
-    pub async fn reverse_replication(&self, recovery_instance_id: &str) -> Result<Called<String>, AwsError> {
+    pub async fn reverse_replication(
+        &self,
+        recovery_instance_id: &str,
+    ) -> Result<Called<String>, AwsError> {
         let site = self.site("drs:ReverseReplication", recovery_instance_id);
         with_throttle_retry(|| async {
             let output = self
@@ -431,7 +542,10 @@ impl SideClients {
     }
 
     /// StopReplication of a source server (its snapshots are deleted, as AWS warns).
-    pub async fn stop_replication(&self, source_server_id: &str) -> Result<Called<SourceServer>, AwsError> {
+    pub async fn stop_replication(
+        &self,
+        source_server_id: &str,
+    ) -> Result<Called<SourceServer>, AwsError> {
         let site = self.site("drs:StopReplication", source_server_id);
         with_throttle_retry(|| async {
             let output = self
@@ -445,14 +559,23 @@ impl SideClients {
                 .map_err(|e| classify(&site, &e))?;
             use aws_sdk_drs::operation::RequestId;
             let request_id = output.request_id().map(str::to_string);
-            let server = output.source_server().map(server_from).unwrap_or_else(|| SourceServer::bare(source_server_id));
-            Ok(Called { value: server, request_id })
+            let server = output
+                .source_server()
+                .map(server_from)
+                .unwrap_or_else(|| SourceServer::bare(source_server_id));
+            Ok(Called {
+                value: server,
+                request_id,
+            })
         })
         .await
     }
 
     /// StartReplication of a stopped source server (e.g. an A2 left stopped by a failback drill).
-    pub async fn start_replication(&self, source_server_id: &str) -> Result<Called<SourceServer>, AwsError> {
+    pub async fn start_replication(
+        &self,
+        source_server_id: &str,
+    ) -> Result<Called<SourceServer>, AwsError> {
         let site = self.site("drs:StartReplication", source_server_id);
         with_throttle_retry(|| async {
             let output = self
@@ -466,8 +589,14 @@ impl SideClients {
                 .map_err(|e| classify(&site, &e))?;
             use aws_sdk_drs::operation::RequestId;
             let request_id = output.request_id().map(str::to_string);
-            let server = output.source_server().map(server_from).unwrap_or_else(|| SourceServer::bare(source_server_id));
-            Ok(Called { value: server, request_id })
+            let server = output
+                .source_server()
+                .map(server_from)
+                .unwrap_or_else(|| SourceServer::bare(source_server_id));
+            Ok(Called {
+                value: server,
+                request_id,
+            })
         })
         .await
     }
@@ -475,7 +604,11 @@ impl SideClients {
     /// The source server of the account and region with this ARN, if any.
     pub async fn source_server_by_arn(&self, arn: &str) -> Result<Option<SourceServer>, AwsError> {
         let id = arn.rsplit('/').next().unwrap_or(arn).to_string();
-        Ok(self.describe_source_servers(&[id]).await?.into_iter().find(|s| s.arn.as_deref() == Some(arn)))
+        Ok(self
+            .describe_source_servers(&[id])
+            .await?
+            .into_iter()
+            .find(|s| s.arn.as_deref() == Some(arn)))
     }
 }
 

@@ -33,7 +33,10 @@ fn description(t: &Target) -> TargetDescription {
 
 impl SideClients {
     /// DescribeTargetHealth of a whole target group.
-    pub async fn target_health(&self, target_group_arn: &str) -> Result<Vec<TargetHealth>, AwsError> {
+    pub async fn target_health(
+        &self,
+        target_group_arn: &str,
+    ) -> Result<Vec<TargetHealth>, AwsError> {
         let site = self.site("elbv2:DescribeTargetHealth", target_group_arn);
         let output = self
             .elbv2
@@ -46,7 +49,11 @@ impl SideClients {
             .target_health_descriptions()
             .iter()
             .map(|d| TargetHealth {
-                id: d.target().and_then(|t| t.id()).unwrap_or_default().to_string(),
+                id: d
+                    .target()
+                    .and_then(|t| t.id())
+                    .unwrap_or_default()
+                    .to_string(),
                 port: d.target().and_then(|t| t.port()),
                 state: d
                     .target_health()
@@ -62,7 +69,11 @@ impl SideClients {
     }
 
     /// RegisterTargets (idempotent in ELBv2).
-    pub async fn register_targets(&self, target_group_arn: &str, targets: &[Target]) -> Result<Called<()>, AwsError> {
+    pub async fn register_targets(
+        &self,
+        target_group_arn: &str,
+        targets: &[Target],
+    ) -> Result<Called<()>, AwsError> {
         let site = self.site("elbv2:RegisterTargets", target_group_arn);
         with_throttle_retry(|| async {
             let output = self
@@ -74,13 +85,20 @@ impl SideClients {
                 .await
                 .map_err(|e| classify(&site, &e))?;
             use aws_sdk_elasticloadbalancingv2::operation::RequestId;
-            Ok(Called { value: (), request_id: output.request_id().map(str::to_string) })
+            Ok(Called {
+                value: (),
+                request_id: output.request_id().map(str::to_string),
+            })
         })
         .await
     }
 
     /// DeregisterTargets (idempotent in ELBv2).
-    pub async fn deregister_targets(&self, target_group_arn: &str, targets: &[Target]) -> Result<Called<()>, AwsError> {
+    pub async fn deregister_targets(
+        &self,
+        target_group_arn: &str,
+        targets: &[Target],
+    ) -> Result<Called<()>, AwsError> {
         let site = self.site("elbv2:DeregisterTargets", target_group_arn);
         with_throttle_retry(|| async {
             let output = self
@@ -92,7 +110,10 @@ impl SideClients {
                 .await
                 .map_err(|e| classify(&site, &e))?;
             use aws_sdk_elasticloadbalancingv2::operation::RequestId;
-            Ok(Called { value: (), request_id: output.request_id().map(str::to_string) })
+            Ok(Called {
+                value: (),
+                request_id: output.request_id().map(str::to_string),
+            })
         })
         .await
     }

@@ -66,7 +66,13 @@ where
             let message = e.message().unwrap_or("no message").to_string();
             let throttled = code.as_deref().is_some_and(|c| THROTTLING.contains(&c));
             let server_side = code.as_deref().is_some_and(|c| {
-                matches!(c, "InternalServerException" | "InternalFailure" | "ServiceUnavailable" | "InternalError")
+                matches!(
+                    c,
+                    "InternalServerException"
+                        | "InternalFailure"
+                        | "ServiceUnavailable"
+                        | "InternalError"
+                )
             });
             (code, message, throttled || server_side, server_side)
         }
@@ -82,8 +88,18 @@ where
                 (None, message, true, ambiguous)
             }
         }
-        SdkError::ResponseError(_) => (None, format!("the response could not be read: {}", source_chain(err)), true, true),
-        SdkError::ConstructionFailure(_) => (None, format!("the request could not be built: {}", source_chain(err)), false, false),
+        SdkError::ResponseError(_) => (
+            None,
+            format!("the response could not be read: {}", source_chain(err)),
+            true,
+            true,
+        ),
+        SdkError::ConstructionFailure(_) => (
+            None,
+            format!("the request could not be built: {}", source_chain(err)),
+            false,
+            false,
+        ),
         _ => (None, source_chain(err), false, true),
     };
     let hint = hint_for(site, code.as_deref(), retryable);
@@ -128,8 +144,14 @@ impl AwsError {
             self.account,
             self.region,
             self.message,
-            self.code.as_ref().map(|c| format!(" [{c}]")).unwrap_or_default(),
-            self.request_id.as_ref().map(|r| format!(" (request ID {r})")).unwrap_or_default()
+            self.code
+                .as_ref()
+                .map(|c| format!(" [{c}]"))
+                .unwrap_or_default(),
+            self.request_id
+                .as_ref()
+                .map(|r| format!(" (request ID {r})"))
+                .unwrap_or_default()
         )
     }
 }

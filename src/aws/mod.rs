@@ -153,8 +153,10 @@ pub async fn connect_setup(runbook: &Runbook, connection: &Connection) -> Option
     };
     let aws = Connection::Aws { endpoint_url: None };
     Some(SetupPair {
-        source: connect_setup_side(Account::Source, &runbook.source, &aws, endpoint.as_deref()).await,
-        target: connect_setup_side(Account::Target, &runbook.target, &aws, endpoint.as_deref()).await,
+        source: connect_setup_side(Account::Source, &runbook.source, &aws, endpoint.as_deref())
+            .await,
+        target: connect_setup_side(Account::Target, &runbook.target, &aws, endpoint.as_deref())
+            .await,
     })
 }
 
@@ -171,7 +173,11 @@ async fn connect_setup_side(
     let sdk_config = side_sdk_config(spec, connection).await;
     // Only a missing per-service variable falls back to `--endpoint-url`: setting `None` here
     // would erase the endpoint the builder just read from the variable.
-    let fallback = |variable: &str| endpoint.filter(|_| !has_service_endpoint(variable)).map(str::to_string);
+    let fallback = |variable: &str| {
+        endpoint
+            .filter(|_| !has_service_endpoint(variable))
+            .map(str::to_string)
+    };
     // IAM is global: signed for us-east-1.
     let mut iam = aws_sdk_iam::config::Builder::from(&sdk_config)
         .region(aws_sdk_iam::config::Region::new("us-east-1"));
@@ -182,7 +188,8 @@ async fn connect_setup_side(
     if let Some(url) = fallback("AWS_ENDPOINT_URL_KMS") {
         kms.set_endpoint_url(Some(url));
     }
-    let mut sts = aws_sdk_sts::config::Builder::from(&sdk_config).behavior_version(BehaviorVersion::latest());
+    let mut sts =
+        aws_sdk_sts::config::Builder::from(&sdk_config).behavior_version(BehaviorVersion::latest());
     if let Some(url) = fallback("AWS_ENDPOINT_URL_STS") {
         sts.set_endpoint_url(Some(url));
     }
@@ -225,7 +232,11 @@ async fn side_sdk_config(spec: &Side, connection: &Connection) -> aws_config::Sd
                 loader = loader.endpoint_url(url);
             }
             let base = loader.load().await;
-            if let Credentials::AssumeRole { role_arn, external_id } = &spec.credentials {
+            if let Credentials::AssumeRole {
+                role_arn,
+                external_id,
+            } = &spec.credentials
+            {
                 let mut provider = aws_config::sts::AssumeRoleProvider::builder(role_arn.clone())
                     .session_name("drs-runbook")
                     .region(region.clone())
@@ -235,7 +246,9 @@ async fn side_sdk_config(spec: &Side, connection: &Connection) -> aws_config::Sd
                 }
                 let provider = provider.build().await;
                 base.into_builder()
-                    .credentials_provider(aws_sdk_drs::config::SharedCredentialsProvider::new(provider))
+                    .credentials_provider(aws_sdk_drs::config::SharedCredentialsProvider::new(
+                        provider,
+                    ))
                     .build()
             } else {
                 base

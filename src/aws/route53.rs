@@ -46,7 +46,11 @@ fn record_from(r: &ResourceRecordSet) -> RecordSet {
         record_type: r.r#type().as_str().to_string(),
         set_identifier: r.set_identifier().map(str::to_string),
         ttl: r.ttl(),
-        values: r.resource_records().iter().map(|v| v.value().to_string()).collect(),
+        values: r
+            .resource_records()
+            .iter()
+            .map(|v| v.value().to_string())
+            .collect(),
         alias: r.alias_target().map(|a| Alias {
             dns_name: a.dns_name().to_string(),
             hosted_zone_id: a.hosted_zone_id().to_string(),
@@ -74,7 +78,12 @@ fn record_to(r: &RecordSet) -> ResourceRecordSet {
         b = b.set_resource_records(Some(
             r.values
                 .iter()
-                .map(|v| ResourceRecord::builder().value(v).build().expect("value is set"))
+                .map(|v| {
+                    ResourceRecord::builder()
+                        .value(v)
+                        .build()
+                        .expect("value is set")
+                })
                 .collect(),
         ));
     }
@@ -88,7 +97,12 @@ pub fn bare_zone_id(id: &str) -> &str {
 
 impl SideClients {
     /// The record sets with exactly this name and type (all set identifiers).
-    pub async fn record_sets(&self, zone_id: &str, name: &str, record_type: &str) -> Result<Vec<RecordSet>, AwsError> {
+    pub async fn record_sets(
+        &self,
+        zone_id: &str,
+        name: &str,
+        record_type: &str,
+    ) -> Result<Vec<RecordSet>, AwsError> {
         let resource = format!("{name} {record_type} in zone {zone_id}");
         let site = self.site("route53:ListResourceRecordSets", &resource);
         let output = self
@@ -105,16 +119,28 @@ impl SideClients {
         Ok(output
             .resource_record_sets()
             .iter()
-            .filter(|r| r.name().trim_end_matches('.').to_ascii_lowercase() == wanted && r.r#type().as_str() == record_type)
+            .filter(|r| {
+                r.name().trim_end_matches('.').to_ascii_lowercase() == wanted
+                    && r.r#type().as_str() == record_type
+            })
             .map(record_from)
             .collect())
     }
 
     /// ChangeResourceRecordSets in one atomic batch; returns the change ID.
-    pub async fn change_record_sets(&self, zone_id: &str, changes: &[RecordChange], comment: &str) -> Result<Called<String>, AwsError> {
+    pub async fn change_record_sets(
+        &self,
+        zone_id: &str,
+        changes: &[RecordChange],
+        comment: &str,
+    ) -> Result<Called<String>, AwsError> {
         let resource = format!(
             "{} in zone {zone_id}",
-            changes.iter().map(|c| format!("{} {} {}", c.action, c.record.name, c.record.record_type)).collect::<Vec<_>>().join(", ")
+            changes
+                .iter()
+                .map(|c| format!("{} {} {}", c.action, c.record.name, c.record.record_type))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let site = self.site("route53:ChangeResourceRecordSets", &resource);
         let batch = ChangeBatch::builder()
@@ -144,8 +170,14 @@ impl SideClients {
                 .map_err(|e| classify(&site, &e))?;
             use aws_sdk_route53::operation::RequestId;
             let request_id = output.request_id().map(str::to_string);
-            let id = output.change_info().map(|c| c.id().to_string()).unwrap_or_default();
-            Ok(Called { value: id, request_id })
+            let id = output
+                .change_info()
+                .map(|c| c.id().to_string())
+                .unwrap_or_default();
+            Ok(Called {
+                value: id,
+                request_id,
+            })
         })
         .await
     }
@@ -160,13 +192,22 @@ impl SideClients {
             .send()
             .await
             .map_err(|e| classify(&site, &e))?;
-        Ok(output.change_info().map(|c| c.status().as_str().to_string()).unwrap_or_default())
+        Ok(output
+            .change_info()
+            .map(|c| c.status().as_str().to_string())
+            .unwrap_or_default())
     }
 
     /// Whether the hosted zone exists (preflight).
     pub async fn hosted_zone_exists(&self, zone_id: &str) -> Result<bool, AwsError> {
         let site = self.site("route53:GetHostedZone", zone_id);
-        match self.route53.get_hosted_zone().id(bare_zone_id(zone_id)).send().await {
+        match self
+            .route53
+            .get_hosted_zone()
+            .id(bare_zone_id(zone_id))
+            .send()
+            .await
+        {
             Ok(_) => Ok(true),
             Err(e) => {
                 let err = classify(&site, &e);

@@ -4,13 +4,13 @@
 //! `4` refused, another run holds the resources · `130` interrupted.
 
 mod audit;
-mod history;
-mod failback;
 mod doctor;
+mod failback;
+mod history;
 mod operate;
 mod plan;
-mod report;
 mod recover;
+mod report;
 mod runs;
 mod session;
 mod sim_serve;

@@ -50,16 +50,50 @@ pub async fn failover(cli: &Cli, args: &FailoverArgs) -> Result<u8, CliError> {
                 .with_timezone(&chrono::Utc),
         ),
     };
-    let options = RunOptions { mode: args.mode, point_in_time, keep: false, yes: args.yes, max_servers_per_job: 100, drill: false };
-    start(cli, &args.runbook, Operation::Failover, options, args.notify.as_deref()).await
+    let options = RunOptions {
+        mode: args.mode,
+        point_in_time,
+        keep: false,
+        yes: args.yes,
+        max_servers_per_job: 100,
+        drill: false,
+    };
+    start(
+        cli,
+        &args.runbook,
+        Operation::Failover,
+        options,
+        args.notify.as_deref(),
+    )
+    .await
 }
 
 pub async fn drill(cli: &Cli, args: &DrillArgs) -> Result<u8, CliError> {
-    let options = RunOptions { mode: Mode::Planned, point_in_time: None, keep: args.keep, yes: args.yes, max_servers_per_job: 100, drill: false };
-    start(cli, &args.runbook, Operation::Drill, options, args.notify.as_deref()).await
+    let options = RunOptions {
+        mode: Mode::Planned,
+        point_in_time: None,
+        keep: args.keep,
+        yes: args.yes,
+        max_servers_per_job: 100,
+        drill: false,
+    };
+    start(
+        cli,
+        &args.runbook,
+        Operation::Drill,
+        options,
+        args.notify.as_deref(),
+    )
+    .await
 }
 
-async fn start(cli: &Cli, path: &std::path::Path, operation: Operation, options: RunOptions, notify: Option<&str>) -> Result<u8, CliError> {
+async fn start(
+    cli: &Cli,
+    path: &std::path::Path,
+    operation: Operation,
+    options: RunOptions,
+    notify: Option<&str>,
+) -> Result<u8, CliError> {
     // The runbook is checked before anything else: a bad file touches no database.
     let loaded = crate::runbook::load(path).map_err(|e| CliError::invalid_input(e.to_string()))?;
     let (runbook, text) = (loaded.runbook, loaded.text);
@@ -68,7 +102,13 @@ async fn start(cli: &Cli, path: &std::path::Path, operation: Operation, options:
     let run_id = RunId::generate();
     eprintln!("run {run_id}");
     let progress = Progress::new(false);
-    let ctx = Context { db: &db, clients: &cloud.clients, clock: &cloud.clock, progress: &progress, interactive: terminal_is_interactive() };
+    let ctx = Context {
+        db: &db,
+        clients: &cloud.clients,
+        clock: &cloud.clock,
+        progress: &progress,
+        interactive: terminal_is_interactive(),
+    };
     let request = NewRunRequest {
         run_id,
         runbook: &runbook,
@@ -95,26 +135,69 @@ pub async fn finish(cli: &Cli, report: &RunReport, notify: Option<&str>) -> Resu
 
 pub fn render(cli: &Cli, report: &RunReport) {
     match cli.output {
-        Output::Json => println!("{}", serde_json::to_string(report).expect("reports serialise")),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string(report).expect("reports serialise")
+        ),
         Output::Text => {
-            println!("run {} ({}): {}", report.run_id, report.operation, report.status);
+            println!(
+                "run {} ({}): {}",
+                report.run_id, report.operation, report.status
+            );
             for step in &report.steps {
                 println!("  {:<28} {}", step.key, step.status);
             }
             if let Some(rto) = report.rto_seconds {
-                let goal = report.objectives.as_ref().and_then(|o| o.rto_seconds).map(|g| format!(" (objective {}{})", human(g), if report.objectives.as_ref().and_then(|o| o.rto_met) == Some(false) { ", MISSED" } else { ", met" })).unwrap_or_default();
+                let goal = report
+                    .objectives
+                    .as_ref()
+                    .and_then(|o| o.rto_seconds)
+                    .map(|g| {
+                        format!(
+                            " (objective {}{})",
+                            human(g),
+                            if report.objectives.as_ref().and_then(|o| o.rto_met) == Some(false) {
+                                ", MISSED"
+                            } else {
+                                ", met"
+                            }
+                        )
+                    })
+                    .unwrap_or_default();
                 println!("  RTO {}{goal}", human(rto));
             }
             if let Some(rpo) = report.rpo_seconds {
-                let goal = report.objectives.as_ref().and_then(|o| o.rpo_seconds).map(|g| format!(" (objective {}{})", human(g), if report.objectives.as_ref().and_then(|o| o.rpo_met) == Some(false) { ", MISSED" } else { ", met" })).unwrap_or_default();
+                let goal = report
+                    .objectives
+                    .as_ref()
+                    .and_then(|o| o.rpo_seconds)
+                    .map(|g| {
+                        format!(
+                            " (objective {}{})",
+                            human(g),
+                            if report.objectives.as_ref().and_then(|o| o.rpo_met) == Some(false) {
+                                ", MISSED"
+                            } else {
+                                ", met"
+                            }
+                        )
+                    })
+                    .unwrap_or_default();
                 println!("  RPO {}{goal}", human(rpo));
             }
             if let Some(error) = &report.error {
                 println!("  error: {error}");
             }
             match report.status.as_str() {
-                "paused" => println!("  next: drs-runbook approve {} --step {}", report.run_id, report.waiting_for.as_deref().unwrap_or("<step>")),
-                "failed" => println!("  next: fix the cause, then `drs-runbook retry {0} --step <step>` or `drs-runbook rollback {0}`", report.run_id),
+                "paused" => println!(
+                    "  next: drs-runbook approve {} --step {}",
+                    report.run_id,
+                    report.waiting_for.as_deref().unwrap_or("<step>")
+                ),
+                "failed" => println!(
+                    "  next: fix the cause, then `drs-runbook retry {0} --step <step>` or `drs-runbook rollback {0}`",
+                    report.run_id
+                ),
                 "interrupted" => println!("  next: drs-runbook resume {}", report.run_id),
                 _ => {}
             }
@@ -123,19 +206,39 @@ pub fn render(cli: &Cli, report: &RunReport) {
 }
 
 async fn notify_webhook(url: &str, report: &RunReport) {
-    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().expect("an HTTP client builds");
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .expect("an HTTP client builds");
     match client.post(url).json(report).send().await {
         Ok(r) if r.status().is_success() => {}
-        Ok(r) => eprintln!("warning: the notification to {url} was answered {} (the run itself is unaffected)", r.status()),
-        Err(e) => eprintln!("warning: the notification to {url} failed: {e} (the run itself is unaffected)"),
+        Ok(r) => eprintln!(
+            "warning: the notification to {url} was answered {} (the run itself is unaffected)",
+            r.status()
+        ),
+        Err(e) => eprintln!(
+            "warning: the notification to {url} failed: {e} (the run itself is unaffected)"
+        ),
     }
 }
 
 /// Maps engine errors to CLI errors with their exit codes.
 pub fn engine_error(e: EngineError) -> CliError {
     match e {
-        EngineError::Refused(message) => CliError { code: exit::REFUSED, message },
-        EngineError::Invalid(message) => CliError { code: exit::INVALID_INPUT, message },
-        other => CliError { code: exit::RUN_FAILED, message: format!("{} (hint: the run is resumable once the cause is fixed)", super::sim_serve::error_chain(&other)) },
+        EngineError::Refused(message) => CliError {
+            code: exit::REFUSED,
+            message,
+        },
+        EngineError::Invalid(message) => CliError {
+            code: exit::INVALID_INPUT,
+            message,
+        },
+        other => CliError {
+            code: exit::RUN_FAILED,
+            message: format!(
+                "{} (hint: the run is resumable once the cause is fixed)",
+                super::sim_serve::error_chain(&other)
+            ),
+        },
     }
 }

@@ -23,8 +23,17 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
             args.operation.as_str()
         )));
     }
-    let runbook = crate::runbook::load(&args.runbook).map_err(|e| CliError::invalid_input(e.to_string()))?.runbook;
-    let steps = plan::plan(args.operation, &runbook, &PlanOptions { keep: args.keep, ..Default::default() });
+    let runbook = crate::runbook::load(&args.runbook)
+        .map_err(|e| CliError::invalid_input(e.to_string()))?
+        .runbook;
+    let steps = plan::plan(
+        args.operation,
+        &runbook,
+        &PlanOptions {
+            keep: args.keep,
+            ..Default::default()
+        },
+    );
     let batches: Vec<serde_json::Value> = plan::wave_order(&runbook)
         .into_iter()
         .flat_map(|wave| {
@@ -65,17 +74,41 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
             println!("plan: {} of {}", args.operation.as_str(), runbook.name);
             for (i, s) in steps.iter().enumerate() {
                 let gate = if s.needs_approval { "  [approval]" } else { "" };
-                let deps = if s.depends_on.is_empty() { String::new() } else { format!("  after {}", s.depends_on.join(", ")) };
+                let deps = if s.depends_on.is_empty() {
+                    String::new()
+                } else {
+                    format!("  after {}", s.depends_on.join(", "))
+                };
                 println!("  {:>2}. {:<28}{gate}{deps}", i + 1, s.key);
             }
             for b in &batches {
-                println!("  StartRecovery{} wave {} batch {}: {} server(s)", if args.operation == Operation::Drill { " (drill)" } else { "" }, b["wave"].as_str().unwrap_or(""), b["batch"], b["servers"].as_array().map_or(0, Vec::len));
+                println!(
+                    "  StartRecovery{} wave {} batch {}: {} server(s)",
+                    if args.operation == Operation::Drill {
+                        " (drill)"
+                    } else {
+                        ""
+                    },
+                    b["wave"].as_str().unwrap_or(""),
+                    b["batch"],
+                    b["servers"].as_array().map_or(0, Vec::len)
+                );
             }
             for r in &records {
-                println!("  UPSERT {} {} in {} -> {}", r["name"].as_str().unwrap_or(""), r["type"].as_str().unwrap_or(""), r["hosted_zone_id"].as_str().unwrap_or(""), r["points_to"].as_str().unwrap_or(""));
+                println!(
+                    "  UPSERT {} {} in {} -> {}",
+                    r["name"].as_str().unwrap_or(""),
+                    r["type"].as_str().unwrap_or(""),
+                    r["hosted_zone_id"].as_str().unwrap_or(""),
+                    r["points_to"].as_str().unwrap_or("")
+                );
             }
             for t in &target_groups {
-                println!("  register recovered instances of wave {} in {}", t["wave"].as_str().unwrap_or(""), t["target_group_arn"].as_str().unwrap_or(""));
+                println!(
+                    "  register recovered instances of wave {} in {}",
+                    t["wave"].as_str().unwrap_or(""),
+                    t["target_group_arn"].as_str().unwrap_or("")
+                );
             }
             println!("no change was made (plan makes no AWS call)");
         }

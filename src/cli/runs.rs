@@ -34,15 +34,23 @@ pub struct ShowArgs {
 }
 
 async fn load_run(db: &Database, run_id: &str) -> Result<store::runs::Run, CliError> {
-    let id: RunId = run_id.parse().map_err(|e: store::StoreError| CliError::invalid_input(e.to_string()))?;
-    let mut conn = db.pool().acquire().await.map_err(|e| CliError { code: exit::RUN_FAILED, message: format!("failed to read the database: {e}") })?;
+    let id: RunId = run_id
+        .parse()
+        .map_err(|e: store::StoreError| CliError::invalid_input(e.to_string()))?;
+    let mut conn = db.pool().acquire().await.map_err(|e| CliError {
+        code: exit::RUN_FAILED,
+        message: format!("failed to read the database: {e}"),
+    })?;
     match store::runs::get(&mut conn, &id).await {
         Ok(run) => Ok(run),
         Err(store::StoreError::RunNotFound { .. }) => Err(CliError::invalid_input(format!(
             "no run {run_id} in {} (hint: `drs-runbook history` lists the runs; check --db)",
             db.path().display()
         ))),
-        Err(e) => Err(CliError { code: exit::RUN_FAILED, message: format!("failed to read run {run_id}: {e}") }),
+        Err(e) => Err(CliError {
+            code: exit::RUN_FAILED,
+            message: format!("failed to read run {run_id}: {e}"),
+        }),
     }
 }
 
@@ -50,36 +58,88 @@ pub async fn approve(cli: &Cli, args: &ApproveArgs) -> Result<u8, CliError> {
     let db = session::open_db(cli).await?;
     let run = load_run(&db, &args.run_id).await?;
     let run_id = run.id.clone();
-    let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path).map_err(|e| CliError::invalid_input(format!("the stored runbook of run {run_id} does not parse: {e}")))?;
-    let steps = Journal::new(db.clone(), run_id.clone(), None, engine::driver::operator(), crate::engine::clock::EngineClock::Real)
-        .steps()
-        .await
-        .map_err(|e| CliError { code: exit::RUN_FAILED, message: e.to_string() })?;
+    let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path).map_err(|e| {
+        CliError::invalid_input(format!(
+            "the stored runbook of run {run_id} does not parse: {e}"
+        ))
+    })?;
+    let steps = Journal::new(
+        db.clone(),
+        run_id.clone(),
+        None,
+        engine::driver::operator(),
+        crate::engine::clock::EngineClock::Real,
+    )
+    .steps()
+    .await
+    .map_err(|e| CliError {
+        code: exit::RUN_FAILED,
+        message: e.to_string(),
+    })?;
     let waiting: Vec<_> = steps
         .iter()
-        .filter(|s| s.needs_approval && !s.approved && matches!(s.status, StepStatus::WaitingApproval | StepStatus::Pending))
-        .filter(|s| args.step.as_ref().is_none_or(|k| &s.key == k || s.kind.as_str() == k))
+        .filter(|s| {
+            s.needs_approval
+                && !s.approved
+                && matches!(s.status, StepStatus::WaitingApproval | StepStatus::Pending)
+        })
+        .filter(|s| {
+            args.step
+                .as_ref()
+                .is_none_or(|k| &s.key == k || s.kind.as_str() == k)
+        })
         .collect();
     if waiting.is_empty() {
-        let known: Vec<&str> = steps.iter().filter(|s| s.needs_approval).map(|s| s.key.as_str()).collect();
+        let known: Vec<&str> = steps
+            .iter()
+            .filter(|s| s.needs_approval)
+            .map(|s| s.key.as_str())
+            .collect();
         return Err(CliError::invalid_input(format!(
             "nothing to approve in run {run_id}{} (steps with an approval gate: {})",
-            args.step.as_ref().map(|s| format!(" for step {s}")).unwrap_or_default(),
-            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            args.step
+                .as_ref()
+                .map(|s| format!(" for step {s}"))
+                .unwrap_or_default(),
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
         )));
     }
     let cloud = session::connect(cli, &runbook, &run.runbook_text).await?;
-    let journal = Journal::new(db.clone(), run_id.clone(), None, engine::driver::operator(), cloud.clock.clone());
+    let journal = Journal::new(
+        db.clone(),
+        run_id.clone(),
+        None,
+        engine::driver::operator(),
+        cloud.clock.clone(),
+    );
     for step in &waiting {
         journal
-            .approve(&step.key, &engine::driver::operator(), args.comment.as_deref(), cloud.clock.now())
+            .approve(
+                &step.key,
+                &engine::driver::operator(),
+                args.comment.as_deref(),
+                cloud.clock.now(),
+            )
             .await
-            .map_err(|e| CliError { code: exit::RUN_FAILED, message: e.to_string() })?;
+            .map_err(|e| CliError {
+                code: exit::RUN_FAILED,
+                message: e.to_string(),
+            })?;
         eprintln!("approved {} of run {run_id}", step.key);
     }
     eprintln!("run {run_id}");
     let progress = Progress::new(false);
-    let ctx = Context { db: &db, clients: &cloud.clients, clock: &cloud.clock, progress: &progress, interactive: terminal_is_interactive() };
+    let ctx = Context {
+        db: &db,
+        clients: &cloud.clients,
+        clock: &cloud.clock,
+        progress: &progress,
+        interactive: terminal_is_interactive(),
+    };
     let result = engine::continue_run(&ctx, &run_id, false).await;
     cloud.close();
     let (report, _) = result.map_err(operate::engine_error)?;
@@ -91,19 +151,43 @@ pub async fn status(cli: &Cli, args: &StatusArgs) -> Result<u8, CliError> {
     if let Some(run_id) = &args.run_id {
         return show_run(cli, &db, run_id, false).await;
     }
-    let mut conn = db.pool().acquire().await.map_err(|e| CliError { code: exit::RUN_FAILED, message: e.to_string() })?;
-    let runs = store::runs::list(&mut conn, &store::runs::RunFilter { limit: Some(50), ..Default::default() })
-        .await
-        .map_err(|e| CliError { code: exit::RUN_FAILED, message: e.to_string() })?;
-    let open: Vec<_> = runs.iter().filter(|r| !matches!(r.status.as_str(), "succeeded" | "cancelled" | "rolled_back")).collect();
+    let mut conn = db.pool().acquire().await.map_err(|e| CliError {
+        code: exit::RUN_FAILED,
+        message: e.to_string(),
+    })?;
+    let runs = store::runs::list(
+        &mut conn,
+        &store::runs::RunFilter {
+            limit: Some(50),
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| CliError {
+        code: exit::RUN_FAILED,
+        message: e.to_string(),
+    })?;
+    let open: Vec<_> = runs
+        .iter()
+        .filter(|r| !matches!(r.status.as_str(), "succeeded" | "cancelled" | "rolled_back"))
+        .collect();
     match cli.output {
         Output::Json => println!("{}", serde_json::json!({ "runs": open })),
         Output::Text => {
             if open.is_empty() {
-                println!("no run in progress, paused, interrupted or failed (see `drs-runbook history`)");
+                println!(
+                    "no run in progress, paused, interrupted or failed (see `drs-runbook history`)"
+                );
             }
             for r in open {
-                println!("{}  {:<9} {:<12} {}  {}", r.id, r.operation.as_str(), r.status.as_str(), r.runbook_name, r.created_at.format("%Y-%m-%d %H:%M:%SZ"));
+                println!(
+                    "{}  {:<9} {:<12} {}  {}",
+                    r.id,
+                    r.operation.as_str(),
+                    r.status.as_str(),
+                    r.runbook_name,
+                    r.created_at.format("%Y-%m-%d %H:%M:%SZ")
+                );
             }
         }
     }
@@ -117,10 +201,24 @@ pub async fn show(cli: &Cli, args: &ShowArgs) -> Result<u8, CliError> {
 
 async fn show_run(cli: &Cli, db: &Database, run_id: &str, detailed: bool) -> Result<u8, CliError> {
     let run = load_run(db, run_id).await?;
-    let mut conn = db.pool().acquire().await.map_err(|e| CliError { code: exit::RUN_FAILED, message: e.to_string() })?;
-    let failed = |e: store::StoreError| CliError { code: exit::RUN_FAILED, message: e.to_string() };
-    let steps = store::steps::list(&mut conn, &run.id).await.map_err(failed)?;
-    let effects = if detailed { store::effects::for_run(&mut conn, &run.id).await.map_err(failed)? } else { Vec::new() };
+    let mut conn = db.pool().acquire().await.map_err(|e| CliError {
+        code: exit::RUN_FAILED,
+        message: e.to_string(),
+    })?;
+    let failed = |e: store::StoreError| CliError {
+        code: exit::RUN_FAILED,
+        message: e.to_string(),
+    };
+    let steps = store::steps::list(&mut conn, &run.id)
+        .await
+        .map_err(failed)?;
+    let effects = if detailed {
+        store::effects::for_run(&mut conn, &run.id)
+            .await
+            .map_err(failed)?
+    } else {
+        Vec::new()
+    };
     match cli.output {
         Output::Json => {
             let mut value = serde_json::json!({ "run": run, "steps": steps });
@@ -130,8 +228,21 @@ async fn show_run(cli: &Cli, db: &Database, run_id: &str, detailed: bool) -> Res
             println!("{value}");
         }
         Output::Text => {
-            println!("run {} ({} of {}, {} mode): {}", run.id, run.operation.as_str(), run.runbook_name, run.mode.as_str(), run.status.as_str());
-            println!("  by {} on {}; created {}; runbook sha256 {}", run.operator, run.host, run.created_at.to_rfc3339(), run.runbook_sha256);
+            println!(
+                "run {} ({} of {}, {} mode): {}",
+                run.id,
+                run.operation.as_str(),
+                run.runbook_name,
+                run.mode.as_str(),
+                run.status.as_str()
+            );
+            println!(
+                "  by {} on {}; created {}; runbook sha256 {}",
+                run.operator,
+                run.host,
+                run.created_at.to_rfc3339(),
+                run.runbook_sha256
+            );
             if let Some(parent) = &run.parent_run_id {
                 println!("  linked to run {parent}");
             }
@@ -143,19 +254,37 @@ async fn show_run(cli: &Cli, db: &Database, run_id: &str, detailed: bool) -> Res
             }
             for s in &steps {
                 let timing = match (s.started_at, s.finished_at) {
-                    (Some(a), Some(b)) => format!("{} -> {} ({})", a.format("%H:%M:%S"), b.format("%H:%M:%S"), engine::driver::human((b - a).num_milliseconds() as f64 / 1000.0)),
+                    (Some(a), Some(b)) => format!(
+                        "{} -> {} ({})",
+                        a.format("%H:%M:%S"),
+                        b.format("%H:%M:%S"),
+                        engine::driver::human((b - a).num_milliseconds() as f64 / 1000.0)
+                    ),
                     (Some(a), None) => format!("since {}", a.format("%H:%M:%S")),
                     _ => String::new(),
                 };
-                println!("  {:<28} {:<16} attempts {}  {timing}", s.key, s.status.as_str(), s.attempts);
+                println!(
+                    "  {:<28} {:<16} attempts {}  {timing}",
+                    s.key,
+                    s.status.as_str(),
+                    s.attempts
+                );
                 if let Some(by) = &s.approved_by {
-                    println!("      approved by {by}{}", s.approval_comment.as_ref().map(|c| format!(": {c}")).unwrap_or_default());
+                    println!(
+                        "      approved by {by}{}",
+                        s.approval_comment
+                            .as_ref()
+                            .map(|c| format!(": {c}"))
+                            .unwrap_or_default()
+                    );
                 }
                 if let Some(reason) = &s.skip_reason {
                     println!("      skipped: {reason}");
                 }
                 if let Some(error) = &s.error {
-                    let text = serde_json::from_str::<crate::steps::StepFailure>(error).map(|f| f.to_string()).unwrap_or_else(|_| error.clone());
+                    let text = serde_json::from_str::<crate::steps::StepFailure>(error)
+                        .map(|f| f.to_string())
+                        .unwrap_or_else(|_| error.clone());
                     println!("      error: {text}");
                 }
             }
@@ -167,7 +296,10 @@ async fn show_run(cli: &Cli, db: &Database, run_id: &str, detailed: bool) -> Res
                         e.created_at.format("%H:%M:%S"),
                         e.operation,
                         e.state.as_str(),
-                        e.aws_request_id.as_deref().map(|r| format!("request {r}")).unwrap_or_default(),
+                        e.aws_request_id
+                            .as_deref()
+                            .map(|r| format!("request {r}"))
+                            .unwrap_or_default(),
                         e.step_key
                     );
                 }

@@ -23,7 +23,9 @@ pub fn db_path(cli: &Cli) -> PathBuf {
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."));
             home.join(".local").join("state")
         });
     state.join("drs-runbook").join("runs.db")
@@ -33,7 +35,11 @@ pub async fn open_db(cli: &Cli) -> Result<Database, CliError> {
     let path = db_path(cli);
     Database::open(&path).await.map_err(|e| CliError {
         code: exit::RUN_FAILED,
-        message: format!("failed to open the run database {}: {}", path.display(), super::sim_serve::error_chain(&e)),
+        message: format!(
+            "failed to open the run database {}: {}",
+            path.display(),
+            super::sim_serve::error_chain(&e)
+        ),
     })
 }
 
@@ -77,22 +83,48 @@ pub async fn connect(cli: &Cli, runbook: &Runbook, runbook_text: &str) -> Result
             code: exit::RUN_FAILED,
             message: format!("failed to start the embedded simulator: {} (hint: delete {} to start a fresh simulated world)", super::sim_serve::error_chain(&e), state_file.display()),
         })?;
-        sim.seed_toml(runbook_text, &runbook.name).map_err(|e| CliError::invalid_input(format!("failed to seed the simulator: {e}")))?;
-        let addr = sim.clone().spawn("127.0.0.1:0").await.map_err(|e| CliError {
-            code: exit::RUN_FAILED,
-            message: format!("failed to start the embedded simulator: {}", super::sim_serve::error_chain(&e)),
-        })?;
+        sim.seed_toml(runbook_text, &runbook.name)
+            .map_err(|e| CliError::invalid_input(format!("failed to seed the simulator: {e}")))?;
+        let addr = sim
+            .clone()
+            .spawn("127.0.0.1:0")
+            .await
+            .map_err(|e| CliError {
+                code: exit::RUN_FAILED,
+                message: format!(
+                    "failed to start the embedded simulator: {}",
+                    super::sim_serve::error_chain(&e)
+                ),
+            })?;
         let endpoint = format!("http://{addr}");
-        let clients = crate::aws::connect(runbook, &Connection::Simulated { endpoint_url: endpoint.clone() }).await;
+        let clients = crate::aws::connect(
+            runbook,
+            &Connection::Simulated {
+                endpoint_url: endpoint.clone(),
+            },
+        )
+        .await;
         let clock = EngineClock::detect(Some(&endpoint)).await;
-        return Ok(Cloud { clients, clock, sim: Some(sim) });
+        return Ok(Cloud {
+            clients,
+            clock,
+            sim: Some(sim),
+        });
     }
     let endpoint = cli.endpoint_url.clone();
     let clock = EngineClock::detect(endpoint.as_deref()).await;
     let connection = match (&endpoint, clock.is_simulated()) {
-        (Some(url), true) => Connection::Simulated { endpoint_url: url.clone() },
-        (url, _) => Connection::Aws { endpoint_url: url.clone() },
+        (Some(url), true) => Connection::Simulated {
+            endpoint_url: url.clone(),
+        },
+        (url, _) => Connection::Aws {
+            endpoint_url: url.clone(),
+        },
     };
     let clients = crate::aws::connect(runbook, &connection).await;
-    Ok(Cloud { clients, clock, sim: None })
+    Ok(Cloud {
+        clients,
+        clock,
+        sim: None,
+    })
 }

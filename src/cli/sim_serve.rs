@@ -34,13 +34,23 @@ pub async fn run(args: &Args) -> Result<u8, CliError> {
         speed: args.speed,
         state_file: args.state.clone(),
     })
-    .map_err(|e| CliError::invalid_input(format!("failed to start the simulator: {}", error_chain(&e))))?;
+    .map_err(|e| {
+        CliError::invalid_input(format!(
+            "failed to start the simulator: {}",
+            error_chain(&e)
+        ))
+    })?;
     for path in &args.seeds {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            CliError::invalid_input(format!("failed to read the runbook {}: {e}", path.display()))
+            CliError::invalid_input(format!(
+                "failed to read the runbook {}: {e}",
+                path.display()
+            ))
         })?;
         sim.seed_toml(&text, &path.display().to_string())
-            .map_err(|e| CliError::invalid_input(format!("failed to seed from {}: {e}", path.display())))?;
+            .map_err(|e| {
+                CliError::invalid_input(format!("failed to seed from {}: {e}", path.display()))
+            })?;
     }
     let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(|e| {
         CliError::invalid_input(format!(
@@ -48,9 +58,9 @@ pub async fn run(args: &Args) -> Result<u8, CliError> {
             args.listen
         ))
     })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| CliError::invalid_input(format!("failed to read the listening address: {e}")))?;
+    let addr = listener.local_addr().map_err(|e| {
+        CliError::invalid_input(format!("failed to read the listening address: {e}"))
+    })?;
     println!("listening on http://{addr}");
     let _ = std::io::stdout().flush();
     let serve = sim.serve(listener);

@@ -30,16 +30,32 @@ impl JobBudget {
     /// [`JobBudget::bind`] names the job.
     pub async fn acquire(&self, servers: u32) -> Reservation<'_> {
         let servers = servers.min(self.max_servers);
-        let jobs = self.jobs.acquire().await.expect("the budget is never closed");
-        let held = self.servers.acquire_many(servers).await.expect("the budget is never closed");
+        let jobs = self
+            .jobs
+            .acquire()
+            .await
+            .expect("the budget is never closed");
+        let held = self
+            .servers
+            .acquire_many(servers)
+            .await
+            .expect("the budget is never closed");
         jobs.forget();
         held.forget();
-        Reservation { budget: self, servers, bound: false }
+        Reservation {
+            budget: self,
+            servers,
+            bound: false,
+        }
     }
 
     /// Gives back what the job holds (when it completed).
     pub fn release(&self, job_id: &str) {
-        let servers = self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(job_id);
+        let servers = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(job_id);
         if let Some(servers) = servers {
             self.jobs.add_permits(1);
             self.servers.add_permits(servers as usize);
@@ -84,10 +100,12 @@ mod tests {
         let budget = JobBudget::new(2, 500);
         budget.acquire(100).await.bind("j1");
         budget.acquire(100).await.bind("j2");
-        let third = tokio::time::timeout(std::time::Duration::from_millis(50), budget.acquire(10)).await;
+        let third =
+            tokio::time::timeout(std::time::Duration::from_millis(50), budget.acquire(10)).await;
         assert!(third.is_err(), "a third job waits while two are active");
         budget.release("j1");
-        let third = tokio::time::timeout(std::time::Duration::from_millis(50), budget.acquire(10)).await;
+        let third =
+            tokio::time::timeout(std::time::Duration::from_millis(50), budget.acquire(10)).await;
         assert!(third.is_ok());
     }
 
@@ -97,10 +115,15 @@ mod tests {
         budget.acquire(100).await.bind("j1");
         drop(budget.acquire(50).await); // the call failed: the share goes back
         budget.acquire(50).await.bind("j2");
-        let more = tokio::time::timeout(std::time::Duration::from_millis(50), budget.acquire(1)).await;
+        let more =
+            tokio::time::timeout(std::time::Duration::from_millis(50), budget.acquire(1)).await;
         assert!(more.is_err());
         budget.release("unknown-job"); // a no-op
         budget.release("j2");
-        assert!(tokio::time::timeout(std::time::Duration::from_millis(50), budget.acquire(50)).await.is_ok());
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), budget.acquire(50))
+                .await
+                .is_ok()
+        );
     }
 }

@@ -121,7 +121,9 @@ mod tests {
     #[test]
     fn backoff_grows_and_stays_bounded() {
         let mut b = Backoff::new(Duration::from_secs(2), Duration::from_secs(10));
-        let seq: Vec<u64> = (0..6).map(|_| b.next_interval().as_millis() as u64).collect();
+        let seq: Vec<u64> = (0..6)
+            .map(|_| b.next_interval().as_millis() as u64)
+            .collect();
         assert_eq!(seq, [2000, 3000, 4500, 6750, 10000, 10000]);
         b.reset(Duration::from_secs(2));
         assert_eq!(b.next_interval(), Duration::from_secs(2));
@@ -135,6 +137,9 @@ mod tests {
             anchor_real: Instant::now(),
         };
         assert_eq!(clock.real(Duration::from_secs(60)), Duration::from_secs(1));
-        assert_eq!(EngineClock::Real.real(Duration::from_secs(5)), Duration::from_secs(5));
+        assert_eq!(
+            EngineClock::Real.real(Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
     }
 }

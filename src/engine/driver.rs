@@ -67,7 +67,11 @@ impl RunReport {
                     .objectives
                     .as_ref()
                     .is_some_and(|o| o.rto_met == Some(false) || o.rpo_met == Some(false));
-                if missed && self.operation == "drill" { 1 } else { 0 }
+                if missed && self.operation == "drill" {
+                    1
+                } else {
+                    0
+                }
             }
             "paused" => 3,
             "interrupted" => 130,
@@ -80,7 +84,11 @@ impl RunReport {
 /// are kept in `reported`). Without this, a step suspended inside a write transaction would
 /// hold SQLite's write lock while the driver waits for that same lock: a deadlock ended only
 /// by the busy timeout ("database is locked").
-async fn polling<T, S: std::future::Future>(running: &mut FuturesUnordered<S>, reported: &mut Vec<S::Output>, work: impl std::future::Future<Output = T>) -> T {
+async fn polling<T, S: std::future::Future>(
+    running: &mut FuturesUnordered<S>,
+    reported: &mut Vec<S::Output>,
+    work: impl std::future::Future<Output = T>,
+) -> T {
     tokio::pin!(work);
     loop {
         tokio::select! {
@@ -120,9 +128,19 @@ impl Driver<'_> {
     /// Drives the run until it succeeds, fails, pauses or is interrupted.
     pub async fn drive(&self) -> Result<RunReport, DriverError> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut flags = RunFlags { auto_approve: self.yes, stopping: false };
+        let mut flags = RunFlags {
+            auto_approve: self.yes,
+            stopping: false,
+        };
         self.journal.run_started(self.clock.now()).await?;
-        self.progress.run_line(self.clock.now(), &format!("{} of {} started", self.run.operation.as_str(), self.runbook.name));
+        self.progress.run_line(
+            self.clock.now(),
+            &format!(
+                "{} of {} started",
+                self.run.operation.as_str(),
+                self.runbook.name
+            ),
+        );
 
         let mut running = FuturesUnordered::new();
         let mut interrupts = 0u32;
@@ -134,19 +152,35 @@ impl Driver<'_> {
         // Steps left `running` by a driver that died (or stopped at a safe point): no one
         // executes them now that this driver holds the lease. They are started again first, and
         // each reconciles its open intents against AWS before it sends anything.
-        let mut orphans: Vec<String> = self.journal.steps().await?.into_iter().filter(|r| r.status == StepStatus::Running).map(|r| r.key).collect();
+        let mut orphans: Vec<String> = self
+            .journal
+            .steps()
+            .await?
+            .into_iter()
+            .filter(|r| r.status == StepStatus::Running)
+            .map(|r| r.key)
+            .collect();
         loop {
             for (key, result) in std::mem::take(&mut reported) {
                 polling(&mut running, &mut reported, self.record(&key, result)).await?;
             }
-            if !cancelling && polling(&mut running, &mut reported, self.journal.cancel_requested()).await? {
+            if !cancelling
+                && polling(&mut running, &mut reported, self.journal.cancel_requested()).await?
+            {
                 cancelling = true;
                 flags.stopping = true;
                 let _ = stop_tx.send(true);
-                self.progress.run_line(self.clock.now(), "cancel requested: stopping at a safe point");
+                self.progress.run_line(
+                    self.clock.now(),
+                    "cancel requested: stopping at a safe point",
+                );
             }
             if flags.stopping && running.is_empty() && reported.is_empty() {
-                return if cancelling { self.cancelled().await } else { self.finish(RunOutcome::Stopped).await };
+                return if cancelling {
+                    self.cancelled().await
+                } else {
+                    self.finish(RunOutcome::Stopped).await
+                };
             }
             let rows = polling(&mut running, &mut reported, self.journal.steps()).await?;
             let views: Vec<StepView> = rows.iter().map(|r| r.view()).collect();
@@ -158,10 +192,37 @@ impl Driver<'_> {
             for command in commands {
                 match command {
                     Command::StartStep(key) => {
-                        let row = rows.iter().find(|r| r.key == key).expect("decided on a known step");
-                        let attempt = polling(&mut running, &mut reported, self.journal.transition(&key, row.status, StepEvent::Start, self.clock.now(), None)).await?;
-                        let info = StepInfo { key: key.clone(), kind: row.kind, wave: row.wave.clone(), attempt };
-                        self.progress.line(self.clock.now(), &key, if row.status == StepStatus::Running { "resumed" } else { "started" });
+                        let row = rows
+                            .iter()
+                            .find(|r| r.key == key)
+                            .expect("decided on a known step");
+                        let attempt = polling(
+                            &mut running,
+                            &mut reported,
+                            self.journal.transition(
+                                &key,
+                                row.status,
+                                StepEvent::Start,
+                                self.clock.now(),
+                                None,
+                            ),
+                        )
+                        .await?;
+                        let info = StepInfo {
+                            key: key.clone(),
+                            kind: row.kind,
+                            wave: row.wave.clone(),
+                            attempt,
+                        };
+                        self.progress.line(
+                            self.clock.now(),
+                            &key,
+                            if row.status == StepStatus::Running {
+                                "resumed"
+                            } else {
+                                "started"
+                            },
+                        );
                         let stop = stop_rx.clone();
                         running.push(async move {
                             let ctx = StepCtx {
@@ -181,13 +242,43 @@ impl Driver<'_> {
                         started_any = true;
                     }
                     Command::RequestApproval(key) => {
-                        let row = rows.iter().find(|r| r.key == key).expect("decided on a known step");
-                        if self.interactive && polling(&mut running, &mut reported, ask_approval(&key)).await {
-                            polling(&mut running, &mut reported, self.journal.approve(&key, &operator(), Some("approved at the prompt"), self.clock.now())).await?;
+                        let row = rows
+                            .iter()
+                            .find(|r| r.key == key)
+                            .expect("decided on a known step");
+                        if self.interactive
+                            && polling(&mut running, &mut reported, ask_approval(&key)).await
+                        {
+                            polling(
+                                &mut running,
+                                &mut reported,
+                                self.journal.approve(
+                                    &key,
+                                    &operator(),
+                                    Some("approved at the prompt"),
+                                    self.clock.now(),
+                                ),
+                            )
+                            .await?;
                             started_any = true; // decide again at once: the step is now startable
                         } else if row.status != StepStatus::WaitingApproval {
-                            polling(&mut running, &mut reported, self.journal.transition(&key, row.status, StepEvent::AwaitApproval, self.clock.now(), None)).await?;
-                            self.progress.line(self.clock.now(), &key, "waiting for approval: drs-runbook approve <run> --step <step>");
+                            polling(
+                                &mut running,
+                                &mut reported,
+                                self.journal.transition(
+                                    &key,
+                                    row.status,
+                                    StepEvent::AwaitApproval,
+                                    self.clock.now(),
+                                    None,
+                                ),
+                            )
+                            .await?;
+                            self.progress.line(
+                                self.clock.now(),
+                                &key,
+                                "waiting for approval: drs-runbook approve <run> --step <step>",
+                            );
                         }
                     }
                     Command::Pause => pause = true,
@@ -231,10 +322,16 @@ impl Driver<'_> {
     async fn cancelled(&self) -> Result<RunReport, DriverError> {
         let now = self.clock.now();
         let cancelled = self.journal.cancel_unfinished(now).await?;
-        self.journal.finish_run("cancelled", None, None, None, now).await?;
+        self.journal
+            .finish_run("cancelled", None, None, None, now)
+            .await?;
         self.progress.run_line(
             now,
-            &format!("cancelled ({} unfinished step(s)); `drs-runbook rollback {}` undoes what it did", cancelled.len(), self.run.id),
+            &format!(
+                "cancelled ({} unfinished step(s)); `drs-runbook rollback {}` undoes what it did",
+                cancelled.len(),
+                self.run.id
+            ),
         );
         self.report("cancelled", None).await
     }
@@ -243,11 +340,21 @@ impl Driver<'_> {
         let now = self.clock.now();
         match result {
             StepResult::Succeeded => {
-                self.journal.transition(key, StepStatus::Running, StepEvent::Succeed, now, None).await?;
+                self.journal
+                    .transition(key, StepStatus::Running, StepEvent::Succeed, now, None)
+                    .await?;
                 self.progress.line(now, key, "succeeded");
             }
             StepResult::Failed(failure) => {
-                self.journal.transition(key, StepStatus::Running, StepEvent::Fail, now, Some(&failure)).await?;
+                self.journal
+                    .transition(
+                        key,
+                        StepStatus::Running,
+                        StepEvent::Fail,
+                        now,
+                        Some(&failure),
+                    )
+                    .await?;
                 self.progress.line(now, key, &format!("FAILED: {failure}"));
             }
             StepResult::Stopped => {
@@ -260,14 +367,22 @@ impl Driver<'_> {
     async fn pause(&self, rows: &[StepRow]) -> Result<RunReport, DriverError> {
         let waiting: Vec<&str> = rows
             .iter()
-            .filter(|r| r.status == StepStatus::WaitingApproval || (r.needs_approval && !r.approved && r.status == StepStatus::Pending))
+            .filter(|r| {
+                r.status == StepStatus::WaitingApproval
+                    || (r.needs_approval && !r.approved && r.status == StepStatus::Pending)
+            })
             .map(|r| r.key.as_str())
             .collect();
         let waiting = waiting.join(", ");
-        self.journal.finish_run("paused", None, None, None, self.clock.now()).await?;
+        self.journal
+            .finish_run("paused", None, None, None, self.clock.now())
+            .await?;
         self.progress.run_line(
             self.clock.now(),
-            &format!("paused: waiting for approval of {waiting} (drs-runbook approve {} --step <step>)", self.run.id),
+            &format!(
+                "paused: waiting for approval of {waiting} (drs-runbook approve {} --step <step>)",
+                self.run.id
+            ),
         );
         self.report("paused", Some(waiting)).await
     }
@@ -279,7 +394,9 @@ impl Driver<'_> {
             RunOutcome::Failed => ("failed", self.journal.first_failure().await?),
             RunOutcome::Stopped => ("interrupted", None),
         };
-        self.journal.finish_run(status, rto, rpo, error.as_deref(), self.clock.now()).await?;
+        self.journal
+            .finish_run(status, rto, rpo, error.as_deref(), self.clock.now())
+            .await?;
         let report = self.report(status, None).await?;
         let line = match (&report.rto_seconds, &report.rpo_seconds) {
             (Some(rto), Some(rpo)) => format!("{status}: RTO {} RPO {}", human(*rto), human(*rpo)),
@@ -311,14 +428,23 @@ impl Driver<'_> {
             let output = self.journal.output_value(&row.key).await?;
             match row.kind {
                 StepKind::SnapshotConversion => {
-                    for server in output["servers"].as_object().into_iter().flat_map(|m| m.values()) {
-                        if let Some(ts) = server["data_timestamp"].as_str().and_then(crate::aws::parse_time) {
+                    for server in output["servers"]
+                        .as_object()
+                        .into_iter()
+                        .flat_map(|m| m.values())
+                    {
+                        if let Some(ts) = server["data_timestamp"]
+                            .as_str()
+                            .and_then(crate::aws::parse_time)
+                        {
                             let age = (start - ts).num_milliseconds() as f64 / 1000.0;
                             rpo = Some(rpo.map_or(age, |r: f64| r.max(age)));
                         }
                     }
                 }
-                StepKind::Launch if self.run.operation != Operation::Drill => served = later(served, output["completed_at"].as_str()),
+                StepKind::Launch if self.run.operation != Operation::Drill => {
+                    served = later(served, output["completed_at"].as_str())
+                }
                 StepKind::Validate => served = later(served, output["validated_at"].as_str()),
                 StepKind::LbSwitch => {
                     for g in output["groups"].as_array().into_iter().flatten() {
@@ -339,13 +465,22 @@ impl Driver<'_> {
     }
 
     /// The report of the run as stored now.
-    pub async fn report(&self, status: &str, waiting_for: Option<String>) -> Result<RunReport, DriverError> {
+    pub async fn report(
+        &self,
+        status: &str,
+        waiting_for: Option<String>,
+    ) -> Result<RunReport, DriverError> {
         report(self.journal, self.runbook, status, waiting_for).await
     }
 }
 
 /// Builds the report of a run from the journal.
-pub async fn report(journal: &Journal, runbook: &Runbook, status: &str, waiting_for: Option<String>) -> Result<RunReport, DriverError> {
+pub async fn report(
+    journal: &Journal,
+    runbook: &Runbook,
+    status: &str,
+    waiting_for: Option<String>,
+) -> Result<RunReport, DriverError> {
     let rows = journal.steps().await?;
     let run = journal.run_summary().await?;
     let objectives = (runbook.rto().is_some() || runbook.rpo().is_some()).then(|| {
@@ -354,8 +489,12 @@ pub async fn report(journal: &Journal, runbook: &Runbook, status: &str, waiting_
         ObjectivesReport {
             rto_seconds: rto_goal.map(|d| d.as_secs_f64()),
             rpo_seconds: rpo_goal.map(|d| d.as_secs_f64()),
-            rto_met: rto_goal.zip(run.rto_seconds).map(|(goal, got)| got <= goal.as_secs_f64()),
-            rpo_met: rpo_goal.zip(run.rpo_seconds).map(|(goal, got)| got <= goal.as_secs_f64()),
+            rto_met: rto_goal
+                .zip(run.rto_seconds)
+                .map(|(goal, got)| got <= goal.as_secs_f64()),
+            rpo_met: rpo_goal
+                .zip(run.rpo_seconds)
+                .map(|(goal, got)| got <= goal.as_secs_f64()),
         }
     });
     Ok(RunReport {
@@ -364,7 +503,12 @@ pub async fn report(journal: &Journal, runbook: &Runbook, status: &str, waiting_
         status: status.to_string(),
         steps: rows
             .iter()
-            .map(|r| StepSummary { key: r.key.clone(), kind: r.kind.as_str().to_string(), wave: r.wave.clone(), status: r.status.as_str().to_string() })
+            .map(|r| StepSummary {
+                key: r.key.clone(),
+                kind: r.kind.as_str().to_string(),
+                wave: r.wave.clone(),
+                status: r.status.as_str().to_string(),
+            })
             .collect(),
         rto_seconds: run.rto_seconds,
         rpo_seconds: run.rpo_seconds,
@@ -380,7 +524,10 @@ async fn ask_approval(step: &str) -> bool {
     tokio::task::spawn_blocking(move || {
         use std::io::Write;
         let mut err = std::io::stderr();
-        let _ = write!(err, "Approve step {step}? This changes production traffic or resources. [y/N] ");
+        let _ = write!(
+            err,
+            "Approve step {step}? This changes production traffic or resources. [y/N] "
+        );
         let _ = err.flush();
         let mut line = String::new();
         if std::io::stdin().read_line(&mut line).is_err() {
@@ -412,7 +559,12 @@ pub fn operator() -> String {
 /// `/proc/self/status` and `/etc/passwd`; `uid:<n>` when the user has no entry.
 fn user_of_this_process() -> Option<String> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.to_string();
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_string();
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let name = passwd.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(':').collect();

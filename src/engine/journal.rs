@@ -77,11 +77,19 @@ pub enum JournalError {
     #[error(transparent)]
     Unknown(#[from] store::UnknownValue),
     #[error("step {key} of run {run} cannot go from {from} on {event:?}")]
-    Transition { run: String, key: String, from: String, event: StepEvent },
+    Transition {
+        run: String,
+        key: String,
+        from: String,
+        event: StepEvent,
+    },
     #[error("step {key} of run {run} has an unknown kind or status in the database")]
     Corrupt { run: String, key: String },
     #[error("the output of step {key} could not be encoded: {source}")]
-    Encode { key: String, source: serde_json::Error },
+    Encode {
+        key: String,
+        source: serde_json::Error,
+    },
 }
 
 /// One run's journal, bound to the lease the driver holds.
@@ -95,8 +103,20 @@ pub struct Journal {
 }
 
 impl Journal {
-    pub fn new(db: Database, run_id: RunId, lease: Option<store::leases::Lease>, actor: String, clock: super::clock::EngineClock) -> Self {
-        Journal { db, run_id, lease, actor, clock }
+    pub fn new(
+        db: Database,
+        run_id: RunId,
+        lease: Option<store::leases::Lease>,
+        actor: String,
+        clock: super::clock::EngineClock,
+    ) -> Self {
+        Journal {
+            db,
+            run_id,
+            lease,
+            actor,
+            clock,
+        }
     }
 
     pub fn run_id(&self) -> &RunId {
@@ -116,7 +136,14 @@ impl Journal {
         Ok(tx)
     }
 
-    async fn event(&self, tx: &mut sqlx::SqliteConnection, kind: &str, step: Option<&str>, data: Value, now: DateTime<Utc>) -> Result<(), JournalError> {
+    async fn event(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        kind: &str,
+        step: Option<&str>,
+        data: Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
         store::events::append(tx, &self.run_id, now, kind, &self.actor, step, &data).await?;
         Ok(())
     }
@@ -127,13 +154,20 @@ impl Journal {
         let rows = store::steps::list(&mut conn, &self.run_id).await?;
         rows.into_iter()
             .map(|s| {
-                let corrupt = || JournalError::Corrupt { run: self.run_id.to_string(), key: s.key.clone() };
+                let corrupt = || JournalError::Corrupt {
+                    run: self.run_id.to_string(),
+                    key: s.key.clone(),
+                };
                 Ok(StepRow {
                     kind: StepKind::from_name(&s.kind).ok_or_else(corrupt)?,
                     status: StepStatus::parse(s.status.as_str()).ok_or_else(corrupt)?,
                     wave: s.wave.clone(),
                     depends_on: s.depends_on.clone(),
-                    needs_approval: s.input.get("needs_approval").and_then(Value::as_bool).unwrap_or(false),
+                    needs_approval: s
+                        .input
+                        .get("needs_approval")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
                     approved: s.approved_by.is_some(),
                     attempts: s.attempts,
                     key: s.key,
@@ -165,7 +199,9 @@ impl Journal {
         let attempt = if event == StepEvent::Start {
             store::steps::increment_attempts(&mut tx, &self.run_id, key).await?
         } else {
-            store::steps::get(&mut tx, &self.run_id, key).await?.attempts
+            store::steps::get(&mut tx, &self.run_id, key)
+                .await?
+                .attempts
         };
         let kind = match (from, to) {
             (StepStatus::Running, StepStatus::Running) => "step_resumed",
@@ -183,18 +219,48 @@ impl Journal {
     }
 
     /// Records an operator's approval of a step.
-    pub async fn approve(&self, key: &str, by: &str, comment: Option<&str>, now: DateTime<Utc>) -> Result<(), JournalError> {
+    pub async fn approve(
+        &self,
+        key: &str,
+        by: &str,
+        comment: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
         let mut tx = self.write().await?;
         // The gate is recorded on a waiting step; a prompt answered before the step was parked
         // parks it first, so both paths leave the same trail. Approval returns it to pending.
         let current = store::steps::get(&mut tx, &self.run_id, key).await?.status;
         if current.as_str() == StepStatus::Pending.as_str() {
-            store::steps::set_status(&mut tx, &self.run_id, key, StepStatus::WaitingApproval.as_str().parse()?, None, now).await?;
+            store::steps::set_status(
+                &mut tx,
+                &self.run_id,
+                key,
+                StepStatus::WaitingApproval.as_str().parse()?,
+                None,
+                now,
+            )
+            .await?;
         }
         store::steps::approve(&mut tx, &self.run_id, key, by, comment, now).await?;
-        let next = step_transition(StepStatus::WaitingApproval, StepEvent::Approve).expect("an approval is a valid transition");
-        store::steps::set_status(&mut tx, &self.run_id, key, next.as_str().parse()?, None, now).await?;
-        self.event(&mut tx, "step_approved", Some(key), json!({ "by": by, "comment": comment }), now).await?;
+        let next = step_transition(StepStatus::WaitingApproval, StepEvent::Approve)
+            .expect("an approval is a valid transition");
+        store::steps::set_status(
+            &mut tx,
+            &self.run_id,
+            key,
+            next.as_str().parse()?,
+            None,
+            now,
+        )
+        .await?;
+        self.event(
+            &mut tx,
+            "step_approved",
+            Some(key),
+            json!({ "by": by, "comment": comment }),
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -202,22 +268,49 @@ impl Journal {
     /// The run is (re)started by this driver.
     pub async fn run_started(&self, now: DateTime<Utc>) -> Result<(), JournalError> {
         let mut tx = self.write().await?;
-        store::runs::set_status(&mut tx, &self.run_id, store::runs::RunStatus::Running, now).await?;
-        self.event(&mut tx, "run_driving", None, json!({ "host": super::host_name(), "pid": std::process::id() }), now).await?;
+        store::runs::set_status(&mut tx, &self.run_id, store::runs::RunStatus::Running, now)
+            .await?;
+        self.event(
+            &mut tx,
+            "run_driving",
+            None,
+            json!({ "host": super::host_name(), "pid": std::process::id() }),
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Ends (or pauses) the run.
-    pub async fn finish_run(&self, status: &str, rto: Option<f64>, rpo: Option<f64>, error: Option<&str>, now: DateTime<Utc>) -> Result<(), JournalError> {
+    pub async fn finish_run(
+        &self,
+        status: &str,
+        rto: Option<f64>,
+        rpo: Option<f64>,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
         let mut tx = self.write().await?;
         let run_status: store::runs::RunStatus = status.parse()?;
         // The closing event first: `finish` records the chain's head as the run's final hash.
-        self.event(&mut tx, &format!("run_{status}"), None, json!({ "rto_seconds": rto, "rpo_seconds": rpo, "error": error }), now).await?;
+        self.event(
+            &mut tx,
+            &format!("run_{status}"),
+            None,
+            json!({ "rto_seconds": rto, "rpo_seconds": rpo, "error": error }),
+            now,
+        )
+        .await?;
         store::runs::finish(
             &mut tx,
             &self.run_id,
-            &store::runs::Finish { status: run_status, rto_seconds: rto, rpo_seconds: rpo, error: error.map(str::to_string) },
+            &store::runs::Finish {
+                status: run_status,
+                rto_seconds: rto,
+                rpo_seconds: rpo,
+                error: error.map(str::to_string),
+            },
             now,
         )
         .await?;
@@ -229,16 +322,19 @@ impl Journal {
     pub async fn first_failure(&self) -> Result<Option<String>, JournalError> {
         let mut conn = self.db.pool().acquire().await?;
         let steps = store::steps::list(&mut conn, &self.run_id).await?;
-        Ok(steps.iter().find(|s| s.status.as_str() == "failed").map(|s| {
-            let detail = s
-                .error
-                .as_deref()
-                .and_then(|e| serde_json::from_str::<StepFailure>(e).ok())
-                .map(|f| f.to_string())
-                .or_else(|| s.error.clone())
-                .unwrap_or_default();
-            format!("step {} failed: {detail}", s.key)
-        }))
+        Ok(steps
+            .iter()
+            .find(|s| s.status.as_str() == "failed")
+            .map(|s| {
+                let detail = s
+                    .error
+                    .as_deref()
+                    .and_then(|e| serde_json::from_str::<StepFailure>(e).ok())
+                    .map(|f| f.to_string())
+                    .or_else(|| s.error.clone())
+                    .unwrap_or_default();
+                format!("step {} failed: {detail}", s.key)
+            }))
     }
 
     pub async fn run_summary(&self) -> Result<RunSummaryView, JournalError> {
@@ -256,11 +352,16 @@ impl Journal {
     /// A step's output as JSON (`{}` when none yet).
     pub async fn output_value(&self, key: &str) -> Result<Value, JournalError> {
         let mut conn = self.db.pool().acquire().await?;
-        Ok(store::steps::get(&mut conn, &self.run_id, key).await?.output)
+        Ok(store::steps::get(&mut conn, &self.run_id, key)
+            .await?
+            .output)
     }
 
     /// A step's output decoded, or the default when it has none (or an older shape).
-    pub async fn output<T: DeserializeOwned + Default>(&self, key: &str) -> Result<T, JournalError> {
+    pub async fn output<T: DeserializeOwned + Default>(
+        &self,
+        key: &str,
+    ) -> Result<T, JournalError> {
         let value = self.output_value(key).await?;
         if value.is_null() || value.as_object().is_some_and(|o| o.is_empty()) {
             return Ok(T::default());
@@ -268,8 +369,15 @@ impl Journal {
         Ok(serde_json::from_value(value).unwrap_or_default())
     }
 
-    pub async fn save_output<T: Serialize>(&self, key: &str, output: &T) -> Result<(), JournalError> {
-        let value = serde_json::to_value(output).map_err(|source| JournalError::Encode { key: key.to_string(), source })?;
+    pub async fn save_output<T: Serialize>(
+        &self,
+        key: &str,
+        output: &T,
+    ) -> Result<(), JournalError> {
+        let value = serde_json::to_value(output).map_err(|source| JournalError::Encode {
+            key: key.to_string(),
+            source,
+        })?;
         let mut tx = self.write().await?;
         store::steps::set_output(&mut tx, &self.run_id, key, &value).await?;
         tx.commit().await?;
@@ -277,7 +385,15 @@ impl Journal {
     }
 
     /// Writes and commits the intent of a mutating call, before the call.
-    pub async fn begin_intent(&self, step: &str, idempotency_key: &str, operation: &str, account: &str, region: &str, request: Value) -> Result<EffectId, JournalError> {
+    pub async fn begin_intent(
+        &self,
+        step: &str,
+        idempotency_key: &str,
+        operation: &str,
+        account: &str,
+        region: &str,
+        request: Value,
+    ) -> Result<EffectId, JournalError> {
         let now = self.clock.now();
         let mut tx = self.write().await?;
         let id = store::effects::begin(
@@ -302,7 +418,12 @@ impl Journal {
     }
 
     /// Records the call's effect (response, AWS request ID).
-    pub async fn complete_effect(&self, id: EffectId, response: Value, request_id: Option<String>) -> Result<(), JournalError> {
+    pub async fn complete_effect(
+        &self,
+        id: EffectId,
+        response: Value,
+        request_id: Option<String>,
+    ) -> Result<(), JournalError> {
         let now = self.clock.now();
         let mut tx = self.write().await?;
         store::effects::complete(&mut tx, id, &response, request_id.as_deref(), now).await?;
@@ -319,26 +440,52 @@ impl Journal {
         let mut tx = self.write().await?;
         store::effects::fail(&mut tx, id, error, None, now).await?;
         let (step, operation) = self.effect_names(&mut tx, id).await?;
-        self.event(&mut tx, "effect_failed", step.as_deref(), json!({ "effect": id.0, "operation": operation, "error": error }), now).await?;
+        self.event(
+            &mut tx,
+            "effect_failed",
+            step.as_deref(),
+            json!({ "effect": id.0, "operation": operation, "error": error }),
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// The outcome of an interrupted call, found out from AWS.
-    pub async fn reconcile_effect(&self, id: EffectId, response: Value) -> Result<(), JournalError> {
+    pub async fn reconcile_effect(
+        &self,
+        id: EffectId,
+        response: Value,
+    ) -> Result<(), JournalError> {
         let now = self.clock.now();
         let mut tx = self.write().await?;
         store::effects::reconciled(&mut tx, id, &response, now).await?;
         let (step, operation) = self.effect_names(&mut tx, id).await?;
-        self.event(&mut tx, "effect_reconciled", step.as_deref(), json!({ "effect": id.0, "operation": operation, "response": response }), now).await?;
+        self.event(
+            &mut tx,
+            "effect_reconciled",
+            step.as_deref(),
+            json!({ "effect": id.0, "operation": operation, "response": response }),
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// The step key and operation of an effect, for its audit event.
-    async fn effect_names(&self, conn: &mut sqlx::SqliteConnection, id: EffectId) -> Result<(Option<String>, Option<String>), JournalError> {
+    async fn effect_names(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        id: EffectId,
+    ) -> Result<(Option<String>, Option<String>), JournalError> {
         let effects = store::effects::for_run(conn, &self.run_id).await?;
-        Ok(effects.into_iter().find(|e| e.id == id).map(|e| (Some(e.step_key), Some(e.operation))).unwrap_or((None, None)))
+        Ok(effects
+            .into_iter()
+            .find(|e| e.id == id)
+            .map(|e| (Some(e.step_key), Some(e.operation)))
+            .unwrap_or((None, None)))
     }
 
     /// The step's intents without a recorded outcome.
@@ -348,7 +495,11 @@ impl Journal {
         Ok(effects
             .into_iter()
             .filter(|e| e.step_key == step)
-            .map(|e| OpenIntent { id: e.id, idempotency_key: e.idempotency_key, response: e.response })
+            .map(|e| OpenIntent {
+                id: e.id,
+                idempotency_key: e.idempotency_key,
+                response: e.response,
+            })
             .collect())
     }
 
@@ -357,39 +508,71 @@ impl Journal {
     pub async fn call_state(&self, step: &str, prefix: &str) -> Result<CallState, JournalError> {
         let mut conn = self.db.pool().acquire().await?;
         let effects = store::effects::for_step(&mut conn, &self.run_id, step).await?;
-        let attempts: Vec<_> = effects.into_iter().filter(|e| e.idempotency_key.starts_with(prefix)).collect();
-        if let Some(done) = attempts.iter().find(|e| matches!(e.state.as_str(), "done" | "reconciled")) {
-            return Ok(CallState::Done(done.response.clone().unwrap_or(Value::Null)));
+        let attempts: Vec<_> = effects
+            .into_iter()
+            .filter(|e| e.idempotency_key.starts_with(prefix))
+            .collect();
+        if let Some(done) = attempts
+            .iter()
+            .find(|e| matches!(e.state.as_str(), "done" | "reconciled"))
+        {
+            return Ok(CallState::Done(
+                done.response.clone().unwrap_or(Value::Null),
+            ));
         }
         if let Some(open) = attempts.iter().find(|e| e.state.as_str() == "intent") {
-            return Ok(CallState::Open(OpenIntent { id: open.id, idempotency_key: open.idempotency_key.clone(), response: open.response.clone() }));
+            return Ok(CallState::Open(OpenIntent {
+                id: open.id,
+                idempotency_key: open.idempotency_key.clone(),
+                response: open.response.clone(),
+            }));
         }
-        Ok(CallState::NotSent { next_key: format!("{prefix}attempt-{}", attempts.len() + 1) })
+        Ok(CallState::NotSent {
+            next_key: format!("{prefix}attempt-{}", attempts.len() + 1),
+        })
     }
 
     /// How many effects of the step have an idempotency key starting with `prefix`.
-    pub async fn effects_count_with_prefix(&self, step: &str, prefix: &str) -> Result<i64, JournalError> {
+    pub async fn effects_count_with_prefix(
+        &self,
+        step: &str,
+        prefix: &str,
+    ) -> Result<i64, JournalError> {
         let mut conn = self.db.pool().acquire().await?;
         let effects = store::effects::for_step(&mut conn, &self.run_id, step).await?;
-        Ok(effects.iter().filter(|e| e.idempotency_key.starts_with(prefix)).count() as i64)
+        Ok(effects
+            .iter()
+            .filter(|e| e.idempotency_key.starts_with(prefix))
+            .count() as i64)
     }
 
     /// Whether an operator asked (`cancel`, from any process) for this run to stop.
     pub async fn cancel_requested(&self) -> Result<bool, JournalError> {
         let mut conn = self.db.pool().acquire().await?;
-        let found: i64 = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE run_id = ?1 AND kind = 'cancel_requested')")
-            .bind(&self.run_id)
-            .fetch_one(&mut *conn)
-            .await?;
+        let found: i64 = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE run_id = ?1 AND kind = 'cancel_requested')",
+        )
+        .bind(&self.run_id)
+        .fetch_one(&mut *conn)
+        .await?;
         Ok(found == 1)
     }
 
     /// An operator's retry or skip of a step, through the state machine, recorded with who and
     /// why (the reason of a skip is mandatory at the CLI).
-    pub async fn operator_transition(&self, key: &str, event: StepEvent, reason: Option<&str>, now: DateTime<Utc>) -> Result<(), JournalError> {
+    pub async fn operator_transition(
+        &self,
+        key: &str,
+        event: StepEvent,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
         let mut tx = self.write().await?;
         let row = store::steps::get(&mut tx, &self.run_id, key).await?;
-        let from = StepStatus::parse(row.status.as_str()).ok_or_else(|| JournalError::Corrupt { run: self.run_id.to_string(), key: key.to_string() })?;
+        let from = StepStatus::parse(row.status.as_str()).ok_or_else(|| JournalError::Corrupt {
+            run: self.run_id.to_string(),
+            key: key.to_string(),
+        })?;
         let to = step_transition(from, event).map_err(|_| JournalError::Transition {
             run: self.run_id.to_string(),
             key: key.to_string(),
@@ -397,15 +580,34 @@ impl Journal {
             event,
         })?;
         match (event, reason) {
-            (StepEvent::Skip, Some(reason)) => store::steps::skip(&mut tx, &self.run_id, key, reason, now).await?,
-            _ => store::steps::set_status(&mut tx, &self.run_id, key, to.as_str().parse()?, None, now).await?,
+            (StepEvent::Skip, Some(reason)) => {
+                store::steps::skip(&mut tx, &self.run_id, key, reason, now).await?
+            }
+            _ => {
+                store::steps::set_status(
+                    &mut tx,
+                    &self.run_id,
+                    key,
+                    to.as_str().parse()?,
+                    None,
+                    now,
+                )
+                .await?
+            }
         }
         let kind = match event {
             StepEvent::Retry => "step_retried",
             StepEvent::Skip => "step_skipped",
             _ => "step_changed_by_operator",
         };
-        self.event(&mut tx, kind, Some(key), json!({ "from": from.as_str(), "to": to.as_str(), "by": self.actor, "reason": reason }), now).await?;
+        self.event(
+            &mut tx,
+            kind,
+            Some(key),
+            json!({ "from": from.as_str(), "to": to.as_str(), "by": self.actor, "reason": reason }),
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -414,8 +616,12 @@ impl Journal {
     pub async fn cancel_unfinished(&self, now: DateTime<Utc>) -> Result<Vec<String>, JournalError> {
         let mut cancelled = Vec::new();
         for row in self.steps().await? {
-            if matches!(row.status, StepStatus::Pending | StepStatus::WaitingApproval | StepStatus::Running) {
-                self.transition(&row.key, row.status, StepEvent::Cancel, now, None).await?;
+            if matches!(
+                row.status,
+                StepStatus::Pending | StepStatus::WaitingApproval | StepStatus::Running
+            ) {
+                self.transition(&row.key, row.status, StepEvent::Cancel, now, None)
+                    .await?;
                 cancelled.push(row.key);
             }
         }
@@ -423,7 +629,12 @@ impl Journal {
     }
 
     /// Logs that this driver took over the expired (or abandoned) lease of another one.
-    pub async fn lease_taken_over(&self, previous: &store::leases::LeaseHolder, why: &str, now: DateTime<Utc>) -> Result<(), JournalError> {
+    pub async fn lease_taken_over(
+        &self,
+        previous: &store::leases::LeaseHolder,
+        why: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
         let mut tx = self.write().await?;
         self.event(
             &mut tx,
@@ -440,23 +651,57 @@ impl Journal {
 
 /// Asks whoever drives `run_id` to stop at its next safe point and cancel the run. Written
 /// without the lease (the asker does not hold it): an audit event the driver polls for.
-pub async fn request_cancel(db: &Database, run_id: &RunId, actor: &str, now: DateTime<Utc>) -> Result<(), JournalError> {
+pub async fn request_cancel(
+    db: &Database,
+    run_id: &RunId,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<(), JournalError> {
     let mut tx = db.begin().await?;
-    store::events::append(&mut tx, run_id, now, "cancel_requested", actor, None, &json!({ "by": actor, "host": super::host_name(), "pid": std::process::id() })).await?;
+    store::events::append(
+        &mut tx,
+        run_id,
+        now,
+        "cancel_requested",
+        actor,
+        None,
+        &json!({ "by": actor, "host": super::host_name(), "pid": std::process::id() }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Marks `original` rolled back by the rollback run `by` (closing event, then the status, so
 /// the chain's head stays the run's final hash).
-pub async fn mark_rolled_back(db: &Database, original: &RunId, by: &RunId, actor: &str, now: DateTime<Utc>) -> Result<(), JournalError> {
+pub async fn mark_rolled_back(
+    db: &Database,
+    original: &RunId,
+    by: &RunId,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<(), JournalError> {
     let mut tx = db.begin().await?;
     let run = store::runs::get(&mut tx, original).await?;
-    store::events::append(&mut tx, original, now, "run_rolled_back", actor, None, &json!({ "rollback_run_id": by.to_string() })).await?;
+    store::events::append(
+        &mut tx,
+        original,
+        now,
+        "run_rolled_back",
+        actor,
+        None,
+        &json!({ "rollback_run_id": by.to_string() }),
+    )
+    .await?;
     store::runs::finish(
         &mut tx,
         original,
-        &store::runs::Finish { status: store::runs::RunStatus::RolledBack, rto_seconds: run.rto_seconds, rpo_seconds: run.rpo_seconds, error: run.error.clone() },
+        &store::runs::Finish {
+            status: store::runs::RunStatus::RolledBack,
+            rto_seconds: run.rto_seconds,
+            rpo_seconds: run.rpo_seconds,
+            error: run.error.clone(),
+        },
         now,
     )
     .await?;
@@ -476,10 +721,16 @@ fn crash_after_effect_hook() {
     use std::sync::atomic::{AtomicU64, Ordering};
     static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
     static COMPLETED: AtomicU64 = AtomicU64::new(0);
-    let limit = *LIMIT.get_or_init(|| std::env::var(CRASH_AFTER_EFFECT_ENV).ok().and_then(|v| v.parse().ok()));
+    let limit = *LIMIT.get_or_init(|| {
+        std::env::var(CRASH_AFTER_EFFECT_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
     let completed = COMPLETED.fetch_add(1, Ordering::Relaxed) + 1;
     if limit == Some(completed) {
-        eprintln!("test hook {CRASH_AFTER_EFFECT_ENV}={completed}: aborting after the effect commit");
+        eprintln!(
+            "test hook {CRASH_AFTER_EFFECT_ENV}={completed}: aborting after the effect commit"
+        );
         std::process::abort();
     }
 }
@@ -496,10 +747,16 @@ fn crash_after_intent_hook() {
     use std::sync::atomic::{AtomicU64, Ordering};
     static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
     static COMMITTED: AtomicU64 = AtomicU64::new(0);
-    let limit = *LIMIT.get_or_init(|| std::env::var(CRASH_AFTER_INTENT_ENV).ok().and_then(|v| v.parse().ok()));
+    let limit = *LIMIT.get_or_init(|| {
+        std::env::var(CRASH_AFTER_INTENT_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
     let committed = COMMITTED.fetch_add(1, Ordering::Relaxed) + 1;
     if limit == Some(committed) {
-        eprintln!("test hook {CRASH_AFTER_INTENT_ENV}={committed}: aborting after the intent commit");
+        eprintln!(
+            "test hook {CRASH_AFTER_INTENT_ENV}={committed}: aborting after the intent commit"
+        );
         std::process::abort();
     }
 }

@@ -83,7 +83,10 @@ pub struct InvalidTransition {
 }
 
 /// The next status of a step.
-pub fn step_transition(from: StepStatus, event: StepEvent) -> Result<StepStatus, InvalidTransition> {
+pub fn step_transition(
+    from: StepStatus,
+    event: StepEvent,
+) -> Result<StepStatus, InvalidTransition> {
     use StepEvent as E;
     use StepStatus as S;
     let next = match (from, event) {
@@ -228,7 +231,11 @@ mod tests {
             (S::Pending, E::Cancel, Some(S::Cancelled)),
             (S::Pending, E::Retry, None),
             (S::WaitingApproval, E::Approve, Some(S::Pending)),
-            (S::WaitingApproval, E::AwaitApproval, Some(S::WaitingApproval)),
+            (
+                S::WaitingApproval,
+                E::AwaitApproval,
+                Some(S::WaitingApproval),
+            ),
             (S::WaitingApproval, E::Start, None),
             (S::WaitingApproval, E::Skip, Some(S::Skipped)),
             (S::WaitingApproval, E::Cancel, Some(S::Cancelled)),
@@ -252,13 +259,25 @@ mod tests {
             (S::Cancelled, E::Start, None),
         ];
         for (from, event, expected) in table {
-            assert_eq!(step_transition(from, event).ok(), expected, "{from:?} + {event:?}");
+            assert_eq!(
+                step_transition(from, event).ok(),
+                expected,
+                "{from:?} + {event:?}"
+            );
         }
     }
 
     #[test]
     fn statuses_round_trip_through_text() {
-        for s in [S::Pending, S::Running, S::WaitingApproval, S::Succeeded, S::Failed, S::Skipped, S::Cancelled] {
+        for s in [
+            S::Pending,
+            S::Running,
+            S::WaitingApproval,
+            S::Succeeded,
+            S::Failed,
+            S::Skipped,
+            S::Cancelled,
+        ] {
             assert_eq!(StepStatus::parse(s.as_str()), Some(s));
         }
         assert_eq!(StepStatus::parse("done"), None);
@@ -305,21 +324,37 @@ mod tests {
         let steps = [view("launch:app", S::Succeeded, &[]), dns.clone()];
         assert_eq!(
             decide(&steps, RunFlags::default()),
-            vec![Command::RequestApproval("dns_cutover".into()), Command::Pause]
+            vec![
+                Command::RequestApproval("dns_cutover".into()),
+                Command::Pause
+            ]
         );
-        let yes = RunFlags { auto_approve: true, ..RunFlags::default() };
-        assert_eq!(decide(&steps, yes), vec![Command::StartStep("dns_cutover".into())]);
+        let yes = RunFlags {
+            auto_approve: true,
+            ..RunFlags::default()
+        };
+        assert_eq!(
+            decide(&steps, yes),
+            vec![Command::StartStep("dns_cutover".into())]
+        );
         dns.approved = true;
         dns.status = S::Pending;
         let steps = [view("launch:app", S::Succeeded, &[]), dns];
-        assert_eq!(decide(&steps, RunFlags::default()), vec![Command::StartStep("dns_cutover".into())]);
+        assert_eq!(
+            decide(&steps, RunFlags::default()),
+            vec![Command::StartStep("dns_cutover".into())]
+        );
     }
 
     #[test]
     fn an_approval_does_not_block_other_branches() {
         let mut gate = view("cleanup", S::Pending, &["x"]);
         gate.needs_approval = true;
-        let steps = [view("x", S::Succeeded, &[]), gate, view("y", S::Running, &[])];
+        let steps = [
+            view("x", S::Succeeded, &[]),
+            gate,
+            view("y", S::Running, &[]),
+        ];
         assert_eq!(
             decide(&steps, RunFlags::default()),
             vec![Command::RequestApproval("cleanup".into()), Command::Wait]
@@ -335,22 +370,37 @@ mod tests {
         ];
         assert_eq!(decide(&steps, RunFlags::default()), vec![Command::Wait]);
         let steps = [view("a", S::Failed, &[]), view("c", S::Pending, &[])];
-        assert_eq!(decide(&steps, RunFlags::default()), vec![Command::Finish(RunOutcome::Failed)]);
+        assert_eq!(
+            decide(&steps, RunFlags::default()),
+            vec![Command::Finish(RunOutcome::Failed)]
+        );
     }
 
     #[test]
     fn stopping_waits_for_running_steps_then_stops() {
-        let stop = RunFlags { stopping: true, ..RunFlags::default() };
+        let stop = RunFlags {
+            stopping: true,
+            ..RunFlags::default()
+        };
         let steps = [view("a", S::Running, &[]), view("b", S::Pending, &[])];
         assert_eq!(decide(&steps, stop), vec![Command::Wait]);
         let steps = [view("a", S::Succeeded, &[]), view("b", S::Pending, &[])];
-        assert_eq!(decide(&steps, stop), vec![Command::Finish(RunOutcome::Stopped)]);
+        assert_eq!(
+            decide(&steps, stop),
+            vec![Command::Finish(RunOutcome::Stopped)]
+        );
     }
 
     #[test]
     fn all_done_succeeds_including_skipped_steps() {
         let steps = [view("a", S::Succeeded, &[]), view("b", S::Skipped, &["a"])];
-        assert_eq!(decide(&steps, RunFlags::default()), vec![Command::Finish(RunOutcome::Succeeded)]);
-        assert_eq!(decide(&[], RunFlags::default()), vec![Command::Finish(RunOutcome::Succeeded)]);
+        assert_eq!(
+            decide(&steps, RunFlags::default()),
+            vec![Command::Finish(RunOutcome::Succeeded)]
+        );
+        assert_eq!(
+            decide(&[], RunFlags::default()),
+            vec![Command::Finish(RunOutcome::Succeeded)]
+        );
     }
 }

@@ -86,13 +86,25 @@ fn claims_of(runbook: &Runbook) -> Vec<String> {
         .waves
         .iter()
         .flat_map(|w| w.servers.iter())
-        .map(|s| format!("{}/{}/{s}", runbook.target.account_id, runbook.target.region))
+        .map(|s| {
+            format!(
+                "{}/{}/{s}",
+                runbook.target.account_id, runbook.target.region
+            )
+        })
         .collect()
 }
 
 /// Plans the run, stores it with its steps and claims (one transaction), then drives it.
-pub async fn start_run(ctx: &Context<'_>, request: NewRunRequest<'_>) -> Result<RunReport, EngineError> {
-    let plan_options = PlanOptions { mode: request.options.mode, keep: request.options.keep, drill: request.options.drill };
+pub async fn start_run(
+    ctx: &Context<'_>,
+    request: NewRunRequest<'_>,
+) -> Result<RunReport, EngineError> {
+    let plan_options = PlanOptions {
+        mode: request.options.mode,
+        keep: request.options.keep,
+        drill: request.options.drill,
+    };
     let steps = plan::plan(request.operation, request.runbook, &plan_options);
     let steps = steps.into_iter().map(|s| (s, json!({}))).collect();
     start_planned_run(ctx, request, steps, None).await
@@ -108,7 +120,8 @@ pub async fn start_planned_run(
     take_claims_from: Option<&RunId>,
 ) -> Result<RunReport, EngineError> {
     let now = ctx.clock.now();
-    let (steps, inputs): (Vec<plan::PlannedStep>, Vec<serde_json::Value>) = steps.into_iter().unzip();
+    let (steps, inputs): (Vec<plan::PlannedStep>, Vec<serde_json::Value>) =
+        steps.into_iter().unzip();
     let mut tx = ctx.db.begin().await?;
     let new_run = store::runs::NewRun {
         id: request.run_id.clone(),
@@ -121,7 +134,11 @@ pub async fn start_planned_run(
         operator: driver::operator(),
         host: host_name(),
         parent_run_id: request.parent.clone(),
-        clock: if ctx.clock.is_simulated() { store::runs::ClockKind::Simulated } else { store::runs::ClockKind::Real },
+        clock: if ctx.clock.is_simulated() {
+            store::runs::ClockKind::Simulated
+        } else {
+            store::runs::ClockKind::Real
+        },
         declared_at: Some(now),
     };
     store::runs::insert(&mut tx, &new_run, now).await?;
@@ -130,7 +147,8 @@ pub async fn start_planned_run(
         .zip(&inputs)
         .map(|(s, extra)| {
             let deps: Vec<&str> = s.depends_on.iter().map(String::as_str).collect();
-            let mut step = store::steps::NewStep::new(&s.key, s.kind.as_str(), s.wave.as_deref(), &deps);
+            let mut step =
+                store::steps::NewStep::new(&s.key, s.kind.as_str(), s.wave.as_deref(), &deps);
             let mut input = json!({ "needs_approval": s.needs_approval });
             if let (Some(input), Some(extra)) = (input.as_object_mut(), extra.as_object()) {
                 input.extend(extra.clone());
@@ -143,7 +161,9 @@ pub async fn start_planned_run(
     if let Some(from) = take_claims_from {
         store::claims::release_run(&mut tx, from).await?;
     }
-    if let Err(conflict) = store::claims::claim_all(&mut tx, &request.run_id, &claims_of(request.runbook), now).await {
+    if let Err(conflict) =
+        store::claims::claim_all(&mut tx, &request.run_id, &claims_of(request.runbook), now).await
+    {
         return Err(match conflict {
             e @ StoreError::ClaimConflict { .. } => EngineError::Refused(format!("refused: {e}")),
             other => EngineError::Store(other),
@@ -167,12 +187,21 @@ pub async fn start_planned_run(
     )
     .await?;
     tx.commit().await?;
-    let info = RunInfo { id: request.run_id.to_string(), operation: request.operation, options: request.options.clone(), started_at: now };
+    let info = RunInfo {
+        id: request.run_id.to_string(),
+        operation: request.operation,
+        options: request.options.clone(),
+        started_at: now,
+    };
     drive(ctx, request.runbook, info, None).await
 }
 
 /// Drives an existing run (after `approve`, or `resume`).
-pub async fn continue_run(ctx: &Context<'_>, run_id: &RunId, yes: bool) -> Result<(RunReport, Runbook), EngineError> {
+pub async fn continue_run(
+    ctx: &Context<'_>,
+    run_id: &RunId,
+    yes: bool,
+) -> Result<(RunReport, Runbook), EngineError> {
     continue_run_after(ctx, run_id, yes, None).await
 }
 
@@ -188,13 +217,21 @@ pub enum OperatorAction {
 }
 
 /// Takes the run's lease, applies `action` (if any) through the journal, then drives the run.
-pub async fn continue_run_after(ctx: &Context<'_>, run_id: &RunId, yes: bool, action: Option<OperatorAction>) -> Result<(RunReport, Runbook), EngineError> {
+pub async fn continue_run_after(
+    ctx: &Context<'_>,
+    run_id: &RunId,
+    yes: bool,
+    action: Option<OperatorAction>,
+) -> Result<(RunReport, Runbook), EngineError> {
     let mut conn = ctx.db.pool().acquire().await?;
     let run = store::runs::get(&mut conn, run_id).await?;
     drop(conn);
     // Resume uses the runbook as it was when the run started.
-    let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path)
-        .map_err(|e| EngineError::Invalid(format!("the stored runbook of run {run_id} no longer parses: {e}")))?;
+    let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path).map_err(|e| {
+        EngineError::Invalid(format!(
+            "the stored runbook of run {run_id} no longer parses: {e}"
+        ))
+    })?;
     let mut options: RunOptions = serde_json::from_value(run.options.clone()).unwrap_or_default();
     options.yes = options.yes || yes;
     let operation = match run.operation.as_str() {
@@ -204,7 +241,12 @@ pub async fn continue_run_after(ctx: &Context<'_>, run_id: &RunId, yes: bool, ac
         _ => Operation::Failover,
     };
     let started_at: DateTime<Utc> = run.declared_at.or(run.started_at).unwrap_or(run.created_at);
-    let info = RunInfo { id: run_id.to_string(), operation, options, started_at };
+    let info = RunInfo {
+        id: run_id.to_string(),
+        operation,
+        options,
+        started_at,
+    };
     let report = drive(ctx, &runbook, info, action).await?;
     Ok((report, runbook))
 }
@@ -212,19 +254,50 @@ pub async fn continue_run_after(ctx: &Context<'_>, run_id: &RunId, yes: bool, ac
 /// Takes the run's lease. A lease held by a process of this host that no longer exists (it
 /// crashed or was killed) is ended at once rather than after its expiry; any take-over is
 /// returned with the reason, to be logged.
-async fn take_lease(ctx: &Context<'_>, run_id: &RunId, owner: &str) -> Result<(store::leases::Lease, Option<&'static str>), EngineError> {
+async fn take_lease(
+    ctx: &Context<'_>,
+    run_id: &RunId,
+    owner: &str,
+) -> Result<(store::leases::Lease, Option<&'static str>), EngineError> {
     let mut conn = ctx.db.pool().acquire().await?;
     let host = host_name();
-    match store::leases::acquire(&mut conn, run_id, owner, &host, std::process::id(), LEASE_TTL, Utc::now()).await {
+    match store::leases::acquire(
+        &mut conn,
+        run_id,
+        owner,
+        &host,
+        std::process::id(),
+        LEASE_TTL,
+        Utc::now(),
+    )
+    .await
+    {
         Ok(lease) => {
-            let why = lease.took_over_from.as_ref().map(|_| "its lease had expired without a heartbeat");
+            let why = lease
+                .took_over_from
+                .as_ref()
+                .map(|_| "its lease had expired without a heartbeat");
             Ok((lease, why))
         }
-        Err(StoreError::LeaseHeld { holder }) if holder.host == host && !process_alive(holder.pid) => {
+        Err(StoreError::LeaseHeld { holder })
+            if holder.host == host && !process_alive(holder.pid) =>
+        {
             store::leases::expire_abandoned(&mut conn, &holder, Utc::now()).await?;
-            match store::leases::acquire(&mut conn, run_id, owner, &host, std::process::id(), LEASE_TTL, Utc::now()).await {
+            match store::leases::acquire(
+                &mut conn,
+                run_id,
+                owner,
+                &host,
+                std::process::id(),
+                LEASE_TTL,
+                Utc::now(),
+            )
+            .await
+            {
                 Ok(lease) => Ok((lease, Some("its process no longer exists on this host"))),
-                Err(e @ StoreError::LeaseHeld { .. }) => Err(EngineError::Refused(format!("refused: {e}"))),
+                Err(e @ StoreError::LeaseHeld { .. }) => {
+                    Err(EngineError::Refused(format!("refused: {e}")))
+                }
                 Err(e) => Err(e.into()),
             }
         }
@@ -241,22 +314,38 @@ pub fn process_alive(pid: i64) -> bool {
     }
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the parenthesised command name: `123 (drs-runbook) Z ...`.
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
         Err(_) => false,
     }
 }
 
 /// Takes the lease, runs the driver with a heartbeat, and lets go of the lease and claims.
-async fn drive(ctx: &Context<'_>, runbook: &Runbook, info: RunInfo, action: Option<OperatorAction>) -> Result<RunReport, EngineError> {
+async fn drive(
+    ctx: &Context<'_>,
+    runbook: &Runbook,
+    info: RunInfo,
+    action: Option<OperatorAction>,
+) -> Result<RunReport, EngineError> {
     let run_id: RunId = info.id.parse()?;
     let owner = uuid::Uuid::new_v4().to_string();
     let now = ctx.clock.now();
     let (lease, took_over_because) = take_lease(ctx, &run_id, &owner).await?;
-    let journal = Journal::new(ctx.db.clone(), run_id.clone(), Some(lease.clone()), driver::operator(), ctx.clock.clone());
+    let journal = Journal::new(
+        ctx.db.clone(),
+        run_id.clone(),
+        Some(lease.clone()),
+        driver::operator(),
+        ctx.clock.clone(),
+    );
     if let (Some(previous), Some(why)) = (&lease.took_over_from, took_over_because) {
         ctx.progress.run_line(
             now,
-            &format!("took over the lease of process {} on {} (last heartbeat {}): {why}", previous.pid, previous.host, previous.heartbeat_at),
+            &format!(
+                "took over the lease of process {} on {} (last heartbeat {}): {why}",
+                previous.pid, previous.host, previous.heartbeat_at
+            ),
         );
         journal.lease_taken_over(previous, why, now).await?;
     }
@@ -283,7 +372,9 @@ async fn drive(ctx: &Context<'_>, runbook: &Runbook, info: RunInfo, action: Opti
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(LEASE_TTL / 3).await;
-                let Ok(mut conn) = db.pool().acquire().await else { continue };
+                let Ok(mut conn) = db.pool().acquire().await else {
+                    continue;
+                };
                 if let Err(e) = store::leases::heartbeat(&mut conn, &mut lease, Utc::now()).await {
                     tracing::error!(error = %e, "lost the run's lease");
                     return;
@@ -296,8 +387,16 @@ async fn drive(ctx: &Context<'_>, runbook: &Runbook, info: RunInfo, action: Opti
     if let (Ok(report), Some(parent)) = (&result, rollback_parent(ctx, &run_id).await?)
         && report.status == "succeeded"
     {
-        journal::mark_rolled_back(ctx.db, &parent, &run_id, &driver::operator(), ctx.clock.now()).await?;
-        ctx.progress.run_line(ctx.clock.now(), &format!("run {parent} is rolled back"));
+        journal::mark_rolled_back(
+            ctx.db,
+            &parent,
+            &run_id,
+            &driver::operator(),
+            ctx.clock.now(),
+        )
+        .await?;
+        ctx.progress
+            .run_line(ctx.clock.now(), &format!("run {parent} is rolled back"));
     }
     let mut conn = ctx.db.pool().acquire().await?;
     let released = store::leases::release(&mut conn, &lease, Utc::now()).await;
@@ -308,8 +407,15 @@ async fn drive(ctx: &Context<'_>, runbook: &Runbook, info: RunInfo, action: Opti
     // A finished run lets go of its servers. So does a run that failed before any mutating
     // call was even attempted (a preflight failure): it has nothing to resume or roll back, and
     // holding the servers would only refuse the corrected run at 3 a.m.
-    let untouched = report.status == "failed" && store::effects::for_run(&mut conn, &run_id).await?.is_empty();
-    if matches!(report.status.as_str(), "succeeded" | "cancelled" | "rolled_back") || untouched {
+    let untouched = report.status == "failed"
+        && store::effects::for_run(&mut conn, &run_id)
+            .await?
+            .is_empty();
+    if matches!(
+        report.status.as_str(),
+        "succeeded" | "cancelled" | "rolled_back"
+    ) || untouched
+    {
         store::claims::release_run(&mut conn, &run_id).await?;
     }
     Ok(report)
@@ -319,15 +425,30 @@ async fn drive(ctx: &Context<'_>, runbook: &Runbook, info: RunInfo, action: Opti
 async fn rollback_parent(ctx: &Context<'_>, run_id: &RunId) -> Result<Option<RunId>, EngineError> {
     let mut conn = ctx.db.pool().acquire().await?;
     let run = store::runs::get(&mut conn, run_id).await?;
-    Ok(if run.operation.as_str() == "rollback" { run.parent_run_id } else { None })
+    Ok(if run.operation.as_str() == "rollback" {
+        run.parent_run_id
+    } else {
+        None
+    })
 }
 
 /// Applies an operator's action under the lease. Returns a report when the run is not to be
 /// driven afterwards (cancel).
-async fn apply_action(ctx: &Context<'_>, runbook: &Runbook, journal: &Journal, lease: &store::leases::Lease, action: &OperatorAction) -> Result<Option<RunReport>, EngineError> {
+async fn apply_action(
+    ctx: &Context<'_>,
+    runbook: &Runbook,
+    journal: &Journal,
+    lease: &store::leases::Lease,
+    action: &OperatorAction,
+) -> Result<Option<RunReport>, EngineError> {
     let now = ctx.clock.now();
     let refuse = |key: &str, status: machine::StepStatus, what: &str| {
-        EngineError::Invalid(format!("step {key} of run {} is {}: only {what} (hint: `drs-runbook show {}` lists the steps and their status)", journal.run_id(), status.as_str(), journal.run_id()))
+        EngineError::Invalid(format!(
+            "step {key} of run {} is {}: only {what} (hint: `drs-runbook show {}` lists the steps and their status)",
+            journal.run_id(),
+            status.as_str(),
+            journal.run_id()
+        ))
     };
     match action {
         OperatorAction::Retry { step } => {
@@ -342,7 +463,9 @@ async fn apply_action(ctx: &Context<'_>, runbook: &Runbook, journal: &Journal, l
                 release_quietly(ctx, lease).await;
                 return Err(refuse(step, row.status, "a failed step can be retried"));
             }
-            journal.operator_transition(step, machine::StepEvent::Retry, None, now).await?;
+            journal
+                .operator_transition(step, machine::StepEvent::Retry, None, now)
+                .await?;
             ctx.progress.line(now, step, "reset to pending for a retry");
         }
         OperatorAction::Skip { step, reason } => {
@@ -355,19 +478,29 @@ async fn apply_action(ctx: &Context<'_>, runbook: &Runbook, journal: &Journal, l
             };
             if machine::step_transition(row.status, machine::StepEvent::Skip).is_err() {
                 release_quietly(ctx, lease).await;
-                return Err(refuse(step, row.status, "a pending, waiting or failed step can be skipped"));
+                return Err(refuse(
+                    step,
+                    row.status,
+                    "a pending, waiting or failed step can be skipped",
+                ));
             }
-            journal.operator_transition(step, machine::StepEvent::Skip, Some(reason), now).await?;
+            journal
+                .operator_transition(step, machine::StepEvent::Skip, Some(reason), now)
+                .await?;
             ctx.progress.line(now, step, &format!("skipped: {reason}"));
         }
         OperatorAction::Cancel => {
             let cancelled = journal.cancel_unfinished(now).await?;
-            journal.finish_run("cancelled", None, None, None, now).await?;
+            journal
+                .finish_run("cancelled", None, None, None, now)
+                .await?;
             ctx.progress.run_line(now, &format!("cancelled ({} unfinished step(s)); `drs-runbook rollback {}` undoes what it did", cancelled.len(), journal.run_id()));
             let mut conn = ctx.db.pool().acquire().await?;
             store::leases::release(&mut conn, lease, Utc::now()).await?;
             store::claims::release_run(&mut conn, journal.run_id()).await?;
-            return Ok(Some(driver::report(journal, runbook, "cancelled", None).await?));
+            return Ok(Some(
+                driver::report(journal, runbook, "cancelled", None).await?,
+            ));
         }
     }
     Ok(None)
@@ -376,10 +509,17 @@ async fn apply_action(ctx: &Context<'_>, runbook: &Runbook, journal: &Journal, l
 /// The step `key` of the journal's run, or an error listing its steps.
 async fn step_of(journal: &Journal, key: &str) -> Result<journal::StepRow, EngineError> {
     let rows = journal.steps().await?;
-    let known = rows.iter().map(|r| r.key.clone()).collect::<Vec<_>>().join(", ");
+    let known = rows
+        .iter()
+        .map(|r| r.key.clone())
+        .collect::<Vec<_>>()
+        .join(", ");
     match rows.into_iter().find(|r| r.key == key) {
         Some(row) => Ok(row),
-        None => Err(EngineError::Invalid(format!("run {} has no step {key} (its steps: {known})", journal.run_id()))),
+        None => Err(EngineError::Invalid(format!(
+            "run {} has no step {key} (its steps: {known})",
+            journal.run_id()
+        ))),
     }
 }
 
@@ -397,7 +537,9 @@ mod tests {
     #[test]
     fn a_running_process_is_alive_and_a_finished_one_is_not() {
         assert!(process_alive(i64::from(std::process::id())));
-        let mut child = std::process::Command::new("true").spawn().expect("true runs");
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("true runs");
         let pid = i64::from(child.id());
         child.wait().expect("true ends");
         assert!(!process_alive(pid), "a reaped child is gone");

@@ -78,7 +78,12 @@ pub struct PlannedStep {
     pub needs_approval: bool,
 }
 
-fn step(kind: StepKind, wave: Option<&str>, depends_on: Vec<String>, runbook: &Runbook) -> PlannedStep {
+fn step(
+    kind: StepKind,
+    wave: Option<&str>,
+    depends_on: Vec<String>,
+    runbook: &Runbook,
+) -> PlannedStep {
     let key = match wave {
         Some(w) => format!("{}:{w}", kind.as_str()),
         None => kind.as_str().to_string(),
@@ -107,18 +112,42 @@ pub fn plan(operation: Operation, runbook: &Runbook, options: &PlanOptions) -> V
     let is_drill = operation == Operation::Drill;
     let mut finals = Vec::new();
     for wave_name in wave_order(runbook) {
-        let wave = runbook.waves.iter().find(|w| w.name == wave_name).expect("wave exists");
+        let wave = runbook
+            .waves
+            .iter()
+            .find(|w| w.name == wave_name)
+            .expect("wave exists");
         let mut deps = vec!["preflight".to_string()];
         deps.extend(wave.after.iter().map(|a| format!("launch:{a}")));
         let w = Some(wave_name);
         steps.push(step(StepKind::RecoveryJob, w, deps, runbook));
-        steps.push(step(StepKind::SnapshotConversion, w, vec![format!("recovery_job:{wave_name}")], runbook));
-        steps.push(step(StepKind::Launch, w, vec![format!("snapshot_conversion:{wave_name}")], runbook));
+        steps.push(step(
+            StepKind::SnapshotConversion,
+            w,
+            vec![format!("recovery_job:{wave_name}")],
+            runbook,
+        ));
+        steps.push(step(
+            StepKind::Launch,
+            w,
+            vec![format!("snapshot_conversion:{wave_name}")],
+            runbook,
+        ));
         if is_drill {
-            steps.push(step(StepKind::Validate, w, vec![format!("launch:{wave_name}")], runbook));
+            steps.push(step(
+                StepKind::Validate,
+                w,
+                vec![format!("launch:{wave_name}")],
+                runbook,
+            ));
             finals.push(format!("validate:{wave_name}"));
         } else if runbook.load_balancers.iter().any(|lb| lb.wave == wave_name) {
-            steps.push(step(StepKind::LbSwitch, w, vec![format!("launch:{wave_name}")], runbook));
+            steps.push(step(
+                StepKind::LbSwitch,
+                w,
+                vec![format!("launch:{wave_name}")],
+                runbook,
+            ));
             finals.push(format!("lb_switch:{wave_name}"));
         } else {
             finals.push(format!("launch:{wave_name}"));
@@ -141,17 +170,43 @@ fn plan_failback(runbook: &Runbook, options: &PlanOptions) -> Vec<PlannedStep> {
     let mut steps = vec![step(StepKind::Preflight, None, vec![], runbook)];
     let mut finals = Vec::new();
     for wave_name in wave_order(runbook) {
-        let wave = runbook.waves.iter().find(|w| w.name == wave_name).expect("wave exists");
+        let wave = runbook
+            .waves
+            .iter()
+            .find(|w| w.name == wave_name)
+            .expect("wave exists");
         let w = Some(wave_name);
-        steps.push(step(StepKind::ReversedReplication, w, vec!["preflight".to_string()], runbook));
+        steps.push(step(
+            StepKind::ReversedReplication,
+            w,
+            vec!["preflight".to_string()],
+            runbook,
+        ));
         let mut deps = vec![format!("reversed_replication:{wave_name}")];
         deps.extend(wave.after.iter().map(|a| format!("launch:{a}")));
         steps.push(step(StepKind::A2Recovery, w, deps, runbook));
-        steps.push(step(StepKind::SnapshotConversion, w, vec![format!("a2_recovery:{wave_name}")], runbook));
-        steps.push(step(StepKind::Launch, w, vec![format!("snapshot_conversion:{wave_name}")], runbook));
-        let switched = runbook.load_balancers_of(wave_name).any(|lb| lb.failback_target_group_arn.is_some());
+        steps.push(step(
+            StepKind::SnapshotConversion,
+            w,
+            vec![format!("a2_recovery:{wave_name}")],
+            runbook,
+        ));
+        steps.push(step(
+            StepKind::Launch,
+            w,
+            vec![format!("snapshot_conversion:{wave_name}")],
+            runbook,
+        ));
+        let switched = runbook
+            .load_balancers_of(wave_name)
+            .any(|lb| lb.failback_target_group_arn.is_some());
         if switched && !options.drill {
-            steps.push(step(StepKind::LbSwitch, w, vec![format!("launch:{wave_name}")], runbook));
+            steps.push(step(
+                StepKind::LbSwitch,
+                w,
+                vec![format!("launch:{wave_name}")],
+                runbook,
+            ));
             finals.push(format!("lb_switch:{wave_name}"));
         } else {
             finals.push(format!("launch:{wave_name}"));
@@ -170,7 +225,11 @@ mod tests {
     use super::*;
 
     fn payments() -> Runbook {
-        crate::runbook::parse(include_str!("../../runbooks/payments.toml"), "payments.toml").unwrap()
+        crate::runbook::parse(
+            include_str!("../../runbooks/payments.toml"),
+            "payments.toml",
+        )
+        .unwrap()
     }
 
     fn keys(steps: &[PlannedStep]) -> Vec<&str> {
@@ -198,7 +257,10 @@ mod tests {
         assert_eq!(app.depends_on, ["preflight", "launch:db"]);
         let dns = steps.last().unwrap();
         assert_eq!(dns.depends_on, ["launch:db", "lb_switch:app"]);
-        assert!(dns.needs_approval, "the runbook asks for approval before dns_cutover");
+        assert!(
+            dns.needs_approval,
+            "the runbook asks for approval before dns_cutover"
+        );
         assert!(!steps[1].needs_approval);
     }
 
@@ -206,10 +268,20 @@ mod tests {
     fn drill_validates_and_cleans_up_unless_kept() {
         let steps = plan(Operation::Drill, &payments(), &PlanOptions::default());
         assert_eq!(steps.last().unwrap().key, "cleanup");
-        assert_eq!(steps.last().unwrap().depends_on, ["validate:db", "validate:app"]);
+        assert_eq!(
+            steps.last().unwrap().depends_on,
+            ["validate:db", "validate:app"]
+        );
         assert!(!keys(&steps).contains(&"dns_cutover"));
         assert!(!keys(&steps).contains(&"lb_switch:app"));
-        let kept = plan(Operation::Drill, &payments(), &PlanOptions { keep: true, ..Default::default() });
+        let kept = plan(
+            Operation::Drill,
+            &payments(),
+            &PlanOptions {
+                keep: true,
+                ..Default::default()
+            },
+        );
         assert!(!keys(&kept).contains(&"cleanup"));
     }
 
@@ -235,22 +307,48 @@ mod tests {
         );
         let app = steps.iter().find(|s| s.key == "a2_recovery:app").unwrap();
         assert_eq!(app.depends_on, ["reversed_replication:app", "launch:db"]);
-        let reversed = steps.iter().find(|s| s.key == "reversed_replication:app").unwrap();
-        assert_eq!(reversed.depends_on, ["preflight"], "replication reverses for every wave at once");
+        let reversed = steps
+            .iter()
+            .find(|s| s.key == "reversed_replication:app")
+            .unwrap();
+        assert_eq!(
+            reversed.depends_on,
+            ["preflight"],
+            "replication reverses for every wave at once"
+        );
         assert_eq!(steps.last().unwrap().depends_on, ["dns_cutover"]);
-        assert!(steps.last().unwrap().needs_approval, "the runbook asks for approval before cleanup");
+        assert!(
+            steps.last().unwrap().needs_approval,
+            "the runbook asks for approval before cleanup"
+        );
         // The failover plan is unchanged by the failback planner.
         let failover = plan(Operation::Failover, &payments(), &PlanOptions::default());
-        assert!(!keys(&failover).iter().any(|k| k.starts_with("a2_recovery") || k.starts_with("reversed")));
+        assert!(
+            !keys(&failover)
+                .iter()
+                .any(|k| k.starts_with("a2_recovery") || k.starts_with("reversed"))
+        );
     }
 
     #[test]
     fn a_failback_drill_moves_no_traffic_and_cleans_up() {
-        let steps = plan(Operation::Failback, &payments(), &PlanOptions { drill: true, ..Default::default() });
+        let steps = plan(
+            Operation::Failback,
+            &payments(),
+            &PlanOptions {
+                drill: true,
+                ..Default::default()
+            },
+        );
         let keys = keys(&steps);
-        assert!(!keys.contains(&"dns_cutover") && !keys.contains(&"lb_switch:app"), "{keys:?}");
+        assert!(
+            !keys.contains(&"dns_cutover") && !keys.contains(&"lb_switch:app"),
+            "{keys:?}"
+        );
         assert_eq!(steps.last().unwrap().key, "cleanup");
-        assert_eq!(steps.last().unwrap().depends_on, ["launch:db", "launch:app"]);
+        assert_eq!(
+            steps.last().unwrap().depends_on,
+            ["launch:db", "launch:app"]
+        );
     }
-
 }

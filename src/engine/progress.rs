@@ -28,7 +28,11 @@ struct State {
 impl Progress {
     /// Progress on stderr; the status line only when stderr is a terminal.
     pub fn new(quiet: bool) -> Self {
-        Progress { quiet, tty: std::io::stderr().is_terminal(), state: Arc::new(Mutex::new(State::default())) }
+        Progress {
+            quiet,
+            tty: std::io::stderr().is_terminal(),
+            state: Arc::new(Mutex::new(State::default())),
+        }
     }
 
     /// Prints one progress line for a step, skipping an exact repeat of that step's last line.
@@ -57,11 +61,22 @@ impl Progress {
         if self.tty && state.status_shown {
             let _ = write!(err, "\r\x1b[2K");
         }
-        let _ = writeln!(err, "{} {step:<26} {message}", at.format("%Y-%m-%dT%H:%M:%SZ"));
+        let _ = writeln!(
+            err,
+            "{} {step:<26} {message}",
+            at.format("%Y-%m-%dT%H:%M:%SZ")
+        );
         if self.tty && !state.running.is_empty() {
             let elapsed = (at - state.started.unwrap_or(at)).num_seconds().max(0);
             let running: Vec<&str> = state.running.iter().map(String::as_str).collect();
-            let _ = write!(err, "\x1b[1m[{:02}:{:02}:{:02}] running: {}\x1b[0m", elapsed / 3600, (elapsed % 3600) / 60, elapsed % 60, running.join(", "));
+            let _ = write!(
+                err,
+                "\x1b[1m[{:02}:{:02}:{:02}] running: {}\x1b[0m",
+                elapsed / 3600,
+                (elapsed % 3600) / 60,
+                elapsed % 60,
+                running.join(", ")
+            );
             state.status_shown = true;
         } else {
             state.status_shown = false;

@@ -91,7 +91,14 @@ pub async fn load_original(db: &store::Database, run_id: &RunId) -> Result<Origi
     }
     // A failover that was failed back is undone by rolling back the failback first: undoing
     // the failover itself would point traffic at the original sources the failback replaced.
-    let later = store::runs::list(&mut conn, &store::runs::RunFilter { runbook: Some(run.runbook_name.clone()), ..Default::default() }).await?;
+    let later = store::runs::list(
+        &mut conn,
+        &store::runs::RunFilter {
+            runbook: Some(run.runbook_name.clone()),
+            ..Default::default()
+        },
+    )
+    .await?;
     if let Some(child) = later.iter().find(|r| {
         r.parent_run_id.as_ref() == Some(run_id)
             && r.operation.as_str() == "failback"
@@ -129,10 +136,13 @@ pub async fn load_original(db: &store::Database, run_id: &RunId) -> Result<Origi
         .collect();
     // A failback whose cleanup terminated the recovery instances (B2) cannot be undone: the
     // traffic would be sent back to instances that no longer exist.
-    let terminates = crate::runbook::parse(&run.runbook_text, &run.runbook_path).is_ok_and(|r| r.cleanup.terminate_recovery_instances);
+    let terminates = crate::runbook::parse(&run.runbook_text, &run.runbook_path)
+        .is_ok_and(|r| r.cleanup.terminate_recovery_instances);
     if operation == Operation::Failback
         && terminates
-        && steps.iter().any(|s| s.kind == StepKind::Cleanup && s.status == StepStatus::Succeeded)
+        && steps
+            .iter()
+            .any(|s| s.kind == StepKind::Cleanup && s.status == StepStatus::Succeeded)
     {
         return Err(EngineError::Invalid(format!(
             "run {run_id} is a failback whose cleanup has already terminated the recovery instances it moved traffic from, so there is nothing to roll back to (hint: to move to the recovery region again, run a new failover: `drs-runbook failover {}`)",
@@ -268,10 +278,20 @@ mod tests {
     fn a_drill_removes_its_drill_targets_before_terminating_each_wave() {
         let steps = vec![
             step("preflight", StepKind::Preflight, StepStatus::Succeeded, 1),
-            step("recovery_job:db", StepKind::RecoveryJob, StepStatus::Succeeded, 1),
+            step(
+                "recovery_job:db",
+                StepKind::RecoveryJob,
+                StepStatus::Succeeded,
+                1,
+            ),
             step("launch:db", StepKind::Launch, StepStatus::Succeeded, 1),
             step("validate:db", StepKind::Validate, StepStatus::Succeeded, 1),
-            step("recovery_job:app", StepKind::RecoveryJob, StepStatus::Succeeded, 1),
+            step(
+                "recovery_job:app",
+                StepKind::RecoveryJob,
+                StepStatus::Succeeded,
+                1,
+            ),
             step("launch:app", StepKind::Launch, StepStatus::Succeeded, 1),
             step("validate:app", StepKind::Validate, StepStatus::Failed, 1),
             step("cleanup", StepKind::Cleanup, StepStatus::Pending, 0),

@@ -545,14 +545,22 @@ fn job_log(
     started_at: Option<DateTime<Utc>>,
 ) -> Vec<JobLogEvent> {
     // The log as DRS returned it after the job ended, when the launch step kept it.
-    if let Some(items) = outputs.launches.get(wave).and_then(|l| l.job_logs.get(job_id)) {
+    if let Some(items) = outputs
+        .launches
+        .get(wave)
+        .and_then(|l| l.job_logs.get(job_id))
+    {
         return items
             .iter()
             .filter_map(|item| {
                 let at = item.at.as_deref().and_then(crate::aws::parse_time)?;
                 let detail = [
-                    item.data_timestamp.as_ref().map(|t| format!("data timestamp {t}")),
-                    item.target_instance_id.as_ref().map(|i| format!("instance {i}")),
+                    item.data_timestamp
+                        .as_ref()
+                        .map(|t| format!("data timestamp {t}")),
+                    item.target_instance_id
+                        .as_ref()
+                        .map(|i| format!("instance {i}")),
                     item.raw_error.clone(),
                 ]
                 .into_iter()

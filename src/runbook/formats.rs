@@ -441,7 +441,13 @@ mod tests {
         ] {
             assert!(check_kms_key(good).is_ok(), "{good}");
         }
-        for bad in ["", "alias/", "arn:aws:kms:us-west-2:2222:key/x", "arn:aws:iam::222222222222:role/x", "key id"] {
+        for bad in [
+            "",
+            "alias/",
+            "arn:aws:kms:us-west-2:2222:key/x",
+            "arn:aws:iam::222222222222:role/x",
+            "key id",
+        ] {
             assert!(check_kms_key(bad).is_err(), "{bad}");
         }
         assert!(check_role_name("DRSCrossAccountAgentRole_{peer}").is_ok());

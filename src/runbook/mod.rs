@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use model::{
-    Account, Approvals, Cleanup, Credentials, DnsRecord, DoctorSettings, LoadBalancer, Objectives, PointsTo,
-    RecordType, Runbook, Select, ServerRef, Side, StepKind, Wave,
+    Account, Approvals, Cleanup, Credentials, DnsRecord, DoctorSettings, LoadBalancer, Objectives,
+    PointsTo, RecordType, Runbook, Select, ServerRef, Side, StepKind, Wave,
 };
 pub use problem::{Problem, line_col};
 
@@ -204,7 +204,11 @@ mod tests {
             "{PAYMENTS}\n[doctor]\ntarget_kms_key = \"arn:aws:kms:us-west-2:222222222222:key/1234abcd-12ab-34cd-56ef-1234567890ab\"\nagent_role = \"DrAgent_{{peer}}\"\nfailback = false\nagent_seen_within = \"2m\"\n"
         );
         let doctor = parse(&text, "t.toml").unwrap().doctor;
-        assert!(doctor.target_kms_key.ends_with("key/1234abcd-12ab-34cd-56ef-1234567890ab"));
+        assert!(
+            doctor
+                .target_kms_key
+                .ends_with("key/1234abcd-12ab-34cd-56ef-1234567890ab")
+        );
         assert_eq!(doctor.source_kms_key, "alias/drs-source-key");
         assert_eq!(doctor.agent_role, "DrAgent_{peer}");
         assert!(!doctor.failback);
@@ -357,19 +361,28 @@ servers = ["s-00000000000000004"]
         let payments = parse(PAYMENTS, "payments.toml").unwrap();
         assert_eq!(
             payments.load_balancers[0].drill_target_group_arn.as_deref(),
-            Some("arn:aws:elasticloadbalancing:us-west-2:222222222222:targetgroup/payments-drill/0123456789abcd01")
+            Some(
+                "arn:aws:elasticloadbalancing:us-west-2:222222222222:targetgroup/payments-drill/0123456789abcd01"
+            )
         );
         // A runbook written before the key existed stays valid, without a drill group.
         let older = parse(&payments_with(DRILL_LINE, ""), "t.toml").unwrap();
         assert_eq!(older.load_balancers[0].drill_target_group_arn, None);
-        assert_eq!(older.load_balancers[0].target_group_arn, payments.load_balancers[0].target_group_arn);
+        assert_eq!(
+            older.load_balancers[0].target_group_arn,
+            payments.load_balancers[0].target_group_arn
+        );
 
         let malformed = payments_with("payments-drill/0123456789abcd01", "payments-drill/xyz");
         let problems = problems_of(&malformed);
         assert_eq!(problems.len(), 1, "{problems:#?}");
         assert_eq!(problems[0].key, "load_balancer[0].drill_target_group_arn");
         assert_eq!(problems[0].line, line_of(&malformed, "payments-drill/xyz"));
-        assert!(problems[0].message.contains("16 hex digits"), "{}", problems[0].message);
+        assert!(
+            problems[0].message.contains("16 hex digits"),
+            "{}",
+            problems[0].message
+        );
 
         let source_side = payments_with(
             "elasticloadbalancing:us-west-2:222222222222:targetgroup/payments-drill",
@@ -378,7 +391,11 @@ servers = ["s-00000000000000004"]
         let problems = problems_of(&source_side);
         assert_eq!(problems.len(), 1, "{problems:#?}");
         assert_eq!(problems[0].key, "load_balancer[0].drill_target_group_arn");
-        assert!(problems[0].message.contains("target side, us-west-2"), "{}", problems[0].message);
+        assert!(
+            problems[0].message.contains("target side, us-west-2"),
+            "{}",
+            problems[0].message
+        );
 
         let production = payments_with(
             "targetgroup/payments-drill/0123456789abcd01",
@@ -387,7 +404,11 @@ servers = ["s-00000000000000004"]
         let problems = problems_of(&production);
         assert_eq!(problems.len(), 1, "{problems:#?}");
         assert_eq!(problems[0].key, "load_balancer[0].drill_target_group_arn");
-        assert!(problems[0].message.contains("separate, empty target group"), "{}", problems[0].message);
+        assert!(
+            problems[0].message.contains("separate, empty target group"),
+            "{}",
+            problems[0].message
+        );
     }
 
     #[test]

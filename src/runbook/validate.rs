@@ -11,17 +11,19 @@ use std::ops::Range;
 use super::document::{did_you_mean, quoted_list};
 use super::duration::parse_duration;
 use super::formats::{
-    check_account_id, check_dns_name, check_external_id, check_hosted_zone_id, check_name,
-    check_kms_key, check_region, check_role_name, check_source_server_id, parse_role_arn, parse_target_group_arn,
+    check_account_id, check_dns_name, check_external_id, check_hosted_zone_id, check_kms_key,
+    check_name, check_region, check_role_name, check_source_server_id, parse_role_arn,
+    parse_target_group_arn,
 };
 use super::model::{
-    Account, Approvals, Cleanup, Credentials, DnsRecord, DoctorSettings, LoadBalancer, Objectives, PointsTo,
-    RecordType, Runbook, Select, Side, StepKind, Wave,
+    Account, Approvals, Cleanup, Credentials, DnsRecord, DoctorSettings, LoadBalancer, Objectives,
+    PointsTo, RecordType, Runbook, Select, Side, StepKind, Wave,
 };
 use super::order::topological_order;
 use super::problem::Problems;
 use super::raw::{
-    Element, RawDnsRecord, RawDoctor, RawLoadBalancer, RawRunbook, RawSide, RawWave, ReadStatus, Text,
+    Element, RawDnsRecord, RawDoctor, RawLoadBalancer, RawRunbook, RawSide, RawWave, ReadStatus,
+    Text,
 };
 
 /// Where a problem about something absent is reported: the top of the file.
@@ -78,17 +80,50 @@ fn doctor_settings(raw: Option<&RawDoctor>, problems: &mut Problems<'_>) -> Doct
     let Some(raw) = raw else {
         return settings;
     };
-    let mut text = |key: &str, value: &Option<Text>, check_value: fn(&str) -> Result<(), String>, slot: &mut String| {
+    let mut text = |key: &str,
+                    value: &Option<Text>,
+                    check_value: fn(&str) -> Result<(), String>,
+                    slot: &mut String| {
         if let Some(value) = value {
-            check(problems, &format!("doctor.{key}"), value, check_value(value.get_ref()));
+            check(
+                problems,
+                &format!("doctor.{key}"),
+                value,
+                check_value(value.get_ref()),
+            );
             *slot = value.get_ref().clone();
         }
     };
-    text("source_kms_key", &raw.source_kms_key, check_kms_key, &mut settings.source_kms_key);
-    text("target_kms_key", &raw.target_kms_key, check_kms_key, &mut settings.target_kms_key);
-    text("staging_role", &raw.staging_role, check_role_name, &mut settings.staging_role);
-    text("replication_role", &raw.replication_role, check_role_name, &mut settings.replication_role);
-    text("agent_role", &raw.agent_role, check_role_name, &mut settings.agent_role);
+    text(
+        "source_kms_key",
+        &raw.source_kms_key,
+        check_kms_key,
+        &mut settings.source_kms_key,
+    );
+    text(
+        "target_kms_key",
+        &raw.target_kms_key,
+        check_kms_key,
+        &mut settings.target_kms_key,
+    );
+    text(
+        "staging_role",
+        &raw.staging_role,
+        check_role_name,
+        &mut settings.staging_role,
+    );
+    text(
+        "replication_role",
+        &raw.replication_role,
+        check_role_name,
+        &mut settings.replication_role,
+    );
+    text(
+        "agent_role",
+        &raw.agent_role,
+        check_role_name,
+        &mut settings.agent_role,
+    );
     text(
         "agent_authorized_role",
         &raw.agent_authorized_role,

@@ -15,9 +15,12 @@ use super::{Reply, Sim, SimRequest};
 pub fn handle(sim: &Sim, req: &SimRequest) -> Reply {
     let path = req.path.trim_end_matches('/');
     match (&req.method, path) {
-        (&Method::GET, "/_sim/stats") => {
-            sim.with_state(|s| Reply::json(200, &serde_json::to_value(&s.stats).expect("stats serialise")))
-        }
+        (&Method::GET, "/_sim/stats") => sim.with_state(|s| {
+            Reply::json(
+                200,
+                &serde_json::to_value(&s.stats).expect("stats serialise"),
+            )
+        }),
         (&Method::GET, "/_sim/faults") => {
             sim.with_state(|s| Reply::json(200, &json!({ "faults": s.faults })))
         }
@@ -51,7 +54,10 @@ pub fn handle(sim: &Sim, req: &SimRequest) -> Reply {
             if body.speed.is_some_and(|s| !(s > 0.0 && s.is_finite())) {
                 return bad_request("speed must be a positive number".to_string());
             }
-            if body.skip_seconds.is_some_and(|s| !(s >= 0.0 && s.is_finite())) {
+            if body
+                .skip_seconds
+                .is_some_and(|s| !(s >= 0.0 && s.is_finite()))
+            {
                 return bad_request("skip_seconds must be zero or more".to_string());
             }
             let reply = sim.with_state(|s| {
@@ -59,7 +65,8 @@ pub fn handle(sim: &Sim, req: &SimRequest) -> Reply {
                     s.clock.set_speed(speed);
                 }
                 if let Some(skip) = body.skip_seconds {
-                    s.clock.skip(chrono::Duration::microseconds((skip * 1e6) as i64));
+                    s.clock
+                        .skip(chrono::Duration::microseconds((skip * 1e6) as i64));
                     let now = s.clock.now();
                     s.world.advance(now, &s.faults);
                 }
@@ -68,15 +75,23 @@ pub fn handle(sim: &Sim, req: &SimRequest) -> Reply {
             persist(sim);
             reply
         }
-        (&Method::GET, "/_sim/world") => {
-            sim.with_state(|s| Reply::json(200, &serde_json::to_value(&s.world).expect("the world serialises")))
-        }
+        (&Method::GET, "/_sim/world") => sim.with_state(|s| {
+            Reply::json(
+                200,
+                &serde_json::to_value(&s.world).expect("the world serialises"),
+            )
+        }),
         (&Method::POST, "/_sim/seed") => {
             let Ok(text) = std::str::from_utf8(&req.body) else {
-                return bad_request("the seed body must be a runbook's TOML text (UTF-8)".to_string());
+                return bad_request(
+                    "the seed body must be a runbook's TOML text (UTF-8)".to_string(),
+                );
             };
             match sim.seed_toml(text, "<seed request>") {
-                Ok(summary) => Reply::json(200, &serde_json::to_value(summary).expect("summary serialises")),
+                Ok(summary) => Reply::json(
+                    200,
+                    &serde_json::to_value(summary).expect("summary serialises"),
+                ),
                 Err(e) => bad_request(e.to_string()),
             }
         }

@@ -101,13 +101,15 @@ pub fn server_fault(faults: &[Fault], source_server_id: &str) -> ServerFaults {
     let mut out = ServerFaults::default();
     for fault in faults {
         match fault {
-            Fault::LaunchFailure { source_server_id: s } if s == source_server_id => {
-                out.launch_failure = true
-            }
-            Fault::ConversionFailure { source_server_id: s } if s == source_server_id => {
-                out.conversion_failure = true
-            }
-            Fault::StuckJob { source_server_id: s } if s == source_server_id => out.stuck = true,
+            Fault::LaunchFailure {
+                source_server_id: s,
+            } if s == source_server_id => out.launch_failure = true,
+            Fault::ConversionFailure {
+                source_server_id: s,
+            } if s == source_server_id => out.conversion_failure = true,
+            Fault::StuckJob {
+                source_server_id: s,
+            } if s == source_server_id => out.stuck = true,
             _ => {}
         }
     }
@@ -207,8 +209,15 @@ mod tests {
         .unwrap();
         assert_eq!(body.faults.len(), 7);
         assert!(server_fault(&body.faults, "s-1234567890abcdef0").stuck);
-        assert!(dns_never_insync(&body.faults, "/hostedzone/Z0123456789ABCDEFGHIJ"));
-        assert!(target_unhealthy(&body.faults, "arn:x", "i-0123456789abcdef0"));
+        assert!(dns_never_insync(
+            &body.faults,
+            "/hostedzone/Z0123456789ABCDEFGHIJ"
+        ));
+        assert!(target_unhealthy(
+            &body.faults,
+            "arn:x",
+            "i-0123456789abcdef0"
+        ));
         assert!(!target_unhealthy(&body.faults, "arn:x", "i-other"));
     }
 }

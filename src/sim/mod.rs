@@ -171,7 +171,9 @@ pub enum SimError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the simulator state file {path} is not valid (hint: delete it to start a fresh world)")]
+    #[error(
+        "the simulator state file {path} is not valid (hint: delete it to start a fresh world)"
+    )]
     ParseState {
         path: PathBuf,
         #[source]
@@ -274,8 +276,8 @@ impl Sim {
 
     /// Seeds the world from a runbook's TOML text (idempotent).
     pub fn seed_toml(&self, text: &str, file_name: &str) -> Result<seed::SeedSummary, SimError> {
-        let runbook = crate::runbook::parse(text, file_name)
-            .map_err(|e| SimError::Seed(e.to_string()))?;
+        let runbook =
+            crate::runbook::parse(text, file_name).map_err(|e| SimError::Seed(e.to_string()))?;
         let summary = self.with_state(|state| {
             let now = state.clock.now();
             seed::seed(&mut state.world, &runbook, now)
@@ -329,13 +331,12 @@ impl Sim {
     /// Binds `addr` (use port 0 for any) and serves in a background task.
     /// Returns the bound address, e.g. for tests and `--sim`.
     pub async fn spawn(self, addr: &str) -> Result<SocketAddr, SimError> {
-        let listener =
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| SimError::Listen {
-                    addr: addr.to_string(),
-                    source,
-                })?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| SimError::Listen {
+                addr: addr.to_string(),
+                source,
+            })?;
         let local = listener.local_addr().map_err(|source| SimError::Listen {
             addr: addr.to_string(),
             source,
@@ -380,7 +381,9 @@ fn dispatch(
     };
     state.stats.count(service_name, &operation);
 
-    if let Some(error) = faults::take_api_error(&mut state.faults, service_name, &operation, &mut state.rng) {
+    if let Some(error) =
+        faults::take_api_error(&mut state.faults, service_name, &operation, &mut state.rng)
+    {
         let message = format!("Simulated fault: {error} on {service_name}:{operation}");
         let reply = match service_name {
             "drs" => drs::error_reply(&error, &message, request_id),
@@ -419,12 +422,14 @@ fn dispatch(
 fn load_state(path: &Path) -> Result<Option<Persisted>, SimError> {
     match std::fs::read(path) {
         Ok(bytes) if bytes.is_empty() => Ok(None),
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|source| SimError::ParseState {
-                path: path.to_path_buf(),
-                source,
-            }),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| SimError::ParseState {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(SimError::ReadState {
             path: path.to_path_buf(),
@@ -442,10 +447,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             std::fs::create_dir_all(dir)?;
         }
     }
-    let tmp = path.with_extension(format!(
-        "tmp.{}",
-        std::process::id()
-    ));
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;

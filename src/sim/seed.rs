@@ -45,7 +45,11 @@ pub fn seed(world: &mut World, runbook: &Runbook, now: DateTime<Utc>) -> SeedSum
         for server in &wave.servers {
             let instance_id = source_instance_id(server);
             if world.ec2.get(&instance_id).is_none() {
-                let hostname = format!("{}-{}", wave.name, &server[server.len().saturating_sub(6)..]);
+                let hostname = format!(
+                    "{}-{}",
+                    wave.name,
+                    &server[server.len().saturating_sub(6)..]
+                );
                 // Seeded sources have been running for a while already.
                 let since = now - chrono::Duration::days(30);
                 world.ec2.launch(
@@ -198,7 +202,10 @@ mod tests {
 
     #[test]
     fn zone_names_are_the_common_parent() {
-        assert_eq!(zone_name(&["api.payments.example.com."]), "payments.example.com.");
+        assert_eq!(
+            zone_name(&["api.payments.example.com."]),
+            "payments.example.com."
+        );
         assert_eq!(
             zone_name(&["api.payments.example.com.", "www.payments.example.com"]),
             "payments.example.com."

@@ -8,12 +8,12 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-use crate::engine::journal::CallState;
 use super::launch::LaunchOutput;
 use super::validate::ValidateOutput;
 use super::{Halt, StepCtx, StepFailure};
 use crate::aws::elbv2::Target;
 use crate::engine::clock::Backoff;
+use crate::engine::journal::CallState;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct CleanupOutput {
@@ -75,14 +75,24 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(15));
     loop {
         let target = ctx.clients.target.clone();
-        let found = super::retry::read(ctx, || target.recovery_instances_by_id(&out.instances)).await?;
+        let found =
+            super::retry::read(ctx, || target.recovery_instances_by_id(&out.instances)).await?;
         out.remaining = found
             .iter()
             .filter(|i| i.ec2_state.as_deref() != Some("TERMINATED"))
             .map(|i| i.id.clone())
             .collect();
-        out.terminated = out.instances.iter().filter(|i| !out.remaining.contains(i)).cloned().collect();
-        ctx.say(format!("{}/{} drill instance(s) terminated", out.terminated.len(), out.instances.len()));
+        out.terminated = out
+            .instances
+            .iter()
+            .filter(|i| !out.remaining.contains(i))
+            .cloned()
+            .collect();
+        ctx.say(format!(
+            "{}/{} drill instance(s) terminated",
+            out.terminated.len(),
+            out.instances.len()
+        ));
         let targets_left = drill_targets_left(ctx, &mut out).await?;
         if out.remaining.is_empty() && targets_left.is_empty() {
             out.verified_at = Some(ctx.clock.now().to_rfc3339());
@@ -93,13 +103,21 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         let waited = (ctx.clock.now() - started).to_std().unwrap_or_default();
         if waited > GONE_DEADLINE && !targets_left.is_empty() {
             return Err(Halt::Failed(StepFailure::new(
-                format!("drill targets still in their drill target group after {} minutes: {}", GONE_DEADLINE.as_secs() / 60, targets_left.join(", ")),
+                format!(
+                    "drill targets still in their drill target group after {} minutes: {}",
+                    GONE_DEADLINE.as_secs() / 60,
+                    targets_left.join(", ")
+                ),
                 "check the drill target group's deregistration delay in the EC2 console; then `retry` this step",
             )));
         }
         if waited > GONE_DEADLINE {
             return Err(Halt::Failed(StepFailure::new(
-                format!("drill instances still present after {} minutes: {}", GONE_DEADLINE.as_secs() / 60, out.remaining.join(", ")),
+                format!(
+                    "drill instances still present after {} minutes: {}",
+                    GONE_DEADLINE.as_secs() / 60,
+                    out.remaining.join(", ")
+                ),
                 "check the terminate job in the DRS console (it needs ec2:TerminateInstances and ec2:DeleteVolume in the recovery account); then `retry` this step",
             )));
         }
@@ -112,14 +130,21 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
 /// that are still in their drill target group. What to remove is decided once, from a read of
 /// the groups, and persisted; each DeregisterTargets goes intent -> call -> effect through
 /// [`super::lb_switch::call`], which reconciles an open intent by reading target health first.
-async fn remove_from_drill_groups(ctx: &mut StepCtx<'_>, out: &mut CleanupOutput) -> Result<(), Halt> {
+async fn remove_from_drill_groups(
+    ctx: &mut StepCtx<'_>,
+    out: &mut CleanupOutput,
+) -> Result<(), Halt> {
     if !out.drill_groups_planned {
         // Only waves with a drill target group have one recorded by their validate step.
         let waves: Vec<String> = ctx
             .runbook
             .waves
             .iter()
-            .filter(|w| ctx.runbook.load_balancers_of(&w.name).any(|lb| lb.drill_target_group_arn.is_some()))
+            .filter(|w| {
+                ctx.runbook
+                    .load_balancers_of(&w.name)
+                    .any(|lb| lb.drill_target_group_arn.is_some())
+            })
             .map(|w| w.name.clone())
             .collect();
         for wave in waves {
@@ -129,8 +154,16 @@ async fn remove_from_drill_groups(ctx: &mut StepCtx<'_>, out: &mut CleanupOutput
                 let arn = group.target_group_arn.clone();
                 let health = super::retry::read(ctx, || side.target_health(&arn)).await?;
                 let present = |id: &str| health.iter().any(|h| h.id == id && h.state != "draining");
-                let targets: Vec<Target> = group.registered.into_iter().filter(|t| present(&t.id)).collect();
-                out.drill_groups.push(DrillDeregistration { target_group_arn: arn, targets, ..Default::default() });
+                let targets: Vec<Target> = group
+                    .registered
+                    .into_iter()
+                    .filter(|t| present(&t.id))
+                    .collect();
+                out.drill_groups.push(DrillDeregistration {
+                    target_group_arn: arn,
+                    targets,
+                    ..Default::default()
+                });
             }
         }
         out.drill_groups_planned = true;
@@ -143,7 +176,8 @@ async fn remove_from_drill_groups(ctx: &mut StepCtx<'_>, out: &mut CleanupOutput
         let arn = out.drill_groups[i].target_group_arn.clone();
         let targets = out.drill_groups[i].targets.clone();
         if !targets.is_empty() {
-            super::lb_switch::call(ctx, "elbv2:DeregisterTargets", "deregister", &arn, &targets).await?;
+            super::lb_switch::call(ctx, "elbv2:DeregisterTargets", "deregister", &arn, &targets)
+                .await?;
             ctx.say(format!(
                 "deregistered {} drill instance(s) from the drill target group {}",
                 targets.len(),
@@ -158,7 +192,10 @@ async fn remove_from_drill_groups(ctx: &mut StepCtx<'_>, out: &mut CleanupOutput
 
 /// The drill targets still in a drill target group (draining ones included: the group is
 /// clean only once they are gone), recorded per group.
-async fn drill_targets_left(ctx: &mut StepCtx<'_>, out: &mut CleanupOutput) -> Result<Vec<String>, Halt> {
+async fn drill_targets_left(
+    ctx: &mut StepCtx<'_>,
+    out: &mut CleanupOutput,
+) -> Result<Vec<String>, Halt> {
     let mut left = Vec::new();
     for i in 0..out.drill_groups.len() {
         if out.drill_groups[i].targets.is_empty() {
@@ -186,19 +223,43 @@ pub(crate) async fn terminate(ctx: &mut StepCtx<'_>, instances: &[String]) -> Re
     let prefix = format!("{}/{}/terminate/", ctx.run.id, ctx.step.key);
     let effect = match ctx.journal.call_state(&ctx.step.key, &prefix).await? {
         // Sent and recorded before a crash: never twice.
-        CallState::Done(response) => return Ok(response["id"].as_str().filter(|id| !id.is_empty()).unwrap_or("reconciled").to_string()),
+        CallState::Done(response) => {
+            return Ok(response["id"]
+                .as_str()
+                .filter(|id| !id.is_empty())
+                .unwrap_or("reconciled")
+                .to_string());
+        }
         CallState::Open(e) => {
-            let found = super::retry::read(ctx, || target.recovery_instances_by_id(instances)).await?;
-            let untouched = found.iter().any(|i| matches!(i.ec2_state.as_deref(), Some("RUNNING" | "PENDING" | "STOPPED")));
+            let found =
+                super::retry::read(ctx, || target.recovery_instances_by_id(instances)).await?;
+            let untouched = found.iter().any(|i| {
+                matches!(
+                    i.ec2_state.as_deref(),
+                    Some("RUNNING" | "PENDING" | "STOPPED")
+                )
+            });
             if !untouched {
-                ctx.journal.reconcile_effect(e.id, serde_json::json!({ "found_by": "DescribeRecoveryInstances" })).await?;
+                ctx.journal
+                    .reconcile_effect(
+                        e.id,
+                        serde_json::json!({ "found_by": "DescribeRecoveryInstances" }),
+                    )
+                    .await?;
                 return Ok("reconciled".to_string());
             }
             e.id
         }
         CallState::NotSent { next_key } => {
             ctx.journal
-                .begin_intent(&ctx.step.key, &next_key, "drs:TerminateRecoveryInstances", &target.account_id, &target.region, serde_json::json!({ "recoveryInstanceIDs": instances }))
+                .begin_intent(
+                    &ctx.step.key,
+                    &next_key,
+                    "drs:TerminateRecoveryInstances",
+                    &target.account_id,
+                    &target.region,
+                    serde_json::json!({ "recoveryInstanceIDs": instances }),
+                )
                 .await?
         }
     };
@@ -206,9 +267,16 @@ pub(crate) async fn terminate(ctx: &mut StepCtx<'_>, instances: &[String]) -> Re
         Ok(called) => {
             let job_id = called.value.id.clone();
             ctx.journal
-                .complete_effect(effect, serde_json::to_value(&called.value).unwrap_or_default(), called.request_id)
+                .complete_effect(
+                    effect,
+                    serde_json::to_value(&called.value).unwrap_or_default(),
+                    called.request_id,
+                )
                 .await?;
-            ctx.say(format!("TerminateRecoveryInstances for {} instance(s): job {job_id}", instances.len()));
+            ctx.say(format!(
+                "TerminateRecoveryInstances for {} instance(s): job {job_id}",
+                instances.len()
+            ));
             Ok(job_id)
         }
         Err(e) => {

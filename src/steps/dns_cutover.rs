@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::engine::journal::CallState;
 use super::launch::LaunchOutput;
 use super::{Halt, StepCtx, StepFailure};
 use crate::aws::route53::{Alias, RecordChange, RecordSet};
 use crate::engine::clock::Backoff;
+use crate::engine::journal::CallState;
 use crate::runbook::{Account, PointsTo};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -58,12 +58,22 @@ async fn capture(ctx: &mut StepCtx<'_>) -> Result<DnsOutput, Halt> {
     let mut zones: BTreeMap<(String, String), ZoneCutover> = BTreeMap::new();
     for record in &ctx.runbook.dns {
         let clients = ctx.clients.side(record.account);
-        let name = if record.name.ends_with('.') { record.name.clone() } else { format!("{}.", record.name) };
+        let name = if record.name.ends_with('.') {
+            record.name.clone()
+        } else {
+            format!("{}.", record.name)
+        };
         let clients = clients.clone();
-        let before = super::retry::read(ctx, || clients.record_sets(&record.hosted_zone_id, &name, record.record_type.as_str())).await?;
+        let before = super::retry::read(ctx, || {
+            clients.record_sets(&record.hosted_zone_id, &name, record.record_type.as_str())
+        })
+        .await?;
         let after = desired(ctx, record, &name).await?;
         let entry = zones
-            .entry((format!("{:?}", record.account), record.hosted_zone_id.clone()))
+            .entry((
+                format!("{:?}", record.account),
+                record.hosted_zone_id.clone(),
+            ))
             .or_insert_with(|| ZoneCutover {
                 hosted_zone_id: record.hosted_zone_id.clone(),
                 account: record.account,
@@ -75,29 +85,38 @@ async fn capture(ctx: &mut StepCtx<'_>) -> Result<DnsOutput, Halt> {
         entry.before.extend(before);
         entry.after.push(after);
     }
-    Ok(DnsOutput { zones: zones.into_values().collect() })
+    Ok(DnsOutput {
+        zones: zones.into_values().collect(),
+    })
 }
 
-async fn desired(ctx: &StepCtx<'_>, record: &crate::runbook::DnsRecord, name: &str) -> Result<RecordSet, Halt> {
+async fn desired(
+    ctx: &StepCtx<'_>,
+    record: &crate::runbook::DnsRecord,
+    name: &str,
+) -> Result<RecordSet, Halt> {
     let wave = match &record.points_to {
         PointsTo::Wave(wave) => wave.clone(),
         PointsTo::LoadBalancer { dns_name, zone } => {
             return Ok(RecordSet {
                 name: name.to_string(),
                 record_type: record.record_type.as_str().to_string(),
-            set_identifier: None,
-            ttl: None,
-            values: Vec::new(),
-            alias: Some(Alias {
-                dns_name: dns_name.clone(),
-                hosted_zone_id: zone.clone(),
-                evaluate_target_health: true,
-            }),
-        });
+                set_identifier: None,
+                ttl: None,
+                values: Vec::new(),
+                alias: Some(Alias {
+                    dns_name: dns_name.clone(),
+                    hosted_zone_id: zone.clone(),
+                    evaluate_target_health: true,
+                }),
+            });
         }
     };
     let launch: LaunchOutput = ctx.output_of(&format!("launch:{wave}")).await?;
-    let mut values: Vec<String> = launch.launched().flat_map(|(_, s)| s.private_ips.iter().cloned()).collect();
+    let mut values: Vec<String> = launch
+        .launched()
+        .flat_map(|(_, s)| s.private_ips.iter().cloned())
+        .collect();
     values.sort();
     values.dedup();
     if values.is_empty() {
@@ -120,18 +139,47 @@ async fn desired(ctx: &StepCtx<'_>, record: &crate::runbook::DnsRecord, name: &s
 /// records already read as wanted is reconciled instead of being sent again.
 async fn upsert(ctx: &mut StepCtx<'_>, zone: &ZoneCutover) -> Result<String, Halt> {
     let clients = ctx.clients.side(zone.account).clone();
-    let prefix = format!("{}/{}/upsert/{}/", ctx.run.id, ctx.step.key, zone.hosted_zone_id);
-    let changes: Vec<RecordChange> = zone.after.iter().map(|r| RecordChange { action: "UPSERT".into(), record: r.clone() }).collect();
+    let prefix = format!(
+        "{}/{}/upsert/{}/",
+        ctx.run.id, ctx.step.key, zone.hosted_zone_id
+    );
+    let changes: Vec<RecordChange> = zone
+        .after
+        .iter()
+        .map(|r| RecordChange {
+            action: "UPSERT".into(),
+            record: r.clone(),
+        })
+        .collect();
     let effect = match ctx.journal.call_state(&ctx.step.key, &prefix).await? {
         // Sent and recorded before a crash: follow that change, never send it twice.
-        CallState::Done(response) => return Ok(response["change_id"].as_str().unwrap_or("reconciled").to_string()),
+        CallState::Done(response) => {
+            return Ok(response["change_id"]
+                .as_str()
+                .unwrap_or("reconciled")
+                .to_string());
+        }
         CallState::Open(e) => {
             let mut current = Vec::new();
             for r in &zone.after {
-                current.extend(super::retry::read(ctx, || clients.record_sets(&zone.hosted_zone_id, &r.name, &r.record_type)).await?);
+                current.extend(
+                    super::retry::read(ctx, || {
+                        clients.record_sets(&zone.hosted_zone_id, &r.name, &r.record_type)
+                    })
+                    .await?,
+                );
             }
-            if zone.after.iter().all(|want| current.iter().any(|c| c == want)) {
-                let change_id = e.response.as_ref().and_then(|r| r["change_id"].as_str()).unwrap_or("reconciled").to_string();
+            if zone
+                .after
+                .iter()
+                .all(|want| current.iter().any(|c| c == want))
+            {
+                let change_id = e
+                    .response
+                    .as_ref()
+                    .and_then(|r| r["change_id"].as_str())
+                    .unwrap_or("reconciled")
+                    .to_string();
                 ctx.journal.reconcile_effect(e.id, serde_json::json!({ "change_id": change_id, "found_by": "ListResourceRecordSets" })).await?;
                 return Ok(change_id);
             }
@@ -139,16 +187,43 @@ async fn upsert(ctx: &mut StepCtx<'_>, zone: &ZoneCutover) -> Result<String, Hal
         }
         CallState::NotSent { next_key } => {
             ctx.journal
-                .begin_intent(&ctx.step.key, &next_key, "route53:ChangeResourceRecordSets", &clients.account_id, "global", serde_json::json!({ "hostedZoneId": zone.hosted_zone_id, "changes": changes }))
+                .begin_intent(
+                    &ctx.step.key,
+                    &next_key,
+                    "route53:ChangeResourceRecordSets",
+                    &clients.account_id,
+                    "global",
+                    serde_json::json!({ "hostedZoneId": zone.hosted_zone_id, "changes": changes }),
+                )
                 .await?
         }
     };
-    match clients.change_record_sets(&zone.hosted_zone_id, &changes, &format!("drs-runbook run {}", ctx.run.id)).await {
+    match clients
+        .change_record_sets(
+            &zone.hosted_zone_id,
+            &changes,
+            &format!("drs-runbook run {}", ctx.run.id),
+        )
+        .await
+    {
         Ok(called) => {
             ctx.journal
-                .complete_effect(effect, serde_json::json!({ "change_id": called.value }), called.request_id)
+                .complete_effect(
+                    effect,
+                    serde_json::json!({ "change_id": called.value }),
+                    called.request_id,
+                )
                 .await?;
-            ctx.say(format!("UPSERT {} in {}: change {}", zone.after.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", "), zone.hosted_zone_id, called.value));
+            ctx.say(format!(
+                "UPSERT {} in {}: change {}",
+                zone.after
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                zone.hosted_zone_id,
+                called.value
+            ));
             Ok(called.value)
         }
         Err(e) => {
@@ -174,7 +249,11 @@ async fn wait_insync(ctx: &mut StepCtx<'_>, zone: &ZoneCutover) -> Result<(), Ha
         let waited = (ctx.clock.now() - started).to_std().unwrap_or_default();
         if waited > INSYNC_DEADLINE {
             return Err(Halt::Failed(StepFailure::new(
-                format!("Route 53 change {change_id} in zone {} is still {status} after {} minutes", zone.hosted_zone_id, INSYNC_DEADLINE.as_secs() / 60),
+                format!(
+                    "Route 53 change {change_id} in zone {} is still {status} after {} minutes",
+                    zone.hosted_zone_id,
+                    INSYNC_DEADLINE.as_secs() / 60
+                ),
                 "check the Route 53 service health; the records were changed, so `retry` this step to keep waiting, or `rollback` the run to restore the previous records",
             )));
         }

@@ -36,9 +36,9 @@ pub struct ServerLaunch {
 impl LaunchOutput {
     /// The servers that launched, with their recovery instances.
     pub fn launched(&self) -> impl Iterator<Item = (&String, &ServerLaunch)> {
-        self.servers
-            .iter()
-            .filter(|(_, s)| s.launch_status.as_deref() == Some("LAUNCHED") && s.recovery_instance_id.is_some())
+        self.servers.iter().filter(|(_, s)| {
+            s.launch_status.as_deref() == Some("LAUNCHED") && s.recovery_instance_id.is_some()
+        })
     }
 }
 
@@ -60,7 +60,10 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         let completed = described.iter().filter(|j| j.is_completed()).count();
         if (launched, completed) != last_seen {
             last_seen = (launched, completed);
-            ctx.say(format!("{launched}/{total} launched; {completed}/{} job(s) completed", job_ids.len()));
+            ctx.say(format!(
+                "{launched}/{total} launched; {completed}/{} job(s) completed",
+                job_ids.len()
+            ));
             backoff.reset(Duration::from_secs(5));
         }
         if completed == job_ids.len() && described.len() == job_ids.len() {
@@ -78,10 +81,18 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
             entry.recovery_instance_id = s.recovery_instance_id.clone();
         }
     }
-    let ids: Vec<String> = out.servers.values().filter_map(|s| s.recovery_instance_id.clone()).collect();
+    let ids: Vec<String> = out
+        .servers
+        .values()
+        .filter_map(|s| s.recovery_instance_id.clone())
+        .collect();
     let target = ctx.recovery_side().clone();
     for instance in super::retry::read(ctx, || target.recovery_instances_by_id(&ids)).await? {
-        if let Some(entry) = out.servers.values_mut().find(|s| s.recovery_instance_id.as_deref() == Some(&instance.id)) {
+        if let Some(entry) = out
+            .servers
+            .values_mut()
+            .find(|s| s.recovery_instance_id.as_deref() == Some(&instance.id))
+        {
             entry.ec2_instance_id = instance.ec2_instance_id.clone();
             entry.ec2_state = instance.ec2_state.clone();
             entry.private_ips = instance.private_ips.clone();
@@ -105,13 +116,26 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         let logs = &out.job_logs;
         let mut errors = Vec::new();
         for (server, job_id) in &failed {
-            let event = logs[job_id]
-                .iter()
-                .rev()
-                .find(|i| i.source_server_id.as_deref() == Some(server) && (i.event.ends_with("FAIL") || i.event.ends_with("FAILED") || i.event == "SERVER_SKIPPED"));
-            let status = out.servers[server].launch_status.clone().unwrap_or_else(|| "unknown".into());
+            let event = logs[job_id].iter().rev().find(|i| {
+                i.source_server_id.as_deref() == Some(server)
+                    && (i.event.ends_with("FAIL")
+                        || i.event.ends_with("FAILED")
+                        || i.event == "SERVER_SKIPPED")
+            });
+            let status = out.servers[server]
+                .launch_status
+                .clone()
+                .unwrap_or_else(|| "unknown".into());
             let error = match event {
-                Some(e) => format!("{} ({}){}", status, e.event, e.raw_error.as_ref().map(|r| format!(": {r}")).unwrap_or_default()),
+                Some(e) => format!(
+                    "{} ({}){}",
+                    status,
+                    e.event,
+                    e.raw_error
+                        .as_ref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ),
                 None => format!("launch status {status}"),
             };
             errors.push((server.clone(), error));
@@ -127,7 +151,9 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     for (server, s) in &out.servers {
         if let Some(error) = &s.error {
             if jobs.is_optional(ctx, server) {
-                ctx.say(format!("optional server {server} did not launch: {error}; the wave goes on without it"));
+                ctx.say(format!(
+                    "optional server {server} did not launch: {error}; the wave goes on without it"
+                ));
             } else {
                 critical.push(format!("{server} in job {}: {error}", s.job_id));
             }
@@ -139,7 +165,10 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         Ok(())
     } else {
         Err(Halt::Failed(StepFailure::new(
-            format!("recovery failed for critical server(s): {}", critical.join("; ")),
+            format!(
+                "recovery failed for critical server(s): {}",
+                critical.join("; ")
+            ),
             "read the job log (drs-runbook show <run>); check the server's launch template, instance type capacity and subnet in the recovery region, then `retry` or `rollback` the run",
         )))
     }

@@ -5,11 +5,11 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-use crate::engine::journal::CallState;
 use super::launch::LaunchOutput;
 use super::{Halt, StepCtx, StepFailure};
 use crate::aws::elbv2::Target;
 use crate::engine::clock::Backoff;
+use crate::engine::journal::CallState;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct LbSwitchOutput {
@@ -39,15 +39,23 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let target = ctx.recovery_side().clone();
     for (group_arn, port) in &groups {
         let port = port.map(i32::from);
-        let index = match out.groups.iter().position(|g| &g.target_group_arn == group_arn) {
+        let index = match out
+            .groups
+            .iter()
+            .position(|g| &g.target_group_arn == group_arn)
+        {
             Some(i) => i,
             None => {
-                let before: Vec<Target> = super::retry::read(ctx, || target.target_health(group_arn))
-                    .await?
-                    .into_iter()
-                    .filter(|t| t.state != "draining")
-                    .map(|t| Target { id: t.id, port: t.port })
-                    .collect();
+                let before: Vec<Target> =
+                    super::retry::read(ctx, || target.target_health(group_arn))
+                        .await?
+                        .into_iter()
+                        .filter(|t| t.state != "draining")
+                        .map(|t| Target {
+                            id: t.id,
+                            port: t.port,
+                        })
+                        .collect();
                 let mut registered: Vec<Target> = launch
                     .launched()
                     .filter_map(|(_, s)| s.ec2_instance_id.clone())
@@ -70,7 +78,11 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
             call(ctx, "elbv2:RegisterTargets", "register", &arn, &targets).await?;
             out.groups[index].registered_done = true;
             ctx.save(&out).await?;
-            ctx.say(format!("registered {} target(s) in {}", targets.len(), short(&arn)));
+            ctx.say(format!(
+                "registered {} target(s) in {}",
+                targets.len(),
+                short(&arn)
+            ));
         }
         if out.groups[index].healthy_at.is_none() {
             wait_healthy(ctx, &arn, &out.groups[index].registered).await?;
@@ -79,10 +91,19 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         }
         if !out.groups[index].deregistered_done {
             let new = &out.groups[index].registered;
-            let old: Vec<Target> = out.groups[index].before.iter().filter(|t| !new.iter().any(|n| n.id == t.id)).cloned().collect();
+            let old: Vec<Target> = out.groups[index]
+                .before
+                .iter()
+                .filter(|t| !new.iter().any(|n| n.id == t.id))
+                .cloned()
+                .collect();
             if !old.is_empty() {
                 call(ctx, "elbv2:DeregisterTargets", "deregister", &arn, &old).await?;
-                ctx.say(format!("deregistered {} old target(s) from {}", old.len(), short(&arn)));
+                ctx.say(format!(
+                    "deregistered {} old target(s) from {}",
+                    old.len(),
+                    short(&arn)
+                ));
             }
             out.groups[index].deregistered = old;
             out.groups[index].deregistered_done = true;
@@ -99,7 +120,11 @@ fn switched_groups(ctx: &StepCtx<'_>, wave: &str) -> Vec<(String, Option<u16>)> 
     ctx.runbook
         .load_balancers_of(wave)
         .filter_map(|lb| {
-            let arn = if failback { lb.failback_target_group_arn.clone()? } else { lb.target_group_arn.clone() };
+            let arn = if failback {
+                lb.failback_target_group_arn.clone()?
+            } else {
+                lb.target_group_arn.clone()
+            };
             Some((arn, lb.port))
         })
         .collect()
@@ -107,13 +132,26 @@ fn switched_groups(ctx: &StepCtx<'_>, wave: &str) -> Vec<(String, Option<u16>)> 
 
 /// Intent -> Register/DeregisterTargets -> effect. A call recorded as done is never sent again;
 /// an intent left open by a crash is reconciled by reading the group's targets first.
-pub(crate) async fn call(ctx: &mut StepCtx<'_>, operation: &str, verb: &str, arn: &str, targets: &[Target]) -> Result<(), Halt> {
+pub(crate) async fn call(
+    ctx: &mut StepCtx<'_>,
+    operation: &str,
+    verb: &str,
+    arn: &str,
+    targets: &[Target],
+) -> Result<(), Halt> {
     let side = ctx.recovery_side().clone();
     call_on(ctx, &side, operation, verb, arn, targets).await
 }
 
 /// [`call`] on a named side: a rollback undoes a failback's switch in the origin account.
-pub(crate) async fn call_on(ctx: &mut StepCtx<'_>, target: &crate::aws::SideClients, operation: &str, verb: &str, arn: &str, targets: &[Target]) -> Result<(), Halt> {
+pub(crate) async fn call_on(
+    ctx: &mut StepCtx<'_>,
+    target: &crate::aws::SideClients,
+    operation: &str,
+    verb: &str,
+    arn: &str,
+    targets: &[Target],
+) -> Result<(), Halt> {
     let prefix = format!("{}/{}/{verb}/{arn}/", ctx.run.id, ctx.step.key);
     let effect = match ctx.journal.call_state(&ctx.step.key, &prefix).await? {
         CallState::Done(_) => return Ok(()),
@@ -127,14 +165,26 @@ pub(crate) async fn call_on(ctx: &mut StepCtx<'_>, target: &crate::aws::SideClie
                 targets.iter().all(|t| !present(&t.id))
             };
             if done {
-                ctx.journal.reconcile_effect(e.id, serde_json::json!({ "found_by": "DescribeTargetHealth" })).await?;
+                ctx.journal
+                    .reconcile_effect(
+                        e.id,
+                        serde_json::json!({ "found_by": "DescribeTargetHealth" }),
+                    )
+                    .await?;
                 return Ok(());
             }
             e.id
         }
         CallState::NotSent { next_key } => {
             ctx.journal
-                .begin_intent(&ctx.step.key, &next_key, operation, &target.account_id, &target.region, serde_json::json!({ "targetGroupArn": arn, "targets": targets }))
+                .begin_intent(
+                    &ctx.step.key,
+                    &next_key,
+                    operation,
+                    &target.account_id,
+                    &target.region,
+                    serde_json::json!({ "targetGroupArn": arn, "targets": targets }),
+                )
                 .await?
         }
     };
@@ -144,7 +194,10 @@ pub(crate) async fn call_on(ctx: &mut StepCtx<'_>, target: &crate::aws::SideClie
         target.deregister_targets(arn, targets).await
     };
     match result {
-        Ok(called) => Ok(ctx.journal.complete_effect(effect, serde_json::json!({}), called.request_id).await?),
+        Ok(called) => Ok(ctx
+            .journal
+            .complete_effect(effect, serde_json::json!({}), called.request_id)
+            .await?),
         Err(e) => {
             ctx.journal.fail_effect(effect, &e.to_string()).await?;
             Err(e.into())
@@ -162,12 +215,20 @@ async fn wait_healthy(ctx: &mut StepCtx<'_>, arn: &str, targets: &[Target]) -> R
         let states: Vec<(String, String)> = targets
             .iter()
             .map(|t| {
-                let state = health.iter().find(|h| h.id == t.id).map(|h| h.state.clone()).unwrap_or_else(|| "missing".into());
+                let state = health
+                    .iter()
+                    .find(|h| h.id == t.id)
+                    .map(|h| h.state.clone())
+                    .unwrap_or_else(|| "missing".into());
                 (t.id.clone(), state)
             })
             .collect();
         let healthy = states.iter().filter(|(_, s)| s == "healthy").count();
-        let line = format!("{healthy}/{} target(s) healthy in {}", targets.len(), short(arn));
+        let line = format!(
+            "{healthy}/{} target(s) healthy in {}",
+            targets.len(),
+            short(arn)
+        );
         if line != last {
             ctx.say(&line);
             last = line;
@@ -177,9 +238,18 @@ async fn wait_healthy(ctx: &mut StepCtx<'_>, arn: &str, targets: &[Target]) -> R
         }
         let waited = (ctx.clock.now() - started).to_std().unwrap_or_default();
         if waited > HEALTH_DEADLINE {
-            let bad: Vec<String> = states.iter().filter(|(_, s)| s != "healthy").map(|(id, s)| format!("{id} is {s}")).collect();
+            let bad: Vec<String> = states
+                .iter()
+                .filter(|(_, s)| s != "healthy")
+                .map(|(id, s)| format!("{id} is {s}"))
+                .collect();
             return Err(Halt::Failed(StepFailure::new(
-                format!("targets did not become healthy in {} within {} minutes: {}", arn, HEALTH_DEADLINE.as_secs() / 60, bad.join(", ")),
+                format!(
+                    "targets did not become healthy in {} within {} minutes: {}",
+                    arn,
+                    HEALTH_DEADLINE.as_secs() / 60,
+                    bad.join(", ")
+                ),
                 "check the target group's health check (path, port), the instances' security groups and that the application started; then `retry` this step",
             )));
         }

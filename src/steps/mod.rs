@@ -16,8 +16,8 @@ pub mod launch;
 pub mod lb_switch;
 pub mod preflight;
 pub mod recovery_job;
-pub mod reversed_replication;
 pub mod retry;
+pub mod reversed_replication;
 pub mod snapshot_conversion;
 pub mod validate;
 
@@ -119,7 +119,15 @@ impl StepFailure {
 impl From<AwsError> for StepFailure {
     fn from(e: AwsError) -> Self {
         StepFailure {
-            message: format!("{}: {}{}", e.call, e.message, e.request_id.as_ref().map(|r| format!(" (request ID {r})")).unwrap_or_default()),
+            message: format!(
+                "{}: {}{}",
+                e.call,
+                e.message,
+                e.request_id
+                    .as_ref()
+                    .map(|r| format!(" (request ID {r})"))
+                    .unwrap_or_default()
+            ),
             hint: e.hint.clone(),
             aws: Some(e),
         }
@@ -128,7 +136,10 @@ impl From<AwsError> for StepFailure {
 
 impl From<crate::engine::journal::JournalError> for StepFailure {
     fn from(e: crate::engine::journal::JournalError) -> Self {
-        StepFailure::new(format!("failed to record the step's progress: {e}"), "check the database file and disk space, then resume the run")
+        StepFailure::new(
+            format!("failed to record the step's progress: {e}"),
+            "check the database file and disk space, then resume the run",
+        )
     }
 }
 
@@ -193,7 +204,10 @@ impl StepCtx<'_> {
 
     /// Whether the server may fail without failing its wave.
     pub fn is_optional(&self, server: &str) -> bool {
-        self.runbook.waves.iter().any(|w| w.optional.iter().any(|o| o == server))
+        self.runbook
+            .waves
+            .iter()
+            .any(|w| w.optional.iter().any(|o| o == server))
     }
 
     /// Sleeps `duration` of the engine's clock, or returns `Err(Halt::Stopped)` when asked to stop.
@@ -214,7 +228,10 @@ impl StepCtx<'_> {
     }
 
     /// The output of another step of the run (e.g. `launch:app` for `lb_switch:app`).
-    pub async fn output_of<T: serde::de::DeserializeOwned + Default>(&self, key: &str) -> Result<T, Halt> {
+    pub async fn output_of<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        key: &str,
+    ) -> Result<T, Halt> {
         Ok(self.journal.output(key).await?)
     }
 
@@ -228,7 +245,8 @@ impl StepCtx<'_> {
     }
 
     pub fn say(&self, message: impl AsRef<str>) {
-        self.progress.line(self.clock.now(), &self.step.key, message.as_ref());
+        self.progress
+            .line(self.clock.now(), &self.step.key, message.as_ref());
     }
 }
 
@@ -239,7 +257,9 @@ pub async fn execute(mut ctx: StepCtx<'_>) -> StepResult {
         return compensate::run(&mut ctx).await.into();
     }
     let result = match ctx.step.kind {
-        StepKind::Preflight if ctx.run.operation == Operation::Failback => failback_preflight::run(&mut ctx).await,
+        StepKind::Preflight if ctx.run.operation == Operation::Failback => {
+            failback_preflight::run(&mut ctx).await
+        }
         StepKind::Preflight => preflight::run(&mut ctx).await,
         StepKind::RecoveryJob => recovery_job::run(&mut ctx).await,
         StepKind::SnapshotConversion => snapshot_conversion::run(&mut ctx).await,
@@ -247,7 +267,9 @@ pub async fn execute(mut ctx: StepCtx<'_>) -> StepResult {
         StepKind::LbSwitch => lb_switch::run(&mut ctx).await,
         StepKind::DnsCutover => dns_cutover::run(&mut ctx).await,
         StepKind::Validate => validate::run(&mut ctx).await,
-        StepKind::Cleanup if ctx.run.operation == Operation::Failback => failback_cleanup::run(&mut ctx).await,
+        StepKind::Cleanup if ctx.run.operation == Operation::Failback => {
+            failback_cleanup::run(&mut ctx).await
+        }
         StepKind::Cleanup => cleanup::run(&mut ctx).await,
         StepKind::ReversedReplication => reversed_replication::run(&mut ctx).await,
         StepKind::A2Recovery => a2_recovery::run(&mut ctx).await,
@@ -301,7 +323,10 @@ mod tests {
     fn iso_durations_as_drs_sends_them() {
         assert_eq!(parse_iso_duration("P0D"), Some(Duration::ZERO));
         assert_eq!(parse_iso_duration("PT5M"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_iso_duration("P1DT2H"), Some(Duration::from_secs(93600)));
+        assert_eq!(
+            parse_iso_duration("P1DT2H"),
+            Some(Duration::from_secs(93600))
+        );
         assert_eq!(
             parse_iso_duration("PT16H20M38.5S"),
             Some(Duration::from_secs_f64(16.0 * 3600.0 + 20.0 * 60.0 + 38.5))

@@ -22,15 +22,30 @@ pub struct Check {
 }
 
 fn pass(name: impl Into<String>, detail: impl Into<String>) -> Check {
-    Check { name: name.into(), status: "pass".into(), detail: detail.into(), fix: None }
+    Check {
+        name: name.into(),
+        status: "pass".into(),
+        detail: detail.into(),
+        fix: None,
+    }
 }
 
 fn fail(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Check {
-    Check { name: name.into(), status: "fail".into(), detail: detail.into(), fix: Some(fix.into()) }
+    Check {
+        name: name.into(),
+        status: "fail".into(),
+        detail: detail.into(),
+        fix: Some(fix.into()),
+    }
 }
 
 fn warn(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Check {
-    Check { name: name.into(), status: "warn".into(), detail: detail.into(), fix: Some(fix.into()) }
+    Check {
+        name: name.into(),
+        status: "warn".into(),
+        detail: detail.into(),
+        fix: Some(fix.into()),
+    }
 }
 
 pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
@@ -39,10 +54,20 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     check_dns(ctx, &mut checks).await?;
     check_target_groups(ctx, &mut checks).await?;
     let failed: Vec<&Check> = checks.iter().filter(|c| c.status == "fail").collect();
-    ctx.say(format!("{} check(s): {} passed, {} failed", checks.len(), checks.iter().filter(|c| c.status == "pass").count(), failed.len()));
+    ctx.say(format!(
+        "{} check(s): {} passed, {} failed",
+        checks.len(),
+        checks.iter().filter(|c| c.status == "pass").count(),
+        failed.len()
+    ));
     for c in &checks {
         if c.status != "pass" {
-            ctx.say(format!("{} {}: {}", c.status.to_uppercase(), c.name, c.detail));
+            ctx.say(format!(
+                "{} {}: {}",
+                c.status.to_uppercase(),
+                c.name,
+                c.detail
+            ));
         }
     }
     let failure = (!failed.is_empty()).then(|| {
@@ -50,9 +75,17 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
             format!(
                 "{} check(s) failed: {}",
                 failed.len(),
-                failed.iter().map(|c| format!("{}: {}", c.name, c.detail)).collect::<Vec<_>>().join("; ")
+                failed
+                    .iter()
+                    .map(|c| format!("{}: {}", c.name, c.detail))
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ),
-            failed.iter().filter_map(|c| c.fix.clone()).collect::<Vec<_>>().join("; "),
+            failed
+                .iter()
+                .filter_map(|c| c.fix.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
         )
     });
     ctx.save(&PreflightOutput { checks }).await?;
@@ -63,7 +96,12 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
 }
 
 async fn check_servers(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(), Halt> {
-    let wanted: Vec<String> = ctx.runbook.waves.iter().flat_map(|w| w.servers.iter().cloned()).collect();
+    let wanted: Vec<String> = ctx
+        .runbook
+        .waves
+        .iter()
+        .flat_map(|w| w.servers.iter().cloned())
+        .collect();
     let target = &ctx.clients.target;
     let servers = match target.describe_source_servers(&wanted).await {
         Ok(s) => s,
@@ -83,7 +121,10 @@ async fn check_servers(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result
             ));
             continue;
         };
-        let state = server.replication_state.clone().unwrap_or_else(|| "unknown".into());
+        let state = server
+            .replication_state
+            .clone()
+            .unwrap_or_else(|| "unknown".into());
         if state != "CONTINUOUS" {
             checks.push(fail(
                 name.clone(),
@@ -92,11 +133,19 @@ async fn check_servers(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result
             ));
             continue;
         }
-        let lag = server.lag.as_deref().and_then(parse_iso_duration).unwrap_or_default();
+        let lag = server
+            .lag
+            .as_deref()
+            .and_then(parse_iso_duration)
+            .unwrap_or_default();
         match rpo {
             Some(rpo) if lag > rpo => checks.push(fail(
                 name,
-                format!("replication lag {}s exceeds the RPO objective {}s", lag.as_secs(), rpo.as_secs()),
+                format!(
+                    "replication lag {}s exceeds the RPO objective {}s",
+                    lag.as_secs(),
+                    rpo.as_secs()
+                ),
                 "wait for replication to catch up, or accept a larger RPO with --point-in-time",
             )),
             _ => checks.push(pass(name, format!("CONTINUOUS, lag {}s", lag.as_secs()))),
@@ -105,9 +154,20 @@ async fn check_servers(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result
     if let Some(pit) = ctx.run.options.point_in_time {
         for id in &wanted {
             match target.snapshot_at_or_before(id, pit).await {
-                Ok(Some(snapshot)) => checks.push(pass(format!("drs:{id} snapshot"), format!("{snapshot} at or before {pit}"))),
-                Ok(None) => checks.push(fail(format!("drs:{id} snapshot"), format!("no snapshot at or before {pit}"), "choose a later --point-in-time")),
-                Err(e) => checks.push(fail(format!("drs:{id} snapshot"), e.summary(), e.hint.clone())),
+                Ok(Some(snapshot)) => checks.push(pass(
+                    format!("drs:{id} snapshot"),
+                    format!("{snapshot} at or before {pit}"),
+                )),
+                Ok(None) => checks.push(fail(
+                    format!("drs:{id} snapshot"),
+                    format!("no snapshot at or before {pit}"),
+                    "choose a later --point-in-time",
+                )),
+                Err(e) => checks.push(fail(
+                    format!("drs:{id} snapshot"),
+                    e.summary(),
+                    e.hint.clone(),
+                )),
             }
         }
     }
@@ -136,9 +196,23 @@ async fn check_dns(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(),
                 continue;
             }
         }
-        match clients.record_sets(&record.hosted_zone_id, &record.name, record.record_type.as_str()).await {
-            Ok(sets) if sets.is_empty() => checks.push(warn(name, "the record does not exist yet; the cutover will create it", "none needed if that is intended")),
-            Ok(sets) => checks.push(pass(name, format!("{} record set(s) captured at cutover", sets.len()))),
+        match clients
+            .record_sets(
+                &record.hosted_zone_id,
+                &record.name,
+                record.record_type.as_str(),
+            )
+            .await
+        {
+            Ok(sets) if sets.is_empty() => checks.push(warn(
+                name,
+                "the record does not exist yet; the cutover will create it",
+                "none needed if that is intended",
+            )),
+            Ok(sets) => checks.push(pass(
+                name,
+                format!("{} record set(s) captured at cutover", sets.len()),
+            )),
             Err(e) => checks.push(fail(name, e.summary(), e.hint.clone())),
         }
     }
@@ -164,7 +238,11 @@ async fn check_target_groups(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> 
             let name = format!("elbv2:{}", arn.rsplit(':').next().unwrap_or(&arn));
             match clients.target_group_exists(&arn).await {
                 Ok(true) => checks.push(pass(name, "exists")),
-                Ok(false) => checks.push(fail(name, format!("target group {arn} does not exist"), "check the ARN in the runbook's [[load_balancer]]")),
+                Ok(false) => checks.push(fail(
+                    name,
+                    format!("target group {arn} does not exist"),
+                    "check the ARN in the runbook's [[load_balancer]]",
+                )),
                 Err(e) => checks.push(fail(name, e.summary(), e.hint.clone())),
             }
         }

@@ -42,7 +42,10 @@ impl RecoveryJobOutput {
     }
 
     pub fn job_ids(&self) -> Vec<String> {
-        self.batches.iter().filter_map(|b| b.job_id.clone()).collect()
+        self.batches
+            .iter()
+            .filter_map(|b| b.job_id.clone())
+            .collect()
     }
 }
 
@@ -67,7 +70,11 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         }
         // First what the journal knows: a previous attempt may have created the job already,
         // and recorded it (a crash before the output was saved) or not (a crash mid-call).
-        let known = match ctx.journal.call_state(&ctx.step.key, &intent_prefix(ctx, i)).await? {
+        let known = match ctx
+            .journal
+            .call_state(&ctx.step.key, &intent_prefix(ctx, i))
+            .await?
+        {
             CallState::Done(response) => match job_id_in(&response) {
                 Some(job_id) => Some(job_id),
                 None => reconcile(ctx, i).await?,
@@ -76,7 +83,10 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
             CallState::NotSent { .. } => None,
         };
         if let Some(job_id) = known {
-            ctx.say(format!("batch {}/{total}: found job {job_id} from an earlier attempt", i + 1));
+            ctx.say(format!(
+                "batch {}/{total}: found job {job_id} from an earlier attempt",
+                i + 1
+            ));
             out.batches[i].job_id = Some(job_id);
             ctx.save(&out).await?;
             continue;
@@ -101,7 +111,11 @@ async fn plan_batches(ctx: &mut StepCtx<'_>) -> Result<RecoveryJobOutput, Halt> 
     let mut snapshots: BTreeMap<String, Option<String>> = BTreeMap::new();
     if let Some(pit) = ctx.run.options.point_in_time {
         for server in &servers {
-            let snapshot = ctx.clients.target.snapshot_at_or_before(server, pit).await?;
+            let snapshot = ctx
+                .clients
+                .target
+                .snapshot_at_or_before(server, pit)
+                .await?;
             let Some(snapshot) = snapshot else {
                 return Err(Halt::Failed(StepFailure::new(
                     format!("no recovery snapshot of {server} at or before {pit}"),
@@ -139,11 +153,19 @@ async fn plan_batches(ctx: &mut StepCtx<'_>) -> Result<RecoveryJobOutput, Halt> 
 async fn reconcile(ctx: &mut StepCtx<'_>, index: usize) -> Result<Option<String>, Halt> {
     let prefix = intent_prefix(ctx, index);
     // No call of this batch was ever intended: there is nothing to find.
-    if ctx.journal.effects_count_with_prefix(&ctx.step.key, &prefix).await? == 0 {
+    if ctx
+        .journal
+        .effects_count_with_prefix(&ctx.step.key, &prefix)
+        .await?
+        == 0
+    {
         return Ok(None);
     }
     let open = ctx.journal.open_intents(&ctx.step.key).await?;
-    let open: Vec<_> = open.into_iter().filter(|e| e.idempotency_key.starts_with(&prefix)).collect();
+    let open: Vec<_> = open
+        .into_iter()
+        .filter(|e| e.idempotency_key.starts_with(&prefix))
+        .collect();
     let tag = batch_tag(&ctx.run.id, &ctx.step.key, index);
     let since = Some(ctx.run.started_at - chrono::Duration::hours(1));
     let side = ctx.recovery_side().clone();
@@ -153,12 +175,18 @@ async fn reconcile(ctx: &mut StepCtx<'_>, index: usize) -> Result<Option<String>
         match &found {
             Some(job_id) => {
                 ctx.journal
-                    .reconcile_effect(effect.id, serde_json::json!({ "job_id": job_id, "found_by": "DescribeJobs tags" }))
+                    .reconcile_effect(
+                        effect.id,
+                        serde_json::json!({ "job_id": job_id, "found_by": "DescribeJobs tags" }),
+                    )
                     .await?
             }
             None => {
                 ctx.journal
-                    .fail_effect(effect.id, "no job with this batch's tag exists: the call had no effect")
+                    .fail_effect(
+                        effect.id,
+                        "no job with this batch's tag exists: the call had no effect",
+                    )
                     .await?
             }
         }
@@ -168,7 +196,11 @@ async fn reconcile(ctx: &mut StepCtx<'_>, index: usize) -> Result<Option<String>
 
 /// The job ID in a recorded StartRecovery response (the job, or a reconciliation's `job_id`).
 fn job_id_in(response: &serde_json::Value) -> Option<String> {
-    response["id"].as_str().or_else(|| response["job_id"].as_str()).filter(|id| !id.is_empty()).map(str::to_string)
+    response["id"]
+        .as_str()
+        .or_else(|| response["job_id"].as_str())
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
 }
 
 fn intent_prefix(ctx: &StepCtx<'_>, index: usize) -> String {
@@ -176,16 +208,27 @@ fn intent_prefix(ctx: &StepCtx<'_>, index: usize) -> String {
 }
 
 /// Intent -> StartRecovery -> effect for one batch. Returns the job ID.
-async fn start_batch(ctx: &mut StepCtx<'_>, out: &RecoveryJobOutput, index: usize) -> Result<String, Halt> {
+async fn start_batch(
+    ctx: &mut StepCtx<'_>,
+    out: &RecoveryJobOutput,
+    index: usize,
+) -> Result<String, Halt> {
     let batch = &out.batches[index];
     let mut tags = BTreeMap::new();
     tags.insert(TAG_RUN.to_string(), ctx.run.id.clone());
     tags.insert(TAG_STEP.to_string(), ctx.step.key.clone());
-    tags.insert(TAG_BATCH.to_string(), batch_tag(&ctx.run.id, &ctx.step.key, index));
+    tags.insert(
+        TAG_BATCH.to_string(),
+        batch_tag(&ctx.run.id, &ctx.step.key, index),
+    );
     let reservation = ctx.budget.acquire(batch.servers.len() as u32).await;
     let mut quota_waits = 0;
     loop {
-        let attempt = ctx.journal.effects_count_with_prefix(&ctx.step.key, &intent_prefix(ctx, index)).await? + 1;
+        let attempt = ctx
+            .journal
+            .effects_count_with_prefix(&ctx.step.key, &intent_prefix(ctx, index))
+            .await?
+            + 1;
         let key = format!("{}attempt-{attempt}", intent_prefix(ctx, index));
         let request = serde_json::json!({
             "sourceServers": batch.servers.iter().map(|(s, pit)| serde_json::json!({"sourceServerID": s, "recoverySnapshotID": pit})).collect::<Vec<_>>(),
@@ -195,20 +238,37 @@ async fn start_batch(ctx: &mut StepCtx<'_>, out: &RecoveryJobOutput, index: usiz
         let target = ctx.recovery_side();
         let effect = ctx
             .journal
-            .begin_intent(&ctx.step.key, &key, "drs:StartRecovery", &target.account_id, &target.region, request)
+            .begin_intent(
+                &ctx.step.key,
+                &key,
+                "drs:StartRecovery",
+                &target.account_id,
+                &target.region,
+                request,
+            )
             .await?;
-        match target.start_recovery(&batch.servers, out.is_drill, &tags).await {
+        match target
+            .start_recovery(&batch.servers, out.is_drill, &tags)
+            .await
+        {
             Ok(called) => {
                 let job_id = called.value.id.clone();
                 ctx.journal
-                    .complete_effect(effect, serde_json::to_value(&called.value).unwrap_or_default(), called.request_id)
+                    .complete_effect(
+                        effect,
+                        serde_json::to_value(&called.value).unwrap_or_default(),
+                        called.request_id,
+                    )
                     .await?;
                 reservation.bind(&job_id);
                 return Ok(job_id);
             }
             Err(e) if e.ambiguous => {
                 // The call may have created the job: find out before anything else.
-                ctx.say(format!("StartRecovery outcome unknown ({}); reconciling by job tags", e.message));
+                ctx.say(format!(
+                    "StartRecovery outcome unknown ({}); reconciling by job tags",
+                    e.message
+                ));
                 ctx.pause(Duration::from_secs(5)).await?;
                 if let Some(job_id) = reconcile(ctx, index).await? {
                     reservation.bind(&job_id);
@@ -218,7 +278,10 @@ async fn start_batch(ctx: &mut StepCtx<'_>, out: &RecoveryJobOutput, index: usiz
                     return Err(e.into());
                 }
             }
-            Err(e) if e.code.as_deref() == Some("ServiceQuotaExceededException") && quota_waits < 20 => {
+            Err(e)
+                if e.code.as_deref() == Some("ServiceQuotaExceededException")
+                    && quota_waits < 20 =>
+            {
                 // Rejected, so no effect: other jobs in the account hold the quota. Wait for them.
                 ctx.journal.fail_effect(effect, &e.to_string()).await?;
                 quota_waits += 1;

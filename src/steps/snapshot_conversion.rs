@@ -56,10 +56,12 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     for batch in &jobs.batches {
         let job_id = batch.job_id.clone().unwrap_or_default();
         for (server, _) in &batch.servers {
-            out.servers.entry(server.clone()).or_insert_with(|| ServerConversion {
-                job_id: job_id.clone(),
-                ..Default::default()
-            });
+            out.servers
+                .entry(server.clone())
+                .or_insert_with(|| ServerConversion {
+                    job_id: job_id.clone(),
+                    ..Default::default()
+                });
         }
     }
     let total = out.servers.len();
@@ -71,8 +73,12 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
             let log = super::retry::read(ctx, || side.job_log(&job_id)).await?;
             let job_ended = log.iter().any(|item| item.event == "JOB_END");
             for item in &log {
-                let Some(server) = item.source_server_id.as_ref() else { continue };
-                let Some(state) = out.servers.get_mut(server) else { continue };
+                let Some(server) = item.source_server_id.as_ref() else {
+                    continue;
+                };
+                let Some(state) = out.servers.get_mut(server) else {
+                    continue;
+                };
                 let before = state.clone();
                 match item.event.as_str() {
                     "SNAPSHOT_END" => {
@@ -86,7 +92,10 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
                     "CONVERSION_START" => state.conversion_started_at = item.at.clone(),
                     "CONVERSION_END" => {
                         state.converted_at = item.at.clone();
-                        state.data_timestamp = item.data_timestamp.clone().or_else(|| state.snapshot_at.clone());
+                        state.data_timestamp = item
+                            .data_timestamp
+                            .clone()
+                            .or_else(|| state.snapshot_at.clone());
                     }
                     event if FAILURE_EVENTS.contains(&event) && state.data_timestamp.is_none() => {
                         state.failed = Some(ServerError {
@@ -101,7 +110,11 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
             }
             if job_ended {
                 // The job is over: a server with no conversion by now never will have one.
-                for state in out.servers.values_mut().filter(|s| s.job_id == job_id && !s.settled()) {
+                for state in out
+                    .servers
+                    .values_mut()
+                    .filter(|s| s.job_id == job_id && !s.settled())
+                {
                     state.failed = Some(ServerError {
                         event: "JOB_END".into(),
                         raw_error: Some("the job ended without converting this server".into()),
@@ -114,8 +127,15 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         let settled = out.servers.values().filter(|s| s.settled()).count();
         if changed {
             ctx.save(&out).await?;
-            let converted = out.servers.values().filter(|s| s.data_timestamp.is_some()).count();
-            ctx.say(format!("{converted}/{total} converted, {} failed", settled - converted));
+            let converted = out
+                .servers
+                .values()
+                .filter(|s| s.data_timestamp.is_some())
+                .count();
+            ctx.say(format!(
+                "{converted}/{total} converted, {} failed",
+                settled - converted
+            ));
             backoff.reset(Duration::from_secs(5));
         }
         if settled == total {
@@ -127,7 +147,11 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     check_failures(ctx, &out, &jobs)
 }
 
-fn check_failures(ctx: &StepCtx<'_>, out: &ConversionOutput, jobs: &RecoveryJobOutput) -> Result<(), Halt> {
+fn check_failures(
+    ctx: &StepCtx<'_>,
+    out: &ConversionOutput,
+    jobs: &RecoveryJobOutput,
+) -> Result<(), Halt> {
     let critical: Vec<String> = out
         .servers
         .iter()
@@ -138,13 +162,19 @@ fn check_failures(ctx: &StepCtx<'_>, out: &ConversionOutput, jobs: &RecoveryJobO
                 "{server} ({} in job {}{})",
                 f.event,
                 s.job_id,
-                f.raw_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+                f.raw_error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
             )
         })
         .collect();
     for (server, s) in &out.servers {
         if let (Some(f), true) = (&s.failed, jobs.is_optional(ctx, server)) {
-            ctx.say(format!("optional server {server} failed ({}); the wave goes on without it", f.event));
+            ctx.say(format!(
+                "optional server {server} failed ({}); the wave goes on without it",
+                f.event
+            ));
         }
     }
     if critical.is_empty() {

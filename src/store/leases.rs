@@ -266,7 +266,10 @@ pub async fn expire_abandoned(
     .execute(conn)
     .await
     .map_err(|source| {
-        StoreError::query(source, format!("end the abandoned lease on run {}", holder.run_id))
+        StoreError::query(
+            source,
+            format!("end the abandoned lease on run {}", holder.run_id),
+        )
     })?;
     Ok(result.rows_affected() == 1)
 }

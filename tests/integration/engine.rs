@@ -24,7 +24,8 @@ pub struct CliRun {
 impl CliRun {
     /// The single JSON object printed on stdout with `--output json`.
     pub fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("stdout is one JSON object ({e}): {self:#?}"))
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is one JSON object ({e}): {self:#?}"))
     }
 }
 
@@ -70,7 +71,11 @@ fn mutations(stats: &Value, operation: &str) -> Vec<Value> {
 fn servers_of(mutation: &Value) -> Vec<String> {
     mutation["params"]["sourceServers"]
         .as_array()
-        .map(|a| a.iter().map(|s| s["sourceServerID"].as_str().unwrap().to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|s| s["sourceServerID"].as_str().unwrap().to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -102,19 +107,44 @@ async fn failover_of_three_waves_recovers_in_order_switches_traffic_and_measures
     let endpoint = sim.endpoint.clone();
     let db_for_run = db.clone();
     let run = tokio::task::spawn_blocking(move || {
-        drs_runbook(&db_for_run, Some(&endpoint), &["--output", "json", "failover", runbook.to_str().unwrap(), "--yes"])
+        drs_runbook(
+            &db_for_run,
+            Some(&endpoint),
+            &[
+                "--output",
+                "json",
+                "failover",
+                runbook.to_str().unwrap(),
+                "--yes",
+            ],
+        )
     })
     .await
     .unwrap();
     assert_eq!(run.code, 0, "{run:#?}");
-    assert!(run.stderr.starts_with("run "), "the first stderr line names the run: {}", run.stderr);
+    assert!(
+        run.stderr.starts_with("run "),
+        "the first stderr line names the run: {}",
+        run.stderr
+    );
     let report = run.json();
     assert_eq!(report["status"], "succeeded");
     assert_eq!(report["operation"], "failover");
-    let keys: Vec<&str> = report["steps"].as_array().unwrap().iter().map(|s| s["key"].as_str().unwrap()).collect();
+    let keys: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
     assert_eq!(keys.first(), Some(&"preflight"));
     assert_eq!(keys.last(), Some(&"dns_cutover"));
-    assert!(report["steps"].as_array().unwrap().iter().all(|s| s["status"] == "succeeded"));
+    assert!(
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "succeeded")
+    );
     assert!(report["rto_seconds"].as_f64().unwrap() > 0.0);
     assert!(report["rpo_seconds"].as_f64().is_some());
     assert_eq!(report["objectives"]["rto_met"], true);
@@ -124,10 +154,17 @@ async fn failover_of_three_waves_recovers_in_order_switches_traffic_and_measures
     let starts = mutations(&stats, "StartRecovery");
     assert_eq!(starts.len(), 3, "one StartRecovery per wave: {starts:#?}");
     assert_eq!(servers_of(&starts[0]), ["s-00000000000000db1"]);
-    assert_eq!(servers_of(&starts[1]), ["s-0000000000000app1", "s-0000000000000app2"]);
+    assert_eq!(
+        servers_of(&starts[1]),
+        ["s-0000000000000app1", "s-0000000000000app2"]
+    );
     assert_eq!(servers_of(&starts[2]), ["s-0000000000000web1"]);
     assert!(starts.iter().all(|m| m["params"]["isDrill"] != true));
-    assert!(starts.iter().all(|m| m["account"] == "555555555555" && m["region"] == "eu-central-1"));
+    assert!(
+        starts
+            .iter()
+            .all(|m| m["account"] == "555555555555" && m["region"] == "eu-central-1")
+    );
     // Each wave's job was started only after the previous wave's servers had launched.
     let drs = sim.drs("555555555555", "eu-central-1");
     let jobs = drs.describe_jobs().send().await.unwrap();
@@ -135,11 +172,17 @@ async fn failover_of_three_waves_recovers_in_order_switches_traffic_and_measures
     jobs.sort_by(|a, b| a.creation_date_time().cmp(&b.creation_date_time()));
     assert_eq!(jobs.len(), 3);
     for pair in jobs.windows(2) {
-        assert!(pair[0].end_date_time().unwrap() <= pair[1].creation_date_time().unwrap(), "waves overlap: {pair:#?}");
+        assert!(
+            pair[0].end_date_time().unwrap() <= pair[1].creation_date_time().unwrap(),
+            "waves overlap: {pair:#?}"
+        );
     }
     // Tags name the run and the step, for reconciliation after a crash.
     let run_id = report["run_id"].as_str().unwrap();
-    assert!(jobs.iter().all(|j| j.tags().unwrap().get("drs-runbook:run").map(String::as_str) == Some(run_id)));
+    assert!(
+        jobs.iter()
+            .all(|j| j.tags().unwrap().get("drs-runbook:run").map(String::as_str) == Some(run_id))
+    );
 
     // The app wave's recovered instances are healthy in the failover target group.
     let instances = drs.describe_recovery_instances().send().await.unwrap();
@@ -173,10 +216,25 @@ async fn failover_of_three_waves_recovers_in_order_switches_traffic_and_measures
         .items()
         .iter()
         .filter(|i| i.source_server_id() == Some("s-0000000000000web1"))
-        .flat_map(|i| i.recovery_instance_properties().unwrap().network_interfaces().iter().flat_map(|n| n.ips().to_vec()))
+        .flat_map(|i| {
+            i.recovery_instance_properties()
+                .unwrap()
+                .network_interfaces()
+                .iter()
+                .flat_map(|n| n.ips().to_vec())
+        })
         .collect();
     assert_eq!(web_ips.len(), 1);
-    assert_eq!(record_values(&sim, "555555555555", "Z00000000000000SHOP1", "www.shop.example.com.").await, web_ips);
+    assert_eq!(
+        record_values(
+            &sim,
+            "555555555555",
+            "Z00000000000000SHOP1",
+            "www.shop.example.com."
+        )
+        .await,
+        web_ips
+    );
 
     // `show` reads the run back with its AWS request IDs.
     let show = drs_runbook(&db, None, &["--output", "json", "show", run_id]);
@@ -184,8 +242,16 @@ async fn failover_of_three_waves_recovers_in_order_switches_traffic_and_measures
     let shown = show.json();
     assert_eq!(shown["run"]["status"], "succeeded");
     let effects = shown["effects"].as_array().unwrap();
-    assert_eq!(effects.iter().filter(|e| e["operation"] == "drs:StartRecovery").count(), 3);
-    assert!(effects.iter().all(|e| e["state"] == "done" && e["aws_request_id"].as_str().is_some_and(|r| !r.is_empty())));
+    assert_eq!(
+        effects
+            .iter()
+            .filter(|e| e["operation"] == "drs:StartRecovery")
+            .count(),
+        3
+    );
+    assert!(effects.iter().all(
+        |e| e["state"] == "done" && e["aws_request_id"].as_str().is_some_and(|r| !r.is_empty())
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -196,9 +262,21 @@ async fn drill_launches_validates_and_cleans_up_and_keep_keeps() {
     let db = dir.path().join("runs.db");
     let endpoint = sim.endpoint.clone();
     let (db2, endpoint2) = (db.clone(), endpoint.clone());
-    let run = tokio::task::spawn_blocking(move || drs_runbook(&db2, Some(&endpoint2), &["--output", "json", "drill", "runbooks/reporting-drill.toml", "--yes"]))
-        .await
-        .unwrap();
+    let run = tokio::task::spawn_blocking(move || {
+        drs_runbook(
+            &db2,
+            Some(&endpoint2),
+            &[
+                "--output",
+                "json",
+                "drill",
+                "runbooks/reporting-drill.toml",
+                "--yes",
+            ],
+        )
+    })
+    .await
+    .unwrap();
     assert_eq!(run.code, 0, "{run:#?}");
     let report = run.json();
     assert_eq!(report["status"], "succeeded");
@@ -210,21 +288,46 @@ async fn drill_launches_validates_and_cleans_up_and_keep_keeps() {
     assert_eq!(mutations(&stats, "TerminateRecoveryInstances").len(), 1);
     let drs = sim.drs("444444444444", "eu-central-1");
     let left = drs.describe_recovery_instances().send().await.unwrap();
-    assert!(left.items().is_empty(), "the drill left instances behind: {left:#?}");
+    assert!(
+        left.items().is_empty(),
+        "the drill left instances behind: {left:#?}"
+    );
     // No DNS or load-balancer change in a drill.
     assert!(mutations(&stats, "ChangeResourceRecordSets").is_empty());
     assert!(mutations(&stats, "RegisterTargets").is_empty());
 
     // --keep: the drill instances stay, marked as drills.
-    let run = tokio::task::spawn_blocking(move || drs_runbook(&db, Some(&endpoint), &["--output", "json", "drill", "runbooks/reporting-drill.toml", "--yes", "--keep"]))
-        .await
-        .unwrap();
+    let run = tokio::task::spawn_blocking(move || {
+        drs_runbook(
+            &db,
+            Some(&endpoint),
+            &[
+                "--output",
+                "json",
+                "drill",
+                "runbooks/reporting-drill.toml",
+                "--yes",
+                "--keep",
+            ],
+        )
+    })
+    .await
+    .unwrap();
     assert_eq!(run.code, 0, "{run:#?}");
-    assert!(!run.json()["steps"].as_array().unwrap().iter().any(|s| s["kind"] == "cleanup"));
+    assert!(
+        !run.json()["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["kind"] == "cleanup")
+    );
     let kept = drs.describe_recovery_instances().send().await.unwrap();
     assert_eq!(kept.items().len(), 2);
     assert!(kept.items().iter().all(|i| i.is_drill() == Some(true)));
-    assert_eq!(mutations(&sim.get("/_sim/stats").await, "TerminateRecoveryInstances").len(), 1);
+    assert_eq!(
+        mutations(&sim.get("/_sim/stats").await, "TerminateRecoveryInstances").len(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -236,31 +339,84 @@ async fn an_optional_server_may_fail_but_a_critical_one_fails_the_run_before_dns
     assert_eq!(status, 200);
     let dir = tempfile::tempdir().unwrap();
     let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
-    let run = tokio::task::spawn_blocking(move || drs_runbook(&db, Some(&endpoint), &["--output", "json", "failover", "runbooks/payments.toml", "--yes"]))
-        .await
-        .unwrap();
+    let run = tokio::task::spawn_blocking(move || {
+        drs_runbook(
+            &db,
+            Some(&endpoint),
+            &[
+                "--output",
+                "json",
+                "failover",
+                "runbooks/payments.toml",
+                "--yes",
+            ],
+        )
+    })
+    .await
+    .unwrap();
     assert_eq!(run.code, 0, "{run:#?}");
-    assert!(run.stderr.contains("optional server s-34567890abcdef012"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("optional server s-34567890abcdef012"),
+        "{}",
+        run.stderr
+    );
     let drs = sim.drs("222222222222", "us-west-2");
     let instances = drs.describe_recovery_instances().send().await.unwrap();
     let app_ip: Vec<String> = instances
         .items()
         .iter()
         .filter(|i| i.source_server_id() == Some("s-234567890abcdef01"))
-        .flat_map(|i| i.recovery_instance_properties().unwrap().network_interfaces().iter().flat_map(|n| n.ips().to_vec()))
+        .flat_map(|i| {
+            i.recovery_instance_properties()
+                .unwrap()
+                .network_interfaces()
+                .iter()
+                .flat_map(|n| n.ips().to_vec())
+        })
         .collect();
-    assert_eq!(record_values(&sim, "111111111111", "Z0123456789ABCDEFGHIJ", "api.payments.example.com.").await, app_ip);
+    assert_eq!(
+        record_values(
+            &sim,
+            "111111111111",
+            "Z0123456789ABCDEFGHIJ",
+            "api.payments.example.com."
+        )
+        .await,
+        app_ip
+    );
 
     // Critical server fails: exit 1 naming the server, the log event and a hint; no DNS change.
     let sim = TestSim::start(600.0).await;
     sim.seed(PAYMENTS).await;
-    let before = record_values(&sim, "111111111111", "Z0123456789ABCDEFGHIJ", "api.payments.example.com.").await;
-    sim.post("/_sim/faults", &json!({"faults": [{"kind": "launch_failure", "source_server_id": "s-1234567890abcdef0"}]})).await;
+    let before = record_values(
+        &sim,
+        "111111111111",
+        "Z0123456789ABCDEFGHIJ",
+        "api.payments.example.com.",
+    )
+    .await;
+    sim.post(
+        "/_sim/faults",
+        &json!({"faults": [{"kind": "launch_failure", "source_server_id": "s-1234567890abcdef0"}]}),
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
-    let run = tokio::task::spawn_blocking(move || drs_runbook(&db, Some(&endpoint), &["--output", "json", "failover", "runbooks/payments.toml", "--yes"]))
-        .await
-        .unwrap();
+    let run = tokio::task::spawn_blocking(move || {
+        drs_runbook(
+            &db,
+            Some(&endpoint),
+            &[
+                "--output",
+                "json",
+                "failover",
+                "runbooks/payments.toml",
+                "--yes",
+            ],
+        )
+    })
+    .await
+    .unwrap();
     assert_eq!(run.code, 1, "{run:#?}");
     let report = run.json();
     assert_eq!(report["status"], "failed");
@@ -270,48 +426,118 @@ async fn an_optional_server_may_fail_but_a_critical_one_fails_the_run_before_dns
     assert!(error.contains("LAUNCH_FAILED"), "{error}");
     assert!(error.contains("hint:"), "{error}");
     let stats = sim.get("/_sim/stats").await;
-    assert!(mutations(&stats, "ChangeResourceRecordSets").is_empty(), "no DNS change after a failed wave");
-    assert_eq!(mutations(&stats, "StartRecovery").len(), 1, "the app wave never started");
-    assert_eq!(record_values(&sim, "111111111111", "Z0123456789ABCDEFGHIJ", "api.payments.example.com.").await, before);
+    assert!(
+        mutations(&stats, "ChangeResourceRecordSets").is_empty(),
+        "no DNS change after a failed wave"
+    );
+    assert_eq!(
+        mutations(&stats, "StartRecovery").len(),
+        1,
+        "the app wave never started"
+    );
+    assert_eq!(
+        record_values(
+            &sim,
+            "111111111111",
+            "Z0123456789ABCDEFGHIJ",
+            "api.payments.example.com."
+        )
+        .await,
+        before
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_yes_and_a_tty_the_run_pauses_before_dns_and_approve_finishes_it() {
     let sim = TestSim::start(600.0).await;
     sim.seed(PAYMENTS).await;
-    let before = record_values(&sim, "111111111111", "Z0123456789ABCDEFGHIJ", "api.payments.example.com.").await;
+    let before = record_values(
+        &sim,
+        "111111111111",
+        "Z0123456789ABCDEFGHIJ",
+        "api.payments.example.com.",
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
     let (db2, endpoint2) = (db.clone(), endpoint.clone());
-    let run = tokio::task::spawn_blocking(move || drs_runbook(&db2, Some(&endpoint2), &["--output", "json", "failover", "runbooks/payments.toml"]))
-        .await
-        .unwrap();
+    let run = tokio::task::spawn_blocking(move || {
+        drs_runbook(
+            &db2,
+            Some(&endpoint2),
+            &["--output", "json", "failover", "runbooks/payments.toml"],
+        )
+    })
+    .await
+    .unwrap();
     assert_eq!(run.code, 3, "{run:#?}");
     let report = run.json();
     assert_eq!(report["status"], "paused");
     assert_eq!(report["waiting_for"], "dns_cutover");
-    let dns = report["steps"].as_array().unwrap().iter().find(|s| s["key"] == "dns_cutover").unwrap().clone();
+    let dns = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "dns_cutover")
+        .unwrap()
+        .clone();
     assert_eq!(dns["status"], "waiting_approval");
     assert!(mutations(&sim.get("/_sim/stats").await, "ChangeResourceRecordSets").is_empty());
-    assert_eq!(record_values(&sim, "111111111111", "Z0123456789ABCDEFGHIJ", "api.payments.example.com.").await, before);
+    assert_eq!(
+        record_values(
+            &sim,
+            "111111111111",
+            "Z0123456789ABCDEFGHIJ",
+            "api.payments.example.com."
+        )
+        .await,
+        before
+    );
     let run_id = report["run_id"].as_str().unwrap().to_string();
 
     // A second failover of the same runbook is refused while this one holds the servers.
     let (db3, endpoint3) = (db.clone(), endpoint.clone());
-    let second = tokio::task::spawn_blocking(move || drs_runbook(&db3, Some(&endpoint3), &["failover", "runbooks/payments.toml", "--yes"]))
-        .await
-        .unwrap();
+    let second = tokio::task::spawn_blocking(move || {
+        drs_runbook(
+            &db3,
+            Some(&endpoint3),
+            &["failover", "runbooks/payments.toml", "--yes"],
+        )
+    })
+    .await
+    .unwrap();
     assert_eq!(second.code, 4, "{second:#?}");
-    assert!(second.stderr.contains(&run_id), "the refusal names the holding run: {}", second.stderr);
+    assert!(
+        second.stderr.contains(&run_id),
+        "the refusal names the holding run: {}",
+        second.stderr
+    );
 
     // Approving an unknown step says which steps have a gate.
-    let wrong = drs_runbook(&db, Some(&endpoint), &["approve", &run_id, "--step", "cleanup"]);
+    let wrong = drs_runbook(
+        &db,
+        Some(&endpoint),
+        &["approve", &run_id, "--step", "cleanup"],
+    );
     assert_eq!(wrong.code, 2, "{wrong:#?}");
     assert!(wrong.stderr.contains("dns_cutover"), "{}", wrong.stderr);
 
     let id = run_id.clone();
     let approved = tokio::task::spawn_blocking(move || {
-        drs_runbook(&db, Some(&endpoint), &["--output", "json", "approve", &id, "--step", "dns_cutover", "--comment", "bridge call agreed"])
+        drs_runbook(
+            &db,
+            Some(&endpoint),
+            &[
+                "--output",
+                "json",
+                "approve",
+                &id,
+                "--step",
+                "dns_cutover",
+                "--comment",
+                "bridge call agreed",
+            ],
+        )
     })
     .await
     .unwrap();
@@ -319,8 +545,20 @@ async fn without_yes_and_a_tty_the_run_pauses_before_dns_and_approve_finishes_it
     let report = approved.json();
     assert_eq!(report["status"], "succeeded");
     assert_eq!(report["run_id"], run_id.as_str());
-    assert_eq!(mutations(&sim.get("/_sim/stats").await, "ChangeResourceRecordSets").len(), 1);
-    assert_ne!(record_values(&sim, "111111111111", "Z0123456789ABCDEFGHIJ", "api.payments.example.com.").await, before);
+    assert_eq!(
+        mutations(&sim.get("/_sim/stats").await, "ChangeResourceRecordSets").len(),
+        1
+    );
+    assert_ne!(
+        record_values(
+            &sim,
+            "111111111111",
+            "Z0123456789ABCDEFGHIJ",
+            "api.payments.example.com."
+        )
+        .await,
+        before
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -330,11 +568,33 @@ async fn plan_shows_the_steps_and_batches_and_calls_nothing() {
     let calls_before = sim.get("/_sim/stats").await["calls"].clone();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let plan = drs_runbook(&db, Some(&sim.endpoint), &["--output", "json", "plan", "runbooks/payments.toml"]);
+    let plan = drs_runbook(
+        &db,
+        Some(&sim.endpoint),
+        &["--output", "json", "plan", "runbooks/payments.toml"],
+    );
     assert_eq!(plan.code, 0, "{plan:#?}");
     let plan = plan.json();
-    let keys: Vec<&str> = plan["steps"].as_array().unwrap().iter().map(|s| s["key"].as_str().unwrap()).collect();
-    assert_eq!(keys, ["preflight", "recovery_job:db", "snapshot_conversion:db", "launch:db", "recovery_job:app", "snapshot_conversion:app", "launch:app", "lb_switch:app", "dns_cutover"]);
+    let keys: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "preflight",
+            "recovery_job:db",
+            "snapshot_conversion:db",
+            "launch:db",
+            "recovery_job:app",
+            "snapshot_conversion:app",
+            "launch:app",
+            "lb_switch:app",
+            "dns_cutover"
+        ]
+    );
     assert_eq!(plan["batches"].as_array().unwrap().len(), 2);
     assert_eq!(plan["records"][0]["name"], "api.payments.example.com.");
     let stats = sim.get("/_sim/stats").await;
@@ -350,7 +610,14 @@ async fn the_readme_command_works_on_a_fresh_machine_with_the_embedded_simulator
     let output = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_drs-runbook"))
             .current_dir(repo_path(""))
-            .args(["--sim", "--output", "json", "failover", "runbooks/payments.toml", "--yes"])
+            .args([
+                "--sim",
+                "--output",
+                "json",
+                "failover",
+                "runbooks/payments.toml",
+                "--yes",
+            ])
             .env_remove("DRS_RUNBOOK_DB")
             .env("XDG_STATE_HOME", &state)
             .env("DRS_RUNBOOK_SIM_SPEED", "600")
@@ -361,14 +628,22 @@ async fn the_readme_command_works_on_a_fresh_machine_with_the_embedded_simulator
     .await
     .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let report: Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(report["status"], "succeeded");
     let db = dir.path().join("state/drs-runbook/runs.db");
     assert!(db.exists());
     assert!(dir.path().join("state/drs-runbook/sim-world.json").exists());
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&db).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&db).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -386,20 +661,52 @@ async fn a_failed_preflight_changes_nothing_says_why_and_does_not_block_the_corr
     let dir = tempfile::tempdir().unwrap();
     let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
     let (db2, endpoint2) = (db.clone(), endpoint.clone());
-    let run = tokio::task::spawn_blocking(move || drs_runbook(&db2, Some(&endpoint2), &["--output", "json", "drill", "runbooks/reporting-drill.toml", "--yes"]))
-        .await
-        .unwrap();
+    let run = tokio::task::spawn_blocking(move || {
+        drs_runbook(
+            &db2,
+            Some(&endpoint2),
+            &[
+                "--output",
+                "json",
+                "drill",
+                "runbooks/reporting-drill.toml",
+                "--yes",
+            ],
+        )
+    })
+    .await
+    .unwrap();
     assert_eq!(run.code, 1, "{run:#?}");
     let error = run.json()["error"].as_str().unwrap().to_string();
     assert!(error.contains("drs:DescribeSourceServers"), "{error}");
     assert!(error.contains("AccessDeniedException"), "{error}");
     assert!(error.contains("request ID"), "{error}");
-    assert!(error.contains("IAM policy"), "the hint says what to check: {error}");
-    assert!(sim.get("/_sim/stats").await["mutations"].as_array().unwrap().is_empty());
+    assert!(
+        error.contains("IAM policy"),
+        "the hint says what to check: {error}"
+    );
+    assert!(
+        sim.get("/_sim/stats").await["mutations"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     // The fix made, the same drill runs again at once: the failed run holds no servers.
-    let again = tokio::task::spawn_blocking(move || drs_runbook(&db, Some(&endpoint), &["--output", "json", "drill", "runbooks/reporting-drill.toml", "--yes"]))
-        .await
-        .unwrap();
+    let again = tokio::task::spawn_blocking(move || {
+        drs_runbook(
+            &db,
+            Some(&endpoint),
+            &[
+                "--output",
+                "json",
+                "drill",
+                "runbooks/reporting-drill.toml",
+                "--yes",
+            ],
+        )
+    })
+    .await
+    .unwrap();
     assert_eq!(again.code, 0, "{again:#?}");
 }
 
@@ -410,28 +717,74 @@ async fn a_failed_back_failover_is_not_rolled_back_before_its_failback() {
     let dir = tempfile::tempdir().unwrap();
     let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
     let (db2, endpoint2) = (db.clone(), endpoint.clone());
-    let failover = tokio::task::spawn_blocking(move || drs_runbook(&db2, Some(&endpoint2), &["--output", "json", "failover", "runbooks/payments.toml", "--yes"]))
-        .await
-        .unwrap();
+    let failover = tokio::task::spawn_blocking(move || {
+        drs_runbook(
+            &db2,
+            Some(&endpoint2),
+            &[
+                "--output",
+                "json",
+                "failover",
+                "runbooks/payments.toml",
+                "--yes",
+            ],
+        )
+    })
+    .await
+    .unwrap();
     assert_eq!(failover.code, 0, "{failover:#?}");
     let failover_id = failover.json()["run_id"].as_str().unwrap().to_string();
     let (db2, endpoint2) = (db.clone(), endpoint.clone());
-    let failback = tokio::task::spawn_blocking(move || drs_runbook(&db2, Some(&endpoint2), &["--output", "json", "failback", "runbooks/payments.toml", "--yes"]))
-        .await
-        .unwrap();
+    let failback = tokio::task::spawn_blocking(move || {
+        drs_runbook(
+            &db2,
+            Some(&endpoint2),
+            &[
+                "--output",
+                "json",
+                "failback",
+                "runbooks/payments.toml",
+                "--yes",
+            ],
+        )
+    })
+    .await
+    .unwrap();
     assert_eq!(failback.code, 0, "{failback:#?}");
     let failback_id = failback.json()["run_id"].as_str().unwrap().to_string();
-    let mutations_before = sim.get("/_sim/stats").await["mutations"].as_array().unwrap().len();
+    let mutations_before = sim.get("/_sim/stats").await["mutations"]
+        .as_array()
+        .unwrap()
+        .len();
     let refused = drs_runbook(&db, Some(&endpoint), &["rollback", &failover_id, "--yes"]);
     assert_eq!(refused.code, 2, "{refused:#?}");
-    assert!(refused.stderr.contains(&failback_id), "the refusal names the failback: {}", refused.stderr);
-    assert!(refused.stderr.contains("roll back the failback first"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(&failback_id),
+        "the refusal names the failback: {}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("roll back the failback first"),
+        "{}",
+        refused.stderr
+    );
     // The failback itself terminated the recovery instances in its cleanup: it cannot be
     // undone either, and says what to do instead.
     let refused = drs_runbook(&db, Some(&endpoint), &["rollback", &failback_id, "--yes"]);
     assert_eq!(refused.code, 2, "{refused:#?}");
-    assert!(refused.stderr.contains("run a new failover"), "{}", refused.stderr);
-    assert_eq!(sim.get("/_sim/stats").await["mutations"].as_array().unwrap().len(), mutations_before, "nothing changed");
+    assert!(
+        refused.stderr.contains("run a new failover"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        sim.get("/_sim/stats").await["mutations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        mutations_before,
+        "nothing changed"
+    );
 }
 
 /// A webhook receiver on 127.0.0.1 that keeps every JSON body POSTed to it.
@@ -443,7 +796,9 @@ async fn webhook() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
         axum::routing::post(move |body: axum::body::Bytes| {
             let sink = sink.clone();
             async move {
-                sink.lock().unwrap().push(serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null));
+                sink.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null));
                 "ok"
             }
         }),
@@ -462,9 +817,22 @@ async fn notify_posts_the_run_report_when_a_run_pauses_and_when_it_ends() {
     let dir = tempfile::tempdir().unwrap();
     let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
     let (db2, endpoint2, url2) = (db.clone(), endpoint.clone(), url.clone());
-    let paused = tokio::task::spawn_blocking(move || drs_runbook(&db2, Some(&endpoint2), &["--output", "json", "failover", "runbooks/payments.toml", "--notify", &url2]))
-        .await
-        .unwrap();
+    let paused = tokio::task::spawn_blocking(move || {
+        drs_runbook(
+            &db2,
+            Some(&endpoint2),
+            &[
+                "--output",
+                "json",
+                "failover",
+                "runbooks/payments.toml",
+                "--notify",
+                &url2,
+            ],
+        )
+    })
+    .await
+    .unwrap();
     assert_eq!(paused.code, 3, "{paused:#?}");
     let run_id = paused.json()["run_id"].as_str().unwrap().to_string();
     {
@@ -475,22 +843,50 @@ async fn notify_posts_the_run_report_when_a_run_pauses_and_when_it_ends() {
         assert_eq!(bodies[0]["waiting_for"], "dns_cutover");
     }
     let id = run_id.clone();
-    let done = tokio::task::spawn_blocking(move || drs_runbook(&db, Some(&endpoint), &["--output", "json", "approve", &id, "--notify", &url]))
-        .await
-        .unwrap();
+    let done = tokio::task::spawn_blocking(move || {
+        drs_runbook(
+            &db,
+            Some(&endpoint),
+            &["--output", "json", "approve", &id, "--notify", &url],
+        )
+    })
+    .await
+    .unwrap();
     assert_eq!(done.code, 0, "{done:#?}");
     let bodies = received.lock().unwrap();
     assert_eq!(bodies.len(), 2);
     assert_eq!(bodies[1]["status"], "succeeded");
     assert_eq!(bodies[1]["operation"], "failover");
-    assert_eq!(bodies[1], done.json(), "the notification is the report the command printed");
+    assert_eq!(
+        bodies[1],
+        done.json(),
+        "the notification is the report the command printed"
+    );
 }
 
 #[test]
 fn a_notification_that_fails_is_a_warning_not_a_failure() {
     let dir = tempfile::tempdir().unwrap();
     // Nothing listens on port 9 of loopback: the POST fails at once.
-    let run = drs_runbook(&dir.path().join("runs.db"), None, &["--sim", "--output", "json", "drill", "runbooks/reporting-drill.toml", "--yes", "--notify", "http://127.0.0.1:9/hook"]);
+    let run = drs_runbook(
+        &dir.path().join("runs.db"),
+        None,
+        &[
+            "--sim",
+            "--output",
+            "json",
+            "drill",
+            "runbooks/reporting-drill.toml",
+            "--yes",
+            "--notify",
+            "http://127.0.0.1:9/hook",
+        ],
+    );
     assert_eq!(run.code, 0, "{run:#?}");
-    assert!(run.stderr.contains("warning: the notification to http://127.0.0.1:9/hook failed"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("warning: the notification to http://127.0.0.1:9/hook failed"),
+        "{}",
+        run.stderr
+    );
 }

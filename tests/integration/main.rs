@@ -5,10 +5,10 @@ mod support;
 
 mod audit_report;
 mod crash;
-mod engine;
-mod failback;
 mod doctor;
 mod drill_target_group;
+mod engine;
+mod failback;
 mod moto_parity;
 mod runbook_validate;
 mod sim_awscli_drs;

@@ -26,8 +26,16 @@ async fn faults_are_added_listed_and_cleared() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(body["added"], 1);
-    assert_eq!(sim.get("/_sim/faults").await["faults"][0]["kind"], "stuck_job");
-    let (status, _) = sim.post("/_sim/faults", &json!({"faults": [{"kind": "no_such_fault"}]})).await;
+    assert_eq!(
+        sim.get("/_sim/faults").await["faults"][0]["kind"],
+        "stuck_job"
+    );
+    let (status, _) = sim
+        .post(
+            "/_sim/faults",
+            &json!({"faults": [{"kind": "no_such_fault"}]}),
+        )
+        .await;
     assert_eq!(status, 400);
     let response = reqwest::Client::new()
         .delete(format!("{}/_sim/faults", sim.endpoint))

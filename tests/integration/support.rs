@@ -16,12 +16,20 @@ pub struct TestSim {
 impl TestSim {
     /// Starts a simulator with the simulated clock at `speed`.
     pub async fn start(speed: f64) -> TestSim {
-        Self::start_with(SimOptions { speed, state_file: None }).await
+        Self::start_with(SimOptions {
+            speed,
+            state_file: None,
+        })
+        .await
     }
 
     pub async fn start_with(options: SimOptions) -> TestSim {
         let sim = Sim::new(options).expect("simulator starts");
-        let addr = sim.clone().spawn("127.0.0.1:0").await.expect("simulator listens");
+        let addr = sim
+            .clone()
+            .spawn("127.0.0.1:0")
+            .await
+            .expect("simulator listens");
         TestSim {
             sim,
             endpoint: format!("http://{addr}"),
@@ -59,7 +67,9 @@ impl TestSim {
     pub fn elbv2(&self, account: &str, region: &str) -> aws_sdk_elasticloadbalancingv2::Client {
         let config = aws_sdk_elasticloadbalancingv2::Config::builder()
             .behavior_version(aws_sdk_elasticloadbalancingv2::config::BehaviorVersion::latest())
-            .region(aws_sdk_elasticloadbalancingv2::config::Region::new(region.to_string()))
+            .region(aws_sdk_elasticloadbalancingv2::config::Region::new(
+                region.to_string(),
+            ))
             .endpoint_url(&self.endpoint)
             .credentials_provider(Self::credentials(account))
             .build();
@@ -107,14 +117,19 @@ impl TestSim {
     /// Jumps the simulated clock forward.
     pub async fn skip(&self, seconds: f64) {
         let (status, _) = self
-            .post("/_sim/clock", &serde_json::json!({ "skip_seconds": seconds }))
+            .post(
+                "/_sim/clock",
+                &serde_json::json!({ "skip_seconds": seconds }),
+            )
             .await;
         assert_eq!(status, 200);
     }
 
     /// How often `service:Operation` was called.
     pub async fn calls(&self, key: &str) -> u64 {
-        self.get("/_sim/stats").await["calls"][key].as_u64().unwrap_or(0)
+        self.get("/_sim/stats").await["calls"][key]
+            .as_u64()
+            .unwrap_or(0)
     }
 }
 
