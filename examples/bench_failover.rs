@@ -165,6 +165,7 @@ async fn main() {
         .await
         .expect("jobs are listed");
     let _ = sim.kill();
+    let _ = sim.wait();
 
     // Per wave: its jobs are the ones tagged with its step.
     let mut critical = 0.0;

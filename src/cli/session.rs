@@ -63,10 +63,10 @@ impl Cloud {
     /// Writes the embedded simulator's world once more at the end of a command (it is also
     /// written after every mutating call).
     pub fn close(&self) {
-        if let Some(sim) = &self.sim {
-            if let Err(e) = sim.persist() {
-                eprintln!("warning: the simulated world was not saved: {e}");
-            }
+        if let Some(sim) = &self.sim
+            && let Err(e) = sim.persist()
+        {
+            eprintln!("warning: the simulated world was not saved: {e}");
         }
     }
 }

@@ -26,7 +26,7 @@ impl Caller {
         let credential = req
             .header("authorization")
             .and_then(|auth| {
-                auth.split(|c| c == ',' || c == ' ')
+                auth.split([',', ' '])
                     .find_map(|part| part.trim().strip_prefix("Credential="))
                     .map(str::to_string)
             })
@@ -43,10 +43,11 @@ impl Caller {
         };
         if let Some(credential) = credential {
             let parts: Vec<&str> = credential.split('/').collect();
-            if let Some(key) = parts.first() {
-                if key.len() == 12 && key.bytes().all(|b| b.is_ascii_digit()) {
-                    caller.account = key.to_string();
-                }
+            if let Some(key) = parts.first()
+                && key.len() == 12
+                && key.bytes().all(|b| b.is_ascii_digit())
+            {
+                caller.account = key.to_string();
             }
             if parts.len() >= 5 {
                 caller.region = parts[2].to_string();

@@ -210,15 +210,15 @@ impl Sim {
             faults: Vec::new(),
             rng: StdRng::from_os_rng(),
         };
-        if let Some(path) = &options.state_file {
-            if let Some(persisted) = load_state(path)? {
-                // The simulated clock continues from where the file left it, at the speed
-                // asked for now: the world did not move while no server was running.
-                state.clock = SimClock::new(persisted.sim_now, speed);
-                state.world = persisted.world;
-                state.faults = persisted.faults;
-                state.stats = persisted.stats;
-            }
+        if let Some(path) = &options.state_file
+            && let Some(persisted) = load_state(path)?
+        {
+            // The simulated clock continues from where the file left it, at the speed
+            // asked for now: the world did not move while no server was running.
+            state.clock = SimClock::new(persisted.sim_now, speed);
+            state.world = persisted.world;
+            state.faults = persisted.faults;
+            state.stats = persisted.stats;
         }
         let sim = Sim {
             inner: Arc::new(Inner {
@@ -306,10 +306,8 @@ impl Sim {
             let outcome = dispatch(state, &caller, &req, now, &request_id);
             (outcome.reply, outcome.mutation.is_some())
         };
-        if mutated {
-            if let Err(e) = self.persist() {
-                tracing::error!(error = %e, "simulator state not persisted");
-            }
+        if mutated && let Err(e) = self.persist() {
+            tracing::error!(error = %e, "simulator state not persisted");
         }
         reply
     }
@@ -442,10 +440,10 @@ fn load_state(path: &Path) -> Result<Option<Persisted>, SimError> {
 /// half of one: write a temporary file beside it, fsync, rename over.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    if let Some(dir) = path.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)?;
-        }
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     {

@@ -103,7 +103,7 @@ pub struct StepFailure {
     pub message: String,
     pub hint: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aws: Option<AwsError>,
+    pub aws: Option<Box<AwsError>>,
 }
 
 impl StepFailure {
@@ -129,7 +129,7 @@ impl From<AwsError> for StepFailure {
                     .unwrap_or_default()
             ),
             hint: e.hint.clone(),
-            aws: Some(e),
+            aws: Some(Box::new(e)),
         }
     }
 }

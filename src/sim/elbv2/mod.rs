@@ -144,14 +144,14 @@ type Handled = Result<Outcome, ApiError>;
 /// Serves one ELBv2 call.
 pub fn handle(ctx: &mut Ctx<'_>, operation: &str, req: &SimRequest) -> Outcome {
     let params = Params::of(req);
-    if let Some(version) = params.get("Version") {
-        if version != VERSION {
-            return Outcome::read(error_reply(
-                "InvalidAction",
-                &format!("Version {version} is not served (hint: ELBv2 is Version={VERSION})"),
-                ctx.request_id,
-            ));
-        }
+    if let Some(version) = params.get("Version")
+        && version != VERSION
+    {
+        return Outcome::read(error_reply(
+            "InvalidAction",
+            &format!("Version {version} is not served (hint: ELBv2 is Version={VERSION})"),
+            ctx.request_id,
+        ));
     }
     let result = match operation {
         "DescribeLoadBalancers" => describe_load_balancers(ctx, &params),
@@ -263,13 +263,13 @@ fn describe_target_groups(ctx: &mut Ctx<'_>, params: &Params) -> Handled {
     let lb_arn = params.get("LoadBalancerArn").map(str::to_string);
     let request_id = ctx.request_id.to_string();
     let region = region(ctx);
-    if let Some(lb) = &lb_arn {
-        if !region.load_balancers.contains_key(lb) {
-            return Err(ApiError::new(
-                "LoadBalancerNotFound",
-                "One or more load balancers not found",
-            ));
-        }
+    if let Some(lb) = &lb_arn
+        && !region.load_balancers.contains_key(lb)
+    {
+        return Err(ApiError::new(
+            "LoadBalancerNotFound",
+            "One or more load balancers not found",
+        ));
     }
     for arn in &arns {
         if model::parse_arn(arn, "targetgroup").is_none() {

@@ -329,12 +329,12 @@ fn list_resource_record_sets(ctx: &mut Ctx<'_>, id: &str, req: &SimRequest) -> H
             "The input is not valid: a StartRecordType requires a StartRecordName",
         ));
     }
-    if let Some(t) = &start_type {
-        if !model::RECORD_TYPES.contains(&t.as_str()) {
-            return Err(ApiError::invalid_input(format!(
-                "Invalid type for resource record set: {t}"
-            )));
-        }
+    if let Some(t) = &start_type
+        && !model::RECORD_TYPES.contains(&t.as_str())
+    {
+        return Err(ApiError::invalid_input(format!(
+            "Invalid type for resource record set: {t}"
+        )));
     }
     let request_id = ctx.request_id.to_string();
     let zone = account(ctx)
