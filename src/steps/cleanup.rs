@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::launch::LaunchOutput;
 use super::validate::ValidateOutput;
 use super::{Halt, StepCtx, StepFailure};
+use crate::aws::SideClients;
 use crate::aws::elbv2::Target;
 use crate::engine::clock::Backoff;
 use crate::engine::journal::CallState;
@@ -68,7 +69,8 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         return Ok(());
     }
     if out.terminate_job_id.is_none() {
-        out.terminate_job_id = Some(terminate(ctx, &out.instances).await?);
+        let target = ctx.clients.target.clone();
+        out.terminate_job_id = Some(terminate(ctx, &target, "drill", &out.instances).await?);
         ctx.save(&out).await?;
     }
     let started = ctx.clock.now();
@@ -216,23 +218,26 @@ async fn drill_targets_left(
     Ok(left)
 }
 
-/// Intent -> TerminateRecoveryInstances -> effect. Not idempotent: an open intent is reconciled
-/// by looking at the instances (already terminating or gone means the call took effect).
-pub(crate) async fn terminate(ctx: &mut StepCtx<'_>, instances: &[String]) -> Result<String, Halt> {
-    let target = ctx.clients.target.clone();
-    let prefix = format!("{}/{}/terminate/", ctx.run.id, ctx.step.key);
+/// Intent -> TerminateRecoveryInstances -> effect on one side (`what` names the instances in
+/// messages and keys: `drill`, `B2`, `A3`). Not idempotent: a call recorded as done is never
+/// sent again, and an open intent is reconciled by looking at the instances (terminating or
+/// gone means the call took effect).
+pub(crate) async fn terminate(
+    ctx: &mut StepCtx<'_>,
+    side: &SideClients,
+    what: &str,
+    instances: &[String],
+) -> Result<String, Halt> {
+    let prefix = format!("{}/{}/terminate/{what}/", ctx.run.id, ctx.step.key);
     let effect = match ctx.journal.call_state(&ctx.step.key, &prefix).await? {
-        // Sent and recorded before a crash: never twice.
+        // Sent and recorded before a crash (the job ID is in the effect): never twice.
         CallState::Done(response) => {
-            return Ok(response["id"]
-                .as_str()
-                .filter(|id| !id.is_empty())
-                .unwrap_or("reconciled")
-                .to_string());
+            let job = response["id"].as_str().filter(|id| !id.is_empty());
+            return Ok(job.unwrap_or("reconciled").to_string());
         }
         CallState::Open(e) => {
             let found =
-                super::retry::read(ctx, || target.recovery_instances_by_id(instances)).await?;
+                super::retry::read(ctx, || side.recovery_instances_by_id(instances)).await?;
             let untouched = found.iter().any(|i| {
                 matches!(
                     i.ec2_state.as_deref(),
@@ -256,14 +261,14 @@ pub(crate) async fn terminate(ctx: &mut StepCtx<'_>, instances: &[String]) -> Re
                     &ctx.step.key,
                     &next_key,
                     "drs:TerminateRecoveryInstances",
-                    &target.account_id,
-                    &target.region,
+                    &side.account_id,
+                    &side.region,
                     serde_json::json!({ "recoveryInstanceIDs": instances }),
                 )
                 .await?
         }
     };
-    match target.terminate_recovery_instances(instances).await {
+    match side.terminate_recovery_instances(instances).await {
         Ok(called) => {
             let job_id = called.value.id.clone();
             ctx.journal
@@ -274,8 +279,10 @@ pub(crate) async fn terminate(ctx: &mut StepCtx<'_>, instances: &[String]) -> Re
                 )
                 .await?;
             ctx.say(format!(
-                "TerminateRecoveryInstances for {} instance(s): job {job_id}",
-                instances.len()
+                "TerminateRecoveryInstances for {} {what} instance(s) in account {} ({}): job {job_id}",
+                instances.len(),
+                side.account_id,
+                side.region
             ));
             Ok(job_id)
         }

@@ -632,13 +632,11 @@ async fn terminate(
     side: &SideClients,
     instances: &[String],
 ) -> Result<String, Halt> {
-    match undone.side() {
-        Account::Target => super::cleanup::terminate(ctx, instances).await,
-        Account::Source => {
-            let a3s = failback_cleanup::termination(Account::Source, "A3", instances.to_vec());
-            failback_cleanup::terminate(ctx, side, &a3s).await
-        }
-    }
+    let what = match undone.side() {
+        Account::Target => "recovery",
+        Account::Source => "A3",
+    };
+    super::cleanup::terminate(ctx, side, what, instances).await
 }
 
 // ---------------------------------------------------------------- reversed replication

@@ -73,7 +73,10 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     if let Some(mut termination) = out.terminate.clone() {
         let side = ctx.clients.side(termination.side).clone();
         if termination.job_id.is_none() {
-            termination.job_id = Some(terminate(ctx, &side, &termination).await?);
+            termination.job_id = Some(
+                super::cleanup::terminate(ctx, &side, &termination.role, &termination.instances)
+                    .await?,
+            );
             out.terminate = Some(termination.clone());
             ctx.save(&out).await?;
         }
@@ -216,82 +219,6 @@ pub(crate) async fn stop_replication(
                 side.account_id, side.region
             ));
             Ok(())
-        }
-        Err(e) => {
-            ctx.journal.fail_effect(effect, &e.to_string()).await?;
-            Err(e.into())
-        }
-    }
-}
-
-/// Intent -> TerminateRecoveryInstances -> effect. Not idempotent: an open intent is reconciled
-/// by the instances' state (terminating or gone means the call took effect).
-pub(crate) async fn terminate(
-    ctx: &mut StepCtx<'_>,
-    side: &SideClients,
-    termination: &Termination,
-) -> Result<String, Halt> {
-    let prefix = format!(
-        "{}/{}/terminate/{}/",
-        ctx.run.id, ctx.step.key, termination.role
-    );
-    let instances = &termination.instances;
-    let effect = match ctx.journal.call_state(&ctx.step.key, &prefix).await? {
-        // Sent and recorded before a crash (the job ID is in the effect): never twice.
-        CallState::Done(response) => {
-            let job = response["id"].as_str().filter(|id| !id.is_empty());
-            return Ok(job.unwrap_or("reconciled").to_string());
-        }
-        CallState::Open(e) => {
-            let found = side.recovery_instances_by_id(instances).await?;
-            let untouched = found.iter().any(|i| {
-                matches!(
-                    i.ec2_state.as_deref(),
-                    Some("RUNNING" | "PENDING" | "STOPPED")
-                )
-            });
-            if !untouched {
-                ctx.journal
-                    .reconcile_effect(
-                        e.id,
-                        serde_json::json!({ "found_by": "DescribeRecoveryInstances" }),
-                    )
-                    .await?;
-                return Ok("reconciled".to_string());
-            }
-            e.id
-        }
-        CallState::NotSent { next_key } => {
-            ctx.journal
-                .begin_intent(
-                    &ctx.step.key,
-                    &next_key,
-                    "drs:TerminateRecoveryInstances",
-                    &side.account_id,
-                    &side.region,
-                    serde_json::json!({ "recoveryInstanceIDs": instances }),
-                )
-                .await?
-        }
-    };
-    match side.terminate_recovery_instances(instances).await {
-        Ok(called) => {
-            let job_id = called.value.id.clone();
-            ctx.journal
-                .complete_effect(
-                    effect,
-                    serde_json::to_value(&called.value).unwrap_or_default(),
-                    called.request_id,
-                )
-                .await?;
-            ctx.say(format!(
-                "TerminateRecoveryInstances for {} {} instance(s) in account {} ({}): job {job_id}",
-                instances.len(),
-                termination.role,
-                side.account_id,
-                side.region
-            ));
-            Ok(job_id)
         }
         Err(e) => {
             ctx.journal.fail_effect(effect, &e.to_string()).await?;
