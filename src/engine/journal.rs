@@ -717,22 +717,15 @@ pub const CRASH_AFTER_EFFECT_ENV: &str = "DRS_RUNBOOK_CRASH_AFTER_EFFECT";
 /// that uses it (the job ID, the change ID): a resume must find the outcome in the effects and
 /// never send that call again.
 fn crash_after_effect_hook() {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
+    use std::sync::atomic::AtomicU64;
     static COMPLETED: AtomicU64 = AtomicU64::new(0);
-    let limit = *LIMIT.get_or_init(|| {
-        std::env::var(CRASH_AFTER_EFFECT_ENV)
-            .ok()
-            .and_then(|v| v.parse().ok())
-    });
-    let completed = COMPLETED.fetch_add(1, Ordering::Relaxed) + 1;
-    if limit == Some(completed) {
-        eprintln!(
-            "test hook {CRASH_AFTER_EFFECT_ENV}={completed}: aborting after the effect commit"
-        );
-        std::process::abort();
-    }
+    static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    crash_hook(
+        CRASH_AFTER_EFFECT_ENV,
+        &LIMIT,
+        &COMPLETED,
+        "the effect commit",
+    );
 }
 
 /// The environment variable of the crash test hook, see [`crash_after_intent_hook`].
@@ -743,20 +736,29 @@ pub const CRASH_AFTER_INTENT_ENV: &str = "DRS_RUNBOOK_CRASH_AFTER_INTENT";
 /// call is sent: the worst moment for durability, and one the harness cannot hit reliably with
 /// a timed SIGKILL. Unset (always, outside tests), this is one relaxed atomic increment.
 fn crash_after_intent_hook() {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
+    use std::sync::atomic::AtomicU64;
     static COMMITTED: AtomicU64 = AtomicU64::new(0);
-    let limit = *LIMIT.get_or_init(|| {
-        std::env::var(CRASH_AFTER_INTENT_ENV)
-            .ok()
-            .and_then(|v| v.parse().ok())
-    });
-    let committed = COMMITTED.fetch_add(1, Ordering::Relaxed) + 1;
-    if limit == Some(committed) {
-        eprintln!(
-            "test hook {CRASH_AFTER_INTENT_ENV}={committed}: aborting after the intent commit"
-        );
+    static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    crash_hook(
+        CRASH_AFTER_INTENT_ENV,
+        &LIMIT,
+        &COMMITTED,
+        "the intent commit",
+    );
+}
+
+/// Counts one more event for a crash hook and aborts the process when the count reaches the
+/// limit set in `env` (read once). Unset, this is one relaxed atomic increment.
+fn crash_hook(
+    env: &str,
+    limit: &std::sync::OnceLock<Option<u64>>,
+    count: &std::sync::atomic::AtomicU64,
+    what: &str,
+) {
+    let limit = *limit.get_or_init(|| std::env::var(env).ok().and_then(|v| v.parse().ok()));
+    let n = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    if limit == Some(n) {
+        eprintln!("test hook {env}={n}: aborting after {what}");
         std::process::abort();
     }
 }
