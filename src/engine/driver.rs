@@ -292,11 +292,13 @@ impl Driver<'_> {
             if let Some(outcome) = finish {
                 return self.finish(outcome).await;
             }
-            if pause && running.is_empty() {
-                return self.pause(&rows).await;
-            }
+            // Something started, or an operator just approved at the prompt: decide again
+            // before pausing (the Pause decided above predates that approval).
             if started_any {
                 continue;
+            }
+            if pause && running.is_empty() {
+                return self.pause(&rows).await;
             }
             // Wait for a step to report, for Ctrl-C, or poll for a `cancel` from another process.
             tokio::select! {

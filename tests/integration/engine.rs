@@ -890,3 +890,66 @@ fn a_notification_that_fails_is_a_warning_not_a_failure() {
         run.stderr
     );
 }
+
+/// Runs the binary on a pseudo-terminal (util-linux `script`), typing `answer` at its prompt.
+fn drs_runbook_on_a_terminal(db: &Path, endpoint: &str, args: &[&str], answer: &str) -> CliRun {
+    use std::io::Write;
+    let mut command_line = format!(
+        "{} --db {} --endpoint-url {endpoint}",
+        env!("CARGO_BIN_EXE_drs-runbook"),
+        db.display()
+    );
+    for arg in args {
+        command_line.push(' ');
+        command_line.push_str(arg);
+    }
+    let mut child = Command::new("script")
+        .args(["-qec", &command_line, "/dev/null"])
+        .current_dir(repo_path(""))
+        .env_remove("DRS_RUNBOOK_DB")
+        .env("DRS_RUNBOOK_OPERATOR", "test-operator")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs (Debian's bsdutils)");
+    // Typed ahead: the terminal keeps the line until the prompt reads it.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    CliRun {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_terminal_the_operator_is_asked_and_yes_continues_while_no_pauses() {
+    for (answer, code, changed) in [("y\n", 0, true), ("n\n", 3, false)] {
+        let sim = TestSim::start(600.0).await;
+        sim.seed(PAYMENTS).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
+        let run = tokio::task::spawn_blocking(move || {
+            drs_runbook_on_a_terminal(
+                &db,
+                &endpoint,
+                &["failover", "runbooks/payments.toml"],
+                answer,
+            )
+        })
+        .await
+        .unwrap();
+        // On a terminal, stdout and stderr both go to it.
+        assert!(run.stdout.contains("Approve step dns_cutover?"), "{run:#?}");
+        assert_eq!(run.code, code, "answer {answer:?}: {run:#?}");
+        let dns_changes =
+            mutations(&sim.get("/_sim/stats").await, "ChangeResourceRecordSets").len();
+        assert_eq!(dns_changes == 1, changed, "answer {answer:?}: {run:#?}");
+    }
+}
