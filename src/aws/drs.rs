@@ -490,7 +490,7 @@ impl SideClients {
             .source_server_id(source_server_id)
             .filters(
                 aws_sdk_drs::types::DescribeRecoverySnapshotsRequestFilters::builder()
-                    .to_date_time(at.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string())
+                    .to_date_time(at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
                     .build(),
             )
             .order(aws_sdk_drs::types::RecoverySnapshotsOrder::Desc)

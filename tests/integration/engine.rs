@@ -953,3 +953,57 @@ async fn on_a_terminal_the_operator_is_asked_and_yes_continues_while_no_pauses()
         assert_eq!(dns_changes == 1, changed, "answer {answer:?}: {run:#?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_point_in_time_failover_recovers_from_that_snapshot_and_measures_the_rpo() {
+    let sim = TestSim::start(600.0).await;
+    sim.seed(PAYMENTS).await;
+    let now = sim.get("/_sim/clock").await["now"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let now = chrono::DateTime::parse_from_rfc3339(&now).unwrap();
+    // Before the ransomware hit, 25 minutes ago (on the simulated clock).
+    let before = (now - chrono::Duration::minutes(25))
+        .with_timezone(&chrono::Utc)
+        .to_rfc3339();
+    let dir = tempfile::tempdir().unwrap();
+    let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
+    let run = tokio::task::spawn_blocking(move || {
+        drs_runbook(
+            &db,
+            Some(&endpoint),
+            &[
+                "--output",
+                "json",
+                "failover",
+                "runbooks/payments.toml",
+                "--yes",
+                "--point-in-time",
+                &before,
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(run.code, 0, "{run:#?}");
+    let report = run.json();
+    let starts = mutations(&sim.get("/_sim/stats").await, "StartRecovery");
+    assert_eq!(starts.len(), 2);
+    for start in &starts {
+        for server in start["params"]["sourceServers"].as_array().unwrap() {
+            let snapshot = server["recoverySnapshotID"].as_str().unwrap_or_default();
+            assert!(
+                snapshot.starts_with("pit-"),
+                "every server recovers from a snapshot: {start}"
+            );
+        }
+    }
+    // Snapshots are 10 minutes apart: the one used is 25 to 35 minutes old at the declaration.
+    let rpo = report["rpo_seconds"].as_f64().unwrap();
+    assert!((25.0 * 60.0..=36.0 * 60.0).contains(&rpo), "RPO {rpo}");
+    assert_eq!(
+        report["objectives"]["rpo_met"], false,
+        "15m objective, 25m+ of data lost"
+    );
+}

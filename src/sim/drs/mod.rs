@@ -576,15 +576,24 @@ pub(crate) fn check_count(field: &str, len: usize, min: usize, max: usize) -> Re
 }
 
 /// Parses an ISO 8601 timestamp as clients send it (`Z` or `+00:00`).
+/// A request's ISO8601DatetimeString. The model's pattern ends in `Z` (UTC, optional
+/// fraction; 19 to 32 characters): the `+00:00` form the service itself answers with is
+/// refused in requests, as the real service's validation does.
 pub(crate) fn parse_time(field: &str, value: &str) -> Result<DateTime<Utc>, DrsError> {
+    let invalid = || {
+        DrsError::field(
+            field,
+            format!(
+                "{value:?} does not match the pattern of an ISO8601DatetimeString (UTC with a trailing Z, e.g. 2026-11-27T10:00:00Z)"
+            ),
+        )
+    };
+    if !value.ends_with('Z') || !(19..=32).contains(&value.len()) {
+        return Err(invalid());
+    }
     DateTime::parse_from_rfc3339(value)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            DrsError::field(
-                field,
-                format!("{value:?} is not an ISO 8601 date-time such as 2026-11-27T10:00:00Z"),
-            )
-        })
+        .map_err(|_| invalid())
 }
 
 /// An ISO 8601 duration as DRS sends them: `P0D`, `PT5M`, `P1DT2H3M4S`.
