@@ -14,15 +14,24 @@ pub struct Args {
     /// Drill: plan without the cleanup step.
     #[arg(long)]
     pub keep: bool,
+    /// Failback: plan a failback drill (no traffic moved, cleaned up at the end).
+    #[arg(long)]
+    pub drill: bool,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
-    if matches!(args.operation, Operation::Failback | Operation::Rollback) {
-        return Err(CliError::invalid_input(format!(
-            "plan --operation {} is not available in this version (hint: plan failover or drill)",
-            args.operation.as_str()
-        )));
+    if args.operation == Operation::Rollback {
+        return Err(CliError::invalid_input(
+            "a rollback is planned from a run, not a runbook (hint: `drs-runbook rollback <RUN_ID>` plans the compensations of that run's completed steps, and asks before it moves production traffic)",
+        ));
     }
+    if args.drill && args.operation != Operation::Failback {
+        return Err(CliError::invalid_input(
+            "--drill goes with --operation failback (hint: `plan --operation drill` plans a drill)",
+        ));
+    }
+    let failback = args.operation == Operation::Failback;
+    let drill = args.operation == Operation::Drill || (failback && args.drill);
     let runbook = crate::runbook::load(&args.runbook)
         .map_err(|e| CliError::invalid_input(e.to_string()))?
         .runbook;
@@ -31,6 +40,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
         &runbook,
         &PlanOptions {
             keep: args.keep,
+            drill: args.drill,
             ..Default::default()
         },
     );
@@ -41,11 +51,15 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
             servers
                 .chunks(100)
                 .enumerate()
-                .map(|(i, chunk)| serde_json::json!({ "wave": wave, "batch": i + 1, "servers": chunk, "is_drill": args.operation == Operation::Drill }))
+                .map(|(i, chunk)| {
+                    // A failback recovers each server's A2 in the source account and region.
+                    let side = if failback { "source" } else { "target" };
+                    serde_json::json!({ "wave": wave, "batch": i + 1, "servers": chunk, "is_drill": drill, "side": side })
+                })
                 .collect::<Vec<_>>()
         })
         .collect();
-    let records: Vec<serde_json::Value> = if args.operation == Operation::Failover {
+    let records: Vec<serde_json::Value> = if !drill {
         runbook
             .dns
             .iter()
@@ -60,11 +74,19 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
     } else {
         Vec::new()
     };
-    let target_groups: Vec<serde_json::Value> = if args.operation == Operation::Failover {
-        runbook.load_balancers.iter().map(|l| serde_json::json!({ "wave": l.wave, "target_group_arn": l.target_group_arn, "port": l.port })).collect()
-    } else {
-        Vec::new()
-    };
+    let target_groups: Vec<serde_json::Value> = runbook
+        .load_balancers
+        .iter()
+        .filter_map(|l| {
+            let arn = match args.operation {
+                Operation::Failback if !args.drill => l.failback_target_group_arn.clone(),
+                Operation::Failback => None,
+                Operation::Drill => l.drill_target_group_arn.clone(),
+                _ => Some(l.target_group_arn.clone()),
+            }?;
+            Some(serde_json::json!({ "wave": l.wave, "target_group_arn": arn, "port": l.port }))
+        })
+        .collect();
     match cli.output {
         Output::Json => println!(
             "{}",
@@ -83,15 +105,16 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
             }
             for b in &batches {
                 println!(
-                    "  StartRecovery{} wave {} batch {}: {} server(s)",
-                    if args.operation == Operation::Drill {
-                        " (drill)"
-                    } else {
-                        ""
-                    },
+                    "  StartRecovery{} wave {} batch {}: {} server(s){}",
+                    if drill { " (drill)" } else { "" },
                     b["wave"].as_str().unwrap_or(""),
                     b["batch"],
-                    b["servers"].as_array().map_or(0, Vec::len)
+                    b["servers"].as_array().map_or(0, Vec::len),
+                    if failback {
+                        " (their A2s, in the source account and region)"
+                    } else {
+                        ""
+                    }
                 );
             }
             for r in &records {

@@ -597,6 +597,50 @@ async fn plan_shows_the_steps_and_batches_and_calls_nothing() {
     );
     assert_eq!(plan["batches"].as_array().unwrap().len(), 2);
     assert_eq!(plan["records"][0]["name"], "api.payments.example.com.");
+    // A failback plan: reversed replication first, the A2s recovered in the source side, traffic
+    // back through the failback target group.
+    let failback = drs_runbook(
+        &db,
+        Some(&sim.endpoint),
+        &[
+            "--output",
+            "json",
+            "plan",
+            "runbooks/payments.toml",
+            "--operation",
+            "failback",
+        ],
+    );
+    assert_eq!(failback.code, 0, "{failback:#?}");
+    let failback = failback.json();
+    let keys: Vec<&str> = failback["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys[1], "reversed_replication:db");
+    assert!(
+        keys.contains(&"a2_recovery:app") && keys.contains(&"cleanup"),
+        "{keys:?}"
+    );
+    assert!(
+        failback["batches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["side"] == "source")
+    );
+    assert_eq!(
+        failback["target_groups"][0]["target_group_arn"],
+        "arn:aws:elasticloadbalancing:us-east-1:111111111111:targetgroup/payments/fedcba9876543210"
+    );
+    let rollback = drs_runbook(
+        &db,
+        Some(&sim.endpoint),
+        &["plan", "runbooks/payments.toml", "--operation", "rollback"],
+    );
+    assert_eq!(rollback.code, 2, "{rollback:#?}");
     let stats = sim.get("/_sim/stats").await;
     assert_eq!(stats["calls"], calls_before, "plan made AWS calls");
     assert!(stats["mutations"].as_array().unwrap().is_empty());
