@@ -239,23 +239,7 @@ pub fn render(data: &ReportData) -> String {
         data.steps
             .iter()
             .map(|s| {
-                let mut notes = Vec::new();
-                if let Some(by) = &s.approved_by {
-                    notes.push(format!(
-                        "approved by {}{}",
-                        escape(by),
-                        s.approval_comment
-                            .as_deref()
-                            .map(|c| format!(": {}", escape(c)))
-                            .unwrap_or_default()
-                    ));
-                }
-                if let Some(reason) = &s.skip_reason {
-                    notes.push(format!("skipped: {}", escape(reason)));
-                }
-                if let Some(error) = &s.error {
-                    notes.push(format!("error: {}", escape(error)));
-                }
+                let notes = s.notes(|t| escape(t));
                 vec![
                     s.seq.to_string(),
                     format!("<code>{}</code>", text(&s.key)),

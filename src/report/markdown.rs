@@ -128,23 +128,7 @@ pub fn render(data: &ReportData) -> String {
         data.steps
             .iter()
             .map(|s| {
-                let mut notes = Vec::new();
-                if let Some(by) = &s.approved_by {
-                    notes.push(format!(
-                        "approved by {}{}",
-                        cell(by),
-                        s.approval_comment
-                            .as_deref()
-                            .map(|c| format!(": {}", cell(c)))
-                            .unwrap_or_default()
-                    ));
-                }
-                if let Some(reason) = &s.skip_reason {
-                    notes.push(format!("skipped: {}", cell(reason)));
-                }
-                if let Some(error) = &s.error {
-                    notes.push(format!("error: {}", cell(error)));
-                }
+                let notes = s.notes(|t| cell(t));
                 vec![
                     s.seq.to_string(),
                     format!("`{}`", cell(&s.key)),

@@ -100,6 +100,32 @@ pub struct StepFacts {
     pub error: Option<String>,
 }
 
+impl StepFacts {
+    /// The operator's marks on the step (approval with its comment, skip reason, error), each
+    /// passed through `escape` for the output format.
+    pub fn notes(&self, escape: impl Fn(&str) -> String) -> Vec<String> {
+        let mut notes = Vec::new();
+        if let Some(by) = &self.approved_by {
+            let comment = self
+                .approval_comment
+                .as_deref()
+                .map(|c| format!(": {}", escape(c)));
+            notes.push(format!(
+                "approved by {}{}",
+                escape(by),
+                comment.unwrap_or_default()
+            ));
+        }
+        if let Some(reason) = &self.skip_reason {
+            notes.push(format!("skipped: {}", escape(reason)));
+        }
+        if let Some(error) = &self.error {
+            notes.push(format!("error: {}", escape(error)));
+        }
+        notes
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerFacts {
     pub source_server_id: String,
