@@ -239,7 +239,7 @@ pub fn render(data: &ReportData) -> String {
         data.steps
             .iter()
             .map(|s| {
-                let notes = s.notes(|t| escape(t));
+                let notes = s.notes(escape);
                 vec![
                     s.seq.to_string(),
                     format!("<code>{}</code>", text(&s.key)),

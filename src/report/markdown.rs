@@ -128,7 +128,7 @@ pub fn render(data: &ReportData) -> String {
         data.steps
             .iter()
             .map(|s| {
-                let notes = s.notes(|t| cell(t));
+                let notes = s.notes(cell);
                 vec![
                     s.seq.to_string(),
                     format!("`{}`", cell(&s.key)),
