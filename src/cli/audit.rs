@@ -67,6 +67,10 @@ async fn verify(cli: &Cli, args: &VerifyArgs) -> Result<u8, CliError> {
 /// One run's verdict as a line of text.
 fn line(v: &ChainVerdict) -> String {
     match (&v.broken, &v.final_hash) {
+        (Some(b), _) if matches!(b.reason, crate::store::BreakReason::Seal { .. }) => format!(
+            "run {} ({}): BROKEN: {}",
+            v.run_id, v.runbook_name, b.message
+        ),
         (Some(b), _) => format!(
             "run {} ({}): BROKEN at event {}{}: {}",
             v.run_id,

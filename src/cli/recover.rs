@@ -72,6 +72,21 @@ fn failed(e: impl std::fmt::Display) -> CliError {
     }
 }
 
+/// Refuses (exit 1) to act on a run whose audit trail, seal or stored runbook does not verify:
+/// driving it would execute what someone edited in the database.
+pub async fn verify_trail(db: &store::Database, run_id: &RunId) -> Result<(), CliError> {
+    let mut conn = db.pool().acquire().await.map_err(failed)?;
+    match store::events::verify(&mut conn, run_id).await.map_err(failed)? {
+        Ok(_) => Ok(()),
+        Err(broken) => Err(CliError {
+            code: exit::RUN_FAILED,
+            message: format!(
+                "refused to act on run {run_id}: {broken} (hint: `drs-runbook audit verify {run_id}` shows what disagrees; restore the database from a backup, or start a new run from the runbook file)"
+            ),
+        }),
+    }
+}
+
 /// The stored run, or exit 2 saying how to find one.
 async fn load(db: &store::Database, run_id: &str) -> Result<store::runs::Run, CliError> {
     let id: RunId = run_id
@@ -98,6 +113,7 @@ async fn continue_with(
 ) -> Result<u8, CliError> {
     let db = session::open_db(cli).await?;
     let run = load(&db, run_id).await?;
+    verify_trail(&db, &run.id).await?;
     if matches!(
         run.status.as_str(),
         "succeeded" | "cancelled" | "rolled_back"
@@ -266,6 +282,7 @@ pub async fn cancel(cli: &Cli, args: &CancelArgs) -> Result<u8, CliError> {
 pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<u8, CliError> {
     let db = session::open_db(cli).await?;
     let run = load(&db, &args.run_id).await?;
+    verify_trail(&db, &run.id).await?;
     let original = engine::rollback::load_original(&db, &run.id)
         .await
         .map_err(operate::engine_error)?;

@@ -58,6 +58,7 @@ pub async fn approve(cli: &Cli, args: &ApproveArgs) -> Result<u8, CliError> {
     let db = session::open_db(cli).await?;
     let run = load_run(&db, &args.run_id).await?;
     let run_id = run.id.clone();
+    super::recover::verify_trail(&db, &run_id).await?;
     let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path).map_err(|e| {
         CliError::invalid_input(format!(
             "the stored runbook of run {run_id} does not parse: {e}"

@@ -180,6 +180,7 @@ pub async fn start_planned_run(
             "operation": request.operation.as_str(),
             "runbook": request.runbook.name,
             "runbook_sha256": store::sha256_hex(request.runbook_text),
+            "seal_version": store::seal::VERSION,
             "options": request.options,
             "steps": steps.iter().map(|s| &s.key).collect::<Vec<_>>(),
             "parent_run_id": request.parent.as_ref().map(|p| p.to_string()),

@@ -161,6 +161,12 @@ pub fn render(data: &ReportData) -> String {
         text(&data.runbook.name),
         badge(&run.status)
     ));
+    if !data.audit.verified {
+        body.push_str(&format!(
+            "<p><strong>The audit trail does not verify: {}.</strong> What this report shows cannot be trusted.</p>",
+            text(data.audit.broken.as_deref().unwrap_or("-"))
+        ));
+    }
     body.push_str(&format!(
         r#"<p class="sub">Run <span class="mono">{}</span>{} · report generated {}</p>"#,
         text(&run.id),

@@ -6,18 +6,25 @@ use super::model::{Measure, ReportData};
 use super::{human, when};
 use chrono::{DateTime, Utc};
 
-/// Makes a string safe inside a Markdown table cell: no pipe, no line break, and no raw HTML
-/// (many renderers pass HTML through).
+/// Makes a string safe inside a Markdown table cell: no pipe, no line break, no raw HTML
+/// (many renderers pass HTML through), no link or image (`[..](..)`, `![..](..)`: a
+/// `javascript:` link or a tracking image from a runbook or an operator), and control
+/// characters shown as `\u{..}`.
 pub fn cell(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
+            '\\' | '[' | ']' | '(' | ')' | '!' => {
+                out.push('\\');
+                out.push(c);
+            }
             '|' => out.push_str("\\|"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
             '\n' | '\r' => out.push(' '),
             '`' => out.push('\''),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
             c => out.push(c),
         }
     }
@@ -69,6 +76,12 @@ pub fn render(data: &ReportData) -> String {
         cell(&data.runbook.name),
         cell(&run.status)
     );
+    if !data.audit.verified {
+        out.push_str(&format!(
+            "> **The audit trail does not verify**: {}. What this report shows cannot be trusted.\n\n",
+            opt(data.audit.broken.as_deref())
+        ));
+    }
     if let Some(description) = &data.runbook.description {
         out.push_str(&format!("{}\n\n", cell(description)));
     }

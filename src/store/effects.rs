@@ -81,7 +81,7 @@ pub async fn begin(
     effect: &NewEffect,
     now: DateTime<Utc>,
 ) -> Result<EffectId, StoreError> {
-    sqlx::query_scalar(
+    let id = sqlx::query_scalar(
         r#"
         INSERT INTO effects (run_id, step_key, idempotency_key, operation, account, region,
                              state, created_at, request)
@@ -97,7 +97,7 @@ pub async fn begin(
     .bind(&effect.region)
     .bind(timestamp(now))
     .bind(effect.request.to_string())
-    .fetch_one(conn)
+    .fetch_one(&mut *conn)
     .await
     .map_err(|source| {
         let duplicate = source
@@ -116,7 +116,9 @@ pub async fn begin(
                 ),
             )
         }
-    })
+    })?;
+    super::seal::refresh(conn, run_id).await?;
+    Ok(id)
 }
 
 /// Records the call's success: its response (job ID, change ID, ARNs) and AWS request ID.
@@ -188,11 +190,12 @@ async fn close(
     aws_request_id: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let result = sqlx::query(
+    let closed: Option<RunId> = sqlx::query_scalar(
         r#"
         UPDATE effects
         SET state = ?2, response = ?3, error = ?4, aws_request_id = ?5, completed_at = ?6
         WHERE id = ?1 AND state = 'intent'
+        RETURNING run_id
         "#,
     )
     .bind(id)
@@ -201,7 +204,7 @@ async fn close(
     .bind(error)
     .bind(aws_request_id)
     .bind(timestamp(now))
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await
     .map_err(|source| {
         StoreError::query(
@@ -209,8 +212,8 @@ async fn close(
             format!("record the outcome ({state}) of effect {id}"),
         )
     })?;
-    if result.rows_affected() == 1 {
-        return Ok(());
+    if let Some(run_id) = closed {
+        return super::seal::refresh(conn, &run_id).await;
     }
     let current: Option<EffectState> =
         sqlx::query_scalar(r#"SELECT state FROM effects WHERE id = ?1"#)

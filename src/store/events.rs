@@ -18,6 +18,9 @@
 //! differs). Someone who can write the file can recompute everything, head included; export
 //! `final_hash` (the report prints it) to detect that too.
 //!
+//! What the events do not hold (the run row, steps, effects, the stored runbook) is covered by
+//! the run's seal (`seal.rs`), which [`verify`] checks once the chain verifies.
+//!
 //! Credentials never go into `data`: identifiers, parameters and outcomes only.
 
 use chrono::{DateTime, Utc};
@@ -86,6 +89,9 @@ pub enum BreakReason {
     HeadMismatch,
     #[error("the final hash recorded when the run ended matches no event: the trail was rewritten")]
     FinalHashUnknown,
+    /// The events verify, but what the report shows does not match the run's seal.
+    #[error("{problem}")]
+    Seal { problem: super::seal::SealBreak },
 }
 
 /// The hashed form of an event (see the module documentation); field order is the contract.
@@ -196,6 +202,7 @@ pub async fn append(
         .map_err(|source| {
             StoreError::query(source, format!("move the audit head of run {run_id}"))
         })?;
+    super::seal::refresh(conn, run_id).await?;
 
     Ok(Event {
         seq,
@@ -261,13 +268,23 @@ pub async fn verify(
     .fetch_all(&mut *conn)
     .await
     .map_err(|source| StoreError::query(source, format!("read the events of run {run_id}")))?;
-    Ok(check_chain(
+    let chain = check_chain(
         run_id,
         &rows,
         recorded,
         last_event_hash.as_deref(),
         final_hash.as_deref(),
-    ))
+    );
+    // The chain first (its breaks name an event), then the rows it does not hold.
+    let Ok(verified) = chain else { return Ok(chain) };
+    Ok(match super::seal::check(conn, run_id).await? {
+        Ok(()) => Ok(verified),
+        Err(problem) => Err(ChainBreak {
+            run_id: run_id.clone(),
+            run_seq: verified.count,
+            reason: BreakReason::Seal { problem },
+        }),
+    })
 }
 
 fn check_chain(

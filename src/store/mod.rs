@@ -34,6 +34,7 @@ pub mod effects;
 pub mod events;
 pub mod leases;
 pub mod runs;
+pub mod seal;
 pub mod steps;
 
 use std::fmt;
@@ -53,6 +54,7 @@ pub use claims::{Claim, ClaimHolder};
 pub use effects::{Effect, EffectState, NewEffect};
 pub use events::{BreakReason, ChainBreak, Event, VerifiedChain};
 pub use leases::{Lease, LeaseHolder};
+pub use seal::SealBreak;
 pub use runs::{ClockKind, Finish, Mode, NewRun, Operation, Run, RunFilter, RunStatus, RunSummary};
 pub use steps::{NewStep, Step, StepStatus};
 

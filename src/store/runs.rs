@@ -153,7 +153,7 @@ pub async fn insert(
     run: &NewRun,
     now: DateTime<Utc>,
 ) -> Result<Run, StoreError> {
-    sqlx::query_as(
+    let inserted: Run = sqlx::query_as(
         r#"
         INSERT INTO runs (id, runbook_name, operation, mode, status, clock, operator, host,
                           parent_run_id, created_at, declared_at, runbook_path, runbook_sha256,
@@ -176,9 +176,11 @@ pub async fn insert(
     .bind(sha256_hex(&run.runbook_text))
     .bind(run.options.to_string())
     .bind(&run.runbook_text)
-    .fetch_one(conn)
+    .fetch_one(&mut *conn)
     .await
-    .map_err(|source| StoreError::query(source, format!("insert run {}", run.id)))
+    .map_err(|source| StoreError::query(source, format!("insert run {}", run.id)))?;
+    super::seal::refresh(conn, &run.id).await?;
+    Ok(inserted)
 }
 
 /// The run with this ID.
@@ -214,9 +216,10 @@ pub async fn set_status(
     .bind(run_id)
     .bind(status)
     .bind(timestamp(now))
-    .execute(conn)
+    .execute(&mut *conn)
     .await
     .map_err(|source| StoreError::query(source, format!("set run {run_id} to {status}")))?;
+    super::seal::refresh(conn, run_id).await?;
     found(result.rows_affected(), run_id)
 }
 
@@ -241,9 +244,10 @@ pub async fn finish(
     .bind(outcome.rto_seconds)
     .bind(outcome.rpo_seconds)
     .bind(&outcome.error)
-    .execute(conn)
+    .execute(&mut *conn)
     .await
     .map_err(|source| StoreError::query(source, format!("finish run {run_id}")))?;
+    super::seal::refresh(conn, run_id).await?;
     found(result.rows_affected(), run_id)
 }
 

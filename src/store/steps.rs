@@ -127,6 +127,7 @@ pub async fn insert_all(
             StoreError::query(source, format!("insert step {} of run {run_id}", step.key))
         })?;
     }
+    super::seal::refresh(conn, run_id).await?;
     Ok(())
 }
 
@@ -197,7 +198,7 @@ pub async fn set_status(
     .bind(error)
     .bind(timestamp(now))
     .bind(status.is_final())
-    .execute(conn)
+    .execute(&mut *conn)
     .await
     .map_err(|source| {
         StoreError::query(
@@ -205,6 +206,7 @@ pub async fn set_status(
             format!("set step {key} of run {run_id} to {status}"),
         )
     })?;
+    super::seal::refresh(conn, run_id).await?;
     affected(result.rows_affected(), run_id, key)
 }
 
@@ -219,7 +221,7 @@ pub async fn set_output(
         .bind(run_id)
         .bind(key)
         .bind(output.to_string())
-        .execute(conn)
+        .execute(&mut *conn)
         .await
         .map_err(|source| {
             StoreError::query(
@@ -227,6 +229,7 @@ pub async fn set_output(
                 format!("record the output of step {key} of run {run_id}"),
             )
         })?;
+    super::seal::refresh(conn, run_id).await?;
     affected(result.rows_affected(), run_id, key)
 }
 
@@ -236,13 +239,15 @@ pub async fn increment_attempts(
     run_id: &RunId,
     key: &str,
 ) -> Result<i64, StoreError> {
-    sqlx::query_scalar(r#"UPDATE steps SET attempts = attempts + 1 WHERE run_id = ?1 AND key = ?2 RETURNING attempts"#)
+    let attempts = sqlx::query_scalar(r#"UPDATE steps SET attempts = attempts + 1 WHERE run_id = ?1 AND key = ?2 RETURNING attempts"#)
         .bind(run_id)
         .bind(key)
-        .fetch_optional(conn)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(|source| StoreError::query(source, format!("count an attempt of step {key} of run {run_id}")))?
-        .ok_or_else(|| not_found(run_id, key))
+        .ok_or_else(|| not_found(run_id, key))?;
+    super::seal::refresh(conn, run_id).await?;
+    Ok(attempts)
 }
 
 /// Records that `by` approved the step, which must be waiting for approval.
@@ -269,7 +274,7 @@ pub async fn approve(
     .await
     .map_err(|source| StoreError::query(source, format!("approve step {key} of run {run_id}")))?;
     if result.rows_affected() == 1 {
-        return Ok(());
+        return super::seal::refresh(conn, run_id).await;
     }
     let status = get(conn, run_id, key).await?.status;
     Err(StoreError::NotWaitingApproval {
@@ -303,7 +308,7 @@ pub async fn skip(
     .await
     .map_err(|source| StoreError::query(source, format!("skip step {key} of run {run_id}")))?;
     if result.rows_affected() == 1 {
-        return Ok(());
+        return super::seal::refresh(conn, run_id).await;
     }
     let status = get(conn, run_id, key).await?.status;
     Err(StoreError::NotSkippable {
