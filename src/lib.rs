@@ -25,6 +25,8 @@ pub mod doctor;
 pub mod engine;
 pub mod report;
 pub mod runbook;
+pub mod signals;
 pub mod sim;
 pub mod steps;
 pub mod store;
+pub mod terminal;

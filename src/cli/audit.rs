@@ -69,12 +69,12 @@ fn line(v: &ChainVerdict) -> String {
     match (&v.broken, &v.final_hash) {
         (Some(b), _) if matches!(b.reason, crate::store::BreakReason::Seal { .. }) => format!(
             "run {} ({}): BROKEN: {}",
-            v.run_id, v.runbook_name, b.message
+            v.run_id, crate::terminal::safe(&v.runbook_name), b.message
         ),
         (Some(b), _) => format!(
             "run {} ({}): BROKEN at event {}{}: {}",
             v.run_id,
-            v.runbook_name,
+            crate::terminal::safe(&v.runbook_name),
             b.event,
             match (&b.stored_kind, &b.stored_step) {
                 (Some(kind), Some(step)) => format!(" ({kind} of step {step})"),
@@ -86,7 +86,7 @@ fn line(v: &ChainVerdict) -> String {
         (None, hash) => format!(
             "run {} ({}): intact, {} events, final hash {}",
             v.run_id,
-            v.runbook_name,
+            crate::terminal::safe(&v.runbook_name),
             v.events,
             hash.as_deref().unwrap_or("-")
         ),

@@ -8,6 +8,7 @@ use super::report::report_error;
 use super::{Cli, CliError, Output, exit, session};
 use crate::report::{self, trend};
 use crate::store::{self, Operation, RunFilter, RunStatus, RunSummary};
+use crate::terminal::safe;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -146,10 +147,10 @@ fn table(runs: &[RunSummary]) -> String {
             report::when(&r.created_at),
             r.operation.as_str(),
             r.status.as_str(),
-            r.runbook_name,
+            safe(&r.runbook_name),
             figure(r.rto_seconds),
             figure(r.rpo_seconds),
-            r.operator,
+            safe(&r.operator),
             link(runs, r)
         ));
     }

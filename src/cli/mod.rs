@@ -1,7 +1,8 @@
 //! The command line: clap definitions, one file per command, and the mapping of every error to
 //! its exit code (DESIGN section 7):
 //! `0` succeeded · `1` the run failed · `2` invalid input · `3` paused for an operator ·
-//! `4` refused, another run holds the resources · `130` interrupted.
+//! `4` refused, another run holds the resources · `130` interrupted by Ctrl-C, `143` by
+//! SIGTERM, `129` by SIGHUP · `141` stdout was a closed pipe.
 
 mod audit;
 mod doctor;
@@ -28,6 +29,10 @@ pub mod exit {
     pub const PAUSED: u8 = 3;
     pub const REFUSED: u8 = 4;
     pub const INTERRUPTED: u8 = 130;
+    pub const HANGUP: u8 = 129;
+    pub const TERMINATED: u8 = 143;
+    /// stdout was a closed pipe: output ended quietly.
+    pub const BROKEN_PIPE: u8 = 141;
 }
 
 #[derive(Debug, Parser)]
@@ -134,6 +139,7 @@ impl CliError {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::signals::quiet_broken_pipe();
     init_tracing(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -149,7 +155,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {}", e.message);
+            eprintln!("error: {}", crate::terminal::safe_lines(&e.message));
             ExitCode::from(e.code)
         }
     }

@@ -9,6 +9,7 @@ use crate::engine::progress::Progress;
 use crate::engine::{self, Context, EngineError, NewRunRequest};
 use crate::steps::RunOptions;
 use crate::store::RunId;
+use crate::terminal::{safe, safe_lines};
 
 #[derive(Debug, clap::Args)]
 pub struct FailoverArgs {
@@ -145,7 +146,7 @@ pub fn render(cli: &Cli, report: &RunReport) {
                 report.run_id, report.operation, report.status
             );
             for step in &report.steps {
-                println!("  {:<28} {}", step.key, step.status);
+                println!("  {:<28} {}", safe(&step.key), step.status);
             }
             if let Some(rto) = report.rto_seconds {
                 let goal = report
@@ -186,7 +187,7 @@ pub fn render(cli: &Cli, report: &RunReport) {
                 println!("  RPO {}{goal}", human(rpo));
             }
             if let Some(error) = &report.error {
-                println!("  error: {error}");
+                println!("  error: {}", safe_lines(error));
             }
             match report.status.as_str() {
                 "paused" => println!(

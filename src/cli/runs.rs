@@ -7,6 +7,7 @@ use crate::engine::machine::StepStatus;
 use crate::engine::progress::Progress;
 use crate::engine::{self, Context};
 use crate::store::{self, Database, RunId};
+use crate::terminal::{safe, safe_lines};
 
 #[derive(Debug, clap::Args)]
 pub struct ApproveArgs {
@@ -130,7 +131,7 @@ pub async fn approve(cli: &Cli, args: &ApproveArgs) -> Result<u8, CliError> {
                 code: exit::RUN_FAILED,
                 message: e.to_string(),
             })?;
-        eprintln!("approved {} of run {run_id}", step.key);
+        eprintln!("approved {} of run {run_id}", safe(&step.key));
     }
     eprintln!("run {run_id}");
     let progress = Progress::new(false);
@@ -186,7 +187,7 @@ pub async fn status(cli: &Cli, args: &StatusArgs) -> Result<u8, CliError> {
                     r.id,
                     r.operation.as_str(),
                     r.status.as_str(),
-                    r.runbook_name,
+                    safe(&r.runbook_name),
                     r.created_at.format("%Y-%m-%d %H:%M:%SZ")
                 );
             }
@@ -233,14 +234,14 @@ async fn show_run(cli: &Cli, db: &Database, run_id: &str, detailed: bool) -> Res
                 "run {} ({} of {}, {} mode): {}",
                 run.id,
                 run.operation.as_str(),
-                run.runbook_name,
+                safe(&run.runbook_name),
                 run.mode.as_str(),
                 run.status.as_str()
             );
             println!(
                 "  by {} on {}; created {}; runbook sha256 {}",
-                run.operator,
-                run.host,
+                safe(&run.operator),
+                safe(&run.host),
                 run.created_at.to_rfc3339(),
                 run.runbook_sha256
             );
@@ -266,27 +267,28 @@ async fn show_run(cli: &Cli, db: &Database, run_id: &str, detailed: bool) -> Res
                 };
                 println!(
                     "  {:<28} {:<16} attempts {}  {timing}",
-                    s.key,
+                    safe(&s.key),
                     s.status.as_str(),
                     s.attempts
                 );
                 if let Some(by) = &s.approved_by {
                     println!(
-                        "      approved by {by}{}",
+                        "      approved by {}{}",
+                        safe(by),
                         s.approval_comment
                             .as_ref()
-                            .map(|c| format!(": {c}"))
+                            .map(|c| format!(": {}", safe(c)))
                             .unwrap_or_default()
                     );
                 }
                 if let Some(reason) = &s.skip_reason {
-                    println!("      skipped: {reason}");
+                    println!("      skipped: {}", safe(reason));
                 }
                 if let Some(error) = &s.error {
                     let text = serde_json::from_str::<crate::steps::StepFailure>(error)
                         .map(|f| f.to_string())
                         .unwrap_or_else(|_| error.clone());
-                    println!("      error: {text}");
+                    println!("      error: {}", safe_lines(&text));
                 }
             }
             if detailed {
@@ -299,14 +301,14 @@ async fn show_run(cli: &Cli, db: &Database, run_id: &str, detailed: bool) -> Res
                         e.state.as_str(),
                         e.aws_request_id
                             .as_deref()
-                            .map(|r| format!("request {r}"))
+                            .map(|r| format!("request {}", safe(r)))
                             .unwrap_or_default(),
-                        e.step_key
+                        safe(&e.step_key)
                     );
                 }
             }
             if let Some(error) = &run.error {
-                println!("  error: {error}");
+                println!("  error: {}", safe_lines(error));
             }
         }
     }

@@ -74,7 +74,7 @@ impl RunReport {
                 }
             }
             "paused" => 3,
-            "interrupted" => 130,
+            "interrupted" => crate::signals::interrupted_exit_code(),
             _ => 1,
         }
     }
@@ -147,8 +147,7 @@ impl Driver<'_> {
         let mut cancelling = false;
         // Steps that reported while the driver was busy with its own database writes.
         let mut reported: Vec<(String, StepResult)> = Vec::new();
-        let ctrl_c = tokio::signal::ctrl_c();
-        tokio::pin!(ctrl_c);
+        let mut interrupt = crate::signals::Interrupts::new();
         // Steps left `running` by a driver that died (or stopped at a safe point): no one
         // executes them now that this driver holds the lease. They are started again first, and
         // each reconciles its open intents against AWS before it sends anything.
@@ -304,7 +303,7 @@ impl Driver<'_> {
             tokio::select! {
                 Some(done) = running.next() => reported.push(done),
                 _ = tokio::time::sleep(CANCEL_POLL) => {}
-                _ = &mut ctrl_c => {
+                signal = interrupt.recv() => {
                     interrupts += 1;
                     if interrupts > 1 {
                         self.progress.run_line(self.clock.now(), "interrupted again: stopping now; resume the run to continue");
@@ -313,8 +312,7 @@ impl Driver<'_> {
                     }
                     flags.stopping = true;
                     let _ = stop_tx.send(true);
-                    self.progress.run_line(self.clock.now(), "stopping at a safe point (Ctrl-C again to stop at once); the run stays resumable");
-                    ctrl_c.set(tokio::signal::ctrl_c());
+                    self.progress.run_line(self.clock.now(), &format!("{signal}: stopping at a safe point (Ctrl-C again to stop at once); the run stays resumable"));
                 }
             }
         }

@@ -63,8 +63,10 @@ impl Progress {
         }
         let _ = writeln!(
             err,
-            "{} {step:<26} {message}",
-            at.format("%Y-%m-%dT%H:%M:%SZ")
+            "{} {:<26} {}",
+            at.format("%Y-%m-%dT%H:%M:%SZ"),
+            crate::terminal::safe(step),
+            crate::terminal::safe_lines(message)
         );
         if self.tty && !state.running.is_empty() {
             let elapsed = (at - state.started.unwrap_or(at)).num_seconds().max(0);
@@ -75,7 +77,7 @@ impl Progress {
                 elapsed / 3600,
                 (elapsed % 3600) / 60,
                 elapsed % 60,
-                running.join(", ")
+                crate::terminal::safe(&running.join(", "))
             );
             state.status_shown = true;
         } else {
