@@ -190,7 +190,9 @@ fn init_tracing(verbose: u8) {
     let default = match verbose {
         0 => "warn",
         1 => "info,aws_smithy_runtime=warn,aws_config=warn",
-        _ => "debug",
+        // Not the credential and signing crates: their debug lines carry the access key ID
+        // (`Credentials { access_key_id, .. }`, `Credential=AKIA.../` of the signature).
+        _ => "debug,aws_config=info,aws_credential_types=info,aws_sigv4=info,aws_runtime=info,aws_smithy_runtime=info,aws_smithy_runtime_api=info,hyper=info,hyper_util=info,h2=info,reqwest=info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("DRS_RUNBOOK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

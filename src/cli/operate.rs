@@ -111,7 +111,7 @@ async fn start(
         interactive: terminal_is_interactive(),
     };
     let request = NewRunRequest {
-        run_id,
+        run_id: run_id.clone(),
         runbook: &runbook,
         runbook_path: &path.display().to_string(),
         runbook_text: &text,
@@ -121,8 +121,31 @@ async fn start(
     };
     let result = engine::start_run(&ctx, request).await;
     cloud.close();
-    let report = result.map_err(engine_error)?;
+    let report = match result {
+        Ok(report) => report,
+        Err(e @ (EngineError::Refused(_) | EngineError::Invalid(_))) => return Err(engine_error(e)),
+        // A run that failed before it was stored (a read-only database, a full disk) is not
+        // resumable: say so rather than give the resume hint.
+        Err(e) if !run_is_stored(&db, &run_id).await => {
+            return Err(CliError {
+                code: exit::RUN_FAILED,
+                message: format!(
+                    "{} (hint: run {run_id} was not stored and nothing was started; fix the cause, then start the run again)",
+                    super::sim_serve::error_chain(&e)
+                ),
+            });
+        }
+        Err(e) => return Err(engine_error(e)),
+    };
     finish(cli, &report, notify).await
+}
+
+/// Whether the run's row is in the database (false when it cannot even be read).
+async fn run_is_stored(db: &crate::store::Database, run_id: &RunId) -> bool {
+    let Ok(mut conn) = db.pool().acquire().await else {
+        return false;
+    };
+    crate::store::runs::get(&mut conn, run_id).await.is_ok()
 }
 
 /// Prints the report and sends the notification; returns the exit code.

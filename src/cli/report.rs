@@ -39,6 +39,23 @@ pub fn report_error(cli: &Cli, e: ReportError) -> CliError {
     }
 }
 
+/// Writes a report readable by its owner only (0600): it holds the runbook, the operator, hosts
+/// and IPs. An existing regular file is narrowed to 0600 too.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    if file.metadata()?.is_file() {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(bytes)
+}
+
 pub async fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
     let run_id = parse_run_id(&args.run_id)?;
     let db = session::open_db(cli).await?;
@@ -48,7 +65,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
     let text = args.format.render(&data);
     match &args.out {
         Some(path) => {
-            std::fs::write(path, &text).map_err(|e| CliError {
+            write_private(path, text.as_bytes()).map_err(|e| CliError {
                 code: exit::RUN_FAILED,
                 message: format!(
                     "failed to write the report to {}: {e} (hint: check that the directory exists and is writable)",

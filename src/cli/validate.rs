@@ -72,15 +72,16 @@ fn print_text(outcomes: &[(String, Result<LoadedRunbook, RunbookError>)]) {
             Ok(loaded) => {
                 let runbook = &loaded.runbook;
                 println!(
-                    "{file}: ok ({}: {} wave{}, {} server{})",
-                    runbook.name,
+                    "{}: ok ({}: {} wave{}, {} server{})",
+                    crate::terminal::safe(file),
+                    crate::terminal::safe(&runbook.name),
                     runbook.waves.len(),
                     plural(runbook.waves.len()),
                     runbook.servers().len(),
                     plural(runbook.servers().len()),
                 );
             }
-            Err(error) => eprintln!("{error}"),
+            Err(error) => eprintln!("{}", crate::terminal::safe_lines(&error.to_string())),
         }
     }
 }
@@ -112,7 +113,7 @@ fn file_report(file: &str, outcome: &Result<LoadedRunbook, RunbookError>) -> Fil
         },
         Err(error) => {
             let problems = match error {
-                RunbookError::Read { .. } => vec![ProblemReport {
+                RunbookError::Read { .. } | RunbookError::Refused { .. } => vec![ProblemReport {
                     line: None,
                     column: None,
                     key: String::new(),

@@ -46,7 +46,13 @@ pub(super) fn read(text: &str, problems: &mut Problems<'_>) -> Option<RawRunbook
     let (root, errors) = DeTable::parse_recoverable(text);
     if !errors.is_empty() {
         let root_value = Spanned::new(root.span(), DeValue::Table(root.into_inner()));
-        for error in errors {
+        let headers = Headers::new(text);
+        let total = errors.len();
+        for (seen, error) in errors.into_iter().enumerate() {
+            if problems.is_full() {
+                problems.omit(total - seen);
+                break;
+            }
             let span = error.span().unwrap_or(0..0);
             // The error often lies past the end of what was recovered (an unterminated
             // string): then the key that starts the error's line names the place.
@@ -55,7 +61,7 @@ pub(super) fn read(text: &str, problems: &mut Problems<'_>) -> Option<RawRunbook
                 path = locate(&root_value, first_non_blank_of_line(text, span.start));
             }
             let key = if path.is_empty() {
-                key_of_line(text, span.start)
+                key_of_line(text, span.start, &headers)
             } else {
                 render_path("", &path)
             };
@@ -148,6 +154,11 @@ fn read_value<T: DeserializeOwned>(
     let mut attempt = value.clone();
     let mut dropped: Vec<String> = Vec::new();
     loop {
+        if problems.is_full() {
+            // Each retry re-reads the value: past the limit, stop (the runbook is invalid anyway).
+            status.mark_incomplete(prefix);
+            return None;
+        }
         let error = match T::deserialize(ValueDeserializer::from(attempt.clone())) {
             Ok(parsed) => {
                 status.dropped_keys.extend(dropped);
@@ -184,7 +195,7 @@ fn read_value<T: DeserializeOwned>(
 /// The key path a broken line most likely means, read from the text itself: the bare key before
 /// `=` on the line, under the last table header above it (`[[wave]]` headers are counted to give
 /// the element's index). Empty when the line has no such key.
-fn key_of_line(text: &str, offset: usize) -> String {
+fn key_of_line(text: &str, offset: usize, headers: &Headers) -> String {
     let offset = offset.min(text.len());
     let line_start = first_non_blank_of_line(text, offset);
     let line = text[line_start..].lines().next().unwrap_or_default();
@@ -200,23 +211,50 @@ fn key_of_line(text: &str, offset: usize) -> String {
     if !bare(key) {
         return String::new();
     }
-    let mut table = String::new();
-    let mut element_counts: std::collections::HashMap<String, usize> =
-        std::collections::HashMap::new();
-    for header in text[..line_start].lines().map(str::trim) {
-        if let Some(name) = header.strip_prefix("[[").and_then(|h| h.split("]]").next()) {
-            let name = name.trim().to_string();
-            let index = element_counts.entry(name.clone()).or_insert(0);
-            table = format!("{name}[{index}]");
-            *index += 1;
-        } else if let Some(name) = header.strip_prefix('[').and_then(|h| h.split(']').next()) {
-            table = name.trim().to_string();
-        }
-    }
+    let line_begin = text[..line_start].rfind('\n').map_or(0, |newline| newline + 1);
+    let table = headers.table_before(line_begin);
     if table.is_empty() {
         key.to_string()
     } else {
         format!("{table}.{key}")
+    }
+}
+
+/// The table headers of the text, read once: where each starts and the table it opens
+/// (`[[wave]]` headers are counted to give the element's index), so naming the key of each
+/// broken line is a binary search rather than a rescan from the start.
+struct Headers {
+    /// (offset of the header's line, table), in text order.
+    starts: Vec<(usize, String)>,
+}
+
+impl Headers {
+    fn new(text: &str) -> Headers {
+        let mut starts = Vec::new();
+        let mut element_counts: std::collections::HashMap<String, usize> =
+            std::collections::HashMap::new();
+        let mut offset = 0;
+        for line in text.split_inclusive('\n') {
+            let header = line.trim();
+            if let Some(name) = header.strip_prefix("[[").and_then(|h| h.split("]]").next()) {
+                let name = name.trim().to_string();
+                let index = element_counts.entry(name.clone()).or_insert(0);
+                starts.push((offset, format!("{name}[{index}]")));
+                *index += 1;
+            } else if let Some(name) = header.strip_prefix('[').and_then(|h| h.split(']').next()) {
+                starts.push((offset, name.trim().to_string()));
+            }
+            offset += line.len();
+        }
+        Headers { starts }
+    }
+
+    /// The table opened by the last header on a line before `line_start` ("" for the root).
+    fn table_before(&self, line_start: usize) -> String {
+        let n = self.starts.partition_point(|(start, _)| *start < line_start);
+        n.checked_sub(1)
+            .map(|i| self.starts[i].1.clone())
+            .unwrap_or_default()
     }
 }
 

@@ -112,6 +112,12 @@ pub fn parse_target_group_arn(value: &str) -> Result<TargetGroupArn, String> {
     if !is_region(region) {
         return Err(wrong(&format!("{region:?} is not a region")));
     }
+    let expected = partition_of(region);
+    if *partition != expected {
+        return Err(wrong(&format!(
+            "its partition {partition:?} is not that of region {region} ({expected:?})"
+        )));
+    }
     if check_account_id(account).is_err() {
         return Err(wrong(&format!("{account:?} is not a 12-digit account ID")));
     }
@@ -137,6 +143,25 @@ pub fn parse_target_group_arn(value: &str) -> Result<TargetGroupArn, String> {
         account_id: account.to_string(),
         name: name.to_string(),
     })
+}
+
+/// The partition of a region, as AWS assigns them (`cn-north-1` is in `aws-cn`, ...).
+pub fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else if region.starts_with("us-isob-") {
+        "aws-iso-b"
+    } else if region.starts_with("us-iso-") {
+        "aws-iso"
+    } else if region.starts_with("eu-isoe-") {
+        "aws-iso-e"
+    } else if region.starts_with("us-isof-") {
+        "aws-iso-f"
+    } else {
+        "aws"
+    }
 }
 
 fn is_partition(value: &str) -> bool {

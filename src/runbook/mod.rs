@@ -67,6 +67,10 @@ pub enum RunbookError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "refused the runbook {path}: it is {what}\nhint: a runbook is a regular TOML file of at most 1 MiB ({MAX_RUNBOOK_BYTES} bytes)"
+    )]
+    Refused { path: String, what: String },
     #[error("{}", render_problems(file, problems))]
     Invalid {
         file: String,
@@ -79,7 +83,7 @@ impl RunbookError {
     /// The problems of an invalid runbook (none for a file that could not be read).
     pub fn problems(&self) -> &[Problem] {
         match self {
-            RunbookError::Read { .. } => &[],
+            RunbookError::Read { .. } | RunbookError::Refused { .. } => &[],
             RunbookError::Invalid { problems, .. } => problems,
         }
     }
@@ -117,13 +121,59 @@ pub fn parse(text: &str, file: &str) -> Result<Runbook, RunbookError> {
 pub fn load(path: impl AsRef<Path>) -> Result<LoadedRunbook, RunbookError> {
     let path = path.as_ref();
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| RunbookError::Read {
-        path: file.clone(),
-        source,
-    })?;
+    let text = read_bounded(path, &file)?;
     let mut loaded = LoadedRunbook::from_text(text, &file)?;
     loaded.path = path.to_path_buf();
     Ok(loaded)
+}
+
+/// The largest runbook file read (1 MiB): far above any real runbook, small enough that a
+/// mistaken path (a log, an image, `/dev/zero`) is refused at once instead of filling memory.
+pub const MAX_RUNBOOK_BYTES: u64 = 1024 * 1024;
+
+/// Reads a regular file of at most [`MAX_RUNBOOK_BYTES`]. A FIFO would block and a device
+/// never end: anything but a regular file is refused before it is opened for reading, and the
+/// read itself stops past the limit (a file can grow after the check).
+fn read_bounded(path: &Path, file: &str) -> Result<String, RunbookError> {
+    use std::io::Read;
+    let read_error = |source| RunbookError::Read {
+        path: file.to_string(),
+        source,
+    };
+    let refused = |what: String| RunbookError::Refused {
+        path: file.to_string(),
+        what,
+    };
+    let metadata = std::fs::metadata(path).map_err(read_error)?;
+    let kind = metadata.file_type();
+    if !kind.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(refused(what.to_string()));
+    }
+    if metadata.len() > MAX_RUNBOOK_BYTES {
+        return Err(refused(format!("{} bytes, over the limit", metadata.len())));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_RUNBOOK_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_RUNBOOK_BYTES {
+        return Err(refused("over the limit (it grew while read)".to_string()));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    })
 }
 
 /// Lower-case hex SHA-256 of a runbook's text.

@@ -26,11 +26,19 @@ impl std::fmt::Display for Problem {
     }
 }
 
+/// At most this many problems are reported; the others are counted ("and N more").
+pub const MAX_PROBLEMS: usize = 200;
+
 /// Collects problems while a runbook is read and validated.
 pub(super) struct Problems<'a> {
     file: &'a str,
     text: &'a str,
     list: Vec<Problem>,
+    /// Problems found past [`MAX_PROBLEMS`], counted only.
+    omitted: usize,
+    /// Byte offset of the start of every line, built on the first problem: locating one is a
+    /// binary search, not a rescan of the text (which made many errors quadratic).
+    lines: Option<Vec<usize>>,
 }
 
 impl<'a> Problems<'a> {
@@ -39,12 +47,30 @@ impl<'a> Problems<'a> {
             file,
             text,
             list: Vec::new(),
+            omitted: 0,
+            lines: None,
         }
+    }
+
+    /// Whether [`MAX_PROBLEMS`] are recorded: readers stop looking for more.
+    pub fn is_full(&self) -> bool {
+        self.list.len() >= MAX_PROBLEMS
+    }
+
+    /// Counts problems that are not looked at one by one (past the limit).
+    pub fn omit(&mut self, count: usize) {
+        self.omitted += count;
     }
 
     /// Records a problem at the start of `span`.
     pub fn at(&mut self, span: &Range<usize>, key: impl Into<String>, message: impl Into<String>) {
-        let (line, column) = line_col(self.text, span.start);
+        if self.is_full() {
+            self.omitted += 1;
+            return;
+        }
+        let text = self.text;
+        let lines = self.lines.get_or_insert_with(|| line_starts(text));
+        let (line, column) = locate(text, lines, span.start);
         self.list.push(Problem {
             file: self.file.to_string(),
             line,
@@ -62,20 +88,42 @@ impl<'a> Problems<'a> {
     pub fn into_sorted(mut self) -> Vec<Problem> {
         self.list.sort_by_key(|p| (p.line, p.column));
         self.list.dedup();
+        if self.omitted > 0 {
+            let last = self.list.last().map_or(1, |p| p.line);
+            self.list.push(Problem {
+                file: self.file.to_string(),
+                line: last,
+                column: 1,
+                key: String::new(),
+                message: format!(
+                    "{} more problem(s) not shown: only the first {MAX_PROBLEMS} are reported; fix these first",
+                    self.omitted
+                ),
+            });
+        }
         self.list
     }
 }
 
-/// 1-based line and column (in characters) of a byte offset.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+fn line_starts(text: &str) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect()
+}
+
+fn locate(text: &str, lines: &[usize], offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
     while !text.is_char_boundary(offset) {
         offset -= 1;
     }
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let line = lines.partition_point(|&start| start <= offset).max(1);
+    let column = text[lines[line - 1]..offset].chars().count() + 1;
     (line, column)
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    locate(text, &line_starts(text), offset)
 }
 
 #[cfg(test)]

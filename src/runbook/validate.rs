@@ -177,6 +177,9 @@ fn runbook_name(
     Some(name.get_ref().clone())
 }
 
+/// The longest RTO or RPO a runbook may state: 30 days (beyond that, a typo).
+const MAX_OBJECTIVE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
 fn objectives(raw: Option<super::raw::RawObjectives>, problems: &mut Problems<'_>) -> Objectives {
     let Some(raw) = raw else {
         return Objectives::default();
@@ -184,6 +187,17 @@ fn objectives(raw: Option<super::raw::RawObjectives>, problems: &mut Problems<'_
     let mut duration = |key: &str, text: Option<Text>| {
         let text = text?;
         match parse_duration(text.get_ref()) {
+            Ok(duration) if duration > MAX_OBJECTIVE => {
+                problems.at(
+                    &text.span(),
+                    key,
+                    format!(
+                        "{:?} is longer than 30 days, which no recovery objective is (expected e.g. \"30m\" or \"4h\")",
+                        text.get_ref()
+                    ),
+                );
+                None
+            }
             Ok(duration) => Some(duration),
             Err(error) => {
                 problems.at(&text.span(), key, format!("{:?}: {error}", text.get_ref()));
@@ -678,6 +692,16 @@ fn dns_records(
                 None
             }
         };
+        // Route 53 takes a TTL of 0 to 2147483647 seconds (RFC 2181 section 8).
+        if let Some(ttl) = record.ttl
+            && ttl > i32::MAX as u32
+        {
+            problems.at(
+                &record.name.span(),
+                key("ttl"),
+                format!("a TTL of {ttl} seconds is above Route 53's maximum of 2147483647 (expected e.g. 60)"),
+            );
+        }
         let record_type = RecordType::from_name(record.record_type.get_ref());
         if record_type.is_none() {
             problems.at(

@@ -437,19 +437,31 @@ fn load_state(path: &Path) -> Result<Option<Persisted>, SimError> {
 }
 
 /// Writes `bytes` to `path` so that a reader (or a crash) sees the old or the new file, never
-/// half of one: write a temporary file beside it, fsync, rename over.
+/// half of one: write a temporary file beside it, fsync, rename over. The file is created 0600
+/// (the world names accounts, hosts and IPs), and a failed write (disk full) removes the
+/// temporary file rather than leaving `<file>.tmp.<pid>` behind.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
         std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)
+    written
 }
