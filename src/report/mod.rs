@@ -84,14 +84,29 @@ pub async fn gather(
     } else {
         Vec::new()
     };
-    Ok(model::build(model::Sources {
+    let mut data = model::build(model::Sources {
         run: &run,
         steps: &steps,
         effects: &effects,
         chain: &chain,
         trend,
         generated_at: now,
-    }))
+    });
+    // Who skipped a step is in its `step_skipped` event (the steps table keeps the reason).
+    let events = store::events::for_run(&mut conn, run_id).await?;
+    for action in data.operator_actions.iter_mut().filter(|a| a.action == "skipped") {
+        action.by = events
+            .iter()
+            .rev()
+            .find(|e| e.kind == "step_skipped" && e.step_key.as_deref() == Some(&action.step_key))
+            .map(|e| {
+                e.data["by"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| e.actor.clone())
+            });
+    }
+    Ok(data)
 }
 
 /// The verdict of one run's audit trail, with the event where it breaks when it does.

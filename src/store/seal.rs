@@ -151,10 +151,11 @@ pub async fn refresh(conn: &mut SqliteConnection, run_id: &RunId) -> Result<(), 
     Ok(())
 }
 
-fn split(label: &str) -> (String, String) {
+/// The table and row of a label (`steps:<key>`; the run row is named by the run's ID).
+fn split(label: &str, run_id: &RunId) -> (String, String) {
     match label.split_once(':') {
         Some((table, row)) => (table.to_owned(), row.to_owned()),
-        None => (label.to_owned(), "the run".to_owned()),
+        None => (label.to_owned(), run_id.to_string()),
     }
 }
 
@@ -208,18 +209,18 @@ pub async fn check(
     for (label, hash) in &current {
         match stored.get(label) {
             None => {
-                let (table, row) = split(label);
+                let (table, row) = split(label, run_id);
                 return Ok(Err(SealBreak::RowAdded { table, row }));
             }
             Some(sealed) if sealed != hash => {
-                let (table, row) = split(label);
+                let (table, row) = split(label, run_id);
                 return Ok(Err(SealBreak::RowAltered { table, row }));
             }
             Some(_) => {}
         }
     }
     if let Some(label) = stored.keys().find(|l| !current.contains_key(*l)) {
-        let (table, row) = split(label);
+        let (table, row) = split(label, run_id);
         return Ok(Err(SealBreak::RowRemoved { table, row }));
     }
     if digest(version, &stored_json) != stored_digest {
@@ -284,10 +285,10 @@ mod tests {
     #[tokio::test]
     async fn a_sealed_run_verifies_and_every_edit_names_its_table_and_row() {
         let cases = [
-            ("UPDATE runs SET rto_seconds = 60", "runs", "the run"),
-            ("UPDATE runs SET operator = 'mallory'", "runs", "the run"),
-            ("UPDATE runs SET host = 'elsewhere'", "runs", "the run"),
-            ("UPDATE runs SET mode = 'unplanned'", "runs", "the run"),
+            ("UPDATE runs SET rto_seconds = 60", "runs", ""),
+            ("UPDATE runs SET operator = 'mallory'", "runs", ""),
+            ("UPDATE runs SET host = 'elsewhere'", "runs", ""),
+            ("UPDATE runs SET mode = 'unplanned'", "runs", ""),
             (
                 "UPDATE steps SET status = 'failed' WHERE key = 'preflight'",
                 "steps",
@@ -324,9 +325,14 @@ mod tests {
             let run_id = sealed_run(&db).await;
             assert_eq!(verdict(&db, &run_id).await, Ok(()));
             tamper(&db, statement).await;
+            let row = if row.is_empty() {
+                run_id.to_string()
+            } else {
+                row.to_owned()
+            };
             let expected = SealBreak::RowAltered {
                 table: table.to_owned(),
-                row: row.to_owned(),
+                row,
             };
             assert_eq!(verdict(&db, &run_id).await, Err(expected), "{statement}");
         }

@@ -9,6 +9,7 @@ mod doctor;
 mod drill_target_group;
 mod engine;
 mod failback;
+mod hardening;
 mod moto_parity;
 mod runbook_validate;
 mod sim_awscli_drs;
