@@ -460,3 +460,88 @@ fn very_verbose_logs_do_not_print_the_access_key_id() {
     assert!(stderr.contains("DEBUG"), "-vv logs at debug: {stderr}");
     assert!(!stderr.contains("AKIAHARDENINGTEST123"), "{stderr}");
 }
+
+#[test]
+fn the_report_names_who_skipped_a_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let paused = run(&mut cli(
+        &db,
+        &[
+            "--sim",
+            "--output",
+            "json",
+            "failover",
+            "runbooks/payments.toml",
+        ],
+    ));
+    assert_eq!(
+        paused.status.code(),
+        Some(3),
+        "paused at the DNS approval: {}",
+        text(&paused)
+    );
+    let value: Value = serde_json::from_slice(&paused.stdout).unwrap();
+    let run_id = value["run_id"].as_str().unwrap().to_owned();
+    let step = value["waiting_for"]
+        .as_str()
+        .unwrap_or("dns_cutover")
+        .to_owned();
+    let skipped = run(cli(
+        &db,
+        &[
+            "--sim",
+            "skip",
+            &run_id,
+            "--step",
+            &step,
+            "--reason",
+            "DNS moved by hand",
+            "--yes",
+        ],
+    )
+    .env("DRS_RUNBOOK_OPERATOR", "skipper-op"));
+    assert!(skipped.status.code().is_some(), "{}", text(&skipped));
+    let report = run(&mut cli(
+        &db,
+        &["--output", "json", "report", &run_id, "--format", "json"],
+    ));
+    assert_eq!(report.status.code(), Some(0), "{}", text(&report));
+    let value: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let action = value["operator_actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["action"] == "skipped")
+        .cloned()
+        .unwrap_or_else(|| panic!("a skip in {value:#}"));
+    assert_eq!(action["by"], "skipper-op", "{action}");
+    assert_eq!(action["comment"], "DNS moved by hand");
+}
+
+#[test]
+fn a_run_that_was_never_stored_gets_no_resume_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    // Create the database, then make every run insert fail, as a read-only or full database does
+    // (the tests run as root, for whom file modes do not make a file read-only).
+    let created = run(&mut cli(&db, &["history"]));
+    assert_eq!(created.status.code(), Some(0), "{}", text(&created));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let options = SqliteConnectOptions::new().filename(&db);
+        let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
+        sqlx::query(
+            "CREATE TRIGGER no_runs BEFORE INSERT ON runs BEGIN SELECT RAISE(ABORT, 'attempt to write a readonly database'); END",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    });
+    let output = run(&mut cli(&db, &["--sim", "drill", RUNBOOK, "--yes"]));
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("resumable"), "{stderr}");
+    assert!(stderr.contains("was not stored"), "{stderr}");
+}
