@@ -116,22 +116,23 @@ fn digest(version: i64, rows_json: &str) -> String {
     sha256_hex(format!("{version}{rows_json}"))
 }
 
-/// Rewrites the run's seal from its stored rows, inside the caller's transaction. A run
-/// without a seal row (created before migration 0018) gets none: it stays a legacy run, as its
-/// chain says.
+/// Rewrites the run's seal from its stored rows, inside the caller's transaction. A run is
+/// sealed from its insertion (no event yet); a run that has events but no seal is either from
+/// before migration 0018 (it stays unsealed, as its chain says) or had its seal removed (not
+/// re-created here: `check` reports it). Two primary-key lookups decide, whatever the run's size.
 pub async fn refresh(conn: &mut SqliteConnection, run_id: &RunId) -> Result<(), StoreError> {
-    let legacy: Option<i64> = sqlx::query_scalar(
-        r#"SELECT (SELECT COUNT(*) FROM seals WHERE run_id = ?1) = 0
-                  AND (SELECT event_count FROM runs WHERE id = ?1) > 0
-                  AND NOT EXISTS (SELECT 1 FROM events WHERE run_id = ?1
-                                  AND json_extract(data, '$.seal_version') IS NOT NULL)"#,
+    let state: Option<(i64, bool)> = sqlx::query_as(
+        r#"SELECT event_count, EXISTS (SELECT 1 FROM seals WHERE run_id = ?1)
+           FROM runs WHERE id = ?1"#,
     )
     .bind(run_id)
     .fetch_optional(&mut *conn)
     .await
     .map_err(|source| StoreError::query(source, format!("read the seal of run {run_id}")))?;
-    if legacy == Some(1) {
-        return Ok(());
+    match state {
+        None => return Ok(()),
+        Some((events, sealed)) if events > 0 && !sealed => return Ok(()),
+        Some(_) => {}
     }
     let Some(rows) = rows(conn, run_id).await? else {
         return Ok(());
