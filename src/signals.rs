@@ -70,8 +70,9 @@ impl Default for Interrupts {
 
 /// Ends the process quietly when stdout is a closed pipe (`drs-runbook history | head -1`):
 /// `println!` panics on `EPIPE` (Rust ignores SIGPIPE), which would print a panic and exit 101.
-/// Exits 141 (`128 + SIGPIPE`, as a process killed by it would); every other panic keeps the
-/// default report.
+/// Exits 141 (`128 + SIGPIPE`, as a process killed by it would). A failed print after a
+/// stopping signal (the terminal of a closed SSH session answers EIO) exits with that signal's
+/// code. Every other panic keeps the default report.
 pub fn quiet_broken_pipe() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -83,6 +84,10 @@ pub fn quiet_broken_pipe() {
             .unwrap_or_default();
         if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
             std::process::exit(141);
+        }
+        // A terminal closed by SIGHUP answers EIO: the run already stopped as `interrupted`.
+        if message.starts_with("failed printing to std") && LAST.load(Ordering::Relaxed) != 0 {
+            std::process::exit(i32::from(interrupted_exit_code()));
         }
         default(info);
     }));

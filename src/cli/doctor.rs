@@ -49,7 +49,11 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         ),
-        Output::Text => print!("{}", doctor::render_text(&report)),
+        // AWS error messages and runbook strings: escaped for the terminal.
+        Output::Text => print!(
+            "{}",
+            crate::terminal::safe_lines(&doctor::render_text(&report))
+        ),
     }
     Ok(if report.has_failures() {
         exit::RUN_FAILED

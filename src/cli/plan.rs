@@ -93,7 +93,11 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
             serde_json::json!({ "runbook": runbook.name, "operation": args.operation.as_str(), "steps": steps, "batches": batches, "records": records, "target_groups": target_groups })
         ),
         Output::Text => {
-            println!("plan: {} of {}", args.operation.as_str(), runbook.name);
+            println!(
+                "plan: {} of {}",
+                args.operation.as_str(),
+                crate::terminal::safe(&runbook.name)
+            );
             for (i, s) in steps.iter().enumerate() {
                 let gate = if s.needs_approval { "  [approval]" } else { "" };
                 let deps = if s.depends_on.is_empty() {

@@ -95,7 +95,15 @@ fn render_problems(file: &str, problems: &[Problem]) -> String {
         text.push_str(&problem.to_string());
         text.push('\n');
     }
-    let count = problems.len();
+    // Past the limit, the last "problem" counts the others (see `Problems::into_sorted`).
+    let omitted = problems
+        .last()
+        .filter(|p| p.key.is_empty() && p.message.contains(problem::OMITTED))
+        .and_then(|p| p.message.split(' ').next()?.parse::<usize>().ok());
+    let count = match omitted {
+        Some(more) => problems.len() - 1 + more,
+        None => problems.len(),
+    };
     let plural = if count == 1 { "" } else { "s" };
     text.push_str(&format!(
         "hint: {count} problem{plural} in {file}; fix the lines named above, then check again with `drs-runbook validate {file}`"

