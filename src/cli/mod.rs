@@ -1,14 +1,18 @@
-//! The command line: clap definitions, one file per command, and the mapping of every error to
-//! its exit code (DESIGN section 7):
+//! The command line: clap definitions, one file per command or family of commands (`recover.rs`
+//! holds the five that take a stored run further: resume, rollback, retry, skip, cancel; `runs.rs`
+//! approve, status and show), and [`error`], which maps every error to its exit code
+//! (DESIGN section 7):
 //! `0` succeeded · `1` the run failed · `2` invalid input · `3` paused for an operator ·
 //! `4` refused, another run holds the resources · `130` interrupted.
 
 mod audit;
 mod doctor;
+mod error;
 mod failback;
 mod history;
 mod operate;
 mod plan;
+mod progress;
 mod recover;
 mod report;
 mod runs;
@@ -20,15 +24,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Exit codes of the CLI contract.
-pub mod exit {
-    pub const SUCCEEDED: u8 = 0;
-    pub const RUN_FAILED: u8 = 1;
-    pub const INVALID_INPUT: u8 = 2;
-    pub const PAUSED: u8 = 3;
-    pub const REFUSED: u8 = 4;
-    pub const INTERRUPTED: u8 = 130;
-}
+pub use crate::engine::driver::exit;
+pub use error::CliError;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -116,22 +113,6 @@ pub enum SimCommand {
     Serve(sim_serve::Args),
 }
 
-/// An error at the CLI edge: what failed, the cause and a hint, with its exit code.
-#[derive(Debug)]
-pub struct CliError {
-    pub code: u8,
-    pub message: String,
-}
-
-impl CliError {
-    pub fn invalid_input(message: impl Into<String>) -> Self {
-        CliError {
-            code: exit::INVALID_INPUT,
-            message: message.into(),
-        }
-    }
-}
-
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
@@ -149,8 +130,8 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {}", e.message);
-            ExitCode::from(e.code)
+            eprintln!("error: {}", e.render());
+            ExitCode::from(e.exit_code())
         }
     }
 }
