@@ -207,14 +207,6 @@ impl CliError {
     }
 }
 
-impl From<ReportError> for CliError {
-    /// An unknown run is invalid input (exit 2); the database path is not known here, so the
-    /// caller maps `RunNotFound` with [`CliError::report`].
-    fn from(e: ReportError) -> Self {
-        CliError::Report(e)
-    }
-}
-
 impl CliError {
     /// A report error, with an unknown run named against the database it was looked up in.
     pub fn report(db: PathBuf, e: ReportError) -> Self {

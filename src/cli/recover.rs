@@ -181,11 +181,7 @@ pub async fn cancel(cli: &Cli, args: &CancelArgs) -> Result<u8, CliError> {
     }
     let now = chrono::Utc::now();
     let driven_elsewhere = {
-        let mut conn = db
-            .pool()
-            .acquire()
-            .await
-            .map_err(|e| CliError::Database(e.to_string()))?;
+        let mut conn = db.pool().acquire().await?;
         store::leases::current(&mut conn, &run.id)
             .await?
             .filter(|h| {
@@ -222,8 +218,7 @@ pub async fn cancel(cli: &Cli, args: &CancelArgs) -> Result<u8, CliError> {
         return Ok(exit::SUCCEEDED);
     };
     crate::engine::journal::request_cancel(&db, &run.id, &crate::engine::driver::operator(), now)
-        .await
-        .map_err(|e| CliError::Database(e.to_string()))?;
+        .await?;
     eprintln!(
         "asked the driver of run {} (pid {} on {}) to stop at its next safe point",
         run.id, holder.pid, holder.host
