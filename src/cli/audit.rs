@@ -69,7 +69,9 @@ fn line(v: &ChainVerdict) -> String {
     match (&v.broken, &v.final_hash) {
         (Some(b), _) if matches!(b.reason, crate::store::BreakReason::Seal { .. }) => format!(
             "run {} ({}): BROKEN: {}",
-            v.run_id, crate::terminal::safe(&v.runbook_name), b.message
+            v.run_id,
+            crate::terminal::safe(&v.runbook_name),
+            b.message
         ),
         (Some(b), _) => format!(
             "run {} ({}): BROKEN at event {}{}: {}",

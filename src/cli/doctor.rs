@@ -21,8 +21,7 @@ pub struct Args {
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
-    let loaded =
-        crate::runbook::load(&args.runbook).map_err(|e| CliError::invalid_input(e.to_string()))?;
+    let loaded = crate::runbook::load(&args.runbook)?;
     let runbook = &loaded.runbook;
     if args.print_policies {
         let policies = doctor::expected::print_policies(runbook);

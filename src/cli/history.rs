@@ -34,15 +34,16 @@ pub struct Args {
 
 /// A value of a persisted enum given on the command line.
 fn parse_enum<T: std::str::FromStr<Err = store::UnknownValue>>(
-    flag: &str,
+    flag: &'static str,
     value: &str,
 ) -> Result<T, CliError> {
-    value.parse().map_err(|e: store::UnknownValue| {
-        CliError::invalid_input(format!(
-            "invalid {flag} {value:?}: expected one of {}",
-            e.expected.join(", ")
-        ))
-    })
+    value
+        .parse()
+        .map_err(|e: store::UnknownValue| CliError::InvalidChoice {
+            flag,
+            value: value.to_string(),
+            expected: e.expected,
+        })
 }
 
 /// `2026-01-31` (midnight UTC) or an RFC 3339 time.
@@ -52,7 +53,9 @@ pub fn parse_since(value: &str) -> Result<DateTime<Utc>, CliError> {
     }
     DateTime::parse_from_rfc3339(value)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| CliError::invalid_input(format!("invalid --since {value:?} (hint: a date such as 2026-01-31, or an RFC 3339 time such as 2026-01-31T03:00:00Z)")))
+        .map_err(|_| CliError::InvalidSince {
+            value: value.to_string(),
+        })
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
@@ -75,10 +78,11 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
         limit: Some(args.limit),
     };
     let db = session::open_db(cli).await?;
-    let mut conn = db.pool().acquire().await.map_err(|e| CliError {
-        code: exit::RUN_FAILED,
-        message: format!("failed to read the database: {e}"),
-    })?;
+    let mut conn = db
+        .pool()
+        .acquire()
+        .await
+        .map_err(|e| CliError::Database(e.to_string()))?;
     let runs = store::runs::list(&mut conn, &filter)
         .await
         .map_err(|e| report_error(cli, e.into()))?;
@@ -189,17 +193,18 @@ mod tests {
             "2026-01-31T01:00:00+00:00"
         );
         let err = parse_since("last tuesday").unwrap_err();
-        assert_eq!(err.code, exit::INVALID_INPUT);
-        assert!(err.message.contains("2026-01-31"), "{}", err.message);
+        assert_eq!(err.exit_code(), exit::INVALID_INPUT);
+        assert!(err.render().contains("2026-01-31"), "{}", err.render());
     }
 
     #[test]
     fn an_unknown_operation_lists_the_known_ones() {
         let err = parse_enum::<Operation>("--operation", "failbak").unwrap_err();
         assert!(
-            err.message.contains("failover, drill, failback, rollback"),
+            err.to_string()
+                .contains("failover, drill, failback, rollback"),
             "{}",
-            err.message
+            err
         );
     }
 }

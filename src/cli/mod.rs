@@ -1,15 +1,19 @@
-//! The command line: clap definitions, one file per command, and the mapping of every error to
-//! its exit code (DESIGN section 7):
+//! The command line: clap definitions, one file per command or family of commands (`recover.rs`
+//! holds the five that take a stored run further: resume, rollback, retry, skip, cancel; `runs.rs`
+//! approve, status and show), and [`error`], which maps every error to its exit code
+//! (DESIGN section 7):
 //! `0` succeeded · `1` the run failed · `2` invalid input · `3` paused for an operator ·
 //! `4` refused, another run holds the resources · `130` interrupted by Ctrl-C, `143` by
 //! SIGTERM, `129` by SIGHUP · `141` stdout was a closed pipe.
 
 mod audit;
 mod doctor;
+mod error;
 mod failback;
 mod history;
 mod operate;
 mod plan;
+mod progress;
 mod recover;
 mod report;
 mod runs;
@@ -21,19 +25,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Exit codes of the CLI contract.
-pub mod exit {
-    pub const SUCCEEDED: u8 = 0;
-    pub const RUN_FAILED: u8 = 1;
-    pub const INVALID_INPUT: u8 = 2;
-    pub const PAUSED: u8 = 3;
-    pub const REFUSED: u8 = 4;
-    pub const INTERRUPTED: u8 = 130;
-    pub const HANGUP: u8 = 129;
-    pub const TERMINATED: u8 = 143;
-    /// stdout was a closed pipe: output ended quietly.
-    pub const BROKEN_PIPE: u8 = 141;
-}
+pub use crate::engine::driver::exit;
+pub use error::CliError;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -121,22 +114,6 @@ pub enum SimCommand {
     Serve(sim_serve::Args),
 }
 
-/// An error at the CLI edge: what failed, the cause and a hint, with its exit code.
-#[derive(Debug)]
-pub struct CliError {
-    pub code: u8,
-    pub message: String,
-}
-
-impl CliError {
-    pub fn invalid_input(message: impl Into<String>) -> Self {
-        CliError {
-            code: exit::INVALID_INPUT,
-            message: message.into(),
-        }
-    }
-}
-
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::signals::quiet_broken_pipe();
@@ -155,8 +132,8 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {}", crate::terminal::safe_lines(&e.message));
-            ExitCode::from(e.code)
+            eprintln!("error: {}", crate::terminal::safe_lines(&e.render()));
+            ExitCode::from(e.exit_code())
         }
     }
 }
@@ -192,7 +169,9 @@ fn init_tracing(verbose: u8) {
         1 => "info,aws_smithy_runtime=warn,aws_config=warn",
         // Not the credential and signing crates: their debug lines carry the access key ID
         // (`Credentials { access_key_id, .. }`, `Credential=AKIA.../` of the signature).
-        _ => "debug,aws_config=info,aws_credential_types=info,aws_sigv4=info,aws_runtime=info,aws_smithy_runtime=info,aws_smithy_runtime_api=info,hyper=info,hyper_util=info,h2=info,reqwest=info",
+        _ => {
+            "debug,aws_config=info,aws_credential_types=info,aws_sigv4=info,aws_runtime=info,aws_smithy_runtime=info,aws_smithy_runtime_api=info,hyper=info,hyper_util=info,h2=info,reqwest=info"
+        }
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("DRS_RUNBOOK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

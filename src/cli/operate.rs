@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use super::{Cli, CliError, Output, exit, session};
-use crate::engine::driver::{RunReport, human, terminal_is_interactive};
+use super::session::{self, Session};
+use super::{Cli, CliError, Output};
+use crate::engine::driver::{RunReport, human};
 use crate::engine::plan::{Mode, Operation};
-use crate::engine::progress::Progress;
-use crate::engine::{self, Context, EngineError, NewRunRequest};
+use crate::engine::{self, NewRunRequest};
 use crate::steps::RunOptions;
 use crate::store::RunId;
 use crate::terminal::{safe, safe_lines};
@@ -47,7 +47,10 @@ pub async fn failover(cli: &Cli, args: &FailoverArgs) -> Result<u8, CliError> {
         "latest" => None,
         text => Some(
             chrono::DateTime::parse_from_rfc3339(text)
-                .map_err(|e| CliError::invalid_input(format!("invalid --point-in-time {text:?}: {e} (hint: use an RFC 3339 time such as 2026-11-27T03:00:00Z, or `latest`)")))?
+                .map_err(|cause| CliError::InvalidPointInTime {
+                    value: text.to_string(),
+                    cause,
+                })?
                 .with_timezone(&chrono::Utc),
         ),
     };
@@ -96,20 +99,12 @@ async fn start(
     notify: Option<&str>,
 ) -> Result<u8, CliError> {
     // The runbook is checked before anything else: a bad file touches no database.
-    let loaded = crate::runbook::load(path).map_err(|e| CliError::invalid_input(e.to_string()))?;
+    let loaded = crate::runbook::load(path)?;
     let (runbook, text) = (loaded.runbook, loaded.text);
     let db = session::open_db(cli).await?;
-    let cloud = session::connect(cli, &runbook, &text).await?;
+    let session = Session::connect(cli, db, &runbook, &text).await?;
     let run_id = RunId::generate();
     eprintln!("run {run_id}");
-    let progress = Progress::new(false);
-    let ctx = Context {
-        db: &db,
-        clients: &cloud.clients,
-        clock: &cloud.clock,
-        progress: &progress,
-        interactive: terminal_is_interactive(),
-    };
     let request = NewRunRequest {
         run_id: run_id.clone(),
         runbook: &runbook,
@@ -119,23 +114,21 @@ async fn start(
         options,
         parent: None,
     };
-    let result = engine::start_run(&ctx, request).await;
-    cloud.close();
+    let result = engine::start_run(&session.context(), request).await;
+    session.close();
     let report = match result {
         Ok(report) => report,
-        Err(e @ (EngineError::Refused(_) | EngineError::Invalid(_))) => return Err(engine_error(e)),
         // A run that failed before it was stored (a read-only database, a full disk) is not
         // resumable: say so rather than give the resume hint.
-        Err(e) if !run_is_stored(&db, &run_id).await => {
-            return Err(CliError {
-                code: exit::RUN_FAILED,
-                message: format!(
-                    "{} (hint: run {run_id} was not stored and nothing was started; fix the cause, then start the run again)",
-                    super::sim_serve::error_chain(&e)
-                ),
+        Err(e)
+            if !e.is_refusal() && !e.is_invalid() && !run_is_stored(&session.db, &run_id).await =>
+        {
+            return Err(CliError::NotStored {
+                run_id,
+                cause: super::sim_serve::error_chain(&e),
             });
         }
-        Err(e) => return Err(engine_error(e)),
+        Err(e) => return Err(e.into()),
     };
     finish(cli, &report, notify).await
 }
@@ -243,26 +236,5 @@ async fn notify_webhook(url: &str, report: &RunReport) {
         Err(e) => eprintln!(
             "warning: the notification to {url} failed: {e} (the run itself is unaffected)"
         ),
-    }
-}
-
-/// Maps engine errors to CLI errors with their exit codes.
-pub fn engine_error(e: EngineError) -> CliError {
-    match e {
-        EngineError::Refused(message) => CliError {
-            code: exit::REFUSED,
-            message,
-        },
-        EngineError::Invalid(message) => CliError {
-            code: exit::INVALID_INPUT,
-            message,
-        },
-        other => CliError {
-            code: exit::RUN_FAILED,
-            message: format!(
-                "{} (hint: the run is resumable once the cause is fixed)",
-                super::sim_serve::error_chain(&other)
-            ),
-        },
     }
 }

@@ -21,20 +21,14 @@ pub struct Args {
 
 pub fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
     if args.operation == Operation::Rollback {
-        return Err(CliError::invalid_input(
-            "a rollback is planned from a run, not a runbook (hint: `drs-runbook rollback <RUN_ID>` plans the compensations of that run's completed steps, and asks before it moves production traffic)",
-        ));
+        return Err(CliError::PlanRollback);
     }
     if args.drill && args.operation != Operation::Failback {
-        return Err(CliError::invalid_input(
-            "--drill goes with --operation failback (hint: `plan --operation drill` plans a drill)",
-        ));
+        return Err(CliError::PlanDrillWithoutFailback);
     }
     let failback = args.operation == Operation::Failback;
     let drill = args.operation == Operation::Drill || (failback && args.drill);
-    let runbook = crate::runbook::load(&args.runbook)
-        .map_err(|e| CliError::invalid_input(e.to_string()))?
-        .runbook;
+    let runbook = crate::runbook::load(&args.runbook)?.runbook;
     let steps = plan::plan(
         args.operation,
         &runbook,

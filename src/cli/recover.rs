@@ -1,10 +1,13 @@
 //! `resume`, `rollback`, `retry`, `skip` and `cancel`: taking a stored run further after a
 //! crash, a failure or an operator's decision (DESIGN section 6).
 
-use super::{Cli, CliError, exit, operate, session};
-use crate::engine::driver::terminal_is_interactive;
-use crate::engine::progress::Progress;
+use super::error::ROLLBACK_WARNING;
+use super::progress::{ask_yes_no, terminal_is_interactive};
+use super::session::{self, Session};
+use super::{Cli, CliError, exit, operate};
+use crate::engine::progress::{NoApprover, Progress};
 use crate::engine::{self, Context, OperatorAction};
+use crate::runbook::Runbook;
 use crate::store::{self, RunId};
 
 #[derive(Debug, clap::Args)]
@@ -65,42 +68,60 @@ pub struct CancelArgs {
     pub run_id: String,
 }
 
-fn failed(e: impl std::fmt::Display) -> CliError {
-    CliError {
-        code: exit::RUN_FAILED,
-        message: e.to_string(),
+/// The stored run, or exit 2 saying how to find one.
+pub async fn load(db: &store::Database, run_id: &str) -> Result<store::runs::Run, CliError> {
+    let id: RunId = run_id.parse().map_err(CliError::InvalidRunId)?;
+    let mut conn = db
+        .pool()
+        .acquire()
+        .await
+        .map_err(|e| CliError::Database(e.to_string()))?;
+    match store::runs::get(&mut conn, &id).await {
+        Ok(run) => Ok(run),
+        Err(store::StoreError::RunNotFound { .. }) => Err(CliError::RunNotFound {
+            run_id: run_id.to_string(),
+            db: db.path().to_path_buf(),
+        }),
+        Err(e) => Err(CliError::Database(e.to_string())),
     }
 }
 
 /// Refuses (exit 1) to act on a run whose audit trail, seal or stored runbook does not verify:
 /// driving it would execute what someone edited in the database.
 pub async fn verify_trail(db: &store::Database, run_id: &RunId) -> Result<(), CliError> {
-    let mut conn = db.pool().acquire().await.map_err(failed)?;
-    match store::events::verify(&mut conn, run_id).await.map_err(failed)? {
+    let mut conn = db
+        .pool()
+        .acquire()
+        .await
+        .map_err(|e| CliError::Database(e.to_string()))?;
+    match store::events::verify(&mut conn, run_id)
+        .await
+        .map_err(|e| CliError::Database(e.to_string()))?
+    {
         Ok(_) => Ok(()),
-        Err(broken) => Err(CliError {
-            code: exit::RUN_FAILED,
-            message: format!(
-                "refused to act on run {run_id}: {broken} (hint: `drs-runbook audit verify {run_id}` shows what disagrees; restore the database from a backup, or start a new run from the runbook file)"
-            ),
+        Err(broken) => Err(CliError::TrailRefused {
+            run_id: run_id.clone(),
+            broken: broken.to_string(),
         }),
     }
 }
 
-/// The stored run, or exit 2 saying how to find one.
-async fn load(db: &store::Database, run_id: &str) -> Result<store::runs::Run, CliError> {
-    let id: RunId = run_id
-        .parse()
-        .map_err(|e: store::StoreError| CliError::invalid_input(e.to_string()))?;
-    let mut conn = db.pool().acquire().await.map_err(failed)?;
-    match store::runs::get(&mut conn, &id).await {
-        Ok(run) => Ok(run),
-        Err(store::StoreError::RunNotFound { .. }) => Err(CliError::invalid_input(format!(
-            "no run {run_id} in {} (hint: `drs-runbook history` lists the runs; check --db)",
-            db.path().display()
-        ))),
-        Err(e) => Err(failed(e)),
-    }
+/// The runbook stored with a run, as it was when the run started.
+pub fn stored_runbook(run: &store::runs::Run) -> Result<Runbook, CliError> {
+    crate::runbook::parse(&run.runbook_text, &run.runbook_path).map_err(|cause| {
+        CliError::StoredRunbook {
+            run_id: run.id.clone(),
+            cause,
+        }
+    })
+}
+
+/// Whether a run has ended for good (nothing left to drive or cancel).
+fn finished(run: &store::runs::Run) -> bool {
+    matches!(
+        run.status.as_str(),
+        "succeeded" | "cancelled" | "rolled_back"
+    )
 }
 
 /// Drives a stored run again, after an optional operator action, and reports like a new run.
@@ -114,37 +135,18 @@ async fn continue_with(
     let db = session::open_db(cli).await?;
     let run = load(&db, run_id).await?;
     verify_trail(&db, &run.id).await?;
-    if matches!(
-        run.status.as_str(),
-        "succeeded" | "cancelled" | "rolled_back"
-    ) {
-        return Err(CliError::invalid_input(format!(
-            "run {} is {}: there is nothing left to drive (hint: `drs-runbook show {}`; a cancelled or finished run can be rolled back with `drs-runbook rollback {}`)",
-            run.id,
-            run.status.as_str(),
-            run.id,
-            run.id
-        )));
+    if finished(&run) {
+        return Err(CliError::NothingToDrive {
+            run_id: run.id,
+            status: run.status.as_str(),
+        });
     }
-    let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path).map_err(|e| {
-        CliError::invalid_input(format!(
-            "the stored runbook of run {} does not parse: {e}",
-            run.id
-        ))
-    })?;
-    let cloud = session::connect(cli, &runbook, &run.runbook_text).await?;
+    let runbook = stored_runbook(&run)?;
+    let session = Session::connect(cli, db, &runbook, &run.runbook_text).await?;
     eprintln!("run {}", run.id);
-    let progress = Progress::new(false);
-    let ctx = Context {
-        db: &db,
-        clients: &cloud.clients,
-        clock: &cloud.clock,
-        progress: &progress,
-        interactive: terminal_is_interactive(),
-    };
-    let result = engine::continue_run_after(&ctx, &run.id, yes, action).await;
-    cloud.close();
-    let (report, _) = result.map_err(operate::engine_error)?;
+    let result = engine::continue_run_after(&session.context(), &run.id, yes, action).await;
+    session.close();
+    let (report, _) = result?;
     operate::finish(cli, &report, notify).await
 }
 
@@ -171,9 +173,7 @@ pub async fn retry(cli: &Cli, args: &RetryArgs) -> Result<u8, CliError> {
 
 pub async fn skip(cli: &Cli, args: &SkipArgs) -> Result<u8, CliError> {
     if args.reason.trim().is_empty() {
-        return Err(CliError::invalid_input(
-            "--reason must say why the step is skipped (it is recorded in the audit trail)",
-        ));
+        return Err(CliError::EmptySkipReason);
     }
     let action = OperatorAction::Skip {
         step: args.step.clone(),
@@ -194,22 +194,17 @@ pub async fn skip(cli: &Cli, args: &SkipArgs) -> Result<u8, CliError> {
 pub async fn cancel(cli: &Cli, args: &CancelArgs) -> Result<u8, CliError> {
     let db = session::open_db(cli).await?;
     let run = load(&db, &args.run_id).await?;
-    if matches!(
-        run.status.as_str(),
-        "succeeded" | "cancelled" | "rolled_back"
-    ) {
-        return Err(CliError::invalid_input(format!(
-            "run {} is already {}: nothing to cancel",
-            run.id,
-            run.status.as_str()
-        )));
+    if finished(&run) {
+        return Err(CliError::NothingToCancel {
+            run_id: run.id,
+            status: run.status.as_str(),
+        });
     }
     let now = chrono::Utc::now();
     let driven_elsewhere = {
-        let mut conn = db.pool().acquire().await.map_err(failed)?;
+        let mut conn = db.pool().acquire().await?;
         store::leases::current(&mut conn, &run.id)
-            .await
-            .map_err(failed)?
+            .await?
             .filter(|h| {
                 h.released_at.is_none()
                     && h.expires_at > now
@@ -220,14 +215,9 @@ pub async fn cancel(cli: &Cli, args: &CancelArgs) -> Result<u8, CliError> {
     let Some(holder) = driven_elsewhere else {
         // No driver: take the lease and cancel here. Cancelling makes no AWS call, so the
         // context's clients point at a closed loopback port rather than at any cloud.
-        let progress = Progress::new(false);
+        let progress = Progress::silent();
         let clock = crate::engine::clock::EngineClock::Real;
-        let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path).map_err(|e| {
-            CliError::invalid_input(format!(
-                "the stored runbook of run {} does not parse: {e}",
-                run.id
-            ))
-        })?;
+        let runbook = stored_runbook(&run)?;
         let clients = crate::aws::connect(
             &runbook,
             &crate::aws::Connection::Simulated {
@@ -240,19 +230,16 @@ pub async fn cancel(cli: &Cli, args: &CancelArgs) -> Result<u8, CliError> {
             clients: &clients,
             clock: &clock,
             progress: &progress,
-            interactive: false,
+            approver: &NoApprover,
         };
         let (report, _) =
-            engine::continue_run_after(&ctx, &run.id, false, Some(OperatorAction::Cancel))
-                .await
-                .map_err(operate::engine_error)?;
+            engine::continue_run_after(&ctx, &run.id, false, Some(OperatorAction::Cancel)).await?;
         operate::render(cli, &report);
         // The cancel did what was asked: success, unlike the exit code of a cancelled run.
         return Ok(exit::SUCCEEDED);
     };
     crate::engine::journal::request_cancel(&db, &run.id, &crate::engine::driver::operator(), now)
-        .await
-        .map_err(failed)?;
+        .await?;
     eprintln!(
         "asked the driver of run {} (pid {} on {}) to stop at its next safe point",
         run.id, holder.pid, holder.host
@@ -283,31 +270,22 @@ pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<u8, CliError> {
     let db = session::open_db(cli).await?;
     let run = load(&db, &args.run_id).await?;
     verify_trail(&db, &run.id).await?;
-    let original = engine::rollback::load_original(&db, &run.id)
-        .await
-        .map_err(operate::engine_error)?;
+    let original = engine::rollback::load_original(&db, &run.id).await?;
     if engine::rollback::needs_confirmation(original.operation, &original.steps) && !args.yes {
+        if !terminal_is_interactive() {
+            return Err(CliError::RollbackNotConfirmed { run_id: run.id });
+        }
         let warning = format!(
-            "run {} cut DNS over to the recovered servers. Rolling back restores the previous records and target groups and terminates the recovery instances; once production traffic has moved to the recovered servers, failback (`drs-runbook failback`) is the way back, not rollback.",
+            "run {} cut DNS over to the recovered servers. {ROLLBACK_WARNING}",
             run.id
         );
-        if !terminal_is_interactive() {
-            return Err(CliError::invalid_input(format!(
-                "{warning} Confirm with --yes to roll back anyway."
-            )));
-        }
-        if !confirm(&warning).await {
+        if !ask_yes_no(format!("{warning}\nRoll back?")).await {
             eprintln!("rollback not confirmed: nothing changed");
             return Ok(exit::INVALID_INPUT);
         }
     }
-    let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path).map_err(|e| {
-        CliError::invalid_input(format!(
-            "the stored runbook of run {} does not parse: {e}",
-            run.id
-        ))
-    })?;
-    let cloud = session::connect(cli, &runbook, &run.runbook_text).await?;
+    let runbook = stored_runbook(&run)?;
+    let session = Session::connect(cli, db, &runbook, &run.runbook_text).await?;
     let rollback_id = RunId::generate();
     eprintln!("run {rollback_id}");
     eprintln!(
@@ -315,31 +293,9 @@ pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<u8, CliError> {
         run.id,
         original.operation.as_str()
     );
-    let progress = Progress::new(false);
-    let ctx = Context {
-        db: &db,
-        clients: &cloud.clients,
-        clock: &cloud.clock,
-        progress: &progress,
-        interactive: terminal_is_interactive(),
-    };
-    let result = engine::rollback::start_rollback(&ctx, &original, rollback_id, args.yes).await;
-    cloud.close();
-    let report = result.map_err(operate::engine_error)?;
-    operate::finish(cli, &report, args.notify.as_deref()).await
-}
-
-async fn confirm(warning: &str) -> bool {
-    let warning = warning.to_string();
-    tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let mut err = std::io::stderr();
-        let _ = write!(err, "{warning}\nRoll back? [y/N] ");
-        let _ = err.flush();
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).is_ok()
-            && matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
-    })
-    .await
-    .unwrap_or(false)
+    let result =
+        engine::rollback::start_rollback(&session.context(), &original, rollback_id, args.yes)
+            .await;
+    session.close();
+    operate::finish(cli, &result?, args.notify.as_deref()).await
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::{Cli, CliError, exit, session};
 use crate::report::{self, Format, ReportError};
-use crate::store::{RunId, StoreError};
+use crate::store::RunId;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,22 +21,12 @@ pub struct Args {
 
 /// Parses a run ID given on the command line.
 pub fn parse_run_id(text: &str) -> Result<RunId, CliError> {
-    text.parse()
-        .map_err(|e: StoreError| CliError::invalid_input(e.to_string()))
+    text.parse().map_err(CliError::InvalidRunId)
 }
 
 /// Maps a gathering error to the CLI: an unknown run is invalid input (exit 2).
 pub fn report_error(cli: &Cli, e: ReportError) -> CliError {
-    match e {
-        ReportError::Store(StoreError::RunNotFound { run_id }) => CliError::invalid_input(format!(
-            "no run {run_id} in {} (hint: `drs-runbook history` lists the runs; check --db)",
-            session::db_path(cli).display()
-        )),
-        other => CliError {
-            code: exit::RUN_FAILED,
-            message: super::sim_serve::error_chain(&other),
-        },
-    }
+    CliError::report(session::db_path(cli), e)
 }
 
 /// Writes a report readable by its owner only (0600): it holds the runbook, the operator, hosts
@@ -65,12 +55,9 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
     let text = args.format.render(&data);
     match &args.out {
         Some(path) => {
-            write_private(path, text.as_bytes()).map_err(|e| CliError {
-                code: exit::RUN_FAILED,
-                message: format!(
-                    "failed to write the report to {}: {e} (hint: check that the directory exists and is writable)",
-                    path.display()
-                ),
+            write_private(path, text.as_bytes()).map_err(|cause| CliError::WriteReport {
+                path: path.clone(),
+                cause,
             })?;
             eprintln!(
                 "wrote the {} report of run {run_id} to {}",
@@ -83,15 +70,9 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
     if !data.audit.verified {
         // The report is written (it says where the trail breaks), but its evidence cannot be
         // trusted: a scheduled job must notice.
-        return Err(CliError {
-            code: exit::RUN_FAILED,
-            message: format!(
-                "{} (hint: `drs-runbook audit verify {run_id}` shows the broken link; restore the database from a backup to compare)",
-                data.audit
-                    .broken
-                    .as_deref()
-                    .unwrap_or("the audit trail does not verify")
-            ),
+        return Err(CliError::AuditBroken {
+            run_id,
+            broken: data.audit.broken.clone(),
         });
     }
     Ok(exit::SUCCEEDED)

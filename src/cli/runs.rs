@@ -1,12 +1,12 @@
 //! `approve`, `status` and `show`: operator actions on and views of stored runs.
 
-use super::{Cli, CliError, Output, exit, operate, session};
-use crate::engine::driver::terminal_is_interactive;
+use super::recover::{load as load_run, stored_runbook};
+use super::session::{self, Session};
+use super::{Cli, CliError, Output, exit, operate};
+use crate::engine;
 use crate::engine::journal::Journal;
 use crate::engine::machine::StepStatus;
-use crate::engine::progress::Progress;
-use crate::engine::{self, Context};
-use crate::store::{self, Database, RunId};
+use crate::store::{self, Database};
 use crate::terminal::{safe, safe_lines};
 
 #[derive(Debug, clap::Args)]
@@ -34,37 +34,12 @@ pub struct ShowArgs {
     pub run_id: String,
 }
 
-async fn load_run(db: &Database, run_id: &str) -> Result<store::runs::Run, CliError> {
-    let id: RunId = run_id
-        .parse()
-        .map_err(|e: store::StoreError| CliError::invalid_input(e.to_string()))?;
-    let mut conn = db.pool().acquire().await.map_err(|e| CliError {
-        code: exit::RUN_FAILED,
-        message: format!("failed to read the database: {e}"),
-    })?;
-    match store::runs::get(&mut conn, &id).await {
-        Ok(run) => Ok(run),
-        Err(store::StoreError::RunNotFound { .. }) => Err(CliError::invalid_input(format!(
-            "no run {run_id} in {} (hint: `drs-runbook history` lists the runs; check --db)",
-            db.path().display()
-        ))),
-        Err(e) => Err(CliError {
-            code: exit::RUN_FAILED,
-            message: format!("failed to read run {run_id}: {e}"),
-        }),
-    }
-}
-
 pub async fn approve(cli: &Cli, args: &ApproveArgs) -> Result<u8, CliError> {
     let db = session::open_db(cli).await?;
     let run = load_run(&db, &args.run_id).await?;
     let run_id = run.id.clone();
     super::recover::verify_trail(&db, &run_id).await?;
-    let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path).map_err(|e| {
-        CliError::invalid_input(format!(
-            "the stored runbook of run {run_id} does not parse: {e}"
-        ))
-    })?;
+    let runbook = stored_runbook(&run)?;
     let steps = Journal::new(
         db.clone(),
         run_id.clone(),
@@ -73,11 +48,7 @@ pub async fn approve(cli: &Cli, args: &ApproveArgs) -> Result<u8, CliError> {
         crate::engine::clock::EngineClock::Real,
     )
     .steps()
-    .await
-    .map_err(|e| CliError {
-        code: exit::RUN_FAILED,
-        message: e.to_string(),
-    })?;
+    .await?;
     let waiting: Vec<_> = steps
         .iter()
         .filter(|s| {
@@ -92,25 +63,18 @@ pub async fn approve(cli: &Cli, args: &ApproveArgs) -> Result<u8, CliError> {
         })
         .collect();
     if waiting.is_empty() {
-        let known: Vec<&str> = steps
-            .iter()
-            .filter(|s| s.needs_approval)
-            .map(|s| s.key.as_str())
-            .collect();
-        return Err(CliError::invalid_input(format!(
-            "nothing to approve in run {run_id}{} (steps with an approval gate: {})",
-            args.step
-                .as_ref()
-                .map(|s| format!(" for step {s}"))
-                .unwrap_or_default(),
-            if known.is_empty() {
-                "none".to_string()
-            } else {
-                known.join(", ")
-            }
-        )));
+        return Err(CliError::NothingToApprove {
+            run_id,
+            step: args.step.clone(),
+            gated: steps
+                .iter()
+                .filter(|s| s.needs_approval)
+                .map(|s| s.key.clone())
+                .collect(),
+        });
     }
-    let cloud = session::connect(cli, &runbook, &run.runbook_text).await?;
+    let session = Session::connect(cli, db.clone(), &runbook, &run.runbook_text).await?;
+    let cloud = &session.cloud;
     let journal = Journal::new(
         db.clone(),
         run_id.clone(),
@@ -126,25 +90,13 @@ pub async fn approve(cli: &Cli, args: &ApproveArgs) -> Result<u8, CliError> {
                 args.comment.as_deref(),
                 cloud.clock.now(),
             )
-            .await
-            .map_err(|e| CliError {
-                code: exit::RUN_FAILED,
-                message: e.to_string(),
-            })?;
+            .await?;
         eprintln!("approved {} of run {run_id}", safe(&step.key));
     }
     eprintln!("run {run_id}");
-    let progress = Progress::new(false);
-    let ctx = Context {
-        db: &db,
-        clients: &cloud.clients,
-        clock: &cloud.clock,
-        progress: &progress,
-        interactive: terminal_is_interactive(),
-    };
-    let result = engine::continue_run(&ctx, &run_id, false).await;
-    cloud.close();
-    let (report, _) = result.map_err(operate::engine_error)?;
+    let result = engine::continue_run(&session.context(), &run_id, false).await;
+    session.close();
+    let (report, _) = result?;
     operate::finish(cli, &report, args.notify.as_deref()).await
 }
 
@@ -153,10 +105,7 @@ pub async fn status(cli: &Cli, args: &StatusArgs) -> Result<u8, CliError> {
     if let Some(run_id) = &args.run_id {
         return show_run(cli, &db, run_id, false).await;
     }
-    let mut conn = db.pool().acquire().await.map_err(|e| CliError {
-        code: exit::RUN_FAILED,
-        message: e.to_string(),
-    })?;
+    let mut conn = db.pool().acquire().await?;
     let runs = store::runs::list(
         &mut conn,
         &store::runs::RunFilter {
@@ -164,11 +113,7 @@ pub async fn status(cli: &Cli, args: &StatusArgs) -> Result<u8, CliError> {
             ..Default::default()
         },
     )
-    .await
-    .map_err(|e| CliError {
-        code: exit::RUN_FAILED,
-        message: e.to_string(),
-    })?;
+    .await?;
     let open: Vec<_> = runs
         .iter()
         .filter(|r| !matches!(r.status.as_str(), "succeeded" | "cancelled" | "rolled_back"))
@@ -203,21 +148,10 @@ pub async fn show(cli: &Cli, args: &ShowArgs) -> Result<u8, CliError> {
 
 async fn show_run(cli: &Cli, db: &Database, run_id: &str, detailed: bool) -> Result<u8, CliError> {
     let run = load_run(db, run_id).await?;
-    let mut conn = db.pool().acquire().await.map_err(|e| CliError {
-        code: exit::RUN_FAILED,
-        message: e.to_string(),
-    })?;
-    let failed = |e: store::StoreError| CliError {
-        code: exit::RUN_FAILED,
-        message: e.to_string(),
-    };
-    let steps = store::steps::list(&mut conn, &run.id)
-        .await
-        .map_err(failed)?;
+    let mut conn = db.pool().acquire().await?;
+    let steps = store::steps::list(&mut conn, &run.id).await?;
     let effects = if detailed {
-        store::effects::for_run(&mut conn, &run.id)
-            .await
-            .map_err(failed)?
+        store::effects::for_run(&mut conn, &run.id).await?
     } else {
         Vec::new()
     };

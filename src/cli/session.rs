@@ -1,10 +1,15 @@
-//! What run commands share: the database path, opening it, and reaching AWS or the simulator.
+//! What run commands share: the database path, opening it, reaching AWS or the simulator, and
+//! the [`Session`] (database, cloud, progress display and approver) every run is driven in.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use super::{Cli, CliError, exit};
+use super::progress::{Lines, Prompt, terminal_is_interactive};
+use super::{Cli, CliError};
 use crate::aws::{Clients, Connection};
+use crate::engine::Context;
 use crate::engine::clock::EngineClock;
+use crate::engine::progress::Progress;
 use crate::runbook::Runbook;
 use crate::sim::{Sim, SimOptions};
 use crate::store::Database;
@@ -33,14 +38,56 @@ pub fn db_path(cli: &Cli) -> PathBuf {
 
 pub async fn open_db(cli: &Cli) -> Result<Database, CliError> {
     let path = db_path(cli);
-    Database::open(&path).await.map_err(|e| CliError {
-        code: exit::RUN_FAILED,
-        message: format!(
-            "failed to open the run database {}: {}",
-            path.display(),
-            super::sim_serve::error_chain(&e)
-        ),
-    })
+    Database::open(&path)
+        .await
+        .map_err(|e| CliError::OpenDatabase {
+            cause: super::sim_serve::error_chain(&e),
+            path,
+        })
+}
+
+/// A run command's session: the database, the cloud, the progress lines on stderr and the
+/// terminal prompt. [`Session::context`] is the engine's view of it.
+pub struct Session {
+    pub db: Database,
+    pub cloud: Cloud,
+    progress: Progress,
+    prompt: Prompt,
+}
+
+impl Session {
+    /// Connects to the cloud of `runbook` (see [`connect`]) for a run in `db`.
+    pub async fn connect(
+        cli: &Cli,
+        db: Database,
+        runbook: &Runbook,
+        runbook_text: &str,
+    ) -> Result<Session, CliError> {
+        let cloud = connect(cli, runbook, runbook_text).await?;
+        Ok(Session {
+            db,
+            cloud,
+            progress: Progress::new(Arc::new(Lines::new())),
+            prompt: Prompt {
+                interactive: terminal_is_interactive(),
+            },
+        })
+    }
+
+    pub fn context(&self) -> Context<'_> {
+        Context {
+            db: &self.db,
+            clients: &self.cloud.clients,
+            clock: &self.cloud.clock,
+            progress: &self.progress,
+            approver: &self.prompt,
+        }
+    }
+
+    /// Ends the session (saves the embedded simulator's world).
+    pub fn close(&self) {
+        self.cloud.close();
+    }
 }
 
 /// The world file of the embedded simulator: beside the database.
@@ -79,22 +126,23 @@ pub async fn connect(cli: &Cli, runbook: &Runbook, runbook_text: &str) -> Result
             .filter(|s| *s > 0.0)
             .unwrap_or(DEFAULT_SIM_SPEED);
         let state_file = sim_state_path(cli);
-        let sim = Sim::new(SimOptions { speed, state_file: Some(state_file.clone()) }).map_err(|e| CliError {
-            code: exit::RUN_FAILED,
-            message: format!("failed to start the embedded simulator: {} (hint: delete {} to start a fresh simulated world)", super::sim_serve::error_chain(&e), state_file.display()),
+        let sim = Sim::new(SimOptions {
+            speed,
+            state_file: Some(state_file.clone()),
+        })
+        .map_err(|e| CliError::SimStart {
+            cause: super::sim_serve::error_chain(&e),
+            state_file: Some(state_file),
         })?;
         sim.seed_toml(runbook_text, &runbook.name)
-            .map_err(|e| CliError::invalid_input(format!("failed to seed the simulator: {e}")))?;
+            .map_err(|e| CliError::SimSeed(e.to_string()))?;
         let addr = sim
             .clone()
             .spawn("127.0.0.1:0")
             .await
-            .map_err(|e| CliError {
-                code: exit::RUN_FAILED,
-                message: format!(
-                    "failed to start the embedded simulator: {}",
-                    super::sim_serve::error_chain(&e)
-                ),
+            .map_err(|e| CliError::SimStart {
+                cause: super::sim_serve::error_chain(&e),
+                state_file: None,
             })?;
         let endpoint = format!("http://{addr}");
         let clients = crate::aws::connect(

@@ -25,47 +25,36 @@ pub struct Args {
 
 pub async fn run(args: &Args) -> Result<u8, CliError> {
     if !(args.speed > 0.0 && args.speed.is_finite()) {
-        return Err(CliError::invalid_input(format!(
-            "invalid --speed {}: it must be a positive number (hint: --speed 60 runs an hour in a minute)",
-            args.speed
-        )));
+        return Err(CliError::InvalidSpeed(args.speed));
     }
     let sim = Sim::new(SimOptions {
         speed: args.speed,
         state_file: args.state.clone(),
     })
-    .map_err(|e| {
-        CliError::invalid_input(format!(
-            "failed to start the simulator: {}",
-            error_chain(&e)
-        ))
-    })?;
+    .map_err(|e| CliError::ServeStart(error_chain(&e)))?;
     for path in &args.seeds {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            CliError::invalid_input(format!(
-                "failed to read the runbook {}: {e}",
-                path.display()
-            ))
+        let text = std::fs::read_to_string(path).map_err(|cause| CliError::ServeReadSeed {
+            path: path.clone(),
+            cause,
         })?;
         sim.seed_toml(&text, &path.display().to_string())
-            .map_err(|e| {
-                CliError::invalid_input(format!("failed to seed from {}: {e}", path.display()))
+            .map_err(|e| CliError::ServeSeed {
+                path: path.clone(),
+                cause: e.to_string(),
             })?;
     }
-    let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(|e| {
-        CliError::invalid_input(format!(
-            "failed to listen on {}: {e} (hint: choose another --listen address, or port 0 for any free port)",
-            args.listen
-        ))
-    })?;
-    let addr = listener.local_addr().map_err(|e| {
-        CliError::invalid_input(format!("failed to read the listening address: {e}"))
-    })?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|cause| CliError::ServeListen {
+            addr: args.listen.clone(),
+            cause,
+        })?;
+    let addr = listener.local_addr().map_err(CliError::ServeLocalAddr)?;
     println!("listening on http://{addr}");
     let _ = std::io::stdout().flush();
     let serve = sim.serve(listener);
     tokio::select! {
-        result = serve => result.map_err(|e| CliError { code: exit::RUN_FAILED, message: format!("the simulator stopped: {e}") })?,
+        result = serve => result.map_err(|e| CliError::SimStopped(e.to_string()))?,
         _ = tokio::signal::ctrl_c() => {}
     }
     Ok(exit::SUCCEEDED)

@@ -58,10 +58,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
         .count();
     if invalid > 0 {
         let total = outcomes.len();
-        return Err(CliError::invalid_input(format!(
-            "{invalid} of {total} runbook{} not valid (hint: fix the problems named above, then run `drs-runbook validate` again)",
-            if total == 1 { " is" } else { "s are" }
-        )));
+        return Err(CliError::RunbooksInvalid { invalid, total });
     }
     Ok(exit::SUCCEEDED)
 }
@@ -95,10 +92,7 @@ fn print_json(outcomes: &[(String, Result<LoadedRunbook, RunbookError>)]) -> Res
         .iter()
         .map(|(file, outcome)| file_report(file, outcome))
         .collect();
-    let text = serde_json::to_string(&Report { runbooks }).map_err(|e| CliError {
-        code: exit::RUN_FAILED,
-        message: format!("failed to render the JSON report: {e}"),
-    })?;
+    let text = serde_json::to_string(&Report { runbooks })?;
     println!("{text}");
     Ok(())
 }

@@ -4,21 +4,20 @@
 //!
 //! ```text
 //!   ┌──► journal.steps() ──► machine::decide ──► StartStep ──► steps::execute (concurrent)
-//!   │                                        ├─► RequestApproval ──► prompt (TTY) or wait
+//!   │                                        ├─► RequestApproval ──► approver (the CLI prompts) or wait
 //!   │                                        ├─► Pause / Finish ──► report
 //!   └──── step result persisted ◄── Wait ◄───┘
 //! ```
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
-use std::io::IsTerminal;
 
 use super::budget::JobBudget;
 use super::clock::EngineClock;
 use super::journal::{Journal, JournalError, StepRow};
 use super::machine::{self, Command, RunFlags, RunOutcome, StepEvent, StepStatus, StepView};
 use super::plan::{Operation, StepKind};
-use super::progress::Progress;
+use super::progress::{Approver, Progress, StepProgress};
 use crate::aws::Clients;
 use crate::runbook::Runbook;
 use crate::steps::{self, RunInfo, StepCtx, StepInfo, StepResult};
@@ -58,6 +57,20 @@ pub struct ObjectivesReport {
     pub rpo_met: Option<bool>,
 }
 
+/// Exit codes of the CLI contract (DESIGN section 7).
+pub mod exit {
+    pub const SUCCEEDED: u8 = 0;
+    pub const RUN_FAILED: u8 = 1;
+    pub const INVALID_INPUT: u8 = 2;
+    pub const PAUSED: u8 = 3;
+    pub const REFUSED: u8 = 4;
+    pub const INTERRUPTED: u8 = 130;
+    pub const HANGUP: u8 = 129;
+    pub const TERMINATED: u8 = 143;
+    /// stdout was a closed pipe: output ended quietly.
+    pub const BROKEN_PIPE: u8 = 141;
+}
+
 impl RunReport {
     /// The CLI exit code of this outcome (DESIGN section 7).
     pub fn exit_code(&self) -> u8 {
@@ -68,14 +81,14 @@ impl RunReport {
                     .as_ref()
                     .is_some_and(|o| o.rto_met == Some(false) || o.rpo_met == Some(false));
                 if missed && self.operation == "drill" {
-                    1
+                    exit::RUN_FAILED
                 } else {
-                    0
+                    exit::SUCCEEDED
                 }
             }
-            "paused" => 3,
+            "paused" => exit::PAUSED,
             "interrupted" => crate::signals::interrupted_exit_code(),
-            _ => 1,
+            _ => exit::RUN_FAILED,
         }
     }
 }
@@ -112,7 +125,9 @@ pub struct Driver<'a> {
     pub run: RunInfo,
     /// Approvals given up front (`--yes`).
     pub yes: bool,
-    /// Ask for approvals on the terminal (stdin and stderr are TTYs and not `--yes`).
+    /// Asks for approvals (the CLI: on the terminal).
+    pub approver: &'a dyn Approver,
+    /// Ask the approver (it can ask, and not `--yes`).
     pub interactive: bool,
     pub budget: JobBudget,
 }
@@ -213,13 +228,13 @@ impl Driver<'_> {
                             wave: row.wave.clone(),
                             attempt,
                         };
-                        self.progress.line(
+                        self.progress.step(
                             self.clock.now(),
                             &key,
                             if row.status == StepStatus::Running {
-                                "resumed"
+                                StepProgress::Resumed
                             } else {
-                                "started"
+                                StepProgress::Started
                             },
                         );
                         let stop = stop_rx.clone();
@@ -246,7 +261,8 @@ impl Driver<'_> {
                             .find(|r| r.key == key)
                             .expect("decided on a known step");
                         if self.interactive
-                            && polling(&mut running, &mut reported, ask_approval(&key)).await
+                            && polling(&mut running, &mut reported, self.approver.approve(&key))
+                                .await
                         {
                             polling(
                                 &mut running,
@@ -343,7 +359,7 @@ impl Driver<'_> {
                 self.journal
                     .transition(key, StepStatus::Running, StepEvent::Succeed, now, None)
                     .await?;
-                self.progress.line(now, key, "succeeded");
+                self.progress.step(now, key, StepProgress::Succeeded);
             }
             StepResult::Failed(failure) => {
                 self.journal
@@ -355,10 +371,12 @@ impl Driver<'_> {
                         Some(&failure),
                     )
                     .await?;
-                self.progress.line(now, key, &format!("FAILED: {failure}"));
+                self.progress
+                    .step(now, key, StepProgress::Failed(failure.to_string()));
             }
             StepResult::Stopped => {
-                self.progress.line(now, key, "stopped at a safe point");
+                self.progress
+                    .step(now, key, StepProgress::StoppedAtSafePoint);
             }
         }
         Ok(())
@@ -516,32 +534,6 @@ pub async fn report(
         error: run.error.clone(),
         waiting_for,
     })
-}
-
-/// Asks the operator on the terminal. Anything but `y`/`yes` declines.
-async fn ask_approval(step: &str) -> bool {
-    let step = step.to_string();
-    tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let mut err = std::io::stderr();
-        let _ = write!(
-            err,
-            "Approve step {step}? This changes production traffic or resources. [y/N] "
-        );
-        let _ = err.flush();
-        let mut line = String::new();
-        if std::io::stdin().read_line(&mut line).is_err() {
-            return false;
-        }
-        matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
-    })
-    .await
-    .unwrap_or(false)
-}
-
-/// Whether approvals can be asked on this terminal.
-pub fn terminal_is_interactive() -> bool {
-    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
 /// The operator's name, for the audit trail.

@@ -29,15 +29,36 @@ use progress::Progress;
 /// How long a driver's lease lasts without a heartbeat.
 pub const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Errors of starting or continuing a run, each with its exit code.
+/// Errors of starting or continuing a run. [`EngineError::is_refusal`] (exit 4) and
+/// [`EngineError::is_invalid`] (exit 2) classify them for the CLI; the rest failed (exit 1).
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// Another run holds these resources, or another driver this run (exit 4).
-    #[error("{0}")]
-    Refused(String),
-    /// The request does not make sense (exit 2).
-    #[error("{0}")]
-    Invalid(String),
+    /// Another run holds these servers (`ClaimConflict`), or another driver this run
+    /// (`LeaseHeld`).
+    #[error("refused: {0}")]
+    Refused(#[source] StoreError),
+    #[error("the stored runbook of run {run_id} no longer parses: {cause}")]
+    StoredRunbook {
+        run_id: RunId,
+        cause: crate::runbook::RunbookError,
+    },
+    /// An operator action on a step in a status that does not allow it.
+    #[error("step {step} of run {run_id} is {}: only {allowed} (hint: `drs-runbook show {run_id}` lists the steps and their status)", status.as_str())]
+    StepNotActionable {
+        run_id: RunId,
+        step: String,
+        status: machine::StepStatus,
+        allowed: &'static str,
+    },
+    #[error("run {run_id} has no step {step} (its steps: {})", known.join(", "))]
+    NoSuchStep {
+        run_id: RunId,
+        step: String,
+        known: Vec<String>,
+    },
+    /// A refused rollback or failback: the run cannot be reversed (see [`rollback`]).
+    #[error(transparent)]
+    NotReversible(#[from] rollback::NotReversible),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -50,13 +71,38 @@ pub enum EngineError {
     Driver(#[from] driver::DriverError),
 }
 
+impl EngineError {
+    /// Another run or driver holds what this one needs (exit 4).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Refused(_)
+                | EngineError::NotReversible(rollback::NotReversible::RunBeingDriven { .. })
+        )
+    }
+
+    /// The request does not make sense for this run (exit 2).
+    pub fn is_invalid(&self) -> bool {
+        match self {
+            EngineError::StoredRunbook { .. }
+            | EngineError::StepNotActionable { .. }
+            | EngineError::NoSuchStep { .. } => true,
+            EngineError::NotReversible(e) => {
+                !matches!(e, rollback::NotReversible::RunBeingDriven { .. })
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Everything needed to run: the database, the clients and the clock.
 pub struct Context<'a> {
     pub db: &'a Database,
     pub clients: &'a Clients,
     pub clock: &'a EngineClock,
     pub progress: &'a Progress,
-    pub interactive: bool,
+    /// Asked at approval gates (unless `--yes`).
+    pub approver: &'a dyn progress::Approver,
 }
 
 /// What to start.
@@ -165,7 +211,7 @@ pub async fn start_planned_run(
         store::claims::claim_all(&mut tx, &request.run_id, &claims_of(request.runbook), now).await
     {
         return Err(match conflict {
-            e @ StoreError::ClaimConflict { .. } => EngineError::Refused(format!("refused: {e}")),
+            e @ StoreError::ClaimConflict { .. } => EngineError::Refused(e),
             other => EngineError::Store(other),
         });
     }
@@ -228,10 +274,11 @@ pub async fn continue_run_after(
     let run = store::runs::get(&mut conn, run_id).await?;
     drop(conn);
     // Resume uses the runbook as it was when the run started.
-    let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path).map_err(|e| {
-        EngineError::Invalid(format!(
-            "the stored runbook of run {run_id} no longer parses: {e}"
-        ))
+    let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path).map_err(|cause| {
+        EngineError::StoredRunbook {
+            run_id: run_id.clone(),
+            cause,
+        }
     })?;
     let mut options: RunOptions = serde_json::from_value(run.options.clone()).unwrap_or_default();
     options.yes = options.yes || yes;
@@ -296,13 +343,11 @@ async fn take_lease(
             .await
             {
                 Ok(lease) => Ok((lease, Some("its process no longer exists on this host"))),
-                Err(e @ StoreError::LeaseHeld { .. }) => {
-                    Err(EngineError::Refused(format!("refused: {e}")))
-                }
+                Err(e @ StoreError::LeaseHeld { .. }) => Err(EngineError::Refused(e)),
                 Err(e) => Err(e.into()),
             }
         }
-        Err(e @ StoreError::LeaseHeld { .. }) => Err(EngineError::Refused(format!("refused: {e}"))),
+        Err(e @ StoreError::LeaseHeld { .. }) => Err(EngineError::Refused(e)),
         Err(e) => Err(e.into()),
     }
 }
@@ -364,7 +409,8 @@ async fn drive(
         progress: ctx.progress,
         run: info,
         yes,
-        interactive: ctx.interactive && !yes,
+        approver: ctx.approver,
+        interactive: ctx.approver.can_ask() && !yes,
         budget: budget::JobBudget::new(20, 500),
     };
     let heartbeat = {
@@ -443,13 +489,13 @@ async fn apply_action(
     action: &OperatorAction,
 ) -> Result<Option<RunReport>, EngineError> {
     let now = ctx.clock.now();
-    let refuse = |key: &str, status: machine::StepStatus, what: &str| {
-        EngineError::Invalid(format!(
-            "step {key} of run {} is {}: only {what} (hint: `drs-runbook show {}` lists the steps and their status)",
-            journal.run_id(),
-            status.as_str(),
-            journal.run_id()
-        ))
+    let refuse = |key: &str, status: machine::StepStatus, allowed: &'static str| {
+        EngineError::StepNotActionable {
+            run_id: journal.run_id().clone(),
+            step: key.to_string(),
+            status,
+            allowed,
+        }
     };
     match action {
         OperatorAction::Retry { step } => {
@@ -510,17 +556,14 @@ async fn apply_action(
 /// The step `key` of the journal's run, or an error listing its steps.
 async fn step_of(journal: &Journal, key: &str) -> Result<journal::StepRow, EngineError> {
     let rows = journal.steps().await?;
-    let known = rows
-        .iter()
-        .map(|r| r.key.clone())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let known = rows.iter().map(|r| r.key.clone()).collect();
     match rows.into_iter().find(|r| r.key == key) {
         Some(row) => Ok(row),
-        None => Err(EngineError::Invalid(format!(
-            "run {} has no step {key} (its steps: {known})",
-            journal.run_id()
-        ))),
+        None => Err(EngineError::NoSuchStep {
+            run_id: journal.run_id().clone(),
+            step: key.to_string(),
+            known,
+        }),
     }
 }
 

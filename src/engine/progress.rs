@@ -1,89 +1,106 @@
-//! Live progress on stderr. Every event is a plain timestamped line
-//! (`2026-11-27T03:04:05Z launch:app  1/2 launched`), which reads well in a pipe, a CI log and a
-//! terminal alike. On a terminal, a status line at the bottom is redrawn in place with the steps
-//! running now and the time since the run started, so a long wait never looks like a hang.
-//! Lines are also sent to tracing at info level.
+//! Progress events and operator approvals: what the driver and the steps tell the outside, and
+//! what they ask it. The engine only emits typed [`ProgressEvent`]s to an [`Observer`] and asks
+//! an [`Approver`]; the CLI implements both (the terminal prompt, plain timestamped lines, the
+//! status line), so the engine never touches a terminal. Events are also sent to tracing at
+//! info level.
 
 use chrono::{DateTime, Utc};
-use std::collections::BTreeSet;
-use std::io::{IsTerminal, Write};
-use std::sync::{Arc, Mutex};
+use futures_util::future::BoxFuture;
+use std::sync::Arc;
 
-/// Cheap to clone; clones share one display.
-#[derive(Clone)]
-pub struct Progress {
-    quiet: bool,
-    tty: bool,
-    state: Arc<Mutex<State>>,
+/// What happened to a step (or, for `step == "run"`, to the run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepProgress {
+    Started,
+    /// Started again after a crash or an interruption.
+    Resumed,
+    Succeeded,
+    Failed(String),
+    StoppedAtSafePoint,
+    /// Anything else a step or the driver has to say.
+    Note(String),
 }
 
-#[derive(Default)]
-struct State {
-    last: Option<(String, String)>,
-    running: BTreeSet<String>,
-    started: Option<DateTime<Utc>>,
-    status_shown: bool,
+impl StepProgress {
+    /// The event as one line of text.
+    pub fn message(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            StepProgress::Started => "started".into(),
+            StepProgress::Resumed => "resumed".into(),
+            StepProgress::Succeeded => "succeeded".into(),
+            StepProgress::Failed(failure) => format!("FAILED: {failure}").into(),
+            StepProgress::StoppedAtSafePoint => "stopped at a safe point".into(),
+            StepProgress::Note(message) => message.as_str().into(),
+        }
+    }
+}
+
+/// One progress event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgressEvent<'a> {
+    pub at: DateTime<Utc>,
+    /// The step's key, or `run` for the run itself.
+    pub step: &'a str,
+    pub progress: StepProgress,
+}
+
+/// Receives progress events (the CLI draws them).
+pub trait Observer: Send + Sync {
+    fn event(&self, event: &ProgressEvent<'_>);
+}
+
+/// Asks an operator to approve a step now.
+pub trait Approver: Send + Sync {
+    /// Whether anyone can be asked (otherwise the run pauses at the gate).
+    fn can_ask(&self) -> bool;
+    /// Asks; anything but a clear yes declines.
+    fn approve<'a>(&'a self, step: &'a str) -> BoxFuture<'a, bool>;
+}
+
+/// Nobody to ask: every gate pauses the run (or `--yes` approved it up front).
+pub struct NoApprover;
+
+impl Approver for NoApprover {
+    fn can_ask(&self) -> bool {
+        false
+    }
+    fn approve<'a>(&'a self, _step: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async { false })
+    }
+}
+
+/// Nothing drawn; events still go to tracing.
+pub struct Silent;
+
+impl Observer for Silent {
+    fn event(&self, _event: &ProgressEvent<'_>) {}
+}
+
+/// The handle the driver and the steps emit through. Cheap to clone; clones share one observer.
+#[derive(Clone)]
+pub struct Progress {
+    observer: Arc<dyn Observer>,
 }
 
 impl Progress {
-    /// Progress on stderr; the status line only when stderr is a terminal.
-    pub fn new(quiet: bool) -> Self {
-        Progress {
-            quiet,
-            tty: std::io::stderr().is_terminal(),
-            state: Arc::new(Mutex::new(State::default())),
-        }
+    pub fn new(observer: Arc<dyn Observer>) -> Self {
+        Progress { observer }
     }
 
-    /// Prints one progress line for a step, skipping an exact repeat of that step's last line.
+    /// Progress that only goes to tracing.
+    pub fn silent() -> Self {
+        Progress::new(Arc::new(Silent))
+    }
+
+    /// Emits one event of a step.
+    pub fn step(&self, at: DateTime<Utc>, step: &str, progress: StepProgress) {
+        tracing::info!(step, "{}", progress.message());
+        self.observer.event(&ProgressEvent { at, step, progress });
+    }
+
+    /// A free-form line for a step.
     pub fn line(&self, at: DateTime<Utc>, step: &str, message: &str) {
-        tracing::info!(step, "{message}");
-        if self.quiet {
-            return;
-        }
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.started.get_or_insert(at);
-        match message {
-            "started" | "resumed" => {
-                state.running.insert(step.to_string());
-            }
-            m if m == "succeeded" || m.starts_with("FAILED") || m.starts_with("stopped") => {
-                state.running.remove(step);
-            }
-            _ => {}
-        }
-        let entry = (step.to_string(), message.to_string());
-        if state.last.as_ref() == Some(&entry) {
-            return;
-        }
-        state.last = Some(entry);
-        let mut err = std::io::stderr().lock();
-        if self.tty && state.status_shown {
-            let _ = write!(err, "\r\x1b[2K");
-        }
-        let _ = writeln!(
-            err,
-            "{} {:<26} {}",
-            at.format("%Y-%m-%dT%H:%M:%SZ"),
-            crate::terminal::safe(step),
-            crate::terminal::safe_lines(message)
-        );
-        if self.tty && !state.running.is_empty() {
-            let elapsed = (at - state.started.unwrap_or(at)).num_seconds().max(0);
-            let running: Vec<&str> = state.running.iter().map(String::as_str).collect();
-            let _ = write!(
-                err,
-                "\x1b[1m[{:02}:{:02}:{:02}] running: {}\x1b[0m",
-                elapsed / 3600,
-                (elapsed % 3600) / 60,
-                elapsed % 60,
-                crate::terminal::safe(&running.join(", "))
-            );
-            state.status_shown = true;
-        } else {
-            state.status_shown = false;
-        }
-        let _ = err.flush();
+        self.step(at, step, StepProgress::Note(message.to_string()));
     }
 
     /// A run-level line.

@@ -10,6 +10,9 @@
 //! ([`crate::steps::compensate::compensates`]). Terminating a failover's recovery instances
 //! waits for an operator (an approval gate; `--yes` gives it); a drill's are terminated freely.
 //! When the rollback succeeds, the driver marks the original run `rolled_back`.
+//!
+//! Beside rollback's checks live failback's ([`failover_to_reverse`]): both decide whether a
+//! stored run can be reversed, and say why not with [`NotReversible`].
 
 use serde_json::json;
 
@@ -18,7 +21,109 @@ use super::plan::{Operation, PlannedStep, StepKind};
 use super::{Context, EngineError, NewRunRequest, RunReport};
 use crate::steps::RunOptions;
 use crate::steps::compensate::{UNDO_PREFIX, compensates};
-use crate::store::{self, RunId};
+use crate::store::{self, RunId, RunStatus};
+
+/// Why a stored run cannot be rolled back, or failed back from. A run being driven elsewhere
+/// is a refusal (exit 4); the others are invalid requests (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum NotReversible {
+    #[error(
+        "run {run_id} is itself a rollback; resume it (`drs-runbook resume {run_id}`) instead of rolling it back"
+    )]
+    RollbackOfRollback { run_id: RunId },
+    #[error("run {run_id} is already rolled back (hint: `drs-runbook show {run_id}`)")]
+    AlreadyRolledBack { run_id: RunId },
+    #[error(
+        "run {run_id} was failed back by run {child} ({child_status}); rolling the failover back now would undo traffic the failback moved (hint: roll back the failback first: `drs-runbook rollback {child}`)"
+    )]
+    FailedBack {
+        run_id: RunId,
+        child: RunId,
+        child_status: &'static str,
+    },
+    #[error(
+        "refused: run {run_id} is being driven by pid {pid} on {host} since {since} (hint: `drs-runbook cancel {run_id}` stops it at a safe point; then roll it back)"
+    )]
+    RunBeingDriven {
+        run_id: RunId,
+        pid: i64,
+        host: String,
+        since: chrono::DateTime<chrono::Utc>,
+    },
+    #[error(
+        "run {run_id} is a failback whose cleanup has already terminated the recovery instances it moved traffic from, so there is nothing to roll back to (hint: to move to the recovery region again, run a new failover: `drs-runbook failover {runbook_path}`)"
+    )]
+    FailbackCleanedUp { run_id: RunId, runbook_path: String },
+    #[error(
+        "no failover of runbook {runbook} has succeeded in this run database, so there is nothing to fail back from (hint: fail over first with `drs-runbook failover <runbook>`, or name a failover run with --from-run; `drs-runbook status` lists the runs)"
+    )]
+    NoFailoverToReverse { runbook: String },
+    #[error(
+        "cannot fail back from run {run_id}: it is a {operation} run, not a failover (hint: name the failover run to reverse)"
+    )]
+    NotAFailover {
+        run_id: RunId,
+        operation: &'static str,
+    },
+    #[error(
+        "cannot fail back from run {run_id}: it failed over runbook {failed_over}, not {runbook} (hint: pass that runbook's file)"
+    )]
+    OtherRunbook {
+        run_id: RunId,
+        failed_over: String,
+        runbook: String,
+    },
+    #[error(
+        "cannot fail back from run {run_id}: the failover is {status}, not succeeded (hint: finish it first with `drs-runbook resume {run_id}`, or roll it back)"
+    )]
+    FailoverNotSucceeded { run_id: RunId, status: &'static str },
+}
+
+/// The failover run a failback of `runbook` reverses: `from_run`, or else the latest
+/// succeeded failover of the runbook. Refuses a run that is not a succeeded failover of it.
+pub async fn failover_to_reverse(
+    db: &store::Database,
+    runbook: &str,
+    from_run: Option<&RunId>,
+) -> Result<RunId, EngineError> {
+    let mut conn = db.pool().acquire().await?;
+    let Some(id) = from_run else {
+        return match store::runs::latest_succeeded(&mut conn, runbook, store::Operation::Failover)
+            .await?
+        {
+            Some(run) => Ok(run.id),
+            None => Err(NotReversible::NoFailoverToReverse {
+                runbook: runbook.to_string(),
+            }
+            .into()),
+        };
+    };
+    let run = store::runs::get(&mut conn, id).await?;
+    let run_id = id.clone();
+    if run.operation != store::Operation::Failover {
+        return Err(NotReversible::NotAFailover {
+            run_id,
+            operation: run.operation.as_str(),
+        }
+        .into());
+    }
+    if run.runbook_name != runbook {
+        return Err(NotReversible::OtherRunbook {
+            run_id,
+            failed_over: run.runbook_name,
+            runbook: runbook.to_string(),
+        }
+        .into());
+    }
+    if run.status != RunStatus::Succeeded {
+        return Err(NotReversible::FailoverNotSucceeded {
+            run_id,
+            status: run.status.as_str(),
+        }
+        .into());
+    }
+    Ok(run_id)
+}
 
 /// One step of the original run, as the planner needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,15 +184,17 @@ pub async fn load_original(db: &store::Database, run_id: &RunId) -> Result<Origi
         "drill" => Operation::Drill,
         "failback" => Operation::Failback,
         _ => {
-            return Err(EngineError::Invalid(format!(
-                "run {run_id} is itself a rollback; resume it (`drs-runbook resume {run_id}`) instead of rolling it back"
-            )));
+            return Err(NotReversible::RollbackOfRollback {
+                run_id: run_id.clone(),
+            }
+            .into());
         }
     };
     if run.status.as_str() == "rolled_back" {
-        return Err(EngineError::Invalid(format!(
-            "run {run_id} is already rolled back (hint: `drs-runbook show {run_id}`)"
-        )));
+        return Err(NotReversible::AlreadyRolledBack {
+            run_id: run_id.clone(),
+        }
+        .into());
     }
     // A failover that was failed back is undone by rolling back the failback first: undoing
     // the failover itself would point traffic at the original sources the failback replaced.
@@ -104,22 +211,25 @@ pub async fn load_original(db: &store::Database, run_id: &RunId) -> Result<Origi
             && r.operation.as_str() == "failback"
             && !matches!(r.status.as_str(), "rolled_back" | "cancelled")
     }) {
-        return Err(EngineError::Invalid(format!(
-            "run {run_id} was failed back by run {} ({}); rolling the failover back now would undo traffic the failback moved (hint: roll back the failback first: `drs-runbook rollback {}`)",
-            child.id,
-            child.status.as_str(),
-            child.id
-        )));
+        return Err(NotReversible::FailedBack {
+            run_id: run_id.clone(),
+            child: child.id.clone(),
+            child_status: child.status.as_str(),
+        }
+        .into());
     }
     if let Some(holder) = store::leases::current(&mut conn, run_id).await?
         && holder.released_at.is_none()
         && holder.expires_at > chrono::Utc::now()
         && (holder.host != super::host_name() || super::process_alive(holder.pid))
     {
-        return Err(EngineError::Refused(format!(
-            "refused: run {run_id} is being driven by pid {} on {} since {} (hint: `drs-runbook cancel {run_id}` stops it at a safe point; then roll it back)",
-            holder.pid, holder.host, holder.acquired_at
-        )));
+        return Err(NotReversible::RunBeingDriven {
+            run_id: run_id.clone(),
+            pid: holder.pid,
+            host: holder.host,
+            since: holder.acquired_at,
+        }
+        .into());
     }
     let steps: Vec<OriginalStep> = store::steps::list(&mut conn, run_id)
         .await?
@@ -144,10 +254,11 @@ pub async fn load_original(db: &store::Database, run_id: &RunId) -> Result<Origi
             .iter()
             .any(|s| s.kind == StepKind::Cleanup && s.status == StepStatus::Succeeded)
     {
-        return Err(EngineError::Invalid(format!(
-            "run {run_id} is a failback whose cleanup has already terminated the recovery instances it moved traffic from, so there is nothing to roll back to (hint: to move to the recovery region again, run a new failover: `drs-runbook failover {}`)",
-            run.runbook_path
-        )));
+        return Err(NotReversible::FailbackCleanedUp {
+            run_id: run_id.clone(),
+            runbook_path: run.runbook_path.clone(),
+        }
+        .into());
     }
     Ok(Original {
         run,
@@ -164,11 +275,11 @@ pub async fn start_rollback(
     yes: bool,
 ) -> Result<RunReport, EngineError> {
     let run = &original.run;
-    let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path).map_err(|e| {
-        EngineError::Invalid(format!(
-            "the stored runbook of run {} no longer parses: {e}",
-            run.id
-        ))
+    let runbook = crate::runbook::parse(&run.runbook_text, &run.runbook_path).map_err(|cause| {
+        EngineError::StoredRunbook {
+            run_id: run.id.clone(),
+            cause,
+        }
     })?;
     let mut options: RunOptions = serde_json::from_value(run.options.clone()).unwrap_or_default();
     options.yes = yes;

@@ -9,6 +9,7 @@
 //! - the HTML reports are opened in headless Chromium (`--dump-dom`, `--screenshot`);
 //! - `history` filters and `history --trend`.
 
+use crate::support::binary;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::Connection;
@@ -64,7 +65,7 @@ fn fixture() -> &'static Fixture {
 
 /// Runs the built binary from the repository root against `db` (and the simulator, if given).
 async fn cli(db: &Path, endpoint: Option<&str>, args: &[&str]) -> Output {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_drs-runbook"));
+    let mut command = tokio::process::Command::from(binary());
     command.current_dir(repo_path("")).arg("--db").arg(db);
     if let Some(endpoint) = endpoint {
         command.arg("--endpoint-url").arg(endpoint);
@@ -219,7 +220,7 @@ async fn make_runs() -> Fixture {
 
 /// Runs the binary on the fixture's database (or a copy), without a simulator.
 fn offline(db: &Path, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_drs-runbook"))
+    binary()
         .current_dir(repo_path(""))
         .arg("--db")
         .arg(db)

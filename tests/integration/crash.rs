@@ -19,8 +19,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::engine::{CliRun, drs_runbook};
-use crate::support::{TestSim, repo_path};
+use crate::support::{CliRun, TestSim, binary, drs_runbook, repo_path};
 
 const THREE_WAVES: &str = include_str!("../fixtures/engine/three-waves.toml");
 const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
@@ -462,7 +461,7 @@ impl World {
 }
 
 fn child_command(db: &Path, endpoint: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_drs-runbook"));
+    let mut command = binary();
     command
         .current_dir(repo_path(""))
         .arg("--db")

@@ -6,10 +6,8 @@
 
 use serde_json::Value;
 use std::path::Path;
-use std::process::Stdio;
 
-use crate::sim_awscli_xml::{ChildGuard, venv_bin};
-use crate::support::TestSim;
+use crate::support::{ChildGuard, TestSim, binary, moto};
 
 const SOURCE: &str = "111111111111";
 const TARGET: &str = "222222222222";
@@ -38,33 +36,6 @@ servers = ["{}"]
 "#,
         SERVERS[0], SERVERS[1]
     )
-}
-
-async fn moto() -> (ChildGuard, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = tokio::process::Command::new(venv_bin("moto_server"))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("moto_server starts");
-    let guard = ChildGuard(child);
-    let endpoint = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return (guard, endpoint);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("moto_server did not listen on {endpoint}");
 }
 
 /// IAM and KMS clients acting in `account` on moto: AssumeRole into the account (moto maps the
@@ -127,7 +98,7 @@ async fn doctor(
 ) -> (i32, String, String) {
     let file = dir.join("runbook.toml");
     std::fs::write(&file, runbook).unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_drs-runbook"))
+    let out = tokio::process::Command::from(binary())
         .arg("--endpoint-url")
         .arg(sim)
         .args(["--output", "json", "doctor"])

@@ -6,23 +6,12 @@
 
 use serde_json::{Value, json};
 
-use crate::engine::{CliRun, drs_runbook};
-use crate::support::TestSim;
+use crate::support::{CliRun, TestSim, drs_runbook, mutations};
 
 const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
 const DRILL_GROUP: &str = "arn:aws:elasticloadbalancing:us-west-2:222222222222:targetgroup/payments-drill/0123456789abcd01";
 const PRODUCTION_GROUP: &str =
     "arn:aws:elasticloadbalancing:us-west-2:222222222222:targetgroup/payments/0123456789abcdef";
-
-fn mutations(stats: &Value, operation: &str) -> Vec<Value> {
-    stats["mutations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["operation"] == operation)
-        .cloned()
-        .collect()
-}
 
 fn target_ids(mutation: &Value) -> Vec<String> {
     let mut ids: Vec<String> = mutation["params"]["targets"]

@@ -2,70 +2,23 @@
 //! through the real SDK clients; the assertions read the simulated world back through the SDK
 //! and `/_sim/stats`.
 
+use crate::support::BINARY;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::support::{TestSim, repo_path};
+use crate::support::{CliRun, TestSim, binary, drs_runbook, mutations, repo_path};
 
 const THREE_WAVES: &str = include_str!("../fixtures/engine/three-waves.toml");
 const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
 const REPORTING: &str = include_str!("../../runbooks/reporting-drill.toml");
-
-/// What one CLI invocation did.
-#[derive(Debug)]
-pub struct CliRun {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl CliRun {
-    /// The single JSON object printed on stdout with `--output json`.
-    pub fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.trim())
-            .unwrap_or_else(|e| panic!("stdout is one JSON object ({e}): {self:#?}"))
-    }
-}
-
-/// Runs the built binary with no TTY on stdin (as cron would), against `endpoint` if given.
-pub fn drs_runbook(db: &Path, endpoint: Option<&str>, args: &[&str]) -> CliRun {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_drs-runbook"));
-    command.current_dir(repo_path("")).arg("--db").arg(db);
-    if let Some(endpoint) = endpoint {
-        command.arg("--endpoint-url").arg(endpoint);
-    }
-    let output = command
-        .args(args)
-        .env_remove("DRS_RUNBOOK_DB")
-        .env("DRS_RUNBOOK_OPERATOR", "test-operator")
-        .env("DRS_RUNBOOK_SIM_SPEED", "600")
-        .stdin(Stdio::null())
-        .output()
-        .expect("the binary runs");
-    CliRun {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
 
 /// Writes a runbook text into the temp dir and returns its path.
 fn runbook_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn mutations(stats: &Value, operation: &str) -> Vec<Value> {
-    stats["mutations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["operation"] == operation)
-        .cloned()
-        .collect()
 }
 
 fn servers_of(mutation: &Value) -> Vec<String> {
@@ -652,7 +605,7 @@ async fn the_readme_command_works_on_a_fresh_machine_with_the_embedded_simulator
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_drs-runbook"))
+        binary()
             .current_dir(repo_path(""))
             .args([
                 "--sim",
@@ -938,11 +891,7 @@ fn a_notification_that_fails_is_a_warning_not_a_failure() {
 /// Runs the binary on a pseudo-terminal (util-linux `script`), typing `answer` at its prompt.
 fn drs_runbook_on_a_terminal(db: &Path, endpoint: &str, args: &[&str], answer: &str) -> CliRun {
     use std::io::Write;
-    let mut command_line = format!(
-        "{} --db {} --endpoint-url {endpoint}",
-        env!("CARGO_BIN_EXE_drs-runbook"),
-        db.display()
-    );
+    let mut command_line = format!("{} --db {} --endpoint-url {endpoint}", BINARY, db.display());
     for arg in args {
         command_line.push(' ');
         command_line.push_str(arg);

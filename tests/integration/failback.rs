@@ -7,8 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::engine::{CliRun, drs_runbook};
-use crate::support::TestSim;
+use crate::support::{CliRun, TestSim, drs_runbook, mutations};
 
 const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
 const RUNBOOK: &str = "runbooks/payments.toml";
@@ -29,16 +28,6 @@ async fn cli(db: &Path, sim: &TestSim, args: &[&str]) -> CliRun {
     })
     .await
     .unwrap()
-}
-
-fn mutations(stats: &Value, operation: &str) -> Vec<Value> {
-    stats["mutations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["operation"] == operation)
-        .cloned()
-        .collect()
 }
 
 async fn record_values(sim: &TestSim) -> Vec<String> {

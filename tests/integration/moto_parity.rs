@@ -14,45 +14,13 @@
 use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetTypeEnum};
 use aws_sdk_route53::types::{ChangeAction, ChangeStatus, RrType};
 use std::collections::BTreeSet;
-use std::process::Stdio;
 
-use crate::sim_awscli_xml::{ChildGuard, aws, venv_bin};
-use crate::sim_route53_elbv2::{a_record, batch, target};
-use crate::support::{TestSim, repo_path};
+use crate::support::{TestSim, a_record, aws, batch, moto, repo_path, target};
 
 const ACCOUNT: &str = "111111111111";
 const SEEDED_ZONE: &str = "Z0123456789ABCDEFGHIJ";
 const RECORD: &str = "api.payments.example.com.";
 const WWW: &str = "www.payments.example.com.";
-
-/// `moto_server` on a free loopback port, answering.
-async fn moto() -> (ChildGuard, String) {
-    // Pick a free port by binding and releasing it; moto binds it a moment later.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = tokio::process::Command::new(venv_bin("moto_server"))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("moto_server starts");
-    let guard = ChildGuard(child);
-    let endpoint = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return (guard, endpoint);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("moto_server did not listen on {endpoint}");
-}
 
 /// Route 53 and ELBv2 clients for one endpoint.
 struct Side {

@@ -5,9 +5,10 @@
 //! requires exactly those problems (file, line and key), so a missing report and a spurious one
 //! both fail. The database must never appear: validate touches nothing.
 
+use crate::support::binary;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -19,7 +20,7 @@ fn fixtures() -> PathBuf {
 
 /// Runs `drs-runbook <args>` with every database location pointed into `state`.
 fn drs_runbook(state: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_drs-runbook"))
+    binary()
         .arg("--db")
         .arg(state.join("db/runs.db"))
         .args(args)

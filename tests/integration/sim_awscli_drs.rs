@@ -4,6 +4,7 @@
 //! Needs the project's Python venv with awscli (`DRS_RUNBOOK_VENV`, default `.venv` in the
 //! repository); without it the test fails and says how to create it.
 
+use crate::support::binary;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -34,7 +35,7 @@ fn aws_cli() -> PathBuf {
 
 /// Starts `sim serve` seeded with the payments runbook; returns the guard and the endpoint.
 async fn serve() -> (ServerGuard, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_drs-runbook"))
+    let mut child = tokio::process::Command::from(binary())
         .args([
             "sim",
             "serve",

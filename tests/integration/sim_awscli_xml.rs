@@ -1,8 +1,8 @@
 //! The AWS CLI (botocore's own restXml and awsQuery parsers) against `drs-runbook sim serve` as a
 //! child process: Route 53 record sets and changes, ELBv2 target groups and target health.
 
+use crate::support::{ChildGuard, aws, binary};
 use serde_json::{Value, json};
-use std::path::PathBuf;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -11,36 +11,10 @@ const RECORD: &str = "api.payments.example.com.";
 const FAILBACK_TG: &str =
     "arn:aws:elasticloadbalancing:us-east-1:111111111111:targetgroup/payments/fedcba9876543210";
 
-/// The Python venv with awscli and moto: `$DRS_RUNBOOK_VENV`, else `.venv` in the repository.
-/// Fails the test, saying how to create it, when it is missing.
-pub fn venv_bin(tool: &str) -> PathBuf {
-    let venv = std::env::var_os("DRS_RUNBOOK_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
-    let bin = venv.join("bin").join(tool);
-    assert!(
-        bin.exists(),
-        "{} not found: this test needs a Python venv with the AWS CLI and moto \
-         (hint: `python3 -m venv .venv && .venv/bin/pip install awscli 'moto[server]'` in the \
-         repository, or point DRS_RUNBOOK_VENV at an existing venv)",
-        bin.display()
-    );
-    bin
-}
-
-/// A child process killed when the guard is dropped (also when the test panics).
-pub struct ChildGuard(pub tokio::process::Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.start_kill();
-    }
-}
-
 /// `drs-runbook sim serve` on a free loopback port, seeded with runbooks/payments.toml.
 /// Returns the guard and the endpoint read from its first stdout line.
 async fn sim_serve() -> (ChildGuard, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_drs-runbook"))
+    let mut child = tokio::process::Command::from(binary())
         .args([
             "sim",
             "serve",
@@ -66,50 +40,6 @@ async fn sim_serve() -> (ChildGuard, String) {
         .unwrap_or_else(|| panic!("unexpected first line of sim serve: {first:?}"))
         .to_string();
     (guard, endpoint)
-}
-
-/// Runs the AWS CLI as `account` against `endpoint` and parses its JSON output.
-pub async fn aws(endpoint: &str, account: &str, region: &str, args: &[&str]) -> Value {
-    let home = tempfile::tempdir().unwrap();
-    let output = tokio::process::Command::new(venv_bin("aws"))
-        .args(args)
-        .args([
-            "--endpoint-url",
-            endpoint,
-            "--output",
-            "json",
-            "--region",
-            region,
-        ])
-        .env("AWS_ACCESS_KEY_ID", account)
-        .env("AWS_SECRET_ACCESS_KEY", "x")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE")
-        .env("AWS_CONFIG_FILE", home.path().join("config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            home.path().join("credentials"),
-        )
-        .env("AWS_PAGER", "")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("HOME", home.path())
-        .output()
-        .await
-        .expect("the AWS CLI runs");
-    assert!(
-        output.status.success(),
-        "aws {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    if output.stdout.iter().all(u8::is_ascii_whitespace) {
-        return Value::Null;
-    }
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "aws {args:?} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    })
 }
 
 #[tokio::test]

@@ -1,13 +1,11 @@
 //! Simulated Route 53 and ELBv2 through the real Rust SDK clients: seeding, changes reaching
 //! INSYNC, InvalidChangeBatch as the SDK parses it, target health over simulated time, faults.
 
-use aws_sdk_elasticloadbalancingv2::types::{TargetDescription, TargetHealthStateEnum};
-use aws_sdk_route53::types::{
-    Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet, RrType,
-};
+use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
+use aws_sdk_route53::types::{ChangeAction, ChangeStatus, RrType};
 use serde_json::{Value, json};
 
-use crate::support::{TestSim, repo_path};
+use crate::support::{TestSim, a_record, batch, repo_path, target};
 
 const SOURCE: &str = "111111111111";
 const ZONE: &str = "Z0123456789ABCDEFGHIJ";
@@ -44,34 +42,6 @@ async fn a1_instances(sim: &TestSim) -> Vec<(String, String)> {
         (id, ip)
     })
     .collect()
-}
-
-pub fn a_record(name: &str, ttl: i64, ips: &[&str]) -> ResourceRecordSet {
-    let mut builder = ResourceRecordSet::builder()
-        .name(name)
-        .r#type(RrType::A)
-        .ttl(ttl);
-    for ip in ips {
-        builder = builder.resource_records(ResourceRecord::builder().value(*ip).build().unwrap());
-    }
-    builder.build().unwrap()
-}
-
-pub fn batch(action: ChangeAction, record: ResourceRecordSet) -> ChangeBatch {
-    ChangeBatch::builder()
-        .changes(
-            Change::builder()
-                .action(action)
-                .resource_record_set(record)
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap()
-}
-
-pub fn target(id: &str) -> TargetDescription {
-    TargetDescription::builder().id(id).build()
 }
 
 /// The values of the record set `name`/`A` in the zone, as the SDK reads them.

@@ -1,10 +1,16 @@
-//! Shared test helpers: an in-process simulator on 127.0.0.1:0 and real SDK clients for it.
-
-#![allow(dead_code)]
+//! Shared test helpers: an in-process simulator on 127.0.0.1:0 and real SDK clients for it, the
+//! one launcher of the built binary, the Python venv's tools (the AWS CLI, moto), and builders
+//! of Route 53 and ELBv2 requests. Test modules import helpers from here, never from each other.
 
 use aws_sdk_drs::config::{Credentials, Region};
+use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+use aws_sdk_route53::types::{
+    Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
+};
 use drs_runbook::sim::{Sim, SimOptions};
 use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 /// A simulator serving on loopback in this process.
 pub struct TestSim {
@@ -136,4 +142,191 @@ impl TestSim {
 /// The path of a file in the repository.
 pub fn repo_path(relative: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// The built binary, ready for arguments: the one launcher of `drs-runbook` in the tests.
+pub fn binary() -> Command {
+    Command::new(BINARY)
+}
+
+/// The path of the built binary (for `script`, which runs it under a pseudo-terminal).
+pub const BINARY: &str = env!("CARGO_BIN_EXE_drs-runbook");
+
+/// What one CLI invocation did.
+#[derive(Debug)]
+pub struct CliRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliRun {
+    /// The single JSON object printed on stdout with `--output json`.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is one JSON object ({e}): {self:#?}"))
+    }
+}
+
+/// Runs the built binary with no TTY on stdin (as cron would), against `endpoint` if given.
+pub fn drs_runbook(db: &Path, endpoint: Option<&str>, args: &[&str]) -> CliRun {
+    let mut command = binary();
+    command.current_dir(repo_path("")).arg("--db").arg(db);
+    if let Some(endpoint) = endpoint {
+        command.arg("--endpoint-url").arg(endpoint);
+    }
+    let output = command
+        .args(args)
+        .env_remove("DRS_RUNBOOK_DB")
+        .env("DRS_RUNBOOK_OPERATOR", "test-operator")
+        .env("DRS_RUNBOOK_SIM_SPEED", "600")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs");
+    CliRun {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The mutating calls named `operation` in `/_sim/stats`.
+pub fn mutations(stats: &Value, operation: &str) -> Vec<Value> {
+    stats["mutations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["operation"] == operation)
+        .cloned()
+        .collect()
+}
+
+/// The Python venv with awscli and moto: `$DRS_RUNBOOK_VENV`, else `.venv` in the repository.
+/// Fails the test, saying how to create it, when it is missing.
+pub fn venv_bin(tool: &str) -> PathBuf {
+    let venv = std::env::var_os("DRS_RUNBOOK_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+    let bin = venv.join("bin").join(tool);
+    assert!(
+        bin.exists(),
+        "{} not found: this test needs a Python venv with the AWS CLI and moto \
+         (hint: `python3 -m venv .venv && .venv/bin/pip install awscli 'moto[server]'` in the \
+         repository, or point DRS_RUNBOOK_VENV at an existing venv)",
+        bin.display()
+    );
+    bin
+}
+
+/// A child process killed when the guard is dropped (also when the test panics).
+pub struct ChildGuard(pub tokio::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+/// Runs the AWS CLI as `account` against `endpoint` and parses its JSON output.
+pub async fn aws(endpoint: &str, account: &str, region: &str, args: &[&str]) -> Value {
+    let home = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(venv_bin("aws"))
+        .args(args)
+        .args([
+            "--endpoint-url",
+            endpoint,
+            "--output",
+            "json",
+            "--region",
+            region,
+        ])
+        .env("AWS_ACCESS_KEY_ID", account)
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", home.path().join("config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            home.path().join("credentials"),
+        )
+        .env("AWS_PAGER", "")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("HOME", home.path())
+        .output()
+        .await
+        .expect("the AWS CLI runs");
+    assert!(
+        output.status.success(),
+        "aws {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.stdout.iter().all(u8::is_ascii_whitespace) {
+        return Value::Null;
+    }
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "aws {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+/// `moto_server` on a free loopback port, answering.
+pub async fn moto() -> (ChildGuard, String) {
+    // Pick a free port by binding and releasing it; moto binds it a moment later.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new(venv_bin("moto_server"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("moto_server starts");
+    let guard = ChildGuard(child);
+    let endpoint = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return (guard, endpoint);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("moto_server did not listen on {endpoint}");
+}
+
+/// An `A` record set `name` with `ttl` and the given addresses.
+pub fn a_record(name: &str, ttl: i64, ips: &[&str]) -> ResourceRecordSet {
+    let mut builder = ResourceRecordSet::builder()
+        .name(name)
+        .r#type(RrType::A)
+        .ttl(ttl);
+    for ip in ips {
+        builder = builder.resource_records(ResourceRecord::builder().value(*ip).build().unwrap());
+    }
+    builder.build().unwrap()
+}
+
+/// A change batch of one change.
+pub fn batch(action: ChangeAction, record: ResourceRecordSet) -> ChangeBatch {
+    ChangeBatch::builder()
+        .changes(
+            Change::builder()
+                .action(action)
+                .resource_record_set(record)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap()
+}
+
+/// An ELBv2 target by instance ID.
+pub fn target(id: &str) -> TargetDescription {
+    TargetDescription::builder().id(id).build()
 }
