@@ -12,13 +12,13 @@ use serde_json::Value;
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 
-use crate::support::repo_path;
+use crate::support::{BINARY, binary, repo_path};
 
 const RUNBOOK: &str = "runbooks/reporting-drill.toml";
 const HOSTILE_OPERATOR: &str = "evil\u{1b}]0;pwned\u{7}\u{1b}[2Jname";
 
 fn cli(db: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_drs-runbook"));
+    let mut command = binary();
     command
         .current_dir(repo_path(""))
         .arg("--db")
@@ -280,7 +280,7 @@ fn a_closed_stdout_ends_output_quietly() {
         .arg("-c")
         .arg(format!(
             "{} --db {} history | head -1; echo \"status ${{PIPESTATUS:-}}\"",
-            env!("CARGO_BIN_EXE_drs-runbook"),
+            BINARY,
             db.display()
         ))
         .output()
