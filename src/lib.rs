@@ -24,6 +24,7 @@ pub mod cli;
 pub mod doctor;
 pub mod engine;
 pub mod report;
+pub mod run;
 pub mod runbook;
 pub mod sim;
 pub mod steps;

@@ -32,9 +32,9 @@ use super::{Halt, StepCtx, StepFailure, retry};
 use crate::aws::SideClients;
 use crate::aws::elbv2::Target;
 use crate::aws::route53::{RecordChange, RecordSet};
-use crate::engine::clock::Backoff;
-use crate::engine::journal::CallState;
-use crate::engine::plan::StepKind;
+use crate::run::StepKind;
+use crate::run::call::{Call, Found, How};
+use crate::run::clock::Backoff;
 use crate::runbook::Account;
 use crate::store::{self, RunId};
 
@@ -71,6 +71,16 @@ struct Undone {
 }
 
 impl Undone {
+    /// The original step's output, typed: one that does not decode fails the compensation
+    /// (naming the run and the step), never reads as "nothing to undo".
+    fn decode<T: serde::de::DeserializeOwned + Default>(&self) -> Result<T, Halt> {
+        Ok(crate::run::journal::decode_output(
+            &self.run_id,
+            &self.key,
+            self.output.clone(),
+        )?)
+    }
+
     /// The side whose DRS and load balancers the original step used (as
     /// [`StepCtx::recovery_side`] chose it for the original run).
     fn side(&self) -> Account {
@@ -187,7 +197,7 @@ const INSYNC_DEADLINE: Duration = Duration::from_secs(15 * 60);
 async fn undo_dns(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
     let mut out: UndoDnsOutput = ctx.my_output().await?;
     if !out.planned {
-        let cutover: DnsOutput = serde_json::from_value(undone.output.clone()).unwrap_or_default();
+        let cutover: DnsOutput = undone.decode()?;
         for zone in &cutover.zones {
             let mut restore = ZoneRestore {
                 hosted_zone_id: zone.hosted_zone_id.clone(),
@@ -280,62 +290,44 @@ async fn zone_restored(ctx: &mut StepCtx<'_>, zone: &ZoneRestore) -> Result<bool
 /// before is reconciled, not sent again.
 async fn restore_zone(ctx: &mut StepCtx<'_>, zone: &ZoneRestore) -> Result<String, Halt> {
     let clients = ctx.clients.side(zone.account).clone();
-    let prefix = format!(
-        "{}/{}/restore/{}/",
-        ctx.run.id, ctx.step.key, zone.hosted_zone_id
+    let call = Call::new(
+        format!("restore/{}", zone.hosted_zone_id),
+        "route53:ChangeResourceRecordSets",
+        &clients.account_id,
+        "global",
+        serde_json::json!({ "hostedZoneId": zone.hosted_zone_id, "changes": zone.changes }),
     );
-    let effect = match ctx.journal.call_state(&ctx.step.key, &prefix).await? {
-        // Sent and recorded before a crash: follow that change, never send it twice.
-        CallState::Done(response) => {
-            let change = response["change_id"].as_str();
-            return Ok(change.unwrap_or("reconciled").to_string());
-        }
-        CallState::Open(e) if zone_restored(ctx, zone).await? => {
-            ctx.journal.reconcile_effect(e.id, serde_json::json!({ "change_id": "reconciled", "found_by": "ListResourceRecordSets" })).await?;
-            return Ok("reconciled".to_string());
-        }
-        CallState::Open(e) => e.id,
-        CallState::NotSent { next_key } => ctx
-            .journal
-            .begin_intent(
-                &ctx.step.key,
-                &next_key,
-                "route53:ChangeResourceRecordSets",
-                &clients.account_id,
-                "global",
-                serde_json::json!({ "hostedZoneId": zone.hosted_zone_id, "changes": zone.changes }),
-            )
-            .await?,
-    };
-    match clients
-        .change_record_sets(
-            &zone.hosted_zone_id,
-            &zone.changes,
-            &format!("drs-runbook rollback {}", ctx.run.id),
+    let comment = format!("drs-runbook rollback {}", ctx.run.id);
+    let outcome = ctx
+        .call(
+            &call,
+            async |ctx: &mut StepCtx<'_>| {
+                Ok(if zone_restored(ctx, zone).await? {
+                    Found::TookEffect(serde_json::json!({ "change_id": "reconciled", "found_by": "ListResourceRecordSets" }))
+                } else {
+                    Found::Resend
+                })
+            },
+            async || {
+                let called = clients
+                    .change_record_sets(&zone.hosted_zone_id, &zone.changes, &comment)
+                    .await?;
+                Ok(called.map(|id| serde_json::json!({ "change_id": id })))
+            },
         )
-        .await
-    {
-        Ok(called) => {
-            ctx.journal
-                .complete_effect(
-                    effect,
-                    serde_json::json!({ "change_id": called.value }),
-                    called.request_id,
-                )
-                .await?;
-            ctx.say(format!(
-                "restored {} record(s) in {}: change {}",
-                zone.changes.len(),
-                zone.hosted_zone_id,
-                called.value
-            ));
-            Ok(called.value)
-        }
-        Err(e) => {
-            ctx.journal.fail_effect(effect, &e.to_string()).await?;
-            Err(e.into())
-        }
+        .await?;
+    let change_id = outcome.response["change_id"]
+        .as_str()
+        .unwrap_or("reconciled")
+        .to_string();
+    if outcome.how == How::Sent {
+        ctx.say(format!(
+            "restored {} record(s) in {}: change {change_id}",
+            zone.changes.len(),
+            zone.hosted_zone_id,
+        ));
     }
+    Ok(change_id)
 }
 
 async fn wait_insync(ctx: &mut StepCtx<'_>, zone: &ZoneRestore) -> Result<(), Halt> {
@@ -388,8 +380,7 @@ pub struct GroupRestore {
 async fn undo_lb(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
     let mut out: UndoLbOutput = ctx.my_output().await?;
     if !out.planned {
-        let switch: LbSwitchOutput =
-            serde_json::from_value(undone.output.clone()).unwrap_or_default();
+        let switch: LbSwitchOutput = undone.decode()?;
         let side = ctx.clients.side(undone.side()).clone();
         for group in &switch.groups {
             let health = retry::read(ctx, || side.target_health(&group.target_group_arn)).await?;
@@ -426,8 +417,7 @@ async fn undo_drill_groups(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(),
     // Drills run in the recovery (target) account and region only.
     let target = ctx.clients.target.clone();
     if !out.planned {
-        let validated: ValidateOutput =
-            serde_json::from_value(undone.output.clone()).unwrap_or_default();
+        let validated: ValidateOutput = undone.decode()?;
         for group in &validated.drill_groups {
             let health = retry::read(ctx, || target.target_health(&group.target_group_arn)).await?;
             let present = |id: &str| health.iter().any(|h| h.id == id && h.state != "draining");
@@ -718,8 +708,7 @@ async fn reversed_a2s(
     undone: &Undone,
     origin: &SideClients,
 ) -> Result<Vec<String>, Halt> {
-    let reversed: ReversedReplicationOutput =
-        serde_json::from_value(undone.output.clone()).unwrap_or_default();
+    let reversed: ReversedReplicationOutput = undone.decode()?;
     let mut a2s: Vec<String> = reversed
         .servers
         .values()

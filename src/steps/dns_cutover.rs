@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::launch::LaunchOutput;
 use super::{Halt, StepCtx, StepFailure};
 use crate::aws::route53::{Alias, RecordChange, RecordSet};
-use crate::engine::clock::Backoff;
-use crate::engine::journal::CallState;
+use crate::run::call::{Call, Found, How};
+use crate::run::clock::Backoff;
 use crate::runbook::{Account, PointsTo};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -135,14 +135,10 @@ async fn desired(
     })
 }
 
-/// Intent -> ChangeResourceRecordSets (UPSERT) -> effect. After a crash, an open intent whose
-/// records already read as wanted is reconciled instead of being sent again.
+/// ChangeResourceRecordSets (UPSERT), one durable call per zone. After a crash, an open intent
+/// whose records already read as wanted is reconciled instead of being sent again.
 async fn upsert(ctx: &mut StepCtx<'_>, zone: &ZoneCutover) -> Result<String, Halt> {
     let clients = ctx.clients.side(zone.account).clone();
-    let prefix = format!(
-        "{}/{}/upsert/{}/",
-        ctx.run.id, ctx.step.key, zone.hosted_zone_id
-    );
     let changes: Vec<RecordChange> = zone
         .after
         .iter()
@@ -151,86 +147,59 @@ async fn upsert(ctx: &mut StepCtx<'_>, zone: &ZoneCutover) -> Result<String, Hal
             record: r.clone(),
         })
         .collect();
-    let effect = match ctx.journal.call_state(&ctx.step.key, &prefix).await? {
-        // Sent and recorded before a crash: follow that change, never send it twice.
-        CallState::Done(response) => {
-            return Ok(response["change_id"]
-                .as_str()
-                .unwrap_or("reconciled")
-                .to_string());
-        }
-        CallState::Open(e) => {
-            let mut current = Vec::new();
-            for r in &zone.after {
-                current.extend(
-                    super::retry::read(ctx, || {
-                        clients.record_sets(&zone.hosted_zone_id, &r.name, &r.record_type)
-                    })
-                    .await?,
-                );
-            }
-            if zone
-                .after
-                .iter()
-                .all(|want| current.iter().any(|c| c == want))
-            {
-                let change_id = e
-                    .response
-                    .as_ref()
-                    .and_then(|r| r["change_id"].as_str())
-                    .unwrap_or("reconciled")
-                    .to_string();
-                ctx.journal.reconcile_effect(e.id, serde_json::json!({ "change_id": change_id, "found_by": "ListResourceRecordSets" })).await?;
-                return Ok(change_id);
-            }
-            e.id
-        }
-        CallState::NotSent { next_key } => {
-            ctx.journal
-                .begin_intent(
-                    &ctx.step.key,
-                    &next_key,
-                    "route53:ChangeResourceRecordSets",
-                    &clients.account_id,
-                    "global",
-                    serde_json::json!({ "hostedZoneId": zone.hosted_zone_id, "changes": changes }),
+    let call = Call::new(
+        format!("upsert/{}", zone.hosted_zone_id),
+        "route53:ChangeResourceRecordSets",
+        &clients.account_id,
+        "global",
+        serde_json::json!({ "hostedZoneId": zone.hosted_zone_id, "changes": changes }),
+    );
+    let comment = format!("drs-runbook run {}", ctx.run.id);
+    let outcome = ctx
+        .call(
+            &call,
+            async |ctx: &mut StepCtx<'_>| {
+                let mut current = Vec::new();
+                for r in &zone.after {
+                    current.extend(
+                        super::retry::read(ctx, || {
+                            clients.record_sets(&zone.hosted_zone_id, &r.name, &r.record_type)
+                        })
+                        .await?,
+                    );
+                }
+                Ok(
+                    if zone.after.iter().all(|want| current.iter().any(|c| c == want)) {
+                        Found::TookEffect(serde_json::json!({ "change_id": "reconciled", "found_by": "ListResourceRecordSets" }))
+                    } else {
+                        Found::Resend
+                    },
                 )
-                .await?
-        }
-    };
-    match clients
-        .change_record_sets(
-            &zone.hosted_zone_id,
-            &changes,
-            &format!("drs-runbook run {}", ctx.run.id),
+            },
+            async || {
+                let called = clients
+                    .change_record_sets(&zone.hosted_zone_id, &changes, &comment)
+                    .await?;
+                Ok(called.map(|id| serde_json::json!({ "change_id": id })))
+            },
         )
-        .await
-    {
-        Ok(called) => {
-            ctx.journal
-                .complete_effect(
-                    effect,
-                    serde_json::json!({ "change_id": called.value }),
-                    called.request_id,
-                )
-                .await?;
-            ctx.say(format!(
-                "UPSERT {} in {}: change {}",
-                zone.after
-                    .iter()
-                    .map(|r| r.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                zone.hosted_zone_id,
-                called.value
-            ));
-            Ok(called.value)
-        }
-        Err(e) => {
-            ctx.journal.fail_effect(effect, &e.to_string()).await?;
-            Err(e.into())
-        }
+        .await?;
+    let change_id = outcome.response["change_id"]
+        .as_str()
+        .unwrap_or("reconciled")
+        .to_string();
+    if outcome.how == How::Sent {
+        ctx.say(format!(
+            "UPSERT {} in {}: change {change_id}",
+            zone.after
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            zone.hosted_zone_id,
+        ));
     }
+    Ok(change_id)
 }
 
 async fn wait_insync(ctx: &mut StepCtx<'_>, zone: &ZoneCutover) -> Result<(), Halt> {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::launch::LaunchOutput;
 use super::{Halt, StepCtx, StepFailure};
 use crate::aws::elbv2::Target;
-use crate::engine::clock::Backoff;
-use crate::engine::journal::CallState;
+use crate::run::call::{Call, Found};
+use crate::run::clock::Backoff;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct LbSwitchOutput {
@@ -116,7 +116,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
 /// The wave's target groups and ports on the side that now serves: the failover target
 /// groups, or in a failback the `failback_target_group_arn`s in the origin account and region.
 fn switched_groups(ctx: &StepCtx<'_>, wave: &str) -> Vec<(String, Option<u16>)> {
-    let failback = ctx.run.operation == crate::engine::plan::Operation::Failback;
+    let failback = ctx.run.operation == crate::run::Operation::Failback;
     ctx.runbook
         .load_balancers_of(wave)
         .filter_map(|lb| {
@@ -152,11 +152,16 @@ pub(crate) async fn call_on(
     arn: &str,
     targets: &[Target],
 ) -> Result<(), Halt> {
-    let prefix = format!("{}/{}/{verb}/{arn}/", ctx.run.id, ctx.step.key);
-    let effect = match ctx.journal.call_state(&ctx.step.key, &prefix).await? {
-        CallState::Done(_) => return Ok(()),
-        CallState::Open(e) => {
-            // A crash left this intent open: look before sending again.
+    let call = Call::on(
+        target,
+        format!("{verb}/{arn}"),
+        operation,
+        serde_json::json!({ "targetGroupArn": arn, "targets": targets }),
+    );
+    ctx.call(
+        &call,
+        // A crash left this intent open: look before sending again.
+        async |ctx: &mut StepCtx<'_>| {
             let health = super::retry::read(ctx, || target.target_health(arn)).await?;
             let present = |id: &str| health.iter().any(|h| h.id == id && h.state != "draining");
             let done = if verb == "register" {
@@ -164,45 +169,23 @@ pub(crate) async fn call_on(
             } else {
                 targets.iter().all(|t| !present(&t.id))
             };
-            if done {
-                ctx.journal
-                    .reconcile_effect(
-                        e.id,
-                        serde_json::json!({ "found_by": "DescribeTargetHealth" }),
-                    )
-                    .await?;
-                return Ok(());
-            }
-            e.id
-        }
-        CallState::NotSent { next_key } => {
-            ctx.journal
-                .begin_intent(
-                    &ctx.step.key,
-                    &next_key,
-                    operation,
-                    &target.account_id,
-                    &target.region,
-                    serde_json::json!({ "targetGroupArn": arn, "targets": targets }),
-                )
-                .await?
-        }
-    };
-    let result = if verb == "register" {
-        target.register_targets(arn, targets).await
-    } else {
-        target.deregister_targets(arn, targets).await
-    };
-    match result {
-        Ok(called) => Ok(ctx
-            .journal
-            .complete_effect(effect, serde_json::json!({}), called.request_id)
-            .await?),
-        Err(e) => {
-            ctx.journal.fail_effect(effect, &e.to_string()).await?;
-            Err(e.into())
-        }
-    }
+            Ok(if done {
+                Found::TookEffect(serde_json::json!({ "found_by": "DescribeTargetHealth" }))
+            } else {
+                Found::Resend
+            })
+        },
+        async || {
+            let called = if verb == "register" {
+                target.register_targets(arn, targets).await?
+            } else {
+                target.deregister_targets(arn, targets).await?
+            };
+            Ok(called.map(|_| serde_json::json!({})))
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 async fn wait_healthy(ctx: &mut StepCtx<'_>, arn: &str, targets: &[Target]) -> Result<(), Halt> {

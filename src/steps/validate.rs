@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::launch::LaunchOutput;
 use super::{Halt, StepCtx, StepFailure};
 use crate::aws::elbv2::Target;
-use crate::engine::clock::Backoff;
+use crate::run::clock::Backoff;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ValidateOutput {
