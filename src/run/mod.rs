@@ -171,10 +171,29 @@ impl From<AwsError> for StepFailure {
 
 impl From<journal::JournalError> for StepFailure {
     fn from(e: journal::JournalError) -> Self {
-        StepFailure::new(
-            format!("failed to record the step's progress: {e}"),
-            "check the database file and disk space, then resume the run",
-        )
+        match &e {
+            journal::JournalError::Decode {
+                run,
+                key,
+                what,
+                source,
+            } => StepFailure::new(
+                format!(
+                    "the output of step {key} of run {run} could not be read as a {what}: {source}"
+                ),
+                format!(
+                    "the database was edited or written by another version; `drs-runbook show {run}` shows the stored output"
+                ),
+            ),
+            journal::JournalError::RequestMismatch { key, call_key, .. } => StepFailure::new(
+                format!("call {call_key} of step {key} was made before with a different request"),
+                "a durable call key names one request: this is a bug in the step, or the database was edited; report it",
+            ),
+            _ => StepFailure::new(
+                format!("failed to record the step's progress: {e}"),
+                "check the database file and disk space, then resume the run",
+            ),
+        }
     }
 }
 

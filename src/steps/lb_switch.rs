@@ -5,8 +5,10 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+use super::compensate::Undone;
 use super::launch::LaunchOutput;
-use super::{Halt, StepCtx, StepFailure};
+use super::{Halt, StepCtx, StepFailure, retry};
+use crate::aws::SideClients;
 use crate::aws::elbv2::Target;
 use crate::run::call::{Call, Found};
 use crate::run::clock::Backoff;
@@ -46,16 +48,15 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         {
             Some(i) => i,
             None => {
-                let before: Vec<Target> =
-                    super::retry::read(ctx, || target.target_health(group_arn))
-                        .await?
-                        .into_iter()
-                        .filter(|t| t.state != "draining")
-                        .map(|t| Target {
-                            id: t.id,
-                            port: t.port,
-                        })
-                        .collect();
+                let before: Vec<Target> = retry::read(ctx, || target.target_health(group_arn))
+                    .await?
+                    .into_iter()
+                    .filter(|t| t.state != "draining")
+                    .map(|t| Target {
+                        id: t.id,
+                        port: t.port,
+                    })
+                    .collect();
                 let mut registered: Vec<Target> = launch
                     .launched()
                     .filter_map(|(_, s)| s.ec2_instance_id.clone())
@@ -162,7 +163,7 @@ pub(crate) async fn call_on(
         &call,
         // A crash left this intent open: look before sending again.
         async |ctx: &mut StepCtx<'_>| {
-            let health = super::retry::read(ctx, || target.target_health(arn)).await?;
+            let health = retry::read(ctx, || target.target_health(arn)).await?;
             let present = |id: &str| health.iter().any(|h| h.id == id && h.state != "draining");
             let done = if verb == "register" {
                 targets.iter().all(|t| present(&t.id))
@@ -194,7 +195,7 @@ async fn wait_healthy(ctx: &mut StepCtx<'_>, arn: &str, targets: &[Target]) -> R
     let mut last = String::new();
     loop {
         let side = ctx.recovery_side().clone();
-        let health = super::retry::read(ctx, || side.target_health(arn)).await?;
+        let health = retry::read(ctx, || side.target_health(arn)).await?;
         let states: Vec<(String, String)> = targets
             .iter()
             .map(|t| {
@@ -243,4 +244,113 @@ async fn wait_healthy(ctx: &mut StepCtx<'_>, arn: &str, targets: &[Target]) -> R
 
 fn short(arn: &str) -> &str {
     arn.split(':').next_back().unwrap_or(arn)
+}
+
+// ---------------------------------------------------------------- compensation
+//
+// `undo:<key>` of a rollback run (see [`super::compensate`]): the targets the switch
+// deregistered registered again, the ones it added deregistered.
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct UndoLbOutput {
+    pub planned: bool,
+    pub groups: Vec<GroupRestore>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct GroupRestore {
+    pub target_group_arn: String,
+    /// Targets from before the switch that are not registered now.
+    pub reregister: Vec<Target>,
+    pub reregistered_done: bool,
+    /// Targets the switch added that are registered now.
+    pub deregister: Vec<Target>,
+    pub deregistered_done: bool,
+}
+
+pub(crate) async fn compensate(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
+    let mut out: UndoLbOutput = ctx.my_output().await?;
+    if !out.planned {
+        let switch: LbSwitchOutput = undone.decode()?;
+        let side = ctx.clients.side(undone.side()).clone();
+        for group in &switch.groups {
+            let health = retry::read(ctx, || side.target_health(&group.target_group_arn)).await?;
+            let present = |id: &str| health.iter().any(|h| h.id == id && h.state != "draining");
+            let was_there = |id: &str| group.before.iter().any(|b| b.id == id);
+            out.groups.push(GroupRestore {
+                target_group_arn: group.target_group_arn.clone(),
+                reregister: group
+                    .before
+                    .iter()
+                    .filter(|t| !present(&t.id))
+                    .cloned()
+                    .collect(),
+                deregister: group
+                    .registered
+                    .iter()
+                    .filter(|t| !was_there(&t.id) && present(&t.id))
+                    .cloned()
+                    .collect(),
+                ..Default::default()
+            });
+        }
+        out.planned = true;
+        ctx.save(&out).await?;
+    }
+    let side = ctx.clients.side(undone.side()).clone();
+    restore_groups(ctx, &side, &mut out).await
+}
+
+/// Applies planned target-group restores on `side`: old targets back first, then the added
+/// ones out.
+pub(crate) async fn restore_groups(
+    ctx: &mut StepCtx<'_>,
+    side: &SideClients,
+    out: &mut UndoLbOutput,
+) -> Result<(), Halt> {
+    for i in 0..out.groups.len() {
+        let arn = out.groups[i].target_group_arn.clone();
+        // The old targets go back first, so the group is never left empty.
+        if !out.groups[i].reregistered_done {
+            let targets = out.groups[i].reregister.clone();
+            if !targets.is_empty() {
+                call_on(
+                    ctx,
+                    side,
+                    "elbv2:RegisterTargets",
+                    "register",
+                    &arn,
+                    &targets,
+                )
+                .await?;
+                ctx.say(format!(
+                    "registered {} target(s) from before the switch again",
+                    targets.len()
+                ));
+            }
+            out.groups[i].reregistered_done = true;
+            ctx.save(out).await?;
+        }
+        if !out.groups[i].deregistered_done {
+            let targets = out.groups[i].deregister.clone();
+            if !targets.is_empty() {
+                call_on(
+                    ctx,
+                    side,
+                    "elbv2:DeregisterTargets",
+                    "deregister",
+                    &arn,
+                    &targets,
+                )
+                .await?;
+                ctx.say(format!(
+                    "deregistered the {} recovered target(s)",
+                    targets.len()
+                ));
+            }
+            out.groups[i].deregistered_done = true;
+            ctx.save(out).await?;
+        }
+    }
+    Ok(())
 }

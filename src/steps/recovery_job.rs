@@ -8,8 +8,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{Halt, StepCtx, StepFailure};
+use super::compensate::Undone;
+use super::{Halt, StepCtx, StepFailure, retry};
+use crate::aws::SideClients;
 use crate::run::call::{Call, CallError, Found, How};
+use crate::run::clock::Backoff;
+use crate::runbook::Account;
 
 pub const TAG_RUN: &str = "drs-runbook:run";
 pub const TAG_STEP: &str = "drs-runbook:step";
@@ -140,7 +144,7 @@ async fn find_batch_job(ctx: &mut StepCtx<'_>, index: usize) -> Result<Option<St
     let tag = batch_tag(&ctx.run.id, &ctx.step.key, index);
     let since = Some(ctx.run.started_at - chrono::Duration::hours(1));
     let side = ctx.recovery_side().clone();
-    let jobs = super::retry::read(ctx, || side.find_jobs_tagged(TAG_BATCH, &tag, since)).await?;
+    let jobs = retry::read(ctx, || side.find_jobs_tagged(TAG_BATCH, &tag, since)).await?;
     Ok(jobs.first().map(|j| j.id.clone()))
 }
 
@@ -246,4 +250,141 @@ async fn start_batch(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+// ---------------------------------------------------------------- compensation
+//
+// `undo:<key>` of a rollback run (see [`super::compensate`]): the recovery instances of
+// its jobs (found by the jobs' tags) terminated, on the side the step used.
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct UndoRecoveryOutput {
+    /// The original step's jobs, found by their tags (whether or not their effect was recorded).
+    pub jobs: Vec<String>,
+    /// The jobs had ended and their instances were listed.
+    pub listed: bool,
+    pub instances: Vec<String>,
+    pub terminate_job_id: Option<String>,
+    pub remaining: Vec<String>,
+    pub verified_at: Option<String>,
+}
+
+const JOBS_DEADLINE: Duration = Duration::from_secs(60 * 60);
+const GONE_DEADLINE: Duration = Duration::from_secs(20 * 60);
+
+pub(crate) async fn compensate(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
+    let mut out: UndoRecoveryOutput = ctx.my_output().await?;
+    let target = ctx.clients.side(undone.side()).clone();
+    if !out.listed {
+        let since = Some(undone.created_at - chrono::Duration::hours(1));
+        let run_tag = undone.run_id.to_string();
+        let tagged = retry::read(ctx, || target.find_jobs_tagged(TAG_RUN, &run_tag, since)).await?;
+        out.jobs = tagged
+            .into_iter()
+            .filter(|j| j.tags.get(TAG_STEP) == Some(&undone.key))
+            .map(|j| j.id)
+            .collect();
+        out.jobs.sort();
+        ctx.save(&out).await?;
+        // A job still launching would add instances after we listed them: wait for its end.
+        let started = ctx.clock.now();
+        let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(15));
+        let jobs = loop {
+            let described = retry::read(ctx, || target.describe_jobs(&out.jobs)).await?;
+            if described.iter().all(|j| j.is_completed()) {
+                break described;
+            }
+            if (ctx.clock.now() - started).to_std().unwrap_or_default() > JOBS_DEADLINE {
+                return Err(Halt::Failed(StepFailure::new(
+                    format!(
+                        "the recovery job(s) {} have not ended after {} minutes",
+                        out.jobs.join(", "),
+                        JOBS_DEADLINE.as_secs() / 60
+                    ),
+                    "check the jobs in the DRS console; `retry` this step once they have ended",
+                )));
+            }
+            ctx.say(format!(
+                "waiting for {} recovery job(s) to end before terminating their instances",
+                described.iter().filter(|j| !j.is_completed()).count()
+            ));
+            let interval = backoff.next_interval();
+            ctx.pause(interval).await?;
+        };
+        let ids: Vec<String> = jobs
+            .iter()
+            .flat_map(|j| j.servers.iter())
+            .filter_map(|s| s.recovery_instance_id.clone())
+            .collect();
+        let found = if ids.is_empty() {
+            Vec::new()
+        } else {
+            retry::read(ctx, || target.recovery_instances_by_id(&ids)).await?
+        };
+        out.instances = found
+            .into_iter()
+            .filter(|i| i.ec2_state.as_deref() != Some("TERMINATED"))
+            .map(|i| i.id)
+            .collect();
+        out.instances.sort();
+        out.listed = true;
+        ctx.save(&out).await?;
+    }
+    if out.instances.is_empty() {
+        ctx.say("no recovery instance of this step remains");
+        out.verified_at = Some(ctx.clock.now().to_rfc3339());
+        ctx.save(&out).await?;
+        return Ok(());
+    }
+    if out.terminate_job_id.is_none() {
+        out.terminate_job_id = Some(terminate(ctx, undone, &target, &out.instances).await?);
+        ctx.save(&out).await?;
+    }
+    let started = ctx.clock.now();
+    let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(15));
+    loop {
+        let found = retry::read(ctx, || target.recovery_instances_by_id(&out.instances)).await?;
+        out.remaining = found
+            .iter()
+            .filter(|i| i.ec2_state.as_deref() != Some("TERMINATED"))
+            .map(|i| i.id.clone())
+            .collect();
+        if out.remaining.is_empty() {
+            ctx.say(format!(
+                "{} recovery instance(s) terminated",
+                out.instances.len()
+            ));
+            out.verified_at = Some(ctx.clock.now().to_rfc3339());
+            ctx.save(&out).await?;
+            return Ok(());
+        }
+        ctx.save(&out).await?;
+        if (ctx.clock.now() - started).to_std().unwrap_or_default() > GONE_DEADLINE {
+            return Err(Halt::Failed(StepFailure::new(
+                format!(
+                    "recovery instances still present after {} minutes: {}",
+                    GONE_DEADLINE.as_secs() / 60,
+                    out.remaining.join(", ")
+                ),
+                "check the terminate job in the DRS console; then `retry` this step",
+            )));
+        }
+        let interval = backoff.next_interval();
+        ctx.pause(interval).await?;
+    }
+}
+
+/// Intent -> TerminateRecoveryInstances -> effect on the original step's side: the failover's
+/// recovery instances in the target, a failback's A3s in the origin.
+async fn terminate(
+    ctx: &mut StepCtx<'_>,
+    undone: &Undone,
+    side: &SideClients,
+    instances: &[String],
+) -> Result<String, Halt> {
+    let what = match undone.side() {
+        Account::Target => "recovery",
+        Account::Source => "A3",
+    };
+    super::cleanup::terminate(ctx, side, what, instances).await
 }

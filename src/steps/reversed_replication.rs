@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{Halt, StepCtx, StepFailure, failback, parse_iso_duration};
+use super::compensate::Undone;
+use super::{Halt, StepCtx, StepFailure, failback, parse_iso_duration, retry};
+use crate::aws::SideClients;
 use crate::aws::drs::SourceServer;
 use crate::run::call::{Call, Found, How};
 use crate::run::clock::Backoff;
@@ -403,4 +405,125 @@ async fn wait_ready(
         let interval = backoff.next_interval();
         ctx.pause(interval).await?;
     }
+}
+
+// ---------------------------------------------------------------- compensation
+//
+// `undo:<key>` of a rollback run (see [`super::compensate`]): StopReplication of each A2
+// the step created, reconciled or adopted (origin).
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct UndoReversedOutput {
+    /// The A2s were listed (before any change).
+    pub planned: bool,
+    /// The A2 source servers (origin) to stop, by ID.
+    pub a2s: Vec<String>,
+    pub stopped: Vec<String>,
+    pub verified_at: Option<String>,
+}
+
+/// StopReplication of every A2 the failback's `reversed_replication` step made replicate: those
+/// in its output, and those an interrupted ReverseReplication of the run created before its
+/// result was recorded (found in the origin by `reversedDirectionSourceServerArn` = B1).
+pub(crate) async fn compensate(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
+    let mut out: UndoReversedOutput = ctx.my_output().await?;
+    let origin = ctx.clients.source.clone();
+    if !out.planned {
+        out.a2s = reversed_a2s(ctx, undone, &origin).await?;
+        out.planned = true;
+        ctx.save(&out).await?;
+    }
+    for a2 in out.a2s.clone() {
+        if ctx.stopping() {
+            return Err(Halt::Stopped);
+        }
+        if !out.stopped.contains(&a2) {
+            super::failback_cleanup::stop_replication(ctx, &origin, &a2, "A2").await?;
+            out.stopped.push(a2);
+            ctx.save(&out).await?;
+        }
+    }
+    if !out.a2s.is_empty() {
+        let found = retry::read(ctx, || origin.describe_source_servers(&out.a2s)).await?;
+        let still: Vec<String> = found
+            .iter()
+            .filter(|s| {
+                !matches!(
+                    s.replication_state.as_deref(),
+                    Some("STOPPED" | "DISCONNECTED")
+                )
+            })
+            .map(|s| {
+                format!(
+                    "{} ({})",
+                    s.id,
+                    s.replication_state.as_deref().unwrap_or("?")
+                )
+            })
+            .collect();
+        if !still.is_empty() {
+            return Err(Halt::Failed(StepFailure::new(
+                format!(
+                    "A2 server(s) still replicate after StopReplication in account {} ({}): {}",
+                    origin.account_id,
+                    origin.region,
+                    still.join(", ")
+                ),
+                "check them in the DRS console of the origin, then `retry` this step",
+            )));
+        }
+    }
+    ctx.say(format!(
+        "reversed replication stopped for {} A2 server(s)",
+        out.a2s.len()
+    ));
+    out.verified_at = Some(ctx.clock.now().to_rfc3339());
+    ctx.save(&out).await?;
+    Ok(())
+}
+
+/// The A2s of the original step, sorted: recorded in its output, or (an intent without a
+/// recorded result) found linked to their B1 in the origin.
+async fn reversed_a2s(
+    ctx: &mut StepCtx<'_>,
+    undone: &Undone,
+    origin: &SideClients,
+) -> Result<Vec<String>, Halt> {
+    let reversed: ReversedReplicationOutput = undone.decode()?;
+    let mut a2s: Vec<String> = reversed
+        .servers
+        .values()
+        .filter_map(|s| s.a2_id.clone())
+        .collect();
+    let unrecorded: Vec<&str> = reversed
+        .servers
+        .values()
+        .filter(|s| s.a2_id.is_none())
+        .filter_map(|s| s.b1_arn.as_deref())
+        .collect();
+    if !unrecorded.is_empty() && called_reverse_replication(ctx, undone).await? {
+        let servers = retry::read(ctx, || origin.list_source_servers()).await?;
+        a2s.extend(
+            servers
+                .into_iter()
+                .filter(|s| {
+                    s.reversed_direction_arn
+                        .as_deref()
+                        .is_some_and(|arn| unrecorded.contains(&arn))
+                })
+                .map(|s| s.id),
+        );
+    }
+    a2s.sort();
+    a2s.dedup();
+    Ok(a2s)
+}
+
+/// Whether the original step has any ReverseReplication intent (so it may have created an A2
+/// whose ID it never recorded).
+async fn called_reverse_replication(ctx: &StepCtx<'_>, undone: &Undone) -> Result<bool, Halt> {
+    Ok(ctx
+        .journal
+        .step_called(&undone.run_id, &undone.key, "drs:ReverseReplication")
+        .await?)
 }
