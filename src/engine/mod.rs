@@ -7,6 +7,7 @@
 pub mod driver;
 pub mod journal;
 pub mod machine;
+pub mod measure;
 pub mod plan;
 pub mod rollback;
 
