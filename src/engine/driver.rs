@@ -420,6 +420,7 @@ impl Driver<'_> {
             let output = self.journal.output_value(&row.key).await?;
             evidence.extend(Evidence::decode(
                 self.journal.run_id(),
+                self.run.operation,
                 row.kind,
                 &row.key,
                 output,

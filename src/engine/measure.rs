@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::run::journal::{JournalError, decode_output};
 use crate::run::{Operation, StepKind};
-use crate::steps::dns_cutover::DnsOutput;
+use crate::steps::dns_cutover::{DnsOutput, UndoDnsOutput};
 use crate::steps::launch::LaunchOutput;
 use crate::steps::lb_switch::LbSwitchOutput;
 use crate::steps::snapshot_conversion::ConversionOutput;
@@ -27,16 +27,29 @@ pub enum Evidence {
     Validate(ValidateOutput),
     LbSwitch(LbSwitchOutput),
     DnsCutover(DnsOutput),
+    /// A rollback's `undo:dns_cutover`: traffic is back when its restore is INSYNC.
+    DnsRestore(UndoDnsOutput),
 }
 
 impl Evidence {
-    /// Decodes the output of a step of `kind`; `None` for the kinds that measure nothing.
+    /// Decodes the output of a step of `kind` in a run of `operation`; `None` for the steps
+    /// that measure nothing. A rollback's steps carry the kind of the step they undo, and
+    /// their outputs are compensations: only the DNS restore measures anything.
     pub fn decode(
         run: &RunId,
+        operation: Operation,
         kind: StepKind,
         key: &str,
         output: Value,
     ) -> Result<Option<Evidence>, JournalError> {
+        if operation == Operation::Rollback {
+            return Ok(match kind {
+                StepKind::DnsCutover => {
+                    Some(Evidence::DnsRestore(decode_output(run, key, output)?))
+                }
+                _ => None,
+            });
+        }
         Ok(Some(match kind {
             StepKind::SnapshotConversion => Evidence::Conversion(decode_output(run, key, output)?),
             StepKind::Launch => Evidence::Launch(decode_output(run, key, output)?),
@@ -93,6 +106,11 @@ pub fn measure(operation: Operation, start: DateTime<Utc>, evidence: &[Evidence]
                 }
             }
             Evidence::DnsCutover(out) => {
+                for zone in &out.zones {
+                    serve(zone.insync_at.as_ref());
+                }
+            }
+            Evidence::DnsRestore(out) => {
                 for zone in &out.zones {
                     serve(zone.insync_at.as_ref());
                 }
@@ -181,6 +199,7 @@ mod tests {
         let run = RunId::generate();
         let err = Evidence::decode(
             &run,
+            Operation::Failover,
             StepKind::DnsCutover,
             "dns_cutover",
             serde_json::json!({ "zones": 3 }),
@@ -194,12 +213,29 @@ mod tests {
         assert_eq!(
             Evidence::decode(
                 &run,
+                Operation::Failover,
                 StepKind::Preflight,
                 "preflight",
                 serde_json::json!({"x": 1})
             )
             .unwrap(),
             None
+        );
+        // A rollback's undo:dns_cutover carries the cutover's kind and a restore's output.
+        let restore = serde_json::json!({ "planned": true, "zones": [] });
+        assert_eq!(
+            Evidence::decode(
+                &run,
+                Operation::Rollback,
+                StepKind::DnsCutover,
+                "undo:dns_cutover",
+                restore
+            )
+            .unwrap(),
+            Some(Evidence::DnsRestore(UndoDnsOutput {
+                planned: true,
+                zones: vec![]
+            }))
         );
     }
 }
