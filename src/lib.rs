@@ -5,7 +5,26 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: clap definitions and one file per command; parse, call the library, render.
+//! Dependencies point down this list only (no module cycle); `sim` stands apart.
+//!
+//! ```text
+//!   cli ─► engine ─► steps ─► run ─► aws, store, runbook
+//!    │       └────────────────► run        (report, doctor: beside the engine, below cli)
+//! ```
+//!
+//! - [`cli`]: clap definitions and the commands; parse, call the library, render (the edge).
+//! - [`engine`]: the pure state machine (`machine`), the planner (`plan`), the rollback planner,
+//!   RTO/RPO measurement over typed step outputs (`measure`), and the driver, the only I/O loop;
+//!   it drives the steps and records the lifecycle of runs and steps (`engine::journal`).
+//! - [`steps`]: one module per step kind, each holding its re-entrant `run` and its
+//!   compensation (`compensate`: the rollback's loader and dispatch). Steps never import the
+//!   engine.
+//! - [`run`]: the runtime below the steps: the journal of outputs and effects, the durable-call
+//!   primitive (`run::call`, the only writer of intents and effects), the clock, the DRS job
+//!   budget, progress lines, `StepCtx`, `StepFailure`, `Halt`, `RunOptions`, `Operation`, `Mode`.
+//!   It imports neither the engine nor the steps.
+//! - [`aws`]: the SDK adapters (DRS, Route 53, ELBv2, IAM, ...) returning domain types; one
+//!   `classify` of errors. No SDK type leaves this module.
 //! - [`runbook`]: the runbook file model (serde) and its validation, every problem with file:line.
 //! - [`store`]: the run store (SQLite via sqlx): runs, steps, effects, the audit hash chain,
 //!   leases and claims; free functions that compose inside one transaction.
@@ -24,6 +43,7 @@ pub mod cli;
 pub mod doctor;
 pub mod engine;
 pub mod report;
+pub mod run;
 pub mod runbook;
 pub mod signals;
 pub mod sim;

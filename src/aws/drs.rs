@@ -92,6 +92,16 @@ pub struct Called<T> {
     pub request_id: Option<String>,
 }
 
+impl<T> Called<T> {
+    /// The same call's result in another shape (the response a step records).
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Called<U> {
+        Called {
+            value: f(self.value),
+            request_id: self.request_id,
+        }
+    }
+}
+
 /// Mutating calls are sent once by the SDK: throttling is retried by
 /// [`super::with_throttle_retry`], anything ambiguous is reconciled by the step.
 fn single_attempt() -> aws_sdk_drs::config::Builder {

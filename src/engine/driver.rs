@@ -16,7 +16,7 @@ use super::budget::JobBudget;
 use super::clock::EngineClock;
 use super::journal::{Journal, JournalError, StepRow};
 use super::machine::{self, Command, RunFlags, RunOutcome, StepEvent, StepStatus, StepView};
-use super::plan::{Operation, StepKind};
+use super::measure::{Evidence, measure};
 use super::progress::{Approver, Progress, StepProgress};
 use crate::aws::Clients;
 use crate::runbook::Runbook;
@@ -425,61 +425,25 @@ impl Driver<'_> {
         Ok(report)
     }
 
-    /// Measured RTO (run start -> traffic on recovered servers) and RPO (declared time -
-    /// the oldest data timestamp of a recovered server), in seconds of the engine's clock.
+    /// Measured RTO and RPO ([`super::measure::measure`]) over the succeeded steps' typed
+    /// outputs.
     async fn measure(&self) -> Result<(Option<f64>, Option<f64>), DriverError> {
-        let rows = self.journal.steps().await?;
-        let start = self.run.started_at;
-        let mut served: Option<chrono::DateTime<chrono::Utc>> = None;
-        let mut rpo: Option<f64> = None;
-        let later = |a: Option<chrono::DateTime<chrono::Utc>>, b: Option<&str>| {
-            let b = b.and_then(crate::aws::parse_time);
-            match (a, b) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            }
-        };
-        for row in &rows {
+        let mut evidence = Vec::new();
+        for row in self.journal.steps().await? {
             if row.status != StepStatus::Succeeded {
                 continue;
             }
             let output = self.journal.output_value(&row.key).await?;
-            match row.kind {
-                StepKind::SnapshotConversion => {
-                    for server in output["servers"]
-                        .as_object()
-                        .into_iter()
-                        .flat_map(|m| m.values())
-                    {
-                        if let Some(ts) = server["data_timestamp"]
-                            .as_str()
-                            .and_then(crate::aws::parse_time)
-                        {
-                            let age = (start - ts).num_milliseconds() as f64 / 1000.0;
-                            rpo = Some(rpo.map_or(age, |r: f64| r.max(age)));
-                        }
-                    }
-                }
-                StepKind::Launch if self.run.operation != Operation::Drill => {
-                    served = later(served, output["completed_at"].as_str())
-                }
-                StepKind::Validate => served = later(served, output["validated_at"].as_str()),
-                StepKind::LbSwitch => {
-                    for g in output["groups"].as_array().into_iter().flatten() {
-                        served = later(served, g["healthy_at"].as_str());
-                    }
-                }
-                StepKind::DnsCutover => {
-                    for z in output["zones"].as_array().into_iter().flatten() {
-                        served = later(served, z["insync_at"].as_str());
-                    }
-                }
-                _ => {}
-            }
+            evidence.extend(Evidence::decode(
+                self.journal.run_id(),
+                self.run.operation,
+                row.kind,
+                &row.key,
+                output,
+            )?);
         }
-        let rto = served.map(|s| (s - start).num_milliseconds() as f64 / 1000.0);
-        // Data newer than the declaration (an on-demand snapshot) lost nothing: RPO 0.
-        Ok((rto, rpo.map(|r| r.max(0.0))))
+        let m = measure(self.run.operation, self.run.started_at, &evidence);
+        Ok((m.rto_seconds, m.rpo_seconds))
     }
 
     /// The report of the run as stored now.

@@ -1,16 +1,19 @@
-//! The journal: the engine's view of one run in the store. Every write checks the run's lease
-//! fence and appends its audit event in the same transaction (DESIGN section 6).
+//! The engine's part of the journal: the lifecycle of a run and its steps. Every step status
+//! change goes through the state machine ([`super::machine`]) here; the runtime's part (outputs,
+//! effects) is [`crate::run::journal`]. Every write checks the run's lease fence and appends its
+//! audit event in the same transaction (DESIGN section 6).
 
 use chrono::{DateTime, Utc};
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::machine::{StepEvent, StepStatus, StepView, step_transition};
-use super::plan::StepKind;
-use crate::steps::StepFailure;
-use crate::store::{self, Database, EffectId, RunId, StoreError};
+use crate::run::{StepFailure, StepKind};
+use crate::store::{self, Database, RunId};
+
+pub use crate::run::journal::{
+    CRASH_AFTER_EFFECT_ENV, CRASH_AFTER_INTENT_ENV, Journal, JournalError,
+};
 
 /// One step as the driver sees it.
 #[derive(Debug, Clone)]
@@ -37,27 +40,6 @@ impl StepRow {
     }
 }
 
-/// An intent whose outcome is not recorded yet.
-#[derive(Debug, Clone)]
-pub struct OpenIntent {
-    pub id: EffectId,
-    pub idempotency_key: String,
-    pub response: Option<Value>,
-}
-
-/// Where one logical mutating call stands. The effects table, not a step's output, is the
-/// record of what was sent: an effect recorded `done` just before a crash (and before the
-/// step saved its output) must never be sent again.
-#[derive(Debug, Clone)]
-pub enum CallState {
-    /// An attempt took effect (sent, or found by reconciliation): its response.
-    Done(Value),
-    /// An attempt's intent is committed but its outcome unknown: reconcile before anything.
-    Open(OpenIntent),
-    /// Never sent, or every attempt failed without effect: send, with this idempotency key.
-    NotSent { next_key: String },
-}
-
 /// The run fields the driver reports.
 #[derive(Debug, Clone)]
 pub struct RunSummaryView {
@@ -68,94 +50,15 @@ pub struct RunSummaryView {
     pub error: Option<String>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum JournalError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("failed to use the run database: {0}")]
-    Sql(#[from] sqlx::Error),
-    #[error(transparent)]
-    Unknown(#[from] store::UnknownValue),
-    #[error("step {key} of run {run} cannot go from {from} on {event:?}")]
-    Transition {
-        run: String,
-        key: String,
-        from: String,
-        event: StepEvent,
-    },
-    #[error("step {key} of run {run} has an unknown kind or status in the database")]
-    Corrupt { run: String, key: String },
-    #[error("the output of step {key} could not be encoded: {source}")]
-    Encode {
-        key: String,
-        source: serde_json::Error,
-    },
-}
-
-/// One run's journal, bound to the lease the driver holds.
-pub struct Journal {
-    db: Database,
-    run_id: RunId,
-    lease: Option<store::leases::Lease>,
-    actor: String,
-    /// Effects are timestamped on the engine's clock, like steps and events.
-    clock: super::clock::EngineClock,
-}
-
 impl Journal {
-    pub fn new(
-        db: Database,
-        run_id: RunId,
-        lease: Option<store::leases::Lease>,
-        actor: String,
-        clock: super::clock::EngineClock,
-    ) -> Self {
-        Journal {
-            db,
-            run_id,
-            lease,
-            actor,
-            clock,
-        }
-    }
-
-    pub fn run_id(&self) -> &RunId {
-        &self.run_id
-    }
-
-    pub fn db(&self) -> &Database {
-        &self.db
-    }
-
-    /// Opens a transaction whose writes are valid only while this driver holds the lease.
-    async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, JournalError> {
-        let mut tx = self.db.begin().await?;
-        if let Some(lease) = &self.lease {
-            store::leases::check_fence(&mut tx, lease).await?;
-        }
-        Ok(tx)
-    }
-
-    async fn event(
-        &self,
-        tx: &mut sqlx::SqliteConnection,
-        kind: &str,
-        step: Option<&str>,
-        data: Value,
-        now: DateTime<Utc>,
-    ) -> Result<(), JournalError> {
-        store::events::append(tx, &self.run_id, now, kind, &self.actor, step, &data).await?;
-        Ok(())
-    }
-
     /// Every step of the run, in plan order.
     pub async fn steps(&self) -> Result<Vec<StepRow>, JournalError> {
-        let mut conn = self.db.pool().acquire().await?;
-        let rows = store::steps::list(&mut conn, &self.run_id).await?;
+        let mut conn = self.db().pool().acquire().await?;
+        let rows = store::steps::list(&mut conn, self.run_id()).await?;
         rows.into_iter()
             .map(|s| {
                 let corrupt = || JournalError::Corrupt {
-                    run: self.run_id.to_string(),
+                    run: self.run_id().to_string(),
                     key: s.key.clone(),
                 };
                 Ok(StepRow {
@@ -187,19 +90,20 @@ impl Journal {
         failure: Option<&StepFailure>,
     ) -> Result<i64, JournalError> {
         let to = step_transition(from, event).map_err(|_| JournalError::Transition {
-            run: self.run_id.to_string(),
+            run: self.run_id().to_string(),
             key: key.to_string(),
             from: from.as_str().to_string(),
-            event,
+            event: format!("{event:?}"),
         })?;
         let mut tx = self.write().await?;
         let error = failure.map(|f| serde_json::to_string(f).unwrap_or_else(|_| f.to_string()));
         let status: store::steps::StepStatus = to.as_str().parse()?;
-        store::steps::set_status(&mut tx, &self.run_id, key, status, error.as_deref(), now).await?;
+        store::steps::set_status(&mut tx, self.run_id(), key, status, error.as_deref(), now)
+            .await?;
         let attempt = if event == StepEvent::Start {
-            store::steps::increment_attempts(&mut tx, &self.run_id, key).await?
+            store::steps::increment_attempts(&mut tx, self.run_id(), key).await?
         } else {
-            store::steps::get(&mut tx, &self.run_id, key)
+            store::steps::get(&mut tx, self.run_id(), key)
                 .await?
                 .attempts
         };
@@ -229,11 +133,11 @@ impl Journal {
         let mut tx = self.write().await?;
         // The gate is recorded on a waiting step; a prompt answered before the step was parked
         // parks it first, so both paths leave the same trail. Approval returns it to pending.
-        let current = store::steps::get(&mut tx, &self.run_id, key).await?.status;
+        let current = store::steps::get(&mut tx, self.run_id(), key).await?.status;
         if current.as_str() == StepStatus::Pending.as_str() {
             store::steps::set_status(
                 &mut tx,
-                &self.run_id,
+                self.run_id(),
                 key,
                 StepStatus::WaitingApproval.as_str().parse()?,
                 None,
@@ -241,12 +145,12 @@ impl Journal {
             )
             .await?;
         }
-        store::steps::approve(&mut tx, &self.run_id, key, by, comment, now).await?;
+        store::steps::approve(&mut tx, self.run_id(), key, by, comment, now).await?;
         let next = step_transition(StepStatus::WaitingApproval, StepEvent::Approve)
             .expect("an approval is a valid transition");
         store::steps::set_status(
             &mut tx,
-            &self.run_id,
+            self.run_id(),
             key,
             next.as_str().parse()?,
             None,
@@ -268,7 +172,7 @@ impl Journal {
     /// The run is (re)started by this driver.
     pub async fn run_started(&self, now: DateTime<Utc>) -> Result<(), JournalError> {
         let mut tx = self.write().await?;
-        store::runs::set_status(&mut tx, &self.run_id, store::runs::RunStatus::Running, now)
+        store::runs::set_status(&mut tx, self.run_id(), store::runs::RunStatus::Running, now)
             .await?;
         self.event(
             &mut tx,
@@ -304,7 +208,7 @@ impl Journal {
         .await?;
         store::runs::finish(
             &mut tx,
-            &self.run_id,
+            self.run_id(),
             &store::runs::Finish {
                 status: run_status,
                 rto_seconds: rto,
@@ -320,8 +224,8 @@ impl Journal {
 
     /// The first failed step's error, as one line.
     pub async fn first_failure(&self) -> Result<Option<String>, JournalError> {
-        let mut conn = self.db.pool().acquire().await?;
-        let steps = store::steps::list(&mut conn, &self.run_id).await?;
+        let mut conn = self.db().pool().acquire().await?;
+        let steps = store::steps::list(&mut conn, self.run_id()).await?;
         Ok(steps
             .iter()
             .find(|s| s.status.as_str() == "failed")
@@ -338,8 +242,8 @@ impl Journal {
     }
 
     pub async fn run_summary(&self) -> Result<RunSummaryView, JournalError> {
-        let mut conn = self.db.pool().acquire().await?;
-        let run = store::runs::get(&mut conn, &self.run_id).await?;
+        let mut conn = self.db().pool().acquire().await?;
+        let run = store::runs::get(&mut conn, self.run_id()).await?;
         Ok(RunSummaryView {
             id: run.id.to_string(),
             operation: run.operation.as_str().to_string(),
@@ -349,210 +253,13 @@ impl Journal {
         })
     }
 
-    /// A step's output as JSON (`{}` when none yet).
-    pub async fn output_value(&self, key: &str) -> Result<Value, JournalError> {
-        let mut conn = self.db.pool().acquire().await?;
-        Ok(store::steps::get(&mut conn, &self.run_id, key)
-            .await?
-            .output)
-    }
-
-    /// A step's output decoded, or the default when it has none (or an older shape).
-    pub async fn output<T: DeserializeOwned + Default>(
-        &self,
-        key: &str,
-    ) -> Result<T, JournalError> {
-        let value = self.output_value(key).await?;
-        if value.is_null() || value.as_object().is_some_and(|o| o.is_empty()) {
-            return Ok(T::default());
-        }
-        Ok(serde_json::from_value(value).unwrap_or_default())
-    }
-
-    pub async fn save_output<T: Serialize>(
-        &self,
-        key: &str,
-        output: &T,
-    ) -> Result<(), JournalError> {
-        let value = serde_json::to_value(output).map_err(|source| JournalError::Encode {
-            key: key.to_string(),
-            source,
-        })?;
-        let mut tx = self.write().await?;
-        store::steps::set_output(&mut tx, &self.run_id, key, &value).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Writes and commits the intent of a mutating call, before the call.
-    pub async fn begin_intent(
-        &self,
-        step: &str,
-        idempotency_key: &str,
-        operation: &str,
-        account: &str,
-        region: &str,
-        request: Value,
-    ) -> Result<EffectId, JournalError> {
-        let now = self.clock.now();
-        let mut tx = self.write().await?;
-        let id = store::effects::begin(
-            &mut tx,
-            &self.run_id,
-            &store::effects::NewEffect {
-                step_key: step.to_string(),
-                idempotency_key: idempotency_key.to_string(),
-                operation: operation.to_string(),
-                account: account.to_string(),
-                region: region.to_string(),
-                request: request.clone(),
-            },
-            now,
-        )
-        .await?;
-        self.event(&mut tx, "effect_intent", Some(step), json!({ "effect": id.0, "operation": operation, "idempotency_key": idempotency_key, "account": account, "region": region, "request": request }), now)
-            .await?;
-        tx.commit().await?;
-        crash_after_intent_hook();
-        Ok(id)
-    }
-
-    /// Records the call's effect (response, AWS request ID).
-    pub async fn complete_effect(
-        &self,
-        id: EffectId,
-        response: Value,
-        request_id: Option<String>,
-    ) -> Result<(), JournalError> {
-        let now = self.clock.now();
-        let mut tx = self.write().await?;
-        store::effects::complete(&mut tx, id, &response, request_id.as_deref(), now).await?;
-        let (step, operation) = self.effect_names(&mut tx, id).await?;
-        self.event(&mut tx, "effect_done", step.as_deref(), json!({ "effect": id.0, "operation": operation, "aws_request_id": request_id, "response": response }), now).await?;
-        tx.commit().await?;
-        crash_after_effect_hook();
-        Ok(())
-    }
-
-    /// The call was rejected or had no effect.
-    pub async fn fail_effect(&self, id: EffectId, error: &str) -> Result<(), JournalError> {
-        let now = self.clock.now();
-        let mut tx = self.write().await?;
-        store::effects::fail(&mut tx, id, error, None, now).await?;
-        let (step, operation) = self.effect_names(&mut tx, id).await?;
-        self.event(
-            &mut tx,
-            "effect_failed",
-            step.as_deref(),
-            json!({ "effect": id.0, "operation": operation, "error": error }),
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// The outcome of an interrupted call, found out from AWS.
-    pub async fn reconcile_effect(
-        &self,
-        id: EffectId,
-        response: Value,
-    ) -> Result<(), JournalError> {
-        let now = self.clock.now();
-        let mut tx = self.write().await?;
-        store::effects::reconciled(&mut tx, id, &response, now).await?;
-        let (step, operation) = self.effect_names(&mut tx, id).await?;
-        self.event(
-            &mut tx,
-            "effect_reconciled",
-            step.as_deref(),
-            json!({ "effect": id.0, "operation": operation, "response": response }),
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// The step key and operation of an effect, for its audit event.
-    async fn effect_names(
-        &self,
-        conn: &mut sqlx::SqliteConnection,
-        id: EffectId,
-    ) -> Result<(Option<String>, Option<String>), JournalError> {
-        let effects = store::effects::for_run(conn, &self.run_id).await?;
-        Ok(effects
-            .into_iter()
-            .find(|e| e.id == id)
-            .map(|e| (Some(e.step_key), Some(e.operation)))
-            .unwrap_or((None, None)))
-    }
-
-    /// The step's intents without a recorded outcome.
-    pub async fn open_intents(&self, step: &str) -> Result<Vec<OpenIntent>, JournalError> {
-        let mut conn = self.db.pool().acquire().await?;
-        let effects = store::effects::open_intents(&mut conn, &self.run_id).await?;
-        Ok(effects
-            .into_iter()
-            .filter(|e| e.step_key == step)
-            .map(|e| OpenIntent {
-                id: e.id,
-                idempotency_key: e.idempotency_key,
-                response: e.response,
-            })
-            .collect())
-    }
-
-    /// What the journal knows of one logical call of a step, whose attempts have idempotency
-    /// keys `<prefix>attempt-<n>`: its recorded outcome, an intent left open, or nothing.
-    pub async fn call_state(&self, step: &str, prefix: &str) -> Result<CallState, JournalError> {
-        let mut conn = self.db.pool().acquire().await?;
-        let effects = store::effects::for_step(&mut conn, &self.run_id, step).await?;
-        let attempts: Vec<_> = effects
-            .into_iter()
-            .filter(|e| e.idempotency_key.starts_with(prefix))
-            .collect();
-        if let Some(done) = attempts
-            .iter()
-            .find(|e| matches!(e.state.as_str(), "done" | "reconciled"))
-        {
-            return Ok(CallState::Done(
-                done.response.clone().unwrap_or(Value::Null),
-            ));
-        }
-        if let Some(open) = attempts.iter().find(|e| e.state.as_str() == "intent") {
-            return Ok(CallState::Open(OpenIntent {
-                id: open.id,
-                idempotency_key: open.idempotency_key.clone(),
-                response: open.response.clone(),
-            }));
-        }
-        Ok(CallState::NotSent {
-            next_key: format!("{prefix}attempt-{}", attempts.len() + 1),
-        })
-    }
-
-    /// How many effects of the step have an idempotency key starting with `prefix`.
-    pub async fn effects_count_with_prefix(
-        &self,
-        step: &str,
-        prefix: &str,
-    ) -> Result<i64, JournalError> {
-        let mut conn = self.db.pool().acquire().await?;
-        let effects = store::effects::for_step(&mut conn, &self.run_id, step).await?;
-        Ok(effects
-            .iter()
-            .filter(|e| e.idempotency_key.starts_with(prefix))
-            .count() as i64)
-    }
-
     /// Whether an operator asked (`cancel`, from any process) for this run to stop.
     pub async fn cancel_requested(&self) -> Result<bool, JournalError> {
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.db().pool().acquire().await?;
         let found: i64 = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM events WHERE run_id = ?1 AND kind = 'cancel_requested')",
         )
-        .bind(&self.run_id)
+        .bind(self.run_id())
         .fetch_one(&mut *conn)
         .await?;
         Ok(found == 1)
@@ -568,25 +275,25 @@ impl Journal {
         now: DateTime<Utc>,
     ) -> Result<(), JournalError> {
         let mut tx = self.write().await?;
-        let row = store::steps::get(&mut tx, &self.run_id, key).await?;
+        let row = store::steps::get(&mut tx, self.run_id(), key).await?;
         let from = StepStatus::parse(row.status.as_str()).ok_or_else(|| JournalError::Corrupt {
-            run: self.run_id.to_string(),
+            run: self.run_id().to_string(),
             key: key.to_string(),
         })?;
         let to = step_transition(from, event).map_err(|_| JournalError::Transition {
-            run: self.run_id.to_string(),
+            run: self.run_id().to_string(),
             key: key.to_string(),
             from: from.as_str().to_string(),
-            event,
+            event: format!("{event:?}"),
         })?;
         match (event, reason) {
             (StepEvent::Skip, Some(reason)) => {
-                store::steps::skip(&mut tx, &self.run_id, key, reason, now).await?
+                store::steps::skip(&mut tx, self.run_id(), key, reason, now).await?
             }
             _ => {
                 store::steps::set_status(
                     &mut tx,
-                    &self.run_id,
+                    self.run_id(),
                     key,
                     to.as_str().parse()?,
                     None,
@@ -604,7 +311,7 @@ impl Journal {
             &mut tx,
             kind,
             Some(key),
-            json!({ "from": from.as_str(), "to": to.as_str(), "by": self.actor, "reason": reason }),
+            json!({ "from": from.as_str(), "to": to.as_str(), "by": self.actor(), "reason": reason }),
             now,
         )
         .await?;
@@ -707,58 +414,4 @@ pub async fn mark_rolled_back(
     .await?;
     tx.commit().await?;
     Ok(())
-}
-
-/// The environment variable of the second crash test hook, see [`crash_after_effect_hook`].
-pub const CRASH_AFTER_EFFECT_ENV: &str = "DRS_RUNBOOK_CRASH_AFTER_EFFECT";
-
-/// TEST HOOK (crash harness): with `DRS_RUNBOOK_CRASH_AFTER_EFFECT=N` the process aborts right
-/// after committing the outcome of its N-th completed call, before the step saves the output
-/// that uses it (the job ID, the change ID): a resume must find the outcome in the effects and
-/// never send that call again.
-fn crash_after_effect_hook() {
-    use std::sync::atomic::AtomicU64;
-    static COMPLETED: AtomicU64 = AtomicU64::new(0);
-    static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
-    crash_hook(
-        CRASH_AFTER_EFFECT_ENV,
-        &LIMIT,
-        &COMPLETED,
-        "the effect commit",
-    );
-}
-
-/// The environment variable of the crash test hook, see [`crash_after_intent_hook`].
-pub const CRASH_AFTER_INTENT_ENV: &str = "DRS_RUNBOOK_CRASH_AFTER_INTENT";
-
-/// TEST HOOK (crash harness, tests/integration/crash.rs): with `DRS_RUNBOOK_CRASH_AFTER_INTENT=N`
-/// the process aborts right after committing its N-th intent of a mutating call, before the
-/// call is sent: the worst moment for durability, and one the harness cannot hit reliably with
-/// a timed SIGKILL. Unset (always, outside tests), this is one relaxed atomic increment.
-fn crash_after_intent_hook() {
-    use std::sync::atomic::AtomicU64;
-    static COMMITTED: AtomicU64 = AtomicU64::new(0);
-    static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
-    crash_hook(
-        CRASH_AFTER_INTENT_ENV,
-        &LIMIT,
-        &COMMITTED,
-        "the intent commit",
-    );
-}
-
-/// Counts one more event for a crash hook and aborts the process when the count reaches the
-/// limit set in `env` (read once). Unset, this is one relaxed atomic increment.
-fn crash_hook(
-    env: &str,
-    limit: &std::sync::OnceLock<Option<u64>>,
-    count: &std::sync::atomic::AtomicU64,
-    what: &str,
-) {
-    let limit = *limit.get_or_init(|| std::env::var(env).ok().and_then(|v| v.parse().ok()));
-    let n = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-    if limit == Some(n) {
-        eprintln!("test hook {env}={n}: aborting after {what}");
-        std::process::abort();
-    }
 }

@@ -89,31 +89,57 @@ pub fn step_transition(
 ) -> Result<StepStatus, InvalidTransition> {
     use StepEvent as E;
     use StepStatus as S;
+    // Every (status, event) pair is spelled out, refusals included: a new status or event does
+    // not compile until each of its pairs is decided here (and in the table test).
     let next = match (from, event) {
-        (S::Pending, E::Start) => S::Running,
-        (S::Pending, E::AwaitApproval) => S::WaitingApproval,
-        (S::WaitingApproval, E::Approve) => S::Pending,
-        (S::WaitingApproval, E::AwaitApproval) => S::WaitingApproval,
+        (S::Pending, E::Start) => Some(S::Running),
+        (S::Pending, E::AwaitApproval) => Some(S::WaitingApproval),
+        (S::Pending, E::Skip) => Some(S::Skipped),
+        (S::Pending, E::Cancel) => Some(S::Cancelled),
+        (S::Pending, E::Approve | E::Succeed | E::Fail | E::Retry) => None,
+
+        (S::WaitingApproval, E::Approve) => Some(S::Pending),
+        (S::WaitingApproval, E::AwaitApproval) => Some(S::WaitingApproval),
+        (S::WaitingApproval, E::Skip) => Some(S::Skipped),
+        (S::WaitingApproval, E::Cancel) => Some(S::Cancelled),
+        (S::WaitingApproval, E::Start | E::Succeed | E::Fail | E::Retry) => None,
+
         // A resumed run restarts a step that was running when the driver stopped: the step
         // reconciles its open intents before doing anything else.
-        (S::Running, E::Start) => S::Running,
-        (S::Running, E::Succeed) => S::Succeeded,
-        (S::Running, E::Fail) => S::Failed,
-        (S::Failed, E::Retry) => S::Pending,
-        (S::Pending | S::WaitingApproval | S::Failed, E::Skip) => S::Skipped,
-        (S::Pending | S::WaitingApproval | S::Running, E::Cancel) => S::Cancelled,
+        (S::Running, E::Start) => Some(S::Running),
+        (S::Running, E::Succeed) => Some(S::Succeeded),
+        (S::Running, E::Fail) => Some(S::Failed),
+        (S::Running, E::Cancel) => Some(S::Cancelled),
+        (S::Running, E::AwaitApproval | E::Approve | E::Skip | E::Retry) => None,
+
+        (S::Failed, E::Retry) => Some(S::Pending),
+        (S::Failed, E::Skip) => Some(S::Skipped),
         // Terminal states absorb a duplicate of the event that made them.
-        (S::Succeeded, E::Succeed) => S::Succeeded,
-        (S::Failed, E::Fail) => S::Failed,
-        (S::Skipped, E::Skip) => S::Skipped,
-        (S::Cancelled, E::Cancel) => S::Cancelled,
-        (from, event) => {
-            return Err(InvalidTransition {
-                from: from.as_str(),
-                event,
-            });
-        }
+        (S::Failed, E::Fail) => Some(S::Failed),
+        (S::Failed, E::Start | E::AwaitApproval | E::Approve | E::Succeed | E::Cancel) => None,
+
+        (S::Succeeded, E::Succeed) => Some(S::Succeeded),
+        (
+            S::Succeeded,
+            E::Start | E::AwaitApproval | E::Approve | E::Fail | E::Skip | E::Retry | E::Cancel,
+        ) => None,
+
+        (S::Skipped, E::Skip) => Some(S::Skipped),
+        (
+            S::Skipped,
+            E::Start | E::AwaitApproval | E::Approve | E::Succeed | E::Fail | E::Retry | E::Cancel,
+        ) => None,
+
+        (S::Cancelled, E::Cancel) => Some(S::Cancelled),
+        (
+            S::Cancelled,
+            E::Start | E::AwaitApproval | E::Approve | E::Succeed | E::Fail | E::Skip | E::Retry,
+        ) => None,
     };
+    let next = next.ok_or(InvalidTransition {
+        from: from.as_str(),
+        event,
+    })?;
     Ok(next)
 }
 
@@ -223,48 +249,83 @@ mod tests {
 
     #[test]
     fn step_transitions_table() {
+        // Every (status, event) pair: 7 x 8 = 56 rows, 18 accepted.
         let table = [
             (S::Pending, E::Start, Some(S::Running)),
             (S::Pending, E::AwaitApproval, Some(S::WaitingApproval)),
+            (S::Pending, E::Approve, None),
             (S::Pending, E::Succeed, None),
+            (S::Pending, E::Fail, None),
             (S::Pending, E::Skip, Some(S::Skipped)),
-            (S::Pending, E::Cancel, Some(S::Cancelled)),
             (S::Pending, E::Retry, None),
-            (S::WaitingApproval, E::Approve, Some(S::Pending)),
+            (S::Pending, E::Cancel, Some(S::Cancelled)),
+            (S::WaitingApproval, E::Start, None),
             (
                 S::WaitingApproval,
                 E::AwaitApproval,
                 Some(S::WaitingApproval),
             ),
-            (S::WaitingApproval, E::Start, None),
+            (S::WaitingApproval, E::Approve, Some(S::Pending)),
+            (S::WaitingApproval, E::Succeed, None),
+            (S::WaitingApproval, E::Fail, None),
             (S::WaitingApproval, E::Skip, Some(S::Skipped)),
+            (S::WaitingApproval, E::Retry, None),
             (S::WaitingApproval, E::Cancel, Some(S::Cancelled)),
             (S::Running, E::Start, Some(S::Running)),
+            (S::Running, E::AwaitApproval, None),
+            (S::Running, E::Approve, None),
             (S::Running, E::Succeed, Some(S::Succeeded)),
             (S::Running, E::Fail, Some(S::Failed)),
-            (S::Running, E::Cancel, Some(S::Cancelled)),
             (S::Running, E::Skip, None),
-            (S::Running, E::Approve, None),
+            (S::Running, E::Retry, None),
+            (S::Running, E::Cancel, Some(S::Cancelled)),
+            (S::Succeeded, E::Start, None),
+            (S::Succeeded, E::AwaitApproval, None),
+            (S::Succeeded, E::Approve, None),
             (S::Succeeded, E::Succeed, Some(S::Succeeded)),
             (S::Succeeded, E::Fail, None),
-            (S::Succeeded, E::Start, None),
+            (S::Succeeded, E::Skip, None),
             (S::Succeeded, E::Retry, None),
-            (S::Failed, E::Retry, Some(S::Pending)),
-            (S::Failed, E::Skip, Some(S::Skipped)),
-            (S::Failed, E::Fail, Some(S::Failed)),
+            (S::Succeeded, E::Cancel, None),
             (S::Failed, E::Start, None),
-            (S::Skipped, E::Skip, Some(S::Skipped)),
+            (S::Failed, E::AwaitApproval, None),
+            (S::Failed, E::Approve, None),
+            (S::Failed, E::Succeed, None),
+            (S::Failed, E::Fail, Some(S::Failed)),
+            (S::Failed, E::Skip, Some(S::Skipped)),
+            (S::Failed, E::Retry, Some(S::Pending)),
+            (S::Failed, E::Cancel, None),
             (S::Skipped, E::Start, None),
-            (S::Cancelled, E::Cancel, Some(S::Cancelled)),
+            (S::Skipped, E::AwaitApproval, None),
+            (S::Skipped, E::Approve, None),
+            (S::Skipped, E::Succeed, None),
+            (S::Skipped, E::Fail, None),
+            (S::Skipped, E::Skip, Some(S::Skipped)),
+            (S::Skipped, E::Retry, None),
+            (S::Skipped, E::Cancel, None),
             (S::Cancelled, E::Start, None),
+            (S::Cancelled, E::AwaitApproval, None),
+            (S::Cancelled, E::Approve, None),
+            (S::Cancelled, E::Succeed, None),
+            (S::Cancelled, E::Fail, None),
+            (S::Cancelled, E::Skip, None),
+            (S::Cancelled, E::Retry, None),
+            (S::Cancelled, E::Cancel, Some(S::Cancelled)),
         ];
+        assert_eq!(table.len(), 56);
+        let mut pairs = std::collections::HashSet::new();
         for (from, event, expected) in table {
+            assert!(
+                pairs.insert((from, format!("{event:?}"))),
+                "{from:?} + {event:?} twice"
+            );
             assert_eq!(
                 step_transition(from, event).ok(),
                 expected,
                 "{from:?} + {event:?}"
             );
         }
+        assert_eq!(table.iter().filter(|(_, _, to)| to.is_some()).count(), 18);
     }
 
     #[test]

@@ -4,14 +4,15 @@
 //! This module's functions are what the CLI calls: [`start_run`] plans and drives a new run,
 //! [`continue_run`] drives an existing one (approve, resume).
 
-pub mod budget;
-pub mod clock;
 pub mod driver;
 pub mod journal;
 pub mod machine;
+pub mod measure;
 pub mod plan;
-pub mod progress;
 pub mod rollback;
+
+/// The runtime modules the engine drives the steps with, re-exported where the CLI finds them.
+pub use crate::run::{budget, clock, progress};
 
 use chrono::{DateTime, Utc};
 use serde_json::json;

@@ -13,49 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::runbook::Runbook;
 
-/// The operations of a run (stored as snake_case TEXT).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Operation {
-    Failover,
-    Drill,
-    Failback,
-    Rollback,
-}
-
-impl Operation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::Failover => "failover",
-            Operation::Drill => "drill",
-            Operation::Failback => "failback",
-            Operation::Rollback => "rollback",
-        }
-    }
-}
-
-/// The durable kinds of steps (defined with the runbook, whose `[approvals]` names them).
-pub use crate::runbook::StepKind;
-
-/// Planned vs unplanned failover.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// The source is reachable: stop on the first error, check the source side too.
-    #[default]
-    Planned,
-    /// The source is down: skip source-side checks, continue past optional servers.
-    Unplanned,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Planned => "planned",
-            Mode::Unplanned => "unplanned",
-        }
-    }
-}
+pub use crate::run::{Mode, Operation, StepKind};
 
 /// Options that shape a plan.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

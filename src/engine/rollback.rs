@@ -427,4 +427,57 @@ mod tests {
         assert!(!needs_confirmation(Operation::Failover, &failover_steps(0)));
         assert!(!needs_confirmation(Operation::Drill, &failover_steps(1)));
     }
+
+    /// Moved from `steps::compensate` (a planner test; steps do not import the engine).
+    mod failback_order {
+        use crate::engine::machine::StepStatus;
+        use crate::engine::plan::{Operation, StepKind};
+        use crate::engine::rollback::{OriginalStep, plan_rollback};
+
+        fn step(key: &str, kind: StepKind) -> OriginalStep {
+            OriginalStep {
+                key: key.into(),
+                kind,
+                wave: key.split_once(':').map(|(_, w)| w.to_string()),
+                status: StepStatus::Succeeded,
+                attempts: 1,
+            }
+        }
+
+        #[test]
+        fn a_failback_is_undone_a3_before_a2_wave_by_wave_newest_first() {
+            let failback = [
+                step("preflight", StepKind::Preflight),
+                step("reversed_replication:db", StepKind::ReversedReplication),
+                step("a2_recovery:db", StepKind::A2Recovery),
+                step("launch:db", StepKind::Launch),
+                step("reversed_replication:app", StepKind::ReversedReplication),
+                step("a2_recovery:app", StepKind::A2Recovery),
+                step("launch:app", StepKind::Launch),
+                step("lb_switch:app", StepKind::LbSwitch),
+                step("dns_cutover", StepKind::DnsCutover),
+                step("cleanup", StepKind::Cleanup),
+            ];
+            let plan = plan_rollback(Operation::Failback, &failback);
+            let keys: Vec<&str> = plan.iter().map(|p| p.key.as_str()).collect();
+            assert_eq!(
+                keys,
+                [
+                    "undo:dns_cutover",
+                    "undo:lb_switch:app",
+                    "undo:a2_recovery:app",
+                    "undo:reversed_replication:app",
+                    "undo:a2_recovery:db",
+                    "undo:reversed_replication:db"
+                ]
+            );
+            // Terminating A3s that may serve production waits for an operator (or --yes).
+            let gated: Vec<&str> = plan
+                .iter()
+                .filter(|p| p.needs_approval)
+                .map(|p| p.key.as_str())
+                .collect();
+            assert_eq!(gated, ["undo:a2_recovery:app", "undo:a2_recovery:db"]);
+        }
+    }
 }

@@ -13,8 +13,8 @@ use super::validate::ValidateOutput;
 use super::{Halt, StepCtx, StepFailure};
 use crate::aws::SideClients;
 use crate::aws::elbv2::Target;
-use crate::engine::clock::Backoff;
-use crate::engine::journal::CallState;
+use crate::run::call::{Call, Found, How};
+use crate::run::clock::Backoff;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct CleanupOutput {
@@ -228,67 +228,50 @@ pub(crate) async fn terminate(
     what: &str,
     instances: &[String],
 ) -> Result<String, Halt> {
-    let prefix = format!("{}/{}/terminate/{what}/", ctx.run.id, ctx.step.key);
-    let effect = match ctx.journal.call_state(&ctx.step.key, &prefix).await? {
-        // Sent and recorded before a crash (the job ID is in the effect): never twice.
-        CallState::Done(response) => {
-            let job = response["id"].as_str().filter(|id| !id.is_empty());
-            return Ok(job.unwrap_or("reconciled").to_string());
-        }
-        CallState::Open(e) => {
-            let found =
-                super::retry::read(ctx, || side.recovery_instances_by_id(instances)).await?;
-            let untouched = found.iter().any(|i| {
-                matches!(
-                    i.ec2_state.as_deref(),
-                    Some("RUNNING" | "PENDING" | "STOPPED")
-                )
-            });
-            if !untouched {
-                ctx.journal
-                    .reconcile_effect(
-                        e.id,
+    let call = Call::on(
+        side,
+        format!("terminate/{what}"),
+        "drs:TerminateRecoveryInstances",
+        serde_json::json!({ "recoveryInstanceIDs": instances }),
+    );
+    let outcome = ctx
+        .call(
+            &call,
+            async |ctx: &mut StepCtx<'_>| {
+                let found =
+                    super::retry::read(ctx, || side.recovery_instances_by_id(instances)).await?;
+                let untouched = found.iter().any(|i| {
+                    matches!(
+                        i.ec2_state.as_deref(),
+                        Some("RUNNING" | "PENDING" | "STOPPED")
+                    )
+                });
+                Ok(if untouched {
+                    Found::Resend
+                } else {
+                    Found::TookEffect(
                         serde_json::json!({ "found_by": "DescribeRecoveryInstances" }),
                     )
-                    .await?;
-                return Ok("reconciled".to_string());
-            }
-            e.id
-        }
-        CallState::NotSent { next_key } => {
-            ctx.journal
-                .begin_intent(
-                    &ctx.step.key,
-                    &next_key,
-                    "drs:TerminateRecoveryInstances",
-                    &side.account_id,
-                    &side.region,
-                    serde_json::json!({ "recoveryInstanceIDs": instances }),
-                )
-                .await?
-        }
-    };
-    match side.terminate_recovery_instances(instances).await {
-        Ok(called) => {
-            let job_id = called.value.id.clone();
-            ctx.journal
-                .complete_effect(
-                    effect,
-                    serde_json::to_value(&called.value).unwrap_or_default(),
-                    called.request_id,
-                )
-                .await?;
-            ctx.say(format!(
-                "TerminateRecoveryInstances for {} {what} instance(s) in account {} ({}): job {job_id}",
-                instances.len(),
-                side.account_id,
-                side.region
-            ));
-            Ok(job_id)
-        }
-        Err(e) => {
-            ctx.journal.fail_effect(effect, &e.to_string()).await?;
-            Err(e.into())
-        }
+                })
+            },
+            async || {
+                let called = side.terminate_recovery_instances(instances).await?;
+                Ok(called.map(|job| serde_json::to_value(&job).unwrap_or_default()))
+            },
+        )
+        .await?;
+    let job_id = outcome.response["id"]
+        .as_str()
+        .filter(|id| !id.is_empty())
+        .unwrap_or("reconciled")
+        .to_string();
+    if outcome.how == How::Sent {
+        ctx.say(format!(
+            "TerminateRecoveryInstances for {} {what} instance(s) in account {} ({}): job {job_id}",
+            instances.len(),
+            side.account_id,
+            side.region
+        ));
     }
+    Ok(job_id)
 }

@@ -6,11 +6,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::compensate::Undone;
 use super::launch::LaunchOutput;
-use super::{Halt, StepCtx, StepFailure};
+use super::{Halt, StepCtx, StepFailure, retry};
 use crate::aws::route53::{Alias, RecordChange, RecordSet};
-use crate::engine::clock::Backoff;
-use crate::engine::journal::CallState;
+use crate::run::call::{Call, Found, How};
+use crate::run::clock::Backoff;
 use crate::runbook::{Account, PointsTo};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -45,7 +46,15 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
             ctx.save(&out).await?;
         }
         if out.zones[i].insync_at.is_none() {
-            wait_insync(ctx, &out.zones[i]).await?;
+            let zone = &out.zones[i];
+            wait_insync(
+                ctx,
+                zone.account,
+                &zone.hosted_zone_id,
+                zone.change_id.as_deref(),
+                "check the Route 53 service health; the records were changed, so `retry` this step to keep waiting, or `rollback` the run to restore the previous records",
+            )
+            .await?;
             out.zones[i].insync_at = Some(ctx.clock.now().to_rfc3339());
             ctx.save(&out).await?;
         }
@@ -64,7 +73,7 @@ async fn capture(ctx: &mut StepCtx<'_>) -> Result<DnsOutput, Halt> {
             format!("{}.", record.name)
         };
         let clients = clients.clone();
-        let before = super::retry::read(ctx, || {
+        let before = retry::read(ctx, || {
             clients.record_sets(&record.hosted_zone_id, &name, record.record_type.as_str())
         })
         .await?;
@@ -135,14 +144,10 @@ async fn desired(
     })
 }
 
-/// Intent -> ChangeResourceRecordSets (UPSERT) -> effect. After a crash, an open intent whose
-/// records already read as wanted is reconciled instead of being sent again.
+/// ChangeResourceRecordSets (UPSERT), one durable call per zone. After a crash, an open intent
+/// whose records already read as wanted is reconciled instead of being sent again.
 async fn upsert(ctx: &mut StepCtx<'_>, zone: &ZoneCutover) -> Result<String, Halt> {
     let clients = ctx.clients.side(zone.account).clone();
-    let prefix = format!(
-        "{}/{}/upsert/{}/",
-        ctx.run.id, ctx.step.key, zone.hosted_zone_id
-    );
     let changes: Vec<RecordChange> = zone
         .after
         .iter()
@@ -151,97 +156,78 @@ async fn upsert(ctx: &mut StepCtx<'_>, zone: &ZoneCutover) -> Result<String, Hal
             record: r.clone(),
         })
         .collect();
-    let effect = match ctx.journal.call_state(&ctx.step.key, &prefix).await? {
-        // Sent and recorded before a crash: follow that change, never send it twice.
-        CallState::Done(response) => {
-            return Ok(response["change_id"]
-                .as_str()
-                .unwrap_or("reconciled")
-                .to_string());
-        }
-        CallState::Open(e) => {
-            let mut current = Vec::new();
-            for r in &zone.after {
-                current.extend(
-                    super::retry::read(ctx, || {
-                        clients.record_sets(&zone.hosted_zone_id, &r.name, &r.record_type)
-                    })
-                    .await?,
-                );
-            }
-            if zone
-                .after
-                .iter()
-                .all(|want| current.iter().any(|c| c == want))
-            {
-                let change_id = e
-                    .response
-                    .as_ref()
-                    .and_then(|r| r["change_id"].as_str())
-                    .unwrap_or("reconciled")
-                    .to_string();
-                ctx.journal.reconcile_effect(e.id, serde_json::json!({ "change_id": change_id, "found_by": "ListResourceRecordSets" })).await?;
-                return Ok(change_id);
-            }
-            e.id
-        }
-        CallState::NotSent { next_key } => {
-            ctx.journal
-                .begin_intent(
-                    &ctx.step.key,
-                    &next_key,
-                    "route53:ChangeResourceRecordSets",
-                    &clients.account_id,
-                    "global",
-                    serde_json::json!({ "hostedZoneId": zone.hosted_zone_id, "changes": changes }),
+    let call = Call::new(
+        format!("upsert/{}", zone.hosted_zone_id),
+        "route53:ChangeResourceRecordSets",
+        &clients.account_id,
+        "global",
+        serde_json::json!({ "hostedZoneId": zone.hosted_zone_id, "changes": changes }),
+    );
+    let comment = format!("drs-runbook run {}", ctx.run.id);
+    let outcome = ctx
+        .call(
+            &call,
+            async |ctx: &mut StepCtx<'_>| {
+                let mut current = Vec::new();
+                for r in &zone.after {
+                    current.extend(
+                        retry::read(ctx, || {
+                            clients.record_sets(&zone.hosted_zone_id, &r.name, &r.record_type)
+                        })
+                        .await?,
+                    );
+                }
+                Ok(
+                    if zone.after.iter().all(|want| current.iter().any(|c| c == want)) {
+                        Found::TookEffect(serde_json::json!({ "change_id": "reconciled", "found_by": "ListResourceRecordSets" }))
+                    } else {
+                        Found::Resend
+                    },
                 )
-                .await?
-        }
-    };
-    match clients
-        .change_record_sets(
-            &zone.hosted_zone_id,
-            &changes,
-            &format!("drs-runbook run {}", ctx.run.id),
+            },
+            async || {
+                let called = clients
+                    .change_record_sets(&zone.hosted_zone_id, &changes, &comment)
+                    .await?;
+                Ok(called.map(|id| serde_json::json!({ "change_id": id })))
+            },
         )
-        .await
-    {
-        Ok(called) => {
-            ctx.journal
-                .complete_effect(
-                    effect,
-                    serde_json::json!({ "change_id": called.value }),
-                    called.request_id,
-                )
-                .await?;
-            ctx.say(format!(
-                "UPSERT {} in {}: change {}",
-                zone.after
-                    .iter()
-                    .map(|r| r.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                zone.hosted_zone_id,
-                called.value
-            ));
-            Ok(called.value)
-        }
-        Err(e) => {
-            ctx.journal.fail_effect(effect, &e.to_string()).await?;
-            Err(e.into())
-        }
+        .await?;
+    let change_id = outcome.response["change_id"]
+        .as_str()
+        .unwrap_or("reconciled")
+        .to_string();
+    if outcome.how == How::Sent {
+        ctx.say(format!(
+            "UPSERT {} in {}: change {change_id}",
+            zone.after
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            zone.hosted_zone_id,
+        ));
     }
+    Ok(change_id)
 }
 
-async fn wait_insync(ctx: &mut StepCtx<'_>, zone: &ZoneCutover) -> Result<(), Halt> {
-    let Some(change_id) = zone.change_id.clone().filter(|c| c != "reconciled") else {
+/// Waits until Route 53 reports the change INSYNC (the cutover's and its compensation's):
+/// `hint` says what to do when it stays PENDING past the deadline.
+async fn wait_insync(
+    ctx: &mut StepCtx<'_>,
+    account: Account,
+    hosted_zone_id: &str,
+    change_id: Option<&str>,
+    hint: &str,
+) -> Result<(), Halt> {
+    let Some(change_id) = change_id.filter(|c| *c != "reconciled").map(str::to_string) else {
         return Ok(());
     };
-    let clients = ctx.clients.side(zone.account).clone();
+    let clients = ctx.clients.side(account).clone();
     let started = ctx.clock.now();
     let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(15));
     loop {
-        let status = super::retry::read(ctx, || clients.change_status(&change_id)).await?;
+        let status = retry::read(ctx, || clients.change_status(&change_id)).await?;
         if status == "INSYNC" {
             ctx.say(format!("change {change_id} INSYNC"));
             return Ok(());
@@ -250,14 +236,191 @@ async fn wait_insync(ctx: &mut StepCtx<'_>, zone: &ZoneCutover) -> Result<(), Ha
         if waited > INSYNC_DEADLINE {
             return Err(Halt::Failed(StepFailure::new(
                 format!(
-                    "Route 53 change {change_id} in zone {} is still {status} after {} minutes",
-                    zone.hosted_zone_id,
+                    "Route 53 change {change_id} in zone {hosted_zone_id} is still {status} after {} minutes",
                     INSYNC_DEADLINE.as_secs() / 60
                 ),
-                "check the Route 53 service health; the records were changed, so `retry` this step to keep waiting, or `rollback` the run to restore the previous records",
+                hint,
             )));
         }
         let interval = backoff.next_interval();
         ctx.pause(interval).await?;
     }
+}
+
+// ---------------------------------------------------------------- compensation
+//
+// `undo:<key>` of a rollback run (see [`super::compensate`]): the captured record sets
+// UPSERTed back, records that did not exist before DELETEd; then the same INSYNC wait.
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct UndoDnsOutput {
+    /// The restore was computed (from the capture and the records as they were then).
+    pub planned: bool,
+    pub zones: Vec<ZoneRestore>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ZoneRestore {
+    pub hosted_zone_id: String,
+    pub account: Account,
+    /// The records (name, type) the cutover wrote, and their sets before it.
+    pub records: Vec<(String, String)>,
+    pub before: Vec<RecordSet>,
+    pub changes: Vec<RecordChange>,
+    pub change_id: Option<String>,
+    pub insync_at: Option<String>,
+}
+
+impl ZoneRestore {
+    fn before_of(&self, name: &str, record_type: &str) -> Vec<RecordSet> {
+        self.before
+            .iter()
+            .filter(|r| r.name == name && r.record_type == record_type)
+            .cloned()
+            .collect()
+    }
+}
+
+pub(crate) async fn compensate(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
+    let mut out: UndoDnsOutput = ctx.my_output().await?;
+    if !out.planned {
+        let cutover: DnsOutput = undone.decode()?;
+        for zone in &cutover.zones {
+            let mut restore = ZoneRestore {
+                hosted_zone_id: zone.hosted_zone_id.clone(),
+                account: zone.account,
+                records: zone
+                    .after
+                    .iter()
+                    .map(|r| (r.name.clone(), r.record_type.clone()))
+                    .collect(),
+                before: zone.before.clone(),
+                changes: Vec::new(),
+                change_id: None,
+                insync_at: None,
+            };
+            for (name, record_type) in restore.records.clone() {
+                let current =
+                    read_records(ctx, zone.account, &zone.hosted_zone_id, &name, &record_type)
+                        .await?;
+                let before = restore.before_of(&name, &record_type);
+                if current == before {
+                    continue;
+                }
+                if before.is_empty() {
+                    // The cutover created it: DELETE needs the record exactly as it is now.
+                    restore
+                        .changes
+                        .extend(current.into_iter().map(|record| RecordChange {
+                            action: "DELETE".into(),
+                            record,
+                        }));
+                } else {
+                    restore
+                        .changes
+                        .extend(before.into_iter().map(|record| RecordChange {
+                            action: "UPSERT".into(),
+                            record,
+                        }));
+                }
+            }
+            out.zones.push(restore);
+        }
+        out.planned = true;
+        ctx.save(&out).await?;
+    }
+    for i in 0..out.zones.len() {
+        if out.zones[i].changes.is_empty() {
+            continue;
+        }
+        if out.zones[i].change_id.is_none() {
+            out.zones[i].change_id = Some(restore_zone(ctx, &out.zones[i]).await?);
+            ctx.save(&out).await?;
+        }
+        if out.zones[i].insync_at.is_none() {
+            let zone = &out.zones[i];
+            wait_insync(
+                ctx,
+                zone.account,
+                &zone.hosted_zone_id,
+                zone.change_id.as_deref(),
+                "the records were restored; `retry` this step to keep waiting for INSYNC",
+            )
+            .await?;
+            out.zones[i].insync_at = Some(ctx.clock.now().to_rfc3339());
+            ctx.save(&out).await?;
+        }
+    }
+    let restored: usize = out.zones.iter().map(|z| z.changes.len()).sum();
+    ctx.say(format!(
+        "{restored} record change(s) restored the records captured before the cutover"
+    ));
+    Ok(())
+}
+
+async fn read_records(
+    ctx: &mut StepCtx<'_>,
+    account: Account,
+    zone: &str,
+    name: &str,
+    record_type: &str,
+) -> Result<Vec<RecordSet>, Halt> {
+    let clients = ctx.clients.side(account).clone();
+    retry::read(ctx, || clients.record_sets(zone, name, record_type)).await
+}
+
+/// Whether the zone's records read as they were before the cutover.
+async fn zone_restored(ctx: &mut StepCtx<'_>, zone: &ZoneRestore) -> Result<bool, Halt> {
+    for (name, record_type) in &zone.records {
+        if read_records(ctx, zone.account, &zone.hosted_zone_id, name, record_type).await?
+            != zone.before_of(name, record_type)
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Intent -> ChangeResourceRecordSets -> effect. An open intent whose records already read as
+/// before is reconciled, not sent again.
+async fn restore_zone(ctx: &mut StepCtx<'_>, zone: &ZoneRestore) -> Result<String, Halt> {
+    let clients = ctx.clients.side(zone.account).clone();
+    let call = Call::new(
+        format!("restore/{}", zone.hosted_zone_id),
+        "route53:ChangeResourceRecordSets",
+        &clients.account_id,
+        "global",
+        serde_json::json!({ "hostedZoneId": zone.hosted_zone_id, "changes": zone.changes }),
+    );
+    let comment = format!("drs-runbook rollback {}", ctx.run.id);
+    let outcome = ctx
+        .call(
+            &call,
+            async |ctx: &mut StepCtx<'_>| {
+                Ok(if zone_restored(ctx, zone).await? {
+                    Found::TookEffect(serde_json::json!({ "change_id": "reconciled", "found_by": "ListResourceRecordSets" }))
+                } else {
+                    Found::Resend
+                })
+            },
+            async || {
+                let called = clients
+                    .change_record_sets(&zone.hosted_zone_id, &zone.changes, &comment)
+                    .await?;
+                Ok(called.map(|id| serde_json::json!({ "change_id": id })))
+            },
+        )
+        .await?;
+    let change_id = outcome.response["change_id"]
+        .as_str()
+        .unwrap_or("reconciled")
+        .to_string();
+    if outcome.how == How::Sent {
+        ctx.say(format!(
+            "restored {} record(s) in {}: change {change_id}",
+            zone.changes.len(),
+            zone.hosted_zone_id,
+        ));
+    }
+    Ok(change_id)
 }

@@ -17,8 +17,8 @@ use super::launch::LaunchOutput;
 use super::reversed_replication::ReversedReplicationOutput;
 use super::{Halt, StepCtx, StepFailure};
 use crate::aws::SideClients;
-use crate::engine::clock::Backoff;
-use crate::engine::journal::CallState;
+use crate::run::call::{Call, Found};
+use crate::run::clock::Backoff;
 use crate::runbook::Account;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -164,67 +164,62 @@ pub(crate) async fn stop_replication(
     server: &str,
     role: &str,
 ) -> Result<(), Halt> {
-    let prefix = format!("{}/{}/stop-replication/{server}/", ctx.run.id, ctx.step.key);
-    let (open, next_key) = match ctx.journal.call_state(&ctx.step.key, &prefix).await? {
-        // Stopped and recorded before a crash: never twice.
-        CallState::Done(_) => return Ok(()),
-        CallState::Open(intent) => (Some(intent), None),
-        CallState::NotSent { next_key } => (None, Some(next_key)),
+    let call = Call::on(
+        side,
+        format!("stop-replication/{server}"),
+        "drs:StopReplication",
+        serde_json::json!({ "sourceServerID": server }),
+    );
+    let state_of = async || -> Result<Option<String>, Halt> {
+        Ok(side
+            .describe_source_servers(&[server.to_string()])
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|s| s.replication_state))
     };
-    let state = side
-        .describe_source_servers(&[server.to_string()])
-        .await?
-        .into_iter()
-        .next()
-        .and_then(|s| s.replication_state);
-    let stopped = matches!(state.as_deref(), Some("STOPPED" | "DISCONNECTED"));
-    if let Some(intent) = &open
-        && stopped
-    {
-        ctx.journal
-            .reconcile_effect(
-                intent.id,
-                serde_json::json!({ "found_by": "DescribeSourceServers", "state": state }),
-            )
-            .await?;
+    let is_stopped =
+        |state: &Option<String>| matches!(state.as_deref(), Some("STOPPED" | "DISCONNECTED"));
+    // Stopped and recorded before a crash, or an open intent on a server found stopped: never twice.
+    let settled = ctx
+        .settle(&call, async |_: &mut StepCtx<'_>| {
+            let state = state_of().await?;
+            Ok(if is_stopped(&state) {
+                Found::TookEffect(
+                    serde_json::json!({ "found_by": "DescribeSourceServers", "state": state }),
+                )
+            } else {
+                Found::Resend
+            })
+        })
+        .await?;
+    if settled.is_some() {
         return Ok(());
     }
-    if stopped {
+    let state = state_of().await?;
+    if is_stopped(&state) {
         ctx.say(format!(
             "{role} {server} does not replicate ({}); nothing to stop",
             state.unwrap_or_default()
         ));
         return Ok(());
     }
-    let effect = match (open, next_key) {
-        (Some(intent), _) => intent.id,
-        (None, next_key) => {
-            ctx.journal
-                .begin_intent(
-                    &ctx.step.key,
-                    &next_key.unwrap_or_default(),
-                    "drs:StopReplication",
-                    &side.account_id,
-                    &side.region,
-                    serde_json::json!({ "sourceServerID": server }),
-                )
-                .await?
-        }
-    };
-    match side.stop_replication(server).await {
-        Ok(called) => {
-            ctx.journal.complete_effect(effect, serde_json::json!({ "sourceServerID": server, "state": called.value.replication_state }), called.request_id).await?;
-            ctx.say(format!(
-                "StopReplication of {role} {server} in account {} ({})",
-                side.account_id, side.region
-            ));
-            Ok(())
-        }
-        Err(e) => {
-            ctx.journal.fail_effect(effect, &e.to_string()).await?;
-            Err(e.into())
-        }
-    }
+    ctx.call(
+        &call,
+        async |_: &mut StepCtx<'_>| Ok(Found::Resend),
+        async || {
+            let called = side.stop_replication(server).await?;
+            Ok(called.map(
+                |s| serde_json::json!({ "sourceServerID": server, "state": s.replication_state }),
+            ))
+        },
+    )
+    .await?;
+    ctx.say(format!(
+        "StopReplication of {role} {server} in account {} ({})",
+        side.account_id, side.region
+    ));
+    Ok(())
 }
 
 /// Polls until none of the instances remains (DRS forgets them once terminated).

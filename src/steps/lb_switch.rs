@@ -5,11 +5,13 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+use super::compensate::Undone;
 use super::launch::LaunchOutput;
-use super::{Halt, StepCtx, StepFailure};
+use super::{Halt, StepCtx, StepFailure, retry};
+use crate::aws::SideClients;
 use crate::aws::elbv2::Target;
-use crate::engine::clock::Backoff;
-use crate::engine::journal::CallState;
+use crate::run::call::{Call, Found};
+use crate::run::clock::Backoff;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct LbSwitchOutput {
@@ -46,16 +48,15 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         {
             Some(i) => i,
             None => {
-                let before: Vec<Target> =
-                    super::retry::read(ctx, || target.target_health(group_arn))
-                        .await?
-                        .into_iter()
-                        .filter(|t| t.state != "draining")
-                        .map(|t| Target {
-                            id: t.id,
-                            port: t.port,
-                        })
-                        .collect();
+                let before: Vec<Target> = retry::read(ctx, || target.target_health(group_arn))
+                    .await?
+                    .into_iter()
+                    .filter(|t| t.state != "draining")
+                    .map(|t| Target {
+                        id: t.id,
+                        port: t.port,
+                    })
+                    .collect();
                 let mut registered: Vec<Target> = launch
                     .launched()
                     .filter_map(|(_, s)| s.ec2_instance_id.clone())
@@ -116,7 +117,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
 /// The wave's target groups and ports on the side that now serves: the failover target
 /// groups, or in a failback the `failback_target_group_arn`s in the origin account and region.
 fn switched_groups(ctx: &StepCtx<'_>, wave: &str) -> Vec<(String, Option<u16>)> {
-    let failback = ctx.run.operation == crate::engine::plan::Operation::Failback;
+    let failback = ctx.run.operation == crate::run::Operation::Failback;
     ctx.runbook
         .load_balancers_of(wave)
         .filter_map(|lb| {
@@ -152,57 +153,40 @@ pub(crate) async fn call_on(
     arn: &str,
     targets: &[Target],
 ) -> Result<(), Halt> {
-    let prefix = format!("{}/{}/{verb}/{arn}/", ctx.run.id, ctx.step.key);
-    let effect = match ctx.journal.call_state(&ctx.step.key, &prefix).await? {
-        CallState::Done(_) => return Ok(()),
-        CallState::Open(e) => {
-            // A crash left this intent open: look before sending again.
-            let health = super::retry::read(ctx, || target.target_health(arn)).await?;
+    let call = Call::on(
+        target,
+        format!("{verb}/{arn}"),
+        operation,
+        serde_json::json!({ "targetGroupArn": arn, "targets": targets }),
+    );
+    ctx.call(
+        &call,
+        // A crash left this intent open: look before sending again.
+        async |ctx: &mut StepCtx<'_>| {
+            let health = retry::read(ctx, || target.target_health(arn)).await?;
             let present = |id: &str| health.iter().any(|h| h.id == id && h.state != "draining");
             let done = if verb == "register" {
                 targets.iter().all(|t| present(&t.id))
             } else {
                 targets.iter().all(|t| !present(&t.id))
             };
-            if done {
-                ctx.journal
-                    .reconcile_effect(
-                        e.id,
-                        serde_json::json!({ "found_by": "DescribeTargetHealth" }),
-                    )
-                    .await?;
-                return Ok(());
-            }
-            e.id
-        }
-        CallState::NotSent { next_key } => {
-            ctx.journal
-                .begin_intent(
-                    &ctx.step.key,
-                    &next_key,
-                    operation,
-                    &target.account_id,
-                    &target.region,
-                    serde_json::json!({ "targetGroupArn": arn, "targets": targets }),
-                )
-                .await?
-        }
-    };
-    let result = if verb == "register" {
-        target.register_targets(arn, targets).await
-    } else {
-        target.deregister_targets(arn, targets).await
-    };
-    match result {
-        Ok(called) => Ok(ctx
-            .journal
-            .complete_effect(effect, serde_json::json!({}), called.request_id)
-            .await?),
-        Err(e) => {
-            ctx.journal.fail_effect(effect, &e.to_string()).await?;
-            Err(e.into())
-        }
-    }
+            Ok(if done {
+                Found::TookEffect(serde_json::json!({ "found_by": "DescribeTargetHealth" }))
+            } else {
+                Found::Resend
+            })
+        },
+        async || {
+            let called = if verb == "register" {
+                target.register_targets(arn, targets).await?
+            } else {
+                target.deregister_targets(arn, targets).await?
+            };
+            Ok(called.map(|_| serde_json::json!({})))
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 async fn wait_healthy(ctx: &mut StepCtx<'_>, arn: &str, targets: &[Target]) -> Result<(), Halt> {
@@ -211,7 +195,7 @@ async fn wait_healthy(ctx: &mut StepCtx<'_>, arn: &str, targets: &[Target]) -> R
     let mut last = String::new();
     loop {
         let side = ctx.recovery_side().clone();
-        let health = super::retry::read(ctx, || side.target_health(arn)).await?;
+        let health = retry::read(ctx, || side.target_health(arn)).await?;
         let states: Vec<(String, String)> = targets
             .iter()
             .map(|t| {
@@ -260,4 +244,113 @@ async fn wait_healthy(ctx: &mut StepCtx<'_>, arn: &str, targets: &[Target]) -> R
 
 fn short(arn: &str) -> &str {
     arn.split(':').next_back().unwrap_or(arn)
+}
+
+// ---------------------------------------------------------------- compensation
+//
+// `undo:<key>` of a rollback run (see [`super::compensate`]): the targets the switch
+// deregistered registered again, the ones it added deregistered.
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct UndoLbOutput {
+    pub planned: bool,
+    pub groups: Vec<GroupRestore>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct GroupRestore {
+    pub target_group_arn: String,
+    /// Targets from before the switch that are not registered now.
+    pub reregister: Vec<Target>,
+    pub reregistered_done: bool,
+    /// Targets the switch added that are registered now.
+    pub deregister: Vec<Target>,
+    pub deregistered_done: bool,
+}
+
+pub(crate) async fn compensate(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
+    let mut out: UndoLbOutput = ctx.my_output().await?;
+    if !out.planned {
+        let switch: LbSwitchOutput = undone.decode()?;
+        let side = ctx.clients.side(undone.side()).clone();
+        for group in &switch.groups {
+            let health = retry::read(ctx, || side.target_health(&group.target_group_arn)).await?;
+            let present = |id: &str| health.iter().any(|h| h.id == id && h.state != "draining");
+            let was_there = |id: &str| group.before.iter().any(|b| b.id == id);
+            out.groups.push(GroupRestore {
+                target_group_arn: group.target_group_arn.clone(),
+                reregister: group
+                    .before
+                    .iter()
+                    .filter(|t| !present(&t.id))
+                    .cloned()
+                    .collect(),
+                deregister: group
+                    .registered
+                    .iter()
+                    .filter(|t| !was_there(&t.id) && present(&t.id))
+                    .cloned()
+                    .collect(),
+                ..Default::default()
+            });
+        }
+        out.planned = true;
+        ctx.save(&out).await?;
+    }
+    let side = ctx.clients.side(undone.side()).clone();
+    restore_groups(ctx, &side, &mut out).await
+}
+
+/// Applies planned target-group restores on `side`: old targets back first, then the added
+/// ones out.
+pub(crate) async fn restore_groups(
+    ctx: &mut StepCtx<'_>,
+    side: &SideClients,
+    out: &mut UndoLbOutput,
+) -> Result<(), Halt> {
+    for i in 0..out.groups.len() {
+        let arn = out.groups[i].target_group_arn.clone();
+        // The old targets go back first, so the group is never left empty.
+        if !out.groups[i].reregistered_done {
+            let targets = out.groups[i].reregister.clone();
+            if !targets.is_empty() {
+                call_on(
+                    ctx,
+                    side,
+                    "elbv2:RegisterTargets",
+                    "register",
+                    &arn,
+                    &targets,
+                )
+                .await?;
+                ctx.say(format!(
+                    "registered {} target(s) from before the switch again",
+                    targets.len()
+                ));
+            }
+            out.groups[i].reregistered_done = true;
+            ctx.save(out).await?;
+        }
+        if !out.groups[i].deregistered_done {
+            let targets = out.groups[i].deregister.clone();
+            if !targets.is_empty() {
+                call_on(
+                    ctx,
+                    side,
+                    "elbv2:DeregisterTargets",
+                    "deregister",
+                    &arn,
+                    &targets,
+                )
+                .await?;
+                ctx.say(format!(
+                    "deregistered the {} recovered target(s)",
+                    targets.len()
+                ));
+            }
+            out.groups[i].deregistered_done = true;
+            ctx.save(out).await?;
+        }
+    }
+    Ok(())
 }

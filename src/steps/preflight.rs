@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Halt, StepCtx, StepFailure, parse_iso_duration};
-use crate::engine::plan::Mode;
+use crate::run::Mode;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PreflightOutput {
@@ -175,7 +175,7 @@ async fn check_servers(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result
 }
 
 async fn check_dns(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(), Halt> {
-    if ctx.run.operation == crate::engine::plan::Operation::Drill {
+    if ctx.run.operation == crate::run::Operation::Drill {
         return Ok(());
     }
     for record in &ctx.runbook.dns {
@@ -220,7 +220,7 @@ async fn check_dns(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(),
 }
 
 async fn check_target_groups(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(), Halt> {
-    let drill = ctx.run.operation == crate::engine::plan::Operation::Drill;
+    let drill = ctx.run.operation == crate::run::Operation::Drill;
     for lb in &ctx.runbook.load_balancers {
         // A drill touches only the drill target groups, never the production ones.
         let mut groups = match (&lb.drill_target_group_arn, drill) {

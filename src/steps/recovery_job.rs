@@ -8,8 +8,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{Halt, StepCtx, StepFailure};
-use crate::engine::journal::CallState;
+use super::compensate::Undone;
+use super::{Halt, StepCtx, StepFailure, retry};
+use crate::aws::SideClients;
+use crate::run::call::{Call, CallError, Found, How};
+use crate::run::clock::Backoff;
+use crate::runbook::Account;
 
 pub const TAG_RUN: &str = "drs-runbook:run";
 pub const TAG_STEP: &str = "drs-runbook:step";
@@ -68,39 +72,27 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         if ctx.stopping() {
             return Err(Halt::Stopped);
         }
-        // First what the journal knows: a previous attempt may have created the job already,
-        // and recorded it (a crash before the output was saved) or not (a crash mid-call).
-        let known = match ctx
-            .journal
-            .call_state(&ctx.step.key, &intent_prefix(ctx, i))
-            .await?
-        {
-            CallState::Done(response) => match job_id_in(&response) {
-                Some(job_id) => Some(job_id),
-                None => reconcile(ctx, i).await?,
-            },
-            CallState::Open(_) => reconcile(ctx, i).await?,
-            CallState::NotSent { .. } => None,
-        };
-        if let Some(job_id) = known {
+        // A previous attempt may have created the job already, and recorded it (a crash
+        // before the output was saved) or not (a crash mid-call): the call finds out first.
+        let (job_id, how) = start_batch(ctx, &out, i).await?;
+        out.batches[i].job_id = Some(job_id.clone());
+        if how == How::Sent {
+            out.batches[i].started_at = Some(ctx.clock.now().to_rfc3339());
+        }
+        ctx.save(&out).await?;
+        if how == How::Sent {
+            ctx.say(format!(
+                "batch {}/{total}: StartRecovery{} for {} server(s): job {job_id}",
+                i + 1,
+                if out.is_drill { " (drill)" } else { "" },
+                out.batches[i].servers.len()
+            ));
+        } else {
             ctx.say(format!(
                 "batch {}/{total}: found job {job_id} from an earlier attempt",
                 i + 1
             ));
-            out.batches[i].job_id = Some(job_id);
-            ctx.save(&out).await?;
-            continue;
         }
-        let job_id = start_batch(ctx, &out, i).await?;
-        out.batches[i].job_id = Some(job_id.clone());
-        out.batches[i].started_at = Some(ctx.clock.now().to_rfc3339());
-        ctx.journal.save_output(&ctx.step.key, &out).await?;
-        ctx.say(format!(
-            "batch {}/{total}: StartRecovery{} for {} server(s): job {job_id}",
-            i + 1,
-            if out.is_drill { " (drill)" } else { "" },
-            out.batches[i].servers.len()
-        ));
     }
     Ok(())
 }
@@ -140,58 +132,31 @@ async fn plan_batches(ctx: &mut StepCtx<'_>) -> Result<RecoveryJobOutput, Halt> 
         })
         .collect();
     Ok(RecoveryJobOutput {
-        is_drill: ctx.run.operation == crate::engine::plan::Operation::Drill,
+        is_drill: ctx.run.operation == crate::run::Operation::Drill,
         batches,
         optional: Vec::new(),
     })
 }
 
-/// Looks for a job of this batch created by an earlier attempt whose job ID did not reach the
-/// step's output: an intent left open by a crash before the effect, or an effect recorded just
-/// before a crash that came before the output was saved (two commits). Marks the open intents
-/// reconciled (found) or failed (not found).
-async fn reconcile(ctx: &mut StepCtx<'_>, index: usize) -> Result<Option<String>, Halt> {
-    let prefix = intent_prefix(ctx, index);
-    // No call of this batch was ever intended: there is nothing to find.
-    if ctx
-        .journal
-        .effects_count_with_prefix(&ctx.step.key, &prefix)
-        .await?
-        == 0
-    {
-        return Ok(None);
-    }
-    let open = ctx.journal.open_intents(&ctx.step.key).await?;
-    let open: Vec<_> = open
-        .into_iter()
-        .filter(|e| e.idempotency_key.starts_with(&prefix))
-        .collect();
+/// Looks for a job of this batch created by an attempt whose outcome was not recorded (a
+/// crash before the effect, an ambiguous error), by the batch's tag.
+async fn find_batch_job(ctx: &mut StepCtx<'_>, index: usize) -> Result<Option<String>, Halt> {
     let tag = batch_tag(&ctx.run.id, &ctx.step.key, index);
     let since = Some(ctx.run.started_at - chrono::Duration::hours(1));
     let side = ctx.recovery_side().clone();
-    let jobs = super::retry::read(ctx, || side.find_jobs_tagged(TAG_BATCH, &tag, since)).await?;
-    let found = jobs.first().map(|j| j.id.clone());
-    for effect in open {
-        match &found {
-            Some(job_id) => {
-                ctx.journal
-                    .reconcile_effect(
-                        effect.id,
-                        serde_json::json!({ "job_id": job_id, "found_by": "DescribeJobs tags" }),
-                    )
-                    .await?
-            }
-            None => {
-                ctx.journal
-                    .fail_effect(
-                        effect.id,
-                        "no job with this batch's tag exists: the call had no effect",
-                    )
-                    .await?
-            }
-        }
-    }
-    Ok(found)
+    let jobs = retry::read(ctx, || side.find_jobs_tagged(TAG_BATCH, &tag, since)).await?;
+    Ok(jobs.first().map(|j| j.id.clone()))
+}
+
+async fn reconcile(ctx: &mut StepCtx<'_>, index: usize) -> Result<Found, Halt> {
+    Ok(match find_batch_job(ctx, index).await? {
+        Some(job_id) => Found::TookEffect(
+            serde_json::json!({ "job_id": job_id, "found_by": "DescribeJobs tags" }),
+        ),
+        None => Found::NoEffect(
+            "no job with this batch's tag exists: the call had no effect".to_string(),
+        ),
+    })
 }
 
 /// The job ID in a recorded StartRecovery response (the job, or a reconciliation's `job_id`).
@@ -203,16 +168,13 @@ fn job_id_in(response: &serde_json::Value) -> Option<String> {
         .map(str::to_string)
 }
 
-fn intent_prefix(ctx: &StepCtx<'_>, index: usize) -> String {
-    format!("{}/{}/batch-{index}/", ctx.run.id, ctx.step.key)
-}
-
-/// Intent -> StartRecovery -> effect for one batch. Returns the job ID.
+/// StartRecovery for one batch, a durable call (tagged, so that an attempt whose outcome was
+/// not recorded is found by DescribeJobs). Returns the job ID and how it was obtained.
 async fn start_batch(
     ctx: &mut StepCtx<'_>,
     out: &RecoveryJobOutput,
     index: usize,
-) -> Result<String, Halt> {
+) -> Result<(String, How), Halt> {
     let batch = &out.batches[index];
     let mut tags = BTreeMap::new();
     tags.insert(TAG_RUN.to_string(), ctx.run.id.clone());
@@ -221,77 +183,208 @@ async fn start_batch(
         TAG_BATCH.to_string(),
         batch_tag(&ctx.run.id, &ctx.step.key, index),
     );
-    let reservation = ctx.budget.acquire(batch.servers.len() as u32).await;
-    let mut quota_waits = 0;
-    loop {
-        let attempt = ctx
-            .journal
-            .effects_count_with_prefix(&ctx.step.key, &intent_prefix(ctx, index))
-            .await?
-            + 1;
-        let key = format!("{}attempt-{attempt}", intent_prefix(ctx, index));
-        let request = serde_json::json!({
+    let side = ctx.recovery_side();
+    let call = Call::on(
+        side,
+        format!("batch-{index}"),
+        "drs:StartRecovery",
+        serde_json::json!({
             "sourceServers": batch.servers.iter().map(|(s, pit)| serde_json::json!({"sourceServerID": s, "recoverySnapshotID": pit})).collect::<Vec<_>>(),
             "isDrill": out.is_drill,
             "tags": tags,
-        });
-        let target = ctx.recovery_side();
-        let effect = ctx
-            .journal
-            .begin_intent(
-                &ctx.step.key,
-                &key,
-                "drs:StartRecovery",
-                &target.account_id,
-                &target.region,
-                request,
+        }),
+    )
+    .reconciling_ambiguous();
+    // The budget share is taken only when a StartRecovery is about to be sent.
+    let budget = ctx.budget;
+    let mut reservation = None;
+    let mut quota_waits = 0;
+    loop {
+        let result = ctx
+            .call(
+                &call,
+                async |ctx: &mut StepCtx<'_>| reconcile(ctx, index).await,
+                async || {
+                    if reservation.is_none() {
+                        reservation = Some(budget.acquire(batch.servers.len() as u32).await);
+                    }
+                    let called = side
+                        .start_recovery(&batch.servers, out.is_drill, &tags)
+                        .await?;
+                    Ok(called.map(|job| serde_json::to_value(&job).unwrap_or_default()))
+                },
             )
-            .await?;
-        match target
-            .start_recovery(&batch.servers, out.is_drill, &tags)
-            .await
-        {
-            Ok(called) => {
-                let job_id = called.value.id.clone();
-                ctx.journal
-                    .complete_effect(
-                        effect,
-                        serde_json::to_value(&called.value).unwrap_or_default(),
-                        called.request_id,
-                    )
-                    .await?;
-                reservation.bind(&job_id);
-                return Ok(job_id);
-            }
-            Err(e) if e.ambiguous => {
-                // The call may have created the job: find out before anything else.
-                ctx.say(format!(
-                    "StartRecovery outcome unknown ({}); reconciling by job tags",
-                    e.message
-                ));
-                ctx.pause(Duration::from_secs(5)).await?;
-                if let Some(job_id) = reconcile(ctx, index).await? {
+            .await;
+        match result {
+            Ok(outcome) => {
+                let job_id = match job_id_in(&outcome.response) {
+                    Some(job_id) => job_id,
+                    // A recorded response without a job ID: look the job up by its tag.
+                    None => find_batch_job(ctx, index).await?.ok_or_else(|| {
+                        Halt::Failed(StepFailure::new(
+                            format!("the recorded StartRecovery of batch {index} has no job ID, and no job has its tag"),
+                            "check the jobs in the DRS console, then `retry` this step",
+                        ))
+                    })?,
+                };
+                if let Some(reservation) = reservation.take() {
                     reservation.bind(&job_id);
-                    return Ok(job_id);
                 }
+                return Ok((job_id, outcome.how));
+            }
+            // The outcome stayed unknown and no job has the batch's tag: try again.
+            Err(CallError::Aws { error, attempt }) if error.ambiguous => {
                 if attempt >= 3 {
-                    return Err(e.into());
+                    return Err(error.into());
                 }
             }
-            Err(e)
-                if e.code.as_deref() == Some("ServiceQuotaExceededException")
+            Err(CallError::Aws { error, .. })
+                if error.code.as_deref() == Some("ServiceQuotaExceededException")
                     && quota_waits < 20 =>
             {
                 // Rejected, so no effect: other jobs in the account hold the quota. Wait for them.
-                ctx.journal.fail_effect(effect, &e.to_string()).await?;
                 quota_waits += 1;
                 ctx.say("DRS job quota reached by other jobs in the account; waiting 60 s");
                 ctx.pause(Duration::from_secs(60)).await?;
             }
-            Err(e) => {
-                ctx.journal.fail_effect(effect, &e.to_string()).await?;
-                return Err(e.into());
-            }
+            Err(e) => return Err(e.into()),
         }
     }
+}
+
+// ---------------------------------------------------------------- compensation
+//
+// `undo:<key>` of a rollback run (see [`super::compensate`]): the recovery instances of
+// its jobs (found by the jobs' tags) terminated, on the side the step used.
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct UndoRecoveryOutput {
+    /// The original step's jobs, found by their tags (whether or not their effect was recorded).
+    pub jobs: Vec<String>,
+    /// The jobs had ended and their instances were listed.
+    pub listed: bool,
+    pub instances: Vec<String>,
+    pub terminate_job_id: Option<String>,
+    pub remaining: Vec<String>,
+    pub verified_at: Option<String>,
+}
+
+const JOBS_DEADLINE: Duration = Duration::from_secs(60 * 60);
+const GONE_DEADLINE: Duration = Duration::from_secs(20 * 60);
+
+pub(crate) async fn compensate(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
+    let mut out: UndoRecoveryOutput = ctx.my_output().await?;
+    let target = ctx.clients.side(undone.side()).clone();
+    if !out.listed {
+        let since = Some(undone.created_at - chrono::Duration::hours(1));
+        let run_tag = undone.run_id.to_string();
+        let tagged = retry::read(ctx, || target.find_jobs_tagged(TAG_RUN, &run_tag, since)).await?;
+        out.jobs = tagged
+            .into_iter()
+            .filter(|j| j.tags.get(TAG_STEP) == Some(&undone.key))
+            .map(|j| j.id)
+            .collect();
+        out.jobs.sort();
+        ctx.save(&out).await?;
+        // A job still launching would add instances after we listed them: wait for its end.
+        let started = ctx.clock.now();
+        let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(15));
+        let jobs = loop {
+            let described = retry::read(ctx, || target.describe_jobs(&out.jobs)).await?;
+            if described.iter().all(|j| j.is_completed()) {
+                break described;
+            }
+            if (ctx.clock.now() - started).to_std().unwrap_or_default() > JOBS_DEADLINE {
+                return Err(Halt::Failed(StepFailure::new(
+                    format!(
+                        "the recovery job(s) {} have not ended after {} minutes",
+                        out.jobs.join(", "),
+                        JOBS_DEADLINE.as_secs() / 60
+                    ),
+                    "check the jobs in the DRS console; `retry` this step once they have ended",
+                )));
+            }
+            ctx.say(format!(
+                "waiting for {} recovery job(s) to end before terminating their instances",
+                described.iter().filter(|j| !j.is_completed()).count()
+            ));
+            let interval = backoff.next_interval();
+            ctx.pause(interval).await?;
+        };
+        let ids: Vec<String> = jobs
+            .iter()
+            .flat_map(|j| j.servers.iter())
+            .filter_map(|s| s.recovery_instance_id.clone())
+            .collect();
+        let found = if ids.is_empty() {
+            Vec::new()
+        } else {
+            retry::read(ctx, || target.recovery_instances_by_id(&ids)).await?
+        };
+        out.instances = found
+            .into_iter()
+            .filter(|i| i.ec2_state.as_deref() != Some("TERMINATED"))
+            .map(|i| i.id)
+            .collect();
+        out.instances.sort();
+        out.listed = true;
+        ctx.save(&out).await?;
+    }
+    if out.instances.is_empty() {
+        ctx.say("no recovery instance of this step remains");
+        out.verified_at = Some(ctx.clock.now().to_rfc3339());
+        ctx.save(&out).await?;
+        return Ok(());
+    }
+    if out.terminate_job_id.is_none() {
+        out.terminate_job_id = Some(terminate(ctx, undone, &target, &out.instances).await?);
+        ctx.save(&out).await?;
+    }
+    let started = ctx.clock.now();
+    let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(15));
+    loop {
+        let found = retry::read(ctx, || target.recovery_instances_by_id(&out.instances)).await?;
+        out.remaining = found
+            .iter()
+            .filter(|i| i.ec2_state.as_deref() != Some("TERMINATED"))
+            .map(|i| i.id.clone())
+            .collect();
+        if out.remaining.is_empty() {
+            ctx.say(format!(
+                "{} recovery instance(s) terminated",
+                out.instances.len()
+            ));
+            out.verified_at = Some(ctx.clock.now().to_rfc3339());
+            ctx.save(&out).await?;
+            return Ok(());
+        }
+        ctx.save(&out).await?;
+        if (ctx.clock.now() - started).to_std().unwrap_or_default() > GONE_DEADLINE {
+            return Err(Halt::Failed(StepFailure::new(
+                format!(
+                    "recovery instances still present after {} minutes: {}",
+                    GONE_DEADLINE.as_secs() / 60,
+                    out.remaining.join(", ")
+                ),
+                "check the terminate job in the DRS console; then `retry` this step",
+            )));
+        }
+        let interval = backoff.next_interval();
+        ctx.pause(interval).await?;
+    }
+}
+
+/// Intent -> TerminateRecoveryInstances -> effect on the original step's side: the failover's
+/// recovery instances in the target, a failback's A3s in the origin.
+async fn terminate(
+    ctx: &mut StepCtx<'_>,
+    undone: &Undone,
+    side: &SideClients,
+    instances: &[String],
+) -> Result<String, Halt> {
+    let what = match undone.side() {
+        Account::Target => "recovery",
+        Account::Source => "A3",
+    };
+    super::cleanup::terminate(ctx, side, what, instances).await
 }

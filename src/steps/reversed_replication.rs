@@ -13,10 +13,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{Halt, StepCtx, StepFailure, failback, parse_iso_duration};
+use super::compensate::Undone;
+use super::{Halt, StepCtx, StepFailure, failback, parse_iso_duration, retry};
+use crate::aws::SideClients;
 use crate::aws::drs::SourceServer;
-use crate::engine::clock::Backoff;
-use crate::engine::journal::CallState;
+use crate::run::call::{Call, Found, How};
+use crate::run::clock::Backoff;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ReversedReplicationOutput {
@@ -147,57 +149,44 @@ async fn ensure_a2(
     origin_servers: &[SourceServer],
 ) -> Result<(String, &'static str), Halt> {
     let b2 = entry.recovery_instance_id.clone();
-    // Keys are unique in the store: each attempt of the call has its own.
-    let prefix = format!("{}/{}/reverse/{b2}", ctx.run.id, ctx.step.key);
-    // Recorded before a crash that lost the step's output: A2's ARN is in the effect.
-    if let CallState::Done(response) = ctx
-        .journal
-        .call_state(&ctx.step.key, &format!("{prefix}/"))
-        .await?
-        && let Some(arn) = response["reversedDirectionSourceServerArn"].as_str()
+    let existing = linked_a2(origin_servers, entry.b1_arn.as_deref()).cloned();
+    let target = ctx.clients.target.clone();
+    let call = Call::on(
+        &target,
+        format!("reverse/{b2}"),
+        "drs:ReverseReplication",
+        serde_json::json!({ "recoveryInstanceID": b2 }),
+    )
+    .reconciling_ambiguous();
+    // An attempt whose outcome was not recorded: the A2 linked to B1, if any, is its effect.
+    let b1_arn = entry.b1_arn.clone();
+    let find_a2 = async |_: &mut StepCtx<'_>| -> Result<Found, Halt> {
+        let servers = ctx_free_list(&existing, origin_servers, b1_arn.as_deref());
+        Ok(match servers {
+            Some(arn) => Found::TookEffect(
+                serde_json::json!({ "reversedDirectionSourceServerArn": arn, "found_by": "DescribeSourceServers reversedDirectionSourceServerArn" }),
+            ),
+            None => Found::NoEffect(
+                "no source server in the origin is linked to B1: the call had no effect"
+                    .to_string(),
+            ),
+        })
+    };
+    if let Some(outcome) = ctx.settle(&call, find_a2).await?
+        && let Some(arn) = outcome.response["reversedDirectionSourceServerArn"].as_str()
     {
-        ctx.say(format!(
-            "{b1}: A2 {} was created by this run's ReverseReplication",
-            a2_id_of(arn)
-        ));
+        ctx.say(match outcome.how {
+            How::Recorded => format!(
+                "{b1}: A2 {} was created by this run's ReverseReplication",
+                a2_id_of(arn)
+            ),
+            _ => format!(
+                "{b1}: found A2 {} from an interrupted ReverseReplication",
+                a2_id_of(arn)
+            ),
+        });
         return Ok((arn.to_string(), "reconciled"));
     }
-    let open = ctx
-        .journal
-        .open_intents(&ctx.step.key)
-        .await?
-        .into_iter()
-        .find(|e| e.idempotency_key.starts_with(&prefix));
-    let existing = linked_a2(origin_servers, entry.b1_arn.as_deref()).cloned();
-    if let Some(intent) = open {
-        match &existing {
-            Some(a2) => {
-                let arn = a2.arn.clone().unwrap_or_default();
-                ctx.journal
-                    .reconcile_effect(intent.id, serde_json::json!({ "reversedDirectionSourceServerArn": arn, "found_by": "DescribeSourceServers reversedDirectionSourceServerArn" }))
-                    .await?;
-                ctx.say(format!(
-                    "{b1}: found A2 {} from an interrupted ReverseReplication",
-                    a2.id
-                ));
-                return Ok((arn, "reconciled"));
-            }
-            None => {
-                ctx.journal
-                    .fail_effect(
-                        intent.id,
-                        "no source server in the origin is linked to B1: the call had no effect",
-                    )
-                    .await?
-            }
-        }
-    }
-    let attempt = ctx
-        .journal
-        .effects_count_with_prefix(&ctx.step.key, &prefix)
-        .await?
-        + 1;
-    let key = format!("{prefix}/attempt-{attempt}");
     if let Some(a2) = existing {
         let arn = a2.arn.clone().unwrap_or_default();
         return match a2.replication_state.as_deref() {
@@ -238,145 +227,89 @@ async fn ensure_a2(
             "check that the server exists in the target account and region, then `retry` this step",
         ))
     })?;
-    let target = ctx.clients.target.clone();
-    let effect = ctx
-        .journal
-        .begin_intent(
-            &ctx.step.key,
-            &key,
-            "drs:ReverseReplication",
-            &target.account_id,
-            &target.region,
-            serde_json::json!({ "recoveryInstanceID": b2 }),
+    let source = ctx.clients.source.clone();
+    let outcome = ctx
+        .call(
+            &call,
+            // After an ambiguous error: look for A2 in the origin now.
+            async |_: &mut StepCtx<'_>| -> Result<Found, Halt> {
+                let servers = source.list_source_servers().await?;
+                Ok(match linked_a2(&servers, Some(&b1_arn)) {
+                    Some(a2) => Found::TookEffect(serde_json::json!({ "reversedDirectionSourceServerArn": a2.arn.clone().unwrap_or_default() })),
+                    None => Found::NoEffect("no source server in the origin is linked to B1".to_string()),
+                })
+            },
+            async || {
+                let called = target.reverse_replication(&b2).await?;
+                Ok(called.map(|arn| serde_json::json!({ "reversedDirectionSourceServerArn": arn })))
+            },
         )
         .await?;
-    match target.reverse_replication(&b2).await {
-        Ok(called) => {
-            ctx.journal
-                .complete_effect(
-                    effect,
-                    serde_json::json!({ "reversedDirectionSourceServerArn": called.value }),
-                    called.request_id,
-                )
-                .await?;
-            ctx.say(format!(
-                "{b1}: ReverseReplication on {b2}: A2 {}",
-                a2_id_of(&called.value)
-            ));
-            Ok((called.value, "reverse_replication"))
-        }
-        Err(e) if e.ambiguous => {
-            // The call may have created A2: look before anything else.
-            ctx.say(format!(
-                "{b1}: ReverseReplication outcome unknown ({}); looking for A2",
-                e.message
-            ));
-            ctx.pause(Duration::from_secs(5)).await?;
-            let servers = ctx.clients.source.list_source_servers().await?;
-            match linked_a2(&servers, Some(&b1_arn)) {
-                Some(a2) => {
-                    let arn = a2.arn.clone().unwrap_or_default();
-                    ctx.journal
-                        .reconcile_effect(
-                            effect,
-                            serde_json::json!({ "reversedDirectionSourceServerArn": arn }),
-                        )
-                        .await?;
-                    Ok((arn, "reconciled"))
-                }
-                None => {
-                    ctx.journal.fail_effect(effect, &e.to_string()).await?;
-                    Err(e.into())
-                }
-            }
-        }
-        Err(e) => {
-            ctx.journal.fail_effect(effect, &e.to_string()).await?;
-            Err(e.into())
-        }
-    }
+    let arn = outcome.response["reversedDirectionSourceServerArn"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    ctx.say(format!(
+        "{b1}: ReverseReplication on {b2}: A2 {}",
+        a2_id_of(&arn)
+    ));
+    Ok((arn, "reverse_replication"))
+}
+
+/// The ARN of the A2 linked to B1 among the origin's servers listed before the call.
+fn ctx_free_list(
+    existing: &Option<SourceServer>,
+    origin_servers: &[SourceServer],
+    b1_arn: Option<&str>,
+) -> Option<String> {
+    existing
+        .as_ref()
+        .or_else(|| linked_a2(origin_servers, b1_arn))
+        .map(|a2| a2.arn.clone().unwrap_or_default())
 }
 
 /// Intent -> StartReplication(A2) -> effect, for an A2 a failback drill left stopped. An open
 /// intent is reconciled by A2's state: replicating means the call took effect.
 async fn restart(ctx: &mut StepCtx<'_>, a2: &SourceServer) -> Result<(), Halt> {
     let source = ctx.clients.source.clone();
-    let prefix = start_prefix(ctx, &a2.id);
     // The caller saw A2 STOPPED just now, so an open intent's call had no effect: send it
     // under that intent. (Had it taken effect, A2 would replicate, see [`reconcile_restart`].)
-    let open = ctx
-        .journal
-        .open_intents(&ctx.step.key)
-        .await?
-        .into_iter()
-        .find(|e| e.idempotency_key.starts_with(&prefix));
-    let effect = match open {
-        Some(intent) => intent.id,
-        None => {
-            let attempt = ctx
-                .journal
-                .effects_count_with_prefix(&ctx.step.key, &prefix)
-                .await?
-                + 1;
-            let key = format!("{prefix}/attempt-{attempt}");
-            ctx.journal
-                .begin_intent(
-                    &ctx.step.key,
-                    &key,
-                    "drs:StartReplication",
-                    &source.account_id,
-                    &source.region,
-                    serde_json::json!({ "sourceServerID": a2.id }),
-                )
-                .await?
-        }
-    };
-    match source.start_replication(&a2.id).await {
-        Ok(called) => {
-            ctx.journal
-                .complete_effect(
-                    effect,
-                    serde_json::json!({ "sourceServerID": a2.id }),
-                    called.request_id,
-                )
-                .await?;
-            ctx.say(format!(
-                "A2 {} was stopped (a failback drill); StartReplication",
-                a2.id
-            ));
-            Ok(())
-        }
-        Err(e) => {
-            ctx.journal.fail_effect(effect, &e.to_string()).await?;
-            Err(e.into())
-        }
-    }
+    ctx.call(
+        &start_call(&source, &a2.id),
+        async |_: &mut StepCtx<'_>| Ok(Found::Resend),
+        async || {
+            let called = source.start_replication(&a2.id).await?;
+            Ok(called.map(|_| serde_json::json!({ "sourceServerID": a2.id })))
+        },
+    )
+    .await?;
+    ctx.say(format!(
+        "A2 {} was stopped (a failback drill); StartReplication",
+        a2.id
+    ));
+    Ok(())
 }
 
-fn start_prefix(ctx: &StepCtx<'_>, a2: &str) -> String {
-    format!("{}/{}/start-replication/{a2}", ctx.run.id, ctx.step.key)
+fn start_call(source: &crate::aws::SideClients, a2: &str) -> Call {
+    Call::on(
+        source,
+        format!("start-replication/{a2}"),
+        "drs:StartReplication",
+        serde_json::json!({ "sourceServerID": a2 }),
+    )
 }
 
 /// A StartReplication of this step left open by a crash, on an A2 that replicates now: the call
 /// took effect. Returns whether there was one.
 async fn reconcile_restart(ctx: &mut StepCtx<'_>, a2: &SourceServer) -> Result<bool, Halt> {
-    let prefix = start_prefix(ctx, &a2.id);
-    let open: Vec<_> = ctx
-        .journal
-        .open_intents(&ctx.step.key)
-        .await?
-        .into_iter()
-        .filter(|e| e.idempotency_key.starts_with(&prefix))
-        .collect();
-    for intent in &open {
-        ctx.journal
-            .reconcile_effect(
-                intent.id,
-                serde_json::json!({ "sourceServerID": a2.id, "found_by": "DescribeSourceServers", "state": a2.replication_state }),
-            )
-            .await?;
-    }
-    Ok(!open.is_empty())
+    let source = ctx.clients.source.clone();
+    let response = serde_json::json!({ "sourceServerID": a2.id, "found_by": "DescribeSourceServers", "state": a2.replication_state });
+    let outcome = ctx
+        .settle(&start_call(&source, &a2.id), async |_: &mut StepCtx<'_>| {
+            Ok(Found::TookEffect(response.clone()))
+        })
+        .await?;
+    Ok(outcome.is_some_and(|o| o.how == How::Reconciled))
 }
 
 /// Polls the A2s (one DescribeSourceServers for the wave) until every one is CONTINUOUS with
@@ -472,4 +405,125 @@ async fn wait_ready(
         let interval = backoff.next_interval();
         ctx.pause(interval).await?;
     }
+}
+
+// ---------------------------------------------------------------- compensation
+//
+// `undo:<key>` of a rollback run (see [`super::compensate`]): StopReplication of each A2
+// the step created, reconciled or adopted (origin).
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct UndoReversedOutput {
+    /// The A2s were listed (before any change).
+    pub planned: bool,
+    /// The A2 source servers (origin) to stop, by ID.
+    pub a2s: Vec<String>,
+    pub stopped: Vec<String>,
+    pub verified_at: Option<String>,
+}
+
+/// StopReplication of every A2 the failback's `reversed_replication` step made replicate: those
+/// in its output, and those an interrupted ReverseReplication of the run created before its
+/// result was recorded (found in the origin by `reversedDirectionSourceServerArn` = B1).
+pub(crate) async fn compensate(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
+    let mut out: UndoReversedOutput = ctx.my_output().await?;
+    let origin = ctx.clients.source.clone();
+    if !out.planned {
+        out.a2s = reversed_a2s(ctx, undone, &origin).await?;
+        out.planned = true;
+        ctx.save(&out).await?;
+    }
+    for a2 in out.a2s.clone() {
+        if ctx.stopping() {
+            return Err(Halt::Stopped);
+        }
+        if !out.stopped.contains(&a2) {
+            super::failback_cleanup::stop_replication(ctx, &origin, &a2, "A2").await?;
+            out.stopped.push(a2);
+            ctx.save(&out).await?;
+        }
+    }
+    if !out.a2s.is_empty() {
+        let found = retry::read(ctx, || origin.describe_source_servers(&out.a2s)).await?;
+        let still: Vec<String> = found
+            .iter()
+            .filter(|s| {
+                !matches!(
+                    s.replication_state.as_deref(),
+                    Some("STOPPED" | "DISCONNECTED")
+                )
+            })
+            .map(|s| {
+                format!(
+                    "{} ({})",
+                    s.id,
+                    s.replication_state.as_deref().unwrap_or("?")
+                )
+            })
+            .collect();
+        if !still.is_empty() {
+            return Err(Halt::Failed(StepFailure::new(
+                format!(
+                    "A2 server(s) still replicate after StopReplication in account {} ({}): {}",
+                    origin.account_id,
+                    origin.region,
+                    still.join(", ")
+                ),
+                "check them in the DRS console of the origin, then `retry` this step",
+            )));
+        }
+    }
+    ctx.say(format!(
+        "reversed replication stopped for {} A2 server(s)",
+        out.a2s.len()
+    ));
+    out.verified_at = Some(ctx.clock.now().to_rfc3339());
+    ctx.save(&out).await?;
+    Ok(())
+}
+
+/// The A2s of the original step, sorted: recorded in its output, or (an intent without a
+/// recorded result) found linked to their B1 in the origin.
+async fn reversed_a2s(
+    ctx: &mut StepCtx<'_>,
+    undone: &Undone,
+    origin: &SideClients,
+) -> Result<Vec<String>, Halt> {
+    let reversed: ReversedReplicationOutput = undone.decode()?;
+    let mut a2s: Vec<String> = reversed
+        .servers
+        .values()
+        .filter_map(|s| s.a2_id.clone())
+        .collect();
+    let unrecorded: Vec<&str> = reversed
+        .servers
+        .values()
+        .filter(|s| s.a2_id.is_none())
+        .filter_map(|s| s.b1_arn.as_deref())
+        .collect();
+    if !unrecorded.is_empty() && called_reverse_replication(ctx, undone).await? {
+        let servers = retry::read(ctx, || origin.list_source_servers()).await?;
+        a2s.extend(
+            servers
+                .into_iter()
+                .filter(|s| {
+                    s.reversed_direction_arn
+                        .as_deref()
+                        .is_some_and(|arn| unrecorded.contains(&arn))
+                })
+                .map(|s| s.id),
+        );
+    }
+    a2s.sort();
+    a2s.dedup();
+    Ok(a2s)
+}
+
+/// Whether the original step has any ReverseReplication intent (so it may have created an A2
+/// whose ID it never recorded).
+async fn called_reverse_replication(ctx: &StepCtx<'_>, undone: &Undone) -> Result<bool, Halt> {
+    Ok(ctx
+        .journal
+        .step_called(&undone.run_id, &undone.key, "drs:ReverseReplication")
+        .await?)
 }

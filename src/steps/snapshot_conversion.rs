@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::recovery_job::RecoveryJobOutput;
 use super::{Halt, StepCtx, StepFailure};
-use crate::engine::clock::Backoff;
+use crate::run::clock::Backoff;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ConversionOutput {

@@ -11,10 +11,12 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+use super::compensate::Undone;
 use super::launch::LaunchOutput;
-use super::{Halt, StepCtx, StepFailure};
+use super::lb_switch::{GroupRestore, UndoLbOutput};
+use super::{Halt, StepCtx, StepFailure, retry};
 use crate::aws::elbv2::Target;
-use crate::engine::clock::Backoff;
+use crate::run::clock::Backoff;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ValidateOutput {
@@ -140,7 +142,7 @@ async fn wait_running(
     let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(15));
     loop {
         let target = ctx.clients.target.clone();
-        let found = super::retry::read(ctx, || target.recovery_instances_by_id(&ids)).await?;
+        let found = retry::read(ctx, || target.recovery_instances_by_id(&ids)).await?;
         let instances: Vec<ValidatedInstance> = expected
             .iter()
             .map(|(server, ri)| {
@@ -195,7 +197,7 @@ async fn wait_healthy(ctx: &mut StepCtx<'_>, arn: &str, targets: &[Target]) -> R
     let mut last = String::new();
     loop {
         let side = ctx.clients.target.clone();
-        let health = super::retry::read(ctx, || side.target_health(arn)).await?;
+        let health = retry::read(ctx, || side.target_health(arn)).await?;
         let not_healthy: Vec<String> = targets
             .iter()
             .filter_map(|t| match health.iter().find(|h| h.id == t.id) {
@@ -246,4 +248,40 @@ async fn wait_healthy(ctx: &mut StepCtx<'_>, arn: &str, targets: &[Target]) -> R
 
 fn short(arn: &str) -> &str {
     arn.split(':').next_back().unwrap_or(arn)
+}
+
+// ---------------------------------------------------------------- compensation
+//
+// `undo:<key>` of a rollback run (see [`super::compensate`]): the drill instances it
+// registered in the runbook's drill target groups deregistered.
+
+/// Removes the drill instances a drill's `validate` registered in its drill target groups (those
+/// still registered when the rollback looks; planned once and persisted like [`super::lb_switch::compensate`]).
+pub(crate) async fn compensate(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
+    let mut out: UndoLbOutput = ctx.my_output().await?;
+    // Drills run in the recovery (target) account and region only.
+    let target = ctx.clients.target.clone();
+    if !out.planned {
+        let validated: ValidateOutput = undone.decode()?;
+        for group in &validated.drill_groups {
+            let health = retry::read(ctx, || target.target_health(&group.target_group_arn)).await?;
+            let present = |id: &str| health.iter().any(|h| h.id == id && h.state != "draining");
+            out.groups.push(GroupRestore {
+                target_group_arn: group.target_group_arn.clone(),
+                deregister: group
+                    .registered
+                    .iter()
+                    .filter(|t| present(&t.id))
+                    .cloned()
+                    .collect(),
+                ..Default::default()
+            });
+        }
+        out.planned = true;
+        ctx.save(&out).await?;
+    }
+    if out.groups.is_empty() {
+        ctx.say("no drill target group to clean");
+    }
+    super::lb_switch::restore_groups(ctx, &target, &mut out).await
 }

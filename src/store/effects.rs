@@ -260,6 +260,35 @@ pub async fn for_step(
         })
 }
 
+/// One effect by its ID (the primary key).
+pub async fn get(conn: &mut SqliteConnection, id: EffectId) -> Result<Effect, StoreError> {
+    sqlx::query_as(r#"SELECT * FROM effects WHERE id = ?1"#)
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+        .map_err(|source| StoreError::query(source, format!("read effect {id}")))?
+        .ok_or(StoreError::EffectNotFound { id })
+}
+
+/// The attempts of one durable call, oldest first: the effects whose idempotency key starts
+/// with `call_key` (`<run>/<step>/<call>/`, its attempts being `<call_key>attempt-<n>`).
+/// A range over the unique index of `idempotency_key`, never a scan of the run or the step.
+pub async fn for_call(
+    conn: &mut SqliteConnection,
+    call_key: &str,
+) -> Result<Vec<Effect>, StoreError> {
+    // Every key with this prefix sorts in [prefix, prefix + U+10FFFF) under BINARY collation.
+    let upper = format!("{call_key}\u{10FFFF}");
+    sqlx::query_as(
+        r#"SELECT * FROM effects WHERE idempotency_key >= ?1 AND idempotency_key < ?2 ORDER BY id"#,
+    )
+    .bind(call_key)
+    .bind(upper)
+    .fetch_all(conn)
+    .await
+    .map_err(|source| StoreError::query(source, format!("list the attempts of call {call_key}")))
+}
+
 /// The run's effects, oldest first.
 pub async fn for_run(
     conn: &mut SqliteConnection,

@@ -1,0 +1,241 @@
+//! RTO and RPO, measured from the typed outputs of a run's succeeded steps: one pure function
+//! ([`measure`]) over [`Evidence`], with no JSON key read anywhere. A step output that does not
+//! decode is an error naming the run and the step, never a silently missing figure.
+//!
+//! - RTO: run start -> the latest moment traffic reached recovered servers (a failover's or
+//!   failback's launch, a drill's validation, target groups healthy, DNS INSYNC).
+//! - RPO: run start (the declaration) - the oldest data timestamp of a recovered server; data
+//!   newer than the declaration (an on-demand snapshot) lost nothing: RPO 0.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::run::journal::{JournalError, decode_output};
+use crate::run::{Operation, StepKind};
+use crate::steps::dns_cutover::{DnsOutput, UndoDnsOutput};
+use crate::steps::launch::LaunchOutput;
+use crate::steps::lb_switch::LbSwitchOutput;
+use crate::steps::snapshot_conversion::ConversionOutput;
+use crate::steps::validate::ValidateOutput;
+use crate::store::RunId;
+
+/// The output of a succeeded step that RTO or RPO is measured from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Evidence {
+    Conversion(ConversionOutput),
+    Launch(LaunchOutput),
+    Validate(ValidateOutput),
+    LbSwitch(LbSwitchOutput),
+    DnsCutover(DnsOutput),
+    /// A rollback's `undo:dns_cutover`: traffic is back when its restore is INSYNC.
+    DnsRestore(UndoDnsOutput),
+}
+
+impl Evidence {
+    /// Decodes the output of a step of `kind` in a run of `operation`; `None` for the steps
+    /// that measure nothing. A rollback's steps carry the kind of the step they undo, and
+    /// their outputs are compensations: only the DNS restore measures anything.
+    pub fn decode(
+        run: &RunId,
+        operation: Operation,
+        kind: StepKind,
+        key: &str,
+        output: Value,
+    ) -> Result<Option<Evidence>, JournalError> {
+        if operation == Operation::Rollback {
+            return Ok(match kind {
+                StepKind::DnsCutover => {
+                    Some(Evidence::DnsRestore(decode_output(run, key, output)?))
+                }
+                _ => None,
+            });
+        }
+        Ok(Some(match kind {
+            StepKind::SnapshotConversion => Evidence::Conversion(decode_output(run, key, output)?),
+            StepKind::Launch => Evidence::Launch(decode_output(run, key, output)?),
+            StepKind::Validate => Evidence::Validate(decode_output(run, key, output)?),
+            StepKind::LbSwitch => Evidence::LbSwitch(decode_output(run, key, output)?),
+            StepKind::DnsCutover => Evidence::DnsCutover(decode_output(run, key, output)?),
+            StepKind::Preflight
+            | StepKind::RecoveryJob
+            | StepKind::Cleanup
+            | StepKind::ReversedReplication
+            | StepKind::A2Recovery => return Ok(None),
+        }))
+    }
+}
+
+/// The measured objectives, in seconds of the engine's clock.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Measurement {
+    pub rto_seconds: Option<f64>,
+    pub rpo_seconds: Option<f64>,
+}
+
+/// RTO and RPO of a run of `operation` started at `start`, from its succeeded steps' outputs.
+pub fn measure(operation: Operation, start: DateTime<Utc>, evidence: &[Evidence]) -> Measurement {
+    let mut served: Option<DateTime<Utc>> = None;
+    let mut oldest_data_age: Option<f64> = None;
+    let mut serve = |at: Option<&String>| {
+        if let Some(at) = at.and_then(|a| crate::aws::parse_time(a)) {
+            served = Some(served.map_or(at, |s| s.max(at)));
+        }
+    };
+    for item in evidence {
+        match item {
+            Evidence::Conversion(out) => {
+                for ts in out
+                    .servers
+                    .values()
+                    .filter_map(|s| s.data_timestamp.as_deref())
+                    .filter_map(crate::aws::parse_time)
+                {
+                    let age = seconds(ts, start);
+                    oldest_data_age = Some(oldest_data_age.map_or(age, |r| r.max(age)));
+                }
+            }
+            // A drill's traffic is its validation; its launch serves nobody.
+            Evidence::Launch(out) if operation != Operation::Drill => {
+                serve(out.completed_at.as_ref())
+            }
+            Evidence::Launch(_) => {}
+            Evidence::Validate(out) => serve(out.validated_at.as_ref()),
+            Evidence::LbSwitch(out) => {
+                for group in &out.groups {
+                    serve(group.healthy_at.as_ref());
+                }
+            }
+            Evidence::DnsCutover(out) => {
+                for zone in &out.zones {
+                    serve(zone.insync_at.as_ref());
+                }
+            }
+            Evidence::DnsRestore(out) => {
+                for zone in &out.zones {
+                    serve(zone.insync_at.as_ref());
+                }
+            }
+        }
+    }
+    Measurement {
+        rto_seconds: served.map(|s| seconds(start, s)),
+        rpo_seconds: oldest_data_age.map(|r| r.max(0.0)),
+    }
+}
+
+/// `to - from` in seconds, to the millisecond.
+fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    (to - from).num_milliseconds() as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::steps::dns_cutover::ZoneCutover;
+    use crate::steps::snapshot_conversion::ServerConversion;
+
+    fn t(seconds: i64) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2025-03-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+            + chrono::TimeDelta::seconds(seconds)
+    }
+
+    fn conversion(data_at: &[i64]) -> Evidence {
+        let mut out = ConversionOutput::default();
+        for (i, at) in data_at.iter().enumerate() {
+            out.servers.insert(
+                format!("s-{i}"),
+                ServerConversion {
+                    data_timestamp: Some(t(*at).to_rfc3339()),
+                    ..Default::default()
+                },
+            );
+        }
+        Evidence::Conversion(out)
+    }
+
+    fn launch(at: i64) -> Evidence {
+        Evidence::Launch(LaunchOutput {
+            completed_at: Some(t(at).to_rfc3339()),
+            ..Default::default()
+        })
+    }
+
+    fn dns(at: i64) -> Evidence {
+        Evidence::DnsCutover(DnsOutput {
+            zones: vec![ZoneCutover {
+                hosted_zone_id: "Z1".into(),
+                account: crate::runbook::Account::Target,
+                before: vec![],
+                after: vec![],
+                change_id: Some("C1".into()),
+                insync_at: Some(t(at).to_rfc3339()),
+            }],
+        })
+    }
+
+    #[test]
+    fn rto_is_the_latest_traffic_and_rpo_the_oldest_data() {
+        let m = measure(
+            Operation::Failover,
+            t(0),
+            &[conversion(&[-300, -60]), launch(600), dns(900)],
+        );
+        assert_eq!(m.rto_seconds, Some(900.0));
+        assert_eq!(m.rpo_seconds, Some(300.0));
+    }
+
+    #[test]
+    fn a_drill_launch_serves_nobody_and_fresh_data_loses_nothing() {
+        let m = measure(Operation::Drill, t(0), &[conversion(&[30]), launch(600)]);
+        assert_eq!(m.rto_seconds, None);
+        assert_eq!(m.rpo_seconds, Some(0.0));
+        assert_eq!(measure(Operation::Drill, t(0), &[]), Measurement::default());
+    }
+
+    #[test]
+    fn an_output_that_does_not_decode_is_an_error_naming_run_and_step() {
+        let run = RunId::generate();
+        let err = Evidence::decode(
+            &run,
+            Operation::Failover,
+            StepKind::DnsCutover,
+            "dns_cutover",
+            serde_json::json!({ "zones": 3 }),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&run.to_string()) && text.contains("dns_cutover"),
+            "{text}"
+        );
+        assert_eq!(
+            Evidence::decode(
+                &run,
+                Operation::Failover,
+                StepKind::Preflight,
+                "preflight",
+                serde_json::json!({"x": 1})
+            )
+            .unwrap(),
+            None
+        );
+        // A rollback's undo:dns_cutover carries the cutover's kind and a restore's output.
+        let restore = serde_json::json!({ "planned": true, "zones": [] });
+        assert_eq!(
+            Evidence::decode(
+                &run,
+                Operation::Rollback,
+                StepKind::DnsCutover,
+                "undo:dns_cutover",
+                restore
+            )
+            .unwrap(),
+            Some(Evidence::DnsRestore(UndoDnsOutput {
+                planned: true,
+                zones: vec![]
+            }))
+        );
+    }
+}
