@@ -94,7 +94,11 @@ pub async fn gather(
     });
     // Who skipped a step is in its `step_skipped` event (the steps table keeps the reason).
     let events = store::events::for_run(&mut conn, run_id).await?;
-    for action in data.operator_actions.iter_mut().filter(|a| a.action == "skipped") {
+    for action in data
+        .operator_actions
+        .iter_mut()
+        .filter(|a| a.action == "skipped")
+    {
         action.by = events
             .iter()
             .rev()

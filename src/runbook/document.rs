@@ -211,7 +211,9 @@ fn key_of_line(text: &str, offset: usize, headers: &Headers) -> String {
     if !bare(key) {
         return String::new();
     }
-    let line_begin = text[..line_start].rfind('\n').map_or(0, |newline| newline + 1);
+    let line_begin = text[..line_start]
+        .rfind('\n')
+        .map_or(0, |newline| newline + 1);
     let table = headers.table_before(line_begin);
     if table.is_empty() {
         key.to_string()
@@ -251,7 +253,9 @@ impl Headers {
 
     /// The table opened by the last header on a line before `line_start` ("" for the root).
     fn table_before(&self, line_start: usize) -> String {
-        let n = self.starts.partition_point(|(start, _)| *start < line_start);
+        let n = self
+            .starts
+            .partition_point(|(start, _)| *start < line_start);
         n.checked_sub(1)
             .map(|i| self.starts[i].1.clone())
             .unwrap_or_default()

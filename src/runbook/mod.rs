@@ -179,9 +179,8 @@ fn read_bounded(path: &Path, file: &str) -> Result<String, RunbookError> {
     if bytes.len() as u64 > MAX_RUNBOOK_BYTES {
         return Err(refused("over the limit (it grew while read)".to_string()));
     }
-    String::from_utf8(bytes).map_err(|e| {
-        read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-    })
+    String::from_utf8(bytes)
+        .map_err(|e| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
 }
 
 /// Lower-case hex SHA-256 of a runbook's text.

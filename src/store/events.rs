@@ -276,7 +276,9 @@ pub async fn verify(
         final_hash.as_deref(),
     );
     // The chain first (its breaks name an event), then the rows it does not hold.
-    let Ok(verified) = chain else { return Ok(chain) };
+    let Ok(verified) = chain else {
+        return Ok(chain);
+    };
     Ok(match super::seal::check(conn, run_id).await? {
         Ok(()) => Ok(verified),
         Err(problem) => Err(ChainBreak {

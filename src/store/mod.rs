@@ -54,8 +54,8 @@ pub use claims::{Claim, ClaimHolder};
 pub use effects::{Effect, EffectState, NewEffect};
 pub use events::{BreakReason, ChainBreak, Event, VerifiedChain};
 pub use leases::{Lease, LeaseHolder};
-pub use seal::SealBreak;
 pub use runs::{ClockKind, Finish, Mode, NewRun, Operation, Run, RunFilter, RunStatus, RunSummary};
+pub use seal::SealBreak;
 pub use steps::{NewStep, Step, StepStatus};
 
 /// How long a connection waits for another process's write lock before giving up.
