@@ -32,6 +32,10 @@
 //!   timeline), the drill trend and the verification of the audit hash chain.
 //! - [`doctor`]: read-only readiness checks of the cross-account setup (IAM, KMS, DRS) and
 //!   the policies it needs.
+//! - [`signals`]: SIGINT, SIGTERM and SIGHUP as one stream of stop requests (the driver stops at
+//!   a safe point; exit 130 / 143 / 129), and a closed stdout pipe ending output quietly.
+//! - [`terminal`]: strings from runbooks, operators, AWS and the environment made safe for a
+//!   terminal (control characters escaped visibly); used by `cli` and the progress lines.
 //! - [`sim`]: the simulated AWS cloud, an HTTP server that speaks the real wire protocols of DRS
 //!   (restJson1), Route 53 (restXml) and ELBv2 (awsQuery), with a JSON control API under `/_sim/`.
 //!
