@@ -61,6 +61,37 @@ pub enum Output {
     Json,
 }
 
+// The operation and mode of a run are the store's types (one enum each); their command-line
+// values are their stored snake_case names (`as_str`), so the text is written once.
+impl ValueEnum for crate::store::Operation {
+    fn value_variants<'a>() -> &'a [Self] {
+        Self::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
+    }
+}
+
+impl ValueEnum for crate::store::Mode {
+    fn value_variants<'a>() -> &'a [Self] {
+        Self::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        use crate::store::Mode;
+        let help = match self {
+            Mode::Planned => {
+                "The source is reachable: stop on the first error, check the source side too"
+            }
+            Mode::Unplanned => {
+                "The source is down: skip source-side checks, continue past optional servers"
+            }
+        };
+        Some(clap::builder::PossibleValue::new(self.as_str()).help(help))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check runbook files: every problem with file, line and key. No AWS call, no database.

@@ -63,7 +63,7 @@ impl Journal {
                 };
                 Ok(StepRow {
                     kind: StepKind::from_name(&s.kind).ok_or_else(corrupt)?,
-                    status: StepStatus::parse(s.status.as_str()).ok_or_else(corrupt)?,
+                    status: s.status,
                     wave: s.wave.clone(),
                     depends_on: s.depends_on.clone(),
                     needs_approval: s
@@ -97,9 +97,7 @@ impl Journal {
         })?;
         let mut tx = self.write().await?;
         let error = failure.map(|f| serde_json::to_string(f).unwrap_or_else(|_| f.to_string()));
-        let status: store::steps::StepStatus = to.as_str().parse()?;
-        store::steps::set_status(&mut tx, self.run_id(), key, status, error.as_deref(), now)
-            .await?;
+        store::steps::set_status(&mut tx, self.run_id(), key, to, error.as_deref(), now).await?;
         let attempt = if event == StepEvent::Start {
             store::steps::increment_attempts(&mut tx, self.run_id(), key).await?
         } else {
@@ -134,12 +132,12 @@ impl Journal {
         // The gate is recorded on a waiting step; a prompt answered before the step was parked
         // parks it first, so both paths leave the same trail. Approval returns it to pending.
         let current = store::steps::get(&mut tx, self.run_id(), key).await?.status;
-        if current.as_str() == StepStatus::Pending.as_str() {
+        if current == StepStatus::Pending {
             store::steps::set_status(
                 &mut tx,
                 self.run_id(),
                 key,
-                StepStatus::WaitingApproval.as_str().parse()?,
+                StepStatus::WaitingApproval,
                 None,
                 now,
             )
@@ -148,15 +146,7 @@ impl Journal {
         store::steps::approve(&mut tx, self.run_id(), key, by, comment, now).await?;
         let next = step_transition(StepStatus::WaitingApproval, StepEvent::Approve)
             .expect("an approval is a valid transition");
-        store::steps::set_status(
-            &mut tx,
-            self.run_id(),
-            key,
-            next.as_str().parse()?,
-            None,
-            now,
-        )
-        .await?;
+        store::steps::set_status(&mut tx, self.run_id(), key, next, None, now).await?;
         self.event(
             &mut tx,
             "step_approved",
@@ -228,7 +218,7 @@ impl Journal {
         let steps = store::steps::list(&mut conn, self.run_id()).await?;
         Ok(steps
             .iter()
-            .find(|s| s.status.as_str() == "failed")
+            .find(|s| s.status == StepStatus::Failed)
             .map(|s| {
                 let detail = s
                     .error
@@ -276,10 +266,7 @@ impl Journal {
     ) -> Result<(), JournalError> {
         let mut tx = self.write().await?;
         let row = store::steps::get(&mut tx, self.run_id(), key).await?;
-        let from = StepStatus::parse(row.status.as_str()).ok_or_else(|| JournalError::Corrupt {
-            run: self.run_id().to_string(),
-            key: key.to_string(),
-        })?;
+        let from = row.status;
         let to = step_transition(from, event).map_err(|_| JournalError::Transition {
             run: self.run_id().to_string(),
             key: key.to_string(),
@@ -290,17 +277,7 @@ impl Journal {
             (StepEvent::Skip, Some(reason)) => {
                 store::steps::skip(&mut tx, self.run_id(), key, reason, now).await?
             }
-            _ => {
-                store::steps::set_status(
-                    &mut tx,
-                    self.run_id(),
-                    key,
-                    to.as_str().parse()?,
-                    None,
-                    now,
-                )
-                .await?
-            }
+            _ => store::steps::set_status(&mut tx, self.run_id(), key, to, None, now).await?,
         }
         let kind = match event {
             StepEvent::Retry => "step_retried",

@@ -10,50 +10,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The persisted status of a step (stored as snake_case TEXT).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepStatus {
-    Pending,
-    Running,
-    WaitingApproval,
-    Succeeded,
-    Failed,
-    Skipped,
-    Cancelled,
-}
-
-impl StepStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepStatus::Pending => "pending",
-            StepStatus::Running => "running",
-            StepStatus::WaitingApproval => "waiting_approval",
-            StepStatus::Succeeded => "succeeded",
-            StepStatus::Failed => "failed",
-            StepStatus::Skipped => "skipped",
-            StepStatus::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<StepStatus> {
-        Some(match text {
-            "pending" => StepStatus::Pending,
-            "running" => StepStatus::Running,
-            "waiting_approval" => StepStatus::WaitingApproval,
-            "succeeded" => StepStatus::Succeeded,
-            "failed" => StepStatus::Failed,
-            "skipped" => StepStatus::Skipped,
-            "cancelled" => StepStatus::Cancelled,
-            _ => return None,
-        })
-    }
-
-    /// Succeeded or skipped: dependants may go.
-    pub fn is_done(self) -> bool {
-        matches!(self, StepStatus::Succeeded | StepStatus::Skipped)
-    }
-}
+/// The persisted status of a step: the store's type, one enum for the engine and the store.
+pub use crate::store::StepStatus;
 
 /// What can happen to a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,9 +297,9 @@ mod tests {
             S::Skipped,
             S::Cancelled,
         ] {
-            assert_eq!(StepStatus::parse(s.as_str()), Some(s));
+            assert_eq!(s.as_str().parse::<StepStatus>(), Ok(s));
         }
-        assert_eq!(StepStatus::parse("done"), None);
+        assert!("done".parse::<StepStatus>().is_err());
     }
 
     fn view(key: &str, status: StepStatus, deps: &[&str]) -> StepView {

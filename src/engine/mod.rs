@@ -43,6 +43,16 @@ pub enum EngineError {
         run_id: RunId,
         cause: crate::runbook::RunbookError,
     },
+    /// The run's options as stored (mode, point in time, ...) do not decode: never defaulted,
+    /// a resume or rollback with another mode would act differently than the run started.
+    #[error(
+        "the stored options of run {run_id} cannot be read: {source} (hint: the database was edited or written by another version; `drs-runbook show {run_id}` shows the run)"
+    )]
+    StoredOptions {
+        run_id: RunId,
+        #[source]
+        source: serde_json::Error,
+    },
     /// An operator action on a step in a status that does not allow it.
     #[error("step {step} of run {run_id} is {}: only {allowed} (hint: `drs-runbook show {run_id}` lists the steps and their status)", status.as_str())]
     StepNotActionable {
@@ -86,6 +96,7 @@ impl EngineError {
     pub fn is_invalid(&self) -> bool {
         match self {
             EngineError::StoredRunbook { .. }
+            | EngineError::StoredOptions { .. }
             | EngineError::StepNotActionable { .. }
             | EngineError::NoSuchStep { .. } => true,
             EngineError::NotReversible(e) => {
@@ -175,8 +186,8 @@ pub async fn start_planned_run(
         runbook_name: request.runbook.name.clone(),
         runbook_path: request.runbook_path.to_string(),
         runbook_text: request.runbook_text.to_string(),
-        operation: request.operation.as_str().parse()?,
-        mode: request.options.mode.as_str().parse()?,
+        operation: request.operation,
+        mode: request.options.mode,
         options: serde_json::to_value(&request.options).unwrap_or_default(),
         operator: driver::operator(),
         host: host_name(),
@@ -244,6 +255,15 @@ pub async fn start_planned_run(
     drive(ctx, request.runbook, info, None).await
 }
 
+/// The options a run was started with, as stored; a value that does not decode is an error
+/// naming the run, never a default.
+pub(crate) fn stored_options(run: &store::runs::Run) -> Result<RunOptions, EngineError> {
+    serde_json::from_value(run.options.clone()).map_err(|source| EngineError::StoredOptions {
+        run_id: run.id.clone(),
+        source,
+    })
+}
+
 /// Drives an existing run (after `approve`, or `resume`).
 pub async fn continue_run(
     ctx: &Context<'_>,
@@ -281,14 +301,9 @@ pub async fn continue_run_after(
             cause,
         }
     })?;
-    let mut options: RunOptions = serde_json::from_value(run.options.clone()).unwrap_or_default();
+    let mut options = stored_options(&run)?;
     options.yes = options.yes || yes;
-    let operation = match run.operation.as_str() {
-        "drill" => Operation::Drill,
-        "failback" => Operation::Failback,
-        "rollback" => Operation::Rollback,
-        _ => Operation::Failover,
-    };
+    let operation = run.operation;
     let started_at: DateTime<Utc> = run.declared_at.or(run.started_at).unwrap_or(run.created_at);
     let info = RunInfo {
         id: run_id.to_string(),
@@ -473,7 +488,7 @@ async fn drive(
 async fn rollback_parent(ctx: &Context<'_>, run_id: &RunId) -> Result<Option<RunId>, EngineError> {
     let mut conn = ctx.db.pool().acquire().await?;
     let run = store::runs::get(&mut conn, run_id).await?;
-    Ok(if run.operation.as_str() == "rollback" {
+    Ok(if run.operation == Operation::Rollback {
         run.parent_run_id
     } else {
         None
@@ -588,5 +603,21 @@ mod tests {
         let pid = i64::from(child.id());
         child.wait().expect("true ends");
         assert!(!process_alive(pid), "a reaped child is gone");
+    }
+
+    #[test]
+    fn stored_options_with_an_unknown_mode_are_an_error_naming_the_run() {
+        use super::{EngineError, Operation, stored_options};
+        use crate::run::Mode;
+        let mut run = crate::report::model::fixture::run(Operation::Failover);
+        run.options = serde_json::json!({ "mode": "unplanned" });
+        assert_eq!(stored_options(&run).expect("decodes").mode, Mode::Unplanned);
+        run.options = serde_json::json!({ "mode": "sideways" });
+        let err = stored_options(&run).expect_err("an unknown mode is not defaulted");
+        assert!(matches!(&err, EngineError::StoredOptions { run_id, .. } if *run_id == run.id));
+        let text = err.to_string();
+        assert!(text.contains(&run.id.to_string()), "{text}");
+        assert!(text.contains("sideways"), "{text}");
+        assert!(err.is_invalid());
     }
 }

@@ -19,7 +19,6 @@ use serde_json::json;
 use super::machine::StepStatus;
 use super::plan::{Operation, PlannedStep, StepKind};
 use super::{Context, EngineError, NewRunRequest, RunReport};
-use crate::steps::RunOptions;
 use crate::steps::compensate::{UNDO_PREFIX, compensates};
 use crate::store::{self, RunId, RunStatus};
 
@@ -179,18 +178,16 @@ pub struct Original {
 pub async fn load_original(db: &store::Database, run_id: &RunId) -> Result<Original, EngineError> {
     let mut conn = db.pool().acquire().await?;
     let run = store::runs::get(&mut conn, run_id).await?;
-    let operation = match run.operation.as_str() {
-        "failover" => Operation::Failover,
-        "drill" => Operation::Drill,
-        "failback" => Operation::Failback,
-        _ => {
+    let operation = match run.operation {
+        op @ (Operation::Failover | Operation::Drill | Operation::Failback) => op,
+        Operation::Rollback => {
             return Err(NotReversible::RollbackOfRollback {
                 run_id: run_id.clone(),
             }
             .into());
         }
     };
-    if run.status.as_str() == "rolled_back" {
+    if run.status == RunStatus::RolledBack {
         return Err(NotReversible::AlreadyRolledBack {
             run_id: run_id.clone(),
         }
@@ -208,8 +205,8 @@ pub async fn load_original(db: &store::Database, run_id: &RunId) -> Result<Origi
     .await?;
     if let Some(child) = later.iter().find(|r| {
         r.parent_run_id.as_ref() == Some(run_id)
-            && r.operation.as_str() == "failback"
-            && !matches!(r.status.as_str(), "rolled_back" | "cancelled")
+            && r.operation == Operation::Failback
+            && !matches!(r.status, RunStatus::RolledBack | RunStatus::Cancelled)
     }) {
         return Err(NotReversible::FailedBack {
             run_id: run_id.clone(),
@@ -237,7 +234,7 @@ pub async fn load_original(db: &store::Database, run_id: &RunId) -> Result<Origi
         .filter_map(|s| {
             Some(OriginalStep {
                 kind: StepKind::from_name(&s.kind)?,
-                status: StepStatus::parse(s.status.as_str())?,
+                status: s.status,
                 wave: s.wave,
                 attempts: s.attempts,
                 key: s.key,
@@ -281,7 +278,7 @@ pub async fn start_rollback(
             cause,
         }
     })?;
-    let mut options: RunOptions = serde_json::from_value(run.options.clone()).unwrap_or_default();
+    let mut options = super::stored_options(run)?;
     options.yes = yes;
     let steps: Vec<(PlannedStep, serde_json::Value)> =
         plan_rollback(original.operation, &original.steps)

@@ -39,6 +39,27 @@ pub enum ReportError {
         "failed to read the database: {0} (hint: check --db and that no other process holds it exclusively)"
     )]
     Connection(#[from] sqlx::Error),
+    /// A step output does not decode as its step's typed output: the report says nothing
+    /// rather than something wrong (or empty) about it.
+    #[error(
+        "failed to report run {run_id}: the output of step {step} could not be read as a {what}: {source} (hint: the database was edited or written by another version; `drs-runbook show {run_id}` shows the stored output)"
+    )]
+    StepOutput {
+        run_id: RunId,
+        step: String,
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A step of a kind this drs-runbook does not know (a database written by a newer one).
+    #[error(
+        "failed to report run {run_id}: step {step} has the unknown kind {kind:?} (hint: the database was written by a newer drs-runbook; upgrade)"
+    )]
+    UnknownStepKind {
+        run_id: RunId,
+        step: String,
+        kind: String,
+    },
 }
 
 /// The output formats of `report`.
@@ -91,7 +112,7 @@ pub async fn gather(
         chain: &chain,
         trend,
         generated_at: now,
-    });
+    })?;
     // Who skipped a step is in its `step_skipped` event (the steps table keeps the reason).
     let events = store::events::for_run(&mut conn, run_id).await?;
     for action in data

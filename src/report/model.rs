@@ -14,11 +14,13 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::BTreeMap;
 
+use super::ReportError;
 use crate::aws::elbv2::Target;
 use crate::aws::route53::RecordSet;
+use crate::run::journal::{decode_value, output_type_name};
+use crate::run::{Operation, StepKind};
 use crate::steps::cleanup::CleanupOutput;
 use crate::steps::dns_cutover::DnsOutput;
 use crate::steps::launch::LaunchOutput;
@@ -332,13 +334,14 @@ impl Objectives {
     }
 }
 
-/// Builds the report of one run. Pure: no I/O, no clock.
-pub fn build(sources: Sources<'_>) -> ReportData {
+/// Builds the report of one run. Pure: no I/O, no clock. A step output that does not decode as
+/// its step's type is an error naming the run and the step.
+pub fn build(sources: Sources<'_>) -> Result<ReportData, ReportError> {
     let run = sources.run;
     let (objectives, description) = Objectives::of_text(&run.runbook_text, &run.runbook_path);
-    let outputs = StepOutputs::read(sources.steps);
+    let outputs = StepOutputs::read(run, sources.steps)?;
     let rpo_reference = run.declared_at.or(run.started_at);
-    ReportData {
+    Ok(ReportData {
         generated_at: sources.generated_at,
         run: run_facts(run),
         runbook: RunbookFacts {
@@ -362,7 +365,7 @@ pub fn build(sources: Sources<'_>) -> ReportData {
         aws_requests: sources.effects.iter().map(aws_request).collect(),
         audit: audit(run, sources.chain),
         trend: trend(sources.trend),
-    }
+    })
 }
 
 fn seconds_between(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> Option<f64> {
@@ -427,8 +430,9 @@ fn step_facts(step: &Step) -> StepFacts {
     }
 }
 
-/// The step outputs a report reads, decoded per wave (an output of an unknown shape reads as
-/// empty: the report then shows less, never something wrong).
+/// The step outputs a report reads, decoded per wave into the typed outputs of their steps
+/// (`src/steps/*.rs`): an output that does not decode is a [`ReportError::StepOutput`] naming
+/// the run and the step, never an empty default.
 #[derive(Default)]
 struct StepOutputs {
     /// Wave name -> outputs, in plan order.
@@ -442,36 +446,55 @@ struct StepOutputs {
     waves: Vec<String>,
 }
 
-fn decode<T: serde::de::DeserializeOwned + Default>(value: &Value) -> T {
-    serde_json::from_value(value.clone()).unwrap_or_default()
+/// The output of `step` as its step's type `T` (`{}`: nothing recorded yet, the default).
+fn decode<T: serde::de::DeserializeOwned + Default>(
+    run: &Run,
+    step: &Step,
+) -> Result<T, ReportError> {
+    decode_value(step.output.clone()).map_err(|source| ReportError::StepOutput {
+        run_id: run.id.clone(),
+        step: step.key.clone(),
+        what: output_type_name::<T>(),
+        source,
+    })
 }
 
 impl StepOutputs {
-    fn read(steps: &[Step]) -> StepOutputs {
+    fn read(run: &Run, steps: &[Step]) -> Result<StepOutputs, ReportError> {
         let mut out = StepOutputs::default();
         for step in steps {
             let wave = step.wave.clone().unwrap_or_default();
             if step.wave.is_some() && !out.waves.contains(&wave) {
                 out.waves.push(wave.clone());
             }
-            match step.kind.as_str() {
-                "recovery_job" | "a2_recovery" => {
-                    out.jobs
-                        .push((wave, step.key.clone(), decode(&step.output)))
+            let kind =
+                StepKind::from_name(&step.kind).ok_or_else(|| ReportError::UnknownStepKind {
+                    run_id: run.id.clone(),
+                    step: step.key.clone(),
+                    kind: step.kind.clone(),
+                })?;
+            // A rollback's steps carry the kind of the step they undo, and their outputs are
+            // compensations: the report shows none of them as recovery, DNS or LB facts.
+            if run.operation == Operation::Rollback {
+                continue;
+            }
+            match kind {
+                StepKind::RecoveryJob | StepKind::A2Recovery => {
+                    out.jobs.push((wave, step.key.clone(), decode(run, step)?))
                 }
-                "snapshot_conversion" => {
-                    out.conversions.insert(wave, decode(&step.output));
+                StepKind::SnapshotConversion => {
+                    out.conversions.insert(wave, decode(run, step)?);
                 }
-                "launch" => {
-                    out.launches.insert(wave, decode(&step.output));
+                StepKind::Launch => {
+                    out.launches.insert(wave, decode(run, step)?);
                 }
-                "dns_cutover" => out.dns.push(decode(&step.output)),
-                "lb_switch" => out.lb.push(decode(&step.output)),
-                "cleanup" => out.cleanup = Some(decode(&step.output)),
-                _ => {}
+                StepKind::DnsCutover => out.dns.push(decode(run, step)?),
+                StepKind::LbSwitch => out.lb.push(decode(run, step)?),
+                StepKind::Cleanup => out.cleanup = Some(decode(run, step)?),
+                StepKind::Preflight | StepKind::Validate | StepKind::ReversedReplication => {}
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -797,7 +820,7 @@ pub(crate) mod fixture {
         ClockKind, EffectId, EffectState, Mode, Operation, RunId, RunStatus, StepStatus,
     };
     use chrono::TimeZone;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     pub const HOSTILE: &str =
         r#"<script>alert(1)</script> <img src=x onerror=alert(1)> "quoted" 'single' & more"#;
@@ -975,6 +998,7 @@ pub(crate) mod fixture {
             trend: vec![],
             generated_at: t(30),
         })
+        .expect("the fixture's outputs decode")
     }
 }
 
@@ -1085,10 +1109,75 @@ mod tests {
             chain: &chain,
             trend: vec![],
             generated_at: t(1),
-        });
+        })
+        .expect("the outputs decode");
         assert!(!data.audit.verified);
         assert_eq!(data.audit.final_hash, None);
         assert!(data.audit.broken.as_deref().unwrap().contains("event 7"));
+    }
+
+    #[test]
+    fn an_output_that_does_not_decode_is_an_error_naming_run_and_step() {
+        let run = run(Operation::Failover);
+        let dns = step(
+            &run,
+            1,
+            "dns_cutover",
+            "dns_cutover",
+            None,
+            (1, 2),
+            serde_json::json!({ "zones": "not a list of zones" }),
+        );
+        let chain = Ok(VerifiedChain {
+            count: 0,
+            final_hash: "0".repeat(64),
+        });
+        let err = build(Sources {
+            run: &run,
+            steps: &[dns],
+            effects: &[],
+            chain: &chain,
+            trend: vec![],
+            generated_at: t(3),
+        })
+        .err()
+        .expect("an undecodable output is not reported as empty");
+        assert!(
+            matches!(&err, ReportError::StepOutput { run_id, step, what: "DnsOutput", .. }
+                if *run_id == run.id && step == "dns_cutover"),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(text.contains(&run.id.to_string()), "{text}");
+        assert!(text.contains("step dns_cutover"), "{text}");
+    }
+
+    #[test]
+    fn nothing_recorded_yet_reads_as_no_facts() {
+        let run = run(Operation::Failover);
+        let dns = step(
+            &run,
+            1,
+            "dns_cutover",
+            "dns_cutover",
+            None,
+            (1, 2),
+            serde_json::json!({}),
+        );
+        let chain = Ok(VerifiedChain {
+            count: 0,
+            final_hash: "0".repeat(64),
+        });
+        let data = build(Sources {
+            run: &run,
+            steps: &[dns],
+            effects: &[],
+            chain: &chain,
+            trend: vec![],
+            generated_at: t(3),
+        })
+        .expect("an empty output is the default");
+        assert!(data.dns.is_empty());
     }
 
     #[test]
@@ -1115,7 +1204,8 @@ mod tests {
             chain: &chain,
             trend: vec![],
             generated_at: t(3),
-        });
+        })
+        .expect("the outputs decode");
         let c = data.cleanup.unwrap();
         assert!(!c.complete);
         assert_eq!(

@@ -297,18 +297,29 @@ pub fn decode_output<T: DeserializeOwned + Default>(
     key: &str,
     value: Value,
 ) -> Result<T, JournalError> {
+    decode_value(value).map_err(|source| JournalError::Decode {
+        run: run.to_string(),
+        key: key.to_string(),
+        what: output_type_name::<T>(),
+        source,
+    })
+}
+
+/// Decodes a step's output as its step's type: `{}` or null (nothing recorded yet) is the
+/// type's default, anything else must decode. The callers name the run and the step.
+pub fn decode_value<T: DeserializeOwned + Default>(value: Value) -> Result<T, serde_json::Error> {
     if value.is_null() || value.as_object().is_some_and(|o| o.is_empty()) {
         return Ok(T::default());
     }
-    serde_json::from_value(value).map_err(|source| JournalError::Decode {
-        run: run.to_string(),
-        key: key.to_string(),
-        what: std::any::type_name::<T>()
-            .rsplit("::")
-            .next()
-            .unwrap_or("output"),
-        source,
-    })
+    serde_json::from_value(value)
+}
+
+/// The short name of an output type (`DnsOutput`), for error messages.
+pub fn output_type_name<T>() -> &'static str {
+    std::any::type_name::<T>()
+        .rsplit("::")
+        .next()
+        .unwrap_or("output")
 }
 
 /// The step key and operation of an effect, for its audit event (by primary key).

@@ -26,46 +26,9 @@ use progress::Progress;
 /// The durable kinds of steps (defined with the runbook, whose `[approvals]` names them).
 pub use crate::runbook::StepKind;
 
-/// The operations of a run (stored as snake_case TEXT).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Operation {
-    Failover,
-    Drill,
-    Failback,
-    Rollback,
-}
-
-impl Operation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::Failover => "failover",
-            Operation::Drill => "drill",
-            Operation::Failback => "failback",
-            Operation::Rollback => "rollback",
-        }
-    }
-}
-
-/// Planned vs unplanned failover.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// The source is reachable: stop on the first error, check the source side too.
-    #[default]
-    Planned,
-    /// The source is down: skip source-side checks, continue past optional servers.
-    Unplanned,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Planned => "planned",
-            Mode::Unplanned => "unplanned",
-        }
-    }
-}
+/// The operation of a run and its mode: the store's types (one enum each, snake_case text
+/// written once in `store`), used by the steps, the engine and the CLI alike.
+pub use crate::store::{Mode, Operation};
 
 /// Options of a run that steps read.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -51,6 +51,7 @@ fn warn(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<Strin
 pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let mut checks = Vec::new();
     check_servers(ctx, &mut checks).await?;
+    check_selections(ctx, &mut checks).await?;
     check_dns(ctx, &mut checks).await?;
     check_target_groups(ctx, &mut checks).await?;
     let failed: Vec<&Check> = checks.iter().filter(|c| c.status == "fail").collect();
@@ -93,6 +94,58 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         Some(f) => Err(Halt::Failed(f)),
         None => Ok(()),
     }
+}
+
+/// Every wave's `select` matches at least one source server of the recovery account and region:
+/// a selection that matches nothing would recover nothing and "succeed".
+async fn check_selections(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(), Halt> {
+    let selecting: Vec<_> = ctx
+        .runbook
+        .waves
+        .iter()
+        .filter_map(|w| w.select.as_ref().map(|s| (w.name.clone(), s.tags.clone())))
+        .collect();
+    if selecting.is_empty() {
+        return Ok(());
+    }
+    let target = &ctx.clients.target;
+    let servers = match target.list_source_servers().await {
+        Ok(s) => s,
+        Err(e) => {
+            checks.push(fail("drs:select", e.summary(), e.hint.clone()));
+            return Ok(());
+        }
+    };
+    for (wave, tags) in selecting {
+        let shown = format!(
+            "{{{}}}",
+            tags.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let matched = servers
+            .iter()
+            .filter(|s| tags.iter().all(|(k, v)| s.tags.get(k) == Some(v)))
+            .count();
+        let name = format!("select:{wave}");
+        if matched == 0 {
+            checks.push(fail(
+                name,
+                format!(
+                    "wave {wave}: select tags {shown} matched no source server in {}/{}",
+                    target.account_id, target.region
+                ),
+                "check the wave's `select.tags` against the tags of the source servers (`aws drs describe-source-servers` in the target account and region)",
+            ));
+        } else {
+            checks.push(pass(
+                name,
+                format!("select tags {shown} matched {matched} source server(s)"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 async fn check_servers(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(), Halt> {

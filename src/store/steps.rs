@@ -31,6 +31,11 @@ text_enum! {
 }
 
 impl StepStatus {
+    /// Succeeded or skipped: dependants may go.
+    pub fn is_done(self) -> bool {
+        matches!(self, StepStatus::Succeeded | StepStatus::Skipped)
+    }
+
     /// Whether the step is done with, one way or another (sets `finished_at`).
     pub fn is_final(self) -> bool {
         matches!(

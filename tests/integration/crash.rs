@@ -84,7 +84,12 @@ impl World {
         sim.seed(THREE_WAVES).await;
         let dir = tempfile::tempdir().unwrap();
         let runbook = dir.path().join("shop.toml");
-        std::fs::write(&runbook, THREE_WAVES).unwrap();
+        // The harness checks durability, not objectives: every kill and resume adds real time,
+        // which the simulated clock (at SPEED) turns into RTO, so on a loaded machine a drill
+        // killed many times can miss a 1 h RTO and exit 1 for that alone. The objective is widened here so that only a durability fault fails.
+        let text = THREE_WAVES.replace("rto = \"1h\"", "rto = \"48h\"");
+        assert_ne!(text, THREE_WAVES, "the fixture's RTO line moved");
+        std::fs::write(&runbook, text).unwrap();
         World { sim, dir, runbook }
     }
 

@@ -12,6 +12,7 @@ mod failback;
 mod hardening;
 mod moto_parity;
 mod runbook_validate;
+mod selection;
 mod sim_awscli_drs;
 mod sim_awscli_xml;
 mod sim_control;
