@@ -398,15 +398,28 @@ impl SideClients {
         &self,
         source_server_ids: &[String],
     ) -> Result<Vec<RecoveryInstance>, AwsError> {
-        self.recovery_instances(
-            DescribeRecoveryInstancesRequestFilters::builder()
-                .set_source_server_ids(
-                    (!source_server_ids.is_empty()).then(|| source_server_ids.to_vec()),
+        if source_server_ids.is_empty() {
+            return self
+                .recovery_instances(
+                    DescribeRecoveryInstancesRequestFilters::builder().build(),
+                    "",
                 )
-                .build(),
-            &source_server_ids.join(", "),
-        )
-        .await
+                .await;
+        }
+        // At most 200 IDs per filter (API model), as above.
+        let mut out = Vec::new();
+        for chunk in source_server_ids.chunks(200) {
+            out.extend(
+                self.recovery_instances(
+                    DescribeRecoveryInstancesRequestFilters::builder()
+                        .set_source_server_ids(Some(chunk.to_vec()))
+                        .build(),
+                    &chunk.join(", "),
+                )
+                .await?,
+            );
+        }
+        Ok(out)
     }
 
     /// Recovery instances by their IDs.
@@ -414,16 +427,21 @@ impl SideClients {
         &self,
         ids: &[String],
     ) -> Result<Vec<RecoveryInstance>, AwsError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        // The filter takes at most 200 IDs (DescribeRecoveryInstancesRequestFilters,
+        // recoveryInstanceIDs max 200, API model): a wave above 200 servers asks in chunks.
+        let mut out = Vec::new();
+        for chunk in ids.chunks(200) {
+            out.extend(
+                self.recovery_instances(
+                    DescribeRecoveryInstancesRequestFilters::builder()
+                        .set_recovery_instance_ids(Some(chunk.to_vec()))
+                        .build(),
+                    &chunk.join(", "),
+                )
+                .await?,
+            );
         }
-        self.recovery_instances(
-            DescribeRecoveryInstancesRequestFilters::builder()
-                .set_recovery_instance_ids(Some(ids.to_vec()))
-                .build(),
-            &ids.join(", "),
-        )
-        .await
+        Ok(out)
     }
 
     async fn recovery_instances(

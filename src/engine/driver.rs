@@ -140,6 +140,36 @@ pub enum DriverError {
 }
 
 impl Driver<'_> {
+    /// The jobs this run started before (found in its recovery steps' outputs on resume) hold
+    /// their share of the DRS job quotas again, unless their wave's launch step saw them end:
+    /// a batch that finds the budget full polls them and frees the ended ones. No AWS call.
+    async fn adopt_jobs(&self, rows: &[StepRow]) -> Result<(), DriverError> {
+        use crate::steps::recovery_job::RecoveryJobOutput;
+        for row in rows {
+            if !matches!(
+                row.kind,
+                crate::run::StepKind::RecoveryJob | crate::run::StepKind::A2Recovery
+            ) {
+                continue;
+            }
+            let launched = rows.iter().any(|r| {
+                r.kind == crate::run::StepKind::Launch
+                    && r.wave == row.wave
+                    && r.status == StepStatus::Succeeded
+            });
+            if launched {
+                continue;
+            }
+            let out: RecoveryJobOutput = self.journal.output(&row.key).await?;
+            for batch in &out.batches {
+                if let Some(job_id) = &batch.job_id {
+                    self.budget.adopt(job_id, batch.servers.len() as u32);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Drives the run until it succeeds, fails, pauses or is interrupted.
     pub async fn drive(&self) -> Result<RunReport, DriverError> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -166,10 +196,9 @@ impl Driver<'_> {
         // Steps left `running` by a driver that died (or stopped at a safe point): no one
         // executes them now that this driver holds the lease. They are started again first, and
         // each reconciles its open intents against AWS before it sends anything.
-        let mut orphans: Vec<String> = self
-            .journal
-            .steps()
-            .await?
+        let rows = self.journal.steps().await?;
+        self.adopt_jobs(&rows).await?;
+        let mut orphans: Vec<String> = rows
             .into_iter()
             .filter(|r| r.status == StepStatus::Running)
             .map(|r| r.key)

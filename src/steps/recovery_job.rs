@@ -195,9 +195,9 @@ async fn start_batch(
         }),
     )
     .reconciling_ambiguous();
-    // The budget share is taken only when a StartRecovery is about to be sent.
-    let budget = ctx.budget;
-    let mut reservation = None;
+    // The share of the DRS job quotas is taken before the call: at once when it is free (no
+    // extra AWS call, no pause), else after a fair wait (see [`wait_for_budget`]).
+    let mut reservation = Some(wait_for_budget(ctx, batch.servers.len() as u32).await?);
     let mut quota_waits = 0;
     loop {
         let result = ctx
@@ -205,9 +205,6 @@ async fn start_batch(
                 &call,
                 async |ctx: &mut StepCtx<'_>| reconcile(ctx, index).await,
                 async || {
-                    if reservation.is_none() {
-                        reservation = Some(budget.acquire(batch.servers.len() as u32).await);
-                    }
                     let called = side
                         .start_recovery(&batch.servers, out.is_drill, &tags)
                         .await?;
@@ -249,6 +246,101 @@ async fn start_batch(
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// How long a batch waits for the DRS job quotas without any job of the run ending before its
+/// step fails (simulated time against the simulator).
+pub const BUDGET_DEADLINE: Duration = Duration::from_secs(3 * 60 * 60);
+
+/// A share of the DRS job quotas for a job of `servers` servers.
+///
+/// When the share is free and no batch waits ahead, it is taken at once: no AWS call, no
+/// pause. Otherwise the batch waits in the run's first-come, first-served queue; the batch
+/// first in the queue polls DescribeJobs (one call for every job holding a share) and gives
+/// back the shares of the jobs that ended, so no other step has to run for the wait to end.
+/// Without any progress (no share taken or returned) for [`BUDGET_DEADLINE`] the step fails,
+/// naming the quota and the jobs holding it; `retry` waits again.
+async fn wait_for_budget<'a>(
+    ctx: &mut StepCtx<'a>,
+    servers: u32,
+) -> Result<crate::run::budget::Reservation<'a>, Halt> {
+    let budget: &'a crate::run::budget::JobBudget = ctx.budget;
+    let ticket = budget.enqueue(servers);
+    if let Some(reservation) = ticket.try_take() {
+        return Ok(reservation);
+    }
+    let (jobs, held) = budget.in_use();
+    ctx.say(format!(
+        "waiting for the DRS job quota ({} jobs in progress, {} servers in active jobs per account and region): this run's jobs use {jobs} job(s) and {held} server(s); {} batch(es) wait ahead",
+        budget.max_jobs,
+        budget.max_servers,
+        ticket.ahead()
+    ));
+    let side = ctx.recovery_side();
+    let mut progress = budget.progress();
+    let mut since = ctx.clock.now();
+    let mut backoff = Backoff::new(Duration::from_secs(10), Duration::from_secs(30));
+    loop {
+        if ticket.is_first() {
+            let holders = budget.holders();
+            if !holders.is_empty() {
+                let ids: Vec<String> = holders.iter().map(|(j, _)| j.clone()).collect();
+                let described = retry::read(ctx, || side.describe_jobs(&ids)).await?;
+                let mut ended = Vec::new();
+                for id in &ids {
+                    // A job DescribeJobs no longer returns has ended (DRS deletes only ended jobs).
+                    let done = described
+                        .iter()
+                        .find(|j| &j.id == id)
+                        .is_none_or(|j| j.is_completed());
+                    if done && budget.release(id) {
+                        ended.push(id.clone());
+                    }
+                }
+                if !ended.is_empty() {
+                    ctx.say(format!(
+                        "job(s) {} ended: their share of the DRS job quota is free",
+                        ended.join(", ")
+                    ));
+                }
+            }
+        }
+        if let Some(reservation) = ticket.try_take() {
+            return Ok(reservation);
+        }
+        if budget.progress() != progress {
+            progress = budget.progress();
+            since = ctx.clock.now();
+            backoff.reset(Duration::from_secs(10));
+        } else if (ctx.clock.now() - since).to_std().unwrap_or_default() >= BUDGET_DEADLINE {
+            let holders = budget.holders();
+            let (jobs, held) = budget.in_use();
+            return Err(Halt::Failed(StepFailure::new(
+                format!(
+                    "no progress for {} h waiting for the DRS job quota (at most {} jobs in progress and {} servers in active jobs per account and region): a batch of {} server(s) does not fit; this run's jobs hold {jobs} job(s) and {held} server(s): {}",
+                    BUDGET_DEADLINE.as_secs() / 3600,
+                    budget.max_jobs,
+                    budget.max_servers,
+                    ticket.servers(),
+                    if holders.is_empty() {
+                        "none (other jobs in the account hold the quota)".to_string()
+                    } else {
+                        holders
+                            .iter()
+                            .map(|(j, s)| format!("{j} ({s} servers)"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ),
+                format!(
+                    "check these jobs in the DRS console (a job that never ends holds its share); once they have ended, `drs-runbook retry {} --step {}` continues",
+                    ctx.run.id, ctx.step.key
+                ),
+            )));
+        }
+        let interval = backoff.next_interval();
+        ctx.pause(interval).await?;
     }
 }
 

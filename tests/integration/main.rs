@@ -4,6 +4,7 @@
 mod support;
 
 mod audit_report;
+mod budget;
 mod crash;
 mod doctor;
 mod drill_target_group;
