@@ -152,9 +152,13 @@ impl Driver<'_> {
             ) {
                 continue;
             }
+            // The step itself, not a rollback's `undo:` of it (another output).
+            let Some(wave) = &row.wave else { continue };
+            if row.key != format!("{}:{wave}", row.kind.as_str()) {
+                continue;
+            }
             let launched = rows.iter().any(|r| {
-                r.kind == crate::run::StepKind::Launch
-                    && r.wave == row.wave
+                r.key == format!("{}:{wave}", crate::run::StepKind::Launch.as_str())
                     && r.status == StepStatus::Succeeded
             });
             if launched {
