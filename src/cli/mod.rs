@@ -11,6 +11,7 @@ mod doctor;
 mod error;
 mod failback;
 mod history;
+mod notify;
 mod operate;
 mod plan;
 mod progress;

@@ -11,6 +11,7 @@ mod engine;
 mod failback;
 mod hardening;
 mod moto_parity;
+mod notify_https;
 mod runbook_validate;
 mod selection;
 mod sim_awscli_drs;
