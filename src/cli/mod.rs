@@ -19,6 +19,7 @@ mod recover;
 mod report;
 mod runs;
 mod session;
+mod shell;
 mod sim_serve;
 mod validate;
 
@@ -133,6 +134,12 @@ pub enum Command {
     },
     /// Read-only readiness of the cross-account setup: IAM roles, KMS keys, DRS and replication.
     Doctor(doctor::Args),
+    /// A shell completion script on stdout (e.g. `drs-runbook completions bash >
+    /// /etc/bash_completion.d/drs-runbook`).
+    Completions(shell::CompletionsArgs),
+    /// A manual page in roff on stdout: drs-runbook(1), or a command's (`drs-runbook man
+    /// failover | man -l -`).
+    Man(shell::ManArgs),
     /// The simulated AWS cloud.
     Sim {
         #[command(subcommand)]
@@ -189,6 +196,8 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Report(args) => report::run(&cli, args).await,
         Command::Audit { command } => audit::run(&cli, command).await,
         Command::Doctor(args) => doctor::run(&cli, args).await,
+        Command::Completions(args) => shell::completions(args),
+        Command::Man(args) => shell::man(args),
         Command::Sim {
             command: SimCommand::Serve(args),
         } => sim_serve::run(args).await,

@@ -14,6 +14,7 @@ mod moto_parity;
 mod notify_https;
 mod runbook_validate;
 mod selection;
+mod shell;
 mod sim_awscli_drs;
 mod sim_awscli_xml;
 mod sim_control;
