@@ -134,6 +134,8 @@ pub enum Command {
     },
     /// Read-only readiness of the cross-account setup: IAM roles, KMS keys, DRS and replication.
     Doctor(doctor::Args),
+    /// The JSON Schema (draft 2020-12) of the runbook file, for editors and CI linters.
+    Schema,
     /// A shell completion script on stdout (e.g. `drs-runbook completions bash >
     /// /etc/bash_completion.d/drs-runbook`).
     Completions(shell::CompletionsArgs),
@@ -196,6 +198,7 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Report(args) => report::run(&cli, args).await,
         Command::Audit { command } => audit::run(&cli, command).await,
         Command::Doctor(args) => doctor::run(&cli, args).await,
+        Command::Schema => shell::schema(),
         Command::Completions(args) => shell::completions(args),
         Command::Man(args) => shell::man(args),
         Command::Sim {

@@ -1,4 +1,4 @@
-//! `completions <SHELL>` and `man`: generated from the clap definitions of [`super::Cli`], so
+//! `schema`, `completions <SHELL>` and `man`: generated from the clap definitions of [`super::Cli`], so
 //! they list exactly the commands, flags and values this binary accepts.
 
 use clap::CommandFactory;
@@ -86,6 +86,14 @@ pub fn man(args: &ManArgs) -> Result<u8, CliError> {
         .render(&mut page)
         .map_err(CliError::WriteStdout)?;
     write_out(&page)
+}
+
+/// The runbook file's JSON Schema, pretty-printed.
+pub fn schema() -> Result<u8, CliError> {
+    let schema = crate::runbook::schema::runbook_schema();
+    let mut text = serde_json::to_string_pretty(&schema)?;
+    text.push('\n');
+    write_out(text.as_bytes())
 }
 
 fn write_out(bytes: &[u8]) -> Result<u8, CliError> {

@@ -129,3 +129,67 @@ fn the_man_page_lists_every_command_and_a_command_page_its_flags() {
         "{stderr}"
     );
 }
+
+const VALIDATE_WITH_JSONSCHEMA: &str = r#"
+import json, sys, tomllib
+import jsonschema
+schema = json.load(open(sys.argv[1]))
+jsonschema.Draft202012Validator.check_schema(schema)
+validator = jsonschema.Draft202012Validator(schema)
+for path in sys.argv[2:]:
+    with open(path, "rb") as f:
+        document = tomllib.load(f)
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
+    for e in errors:
+        print("%s: %s: %s" % (path, "/".join(str(p) for p in e.absolute_path), e.message))
+    if not errors:
+        print("%s: valid" % path)
+"#;
+
+#[test]
+fn the_runbook_schema_accepts_the_example_runbooks_and_rejects_a_broken_one() {
+    let schema = stdout_of(&["schema"]);
+    let dir = tempfile::tempdir().unwrap();
+    let schema_path = dir.path().join("runbook.schema.json");
+    std::fs::write(&schema_path, &schema).unwrap();
+    let payments = crate::support::repo_path("runbooks/payments.toml");
+    let reporting = crate::support::repo_path("runbooks/reporting-drill.toml");
+    // The same file with a typo'd key, a string where a list belongs, and an unknown step kind.
+    let broken = std::fs::read_to_string(&payments)
+        .unwrap()
+        .replacen("optional = [", "optionals = [", 1)
+        .replacen(
+            "servers = [\"s-1234567890abcdef0\"]",
+            "servers = \"s-1234567890abcdef0\"",
+            1,
+        )
+        .replacen("before = [\"dns_cutover\"", "before = [\"dns_cut_over\"", 1);
+    let broken_path = dir.path().join("broken.toml");
+    std::fs::write(&broken_path, broken).unwrap();
+    let out = Command::new(crate::support::venv_bin("python"))
+        .args(["-c", VALIDATE_WITH_JSONSCHEMA])
+        .arg(&schema_path)
+        .args([&payments, &reporting, &broken_path])
+        .output()
+        .expect("the venv's python runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("payments.toml: valid"), "{text}");
+    assert!(text.contains("reporting-drill.toml: valid"), "{text}");
+    assert!(!text.contains("broken.toml: valid"), "{text}");
+    assert!(
+        text.contains("broken.toml: wave/1: Additional properties are not allowed ('optionals' was unexpected)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("broken.toml: wave/0/servers: 's-1234567890abcdef0' is not of type 'array'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("broken.toml: approvals/before/0: 'dns_cut_over' is not one of"),
+        "{text}"
+    );
+    // And the parser agrees that the broken file is broken, key by key.
+    let validate = binary().arg("validate").arg(&broken_path).output().unwrap();
+    assert_eq!(validate.status.code(), Some(2));
+}
