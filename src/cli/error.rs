@@ -38,6 +38,8 @@ pub enum CliError {
         value: String,
         expected: &'static [&'static str],
     },
+    #[error("no command {name:?} (the commands: {})", known.join(", "))]
+    UnknownCommand { name: String, known: Vec<String> },
     #[error("invalid --speed {0}: it must be a positive number")]
     InvalidSpeed(f64),
     #[error("--reason must say why the step is skipped (it is recorded in the audit trail)")]
@@ -124,6 +126,8 @@ pub enum CliError {
     TrailRefused { run_id: RunId, broken: String },
     #[error("{cause}")]
     NotStored { run_id: RunId, cause: String },
+    #[error("failed to write to stdout: {0}")]
+    WriteStdout(std::io::Error),
 }
 
 /// What a rollback after a DNS cutover does, said before it is confirmed.
@@ -142,6 +146,7 @@ impl CliError {
             | InvalidSince { .. }
             | InvalidChoice { .. }
             | InvalidSpeed(_)
+            | UnknownCommand { .. }
             | EmptySkipReason
             | PlanRollback
             | PlanDrillWithoutFailback
@@ -172,7 +177,8 @@ impl CliError {
             | AuditBroken { .. }
             | RenderJson(_)
             | TrailRefused { .. }
-            | NotStored { .. } => exit::RUN_FAILED,
+            | NotStored { .. }
+            | WriteStdout(_) => exit::RUN_FAILED,
         }
     }
 

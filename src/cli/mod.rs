@@ -11,6 +11,7 @@ mod doctor;
 mod error;
 mod failback;
 mod history;
+mod notify;
 mod operate;
 mod plan;
 mod progress;
@@ -18,6 +19,7 @@ mod recover;
 mod report;
 mod runs;
 mod session;
+mod shell;
 mod sim_serve;
 mod validate;
 
@@ -132,6 +134,14 @@ pub enum Command {
     },
     /// Read-only readiness of the cross-account setup: IAM roles, KMS keys, DRS and replication.
     Doctor(doctor::Args),
+    /// The JSON Schema (draft 2020-12) of the runbook file, for editors and CI linters.
+    Schema,
+    /// A shell completion script on stdout (e.g. `drs-runbook completions bash >
+    /// /etc/bash_completion.d/drs-runbook`).
+    Completions(shell::CompletionsArgs),
+    /// A manual page in roff on stdout: drs-runbook(1), or a command's (`drs-runbook man
+    /// failover | man -l -`).
+    Man(shell::ManArgs),
     /// The simulated AWS cloud.
     Sim {
         #[command(subcommand)]
@@ -188,6 +198,9 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Report(args) => report::run(&cli, args).await,
         Command::Audit { command } => audit::run(&cli, command).await,
         Command::Doctor(args) => doctor::run(&cli, args).await,
+        Command::Schema => shell::schema(),
+        Command::Completions(args) => shell::completions(args),
+        Command::Man(args) => shell::man(args),
         Command::Sim {
             command: SimCommand::Serve(args),
         } => sim_serve::run(args).await,

@@ -145,7 +145,7 @@ async fn run_is_stored(db: &crate::store::Database, run_id: &RunId) -> bool {
 pub async fn finish(cli: &Cli, report: &RunReport, notify: Option<&str>) -> Result<u8, CliError> {
     render(cli, report);
     if let Some(url) = notify {
-        notify_webhook(url, report).await;
+        super::notify::post(url, report).await;
     }
     Ok(report.exit_code())
 }
@@ -219,22 +219,5 @@ pub fn render(cli: &Cli, report: &RunReport) {
                 _ => {}
             }
         }
-    }
-}
-
-async fn notify_webhook(url: &str, report: &RunReport) {
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .expect("an HTTP client builds");
-    match client.post(url).json(report).send().await {
-        Ok(r) if r.status().is_success() => {}
-        Ok(r) => eprintln!(
-            "warning: the notification to {url} was answered {} (the run itself is unaffected)",
-            r.status()
-        ),
-        Err(e) => eprintln!(
-            "warning: the notification to {url} failed: {e} (the run itself is unaffected)"
-        ),
     }
 }

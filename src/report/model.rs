@@ -1140,8 +1140,7 @@ mod tests {
             trend: vec![],
             generated_at: t(3),
         })
-        .err()
-        .expect("an undecodable output is not reported as empty");
+        .expect_err("an undecodable output is not reported as empty");
         assert!(
             matches!(&err, ReportError::StepOutput { run_id, step, what: "DnsOutput", .. }
                 if *run_id == run.id && step == "dns_cutover"),

@@ -19,7 +19,7 @@ use super::problem::Problems;
 use super::raw::{Element, RawRunbook, ReadStatus};
 
 /// The top-level keys; the sections' own keys are in the serde types of `raw`.
-const TOP_LEVEL_KEYS: [&str; 11] = [
+pub(super) const TOP_LEVEL_KEYS: [&str; 11] = [
     "name",
     "description",
     "objectives",

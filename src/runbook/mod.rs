@@ -7,6 +7,7 @@
 //! - `document`: TOML -> raw, recovering from each error so every problem is reported at once.
 //! - `validate`: raw -> model, every check of DESIGN section 4.
 //! - [`formats`]: the shapes of AWS identifiers; [`duration`]: `"1h30m"`; `order`: wave order.
+//! - [`schema`]: the JSON Schema of the file (`drs-runbook schema`), checked against `raw`.
 //!
 //! Invariant: a [`Runbook`] exists only after validation found no problem, so the engine never
 //! re-checks what this module checked.
@@ -14,6 +15,7 @@
 pub mod duration;
 pub mod formats;
 pub mod model;
+pub mod schema;
 
 mod document;
 mod order;

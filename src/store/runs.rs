@@ -28,17 +28,13 @@ text_enum! {
 
 text_enum! {
     /// Planned (source reachable, stop on the first error) or unplanned failover.
+    #[derive(Default)]
     pub enum Mode {
         /// The source is reachable: stop on the first error, check the source side too.
+        #[default]
         Planned => "planned",
         /// The source is down: skip source-side checks, continue past optional servers.
         Unplanned => "unplanned",
-    }
-}
-
-impl Default for Mode {
-    fn default() -> Mode {
-        Mode::Planned
     }
 }
 

@@ -170,6 +170,16 @@ impl CliRun {
 
 /// Runs the built binary with no TTY on stdin (as cron would), against `endpoint` if given.
 pub fn drs_runbook(db: &Path, endpoint: Option<&str>, args: &[&str]) -> CliRun {
+    drs_runbook_env(db, endpoint, args, &[])
+}
+
+/// [`drs_runbook`] with extra environment variables.
+pub fn drs_runbook_env(
+    db: &Path,
+    endpoint: Option<&str>,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> CliRun {
     let mut command = binary();
     command.current_dir(repo_path("")).arg("--db").arg(db);
     if let Some(endpoint) = endpoint {
@@ -180,6 +190,7 @@ pub fn drs_runbook(db: &Path, endpoint: Option<&str>, args: &[&str]) -> CliRun {
         .env_remove("DRS_RUNBOOK_DB")
         .env("DRS_RUNBOOK_OPERATOR", "test-operator")
         .env("DRS_RUNBOOK_SIM_SPEED", "600")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .expect("the binary runs");

@@ -1,0 +1,475 @@
+//! `drs-runbook schema`: a JSON Schema (draft 2020-12) of the runbook file, for editors (taplo,
+//! VS Code's Even Better TOML) and CI linters.
+//!
+//! It is built here from one table per section. It cannot drift from the parser: the unit test
+//! `every_section_lists_exactly_the_keys_the_parser_accepts` asks each serde type of `raw` which
+//! keys it accepts (through its own `deny_unknown_fields` error) and compares them with the
+//! schema's, and the value lists (step kinds, record types, accounts) come from the model's own
+//! constants. The schema says what a file may contain; `drs-runbook validate` remains the
+//! authority on what it means (wave references, ARNs against their account, ...).
+
+use serde_json::{Map, Value, json};
+
+use super::model::{RecordType, StepKind};
+
+/// The `$id` of the schema (its version follows the runbook format's).
+pub const SCHEMA_ID: &str = "https://drs-runbook.dev/schema/runbook-1.json";
+
+/// One key of a section.
+struct Key {
+    name: &'static str,
+    required: bool,
+    schema: Value,
+    description: &'static str,
+}
+
+fn key(name: &'static str, schema: Value, description: &'static str) -> Key {
+    Key {
+        name,
+        required: false,
+        schema,
+        description,
+    }
+}
+
+fn required(name: &'static str, schema: Value, description: &'static str) -> Key {
+    Key {
+        required: true,
+        ..key(name, schema, description)
+    }
+}
+
+fn string() -> Value {
+    json!({ "type": "string", "minLength": 1 })
+}
+
+fn pattern(pattern: &str, example: &str) -> Value {
+    json!({ "type": "string", "pattern": pattern, "examples": [example] })
+}
+
+fn duration() -> Value {
+    pattern(r"^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$", "1h30m")
+}
+
+fn strings(item: Value) -> Value {
+    json!({ "type": "array", "items": item })
+}
+
+fn one_of_strings(values: impl IntoIterator<Item = &'static str>) -> Value {
+    json!({ "type": "string", "enum": values.into_iter().collect::<Vec<_>>() })
+}
+
+fn account_id() -> Value {
+    pattern("^[0-9]{12}$", "111111111111")
+}
+
+fn server_id() -> Value {
+    pattern("^s-[0-9a-f]{17}$", "s-1234567890abcdef0")
+}
+
+fn target_group_arn() -> Value {
+    pattern(
+        "^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:[0-9]{12}:targetgroup/.+$",
+        "arn:aws:elasticloadbalancing:us-west-2:222222222222:targetgroup/payments/0123456789abcdef",
+    )
+}
+
+/// An object with exactly these keys.
+fn object(description: &str, keys: Vec<Key>) -> Value {
+    let mut properties = Map::new();
+    let mut needed = Vec::new();
+    for k in keys {
+        let mut schema = k.schema;
+        if let Value::Object(map) = &mut schema {
+            map.insert("description".into(), Value::from(k.description));
+        }
+        properties.insert(k.name.to_string(), schema);
+        if k.required {
+            needed.push(k.name);
+        }
+    }
+    let mut object = json!({
+        "type": "object",
+        "description": description,
+        "properties": properties,
+        "additionalProperties": false,
+    });
+    if !needed.is_empty() {
+        object["required"] = json!(needed);
+    }
+    object
+}
+
+/// Every section with its keys, by the name serde reads it under in `raw`.
+fn sections() -> Vec<(&'static str, Value)> {
+    let side = |role: &'static str| {
+        object(
+            role,
+            vec![
+                required("account_id", account_id(), "The AWS account ID."),
+                required(
+                    "region",
+                    pattern("^[a-z]{2}(-[a-z]+)+-[0-9]+$", "us-east-1"),
+                    "The AWS region.",
+                ),
+                key("profile", string(), "The AWS profile to use for this side."),
+                key(
+                    "role_arn",
+                    pattern(
+                        "^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$",
+                        "arn:aws:iam::222222222222:role/DrsRunbook",
+                    ),
+                    "A role to assume in this account.",
+                ),
+                key(
+                    "external_id",
+                    string(),
+                    "The external ID of the role assumption.",
+                ),
+            ],
+        )
+    };
+    let accounts = ["source", "target"];
+    vec![
+        (
+            "objectives",
+            object(
+                "The objectives a run is measured against.",
+                vec![
+                    key(
+                        "rto",
+                        duration(),
+                        "Recovery time objective: run start -> traffic served by recovered servers.",
+                    ),
+                    key(
+                        "rpo",
+                        duration(),
+                        "Recovery point objective: declared disaster time - data timestamp of the snapshot used.",
+                    ),
+                ],
+            ),
+        ),
+        (
+            "source",
+            side("Where production (A1) runs and where failback lands."),
+        ),
+        (
+            "target",
+            side("The recovery account and region where DRS replicates (B1)."),
+        ),
+        (
+            "wave",
+            object(
+                "A group of source servers recovered together, after the waves it names.",
+                vec![
+                    required("name", string(), "The wave's name, unique in the runbook."),
+                    key(
+                        "after",
+                        strings(string()),
+                        "Waves that must be recovered first.",
+                    ),
+                    key("servers", strings(server_id()), "DRS source server IDs."),
+                    key(
+                        "select",
+                        object(
+                            "Source servers selected by their tags.",
+                            vec![required(
+                                "tags",
+                                json!({ "type": "object", "minProperties": 1, "additionalProperties": { "type": "string" } }),
+                                "Every tag must match.",
+                            )],
+                        ),
+                        "Select source servers by tags instead of (or besides) listing them.",
+                    ),
+                    key(
+                        "optional",
+                        strings(server_id()),
+                        "Servers whose failure does not fail the wave.",
+                    ),
+                ],
+            ),
+        ),
+        (
+            "load_balancer",
+            object(
+                "A target group the wave's recovered instances are registered in.",
+                vec![
+                    required("wave", string(), "The wave whose instances it serves."),
+                    required(
+                        "target_group_arn",
+                        target_group_arn(),
+                        "The production target group in the target account and region.",
+                    ),
+                    key(
+                        "failback_target_group_arn",
+                        target_group_arn(),
+                        "The target group in the source account used at failback.",
+                    ),
+                    key(
+                        "drill_target_group_arn",
+                        target_group_arn(),
+                        "The target group drills register drill instances in (never production).",
+                    ),
+                    key(
+                        "port",
+                        json!({ "type": "integer", "minimum": 1, "maximum": 65535 }),
+                        "The port targets are registered on.",
+                    ),
+                ],
+            ),
+        ),
+        (
+            "dns",
+            object(
+                "A Route 53 record cut over to the recovered servers.",
+                vec![
+                    required(
+                        "hosted_zone_id",
+                        pattern("^Z[0-9A-Z]+$", "Z0123456789ABCDEFGHIJ"),
+                        "The hosted zone.",
+                    ),
+                    required(
+                        "account",
+                        one_of_strings(accounts),
+                        "Whose credentials own the zone.",
+                    ),
+                    required(
+                        "name",
+                        string(),
+                        "The record name (a trailing dot is optional).",
+                    ),
+                    required(
+                        "type",
+                        one_of_strings(RecordType::ALL.iter().map(|t| t.as_str())),
+                        "The record type.",
+                    ),
+                    key(
+                        "ttl",
+                        json!({ "type": "integer", "minimum": 0, "maximum": 2_147_483_647 }),
+                        "The TTL in seconds.",
+                    ),
+                    required(
+                        "points_to",
+                        object(
+                            "Exactly one of `wave` and `load_balancer` (with `zone`).",
+                            vec![
+                                key(
+                                    "wave",
+                                    string(),
+                                    "The wave whose recovered instances' IPs the record gets.",
+                                ),
+                                key(
+                                    "load_balancer",
+                                    string(),
+                                    "A load balancer DNS name (an alias target).",
+                                ),
+                                key("zone", string(), "The load balancer's hosted zone ID."),
+                            ],
+                        ),
+                        "What the record points to after the cutover.",
+                    ),
+                ],
+            ),
+        ),
+        (
+            "approvals",
+            object(
+                "Steps that wait for an operator.",
+                vec![key(
+                    "before",
+                    strings(one_of_strings(StepKind::ALL.iter().map(|k| k.as_str()))),
+                    "Step kinds that wait for an operator (skipped with --yes).",
+                )],
+            ),
+        ),
+        (
+            "cleanup",
+            object(
+                "What failback cleans up.",
+                vec![
+                    key(
+                        "terminate_recovery_instances",
+                        json!({ "type": "boolean" }),
+                        "Terminate the recovery instances after a successful failback.",
+                    ),
+                    key(
+                        "stop_source_replication",
+                        json!({ "type": "boolean" }),
+                        "Stop the old source's replication.",
+                    ),
+                ],
+            ),
+        ),
+        (
+            "doctor",
+            object(
+                "Which roles and keys `drs-runbook doctor` checks (the standard DRS names apply by default).",
+                vec![
+                    key(
+                        "source_kms_key",
+                        string(),
+                        "The source account's EBS KMS key.",
+                    ),
+                    key(
+                        "target_kms_key",
+                        string(),
+                        "The target account's EBS KMS key.",
+                    ),
+                    key("staging_role", string(), "The staging role name."),
+                    key("replication_role", string(), "The replication role name."),
+                    key("agent_role", string(), "The replication agent role name."),
+                    key(
+                        "agent_authorized_role",
+                        string(),
+                        "The agent-authorized role name.",
+                    ),
+                    key(
+                        "failback",
+                        json!({ "type": "boolean" }),
+                        "Check the failback setup too.",
+                    ),
+                    key(
+                        "agent_seen_within",
+                        duration(),
+                        "How recently every agent must have been seen.",
+                    ),
+                ],
+            ),
+        ),
+    ]
+}
+
+/// The JSON Schema of a runbook file.
+pub fn runbook_schema() -> Value {
+    let mut properties = Map::new();
+    properties.insert(
+        "name".into(),
+        json!({ "type": "string", "minLength": 1, "description": "The runbook's name." }),
+    );
+    properties.insert(
+        "description".into(),
+        json!({ "type": "string", "description": "What the runbook recovers." }),
+    );
+    for (name, schema) in sections() {
+        let schema = match name {
+            // Arrays of tables: [[wave]], [[load_balancer]], [[dns]].
+            "wave" => json!({ "type": "array", "minItems": 1, "items": schema }),
+            "load_balancer" | "dns" => json!({ "type": "array", "items": schema }),
+            _ => schema,
+        };
+        properties.insert(name.to_string(), schema);
+    }
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "drs-runbook runbook",
+        "description": "A disaster-recovery runbook for drs-runbook (TOML). `drs-runbook validate` checks what the schema cannot: references between sections, ARNs against their account and region, wave order.",
+        "type": "object",
+        "required": ["name", "source", "target", "wave"],
+        "properties": properties,
+        "additionalProperties": false,
+    })
+}
+
+/// The top-level keys the schema describes.
+#[cfg(test)]
+fn top_level_keys() -> Vec<String> {
+    let mut keys: Vec<String> = runbook_schema()["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::raw;
+    use super::*;
+    use serde::de::DeserializeOwned;
+
+    /// The keys a serde type of `raw` accepts, read from its own `deny_unknown_fields` error
+    /// ("unknown field `...`, expected one of `a`, `b`").
+    fn accepted_keys<T: DeserializeOwned + std::fmt::Debug>() -> Vec<String> {
+        let error =
+            toml::from_str::<T>("__not_a_key__ = 1").expect_err("an unknown key is refused");
+        let message = error.message().to_string();
+        let (_, expected) = message
+            .split_once("expected")
+            .unwrap_or_else(|| panic!("serde names the keys it expects: {message}"));
+        let mut keys: Vec<String> = expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    fn schema_keys(section: &Value) -> Vec<String> {
+        let mut keys: Vec<String> = section["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn every_section_lists_exactly_the_keys_the_parser_accepts() {
+        let sections: std::collections::BTreeMap<_, _> = sections().into_iter().collect();
+        let accepted = [
+            ("objectives", accepted_keys::<raw::RawObjectives>()),
+            ("source", accepted_keys::<raw::RawSide>()),
+            ("target", accepted_keys::<raw::RawSide>()),
+            ("wave", accepted_keys::<raw::RawWave>()),
+            ("load_balancer", accepted_keys::<raw::RawLoadBalancer>()),
+            ("dns", accepted_keys::<raw::RawDnsRecord>()),
+            ("approvals", accepted_keys::<raw::RawApprovals>()),
+            ("cleanup", accepted_keys::<raw::RawCleanup>()),
+            ("doctor", accepted_keys::<raw::RawDoctor>()),
+        ];
+        for (name, keys) in &accepted {
+            assert_eq!(
+                &schema_keys(&sections[name]),
+                keys,
+                "the schema's [{name}] keys differ from what the parser accepts"
+            );
+        }
+        assert_eq!(
+            accepted.len(),
+            sections.len(),
+            "every schema section is checked"
+        );
+        let wave = &sections["wave"];
+        assert_eq!(
+            schema_keys(&wave["properties"]["select"]),
+            accepted_keys::<raw::RawSelect>()
+        );
+        assert_eq!(
+            schema_keys(&sections["dns"]["properties"]["points_to"]),
+            accepted_keys::<raw::RawPointsTo>()
+        );
+        let mut top: Vec<String> = super::super::document::TOP_LEVEL_KEYS
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
+        top.sort();
+        assert_eq!(top_level_keys(), top);
+    }
+
+    #[test]
+    fn value_lists_come_from_the_model() {
+        let schema = runbook_schema();
+        let before = &schema["properties"]["approvals"]["properties"]["before"]["items"]["enum"];
+        assert_eq!(before.as_array().unwrap().len(), StepKind::ALL.len());
+        assert!(before.as_array().unwrap().contains(&json!("dns_cutover")));
+        let types = &schema["properties"]["dns"]["items"]["properties"]["type"]["enum"];
+        assert_eq!(types, &json!(["A", "AAAA", "CNAME"]));
+    }
+}

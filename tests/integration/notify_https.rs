@@ -1,0 +1,279 @@
+//! `--notify https://...`: the report reaches a local TLS server whose certificate is trusted
+//! through `SSL_CERT_FILE`, an untrusted certificate is a warning that says why, and a webhook
+//! that never answers delays the exit by no more than the timeout.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{ChildGuard, drs_runbook_env};
+
+/// Runs openssl with `args` in `dir`, failing the test with its output when it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs (Debian's openssl package)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA (`<name>-ca.pem`) and, signed by it, a certificate for 127.0.0.1 (`<name>.pem`,
+/// `<name>.key`).
+fn certificates(dir: &Path, name: &str) {
+    let ca_key = format!("{name}-ca.key");
+    let ca = format!("{name}-ca.pem");
+    let (key, csr, cert, ext) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+        format!("{name}.ext"),
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=drs-runbook test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    std::fs::write(
+        dir.join(&ext),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &cert,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
+    );
+}
+
+const HTTPS_SERVER: &str = r#"
+import http.server, os, ssl, sys
+received, cert, key = sys.argv[1], sys.argv[2], sys.argv[3]
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        path = os.path.join(received, "%d.json" % len(os.listdir(received)))
+        with open(path + ".tmp", "wb") as f:
+            f.write(body)
+        os.rename(path + ".tmp", path)
+        self.send_response(204)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+/// A Python https server with `<name>.pem`; returns it and its URL. Bodies land in `received/`.
+async fn https_webhook(dir: &Path, name: &str) -> (ChildGuard, String) {
+    use tokio::io::AsyncBufReadExt;
+    std::fs::create_dir_all(dir.join("received")).unwrap();
+    let mut child = tokio::process::Command::new("python3")
+        .current_dir(dir)
+        .args(["-c", HTTPS_SERVER, "received"])
+        .arg(format!("{name}.pem"))
+        .arg(format!("{name}.key"))
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs");
+    let stdout = child.stdout.take().unwrap();
+    let mut port = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::BufReader::new(stdout).read_line(&mut port),
+    )
+    .await
+    .expect("the https server starts")
+    .unwrap();
+    let url = format!("https://127.0.0.1:{}/hook", port.trim());
+    (ChildGuard(child), url)
+}
+
+fn received(dir: &Path) -> Vec<serde_json::Value> {
+    let mut bodies: Vec<_> = std::fs::read_dir(dir.join("received"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    bodies.sort();
+    bodies
+        .iter()
+        .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+        .collect()
+}
+
+fn drill_notifying(dir: &Path, url: &str, env: &[(&str, &str)]) -> crate::support::CliRun {
+    drs_runbook_env(
+        &dir.join("runs.db"),
+        None,
+        &[
+            "--sim",
+            "--output",
+            "json",
+            "drill",
+            "runbooks/reporting-drill.toml",
+            "--yes",
+            "--notify",
+            url,
+        ],
+        env,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_https_notification_reaches_a_server_trusted_through_ssl_cert_file() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path(), "hook");
+    let (_server, url) = https_webhook(dir.path(), "hook").await;
+    let ca = dir.path().join("hook-ca.pem");
+    let (path, url2) = (dir.path().to_path_buf(), url.clone());
+    let run = tokio::task::spawn_blocking(move || {
+        drill_notifying(&path, &url2, &[("SSL_CERT_FILE", ca.to_str().unwrap())])
+    })
+    .await
+    .unwrap();
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(
+        !run.stderr.contains("warning: the notification"),
+        "{}",
+        run.stderr
+    );
+    let bodies = received(dir.path());
+    assert_eq!(bodies.len(), 1, "one notification, at the end of the run");
+    assert_eq!(
+        bodies[0],
+        run.json(),
+        "the body is the report the run printed"
+    );
+    assert_eq!(bodies[0]["status"], "succeeded");
+    assert_eq!(bodies[0]["operation"], "drill");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_from_an_untrusted_ca_is_a_warning_that_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path(), "hook");
+    certificates(dir.path(), "other");
+    let (_server, url) = https_webhook(dir.path(), "hook").await;
+    // The trust store holds another CA only: the server's certificate must be refused.
+    let other_ca = dir.path().join("other-ca.pem");
+    let path = dir.path().to_path_buf();
+    let url2 = url.clone();
+    let run = tokio::task::spawn_blocking(move || {
+        drill_notifying(
+            &path,
+            &url2,
+            &[("SSL_CERT_FILE", other_ca.to_str().unwrap())],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        run.code, 0,
+        "a failed notification never fails the run: {run:#?}"
+    );
+    let warning = format!("warning: the notification to {url} failed");
+    assert!(run.stderr.contains(&warning), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("certificate"),
+        "the warning names the certificate problem: {}",
+        run.stderr
+    );
+    assert!(received(dir.path()).is_empty(), "nothing was delivered");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_that_never_answers_delays_the_exit_by_no_more_than_the_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    // Accepts the connection, reads nothing, answers nothing, and remembers when it accepted.
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let seen = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            seen.lock().unwrap().get_or_insert_with(Instant::now);
+            held.push(socket);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let url2 = url.clone();
+    let run = tokio::task::spawn_blocking(move || {
+        drill_notifying(&path, &url2, &[("DRS_RUNBOOK_NOTIFY_TIMEOUT", "2s")])
+    })
+    .await
+    .unwrap();
+    let exited = Instant::now();
+    assert_eq!(run.code, 0, "{run:#?}");
+    let accepted = accepted
+        .lock()
+        .unwrap()
+        .expect("the run connected to the webhook");
+    let delay = exited - accepted;
+    assert!(
+        delay >= Duration::from_millis(1_900),
+        "the run waited for the answer: {delay:?}"
+    );
+    assert!(
+        delay < Duration::from_secs(5),
+        "a hanging webhook delays the exit by the 2 s timeout, not {delay:?}"
+    );
+    assert!(
+        run.stderr.contains("no answer within 2s"),
+        "the warning says it timed out: {}",
+        run.stderr
+    );
+}
