@@ -154,6 +154,15 @@ fn received(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The exit code the run's own report implies: a notification never changes it. (A drill that
+/// succeeded can still exit 1 by missing its RTO on a heavily loaded machine.)
+fn exit_code_of_the_run(run: &crate::support::CliRun) -> i32 {
+    let report = run.json();
+    assert_eq!(report["status"], "succeeded", "{run:#?}");
+    let met = report["objectives"]["rto_met"] != false && report["objectives"]["rpo_met"] != false;
+    if met { 0 } else { 1 }
+}
+
 fn drill_notifying(dir: &Path, url: &str, env: &[(&str, &str)]) -> crate::support::CliRun {
     drs_runbook_env(
         &dir.join("runs.db"),
@@ -184,7 +193,7 @@ async fn an_https_notification_reaches_a_server_trusted_through_ssl_cert_file() 
     })
     .await
     .unwrap();
-    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(run.code, exit_code_of_the_run(&run), "{run:#?}");
     assert!(
         !run.stderr.contains("warning: the notification"),
         "{}",
@@ -221,7 +230,8 @@ async fn a_certificate_from_an_untrusted_ca_is_a_warning_that_says_why() {
     .await
     .unwrap();
     assert_eq!(
-        run.code, 0,
+        run.code,
+        exit_code_of_the_run(&run),
         "a failed notification never fails the run: {run:#?}"
     );
     let warning = format!("warning: the notification to {url} failed");
@@ -257,7 +267,7 @@ async fn a_webhook_that_never_answers_delays_the_exit_by_no_more_than_the_timeou
     .await
     .unwrap();
     let exited = Instant::now();
-    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(run.code, exit_code_of_the_run(&run), "{run:#?}");
     let accepted = accepted
         .lock()
         .unwrap()
