@@ -11,6 +11,14 @@ use std::collections::BTreeMap;
 use super::error::classify;
 use super::{AwsError, SideClients, with_throttle_retry};
 
+/// The most IDs an ID list of a DRS call takes (API model: `RecoveryInstanceIDs`,
+/// `RecoveryInstancesForTerminationRequest`, `DescribeSourceServersRequestFiltersIDs`: max 200).
+pub const MAX_IDS_PER_CALL: usize = 200;
+
+/// The most source servers one job holds (service quota "Max source servers in a single Job",
+/// reference/drs-api.md section 3): a TerminateRecoveryInstances call makes one job.
+pub const MAX_SERVERS_PER_JOB: usize = 100;
+
 /// A DRS source server, as the engine needs it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SourceServer {
@@ -200,7 +208,7 @@ impl SideClients {
         ids: &[String],
     ) -> Result<Vec<SourceServer>, AwsError> {
         let mut out = Vec::new();
-        for chunk in ids.chunks(200) {
+        for chunk in ids.chunks(MAX_IDS_PER_CALL) {
             let filters = DescribeSourceServersRequestFilters::builder()
                 .set_source_server_ids(Some(chunk.to_vec()))
                 .build();
@@ -394,36 +402,54 @@ impl SideClients {
     }
 
     /// Recovery instances of these source servers (or all, when `source_server_ids` is empty).
+    /// The model sets no maximum on `sourceServerIDs`; they are sent [`MAX_IDS_PER_CALL`] at a
+    /// time all the same, as every other ID list.
     pub async fn recovery_instances_of(
         &self,
         source_server_ids: &[String],
     ) -> Result<Vec<RecoveryInstance>, AwsError> {
-        self.recovery_instances(
-            DescribeRecoveryInstancesRequestFilters::builder()
-                .set_source_server_ids(
-                    (!source_server_ids.is_empty()).then(|| source_server_ids.to_vec()),
+        if source_server_ids.is_empty() {
+            return self
+                .recovery_instances(
+                    DescribeRecoveryInstancesRequestFilters::builder().build(),
+                    "all recovery instances",
                 )
-                .build(),
-            &source_server_ids.join(", "),
-        )
-        .await
+                .await;
+        }
+        let mut out = Vec::new();
+        for chunk in source_server_ids.chunks(MAX_IDS_PER_CALL) {
+            out.extend(
+                self.recovery_instances(
+                    DescribeRecoveryInstancesRequestFilters::builder()
+                        .set_source_server_ids(Some(chunk.to_vec()))
+                        .build(),
+                    &chunk.join(", "),
+                )
+                .await?,
+            );
+        }
+        Ok(out)
     }
 
-    /// Recovery instances by their IDs.
+    /// Recovery instances by their IDs, [`MAX_IDS_PER_CALL`] IDs a call (the model's limit of
+    /// `filters.recoveryInstanceIDs`).
     pub async fn recovery_instances_by_id(
         &self,
         ids: &[String],
     ) -> Result<Vec<RecoveryInstance>, AwsError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        let mut out = Vec::new();
+        for chunk in ids.chunks(MAX_IDS_PER_CALL) {
+            out.extend(
+                self.recovery_instances(
+                    DescribeRecoveryInstancesRequestFilters::builder()
+                        .set_recovery_instance_ids(Some(chunk.to_vec()))
+                        .build(),
+                    &chunk.join(", "),
+                )
+                .await?,
+            );
         }
-        self.recovery_instances(
-            DescribeRecoveryInstancesRequestFilters::builder()
-                .set_recovery_instance_ids(Some(ids.to_vec()))
-                .build(),
-            &ids.join(", "),
-        )
-        .await
+        Ok(out)
     }
 
     async fn recovery_instances(
@@ -448,7 +474,9 @@ impl SideClients {
             .collect())
     }
 
-    /// TerminateRecoveryInstances. Not idempotent: reconcile with the instances' state.
+    /// TerminateRecoveryInstances for at most [`MAX_SERVERS_PER_JOB`] instances (the caller
+    /// splits: the call makes one job, and a job holds at most 100 source servers). Not
+    /// idempotent: reconcile with the instances' state.
     pub async fn terminate_recovery_instances(
         &self,
         ids: &[String],
