@@ -5,6 +5,7 @@ mod support;
 
 mod audit_report;
 mod crash;
+mod disaster;
 mod doctor;
 mod drill_target_group;
 mod engine;
