@@ -124,3 +124,123 @@ async fn a_drill_after_a_succeeded_failover_is_refused_and_production_keeps_runn
         assert!(!after.as_array().unwrap().iter().any(|a| a == id.as_str()), "{after}");
     }
 }
+
+/// A drill runbook of `waves` waves of 100 servers each, in one account (eu-west-1 ->
+/// eu-central-1).
+fn big_runbook(waves: usize) -> String {
+    let mut text = String::from(
+        "name = \"big\"\n\n[objectives]\nrto = \"4h\"\nrpo = \"1h\"\n\n[source]\naccount_id = \"444444444444\"\nregion = \"eu-west-1\"\n\n[target]\naccount_id = \"444444444444\"\nregion = \"eu-central-1\"\n",
+    );
+    for w in 0..waves {
+        let servers: Vec<String> = (0..100)
+            .map(|i| format!("\"s-{:017x}\"", 0xb000_0000u64 + (w * 100 + i) as u64))
+            .collect();
+        text.push_str(&format!(
+            "\n[[wave]]\nname = \"w{w}\"\nservers = [{}]\n",
+            servers.join(", ")
+        ));
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_300_server_drill_cleans_up_with_every_call_inside_the_models_limits() {
+    let sim = TestSim::start(600.0).await;
+    let text = big_runbook(3);
+    sim.seed(&text).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let path = dir.path().join("big.toml");
+    std::fs::write(&path, &text).unwrap();
+    let drill = cli(
+        &db,
+        &sim.endpoint,
+        &["--output", "json", "drill", path.to_str().unwrap(), "--yes"],
+    )
+    .await;
+    assert_eq!(drill.code, 0, "{drill:#?}");
+    let stats = sim.get("/_sim/stats").await;
+    // The simulator refuses an over-limit list (ValidationException) or job (quota): the run
+    // succeeded, so none was sent; and the cleanup terminated all 300 in jobs of at most 100.
+    let terminations = mutations(&stats, "TerminateRecoveryInstances");
+    let sizes: Vec<usize> = terminations
+        .iter()
+        .map(|m| m["params"]["recoveryInstanceIDs"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes.iter().sum::<usize>(), 300, "{sizes:?}");
+    assert!(sizes.iter().all(|n| *n <= 100), "{sizes:?}");
+    let left = sim
+        .drs(ACCOUNT, TARGET)
+        .describe_recovery_instances()
+        .send()
+        .await
+        .unwrap();
+    assert!(left.items().is_empty(), "{} left", left.items().len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_simulator_refuses_id_lists_over_the_models_limits() {
+    let sim = TestSim::start(1.0).await;
+    sim.seed(REPORTING).await;
+    let drs = sim.drs(ACCOUNT, TARGET);
+    let ids: Vec<String> = (0..201).map(|i| format!("i-{:017x}", i + 1)).collect();
+    let err = drs
+        .describe_recovery_instances()
+        .filters(
+            aws_sdk_drs::types::DescribeRecoveryInstancesRequestFilters::builder()
+                .set_recovery_instance_ids(Some(ids.clone()))
+                .build(),
+        )
+        .send()
+        .await
+        .expect_err("201 IDs are over the model's 200");
+    assert_eq!(
+        aws_sdk_drs::error::ProvideErrorMetadata::code(&err),
+        Some("ValidationException"),
+        "{err:?}"
+    );
+    let err = drs
+        .terminate_recovery_instances()
+        .set_recovery_instance_ids(Some(ids))
+        .send()
+        .await
+        .expect_err("201 IDs are over the model's 200");
+    assert_eq!(
+        aws_sdk_drs::error::ProvideErrorMetadata::code(&err),
+        Some("ValidationException"),
+        "{err:?}"
+    );
+    // 101 servers in one job: refused for a LAUNCH job (and a TERMINATE job holds servers too).
+    let servers: Vec<_> = (0..101)
+        .map(|i| {
+            aws_sdk_drs::types::StartRecoveryRequestSourceServer::builder()
+                .source_server_id(format!("s-{:017x}", i + 1))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let err = drs
+        .start_recovery()
+        .set_source_servers(Some(servers))
+        .send()
+        .await
+        .expect_err("a job holds at most 100 servers");
+    assert_eq!(
+        aws_sdk_drs::error::ProvideErrorMetadata::code(&err),
+        Some("ServiceQuotaExceededException"),
+        "{err:?}"
+    );
+    // A TERMINATE job of 101 instances likewise (within the 200 IDs of the list).
+    let ids: Vec<String> = (0..101).map(|i| format!("i-{:017x}", i + 1)).collect();
+    let err = drs
+        .terminate_recovery_instances()
+        .set_recovery_instance_ids(Some(ids))
+        .send()
+        .await
+        .expect_err("a job holds at most 100 servers");
+    assert_eq!(
+        aws_sdk_drs::error::ProvideErrorMetadata::code(&err),
+        Some("ServiceQuotaExceededException"),
+        "{err:?}"
+    );
+}

@@ -75,6 +75,8 @@ pub(super) fn start_recovery(
         .source_servers
         .ok_or_else(|| DrsError::field("sourceServers", "is required"))?;
     check_count("sourceServers", requested.len(), 1, 200)?;
+    // A job holds at most 100 servers, whatever they are: refused before any is looked up.
+    check_job_size(requested.len())?;
     let tags = input.tags.unwrap_or_default();
     check_tags(&tags)?;
     let mut wanted: Vec<(String, Option<String>)> = Vec::with_capacity(requested.len());
@@ -210,19 +212,25 @@ fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), DrsError> {
     Ok(())
 }
 
-/// The job quotas, then the one-active-job-per-server rule.
-fn check_quotas_and_conflicts(drs: &DrsRegion, server_ids: &[&str]) -> Result<(), DrsError> {
-    if server_ids.len() > MAX_SERVERS_PER_JOB {
+/// The quota "Max source servers in a single Job" (reference/drs-api.md section 3), for every
+/// job type (LAUNCH and TERMINATE alike).
+fn check_job_size(servers: usize) -> Result<(), DrsError> {
+    if servers > MAX_SERVERS_PER_JOB {
         return Err(DrsError::QuotaExceeded {
             message: format!(
-                "Cannot start a job for {} source servers: the quota 'Max source servers in a \
-                 single Job' is {MAX_SERVERS_PER_JOB}. Split the servers into several calls.",
-                server_ids.len()
+                "Cannot start a job for {servers} source servers: the quota 'Max source servers in a \
+                 single Job' is {MAX_SERVERS_PER_JOB}. Split the servers into several calls."
             ),
             quota_code: "L-B827C881",
             resource_type: "SOURCE_SERVER",
         });
     }
+    Ok(())
+}
+
+/// The job quotas, then the one-active-job-per-server rule.
+fn check_quotas_and_conflicts(drs: &DrsRegion, server_ids: &[&str]) -> Result<(), DrsError> {
+    check_job_size(server_ids.len())?;
     let active: Vec<&Job> = drs.active_jobs().collect();
     if active.len() >= MAX_CONCURRENT_JOBS {
         return Err(DrsError::QuotaExceeded {
@@ -279,6 +287,8 @@ pub(super) fn terminate_recovery_instances(
         .recovery_instance_ids
         .ok_or_else(|| DrsError::field("recoveryInstanceIDs", "is required"))?;
     check_count("recoveryInstanceIDs", ids.len(), 1, 200)?;
+    // The TERMINATE job holds the instances' servers: at most 100, as every job.
+    check_job_size(ids.len())?;
     let mut seen = HashSet::new();
     for id in &ids {
         check_instance_id("recoveryInstanceIDs", id)?;
