@@ -36,6 +36,17 @@ pub enum Fault {
         source_server_id: String,
         seconds_ago: u64,
     },
+    /// The source region is down, from `since` (set to the simulated time the fault is posted
+    /// when absent): its agents stop (`lastSeenByServiceDateTime` frozen, lag growing,
+    /// DISCONNECTED with AGENT_NOT_SEEN once unseen for 5 minutes), no data newer than `since`
+    /// reaches the staging area, and every DRS, ELBv2 and EC2 call in that account and region
+    /// answers 503 ServiceUnavailable.
+    SourceOutage {
+        account_id: String,
+        region: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    },
     /// The target (or every target of the group) turns unhealthy.
     UnhealthyTarget {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,6 +148,33 @@ pub fn server_health_faults(
         }
     }
     (lag, silent)
+}
+
+/// When the outage of this account and region began, if one is injected.
+pub fn outage_since(
+    faults: &[Fault],
+    account: &str,
+    region: &str,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    faults.iter().find_map(|f| match f {
+        Fault::SourceOutage {
+            account_id,
+            region: r,
+            since,
+        } if account_id == account && r == region => Some(since.unwrap_or_default()),
+        _ => None,
+    })
+}
+
+/// Starts the clock of the faults just posted: an outage without `since` begins now.
+pub fn stamp(faults: &mut [Fault], now: chrono::DateTime<chrono::Utc>) {
+    for fault in faults {
+        if let Fault::SourceOutage { since, .. } = fault
+            && since.is_none()
+        {
+            *since = Some(now);
+        }
+    }
 }
 
 /// The server-level faults active for one source server.

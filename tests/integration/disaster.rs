@@ -244,3 +244,106 @@ async fn the_simulator_refuses_id_lists_over_the_models_limits() {
         "{err:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_source_region_down_an_unplanned_failover_succeeds_without_calling_it() {
+    let sim = TestSim::start(600.0).await;
+    sim.seed(REPORTING).await;
+    let (status, _) = sim
+        .post(
+            "/_sim/faults",
+            &json!({"faults": [{"kind": "source_outage", "account_id": ACCOUNT, "region": "eu-west-1"}]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    sim.skip(30.0 * 60.0).await;
+
+    // What DRS shows after 30 minutes: agents unseen, lag growing, DISCONNECTED.
+    let servers = sim
+        .drs(ACCOUNT, TARGET)
+        .describe_source_servers()
+        .send()
+        .await
+        .unwrap();
+    for s in servers.items() {
+        let info = s.data_replication_info().unwrap();
+        assert_eq!(
+            info.data_replication_state().map(|s| s.as_str()),
+            Some("DISCONNECTED")
+        );
+        assert_eq!(
+            info.data_replication_error()
+                .and_then(|e| e.error())
+                .map(|e| e.as_str()),
+            Some("AGENT_NOT_SEEN")
+        );
+        let lag = info.lag_duration().unwrap();
+        assert!(lag.starts_with("PT30M") || lag.starts_with("PT31M"), "{lag}");
+    }
+    // The failed region answers 503 to DRS and ELBv2.
+    let err = sim
+        .drs(ACCOUNT, "eu-west-1")
+        .describe_source_servers()
+        .send()
+        .await
+        .expect_err("the region is down");
+    assert_eq!(
+        err.raw_response().map(|r| r.status().as_u16()),
+        Some(503),
+        "{err:?}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let runbook = "runbooks/reporting-drill.toml";
+    let before = sim.get("/_sim/stats").await["scopes"][format!("{ACCOUNT}/eu-west-1")]
+        .as_u64()
+        .unwrap_or(0);
+    // The test's own probe is counted, refused as it was (the SDK retried the 503s).
+    assert!(before >= 1, "{before}");
+
+    // Planned mode: preflight fails, with the hint to use --mode unplanned.
+    let planned = cli(&db, &sim.endpoint, &["--output", "json", "failover", runbook, "--yes"]).await;
+    assert_eq!(planned.code, 1, "{planned:#?}");
+    assert_eq!(planned.json()["status"], "failed");
+    assert!(
+        planned.stdout.contains("--mode unplanned") || planned.stderr.contains("--mode unplanned"),
+        "{planned:#?}"
+    );
+    assert!(mutations(&sim.get("/_sim/stats").await, "StartRecovery").is_empty());
+
+    let unplanned = cli(
+        &db,
+        &sim.endpoint,
+        &["--output", "json", "failover", runbook, "--mode", "unplanned", "--yes"],
+    )
+    .await;
+    assert_eq!(unplanned.code, 0, "{unplanned:#?}");
+    let report = unplanned.json();
+    assert_eq!(report["status"], "succeeded");
+    let rpo = report["rpo_seconds"].as_f64().unwrap();
+    assert!(rpo >= 1800.0, "RPO {rpo}s covers the 30 minutes the source was down");
+    // The expected data loss was said in preflight, before anything was launched.
+    let said = unplanned
+        .stderr
+        .lines()
+        .position(|l| l.contains("expected data loss up to"))
+        .unwrap_or_else(|| panic!("{}", unplanned.stderr));
+    let loss: u64 = unplanned.stderr.lines().nth(said).unwrap()
+        .split("expected data loss up to ")
+        .nth(1)
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(loss >= 1800, "{loss}");
+    let stats = sim.get("/_sim/stats").await;
+    assert_eq!(
+        stats["scopes"][format!("{ACCOUNT}/eu-west-1")].as_u64().unwrap_or(0),
+        before,
+        "no call to the failed region: {}",
+        stats["scopes"]
+    );
+    assert!(stats["scopes"][format!("{ACCOUNT}/{TARGET}")].as_u64().unwrap() > 0);
+    let live = sim.drs(ACCOUNT, TARGET).describe_recovery_instances().send().await.unwrap();
+    assert_eq!(live.items().len(), 2);
+}

@@ -590,6 +590,7 @@ pub fn advance(world: &mut World, now: DateTime<Utc>, faults: &[Fault]) {
 }
 
 fn advance_job(job: &mut Job, fx: &mut Effects<'_>, now: DateTime<Utc>, faults: &[Fault]) {
+    let all_faults = faults;
     let mut changed = false;
     if job.status == JobStatus::Pending {
         let start = job.created_at + Duration::seconds(jitter(&[&job.id, "start"], 5, 15));
@@ -606,6 +607,9 @@ fn advance_job(job: &mut Job, fx: &mut Effects<'_>, now: DateTime<Utc>, faults: 
                 break;
             }
             apply(job, i, at, step, faults, fx);
+            if step == Step::SnapshotStart {
+                clamp_to_outage(job, i, fx, all_faults);
+            }
             changed = true;
         }
     }
@@ -623,6 +627,24 @@ fn advance_job(job: &mut Job, fx: &mut Effects<'_>, now: DateTime<Utc>, faults: 
         // Servers advance one after another; the log reads in time order (stable: a server's
         // own events keep their order, and JOB_END stays last).
         job.log.sort_by_key(|item| item.at);
+    }
+}
+
+/// `source_outage`: an on-demand snapshot taken while the origin is down holds the staging
+/// area's data, which stopped at the outage: its data timestamp is the outage's start.
+fn clamp_to_outage(job: &mut Job, index: usize, fx: &Effects<'_>, faults: &[Fault]) {
+    let server = &mut job.servers[index];
+    let Some(origin) = fx
+        .source_servers
+        .get(&server.source_server_id)
+        .map(|s| &s.origin)
+    else {
+        return;
+    };
+    if let Some(since) = crate::sim::faults::outage_since(faults, &origin.account, &origin.region)
+        && server.data_timestamp.is_some_and(|t| t > since)
+    {
+        server.data_timestamp = Some(since);
     }
 }
 
