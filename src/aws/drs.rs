@@ -76,6 +76,11 @@ pub struct LogItem {
     pub raw_error: Option<String>,
     pub data_timestamp: Option<String>,
     pub target_instance_id: Option<String>,
+    /// A failed phase DRS retries: this attempt and how many it makes at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_count: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts_count: Option<i64>,
 }
 
 /// A recovery instance.
@@ -396,6 +401,9 @@ impl SideClients {
                     target_instance_id: data
                         .and_then(|d| d.target_instance_id())
                         .map(str::to_string),
+                    // The SDK reads an absent count as 0.
+                    attempt_count: data.map(|d| d.attempt_count()).filter(|n| *n > 0),
+                    max_attempts_count: data.map(|d| d.max_attempts_count()).filter(|n| *n > 0),
                 }
             })
             .collect())

@@ -131,7 +131,10 @@ pub async fn live_production(
     let found = crate::aws::with_throttle_retry(|| side.recovery_instances_of(&servers)).await?;
     let mut live = Vec::new();
     for instance in found {
-        let state = instance.ec2_state.clone().unwrap_or_else(|| "UNKNOWN".into());
+        let state = instance
+            .ec2_state
+            .clone()
+            .unwrap_or_else(|| "UNKNOWN".into());
         if instance.is_drill || matches!(state.as_str(), "TERMINATED" | "NOT_FOUND") {
             continue;
         }

@@ -44,7 +44,7 @@ pub enum EngineError {
     ProductionGuard(guard::Refusal),
     /// The production guard could not read what DRS has live: nothing was started.
     #[error("failed to check for live production recovery instances: {}", .0.summary())]
-    GuardUnchecked(#[source] crate::aws::AwsError),
+    GuardUnchecked(#[source] Box<crate::aws::AwsError>),
     #[error("the stored runbook of run {run_id} no longer parses: {cause}")]
     StoredRunbook {
         run_id: RunId,
@@ -187,10 +187,9 @@ pub async fn start_planned_run(
 ) -> Result<RunReport, EngineError> {
     // The production guard runs first and wins: before anything is stored or checked.
     let overridden = if guard::applies(request.operation, &request.options) {
-        let live =
-            guard::live_production(ctx.db, ctx.clients, request.runbook, request.operation)
-                .await
-                .map_err(EngineError::GuardUnchecked)?;
+        let live = guard::live_production(ctx.db, ctx.clients, request.runbook, request.operation)
+            .await
+            .map_err(|e| EngineError::GuardUnchecked(Box::new(e)))?;
         if !live.is_empty() && !request.options.override_production_guard {
             return Err(EngineError::ProductionGuard(guard::Refusal {
                 operation: request.operation,

@@ -18,10 +18,20 @@ pub enum Fault {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         count: Option<u64>,
     },
-    /// The server's launch fails (LAUNCH_FAILED, launchStatus FAILED).
-    LaunchFailure { source_server_id: String },
-    /// The server's conversion fails (CONVERSION_FAIL, launchStatus FAILED).
-    ConversionFailure { source_server_id: String },
+    /// The server's launch fails (LAUNCH_FAILED, launchStatus FAILED); with `attempts: N`
+    /// only its first N attempts fail, then DRS's own retry launches it.
+    LaunchFailure {
+        source_server_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempts: Option<u32>,
+    },
+    /// The server's conversion fails (CONVERSION_FAIL, launchStatus FAILED); with
+    /// `attempts: N` only its first N attempts fail, then DRS's own retry converts it.
+    ConversionFailure {
+        source_server_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempts: Option<u32>,
+    },
     /// The server never leaves its current phase, so its job never completes.
     StuckJob { source_server_id: String },
     /// Changes to this hosted zone stay PENDING.
@@ -114,10 +124,18 @@ pub fn server_fault(faults: &[Fault], source_server_id: &str) -> ServerFaults {
         match fault {
             Fault::LaunchFailure {
                 source_server_id: s,
-            } if s == source_server_id => out.launch_failure = true,
+                attempts,
+            } if s == source_server_id => {
+                out.launch_failure = true;
+                out.launch_attempts = *attempts;
+            }
             Fault::ConversionFailure {
                 source_server_id: s,
-            } if s == source_server_id => out.conversion_failure = true,
+                attempts,
+            } if s == source_server_id => {
+                out.conversion_failure = true;
+                out.conversion_attempts = *attempts;
+            }
             Fault::StuckJob {
                 source_server_id: s,
             } if s == source_server_id => out.stuck = true,
@@ -183,6 +201,9 @@ pub struct ServerFaults {
     pub launch_failure: bool,
     pub conversion_failure: bool,
     pub stuck: bool,
+    /// How many attempts fail before DRS's retry succeeds (`None`: the failure is final).
+    pub launch_attempts: Option<u32>,
+    pub conversion_attempts: Option<u32>,
 }
 
 /// Whether changes to the hosted zone never reach INSYNC.

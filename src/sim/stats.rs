@@ -35,7 +35,10 @@ impl Stats {
     }
 
     pub fn count_scope(&mut self, account: &str, region: &str) {
-        *self.scopes.entry(format!("{account}/{region}")).or_default() += 1;
+        *self
+            .scopes
+            .entry(format!("{account}/{region}"))
+            .or_default() += 1;
     }
 
     pub fn record_mutation(&mut self, mutation: Mutation) {

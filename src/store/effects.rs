@@ -318,7 +318,10 @@ pub async fn mentioning(
     .fetch_all(conn)
     .await
     .map_err(|source| {
-        StoreError::query(source, format!("find the {operation} effects naming {needle}"))
+        StoreError::query(
+            source,
+            format!("find the {operation} effects naming {needle}"),
+        )
     })
 }
 
@@ -563,10 +566,14 @@ mod tests {
                 .is_empty()
         );
         assert!(
-            mentioning(&mut conn, "drs:TerminateRecoveryInstances", "drsjob-0123456789abcdef0")
-                .await
-                .unwrap()
-                .is_empty()
+            mentioning(
+                &mut conn,
+                "drs:TerminateRecoveryInstances",
+                "drsjob-0123456789abcdef0"
+            )
+            .await
+            .unwrap()
+            .is_empty()
         );
     }
 }

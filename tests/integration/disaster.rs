@@ -59,16 +59,27 @@ async fn a_drill_after_a_succeeded_failover_is_refused_and_production_keeps_runn
     assert_eq!(status, 200);
     let starts_before = mutations(&sim.get("/_sim/stats").await, "StartRecovery").len();
     for operation in ["drill", "failover"] {
-        let refused = cli(&db, &sim.endpoint, &["--output", "json", operation, runbook, "--yes"]).await;
+        let refused = cli(
+            &db,
+            &sim.endpoint,
+            &["--output", "json", operation, runbook, "--yes"],
+        )
+        .await;
         assert_eq!(refused.code, 4, "{operation}: {refused:#?}");
         let message = refused.stderr.as_str();
         assert!(message.contains("refused"), "{message}");
         for id in &production {
             assert!(message.contains(id.as_str()), "{message}");
         }
-        assert!(message.contains(&failover_id), "names the run that launched them: {message}");
+        assert!(
+            message.contains(&failover_id),
+            "names the run that launched them: {message}"
+        );
         assert!(message.contains("--override-production-guard"), "{message}");
-        assert!(!message.contains("lag"), "the guard wins over the lag check: {message}");
+        assert!(
+            !message.contains("lag"),
+            "the guard wins over the lag check: {message}"
+        );
     }
     let stats = sim.get("/_sim/stats").await;
     assert_eq!(mutations(&stats, "StartRecovery").len(), starts_before);
@@ -87,28 +98,41 @@ async fn a_drill_after_a_succeeded_failover_is_refused_and_production_keeps_runn
     let overridden = cli(
         &db,
         &sim.endpoint,
-        &["--output", "json", "drill", runbook, "--yes", "--override-production-guard"],
+        &[
+            "--output",
+            "json",
+            "drill",
+            runbook,
+            "--yes",
+            "--override-production-guard",
+        ],
     )
     .await;
     assert_eq!(overridden.code, 0, "{overridden:#?}");
     assert!(
         overridden.stderr.contains("--override-production-guard")
-            && production.iter().all(|id| overridden.stderr.contains(id.as_str())),
+            && production
+                .iter()
+                .all(|id| overridden.stderr.contains(id.as_str())),
         "{}",
         overridden.stderr
     );
     let drill_id = overridden.json()["run_id"].as_str().unwrap().to_string();
     let store = drs_runbook::store::Database::open(&db).await.unwrap();
     let mut conn = store.pool().acquire().await.unwrap();
-    let events =
-        drs_runbook::store::events::for_run(&mut conn, &drill_id.parse().unwrap()).await.unwrap();
+    let events = drs_runbook::store::events::for_run(&mut conn, &drill_id.parse().unwrap())
+        .await
+        .unwrap();
     let logged = events
         .iter()
         .find(|e| e.kind == "production_guard_overridden")
         .expect("the override is in the audit trail");
     assert_eq!(logged.actor, "test-operator");
     assert_eq!(logged.data["instances"].as_array().unwrap().len(), 2);
-    assert_eq!(logged.data["instances"][0]["created_by"]["run_id"], failover_id.as_str());
+    assert_eq!(
+        logged.data["instances"][0]["created_by"]["run_id"],
+        failover_id.as_str()
+    );
     let after: Value = serde_json::to_value(
         drs.describe_recovery_instances()
             .send()
@@ -121,7 +145,10 @@ async fn a_drill_after_a_succeeded_failover_is_refused_and_production_keeps_runn
     )
     .unwrap();
     for id in &production {
-        assert!(!after.as_array().unwrap().iter().any(|a| a == id.as_str()), "{after}");
+        assert!(
+            !after.as_array().unwrap().iter().any(|a| a == id.as_str()),
+            "{after}"
+        );
     }
 }
 
@@ -278,7 +305,10 @@ async fn with_the_source_region_down_an_unplanned_failover_succeeds_without_call
             Some("AGENT_NOT_SEEN")
         );
         let lag = info.lag_duration().unwrap();
-        assert!(lag.starts_with("PT30M") || lag.starts_with("PT31M"), "{lag}");
+        assert!(
+            lag.starts_with("PT30M") || lag.starts_with("PT31M"),
+            "{lag}"
+        );
     }
     // The failed region answers 503 to DRS and ELBv2.
     let err = sim
@@ -303,7 +333,12 @@ async fn with_the_source_region_down_an_unplanned_failover_succeeds_without_call
     assert!(before >= 1, "{before}");
 
     // Planned mode: preflight fails, with the hint to use --mode unplanned.
-    let planned = cli(&db, &sim.endpoint, &["--output", "json", "failover", runbook, "--yes"]).await;
+    let planned = cli(
+        &db,
+        &sim.endpoint,
+        &["--output", "json", "failover", runbook, "--yes"],
+    )
+    .await;
     assert_eq!(planned.code, 1, "{planned:#?}");
     assert_eq!(planned.json()["status"], "failed");
     assert!(
@@ -315,21 +350,36 @@ async fn with_the_source_region_down_an_unplanned_failover_succeeds_without_call
     let unplanned = cli(
         &db,
         &sim.endpoint,
-        &["--output", "json", "failover", runbook, "--mode", "unplanned", "--yes"],
+        &[
+            "--output",
+            "json",
+            "failover",
+            runbook,
+            "--mode",
+            "unplanned",
+            "--yes",
+        ],
     )
     .await;
     assert_eq!(unplanned.code, 0, "{unplanned:#?}");
     let report = unplanned.json();
     assert_eq!(report["status"], "succeeded");
     let rpo = report["rpo_seconds"].as_f64().unwrap();
-    assert!(rpo >= 1800.0, "RPO {rpo}s covers the 30 minutes the source was down");
+    assert!(
+        rpo >= 1800.0,
+        "RPO {rpo}s covers the 30 minutes the source was down"
+    );
     // The expected data loss was said in preflight, before anything was launched.
     let said = unplanned
         .stderr
         .lines()
         .position(|l| l.contains("expected data loss up to"))
         .unwrap_or_else(|| panic!("{}", unplanned.stderr));
-    let loss: u64 = unplanned.stderr.lines().nth(said).unwrap()
+    let loss: u64 = unplanned
+        .stderr
+        .lines()
+        .nth(said)
+        .unwrap()
         .split("expected data loss up to ")
         .nth(1)
         .and_then(|rest| rest.split('s').next())
@@ -338,12 +388,180 @@ async fn with_the_source_region_down_an_unplanned_failover_succeeds_without_call
     assert!(loss >= 1800, "{loss}");
     let stats = sim.get("/_sim/stats").await;
     assert_eq!(
-        stats["scopes"][format!("{ACCOUNT}/eu-west-1")].as_u64().unwrap_or(0),
+        stats["scopes"][format!("{ACCOUNT}/eu-west-1")]
+            .as_u64()
+            .unwrap_or(0),
         before,
         "no call to the failed region: {}",
         stats["scopes"]
     );
-    assert!(stats["scopes"][format!("{ACCOUNT}/{TARGET}")].as_u64().unwrap() > 0);
-    let live = sim.drs(ACCOUNT, TARGET).describe_recovery_instances().send().await.unwrap();
+    assert!(
+        stats["scopes"][format!("{ACCOUNT}/{TARGET}")]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let live = sim
+        .drs(ACCOUNT, TARGET)
+        .describe_recovery_instances()
+        .send()
+        .await
+        .unwrap();
     assert_eq!(live.items().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_conversion_drs_retried_once_passes_and_its_failed_attempt_is_recorded() {
+    let sim = TestSim::start(600.0).await;
+    sim.seed(REPORTING).await;
+    let (status, _) = sim
+        .post(
+            "/_sim/faults",
+            &json!({"faults": [
+                {"kind": "conversion_failure", "source_server_id": "s-4567890abcdef0123", "attempts": 1},
+                {"kind": "launch_failure", "source_server_id": "s-567890abcdef01234", "attempts": 1}
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let drill = cli(
+        &db,
+        &sim.endpoint,
+        &[
+            "--output",
+            "json",
+            "drill",
+            "runbooks/reporting-drill.toml",
+            "--yes",
+            "--keep",
+        ],
+    )
+    .await;
+    assert_eq!(drill.code, 0, "{drill:#?}");
+    // DRS's log shows the failed attempts with their counters, then the success.
+    let drs = sim.drs(ACCOUNT, TARGET);
+    let job = drs.describe_jobs().send().await.unwrap().items()[0].clone();
+    let log = drs
+        .describe_job_log_items()
+        .job_id(job.job_id())
+        .send()
+        .await
+        .unwrap();
+    let failed: Vec<_> = log
+        .items()
+        .iter()
+        .filter(|i| {
+            matches!(
+                i.event().map(|e| e.as_str()),
+                Some("CONVERSION_FAIL" | "LAUNCH_FAILED")
+            )
+        })
+        .collect();
+    assert_eq!(failed.len(), 2, "{log:#?}");
+    for f in &failed {
+        let data = f.event_data().unwrap();
+        assert_eq!((data.attempt_count(), data.max_attempts_count()), (1, 2));
+    }
+    assert!(
+        job.participating_servers()
+            .iter()
+            .all(|s| s.launch_status().map(|l| l.as_str()) == Some("LAUNCHED"))
+    );
+    let instances = drs.describe_recovery_instances().send().await.unwrap();
+    assert_eq!(instances.items().len(), 2);
+    // The step recorded the retried attempt rather than failing on it.
+    let run_id = drill.json()["run_id"].as_str().unwrap().to_string();
+    let show = cli(&db, &sim.endpoint, &["--output", "json", "show", &run_id]).await;
+    assert!(
+        show.stdout.contains("CONVERSION_FAIL attempt 1/2"),
+        "{}",
+        show.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stuck_job_fails_its_step_at_the_deadline_and_retry_continues_once_it_moves() {
+    let sim = TestSim::start(600.0).await;
+    sim.seed(REPORTING).await;
+    let (status, _) = sim
+        .post(
+            "/_sim/faults",
+            &json!({"faults": [{"kind": "stuck_job", "source_server_id": "s-4567890abcdef0123"}]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let drill = cli(
+        &db,
+        &sim.endpoint,
+        &[
+            "--output",
+            "json",
+            "drill",
+            "runbooks/reporting-drill.toml",
+            "--yes",
+        ],
+    )
+    .await;
+    assert_eq!(drill.code, 1, "{drill:#?}");
+    let report = drill.json();
+    let run_id = report["run_id"].as_str().unwrap().to_string();
+    let step = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "snapshot_conversion")
+        .unwrap()
+        .clone();
+    assert_eq!(step["status"], "failed");
+    let job_id = sim
+        .drs(ACCOUNT, TARGET)
+        .describe_jobs()
+        .send()
+        .await
+        .unwrap()
+        .items()[0]
+        .job_id()
+        .to_string();
+    let error = report["error"].as_str().unwrap_or_default().to_string() + &drill.stderr;
+    assert!(
+        error.contains(&job_id),
+        "the failure names the job: {error}"
+    );
+    assert!(error.contains("s-4567890abcdef0123"), "{error}");
+
+    // The job moves again: `retry` continues and the drill ends as it should.
+    let _ = reqwest::Client::new()
+        .delete(format!("{}/_sim/faults", sim.endpoint))
+        .send()
+        .await
+        .unwrap();
+    let retried = cli(
+        &db,
+        &sim.endpoint,
+        &[
+            "--output",
+            "json",
+            "retry",
+            &run_id,
+            "--step",
+            step["key"].as_str().unwrap(),
+            "--yes",
+        ],
+    )
+    .await;
+    let report = retried.json();
+    assert_eq!(report["status"], "succeeded", "{retried:#?}");
+    // The two stuck hours count in the drill's RTO: objective missed, so exit 1 (a drill).
+    assert_eq!(report["objectives"]["rto_met"], false);
+    assert_eq!(retried.code, 1);
+    let stats = sim.get("/_sim/stats").await;
+    assert_eq!(
+        mutations(&stats, "StartRecovery").len(),
+        1,
+        "no second launch"
+    );
 }

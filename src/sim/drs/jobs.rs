@@ -148,6 +148,7 @@ pub(super) fn start_recovery(
             snapshot_id: pit,
             data_timestamp,
             cleanup_instance_id: None,
+            failed_attempts: 0,
         })
         .collect();
     for server in &servers {
@@ -343,6 +344,7 @@ pub(super) fn terminate_recovery_instances(
                 snapshot_id: None,
                 data_timestamp: None,
                 cleanup_instance_id: None,
+                failed_attempts: 0,
             })
             .collect(),
         log: Vec::new(),
@@ -606,6 +608,11 @@ fn advance_job(job: &mut Job, fx: &mut Effects<'_>, now: DateTime<Utc>, faults: 
             if at > now || faults.stuck {
                 break;
             }
+            if retried_failure(job, i, at, step, faults) {
+                changed = true;
+                continue;
+            }
+            let faults = past_retried_failures(&job.servers[i], faults);
             apply(job, i, at, step, faults, fx);
             if step == Step::SnapshotStart {
                 clamp_to_outage(job, i, fx, all_faults);
@@ -628,6 +635,69 @@ fn advance_job(job: &mut Job, fx: &mut Effects<'_>, now: DateTime<Utc>, faults: 
         // own events keep their order, and JOB_END stays last).
         job.log.sort_by_key(|item| item.at);
     }
+}
+
+/// `conversion_failure` / `launch_failure` with `attempts: N`: the first N attempts of the
+/// phase fail with CONVERSION_FAIL / LAUNCH_FAILED carrying `attemptCount` and
+/// `maxAttemptsCount` ("the maximum number of retries that will be attempted if this operation
+/// failed", API model `JobLogEventData`), and DRS tries the phase again; the N+1-th succeeds.
+/// Returns whether it handled the step (then `apply` must not).
+fn retried_failure(
+    job: &mut Job,
+    index: usize,
+    at: DateTime<Utc>,
+    step: Step,
+    faults: ServerFaults,
+) -> bool {
+    let (attempts, event, retry_from) = match step {
+        Step::ConversionEnd if faults.conversion_failure => (
+            faults.conversion_attempts,
+            LogEvent::ConversionFail,
+            Phase::SnapshotReady,
+        ),
+        Step::LaunchStart if faults.launch_failure => (
+            faults.launch_attempts,
+            LogEvent::LaunchFailed,
+            Phase::Converted,
+        ),
+        _ => return false,
+    };
+    let server = &mut job.servers[index];
+    let Some(attempts) = attempts else {
+        return false;
+    };
+    if server.failed_attempts >= attempts {
+        // Every failing attempt is spent: this one goes through as without a fault.
+        return false;
+    }
+    server.failed_attempts += 1;
+    server.phase = retry_from;
+    server.phase_at = at;
+    let attempt = (server.failed_attempts, attempts + 1);
+    job.log.push(LogItem {
+        at,
+        event,
+        server: Some(index),
+        attempt: Some(attempt),
+    });
+    true
+}
+
+/// A failure fault with `attempts` whose failing attempts are spent no longer fails the phase.
+fn past_retried_failures(server: &JobServer, mut faults: ServerFaults) -> ServerFaults {
+    if faults
+        .conversion_attempts
+        .is_some_and(|n| server.failed_attempts >= n)
+    {
+        faults.conversion_failure = false;
+    }
+    if faults
+        .launch_attempts
+        .is_some_and(|n| server.failed_attempts >= n)
+    {
+        faults.launch_failure = false;
+    }
+    faults
 }
 
 /// `source_outage`: an on-demand snapshot taken while the origin is down holds the staging
@@ -654,6 +724,7 @@ fn start_job(job: &mut Job, fx: &mut Effects<'_>, at: DateTime<Utc>) {
         at,
         event: LogEvent::JobStart,
         server: None,
+        attempt: None,
     });
     for s in &mut job.servers {
         s.phase = Phase::Started;
@@ -782,6 +853,7 @@ fn apply(
             at,
             event,
             server: Some(index),
+            attempt: None,
         });
     }
 }
@@ -807,6 +879,7 @@ fn finish_job(job: &mut Job, fx: &mut Effects<'_>, at: DateTime<Utc>) {
         at,
         event: LogEvent::JobEnd,
         server: None,
+        attempt: None,
     });
     job.status = JobStatus::Completed;
     job.ended_at = Some(at);

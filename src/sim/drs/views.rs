@@ -330,6 +330,10 @@ pub fn log_item_json(job: &Job, item: &LogItem) -> Value {
             _ => {}
         }
     }
+    if let Some((count, max)) = item.attempt {
+        data["attemptCount"] = json!(count);
+        data["maxAttemptsCount"] = json!(max);
+    }
     json!({
         "logDateTime": drs_timestamp(item.at),
         "event": item.event.as_str(),
