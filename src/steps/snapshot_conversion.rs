@@ -225,7 +225,9 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
                                 state.data_timestamp = state.snapshot_at.clone();
                             }
                         }
-                        _ if (!state.settled() || status == "FAILED") && state.failed.is_none() => {
+                        // A server converted and then not launched is the launch step's to
+                        // report (LAUNCH_FAILED there); one never converted fails here.
+                        _ if !state.settled() => {
                             state.failed = Some(ServerError {
                                 event: "JOB_END".into(),
                                 raw_error: Some(format!(
