@@ -565,3 +565,71 @@ async fn a_stuck_job_fails_its_step_at_the_deadline_and_retry_continues_once_it_
         "no second launch"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failback_drill_after_a_failback_is_refused_to_protect_the_a3s() {
+    const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
+    let runbook = "runbooks/payments.toml";
+    let sim = TestSim::start(600.0).await;
+    sim.seed(PAYMENTS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let failover = cli(
+        &db,
+        &sim.endpoint,
+        &["--output", "json", "failover", runbook, "--yes"],
+    )
+    .await;
+    assert_eq!(failover.code, 0, "{failover:#?}");
+    let failover_id = failover.json()["run_id"].as_str().unwrap().to_string();
+    let failback = cli(
+        &db,
+        &sim.endpoint,
+        &["--output", "json", "failback", runbook, "--yes"],
+    )
+    .await;
+    assert_eq!(failback.code, 0, "{failback:#?}");
+    let failback_id = failback.json()["run_id"].as_str().unwrap().to_string();
+    // Production now runs on the A3s in the origin: non-drill recovery instances of the A2s.
+    let a3s: Vec<String> = sim
+        .drs("111111111111", "us-east-1")
+        .describe_recovery_instances()
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .iter()
+        .filter(|i| i.is_drill() == Some(false))
+        .map(|i| i.recovery_instance_id().unwrap().to_string())
+        .collect();
+    assert!(!a3s.is_empty());
+    let starts = mutations(&sim.get("/_sim/stats").await, "StartRecovery").len();
+    let drill = cli(
+        &db,
+        &sim.endpoint,
+        &[
+            "failback",
+            runbook,
+            "--drill",
+            "--from-run",
+            &failover_id,
+            "--yes",
+        ],
+    )
+    .await;
+    assert_eq!(drill.code, 4, "{drill:#?}");
+    for id in &a3s {
+        assert!(drill.stderr.contains(id.as_str()), "{}", drill.stderr);
+    }
+    assert!(drill.stderr.contains("failback drill"), "{}", drill.stderr);
+    assert!(
+        drill.stderr.contains(&failback_id),
+        "names the failback run: {}",
+        drill.stderr
+    );
+    assert_eq!(
+        mutations(&sim.get("/_sim/stats").await, "StartRecovery").len(),
+        starts,
+        "nothing launched"
+    );
+}
