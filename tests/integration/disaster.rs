@@ -310,6 +310,25 @@ async fn with_the_source_region_down_an_unplanned_failover_succeeds_without_call
             "{lag}"
         );
     }
+    // No snapshot is taken after the outage began (half an hour ago).
+    let now =
+        chrono::DateTime::parse_from_rfc3339(sim.get("/_sim/clock").await["now"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+    let snapshots = sim
+        .drs(ACCOUNT, TARGET)
+        .describe_recovery_snapshots()
+        .source_server_id("s-4567890abcdef0123")
+        .order(aws_sdk_drs::types::RecoverySnapshotsOrder::Desc)
+        .send()
+        .await
+        .unwrap();
+    let latest =
+        chrono::DateTime::parse_from_rfc3339(snapshots.items()[0].timestamp().unwrap()).unwrap();
+    assert!(
+        now - latest.with_timezone(&chrono::Utc) >= chrono::Duration::minutes(30),
+        "latest snapshot {latest} at {now}"
+    );
     // The failed region answers 503 to DRS and ELBv2.
     let err = sim
         .drs(ACCOUNT, "eu-west-1")

@@ -116,7 +116,7 @@ pub(super) fn start_recovery(
         let data_timestamp = match pit {
             None => None,
             Some(pit) => Some(
-                snapshots::find(server, pit, ctx.now)
+                snapshots::find(server, pit, ctx.now, ctx.faults)
                     .ok_or_else(|| {
                         DrsError::field(
                             &format!("sourceServers[{i}].recoverySnapshotID"),
