@@ -307,6 +307,7 @@ impl SideClients {
                 retryable: false,
                 ambiguous: true,
                 hint: "reconcile with DescribeJobs before trying again".to_string(),
+                retry_after_seconds: None,
             })?;
             Ok(Called {
                 value: job,
@@ -581,6 +582,7 @@ impl SideClients {
                 retryable: false,
                 ambiguous: true,
                 hint: "look for the new source server in the origin account and region (DescribeSourceServers) before trying again".to_string(),
+                retry_after_seconds: None,
             })?;
             Ok(Called { value: arn, request_id })
         })

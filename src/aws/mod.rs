@@ -320,8 +320,12 @@ where
             Err(e) if e.retryable && !e.ambiguous && attempt < ATTEMPTS => {
                 let base = 100u64 << attempt.min(6);
                 let jitter = rand::random::<u64>() % (base / 2 + 1);
-                tracing::info!(call = %e.call, attempt, "throttled; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(base / 2 + jitter)).await;
+                // Never sooner than the service's `Retry-After`.
+                let wait = std::time::Duration::from_millis(base / 2 + jitter).max(
+                    std::time::Duration::from_secs(e.retry_after_seconds.unwrap_or_default()),
+                );
+                tracing::info!(call = %e.call, attempt, ?wait, "throttled; retrying");
+                tokio::time::sleep(wait).await;
             }
             other => return other,
         }

@@ -652,3 +652,33 @@ async fn a_failback_drill_after_a_failback_is_refused_to_protect_the_a3s() {
         "nothing launched"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttled_call_reports_the_services_retry_after() {
+    let sim = TestSim::start(60.0).await;
+    sim.seed(REPORTING).await;
+    let (status, _) = sim
+        .post(
+            "/_sim/faults",
+            &json!({"faults": [{"kind": "api_error", "service": "drs", "operation": "DescribeSourceServers", "error": "ThrottlingException", "count": 10}]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let runbook = drs_runbook::runbook::parse(REPORTING, "reporting-drill.toml").unwrap();
+    let clients = drs_runbook::aws::connect(
+        &runbook,
+        &drs_runbook::aws::Connection::Simulated {
+            endpoint_url: sim.endpoint.clone(),
+        },
+    )
+    .await;
+    let err = clients
+        .target
+        .describe_source_servers(&["s-4567890abcdef0123".to_string()])
+        .await
+        .expect_err("throttled past the SDK's read retries");
+    assert_eq!(err.code.as_deref(), Some("ThrottlingException"));
+    assert!(err.retryable && !err.ambiguous);
+    // DRS models `Retry-After` on ThrottlingException; the engine waits at least that long.
+    assert_eq!(err.retry_after_seconds, Some(1), "{err:?}");
+}
