@@ -185,6 +185,8 @@ pub async fn start_planned_run(
     steps: Vec<(plan::PlannedStep, serde_json::Value)>,
     take_claims_from: Option<&RunId>,
 ) -> Result<RunReport, EngineError> {
+    // The disaster is declared when the command is given, before the guard's reads.
+    let now = ctx.clock.now();
     // The production guard runs first and wins: before anything is stored or checked.
     let overridden = if guard::applies(request.operation, &request.options) {
         let live = guard::live_production(ctx.db, ctx.clients, request.runbook, request.operation)
@@ -200,7 +202,6 @@ pub async fn start_planned_run(
     } else {
         Vec::new()
     };
-    let now = ctx.clock.now();
     let (steps, inputs): (Vec<plan::PlannedStep>, Vec<serde_json::Value>) =
         steps.into_iter().unzip();
     let mut tx = ctx.db.begin().await?;
