@@ -11,6 +11,14 @@ use std::collections::BTreeMap;
 use super::error::classify;
 use super::{AwsError, SideClients, with_throttle_retry};
 
+/// The most IDs an ID list of a DRS call takes (API model: `RecoveryInstanceIDs`,
+/// `RecoveryInstancesForTerminationRequest`, `DescribeSourceServersRequestFiltersIDs`: max 200).
+pub const MAX_IDS_PER_CALL: usize = 200;
+
+/// The most source servers one job holds (service quota "Max source servers in a single Job",
+/// reference/drs-api.md section 3): a TerminateRecoveryInstances call makes one job.
+pub const MAX_SERVERS_PER_JOB: usize = 100;
+
 /// A DRS source server, as the engine needs it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SourceServer {
@@ -68,6 +76,11 @@ pub struct LogItem {
     pub raw_error: Option<String>,
     pub data_timestamp: Option<String>,
     pub target_instance_id: Option<String>,
+    /// A failed phase DRS retries: this attempt and how many it makes at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_count: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts_count: Option<i64>,
 }
 
 /// A recovery instance.
@@ -200,7 +213,7 @@ impl SideClients {
         ids: &[String],
     ) -> Result<Vec<SourceServer>, AwsError> {
         let mut out = Vec::new();
-        for chunk in ids.chunks(200) {
+        for chunk in ids.chunks(MAX_IDS_PER_CALL) {
             let filters = DescribeSourceServersRequestFilters::builder()
                 .set_source_server_ids(Some(chunk.to_vec()))
                 .build();
@@ -294,6 +307,7 @@ impl SideClients {
                 retryable: false,
                 ambiguous: true,
                 hint: "reconcile with DescribeJobs before trying again".to_string(),
+                retry_after_seconds: None,
             })?;
             Ok(Called {
                 value: job,
@@ -388,12 +402,17 @@ impl SideClients {
                     target_instance_id: data
                         .and_then(|d| d.target_instance_id())
                         .map(str::to_string),
+                    // The SDK reads an absent count as 0.
+                    attempt_count: data.map(|d| d.attempt_count()).filter(|n| *n > 0),
+                    max_attempts_count: data.map(|d| d.max_attempts_count()).filter(|n| *n > 0),
                 }
             })
             .collect())
     }
 
     /// Recovery instances of these source servers (or all, when `source_server_ids` is empty).
+    /// The model sets no maximum on `sourceServerIDs`; they are sent [`MAX_IDS_PER_CALL`] at a
+    /// time all the same, as every other ID list.
     pub async fn recovery_instances_of(
         &self,
         source_server_ids: &[String],
@@ -402,13 +421,12 @@ impl SideClients {
             return self
                 .recovery_instances(
                     DescribeRecoveryInstancesRequestFilters::builder().build(),
-                    "",
+                    "all recovery instances",
                 )
                 .await;
         }
-        // At most 200 IDs per filter (API model), as above.
         let mut out = Vec::new();
-        for chunk in source_server_ids.chunks(200) {
+        for chunk in source_server_ids.chunks(MAX_IDS_PER_CALL) {
             out.extend(
                 self.recovery_instances(
                     DescribeRecoveryInstancesRequestFilters::builder()
@@ -422,15 +440,14 @@ impl SideClients {
         Ok(out)
     }
 
-    /// Recovery instances by their IDs.
+    /// Recovery instances by their IDs, [`MAX_IDS_PER_CALL`] IDs a call (the model's limit of
+    /// `filters.recoveryInstanceIDs`).
     pub async fn recovery_instances_by_id(
         &self,
         ids: &[String],
     ) -> Result<Vec<RecoveryInstance>, AwsError> {
-        // The filter takes at most 200 IDs (DescribeRecoveryInstancesRequestFilters,
-        // recoveryInstanceIDs max 200, API model): a wave above 200 servers asks in chunks.
         let mut out = Vec::new();
-        for chunk in ids.chunks(200) {
+        for chunk in ids.chunks(MAX_IDS_PER_CALL) {
             out.extend(
                 self.recovery_instances(
                     DescribeRecoveryInstancesRequestFilters::builder()
@@ -466,7 +483,9 @@ impl SideClients {
             .collect())
     }
 
-    /// TerminateRecoveryInstances. Not idempotent: reconcile with the instances' state.
+    /// TerminateRecoveryInstances for at most [`MAX_SERVERS_PER_JOB`] instances (the caller
+    /// splits: the call makes one job, and a job holds at most 100 source servers). Not
+    /// idempotent: reconcile with the instances' state.
     pub async fn terminate_recovery_instances(
         &self,
         ids: &[String],
@@ -563,6 +582,7 @@ impl SideClients {
                 retryable: false,
                 ambiguous: true,
                 hint: "look for the new source server in the origin account and region (DescribeSourceServers) before trying again".to_string(),
+                retry_after_seconds: None,
             })?;
             Ok(Called { value: arn, request_id })
         })

@@ -81,6 +81,8 @@ impl SideClients {
                 .register_targets()
                 .target_group_arn(target_group_arn)
                 .set_targets(Some(targets.iter().map(description).collect()))
+                .customize()
+                .config_override(single_attempt())
                 .send()
                 .await
                 .map_err(|e| classify(&site, &e))?;
@@ -106,6 +108,8 @@ impl SideClients {
                 .deregister_targets()
                 .target_group_arn(target_group_arn)
                 .set_targets(Some(targets.iter().map(description).collect()))
+                .customize()
+                .config_override(single_attempt())
                 .send()
                 .await
                 .map_err(|e| classify(&site, &e))?;
@@ -139,4 +143,11 @@ impl SideClients {
             }
         }
     }
+}
+
+/// Mutating calls are sent once by the SDK: throttling is retried by
+/// [`super::with_throttle_retry`], anything ambiguous is reconciled by the step.
+fn single_attempt() -> aws_sdk_elasticloadbalancingv2::config::Builder {
+    aws_sdk_elasticloadbalancingv2::config::Builder::default()
+        .retry_config(aws_sdk_elasticloadbalancingv2::config::retry::RetryConfig::disabled())
 }

@@ -25,6 +25,21 @@ pub struct AwsError {
     /// call must then be reconciled, never blindly re-sent.
     pub ambiguous: bool,
     pub hint: String,
+    /// The `Retry-After` the service answered with (seconds): the earliest time to try again.
+    /// The Rust SDK honours only `x-amz-retry-after`, and DRS models `Retry-After`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
+}
+
+/// The response headers of an SDK error's raw response, for `Retry-After`.
+pub trait RawHeaders {
+    fn header(&self, name: &str) -> Option<&str>;
+}
+
+impl RawHeaders for aws_sdk_drs::config::http::HttpResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers().get(name)
+    }
 }
 
 /// Where a call went: its name, the side's account and region, and the resource.
@@ -55,10 +70,14 @@ const THROTTLING: &[&str] = &[
 pub fn classify<E, R>(site: &CallSite<'_>, err: &SdkError<E, R>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + RawHeaders,
     SdkError<E, R>: RequestId,
 {
     let request_id = err.request_id().map(str::to_string);
+    let retry_after_seconds = err
+        .raw_response()
+        .and_then(|r| r.header("retry-after"))
+        .and_then(|v| v.trim().parse::<u64>().ok());
     let (code, message, retryable, ambiguous) = match err {
         SdkError::ServiceError(service) => {
             let e = service.err();
@@ -114,6 +133,7 @@ where
         retryable,
         ambiguous,
         hint,
+        retry_after_seconds,
     }
 }
 

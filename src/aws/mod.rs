@@ -65,13 +65,36 @@ impl Clients {
 /// Builds the clients of both sides of a runbook.
 pub async fn connect(runbook: &Runbook, connection: &Connection) -> Clients {
     Clients {
-        source: connect_side(Account::Source, &runbook.source, connection).await,
-        target: connect_side(Account::Target, &runbook.target, connection).await,
+        source: connect_side(
+            Account::Source,
+            &runbook.source,
+            sts_region(runbook),
+            connection,
+        )
+        .await,
+        target: connect_side(
+            Account::Target,
+            &runbook.target,
+            sts_region(runbook),
+            connection,
+        )
+        .await,
     }
 }
 
-async fn connect_side(side: Account, spec: &Side, connection: &Connection) -> SideClients {
-    let sdk_config = side_sdk_config(spec, connection).await;
+/// The region whose STS endpoint assumes the runbook's roles: the target's, which is up when
+/// the source region is the one that failed (a regional endpoint, never the global one).
+pub fn sts_region(runbook: &Runbook) -> &str {
+    &runbook.target.region
+}
+
+async fn connect_side(
+    side: Account,
+    spec: &Side,
+    sts_region: &str,
+    connection: &Connection,
+) -> SideClients {
+    let sdk_config = side_sdk_config(spec, sts_region, connection).await;
     // Route 53 is global: its calls are signed for us-east-1 whatever the side's region.
     let route53_config = aws_sdk_route53::config::Builder::from(&sdk_config)
         .region(aws_sdk_route53::config::Region::new("us-east-1"))
@@ -170,7 +193,7 @@ async fn connect_setup_side(
     connection: &Connection,
     endpoint: Option<&str>,
 ) -> SetupClients {
-    let sdk_config = side_sdk_config(spec, connection).await;
+    let sdk_config = side_sdk_config(spec, &spec.region, connection).await;
     // Only a missing per-service variable falls back to `--endpoint-url`: setting `None` here
     // would erase the endpoint the builder just read from the variable.
     let fallback = |variable: &str| {
@@ -205,8 +228,13 @@ async fn connect_setup_side(
 }
 
 /// The SDK configuration of a side: region, credentials (the simulator's account-ID
-/// convention, or the standard chain with the runbook's profile or role) and the endpoint.
-async fn side_sdk_config(spec: &Side, connection: &Connection) -> aws_config::SdkConfig {
+/// convention, or the standard chain with the runbook's profile or role, assumed through the
+/// STS endpoint of `sts_region`) and the endpoint.
+async fn side_sdk_config(
+    spec: &Side,
+    sts_region: &str,
+    connection: &Connection,
+) -> aws_config::SdkConfig {
     let region = Region::new(spec.region.clone());
     match connection {
         Connection::Simulated { endpoint_url } => {
@@ -239,7 +267,7 @@ async fn side_sdk_config(spec: &Side, connection: &Connection) -> aws_config::Sd
             {
                 let mut provider = aws_config::sts::AssumeRoleProvider::builder(role_arn.clone())
                     .session_name("drs-runbook")
-                    .region(region.clone())
+                    .region(Region::new(sts_region.to_string()))
                     .configure(&base);
                 if let Some(external_id) = external_id {
                     provider = provider.external_id(external_id.clone());
@@ -292,8 +320,12 @@ where
             Err(e) if e.retryable && !e.ambiguous && attempt < ATTEMPTS => {
                 let base = 100u64 << attempt.min(6);
                 let jitter = rand::random::<u64>() % (base / 2 + 1);
-                tracing::info!(call = %e.call, attempt, "throttled; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(base / 2 + jitter)).await;
+                // Never sooner than the service's `Retry-After`.
+                let wait = std::time::Duration::from_millis(base / 2 + jitter).max(
+                    std::time::Duration::from_secs(e.retry_after_seconds.unwrap_or_default()),
+                );
+                tracing::info!(call = %e.call, attempt, ?wait, "throttled; retrying");
+                tokio::time::sleep(wait).await;
             }
             other => return other,
         }

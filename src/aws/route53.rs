@@ -165,6 +165,8 @@ impl SideClients {
                 .change_resource_record_sets()
                 .hosted_zone_id(bare_zone_id(zone_id))
                 .change_batch(batch.clone())
+                .customize()
+                .config_override(single_attempt())
                 .send()
                 .await
                 .map_err(|e| classify(&site, &e))?;
@@ -219,4 +221,12 @@ impl SideClients {
             }
         }
     }
+}
+
+/// Mutating calls are sent once by the SDK (a DELETE retried after a timeout that took effect
+/// would fail "not found"): throttling is retried by [`super::with_throttle_retry`], anything
+/// ambiguous is reconciled by the step.
+fn single_attempt() -> aws_sdk_route53::config::Builder {
+    aws_sdk_route53::config::Builder::default()
+        .retry_config(aws_sdk_route53::config::retry::RetryConfig::disabled())
 }

@@ -24,6 +24,10 @@ pub struct FailbackArgs {
     /// Approve every gate up front (unattended runs).
     #[arg(long)]
     pub yes: bool,
+    /// Start even though DRS shows live non-drill recovery instances (production) that this
+    /// run's launch would terminate. Logged, and recorded in the run's audit trail.
+    #[arg(long)]
+    pub override_production_guard: bool,
     /// POST a JSON summary to this URL when the run ends or pauses.
     #[arg(long)]
     pub notify: Option<String>,
@@ -67,6 +71,7 @@ pub async fn run(cli: &Cli, args: &FailbackArgs) -> Result<u8, CliError> {
         yes: args.yes,
         max_servers_per_job: 100,
         drill: args.drill,
+        override_production_guard: args.override_production_guard,
     };
     let request = NewRunRequest {
         run_id,

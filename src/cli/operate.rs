@@ -23,6 +23,10 @@ pub struct FailoverArgs {
     /// Approve every gate up front (unattended runs).
     #[arg(long)]
     pub yes: bool,
+    /// Start even though DRS shows live non-drill recovery instances (production) that this
+    /// run's launch would terminate. Logged, and recorded in the run's audit trail.
+    #[arg(long)]
+    pub override_production_guard: bool,
     /// POST a JSON summary to this URL when the run ends or pauses.
     #[arg(long)]
     pub notify: Option<String>,
@@ -37,6 +41,10 @@ pub struct DrillArgs {
     /// Approve every gate up front (scheduled drills).
     #[arg(long)]
     pub yes: bool,
+    /// Start even though DRS shows live non-drill recovery instances (production) that this
+    /// run's launch would terminate. Logged, and recorded in the run's audit trail.
+    #[arg(long)]
+    pub override_production_guard: bool,
     /// POST a JSON summary to this URL when the run ends or pauses.
     #[arg(long)]
     pub notify: Option<String>,
@@ -61,6 +69,7 @@ pub async fn failover(cli: &Cli, args: &FailoverArgs) -> Result<u8, CliError> {
         yes: args.yes,
         max_servers_per_job: 100,
         drill: false,
+        override_production_guard: args.override_production_guard,
     };
     start(
         cli,
@@ -80,6 +89,7 @@ pub async fn drill(cli: &Cli, args: &DrillArgs) -> Result<u8, CliError> {
         yes: args.yes,
         max_servers_per_job: 100,
         drill: false,
+        override_production_guard: args.override_production_guard,
     };
     start(
         cli,

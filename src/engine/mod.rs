@@ -5,6 +5,7 @@
 //! [`continue_run`] drives an existing one (approve, resume).
 
 pub mod driver;
+pub mod guard;
 pub mod journal;
 pub mod machine;
 pub mod measure;
@@ -38,6 +39,12 @@ pub enum EngineError {
     /// (`LeaseHeld`).
     #[error("refused: {0}")]
     Refused(#[source] StoreError),
+    /// The production guard: the run would replace live non-drill recovery instances.
+    #[error("refused: {0}")]
+    ProductionGuard(guard::Refusal),
+    /// The production guard could not read what DRS has live: nothing was started.
+    #[error("failed to check for live production recovery instances: {}", .0.summary())]
+    GuardUnchecked(#[source] Box<crate::aws::AwsError>),
     #[error("the stored runbook of run {run_id} no longer parses: {cause}")]
     StoredRunbook {
         run_id: RunId,
@@ -88,6 +95,7 @@ impl EngineError {
         matches!(
             self,
             EngineError::Refused(_)
+                | EngineError::ProductionGuard(_)
                 | EngineError::NotReversible(rollback::NotReversible::RunBeingDriven { .. })
         )
     }
@@ -177,7 +185,23 @@ pub async fn start_planned_run(
     steps: Vec<(plan::PlannedStep, serde_json::Value)>,
     take_claims_from: Option<&RunId>,
 ) -> Result<RunReport, EngineError> {
+    // The disaster is declared when the command is given, before the guard's reads.
     let now = ctx.clock.now();
+    // The production guard runs first and wins: before anything is stored or checked.
+    let overridden = if guard::applies(request.operation, &request.options) {
+        let live = guard::live_production(ctx.db, ctx.clients, request.runbook, request.operation)
+            .await
+            .map_err(|e| EngineError::GuardUnchecked(Box::new(e)))?;
+        if !live.is_empty() && !request.options.override_production_guard {
+            return Err(EngineError::ProductionGuard(guard::Refusal {
+                operation: request.operation,
+                instances: live,
+            }));
+        }
+        live
+    } else {
+        Vec::new()
+    };
     let (steps, inputs): (Vec<plan::PlannedStep>, Vec<serde_json::Value>) =
         steps.into_iter().unzip();
     let mut tx = ctx.db.begin().await?;
@@ -245,7 +269,36 @@ pub async fn start_planned_run(
         }),
     )
     .await?;
+    if !overridden.is_empty() {
+        store::events::append(
+            &mut tx,
+            &request.run_id,
+            now,
+            "production_guard_overridden",
+            &driver::operator(),
+            None,
+            &json!({
+                "flag": "--override-production-guard",
+                "instances": overridden,
+            }),
+        )
+        .await?;
+    }
     tx.commit().await?;
+    if !overridden.is_empty() {
+        ctx.progress.run_line(
+            now,
+            &format!(
+                "WARNING: --override-production-guard: this run may terminate {} live production recovery instance(s): {}",
+                overridden.len(),
+                overridden
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        );
+    }
     let info = RunInfo {
         id: request.run_id.to_string(),
         operation: request.operation,

@@ -49,6 +49,10 @@ pub struct RunOptions {
     /// Failback: a failback drill (A2 launched as a drill, no traffic moved, cleaned up).
     #[serde(default)]
     pub drill: bool,
+    /// `--override-production-guard`: start even though live non-drill recovery instances
+    /// would be replaced (the instances are recorded in the audit trail).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub override_production_guard: bool,
 }
 
 fn default_batch() -> usize {

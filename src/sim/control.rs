@@ -30,7 +30,11 @@ pub fn handle(sim: &Sim, req: &SimRequest) -> Reply {
                 Err(e) => return bad_request(format!("invalid faults body: {e}")),
             };
             let count = body.faults.len();
-            sim.with_state(|s| s.faults.extend(body.faults));
+            let mut faults = body.faults;
+            sim.with_state(|s| {
+                super::faults::stamp(&mut faults, s.clock.now());
+                s.faults.extend(faults)
+            });
             persist(sim);
             Reply::json(200, &json!({ "added": count }))
         }

@@ -18,10 +18,20 @@ pub enum Fault {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         count: Option<u64>,
     },
-    /// The server's launch fails (LAUNCH_FAILED, launchStatus FAILED).
-    LaunchFailure { source_server_id: String },
-    /// The server's conversion fails (CONVERSION_FAIL, launchStatus FAILED).
-    ConversionFailure { source_server_id: String },
+    /// The server's launch fails (LAUNCH_FAILED, launchStatus FAILED); with `attempts: N`
+    /// only its first N attempts fail, then DRS's own retry launches it.
+    LaunchFailure {
+        source_server_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempts: Option<u32>,
+    },
+    /// The server's conversion fails (CONVERSION_FAIL, launchStatus FAILED); with
+    /// `attempts: N` only its first N attempts fail, then DRS's own retry converts it.
+    ConversionFailure {
+        source_server_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempts: Option<u32>,
+    },
     /// The server never leaves its current phase, so its job never completes.
     StuckJob { source_server_id: String },
     /// Changes to this hosted zone stay PENDING.
@@ -35,6 +45,17 @@ pub enum Fault {
     AgentNotSeen {
         source_server_id: String,
         seconds_ago: u64,
+    },
+    /// The source region is down, from `since` (set to the simulated time the fault is posted
+    /// when absent): its agents stop (`lastSeenByServiceDateTime` frozen, lag growing,
+    /// DISCONNECTED with AGENT_NOT_SEEN once unseen for 5 minutes), no data newer than `since`
+    /// reaches the staging area, and every DRS, ELBv2 and EC2 call in that account and region
+    /// answers 503 ServiceUnavailable.
+    SourceOutage {
+        account_id: String,
+        region: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// The target (or every target of the group) turns unhealthy.
     UnhealthyTarget {
@@ -103,10 +124,18 @@ pub fn server_fault(faults: &[Fault], source_server_id: &str) -> ServerFaults {
         match fault {
             Fault::LaunchFailure {
                 source_server_id: s,
-            } if s == source_server_id => out.launch_failure = true,
+                attempts,
+            } if s == source_server_id => {
+                out.launch_failure = true;
+                out.launch_attempts = *attempts;
+            }
             Fault::ConversionFailure {
                 source_server_id: s,
-            } if s == source_server_id => out.conversion_failure = true,
+                attempts,
+            } if s == source_server_id => {
+                out.conversion_failure = true;
+                out.conversion_attempts = *attempts;
+            }
             Fault::StuckJob {
                 source_server_id: s,
             } if s == source_server_id => out.stuck = true,
@@ -139,12 +168,42 @@ pub fn server_health_faults(
     (lag, silent)
 }
 
+/// When the outage of this account and region began, if one is injected.
+pub fn outage_since(
+    faults: &[Fault],
+    account: &str,
+    region: &str,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    faults.iter().find_map(|f| match f {
+        Fault::SourceOutage {
+            account_id,
+            region: r,
+            since,
+        } if account_id == account && r == region => Some(since.unwrap_or_default()),
+        _ => None,
+    })
+}
+
+/// Starts the clock of the faults just posted: an outage without `since` begins now.
+pub fn stamp(faults: &mut [Fault], now: chrono::DateTime<chrono::Utc>) {
+    for fault in faults {
+        if let Fault::SourceOutage { since, .. } = fault
+            && since.is_none()
+        {
+            *since = Some(now);
+        }
+    }
+}
+
 /// The server-level faults active for one source server.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ServerFaults {
     pub launch_failure: bool,
     pub conversion_failure: bool,
     pub stuck: bool,
+    /// How many attempts fail before DRS's retry succeeds (`None`: the failure is final).
+    pub launch_attempts: Option<u32>,
+    pub conversion_attempts: Option<u32>,
 }
 
 /// Whether changes to the hosted zone never reach INSYNC.

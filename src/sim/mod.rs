@@ -357,6 +357,7 @@ fn dispatch(
     request_id: &str,
 ) -> Outcome {
     let service = caller.service.as_str();
+    state.stats.count_scope(&caller.account, &caller.region);
     let (service_name, operation) = match service {
         "drs" => ("drs", drs::operation_of(req)),
         "route53" => ("route53", route53::operation_of(req)),
@@ -378,6 +379,21 @@ fn dispatch(
         }
     };
     state.stats.count(service_name, &operation);
+
+    // A region that is down answers nothing (source_outage): DRS, ELBv2 and EC2 are regional.
+    if matches!(service_name, "drs" | "elbv2" | "ec2")
+        && faults::outage_since(&state.faults, &caller.account, &caller.region).is_some()
+    {
+        let message = format!(
+            "Service unavailable: {service_name} in {} is down (simulated source_outage)",
+            caller.region
+        );
+        let reply = match service_name {
+            "drs" => drs::error_reply("ServiceUnavailable", &message, request_id),
+            _ => elbv2::error_reply("ServiceUnavailable", &message, request_id),
+        };
+        return Outcome::read(reply);
+    }
 
     if let Some(error) =
         faults::take_api_error(&mut state.faults, service_name, &operation, &mut state.rng)

@@ -20,6 +20,10 @@ pub struct Mutation {
 pub struct Stats {
     pub calls: BTreeMap<String, u64>,
     pub mutations: Vec<Mutation>,
+    /// Every call counted by `"<account>/<region>"` of its signature (refused ones included):
+    /// whether a run called a region that is down.
+    #[serde(default)]
+    pub scopes: BTreeMap<String, u64>,
 }
 
 impl Stats {
@@ -27,6 +31,13 @@ impl Stats {
         *self
             .calls
             .entry(format!("{service}:{operation}"))
+            .or_default() += 1;
+    }
+
+    pub fn count_scope(&mut self, account: &str, region: &str) {
+        *self
+            .scopes
+            .entry(format!("{account}/{region}"))
             .or_default() += 1;
     }
 

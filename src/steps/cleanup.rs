@@ -13,7 +13,7 @@ use super::validate::ValidateOutput;
 use super::{Halt, StepCtx, StepFailure};
 use crate::aws::SideClients;
 use crate::aws::elbv2::Target;
-use crate::run::call::{Call, Found, How};
+use crate::run::call::{Call, CallError, Found, How};
 use crate::run::clock::Backoff;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -219,47 +219,92 @@ async fn drill_targets_left(
 }
 
 /// Intent -> TerminateRecoveryInstances -> effect on one side (`what` names the instances in
-/// messages and keys: `drill`, `B2`, `A3`). Not idempotent: a call recorded as done is never
-/// sent again, and an open intent is reconciled by looking at the instances (terminating or
-/// gone means the call took effect).
+/// messages and keys: `drill`, `B2`, `A3`), in calls of at most
+/// [`MAX_SERVERS_PER_JOB`](crate::aws::drs::MAX_SERVERS_PER_JOB) instances: each call makes one
+/// job, a job holds at most 100 source servers, and the ID list takes at most 200 (API model).
+/// The first call keeps the key `terminate/<what>` (a run started before the split resumes as
+/// it was), the next ones `terminate/<what>/part-<n>`. Returns the jobs' IDs, comma-separated.
+///
+/// Not idempotent: a call recorded as done is never sent again, and an open intent is
+/// reconciled by looking at its instances (terminating or gone means the call took effect).
+/// A call refused by the account's job quota (500 servers in active jobs, 20 jobs) had no
+/// effect: it waits for other jobs to end and is tried again.
 pub(crate) async fn terminate(
     ctx: &mut StepCtx<'_>,
     side: &SideClients,
     what: &str,
     instances: &[String],
 ) -> Result<String, Halt> {
+    let mut jobs = Vec::new();
+    for (part, chunk) in instances
+        .chunks(crate::aws::drs::MAX_SERVERS_PER_JOB)
+        .enumerate()
+    {
+        let name = if part == 0 {
+            format!("terminate/{what}")
+        } else {
+            format!("terminate/{what}/part-{part}")
+        };
+        jobs.push(terminate_one(ctx, side, what, &name, chunk).await?);
+    }
+    Ok(jobs.join(", "))
+}
+
+async fn terminate_one(
+    ctx: &mut StepCtx<'_>,
+    side: &SideClients,
+    what: &str,
+    name: &str,
+    instances: &[String],
+) -> Result<String, Halt> {
     let call = Call::on(
         side,
-        format!("terminate/{what}"),
+        name,
         "drs:TerminateRecoveryInstances",
         serde_json::json!({ "recoveryInstanceIDs": instances }),
     );
-    let outcome = ctx
-        .call(
-            &call,
-            async |ctx: &mut StepCtx<'_>| {
-                let found =
-                    super::retry::read(ctx, || side.recovery_instances_by_id(instances)).await?;
-                let untouched = found.iter().any(|i| {
-                    matches!(
-                        i.ec2_state.as_deref(),
-                        Some("RUNNING" | "PENDING" | "STOPPED")
-                    )
-                });
-                Ok(if untouched {
-                    Found::Resend
-                } else {
-                    Found::TookEffect(
-                        serde_json::json!({ "found_by": "DescribeRecoveryInstances" }),
-                    )
-                })
-            },
-            async || {
-                let called = side.terminate_recovery_instances(instances).await?;
-                Ok(called.map(|job| serde_json::to_value(&job).unwrap_or_default()))
-            },
-        )
-        .await?;
+    let mut quota_waits = 0;
+    let outcome = loop {
+        let result = ctx
+            .call(
+                &call,
+                async |ctx: &mut StepCtx<'_>| {
+                    let found =
+                        super::retry::read(ctx, || side.recovery_instances_by_id(instances))
+                            .await?;
+                    let untouched = found.iter().any(|i| {
+                        matches!(
+                            i.ec2_state.as_deref(),
+                            Some("RUNNING" | "PENDING" | "STOPPED")
+                        )
+                    });
+                    Ok(if untouched {
+                        Found::Resend
+                    } else {
+                        Found::TookEffect(
+                            serde_json::json!({ "found_by": "DescribeRecoveryInstances" }),
+                        )
+                    })
+                },
+                async || {
+                    let called = side.terminate_recovery_instances(instances).await?;
+                    Ok(called.map(|job| serde_json::to_value(&job).unwrap_or_default()))
+                },
+            )
+            .await;
+        match result {
+            Ok(outcome) => break outcome,
+            Err(CallError::Aws { error, .. })
+                if error.code.as_deref() == Some("ServiceQuotaExceededException")
+                    && quota_waits < 30 =>
+            {
+                quota_waits += 1;
+                ctx.say("DRS job quota reached by other jobs in the account; waiting 60 s before terminating the next instances");
+                ctx.pause(Duration::from_secs(60)).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let job_id = outcome.response["id"]
         .as_str()
         .filter(|id| !id.is_empty())

@@ -9,7 +9,17 @@ use crate::run::Mode;
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PreflightOutput {
     pub checks: Vec<Check>,
+    /// Unplanned failover: the data expected to be lost (now minus the oldest last-replicated
+    /// time of the servers), reported before any approval gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_data_loss_seconds: Option<u64>,
 }
+
+/// The hint of a planned failover whose source does not answer.
+const UNPLANNED_HINT: &str = "the source looks unreachable: if its region is down, fail over with `--mode unplanned` (replication state and lag become warnings, and the expected data loss is reported)";
+
+/// An agent unseen this long means its source is not replicating (DRS marks it DISCONNECTED).
+const AGENT_UNSEEN: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Check {
@@ -50,7 +60,7 @@ fn warn(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<Strin
 
 pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let mut checks = Vec::new();
-    check_servers(ctx, &mut checks).await?;
+    let expected_data_loss_seconds = check_servers(ctx, &mut checks).await?;
     check_selections(ctx, &mut checks).await?;
     check_dns(ctx, &mut checks).await?;
     check_target_groups(ctx, &mut checks).await?;
@@ -89,7 +99,11 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
                 .join("; "),
         )
     });
-    ctx.save(&PreflightOutput { checks }).await?;
+    ctx.save(&PreflightOutput {
+        checks,
+        expected_data_loss_seconds,
+    })
+    .await?;
     match failure {
         Some(f) => Err(Halt::Failed(f)),
         None => Ok(()),
@@ -148,7 +162,12 @@ async fn check_selections(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Res
     Ok(())
 }
 
-async fn check_servers(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(), Halt> {
+/// Replication state and lag of every server (warnings in an unplanned failover, with the
+/// expected data loss returned), and the snapshot at `--point-in-time`.
+async fn check_servers(
+    ctx: &mut StepCtx<'_>,
+    checks: &mut Vec<Check>,
+) -> Result<Option<u64>, Halt> {
     let wanted: Vec<String> = ctx
         .runbook
         .waves
@@ -160,10 +179,15 @@ async fn check_servers(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result
         Ok(s) => s,
         Err(e) => {
             checks.push(fail("drs:source servers", e.summary(), e.hint.clone()));
-            return Ok(());
+            return Ok(None);
         }
     };
     let rpo = ctx.runbook.rpo();
+    let now = ctx.clock.now();
+    // An unplanned failover goes on with whatever replicated last: state and lag are warnings.
+    let unplanned = ctx.run.operation == crate::run::Operation::Failover
+        && ctx.run.options.mode == Mode::Unplanned;
+    let mut oldest_data: Option<chrono::DateTime<chrono::Utc>> = None;
     for id in &wanted {
         let name = format!("drs:{id}");
         let Some(server) = servers.iter().find(|s| &s.id == id) else {
@@ -178,32 +202,71 @@ async fn check_servers(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result
             .replication_state
             .clone()
             .unwrap_or_else(|| "unknown".into());
-        if state != "CONTINUOUS" {
-            checks.push(fail(
-                name.clone(),
-                format!("replication is {state}, not CONTINUOUS"),
-                "fix replication first (agent seen? staging network reachable? see the DRS console's data replication status)",
-            ));
-            continue;
-        }
         let lag = server
             .lag
             .as_deref()
             .and_then(parse_iso_duration)
             .unwrap_or_default();
-        match rpo {
-            Some(rpo) if lag > rpo => checks.push(fail(
+        let seen = server.last_seen.as_deref().and_then(crate::aws::parse_time);
+        let unseen = seen
+            .map(|t| (now - t).to_std().unwrap_or_default())
+            .unwrap_or_default();
+        // The data in the staging area is as of the last replication: now minus the lag.
+        let data_at = now - chrono::Duration::from_std(lag).unwrap_or_default();
+        oldest_data = Some(oldest_data.map_or(data_at, |o| o.min(data_at)));
+        let problem = if state != "CONTINUOUS" {
+            Some(format!("replication is {state}, not CONTINUOUS"))
+        } else if rpo.is_some_and(|rpo| lag > rpo) {
+            Some(format!(
+                "replication lag {}s exceeds the RPO objective {}s",
+                lag.as_secs(),
+                rpo.map(|r| r.as_secs()).unwrap_or_default()
+            ))
+        } else if unseen > AGENT_UNSEEN {
+            Some(format!("its agent was last seen {}s ago", unseen.as_secs()))
+        } else {
+            None
+        };
+        let source_down = state == "DISCONNECTED" || state == "STALLED" || unseen > AGENT_UNSEEN;
+        match problem {
+            None => checks.push(pass(name, format!("CONTINUOUS, lag {}s", lag.as_secs()))),
+            Some(problem) if unplanned => checks.push(warn(
                 name,
                 format!(
-                    "replication lag {}s exceeds the RPO objective {}s",
-                    lag.as_secs(),
-                    rpo.as_secs()
+                    "{problem}; recovering the data replicated up to {} (about {}s of data lost)",
+                    data_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    lag.as_secs()
                 ),
-                "wait for replication to catch up, or accept a larger RPO with --point-in-time",
+                "none: an unplanned failover recovers what was replicated last",
             )),
-            _ => checks.push(pass(name, format!("CONTINUOUS, lag {}s", lag.as_secs()))),
+            Some(problem) if source_down => checks.push(fail(name, problem, UNPLANNED_HINT)),
+            Some(problem) if state != "CONTINUOUS" => checks.push(fail(
+                name,
+                problem,
+                "fix replication first (agent seen? staging network reachable? see the DRS console's data replication status)",
+            )),
+            Some(problem) => checks.push(fail(
+                name,
+                problem,
+                "wait for replication to catch up; if the source is down, fail over with `--mode unplanned`",
+            )),
         }
     }
+    let expected = if unplanned {
+        let loss = oldest_data
+            .map(|t| (now - t).num_seconds().max(0) as u64)
+            .unwrap_or_default();
+        ctx.say(format!(
+            "unplanned failover: expected data loss up to {}s (the oldest data replicated is from {})",
+            loss,
+            oldest_data
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_else(|| "unknown".into())
+        ));
+        Some(loss)
+    } else {
+        None
+    };
     if let Some(pit) = ctx.run.options.point_in_time {
         for id in &wanted {
             match target.snapshot_at_or_before(id, pit).await {
@@ -224,7 +287,7 @@ async fn check_servers(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result
             }
         }
     }
-    Ok(())
+    Ok(expected)
 }
 
 async fn check_dns(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(), Halt> {
@@ -281,11 +344,17 @@ async fn check_target_groups(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> 
             (None, true) => continue,
             (_, false) => vec![(&ctx.clients.target, lb.target_group_arn.clone())],
         };
-        if !drill
-            && ctx.run.options.mode == Mode::Planned
-            && let Some(failback) = &lb.failback_target_group_arn
-        {
-            groups.push((&ctx.clients.source, failback.clone()));
+        if !drill && let Some(failback) = &lb.failback_target_group_arn {
+            if ctx.run.options.mode == Mode::Planned {
+                groups.push((&ctx.clients.source, failback.clone()));
+            } else {
+                // Unplanned: the source region is never called.
+                checks.push(warn(
+                    format!("elbv2:{}", failback.rsplit(':').next().unwrap_or(failback)),
+                    "not checked: source unavailable (--mode unplanned never calls the source region)",
+                    "none",
+                ));
+            }
         }
         for (clients, arn) in groups {
             let name = format!("elbv2:{}", arn.rsplit(':').next().unwrap_or(&arn));

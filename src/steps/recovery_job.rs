@@ -244,6 +244,26 @@ async fn start_batch(
                 ctx.say("DRS job quota reached by other jobs in the account; waiting 60 s");
                 ctx.pause(Duration::from_secs(60)).await?;
             }
+            // A re-sent StartRecovery (an earlier attempt's outcome was unknown and its job not
+            // listed yet) refused because the servers are "being processed by a Job": most
+            // likely that earlier attempt's own job. Its tag says; adopt it rather than fail.
+            Err(CallError::Aws { error, attempt })
+                if attempt > 1 && error.code.as_deref() == Some("ConflictException") =>
+            {
+                for _ in 0..6 {
+                    ctx.pause(Duration::from_secs(10)).await?;
+                    if let Some(job_id) = find_batch_job(ctx, index).await? {
+                        ctx.say(format!(
+                            "StartRecovery of batch {index} was refused as a conflict, but the job {job_id} of its earlier attempt exists: adopted"
+                        ));
+                        if let Some(reservation) = reservation.take() {
+                            reservation.bind(&job_id);
+                        }
+                        return Ok((job_id, How::Reconciled));
+                    }
+                }
+                return Err(error.into());
+            }
             Err(e) => return Err(e.into()),
         }
     }

@@ -44,7 +44,11 @@ where
                         e.code.as_deref().unwrap_or(&e.message)
                     ));
                 }
-                ctx.pause(backoff(attempt)).await?;
+                // Never sooner than the service's `Retry-After`.
+                let wait = backoff(attempt).max(std::time::Duration::from_secs(
+                    e.retry_after_seconds.unwrap_or_default(),
+                ));
+                ctx.pause(wait).await?;
             }
             Err(e) if e.retryable => return Err(Halt::Failed(exhausted(e, attempt))),
             Err(e) => return Err(e.into()),

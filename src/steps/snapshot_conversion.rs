@@ -1,6 +1,17 @@
 //! `snapshot_conversion:<wave>`: follows the wave's jobs' log items (SNAPSHOT_*,
 //! USING_PREVIOUS_SNAPSHOT, CONVERSION_*) until every server's data is converted, and records
 //! each server's data timestamp (for the RPO). Read-only: polls once per job, not per server.
+//!
+//! DRS's semantics, not a stricter reading of the log:
+//! - a failed phase that DRS retries (`attemptCount` < `maxAttemptsCount`) is recorded, not
+//!   final; a later CONVERSION_END clears a failure;
+//! - `recoveryMode: FAST` skips conversion: a LAUNCH_START with no conversion settles the
+//!   server with its snapshot's time;
+//! - once the job ends, each server's `launchStatus` (DescribeJobs) is the authority: LAUNCHED
+//!   passes whatever the log said, FAILED fails;
+//! - events the engine does not know are kept in the output, never fatal;
+//! - the step has a deadline ([`DEADLINE`], from its current attempt): a stuck job fails it
+//!   naming the job, and `retry` continues from what was recorded.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -13,7 +24,32 @@ use crate::run::clock::Backoff;
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ConversionOutput {
     pub servers: BTreeMap<String, ServerConversion>,
+    /// The step attempt the deadline counts from, and when it began (engine clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_since: Option<(i64, String)>,
 }
+
+/// How long the step waits for its jobs' conversions before it fails as stuck. DRS converts a
+/// server in minutes (2–6 in the simulator); hours mean a stuck job.
+pub const DEADLINE: Duration = Duration::from_secs(2 * 60 * 60);
+
+/// The log events this step interprets (the rest are kept as `other_events`).
+const KNOWN_EVENTS: [&str; 14] = [
+    "JOB_START",
+    "JOB_END",
+    "CLEANUP_START",
+    "CLEANUP_END",
+    "SNAPSHOT_START",
+    "SNAPSHOT_END",
+    "USING_PREVIOUS_SNAPSHOT",
+    "CONVERSION_START",
+    "CONVERSION_END",
+    "LAUNCH_START",
+    "SNAPSHOT_FAIL",
+    "USING_PREVIOUS_SNAPSHOT_FAILED",
+    "CONVERSION_FAIL",
+    "LAUNCH_FAILED",
+];
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ServerConversion {
@@ -26,6 +62,15 @@ pub struct ServerConversion {
     /// The point in time the recovered data is from (conversionProperties.dataTimestamp).
     pub data_timestamp: Option<String>,
     pub failed: Option<ServerError>,
+    /// Failed attempts DRS retried (event and attempt), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retried: Vec<String>,
+    /// Log events the engine does not interpret, kept as DRS sent them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_events: Vec<String>,
+    /// The job's `launchStatus` for the server once the job ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_status: Option<String>,
 }
 
 /// A server that failed, with the job log event that said so.
@@ -38,7 +83,9 @@ pub struct ServerError {
 
 impl ServerConversion {
     fn settled(&self) -> bool {
-        self.data_timestamp.is_some() || self.failed.is_some()
+        self.data_timestamp.is_some()
+            || self.failed.is_some()
+            || self.launch_status.as_deref() == Some("LAUNCHED")
     }
 }
 
@@ -65,6 +112,18 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         }
     }
     let total = out.servers.len();
+    // The deadline counts from this attempt's start: a `retry` gets a fresh one.
+    let since = match &out.waiting_since {
+        Some((attempt, at)) if *attempt == ctx.step.attempt => {
+            crate::aws::parse_time(at).unwrap_or_else(|| ctx.clock.now())
+        }
+        _ => {
+            let now = ctx.clock.now();
+            out.waiting_since = Some((ctx.step.attempt, now.to_rfc3339()));
+            ctx.save(&out).await?;
+            now
+        }
+    };
     let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(10));
     loop {
         let mut changed = false;
@@ -80,6 +139,10 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
                     continue;
                 };
                 let before = state.clone();
+                let retried = item
+                    .attempt_count
+                    .zip(item.max_attempts_count)
+                    .is_some_and(|(n, max)| n < max);
                 match item.event.as_str() {
                     "SNAPSHOT_END" => {
                         state.snapshot = Some("on_demand".into());
@@ -96,6 +159,27 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
                             .data_timestamp
                             .clone()
                             .or_else(|| state.snapshot_at.clone());
+                        // A retried conversion that succeeded: the earlier failure was not final.
+                        state.failed = None;
+                    }
+                    // FAST recovery mode skips conversion: launched from the snapshot as is.
+                    "LAUNCH_START"
+                        if state.data_timestamp.is_none()
+                            && state.failed.is_none()
+                            && state.conversion_started_at.is_none() =>
+                    {
+                        state.data_timestamp = state.snapshot_at.clone().or(item.at.clone());
+                    }
+                    event if FAILURE_EVENTS.contains(&event) && retried => {
+                        let seen = format!(
+                            "{event} attempt {}/{} at {}",
+                            item.attempt_count.unwrap_or_default(),
+                            item.max_attempts_count.unwrap_or_default(),
+                            item.at.as_deref().unwrap_or("?")
+                        );
+                        if !state.retried.contains(&seen) {
+                            state.retried.push(seen);
+                        }
                     }
                     event if FAILURE_EVENTS.contains(&event) && state.data_timestamp.is_none() => {
                         state.failed = Some(ServerError {
@@ -104,21 +188,65 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
                             at: item.at.clone(),
                         });
                     }
+                    event
+                        if !KNOWN_EVENTS.contains(&event)
+                            && !state.other_events.iter().any(|e| e == event) =>
+                    {
+                        state.other_events.push(event.to_string());
+                    }
                     _ => {}
                 }
                 changed |= *state != before;
             }
-            if job_ended {
-                // The job is over: a server with no conversion by now never will have one.
-                for state in out
-                    .servers
-                    .values_mut()
-                    .filter(|s| s.job_id == job_id && !s.settled())
-                {
-                    state.failed = Some(ServerError {
-                        event: "JOB_END".into(),
-                        raw_error: Some("the job ended without converting this server".into()),
-                        at: None,
+            let undecided = out
+                .servers
+                .values()
+                .any(|s| s.job_id == job_id && s.launch_status.is_none());
+            if job_ended && undecided {
+                // The job is over: each server's launchStatus is the authority.
+                let ids = [job_id.clone()];
+                let described = super::retry::read(ctx, || side.describe_jobs(&ids)).await?;
+                let statuses: BTreeMap<String, String> = described
+                    .iter()
+                    .flat_map(|j| j.servers.iter())
+                    .map(|s| {
+                        (
+                            s.source_server_id.clone(),
+                            s.launch_status.clone().unwrap_or_default(),
+                        )
+                    })
+                    .collect();
+                for (server, state) in out.servers.iter_mut().filter(|(_, s)| s.job_id == job_id) {
+                    let status = statuses.get(server).cloned().unwrap_or_default();
+                    match status.as_str() {
+                        "LAUNCHED" => {
+                            state.failed = None;
+                            if state.data_timestamp.is_none() {
+                                state.data_timestamp = state.snapshot_at.clone();
+                            }
+                        }
+                        // A server converted and then not launched is the launch step's to
+                        // report (LAUNCH_FAILED there); one never converted fails here.
+                        _ if !state.settled() => {
+                            state.failed = Some(ServerError {
+                                event: "JOB_END".into(),
+                                raw_error: Some(format!(
+                                    "the job ended with launchStatus {} for this server",
+                                    if status.is_empty() {
+                                        "unknown"
+                                    } else {
+                                        &status
+                                    }
+                                )),
+                                at: None,
+                            });
+                        }
+                        _ => {}
+                    }
+                    state.launch_status = Some(if status.is_empty() {
+                        "UNKNOWN".into()
+                    } else {
+                        status
                     });
                     changed = true;
                 }
@@ -140,6 +268,26 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         }
         if settled == total {
             break;
+        }
+        let waited = (ctx.clock.now() - since).to_std().unwrap_or_default();
+        if waited > DEADLINE {
+            let stuck: Vec<String> = out
+                .servers
+                .iter()
+                .filter(|(_, s)| !s.settled())
+                .map(|(server, s)| format!("{server} (job {})", s.job_id))
+                .collect();
+            return Err(Halt::Failed(StepFailure::new(
+                format!(
+                    "the conversion did not finish within {} minutes: {}",
+                    DEADLINE.as_secs() / 60,
+                    stuck.join(", ")
+                ),
+                format!(
+                    "the job looks stuck: check it in the DRS console (DescribeJobLogItems); once it moves again, `drs-runbook retry {} --step {}` continues from what was recorded",
+                    ctx.run.id, ctx.step.key
+                ),
+            )));
         }
         let interval = backoff.next_interval();
         ctx.pause(interval).await?;

@@ -301,6 +301,30 @@ pub async fn for_run(
         .map_err(|source| StoreError::query(source, format!("list the effects of run {run_id}")))
 }
 
+/// The completed effects of `operation` whose response mentions `needle` (a job ID, an instance
+/// ID), oldest first: which run made a resource, for messages such as the production guard's.
+/// A scan of the table, on purpose: it runs once per refused run, never in a loop.
+pub async fn mentioning(
+    conn: &mut SqliteConnection,
+    operation: &str,
+    needle: &str,
+) -> Result<Vec<Effect>, StoreError> {
+    sqlx::query_as(
+        r#"SELECT * FROM effects WHERE operation = ?1 AND state IN ('done', 'reconciled')
+           AND response IS NOT NULL AND instr(response, ?2) > 0 ORDER BY id"#,
+    )
+    .bind(operation)
+    .bind(needle)
+    .fetch_all(conn)
+    .await
+    .map_err(|source| {
+        StoreError::query(
+            source,
+            format!("find the {operation} effects naming {needle}"),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
@@ -507,6 +531,49 @@ mod tests {
         assert_eq!(
             err.as_database_error().map(|e| e.kind()),
             Some(sqlx::error::ErrorKind::CheckViolation)
+        );
+    }
+    #[tokio::test]
+    async fn mentioning_finds_the_run_whose_response_names_a_job() {
+        let (_dir, db) = temp_db().await;
+        let run_id = run_with_steps(&db).await;
+        let mut conn = db.pool().acquire().await.unwrap();
+        let id = begin(&mut conn, &run_id, &start_recovery(&run_id, 1), at(1))
+            .await
+            .unwrap();
+        let open = begin(&mut conn, &run_id, &start_recovery(&run_id, 2), at(1))
+            .await
+            .unwrap();
+        complete(
+            &mut conn,
+            id,
+            &json!({"id": "drsjob-0123456789abcdef0"}),
+            None,
+            at(2),
+        )
+        .await
+        .unwrap();
+        let found = mentioning(&mut conn, "drs:StartRecovery", "drsjob-0123456789abcdef0")
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].id, &found[0].run_id), (id, &run_id));
+        assert_ne!(found[0].id, open);
+        assert!(
+            mentioning(&mut conn, "drs:StartRecovery", "drsjob-ffffffffffffffff0")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            mentioning(
+                &mut conn,
+                "drs:TerminateRecoveryInstances",
+                "drsjob-0123456789abcdef0"
+            )
+            .await
+            .unwrap()
+            .is_empty()
         );
     }
 }

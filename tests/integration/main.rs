@@ -6,6 +6,7 @@ mod support;
 mod audit_report;
 mod budget;
 mod crash;
+mod disaster;
 mod doctor;
 mod drill_target_group;
 mod engine;

@@ -75,6 +75,8 @@ pub(super) fn start_recovery(
         .source_servers
         .ok_or_else(|| DrsError::field("sourceServers", "is required"))?;
     check_count("sourceServers", requested.len(), 1, 200)?;
+    // A job holds at most 100 servers, whatever they are: refused before any is looked up.
+    check_job_size(requested.len())?;
     let tags = input.tags.unwrap_or_default();
     check_tags(&tags)?;
     let mut wanted: Vec<(String, Option<String>)> = Vec::with_capacity(requested.len());
@@ -114,7 +116,7 @@ pub(super) fn start_recovery(
         let data_timestamp = match pit {
             None => None,
             Some(pit) => Some(
-                snapshots::find(server, pit, ctx.now)
+                snapshots::find(server, pit, ctx.now, ctx.faults)
                     .ok_or_else(|| {
                         DrsError::field(
                             &format!("sourceServers[{i}].recoverySnapshotID"),
@@ -146,6 +148,7 @@ pub(super) fn start_recovery(
             snapshot_id: pit,
             data_timestamp,
             cleanup_instance_id: None,
+            failed_attempts: 0,
         })
         .collect();
     for server in &servers {
@@ -210,19 +213,25 @@ fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), DrsError> {
     Ok(())
 }
 
-/// The job quotas, then the one-active-job-per-server rule.
-fn check_quotas_and_conflicts(drs: &DrsRegion, server_ids: &[&str]) -> Result<(), DrsError> {
-    if server_ids.len() > MAX_SERVERS_PER_JOB {
+/// The quota "Max source servers in a single Job" (reference/drs-api.md section 3), for every
+/// job type (LAUNCH and TERMINATE alike).
+fn check_job_size(servers: usize) -> Result<(), DrsError> {
+    if servers > MAX_SERVERS_PER_JOB {
         return Err(DrsError::QuotaExceeded {
             message: format!(
-                "Cannot start a job for {} source servers: the quota 'Max source servers in a \
-                 single Job' is {MAX_SERVERS_PER_JOB}. Split the servers into several calls.",
-                server_ids.len()
+                "Cannot start a job for {servers} source servers: the quota 'Max source servers in a \
+                 single Job' is {MAX_SERVERS_PER_JOB}. Split the servers into several calls."
             ),
             quota_code: "L-B827C881",
             resource_type: "SOURCE_SERVER",
         });
     }
+    Ok(())
+}
+
+/// The job quotas, then the one-active-job-per-server rule.
+fn check_quotas_and_conflicts(drs: &DrsRegion, server_ids: &[&str]) -> Result<(), DrsError> {
+    check_job_size(server_ids.len())?;
     let active: Vec<&Job> = drs.active_jobs().collect();
     if active.len() >= MAX_CONCURRENT_JOBS {
         return Err(DrsError::QuotaExceeded {
@@ -279,6 +288,8 @@ pub(super) fn terminate_recovery_instances(
         .recovery_instance_ids
         .ok_or_else(|| DrsError::field("recoveryInstanceIDs", "is required"))?;
     check_count("recoveryInstanceIDs", ids.len(), 1, 200)?;
+    // The TERMINATE job holds the instances' servers: at most 100, as every job.
+    check_job_size(ids.len())?;
     let mut seen = HashSet::new();
     for id in &ids {
         check_instance_id("recoveryInstanceIDs", id)?;
@@ -333,6 +344,7 @@ pub(super) fn terminate_recovery_instances(
                 snapshot_id: None,
                 data_timestamp: None,
                 cleanup_instance_id: None,
+                failed_attempts: 0,
             })
             .collect(),
         log: Vec::new(),
@@ -580,6 +592,7 @@ pub fn advance(world: &mut World, now: DateTime<Utc>, faults: &[Fault]) {
 }
 
 fn advance_job(job: &mut Job, fx: &mut Effects<'_>, now: DateTime<Utc>, faults: &[Fault]) {
+    let all_faults = faults;
     let mut changed = false;
     if job.status == JobStatus::Pending {
         let start = job.created_at + Duration::seconds(jitter(&[&job.id, "start"], 5, 15));
@@ -595,7 +608,15 @@ fn advance_job(job: &mut Job, fx: &mut Effects<'_>, now: DateTime<Utc>, faults: 
             if at > now || faults.stuck {
                 break;
             }
+            if retried_failure(job, i, at, step, faults) {
+                changed = true;
+                continue;
+            }
+            let faults = past_retried_failures(&job.servers[i], faults);
             apply(job, i, at, step, faults, fx);
+            if step == Step::SnapshotStart {
+                clamp_to_outage(job, i, fx, all_faults);
+            }
             changed = true;
         }
     }
@@ -616,12 +637,94 @@ fn advance_job(job: &mut Job, fx: &mut Effects<'_>, now: DateTime<Utc>, faults: 
     }
 }
 
+/// `conversion_failure` / `launch_failure` with `attempts: N`: the first N attempts of the
+/// phase fail with CONVERSION_FAIL / LAUNCH_FAILED carrying `attemptCount` and
+/// `maxAttemptsCount` ("the maximum number of retries that will be attempted if this operation
+/// failed", API model `JobLogEventData`), and DRS tries the phase again; the N+1-th succeeds.
+/// Returns whether it handled the step (then `apply` must not).
+fn retried_failure(
+    job: &mut Job,
+    index: usize,
+    at: DateTime<Utc>,
+    step: Step,
+    faults: ServerFaults,
+) -> bool {
+    let (attempts, event, retry_from) = match step {
+        Step::ConversionEnd if faults.conversion_failure => (
+            faults.conversion_attempts,
+            LogEvent::ConversionFail,
+            Phase::SnapshotReady,
+        ),
+        Step::LaunchStart if faults.launch_failure => (
+            faults.launch_attempts,
+            LogEvent::LaunchFailed,
+            Phase::Converted,
+        ),
+        _ => return false,
+    };
+    let server = &mut job.servers[index];
+    let Some(attempts) = attempts else {
+        return false;
+    };
+    if server.failed_attempts >= attempts {
+        // Every failing attempt is spent: this one goes through as without a fault.
+        return false;
+    }
+    server.failed_attempts += 1;
+    server.phase = retry_from;
+    server.phase_at = at;
+    let attempt = (server.failed_attempts, attempts + 1);
+    job.log.push(LogItem {
+        at,
+        event,
+        server: Some(index),
+        attempt: Some(attempt),
+    });
+    true
+}
+
+/// A failure fault with `attempts` whose failing attempts are spent no longer fails the phase.
+fn past_retried_failures(server: &JobServer, mut faults: ServerFaults) -> ServerFaults {
+    if faults
+        .conversion_attempts
+        .is_some_and(|n| server.failed_attempts >= n)
+    {
+        faults.conversion_failure = false;
+    }
+    if faults
+        .launch_attempts
+        .is_some_and(|n| server.failed_attempts >= n)
+    {
+        faults.launch_failure = false;
+    }
+    faults
+}
+
+/// `source_outage`: an on-demand snapshot taken while the origin is down holds the staging
+/// area's data, which stopped at the outage: its data timestamp is the outage's start.
+fn clamp_to_outage(job: &mut Job, index: usize, fx: &Effects<'_>, faults: &[Fault]) {
+    let server = &mut job.servers[index];
+    let Some(origin) = fx
+        .source_servers
+        .get(&server.source_server_id)
+        .map(|s| &s.origin)
+    else {
+        return;
+    };
+    if let Some(since) = crate::sim::faults::outage_since(faults, &origin.account, &origin.region)
+        && server.data_timestamp.is_some_and(|t| t > since)
+    {
+        server.data_timestamp = Some(since);
+    }
+}
+
 fn start_job(job: &mut Job, fx: &mut Effects<'_>, at: DateTime<Utc>) {
     job.status = JobStatus::Started;
     job.log.push(LogItem {
         at,
         event: LogEvent::JobStart,
         server: None,
+        attempt: None,
     });
     for s in &mut job.servers {
         s.phase = Phase::Started;
@@ -750,6 +853,7 @@ fn apply(
             at,
             event,
             server: Some(index),
+            attempt: None,
         });
     }
 }
@@ -775,6 +879,7 @@ fn finish_job(job: &mut Job, fx: &mut Effects<'_>, at: DateTime<Utc>) {
         at,
         event: LogEvent::JobEnd,
         server: None,
+        attempt: None,
     });
     job.status = JobStatus::Completed;
     job.ended_at = Some(at);

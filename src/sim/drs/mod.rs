@@ -181,6 +181,8 @@ fn status_of(code: &str) -> u16 {
         "ConflictException" => 409,
         "ThrottlingException" => 429,
         "InternalServerException" => 500,
+        // Not a modeled DRS error: what any AWS endpoint of a region that is down answers.
+        "ServiceUnavailable" => 503,
         _ => 400,
     }
 }

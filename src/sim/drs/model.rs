@@ -253,6 +253,13 @@ pub struct JobServer {
     /// A previous recovery instance of this source server, cleaned up before the launch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cleanup_instance_id: Option<String>,
+    /// Failed attempts of the current phase (conversion or launch) that DRS retried.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_attempts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One job log item; its `eventData` is derived from the job when read.
@@ -263,6 +270,9 @@ pub struct LogItem {
     /// The index of the server in `Job::servers` (none for JOB_START/JOB_END).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<usize>,
+    /// A retried failure: (`attemptCount`, `maxAttemptsCount`) of its `eventData`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<(u32, u32)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

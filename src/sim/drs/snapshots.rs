@@ -62,9 +62,30 @@ pub fn of_server(server: &SourceServer, now: DateTime<Utc>) -> Vec<Snapshot> {
         .collect()
 }
 
+/// The snapshots of a server at `now` given the faults: a `source_outage` of its origin stops
+/// its replication, so no snapshot is taken after the outage began.
+pub fn of_server_under(
+    server: &SourceServer,
+    now: DateTime<Utc>,
+    faults: &[crate::sim::Fault],
+) -> Vec<Snapshot> {
+    let outage =
+        crate::sim::faults::outage_since(faults, &server.origin.account, &server.origin.region);
+    let mut snapshots = of_server(server, now);
+    if let Some(since) = outage {
+        snapshots.retain(|s| s.taken <= since);
+    }
+    snapshots
+}
+
 /// The snapshot `snapshot_id` of a server, if it exists at `now`.
-pub fn find(server: &SourceServer, snapshot_id: &str, now: DateTime<Utc>) -> Option<Snapshot> {
-    of_server(server, now)
+pub fn find(
+    server: &SourceServer,
+    snapshot_id: &str,
+    now: DateTime<Utc>,
+    faults: &[crate::sim::Fault],
+) -> Option<Snapshot> {
+    of_server_under(server, now, faults)
         .into_iter()
         .find(|s| s.id == snapshot_id)
 }
@@ -133,7 +154,7 @@ pub(super) fn describe(ctx: &mut Ctx<'_>, scope: &Scope, body: Value) -> Result<
                 ),
             )
         })?;
-    let mut snapshots: Vec<Snapshot> = of_server(server, ctx.now)
+    let mut snapshots: Vec<Snapshot> = of_server_under(server, ctx.now, ctx.faults)
         .into_iter()
         .filter(|s| from.is_none_or(|f| s.taken >= f) && to.is_none_or(|t| s.taken <= t))
         .collect();
@@ -199,7 +220,7 @@ mod tests {
                 .all(|p| p.id.len() == 21 && p.id.starts_with("pit-"))
         );
         assert_eq!(snaps, of_server(&s, now));
-        assert_eq!(find(&s, &snaps[3].id, now), Some(snaps[3].clone()));
+        assert_eq!(find(&s, &snaps[3].id, now, &[]), Some(snaps[3].clone()));
         assert!(of_server(&server(None), now).is_empty());
     }
 }

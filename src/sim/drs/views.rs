@@ -330,6 +330,10 @@ pub fn log_item_json(job: &Job, item: &LogItem) -> Value {
             _ => {}
         }
     }
+    if let Some((count, max)) = item.attempt {
+        data["attemptCount"] = json!(count);
+        data["maxAttemptsCount"] = json!(max);
+    }
     json!({
         "logDateTime": drs_timestamp(item.at),
         "event": item.event.as_str(),
@@ -364,12 +368,34 @@ pub fn replication_configuration_json(scope: &Scope, s: &SourceServer) -> Value 
 /// The injected `replication_lag` / `agent_not_seen` faults of a server, applied to its wire
 /// JSON: a lag keeps the state CONTINUOUS with `lagDuration` set (as DRS reports a lagging
 /// server); a silent agent moves `lastSeenByServiceDateTime` back.
+///
+/// A `source_outage` of the server's origin (A1's account and region) stops its agent: last
+/// seen frozen at the outage, the lag growing with the clock, and DISCONNECTED with
+/// AGENT_NOT_SEEN once unseen for 5 minutes (DRS FAQ: lag is "the time since the server was
+/// last in CDP mode"; API model `DataReplicationErrorString`).
 fn apply_health_faults(
     item: &mut Value,
     faults: &[crate::sim::Fault],
-    id: &str,
+    server: &SourceServer,
     now: DateTime<Utc>,
 ) {
+    let id = server.id.as_str();
+    if let Some(since) =
+        crate::sim::faults::outage_since(faults, &server.origin.account, &server.origin.region)
+        && since <= now
+        && item["dataReplicationInfo"]["dataReplicationState"] == "CONTINUOUS"
+    {
+        let seen = last_seen(since);
+        item["lifeCycle"]["lastSeenByServiceDateTime"] = json!(drs_timestamp(seen));
+        item["dataReplicationInfo"]["lagDuration"] = json!(iso_duration(now - since));
+        if now - seen >= Duration::minutes(5) {
+            item["dataReplicationInfo"]["dataReplicationState"] = json!("DISCONNECTED");
+            item["dataReplicationInfo"]["dataReplicationError"] = json!({
+                "error": "AGENT_NOT_SEEN",
+                "rawError": format!("The AWS Replication Agent has not been seen since {}", drs_timestamp(seen)),
+            });
+        }
+    }
     let (lag, silent) = crate::sim::faults::server_health_faults(faults, id);
     if let Some(lag) = lag {
         item["dataReplicationInfo"]["lagDuration"] =
@@ -560,7 +586,7 @@ pub(super) fn describe_source_servers(
         .iter()
         .map(|s| {
             let mut item = source_server_json(scope, s, ctx.now);
-            apply_health_faults(&mut item, ctx.faults, &s.id, ctx.now);
+            apply_health_faults(&mut item, ctx.faults, s, ctx.now);
             item
         })
         .collect();

@@ -51,7 +51,16 @@ pub fn error_reply(code: &str, message: &str, request_id: &str) -> Reply {
         .leaf("Message", message)
         .close()
         .leaf("RequestId", request_id);
-    Reply::xml(status, w.finish()).with_header("x-amzn-RequestId", request_id)
+    let reply = Reply::xml(status, w.finish()).with_header("x-amzn-RequestId", request_id);
+    // A throttled caller is told when to come back, as AWS's throttling answers do.
+    if matches!(
+        code,
+        "Throttling" | "ThrottlingException" | "PriorRequestNotComplete"
+    ) {
+        reply.with_header("Retry-After", "1")
+    } else {
+        reply
+    }
 }
 
 /// The decoded parameters of an awsQuery request.
