@@ -197,3 +197,45 @@ fn a_boot_timeout_that_is_not_a_duration_is_a_runbook_problem() {
     );
     assert!(run.stderr.contains("payments.toml:23"), "{}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fast_recovery_mode_server_fails_over_without_conversion_events() {
+    let sim = TestSim::start(600.0).await;
+    sim.seed(PAYMENTS).await;
+    let drs = sim.drs("222222222222", "us-west-2");
+    drs.update_launch_configuration()
+        .source_server_id("s-1234567890abcdef0")
+        .recovery_mode(aws_sdk_drs::types::RecoveryMode::Fast)
+        .send()
+        .await
+        .unwrap();
+    let run = failover(&sim, PAYMENTS).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    // The db job's log: a snapshot, a launch and its LAUNCH_END, no conversion.
+    let jobs = drs.describe_jobs().send().await.unwrap();
+    let db_job = jobs
+        .items()
+        .iter()
+        .find(|j| {
+            j.participating_servers()
+                .iter()
+                .any(|s| s.source_server_id() == Some("s-1234567890abcdef0"))
+        })
+        .unwrap();
+    let log = drs
+        .describe_job_log_items()
+        .job_id(db_job.job_id())
+        .send()
+        .await
+        .unwrap();
+    let events: Vec<String> = log
+        .items()
+        .iter()
+        .filter_map(|i| i.event().map(|e| e.as_str().to_string()))
+        .collect();
+    assert!(
+        !events.iter().any(|e| e.starts_with("CONVERSION")),
+        "{events:?}"
+    );
+    assert!(events.iter().any(|e| e == "LAUNCH_END"), "{events:?}");
+}
