@@ -188,7 +188,7 @@ pub async fn wait(
 
 fn human(d: Duration) -> String {
     let s = d.as_secs();
-    if s % 60 == 0 {
+    if s.is_multiple_of(60) {
         format!("{} min", s / 60)
     } else {
         format!("{s} s")
