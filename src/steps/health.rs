@@ -173,8 +173,8 @@ pub async fn wait(
                         list.join("; ")
                     ),
                     format!(
-                        "look at the instance in the EC2 console of the recovery region (status checks, system log, launch template subnet and security groups); a slow boot needs a longer `boot_timeout` on the wave; then `drs-runbook retry {}` or `drs-runbook rollback {}`",
-                        ctx.run.id, ctx.run.id
+                        "look at the instance in the EC2 console of the recovery region (status checks, system log, launch template subnet and security groups); a slow boot needs a longer `boot_timeout` on the wave; then `drs-runbook retry {} --step {}` or `drs-runbook rollback {}`",
+                        ctx.run.id, ctx.step.key, ctx.run.id
                     ),
                 )));
             }

@@ -81,6 +81,10 @@ async fn an_impaired_critical_instance_holds_its_wave_and_dns() {
     assert!(error.contains("s-1234567890abcdef0"), "{error}");
     assert!(error.contains("instance status check impaired"), "{error}");
     assert!(error.contains("6 min"), "{error}");
+    assert!(
+        error.contains("hint:") && error.contains("boot_timeout"),
+        "{error}"
+    );
     let drs = sim.drs("222222222222", "us-west-2");
     let instances = drs.describe_recovery_instances().send().await.unwrap();
     let db_instance = instances.items()[0].ec2_instance_id().unwrap().to_string();
