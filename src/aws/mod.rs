@@ -1,4 +1,4 @@
-//! Thin adapters over the real AWS SDK clients (DRS, Route 53, ELBv2). They return domain types,
+//! Thin adapters over the real AWS SDK clients (DRS, Route 53, ELBv2, EC2). They return domain types,
 //! classify errors ([`error::classify`]) and keep AWS request IDs. No SDK type leaks above this
 //! layer.
 //!
@@ -8,6 +8,7 @@
 
 pub mod drs;
 pub mod drs_setup;
+pub mod ec2;
 pub mod elbv2;
 pub mod error;
 pub mod iam;
@@ -44,6 +45,7 @@ pub struct SideClients {
     pub drs: aws_sdk_drs::Client,
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
     pub route53: aws_sdk_route53::Client,
+    pub ec2: aws_sdk_ec2::Client,
 }
 
 /// The clients of both sides.
@@ -113,6 +115,7 @@ async fn connect_side(
         drs: aws_sdk_drs::Client::new(&sdk_config),
         elbv2: aws_sdk_elasticloadbalancingv2::Client::new(&sdk_config),
         route53: aws_sdk_route53::Client::from_conf(route53_config),
+        ec2: aws_sdk_ec2::Client::new(&sdk_config),
     }
 }
 
@@ -145,7 +148,7 @@ impl SetupPair {
 }
 
 /// The per-service endpoint variables the setup clients need when the DRS endpoint is the
-/// simulator (which serves DRS, Route 53 and ELBv2, not IAM, KMS or STS).
+/// simulator (which serves DRS, Route 53, ELBv2 and EC2, not IAM, KMS or STS).
 pub const SETUP_ENDPOINT_VARIABLES: [&str; 3] = [
     "AWS_ENDPOINT_URL_IAM",
     "AWS_ENDPOINT_URL_KMS",

@@ -151,7 +151,7 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum SimCommand {
-    /// Serve the simulated cloud (DRS, Route 53, ELBv2 and the /_sim/ control API) over HTTP.
+    /// Serve the simulated cloud (DRS, Route 53, ELBv2, EC2 and the /_sim/ control API) over HTTP.
     Serve(sim_serve::Args),
 }
 

@@ -678,7 +678,7 @@ fn job_log(
         let mut any = false;
         for (server, l) in launch.servers.iter().filter(|(_, l)| l.job_id == job_id) {
             any = true;
-            // DRS has no LAUNCH_END event: the outcome is the server's launchStatus.
+            // Without DRS's own log (LAUNCH_END), the outcome is the server's launchStatus.
             let event = if l.launch_status.as_deref() == Some("LAUNCHED") {
                 "launchStatus LAUNCHED (observed)"
             } else {

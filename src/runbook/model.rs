@@ -93,7 +93,14 @@ pub struct Wave {
     pub select: Option<Select>,
     /// Servers (among `servers`) whose failure does not fail the wave.
     pub optional: Vec<String>,
+    /// How long the wave's launched instances may take to run and pass both EC2 status checks
+    /// (the health gate); [`DEFAULT_BOOT_TIMEOUT`] unless the runbook says `boot_timeout`.
+    pub boot_timeout: std::time::Duration,
 }
+
+/// The health gate's default boot timeout: 20 minutes, the time AWS gives a Windows instance
+/// to boot (Linux: 5 minutes), so a default never fails a healthy server that boots slowly.
+pub const DEFAULT_BOOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20 * 60);
 
 impl Wave {
     pub fn is_optional(&self, server: &str) -> bool {

@@ -93,6 +93,8 @@ pub struct RawWave {
     pub select: Option<Spanned<RawSelect>>,
     #[serde(default)]
     pub optional: Vec<Text>,
+    #[serde(default)]
+    pub boot_timeout: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -186,6 +186,11 @@ fn sections() -> Vec<(&'static str, Value)> {
                         strings(server_id()),
                         "Servers whose failure does not fail the wave.",
                     ),
+                    key(
+                        "boot_timeout",
+                        duration(),
+                        "How long the wave's critical instances have to run and pass both EC2 status checks (default 20m).",
+                    ),
                 ],
             ),
         ),

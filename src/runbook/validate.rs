@@ -384,6 +384,25 @@ fn waves(raw: &[Element<RawWave>], status: &ReadStatus, problems: &mut Problems<
         }
         wave_servers(element, &mut first_server, problems);
         wave_contents(element, status, problems);
+        let mut boot_timeout = super::model::DEFAULT_BOOT_TIMEOUT;
+        if let Some(text) = &wave.boot_timeout {
+            match parse_duration(text.get_ref()) {
+                Ok(d) if d > std::time::Duration::from_secs(24 * 3600) => problems.at(
+                    &text.span(),
+                    format!("{prefix}.boot_timeout"),
+                    format!(
+                        "{:?} is longer than a day (a boot timeout is minutes, e.g. \"20m\")",
+                        text.get_ref()
+                    ),
+                ),
+                Ok(d) => boot_timeout = d,
+                Err(error) => problems.at(
+                    &text.span(),
+                    format!("{prefix}.boot_timeout"),
+                    format!("{:?}: {error}", text.get_ref()),
+                ),
+            }
+        }
         waves.push(Wave {
             name: name.to_string(),
             after: wave.after.iter().map(|a| a.get_ref().clone()).collect(),
@@ -392,6 +411,7 @@ fn waves(raw: &[Element<RawWave>], status: &ReadStatus, problems: &mut Problems<
                 tags: s.get_ref().tags.get_ref().clone(),
             }),
             optional: wave.optional.iter().map(|s| s.get_ref().clone()).collect(),
+            boot_timeout,
         });
     }
     waves

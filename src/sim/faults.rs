@@ -64,6 +64,17 @@ pub enum Fault {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         target_group_arn: Option<String>,
     },
+    /// The instance (or the instance recovered from the source server) fails its status check
+    /// once booted: `impaired` in DescribeInstanceStatus (`check`: `instance`, the default, or
+    /// `system`).
+    ImpairedInstance {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source_server_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        check: Option<crate::sim::ec2::ImpairedCheck>,
+    },
 }
 
 /// The body of `POST /_sim/faults`.
@@ -227,6 +238,26 @@ pub fn target_unhealthy(faults: &[Fault], target_group_arn: &str, target_id: &st
     })
 }
 
+/// The status check an `impaired_instance` fault fails for this instance, if any.
+pub fn impaired_check(
+    faults: &[Fault],
+    instance: &crate::sim::ec2::Instance,
+) -> Option<crate::sim::ec2::ImpairedCheck> {
+    faults.iter().find_map(|f| match f {
+        Fault::ImpairedInstance {
+            instance_id,
+            source_server_id,
+            check,
+        } => {
+            let by_id = instance_id.as_deref() == Some(instance.instance_id.as_str());
+            let by_server = source_server_id.is_some()
+                && source_server_id.as_deref() == instance.source_server_id.as_deref();
+            (by_id || by_server).then(|| check.unwrap_or_default())
+        }
+        _ => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,11 +293,13 @@ mod tests {
               {"kind": "stuck_job", "source_server_id": "s-1234567890abcdef0"},
               {"kind": "dns_never_insync", "hosted_zone_id": "Z0123456789ABCDEFGHIJ"},
               {"kind": "unhealthy_target", "target_id": "i-0123456789abcdef0"},
-              {"kind": "unhealthy_target", "target_group_arn": "arn:aws:elasticloadbalancing:us-west-2:222222222222:targetgroup/p/0123456789abcdef"}
+              {"kind": "unhealthy_target", "target_group_arn": "arn:aws:elasticloadbalancing:us-west-2:222222222222:targetgroup/p/0123456789abcdef"},
+              {"kind": "impaired_instance", "instance_id": "i-0123456789abcdef0"},
+              {"kind": "impaired_instance", "source_server_id": "s-1234567890abcdef0", "check": "system"}
             ]}"#,
         )
         .unwrap();
-        assert_eq!(body.faults.len(), 7);
+        assert_eq!(body.faults.len(), 9);
         assert!(server_fault(&body.faults, "s-1234567890abcdef0").stuck);
         assert!(dns_never_insync(
             &body.faults,

@@ -5,7 +5,7 @@
 //!   request ──► caller (SigV4 scope: account, region, service)
 //!           ──► advance the world to "now" on the simulated clock
 //!           ──► count the call, maybe inject an `api_error` fault
-//!           ──► drs | route53 | elbv2 handler (mutates `World`, returns the wire reply)
+//!           ──► drs | route53 | elbv2 | ec2 handler (mutates `World`, returns the wire reply)
 //!           ──► record the mutation, persist the state file atomically
 //! ```
 //!
@@ -53,7 +53,8 @@ pub struct World {
     /// DRS state, keyed by [`scope_key`] (`"<account>/<region>"`).
     #[serde(default)]
     pub drs: std::collections::BTreeMap<String, drs::DrsRegion>,
-    /// EC2 instances of every account and region (A1 sources, recovery instances).
+    /// EC2 of every account and region: instances (A1 sources, recovery instances), subnets
+    /// and launch templates.
     #[serde(default)]
     pub ec2: ec2::Ec2,
     /// Route 53 is global: state per account.
@@ -72,6 +73,7 @@ pub fn scope_key(account: &str, region: &str) -> String {
 impl World {
     /// Brings every time-driven process up to `now`.
     pub fn advance(&mut self, now: DateTime<Utc>, faults: &[Fault]) {
+        ec2::advance(self, now, faults);
         drs::advance(self, now, faults);
         route53::advance(self, now, faults);
         elbv2::advance(self, now, faults);
@@ -362,11 +364,12 @@ fn dispatch(
         "drs" => ("drs", drs::operation_of(req)),
         "route53" => ("route53", route53::operation_of(req)),
         "elasticloadbalancing" => ("elbv2", elbv2::operation_of(req)),
+        "ec2" => ("ec2", ec2::operation_of(req)),
         other => {
             return Outcome::read(Reply::text(
                 400,
                 format!(
-                    "the simulator does not serve the service {other:?} (it serves drs, route53 and elasticloadbalancing)"
+                    "the simulator does not serve the service {other:?} (it serves drs, route53, elasticloadbalancing and ec2)"
                 ),
             ));
         }
@@ -390,6 +393,8 @@ fn dispatch(
         );
         let reply = match service_name {
             "drs" => drs::error_reply("ServiceUnavailable", &message, request_id),
+            // EC2's own code for it, in EC2's error shape (EC2 API reference, "Error codes").
+            "ec2" => ec2::error_reply("Unavailable", &message, request_id),
             _ => elbv2::error_reply("ServiceUnavailable", &message, request_id),
         };
         return Outcome::read(reply);
@@ -402,6 +407,7 @@ fn dispatch(
         let reply = match service_name {
             "drs" => drs::error_reply(&error, &message, request_id),
             "route53" => route53::error_reply(&error, &message, request_id),
+            "ec2" => ec2::error_reply(&error, &message, request_id),
             _ => elbv2::error_reply(&error, &message, request_id),
         };
         return Outcome::read(reply);
@@ -418,6 +424,7 @@ fn dispatch(
     let outcome = match service_name {
         "drs" => drs::handle(&mut ctx, &operation, req),
         "route53" => route53::handle(&mut ctx, &operation, req),
+        "ec2" => ec2::handle(&mut ctx, &operation, req),
         _ => elbv2::handle(&mut ctx, &operation, req),
     };
     if let Some(params) = &outcome.mutation {

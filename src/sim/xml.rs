@@ -163,6 +163,17 @@ impl XmlWriter {
         writer
     }
 
+    /// Starts a document whose root element has no namespace (EC2's `<Response>` errors).
+    pub fn bare(root: &'static str) -> XmlWriter {
+        let mut writer = XmlWriter {
+            out: String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"),
+            open: Vec::new(),
+        };
+        writer.out.push_str(&format!("<{root}>"));
+        writer.open.push(root);
+        writer
+    }
+
     /// Opens an element.
     pub fn open(&mut self, name: &'static str) -> &mut Self {
         self.out.push('<');

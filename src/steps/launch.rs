@@ -1,6 +1,9 @@
 //! `launch:<wave>`: waits for the wave's jobs to end (JOB_END, status COMPLETED) — a job
 //! completes even when servers fail, so the outcome is each server's `launchStatus` — then reads
-//! the recovery instances (EC2 IDs, private IPs). Polls DescribeJobs once for all the wave's jobs.
+//! the recovery instances (EC2 IDs), then holds the wave at the health gate ([`super::health`]:
+//! every critical instance running with both EC2 status checks passed within the wave's
+//! `boot_timeout`) and reads the instances' IPs from EC2 (primary private IPv4, and IPv6
+//! apart). Polls DescribeJobs once for all the wave's jobs.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -19,6 +22,9 @@ pub struct LaunchOutput {
     /// did (one DescribeJobLogItems per job, once).
     #[serde(default)]
     pub job_logs: BTreeMap<String, Vec<crate::aws::drs::LogItem>>,
+    /// When the health gate passed (engine clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -31,14 +37,37 @@ pub struct ServerLaunch {
     pub private_ips: Vec<String>,
     pub is_drill: bool,
     pub error: Option<String>,
+    /// IPv6 addresses of the instance (from EC2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipv6: Vec<String>,
+    /// An optional server whose instance failed the health gate, why: left out of the load
+    /// balancer and DNS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passed_over: Option<String>,
 }
 
 impl LaunchOutput {
-    /// The servers that launched, with their recovery instances.
+    /// The servers that launched, with their recovery instances (not those passed over by the
+    /// health gate).
     pub fn launched(&self) -> impl Iterator<Item = (&String, &ServerLaunch)> {
         self.servers.iter().filter(|(_, s)| {
-            s.launch_status.as_deref() == Some("LAUNCHED") && s.recovery_instance_id.is_some()
+            s.launch_status.as_deref() == Some("LAUNCHED")
+                && s.recovery_instance_id.is_some()
+                && s.passed_over.is_none()
         })
+    }
+
+    /// The instances the health gate waits for: (source server, EC2 instance ID).
+    pub fn gate_instances(&self) -> Vec<(String, String)> {
+        self.launched()
+            .filter_map(|(server, s)| {
+                let id = s
+                    .ec2_instance_id
+                    .clone()
+                    .or(s.recovery_instance_id.clone())?;
+                Some((server.clone(), id))
+            })
+            .collect()
     }
 }
 
@@ -162,7 +191,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let launched = out.launched().count();
     ctx.say(format!("{launched}/{total} launched"));
     if critical.is_empty() {
-        Ok(())
+        health_gate(ctx, &jobs, &mut out).await
     } else {
         Err(Halt::Failed(StepFailure::new(
             format!(
@@ -172,4 +201,48 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
             "read the job log (drs-runbook show <run>); check the server's launch template, instance type capacity and subnet in the recovery region, then `retry` or `rollback` the run",
         )))
     }
+}
+
+/// The health gate of the wave, then the IPs from EC2. Re-entrant: a passed gate is recorded
+/// (`healthy_at`) and not waited for again.
+async fn health_gate(
+    ctx: &mut StepCtx<'_>,
+    jobs: &RecoveryJobOutput,
+    out: &mut LaunchOutput,
+) -> Result<(), Halt> {
+    if out.healthy_at.is_some() {
+        return Ok(());
+    }
+    let side = ctx.recovery_side().clone();
+    let gated: Vec<super::health::Gated> = out
+        .gate_instances()
+        .into_iter()
+        .map(|(server, instance_id)| super::health::Gated {
+            optional: jobs.is_optional(ctx, &server),
+            source_server_id: server,
+            instance_id,
+        })
+        .collect();
+    let timeout = ctx.wave().boot_timeout;
+    let passed_over = super::health::wait(ctx, &side, &gated, timeout).await?;
+    for (server, reason) in passed_over {
+        if let Some(entry) = out.servers.get_mut(&server) {
+            entry.passed_over = Some(reason);
+        }
+    }
+    // EC2 is the source of truth for addresses: the primary private IPv4, and IPv6 apart.
+    let ids: Vec<String> = out.gate_instances().into_iter().map(|(_, id)| id).collect();
+    let instances = super::retry::read(ctx, || side.describe_instances(&ids)).await?;
+    for (server, id) in out.gate_instances() {
+        let Some(found) = instances.iter().find(|i| i.instance_id == id) else {
+            continue;
+        };
+        let entry = out.servers.get_mut(&server).expect("gated server");
+        entry.ec2_state = Some(found.state.to_ascii_uppercase());
+        entry.private_ips = found.private_ip.clone().into_iter().collect();
+        entry.ipv6 = found.ipv6.clone();
+    }
+    out.healthy_at = Some(ctx.clock.now().to_rfc3339());
+    ctx.save(&*out).await?;
+    Ok(())
 }

@@ -12,6 +12,7 @@ pub mod dns_cutover;
 pub mod failback;
 pub mod failback_cleanup;
 pub mod failback_preflight;
+pub mod health;
 pub mod launch;
 pub mod lb_switch;
 pub mod preflight;

@@ -1,5 +1,6 @@
 //! `snapshot_conversion:<wave>`: follows the wave's jobs' log items (SNAPSHOT_*,
-//! USING_PREVIOUS_SNAPSHOT, CONVERSION_*) until every server's data is converted, and records
+//! USING_PREVIOUS_SNAPSHOT, CONVERSION_*; LAUNCH_* for a server in `recoveryMode = FAST`, which is
+//! not converted) until every server's data is converted, and records
 //! each server's data timestamp (for the RPO). Read-only: polls once per job, not per server.
 //!
 //! DRS's semantics, not a stricter reading of the log:
@@ -180,6 +181,15 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
                         if !state.retried.contains(&seen) {
                             state.retried.push(seen);
                         }
+                    }
+                    // `recoveryMode = FAST` skips conversion: the launch follows the snapshot,
+                    // and the recovered data is the snapshot's.
+                    "LAUNCH_START" | "LAUNCH_END"
+                        if state.conversion_started_at.is_none()
+                            && state.data_timestamp.is_none()
+                            && state.snapshot_at.is_some() =>
+                    {
+                        state.data_timestamp = state.snapshot_at.clone();
                     }
                     event if FAILURE_EVENTS.contains(&event) && state.data_timestamp.is_none() => {
                         state.failed = Some(ServerError {

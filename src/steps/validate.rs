@@ -1,5 +1,6 @@
-//! `validate:<wave>` (drill): every launched drill instance of the wave is running in EC2 and is
-//! marked as a drill by DRS; then, when the wave's `[[load_balancer]]` names a
+//! `validate:<wave>` (drill): every launched drill instance of the wave is running in EC2, is
+//! marked as a drill by DRS and passes the health gate ([`super::health`], the gate `launch`
+//! holds every wave at: both EC2 status checks within the wave's `boot_timeout`); then, when the wave's `[[load_balancer]]` names a
 //! `drill_target_group_arn`, the drill instances are registered in that group and the step
 //! waits until they are healthy (the production target group is never touched by a drill).
 //!
@@ -62,6 +63,22 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     if out.running_at.is_none() {
         let launch: LaunchOutput = ctx.output_of(&format!("launch:{wave}")).await?;
         out.instances = wait_running(ctx, &launch).await?;
+        let gated: Vec<super::health::Gated> = out
+            .instances
+            .iter()
+            .filter_map(|i| {
+                Some(super::health::Gated {
+                    source_server_id: i.source_server_id.clone(),
+                    instance_id: i.ec2_instance_id.clone()?,
+                    optional: ctx.is_optional(&i.source_server_id),
+                })
+            })
+            .collect();
+        let side = ctx.clients.target.clone();
+        let timeout = ctx.wave().boot_timeout;
+        let passed_over = super::health::wait(ctx, &side, &gated, timeout).await?;
+        out.instances
+            .retain(|i| !passed_over.iter().any(|(s, _)| s == &i.source_server_id));
         out.running_at = Some(ctx.clock.now().to_rfc3339());
         ctx.save(&out).await?;
     }

@@ -334,6 +334,7 @@ async fn a_launch_logs_its_phases_in_order_and_a_relaunch_cleans_up_from_a_snaps
             "CONVERSION_START",
             "CONVERSION_END",
             "LAUNCH_START",
+            "LAUNCH_END",
             "JOB_END"
         ]
     );
@@ -443,6 +444,7 @@ async fn a_launch_logs_its_phases_in_order_and_a_relaunch_cleans_up_from_a_snaps
             "CONVERSION_START",
             "CONVERSION_END",
             "LAUNCH_START",
+            "LAUNCH_END",
             "JOB_END"
         ]
     );

@@ -82,6 +82,17 @@ impl TestSim {
         aws_sdk_elasticloadbalancingv2::Client::from_conf(config)
     }
 
+    /// An EC2 client acting as `account` in `region`.
+    pub fn ec2(&self, account: &str, region: &str) -> aws_sdk_ec2::Client {
+        let config = aws_sdk_ec2::Config::builder()
+            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+            .region(aws_sdk_ec2::config::Region::new(region.to_string()))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(Self::credentials(account))
+            .build();
+        aws_sdk_ec2::Client::from_conf(config)
+    }
+
     /// `GET` a control endpoint, e.g. `/_sim/stats`.
     pub async fn get(&self, path: &str) -> Value {
         self.http

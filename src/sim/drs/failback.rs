@@ -229,6 +229,8 @@ pub(super) fn reverse_replication(
                     tags: Default::default(),
                     ebs_encryption: None,
                     ebs_encryption_key_arn: None,
+                    launch_settings: Default::default(),
+                    replication_settings: Default::default(),
                 },
             );
         }

@@ -140,6 +140,7 @@ pub(super) fn start_recovery(
         .into_iter()
         .zip(data_timestamps)
         .map(|((id, pit), data_timestamp)| JobServer {
+            settings: drs.source_servers.get(&id).map(views::launch_plan),
             source_server_id: id,
             recovery_instance_id: None,
             launch_status: LaunchStatus::Pending,
@@ -345,6 +346,7 @@ pub(super) fn terminate_recovery_instances(
                 data_timestamp: None,
                 cleanup_instance_id: None,
                 failed_attempts: 0,
+                settings: None,
             })
             .collect(),
         log: Vec::new(),
@@ -502,6 +504,9 @@ fn next_step(job: &Job, s: &JobServer) -> Option<(DateTime<Utc>, Step)> {
         (JobKind::Launch, Phase::Snapshotting) => {
             (at + span("snapshot", 20, 40), Step::SnapshotEnd)
         }
+        (JobKind::Launch, Phase::SnapshotReady) if skips_conversion(s) => {
+            (at + second * 2, Step::LaunchStart)
+        }
         (JobKind::Launch, Phase::SnapshotReady) => (at + second * 2, Step::ConversionStart),
         (JobKind::Launch, Phase::Converting) => {
             (at + span("conversion", 120, 360), Step::ConversionEnd)
@@ -547,9 +552,9 @@ impl Effects<'_> {
         }
     }
 
-    fn set_ec2_state(&mut self, instance_id: &str, state: InstanceState) {
+    fn set_ec2_state(&mut self, instance_id: &str, state: InstanceState, at: DateTime<Utc>) {
         if let Some(instance) = self.ec2.get_mut(instance_id) {
-            instance.state = state;
+            instance.set_state(state, at);
         }
     }
 
@@ -762,7 +767,7 @@ fn apply(
         Step::CleanupStart => (Some(LogEvent::CleanupStart), Phase::CleaningUp),
         Step::CleanupEnd => {
             if let Some(old) = server.cleanup_instance_id.take() {
-                fx.set_ec2_state(&old, InstanceState::Terminated);
+                fx.set_ec2_state(&old, InstanceState::Terminated, at);
                 fx.forget_instance(&old);
             }
             (Some(LogEvent::CleanupEnd), Phase::Started)
@@ -786,61 +791,24 @@ fn apply(
             (Some(LogEvent::LaunchFailed), Phase::Done)
         }
         Step::LaunchStart => {
-            let instance_id = format!(
-                "i-{}",
-                hex_id(&[&job_id, &server_id, "recovery-instance"], 17)
-            );
-            let hostname = fx
-                .source_servers
-                .get(&server_id)
-                .map(|s| s.origin.hostname.clone())
-                .unwrap_or_default();
-            fx.ec2.launch(
-                instance_id.clone(),
-                &fx.scope.account,
-                &fx.scope.region,
-                InstanceState::Pending,
-                at,
-                &hostname,
-            );
-            fx.recovery_instances.insert(
-                instance_id.clone(),
-                RecoveryInstance {
-                    id: instance_id.clone(),
-                    source_server_id: server_id.clone(),
-                    job_id: job_id.clone(),
-                    drill,
-                    launched_at: at,
-                    data_timestamp: server.data_timestamp,
-                    failback: None,
-                    disconnected: false,
-                    tags: BTreeMap::new(),
-                },
-            );
-            if let Some(source) = fx.source_servers.get_mut(&server_id) {
-                source.recovery_instance_id = Some(instance_id.clone());
-            }
-            server.recovery_instance_id = Some(instance_id);
+            launch_recovery_instance(fx, &job_id, server, at, drill);
             (Some(LogEvent::LaunchStart), Phase::Booting)
         }
         Step::Booted => {
-            if let Some(id) = &server.recovery_instance_id {
-                let id = id.clone();
-                fx.set_ec2_state(&id, InstanceState::Running);
-            }
+            boot_recovery_instance(fx, server, at);
             server.launch_status = LaunchStatus::Launched;
             fx.set_last_launch_status(&job_id, &server_id, LaunchStatus::Launched);
-            (None, Phase::Done)
+            (Some(LogEvent::LaunchEnd), Phase::Done)
         }
         Step::ShutdownStart => {
             if let Some(id) = server.recovery_instance_id.clone() {
-                fx.set_ec2_state(&id, InstanceState::ShuttingDown);
+                fx.set_ec2_state(&id, InstanceState::ShuttingDown, at);
             }
             (None, Phase::ShuttingDown)
         }
         Step::Terminated => {
             if let Some(id) = server.recovery_instance_id.clone() {
-                fx.set_ec2_state(&id, InstanceState::Terminated);
+                fx.set_ec2_state(&id, InstanceState::Terminated, at);
             }
             server.launch_status = LaunchStatus::Terminated;
             (None, Phase::Done)
@@ -883,4 +851,135 @@ fn finish_job(job: &mut Job, fx: &mut Effects<'_>, at: DateTime<Utc>) {
     });
     job.status = JobStatus::Completed;
     job.ended_at = Some(at);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Launch settings and the EC2 instances of a launch (issue 11): kept apart from the phase
+// progression above.
+
+/// `recoveryMode: FAST` "skips conversion to reduce recovery time" (DRS API Reference,
+/// LaunchConfiguration.recoveryMode): the snapshot goes straight to launch.
+fn skips_conversion(s: &JobServer) -> bool {
+    s.settings.is_some_and(|p| p.fast)
+}
+
+/// LAUNCH_START: the EC2 instance (state `pending`) from the default version of the server's
+/// launch template (subnet, instance type, security groups), its private IP a function of the
+/// source server and how many times it was recovered; copies the server's tags when
+/// `copyTags` is on; and registers the recovery instance in DRS.
+fn launch_recovery_instance(
+    fx: &mut Effects<'_>,
+    job_id: &str,
+    server: &mut JobServer,
+    at: DateTime<Utc>,
+    drill: bool,
+) {
+    let server_id = server.source_server_id.clone();
+    let instance_id = format!(
+        "i-{}",
+        hex_id(&[job_id, &server_id, "recovery-instance"], 17)
+    );
+    let (hostname, tags, copy_tags) = fx
+        .source_servers
+        .get(&server_id)
+        .map(|s| {
+            (
+                s.origin.hostname.clone(),
+                s.tags.clone(),
+                s.launch_settings.get("copyTags").and_then(Value::as_bool) != Some(false),
+            )
+        })
+        .unwrap_or_default();
+    let scope = fx.scope;
+    let template_id = views::launch_template_id(scope, &server_id);
+    let subnet_default = fx
+        .ec2
+        .default_subnet(&scope.account, &scope.region)
+        .subnet_id
+        .clone();
+    let data = fx
+        .ec2
+        .ensure_launch_template(
+            &template_id,
+            &format!("drs-{server_id}"),
+            &scope.account,
+            &scope.region,
+            &subnet_default,
+            at,
+        )
+        .default_data();
+    let subnet = data
+        .subnet_id
+        .clone()
+        .filter(|s| {
+            fx.ec2
+                .subnets
+                .get(s)
+                .is_some_and(|s| s.account == scope.account && s.region == scope.region)
+        })
+        .unwrap_or(subnet_default);
+    let count = fx
+        .ec2
+        .count_launch(&scope.account, &scope.region, &server_id);
+    fx.ec2.launch_in(
+        instance_id.clone(),
+        &subnet,
+        &format!("{}/{server_id}/{count}", scope.key),
+        InstanceState::Pending,
+        at,
+        &hostname,
+    );
+    if let Some(instance) = fx.ec2.get_mut(&instance_id) {
+        instance.source_server_id = Some(server_id.clone());
+        if let Some(kind) = data.instance_type {
+            instance.instance_type = kind;
+        }
+        instance.security_group_ids = data.security_group_ids;
+        if copy_tags {
+            for (k, v) in tags {
+                instance.tags.entry(k).or_insert(v);
+            }
+        }
+        instance.tags.insert(
+            "AWSElasticDisasterRecoverySourceServerID".into(),
+            server_id.clone(),
+        );
+    }
+    fx.recovery_instances.insert(
+        instance_id.clone(),
+        RecoveryInstance {
+            id: instance_id.clone(),
+            source_server_id: server_id.clone(),
+            job_id: job_id.to_string(),
+            drill,
+            launched_at: at,
+            data_timestamp: server.data_timestamp,
+            failback: None,
+            disconnected: false,
+            tags: BTreeMap::new(),
+        },
+    );
+    if let Some(source) = fx.source_servers.get_mut(&server_id) {
+        source.recovery_instance_id = Some(instance_id.clone());
+    }
+    server.recovery_instance_id = Some(instance_id);
+}
+
+/// LAUNCH_END: the instance runs, or is stopped when `launchDisposition` is STOPPED (DRS
+/// launches it, then stops it). An instance stopped or terminated meanwhile through EC2 is
+/// left as it is.
+fn boot_recovery_instance(fx: &mut Effects<'_>, server: &JobServer, at: DateTime<Utc>) {
+    let Some(id) = &server.recovery_instance_id else {
+        return;
+    };
+    let stopped = server.settings.is_some_and(|p| p.stopped);
+    if let Some(instance) = fx.ec2.get_mut(id)
+        && instance.state == InstanceState::Pending
+    {
+        if stopped {
+            instance.set_state(InstanceState::Stopped, at);
+        } else {
+            instance.set_state(InstanceState::Running, at);
+        }
+    }
 }

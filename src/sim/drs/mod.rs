@@ -57,6 +57,7 @@ const IMPLEMENTED: &[&str] = &[
     "GetLaunchConfiguration",
     "GetReplicationConfiguration",
     "UpdateReplicationConfiguration",
+    "UpdateLaunchConfiguration",
     "TagResource",
     "UntagResource",
     "ListTagsForResource",
@@ -365,6 +366,7 @@ fn route(ctx: &mut Ctx<'_>, operation: &str, req: &SimRequest) -> Result<Done, D
         "UpdateReplicationConfiguration" => {
             views::update_replication_configuration(ctx, &scope, body)
         }
+        "UpdateLaunchConfiguration" => views::update_launch_configuration(ctx, &scope, body),
         "DescribeRecoverySnapshots" => snapshots::describe(ctx, &scope, body),
         "StartRecovery" => jobs::start_recovery(ctx, &scope, body),
         "TerminateRecoveryInstances" => jobs::terminate_recovery_instances(ctx, &scope, body),
@@ -481,10 +483,36 @@ pub fn seed_source_server(
         tags: Default::default(),
         ebs_encryption: None,
         ebs_encryption_key_arn: None,
+        launch_settings: Default::default(),
+        replication_settings: Default::default(),
     };
     drs.source_servers
         .insert(source_server_id.to_string(), server);
+    ensure_launch_template(world, account, region, source_server_id, now);
     true
+}
+
+/// Creates the EC2 launch template of a source server (DRS creates one per server, in the
+/// subnet of its account and region) when it does not exist; returns its ID.
+pub fn ensure_launch_template(
+    world: &mut World,
+    account: &str,
+    region: &str,
+    source_server_id: &str,
+    now: DateTime<Utc>,
+) -> String {
+    let scope = Scope::new(account, region);
+    let id = views::launch_template_id(&scope, source_server_id);
+    let subnet = world.ec2.default_subnet(account, region).subnet_id.clone();
+    world.ec2.ensure_launch_template(
+        &id,
+        &format!("drs-{source_server_id}"),
+        account,
+        region,
+        &subnet,
+        now,
+    );
+    id
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -166,6 +166,13 @@ pub struct SourceServer {
     pub ebs_encryption: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ebs_encryption_key_arn: Option<String>,
+    /// The members UpdateLaunchConfiguration set, over the defaults of
+    /// [`super::views::launch_configuration_json`] (wire names, wire values).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub launch_settings: serde_json::Map<String, serde_json::Value>,
+    /// The members UpdateReplicationConfiguration set, over the defaults (wire names).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub replication_settings: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,10 +263,24 @@ pub struct JobServer {
     /// Failed attempts of the current phase (conversion or launch) that DRS retried.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub failed_attempts: u32,
+    /// The launch settings read when the job was created (`recoveryMode`, `launchDisposition`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<LaunchPlan>,
 }
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// What a launch job does for one server, from its launch configuration at StartRecovery.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchPlan {
+    /// `recoveryMode: FAST`: no conversion (no CONVERSION_* events).
+    #[serde(default)]
+    pub fast: bool,
+    /// `launchDisposition: STOPPED`: the instance is launched, then left stopped.
+    #[serde(default)]
+    pub stopped: bool,
 }
 
 /// One job log item; its `eventData` is derived from the job when read.
@@ -288,6 +309,9 @@ pub enum LogEvent {
     ConversionEnd,
     ConversionFail,
     LaunchStart,
+    /// Real DRS logs it with `targetInstanceID` (its published sample job logs), though
+    /// botocore's `JobLogEvent` enum lacks it.
+    LaunchEnd,
     LaunchFailed,
     JobEnd,
 }
@@ -305,6 +329,7 @@ impl LogEvent {
             LogEvent::ConversionEnd => "CONVERSION_END",
             LogEvent::ConversionFail => "CONVERSION_FAIL",
             LogEvent::LaunchStart => "LAUNCH_START",
+            LogEvent::LaunchEnd => "LAUNCH_END",
             LogEvent::LaunchFailed => "LAUNCH_FAILED",
             LogEvent::JobEnd => "JOB_END",
         }

@@ -200,6 +200,8 @@ mod tests {
             tags: Default::default(),
             ebs_encryption: None,
             ebs_encryption_key_arn: None,
+            launch_settings: Default::default(),
+            replication_settings: Default::default(),
         }
     }
 

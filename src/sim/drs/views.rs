@@ -317,7 +317,7 @@ pub fn log_item_json(job: &Job, item: &LogItem) -> Value {
                     "Conversion failed: the conversion server could not make the root volume bootable (simulated conversion_failure fault)"
                 );
             }
-            LogEvent::LaunchStart => {
+            LogEvent::LaunchStart | LogEvent::LaunchEnd => {
                 if let Some(target) = &server.recovery_instance_id {
                     data["targetInstanceID"] = json!(target);
                 }
@@ -341,11 +341,16 @@ pub fn log_item_json(job: &Job, item: &LogItem) -> Value {
     })
 }
 
+/// The EC2 launch template DRS created for a source server (`ec2LaunchTemplateID`).
+pub fn launch_template_id(scope: &Scope, server_id: &str) -> String {
+    format!("lt-{}", hex_id(&[&scope.key, server_id, "lt"], 17))
+}
+
 pub fn launch_configuration_json(scope: &Scope, s: &SourceServer) -> Value {
-    json!({
+    let mut out = json!({
         "sourceServerID": s.id,
         "name": s.origin.hostname,
-        "ec2LaunchTemplateID": format!("lt-{}", hex_id(&[&scope.key, &s.id, "lt"], 17)),
+        "ec2LaunchTemplateID": launch_template_id(scope, &s.id),
         "launchDisposition": "STARTED",
         "targetInstanceTypeRightSizingMethod": "BASIC",
         "copyPrivateIp": false,
@@ -353,11 +358,113 @@ pub fn launch_configuration_json(scope: &Scope, s: &SourceServer) -> Value {
         "licensing": { "osByol": false },
         "postLaunchEnabled": false,
         "recoveryMode": "OPTIMAL",
-    })
+    });
+    for (k, v) in &s.launch_settings {
+        out[k] = v.clone();
+    }
+    out
+}
+
+/// The launch settings a job reads at StartRecovery.
+pub fn launch_plan(s: &SourceServer) -> super::model::LaunchPlan {
+    let text = |k: &str| s.launch_settings.get(k).and_then(Value::as_str);
+    super::model::LaunchPlan {
+        fast: text("recoveryMode") == Some("FAST"),
+        stopped: text("launchDisposition") == Some("STOPPED"),
+    }
+}
+
+/// UpdateLaunchConfiguration: every member of the model is checked against its constraints
+/// (botocore `drs` UpdateLaunchConfigurationRequest), persisted, and answered back as the
+/// whole LaunchConfiguration. An unknown member is refused (the model has no other).
+pub(super) fn update_launch_configuration(
+    ctx: &mut Ctx<'_>,
+    scope: &Scope,
+    body: Value,
+) -> Result<Done, DrsError> {
+    let id = input::<ServerInput>(&body)?.id()?;
+    server(ctx.world, scope, &id)?;
+    let fields = body.as_object().cloned().unwrap_or_default();
+    let mut settings = serde_json::Map::new();
+    for (key, value) in fields {
+        let enumerated = |allowed: &[&str]| -> Result<(), DrsError> {
+            match value.as_str() {
+                Some(v) if allowed.contains(&v) => Ok(()),
+                _ => Err(DrsError::field(
+                    &key,
+                    format!("{value} is not one of {}", allowed.join(", ")),
+                )),
+            }
+        };
+        let boolean = || -> Result<(), DrsError> {
+            if value.is_boolean() {
+                Ok(())
+            } else {
+                Err(DrsError::field(&key, format!("{value} is not a boolean")))
+            }
+        };
+        match key.as_str() {
+            "sourceServerID" => continue,
+            "name" => match value.as_str() {
+                Some(n) if n.chars().count() <= 128 => {}
+                _ => {
+                    return Err(DrsError::field(
+                        &key,
+                        "must be a string of at most 128 characters",
+                    ));
+                }
+            },
+            "launchDisposition" => enumerated(&["STOPPED", "STARTED"])?,
+            "targetInstanceTypeRightSizingMethod" => enumerated(&["NONE", "BASIC", "IN_AWS"])?,
+            "recoveryMode" => enumerated(&["FAST", "OPTIMAL"])?,
+            "copyPrivateIp" | "copyTags" | "postLaunchEnabled" => boolean()?,
+            "licensing" => {
+                if !value.get("osByol").is_none_or(Value::is_boolean) || !value.is_object() {
+                    return Err(DrsError::field("licensing.osByol", "is not a boolean"));
+                }
+            }
+            "launchIntoInstanceProperties" => {
+                let ok = value.is_object()
+                    && value.get("launchIntoEC2InstanceID").is_none_or(|v| {
+                        v.as_str().is_some_and(|i| {
+                            i.len() <= 255
+                                && i.strip_prefix("i-").is_some_and(|h| {
+                                    h.len() >= 8 && h.chars().all(|c| c.is_ascii_hexdigit())
+                                })
+                        })
+                    });
+                if !ok {
+                    return Err(DrsError::field(
+                        "launchIntoInstanceProperties.launchIntoEC2InstanceID",
+                        "does not match the pattern i-[0-9a-fA-F]{8,}",
+                    ));
+                }
+            }
+            other => {
+                return Err(DrsError::field(
+                    other,
+                    format!("{other} is not a member of UpdateLaunchConfigurationRequest"),
+                ));
+            }
+        }
+        settings.insert(key, value);
+    }
+    let s = ctx
+        .world
+        .drs
+        .get_mut(&scope.key)
+        .and_then(|r| r.source_servers.get_mut(&id))
+        .expect("checked above");
+    s.launch_settings.extend(settings);
+    let reply = launch_configuration_json(scope, s);
+    Ok(Done::mutated(200, Some(reply), body))
 }
 
 pub fn replication_configuration_json(scope: &Scope, s: &SourceServer) -> Value {
     let mut out = replication_settings_json(scope, s);
+    for (k, v) in &s.replication_settings {
+        out[k] = v.clone();
+    }
     out["ebsEncryption"] = json!(s.ebs_encryption.as_deref().unwrap_or("DEFAULT"));
     if let Some(key) = &s.ebs_encryption_key_arn {
         out["ebsEncryptionKeyArn"] = json!(key);
@@ -416,8 +523,31 @@ struct UpdateReplicationInput {
     ebs_encryption_key_arn: Option<String>,
 }
 
-/// UpdateReplicationConfiguration: the EBS encryption settings are kept (the other settings are
-/// accepted and, as the simulator has no staging area, not modelled); answers the configuration.
+/// The members of UpdateReplicationConfigurationRequest besides `sourceServerID` and the EBS
+/// encryption pair (botocore `drs` model), with the enum values each allows (empty: any value).
+const REPLICATION_MEMBERS: &[(&str, &[&str])] = &[
+    ("name", &[]),
+    ("stagingAreaSubnetId", &[]),
+    ("associateDefaultSecurityGroup", &[]),
+    ("replicationServersSecurityGroupsIDs", &[]),
+    ("replicationServerInstanceType", &[]),
+    ("useDedicatedReplicationServer", &[]),
+    (
+        "defaultLargeStagingDiskType",
+        &["GP2", "GP3", "ST1", "AUTO"],
+    ),
+    ("replicatedDisks", &[]),
+    ("bandwidthThrottling", &[]),
+    ("dataPlaneRouting", &["PRIVATE_IP", "PUBLIC_IP"]),
+    ("createPublicIP", &[]),
+    ("stagingAreaTags", &[]),
+    ("pitPolicy", &[]),
+    ("autoReplicateNewDisks", &[]),
+    ("internetProtocol", &["IPV4", "IPV6"]),
+];
+
+/// UpdateReplicationConfiguration: every member is persisted (the EBS encryption pair with its
+/// rules, the others as sent, enums checked) and read back by GetReplicationConfiguration.
 pub(super) fn update_replication_configuration(
     ctx: &mut Ctx<'_>,
     scope: &Scope,
@@ -451,12 +581,35 @@ pub(super) fn update_replication_configuration(
             format!("{key} is not an ARN"),
         ));
     }
+    let mut settings = serde_json::Map::new();
+    for (key, value) in body.as_object().into_iter().flatten() {
+        if matches!(
+            key.as_str(),
+            "sourceServerID" | "ebsEncryption" | "ebsEncryptionKeyArn"
+        ) {
+            continue;
+        }
+        let Some((_, allowed)) = REPLICATION_MEMBERS.iter().find(|(m, _)| m == key) else {
+            return Err(DrsError::field(
+                key,
+                format!("{key} is not a member of UpdateReplicationConfigurationRequest"),
+            ));
+        };
+        if !allowed.is_empty() && !value.as_str().is_some_and(|v| allowed.contains(&v)) {
+            return Err(DrsError::field(
+                key,
+                format!("{value} is not one of {}", allowed.join(", ")),
+            ));
+        }
+        settings.insert(key.clone(), value.clone());
+    }
     let s = ctx
         .world
         .drs
         .get_mut(&scope.key)
         .and_then(|r| r.source_servers.get_mut(&id))
         .expect("checked above");
+    s.replication_settings.extend(settings);
     if let Some(mode) = update.ebs_encryption {
         if mode != "CUSTOM" {
             s.ebs_encryption_key_arn = None;

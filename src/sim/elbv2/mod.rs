@@ -511,6 +511,18 @@ fn validate_targets(
                             ),
                         ));
                     }
+                    // "The specified target does not exist or is not in the same VPC as
+                    // the target group" (ELBv2 API Reference, RegisterTargets, InvalidTarget):
+                    // an instance target must be in the group's VPC.
+                    Some(i) if i.vpc_id != group.vpc_id => {
+                        return Err(ApiError::new(
+                            "InvalidTarget",
+                            format!(
+                                "The specified target does not exist or is not in the same VPC as the target group: '{}' is in {}, the target group in {}",
+                                target.id, i.vpc_id, group.vpc_id
+                            ),
+                        ));
+                    }
                     Some(i)
                         if !matches!(
                             i.state,
@@ -736,7 +748,9 @@ pub fn seed_target_group(
         return false;
     }
     let digest = hex::encode(Sha256::digest(arn.as_bytes()));
-    let vpc_id = format!("vpc-{}", &digest[..17]);
+    // The VPC of the account and region, where DRS launches its recovery instances (the
+    // subnet of every seeded launch template), so that a seeded world recovers cleanly.
+    let vpc_id = world.ec2.default_vpc(&parts.account, &parts.region);
     let region = world.elbv2.entry(key).or_default();
     let lb_arn = seed_load_balancer(region, &parts, &digest, &vpc_id, now);
     let target_type = if targets.iter().all(|t| t.starts_with("i-")) {
