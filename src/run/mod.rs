@@ -55,6 +55,15 @@ fn default_batch() -> usize {
     100
 }
 
+/// The servers of the waves that `select` by tags, resolved once per run by preflight and
+/// persisted in its output (`selected`: wave -> the wave's listed servers, then the selected
+/// ones), so a resume recovers the same servers even if the tags changed meanwhile.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Resolution {
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub selected: std::collections::BTreeMap<String, Vec<String>>,
+}
+
 /// The run a step belongs to.
 #[derive(Debug, Clone)]
 pub struct RunInfo {
@@ -207,6 +216,28 @@ impl StepCtx<'_> {
     pub fn wave(&self) -> &crate::runbook::Wave {
         let name = self.step.wave.as_deref().expect("a wave step has a wave");
         self.runbook.wave(name).expect("planned waves exist")
+    }
+
+    /// The wave's servers: its listed `servers`, plus, when it has a `select`, the servers
+    /// preflight resolved from the tags (read from preflight's persisted output). The one way
+    /// steps learn a wave's servers; a selecting wave that preflight did not resolve fails.
+    pub async fn wave_servers(&self) -> Result<Vec<String>, Halt> {
+        let wave = self.wave();
+        if wave.select.is_none() {
+            return Ok(wave.servers.clone());
+        }
+        let preflight = StepKind::Preflight.as_str();
+        let resolution: Resolution = self.journal.output(preflight).await?;
+        match resolution.selected.get(&wave.name) {
+            Some(servers) => Ok(servers.clone()),
+            None => Err(Halt::Failed(StepFailure::new(
+                format!(
+                    "the `select` of wave {} was not resolved by this run's {preflight} step",
+                    wave.name
+                ),
+                "a selecting wave needs a preflight that resolved it: start a new run from the runbook",
+            ))),
+        }
     }
 
     /// The key of the step that started this wave's recovery jobs (`recovery_job:W`, or

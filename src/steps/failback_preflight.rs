@@ -73,7 +73,11 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
                 .join("; "),
         )
     });
-    ctx.save(&PreflightOutput { checks }).await?;
+    ctx.save(&PreflightOutput {
+        checks,
+        ..Default::default()
+    })
+    .await?;
     match failure {
         Some(f) => Err(Halt::Failed(f)),
         None => Ok(()),

@@ -2,6 +2,7 @@
 //! the run stops here, before any mutating call, when one fails.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 use super::{Halt, StepCtx, StepFailure, parse_iso_duration};
 use crate::run::Mode;
@@ -9,6 +10,10 @@ use crate::run::Mode;
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PreflightOutput {
     pub checks: Vec<Check>,
+    /// The servers of the waves that `select` by tags, as resolved by this preflight (read
+    /// back through `StepCtx::wave_servers`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub selected: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -50,8 +55,8 @@ fn warn(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<Strin
 
 pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let mut checks = Vec::new();
-    check_servers(ctx, &mut checks).await?;
-    check_selections(ctx, &mut checks).await?;
+    let selected = check_selections(ctx, &mut checks).await?;
+    check_servers(ctx, &selected, &mut checks).await?;
     check_dns(ctx, &mut checks).await?;
     check_target_groups(ctx, &mut checks).await?;
     let failed: Vec<&Check> = checks.iter().filter(|c| c.status == "fail").collect();
@@ -89,33 +94,47 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
                 .join("; "),
         )
     });
-    ctx.save(&PreflightOutput { checks }).await?;
+    ctx.save(&PreflightOutput { checks, selected }).await?;
     match failure {
         Some(f) => Err(Halt::Failed(f)),
         None => Ok(()),
     }
 }
 
-/// Every wave's `select` matches at least one source server of the recovery account and region:
-/// a selection that matches nothing would recover nothing and "succeed".
-async fn check_selections(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(), Halt> {
+/// Resolves every wave's `select` (one DescribeSourceServers listing of the recovery account
+/// and region; a server matches when every selector tag is equal) into the wave's listed
+/// servers followed by the selected ones. A selection that matches nothing would recover
+/// nothing and "succeed": a failed check. So is a server in two waves (selected by both, or
+/// listed by one and selected by the other): it would be recovered twice.
+async fn check_selections(
+    ctx: &mut StepCtx<'_>,
+    checks: &mut Vec<Check>,
+) -> Result<BTreeMap<String, Vec<String>>, Halt> {
+    let mut selected = BTreeMap::new();
     let selecting: Vec<_> = ctx
         .runbook
         .waves
         .iter()
-        .filter_map(|w| w.select.as_ref().map(|s| (w.name.clone(), s.tags.clone())))
+        .filter_map(|w| w.select.as_ref().map(|s| (w, s.tags.clone())))
         .collect();
     if selecting.is_empty() {
-        return Ok(());
+        return Ok(selected);
     }
     let target = &ctx.clients.target;
     let servers = match target.list_source_servers().await {
         Ok(s) => s,
         Err(e) => {
             checks.push(fail("drs:select", e.summary(), e.hint.clone()));
-            return Ok(());
+            return Ok(selected);
         }
     };
+    // Which wave each server belongs to, listed servers first.
+    let mut owner: BTreeMap<String, String> = BTreeMap::new();
+    for wave in &ctx.runbook.waves {
+        for server in &wave.servers {
+            owner.entry(server.clone()).or_insert_with(|| wave.name.clone());
+        }
+    }
     for (wave, tags) in selecting {
         let shown = format!(
             "{{{}}}",
@@ -124,36 +143,75 @@ async fn check_selections(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Res
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let matched = servers
+        let matched: Vec<String> = servers
             .iter()
             .filter(|s| tags.iter().all(|(k, v)| s.tags.get(k) == Some(v)))
-            .count();
-        let name = format!("select:{wave}");
-        if matched == 0 {
+            .map(|s| s.id.clone())
+            .collect();
+        let name = format!("select:{}", wave.name);
+        if matched.is_empty() {
             checks.push(fail(
                 name,
                 format!(
-                    "wave {wave}: select tags {shown} matched no source server in {}/{}",
-                    target.account_id, target.region
+                    "wave {}: select tags {shown} matched no source server in {}/{}",
+                    wave.name, target.account_id, target.region
                 ),
                 "check the wave's `select.tags` against the tags of the source servers (`aws drs describe-source-servers` in the target account and region)",
             ));
-        } else {
+            continue;
+        }
+        let mut all = wave.servers.clone();
+        let mut clashes = Vec::new();
+        for id in &matched {
+            match owner.get(id) {
+                Some(other) if other == &wave.name => {}
+                Some(other) => clashes.push(format!("{id} (wave {other})")),
+                None => {
+                    owner.insert(id.clone(), wave.name.clone());
+                    all.push(id.clone());
+                }
+            }
+        }
+        if clashes.is_empty() {
             checks.push(pass(
                 name,
-                format!("select tags {shown} matched {matched} source server(s)"),
+                format!(
+                    "select tags {shown} matched {} source server(s): {}",
+                    matched.len(),
+                    matched.join(", ")
+                ),
+            ));
+        } else {
+            checks.push(fail(
+                name,
+                format!(
+                    "wave {}: select tags {shown} matched server(s) of another wave: {}",
+                    wave.name,
+                    clashes.join(", ")
+                ),
+                "a server belongs to one wave: narrow the `select.tags`, or take the server out of the other wave",
             ));
         }
+        selected.insert(wave.name.clone(), all);
     }
-    Ok(())
+    Ok(selected)
 }
 
-async fn check_servers(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(), Halt> {
+/// Every server of every wave (listed, or selected as resolved above) exists, replicates
+/// continuously within the RPO, and has a snapshot at `--point-in-time`.
+async fn check_servers(
+    ctx: &mut StepCtx<'_>,
+    selected: &BTreeMap<String, Vec<String>>,
+    checks: &mut Vec<Check>,
+) -> Result<(), Halt> {
+    let mut seen = std::collections::BTreeSet::new();
     let wanted: Vec<String> = ctx
         .runbook
         .waves
         .iter()
-        .flat_map(|w| w.servers.iter().cloned())
+        .flat_map(|w| selected.get(&w.name).unwrap_or(&w.servers))
+        .filter(|id| seen.insert(id.as_str()))
+        .cloned()
         .collect();
     let target = &ctx.clients.target;
     let servers = match target.describe_source_servers(&wanted).await {
