@@ -64,6 +64,11 @@ pub struct Resolution {
     pub selected: std::collections::BTreeMap<String, Vec<String>>,
 }
 
+/// The name under which a run claims a DRS source server (one active run per server).
+pub fn server_claim(account_id: &str, region: &str, server: &str) -> String {
+    format!("{account_id}/{region}/{server}")
+}
+
 /// The run a step belongs to.
 #[derive(Debug, Clone)]
 pub struct RunInfo {
@@ -111,6 +116,9 @@ pub struct StepFailure {
     pub hint: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws: Option<Box<AwsError>>,
+    /// Another run holds what this step needs (a claimed server): the run ends with exit 4.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
 }
 
 impl StepFailure {
@@ -119,6 +127,7 @@ impl StepFailure {
             message: message.into(),
             hint: hint.into(),
             aws: None,
+            refused: false,
         }
     }
 }
@@ -137,6 +146,7 @@ impl From<AwsError> for StepFailure {
             ),
             hint: e.hint.clone(),
             aws: Some(Box::new(e)),
+            refused: false,
         }
     }
 }

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::{Halt, StepCtx, StepFailure, parse_iso_duration};
-use crate::run::Mode;
+use crate::run::journal::JournalError;
+use crate::run::{Mode, server_claim};
+use crate::store::StoreError;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PreflightOutput {
@@ -59,6 +61,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     check_servers(ctx, &selected, &mut checks).await?;
     check_dns(ctx, &mut checks).await?;
     check_target_groups(ctx, &mut checks).await?;
+    let refused = claim_selected(ctx, &selected, &mut checks).await?;
     let failed: Vec<&Check> = checks.iter().filter(|c| c.status == "fail").collect();
     ctx.say(format!(
         "{} check(s): {} passed, {} failed",
@@ -94,6 +97,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
                 .join("; "),
         )
     });
+    let failure = failure.map(|f| StepFailure { refused, ..f });
     ctx.save(&PreflightOutput { checks, selected }).await?;
     match failure {
         Some(f) => Err(Halt::Failed(f)),
@@ -132,7 +136,9 @@ async fn check_selections(
     let mut owner: BTreeMap<String, String> = BTreeMap::new();
     for wave in &ctx.runbook.waves {
         for server in &wave.servers {
-            owner.entry(server.clone()).or_insert_with(|| wave.name.clone());
+            owner
+                .entry(server.clone())
+                .or_insert_with(|| wave.name.clone());
         }
     }
     for (wave, tags) in selecting {
@@ -195,6 +201,40 @@ async fn check_selections(
         selected.insert(wave.name.clone(), all);
     }
     Ok(selected)
+}
+
+/// Claims the selected servers for the run, as the listed ones were claimed at its start, so
+/// two runs never recover the same server. Returns whether another run holds one: a failed
+/// check naming that run, and a refusal (exit 4).
+async fn claim_selected(
+    ctx: &mut StepCtx<'_>,
+    selected: &BTreeMap<String, Vec<String>>,
+    checks: &mut Vec<Check>,
+) -> Result<bool, Halt> {
+    if selected.is_empty() {
+        return Ok(false);
+    }
+    let target = &ctx.clients.target;
+    let resources: Vec<String> = selected
+        .values()
+        .flatten()
+        .map(|id| server_claim(&target.account_id, &target.region, id))
+        .collect();
+    match ctx.journal.claim(&resources, ctx.clock.now()).await {
+        Ok(()) => Ok(false),
+        Err(JournalError::Store(e @ StoreError::ClaimConflict { .. })) => {
+            let StoreError::ClaimConflict { resource, .. } = &e else {
+                unreachable!("matched above")
+            };
+            checks.push(fail(
+                format!("claim:{resource}"),
+                e.to_string(),
+                "wait for that run to end, or resume or cancel it",
+            ));
+            Ok(true)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Every server of every wave (listed, or selected as resolved above) exists, replicates
