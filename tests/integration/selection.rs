@@ -1,5 +1,7 @@
-//! Issue 18, item 2: a wave whose `select` matches no source server fails preflight, showing
-//! the selection, instead of "recovering" 0 of 0.
+//! Waves that name their servers by tags (`select`): preflight resolves them once per run and
+//! the run recovers exactly those, a resume uses the persisted resolution, a server in two waves
+//! or claimed by another run is refused; a selection that matches nothing fails preflight (issue
+//! 18, item 2) instead of "recovering" 0 of 0.
 
 use crate::support::{TestSim, drs_runbook, mutations};
 
@@ -346,5 +348,32 @@ async fn a_selected_server_claimed_by_another_run_is_refused_with_exit_4() {
     assert!(
         mutations(&sim.get("/_sim/stats").await, "StartRecovery").is_empty(),
         "the holder aborted before sending, and the refused run sent nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_shows_a_selection_as_resolved_at_run_time_with_its_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "runbook.toml", &selecting_runbook("sel", ""));
+    let db = dir.path().join("runs.db");
+    let (text, json) = tokio::task::spawn_blocking(move || {
+        (
+            drs_runbook(&db, None, &["plan", &path]),
+            drs_runbook(&db, None, &["--output", "json", "plan", &path]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(text.code, 0, "{text:#?}");
+    assert!(
+        text.stdout.contains(
+            "wave db: 0 listed server(s), plus those selected by tags {App=pay}: resolved at run time"
+        ),
+        "{text:#?}"
+    );
+    assert_eq!(json.code, 0, "{json:#?}");
+    assert_eq!(
+        json.json()["selections"],
+        serde_json::json!([{ "wave": "db", "tags": { "App": "pay" }, "resolved": "at run time" }])
     );
 }
