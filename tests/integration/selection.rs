@@ -377,3 +377,49 @@ async fn plan_shows_a_selection_as_resolved_at_run_time_with_its_tags() {
         serde_json::json!([{ "wave": "db", "tags": { "App": "pay" }, "resolved": "at run time" }])
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failback_after_a_failover_of_a_selected_wave_recovers_the_selected_servers_a2s() {
+    let sim = tagged_sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "runbook.toml", &selecting_runbook("sel", ""));
+    let db = dir.path().join("runs.db");
+    let failover = cli(
+        &db,
+        &sim,
+        &["--output", "json", "failover", &path, "--yes"],
+        &[],
+    )
+    .await;
+    assert_eq!(failover.code, 0, "{failover:#?}");
+    let failback = cli(
+        &db,
+        &sim,
+        &["--output", "json", "failback", &path, "--yes"],
+        &[],
+    )
+    .await;
+    assert_eq!(failback.code, 0, "{failback:#?}");
+    assert_eq!(failback.json()["status"], "succeeded");
+    let stats = sim.get("/_sim/stats").await;
+    let reversed: Vec<String> = mutations(&stats, "ReverseReplication")
+        .iter()
+        .map(|m| {
+            m["params"]["recoveryInstanceID"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        reversed.len(),
+        3,
+        "web's and db's B2s reversed: {reversed:?}"
+    );
+    let failback_jobs: Vec<Vec<String>> = recovered(&stats)[2..].to_vec();
+    assert_eq!(
+        failback_jobs.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![1, 2],
+        "web's A2, then db's two A2s: {failback_jobs:?}"
+    );
+}
