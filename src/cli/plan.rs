@@ -53,6 +53,15 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
                 .collect::<Vec<_>>()
         })
         .collect();
+    // A wave's `select` is resolved by preflight, in the run: plan (no AWS call) shows the tags.
+    let selections: Vec<serde_json::Value> = runbook
+        .waves
+        .iter()
+        .filter_map(|w| {
+            let select = w.select.as_ref()?;
+            Some(serde_json::json!({ "wave": w.name, "tags": select.tags, "resolved": "at run time" }))
+        })
+        .collect();
     let records: Vec<serde_json::Value> = if !drill {
         runbook
             .dns
@@ -84,7 +93,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
     match cli.output {
         Output::Json => println!(
             "{}",
-            serde_json::json!({ "runbook": runbook.name, "operation": args.operation.as_str(), "steps": steps, "batches": batches, "records": records, "target_groups": target_groups })
+            serde_json::json!({ "runbook": runbook.name, "operation": args.operation.as_str(), "steps": steps, "batches": batches, "selections": selections, "records": records, "target_groups": target_groups })
         ),
         Output::Text => {
             println!(
@@ -113,6 +122,24 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
                     } else {
                         ""
                     }
+                );
+            }
+            for (wave, select) in runbook
+                .waves
+                .iter()
+                .filter_map(|w| w.select.as_ref().map(|s| (w, s)))
+            {
+                let tags = select
+                    .tags
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                println!(
+                    "  wave {}: {} listed server(s), plus those selected by tags {{{}}}: resolved at run time",
+                    crate::terminal::safe(&wave.name),
+                    wave.servers.len(),
+                    crate::terminal::safe(&tags)
                 );
             }
             for r in &records {

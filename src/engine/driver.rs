@@ -39,6 +39,9 @@ pub struct RunReport {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
+    /// Failed because another run holds what a step needs (exit 4, not 1).
+    #[serde(skip)]
+    pub refused: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -86,6 +89,7 @@ impl RunReport {
                     exit::SUCCEEDED
                 }
             }
+            "failed" if self.refused => exit::REFUSED,
             "paused" => exit::PAUSED,
             "interrupted" => crate::signals::interrupted_exit_code(),
             _ => exit::RUN_FAILED,
@@ -530,6 +534,7 @@ pub async fn report(
         objectives,
         error: run.error.clone(),
         waiting_for,
+        refused: status == "failed" && journal.refused().await?,
     })
 }
 

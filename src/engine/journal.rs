@@ -231,6 +231,19 @@ impl Journal {
             }))
     }
 
+    /// Whether a failed step was refused because another run holds what it needs (exit 4).
+    pub async fn refused(&self) -> Result<bool, JournalError> {
+        let mut conn = self.db().pool().acquire().await?;
+        let steps = store::steps::list(&mut conn, self.run_id()).await?;
+        Ok(steps.iter().any(|s| {
+            s.status == StepStatus::Failed
+                && s.error
+                    .as_deref()
+                    .and_then(|e| serde_json::from_str::<StepFailure>(e).ok())
+                    .is_some_and(|f| f.refused)
+        }))
+    }
+
     pub async fn run_summary(&self) -> Result<RunSummaryView, JournalError> {
         let mut conn = self.db().pool().acquire().await?;
         let run = store::runs::get(&mut conn, self.run_id()).await?;

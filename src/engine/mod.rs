@@ -146,18 +146,14 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "unknown-host".to_string())
 }
 
-/// The resources a run claims: its source servers (one active run per server).
+/// The resources a run claims at its start: its listed source servers (one active run per
+/// server). The servers a wave `select`s are claimed by preflight once it resolves them.
 fn claims_of(runbook: &Runbook) -> Vec<String> {
     runbook
         .waves
         .iter()
         .flat_map(|w| w.servers.iter())
-        .map(|s| {
-            format!(
-                "{}/{}/{s}",
-                runbook.target.account_id, runbook.target.region
-            )
-        })
+        .map(|s| crate::run::server_claim(&runbook.target.account_id, &runbook.target.region, s))
         .collect()
 }
 

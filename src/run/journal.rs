@@ -129,6 +129,19 @@ impl Journal {
         Ok(())
     }
 
+    /// Claims `resources` for the run, all or none (`StoreError::ClaimConflict` names the
+    /// run holding one); claiming again what the run holds is a no-op.
+    pub async fn claim(
+        &self,
+        resources: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
+        let mut tx = self.write().await?;
+        store::claims::claim_all(&mut tx, &self.run_id, resources, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// A step's output as JSON (`{}` when none yet).
     pub async fn output_value(&self, key: &str) -> Result<Value, JournalError> {
         let mut conn = self.db.pool().acquire().await?;

@@ -59,6 +59,20 @@ fn default_batch() -> usize {
     100
 }
 
+/// The servers of the waves that `select` by tags, resolved once per run by preflight and
+/// persisted in its output (`selected`: wave -> the wave's listed servers, then the selected
+/// ones), so a resume recovers the same servers even if the tags changed meanwhile.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Resolution {
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub selected: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// The name under which a run claims a DRS source server (one active run per server).
+pub fn server_claim(account_id: &str, region: &str, server: &str) -> String {
+    format!("{account_id}/{region}/{server}")
+}
+
 /// The run a step belongs to.
 #[derive(Debug, Clone)]
 pub struct RunInfo {
@@ -106,6 +120,9 @@ pub struct StepFailure {
     pub hint: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws: Option<Box<AwsError>>,
+    /// Another run holds what this step needs (a claimed server): the run ends with exit 4.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
 }
 
 impl StepFailure {
@@ -114,6 +131,7 @@ impl StepFailure {
             message: message.into(),
             hint: hint.into(),
             aws: None,
+            refused: false,
         }
     }
 }
@@ -132,6 +150,7 @@ impl From<AwsError> for StepFailure {
             ),
             hint: e.hint.clone(),
             aws: Some(Box::new(e)),
+            refused: false,
         }
     }
 }
@@ -211,6 +230,28 @@ impl StepCtx<'_> {
     pub fn wave(&self) -> &crate::runbook::Wave {
         let name = self.step.wave.as_deref().expect("a wave step has a wave");
         self.runbook.wave(name).expect("planned waves exist")
+    }
+
+    /// The wave's servers: its listed `servers`, plus, when it has a `select`, the servers
+    /// preflight resolved from the tags (read from preflight's persisted output). The one way
+    /// steps learn a wave's servers; a selecting wave that preflight did not resolve fails.
+    pub async fn wave_servers(&self) -> Result<Vec<String>, Halt> {
+        let wave = self.wave();
+        if wave.select.is_none() {
+            return Ok(wave.servers.clone());
+        }
+        let preflight = StepKind::Preflight.as_str();
+        let resolution: Resolution = self.journal.output(preflight).await?;
+        match resolution.selected.get(&wave.name) {
+            Some(servers) => Ok(servers.clone()),
+            None => Err(Halt::Failed(StepFailure::new(
+                format!(
+                    "the `select` of wave {} was not resolved by this run's {preflight} step",
+                    wave.name
+                ),
+                "a selecting wave needs a preflight that resolved it: start a new run from the runbook",
+            ))),
+        }
     }
 
     /// The key of the step that started this wave's recovery jobs (`recovery_job:W`, or

@@ -23,10 +23,18 @@ async fn plan_batches(ctx: &mut StepCtx<'_>) -> Result<RecoveryJobOutput, Halt> 
     let reversed: ReversedReplicationOutput = ctx
         .output_of(&format!("reversed_replication:{}", wave.name))
         .await?;
-    // In the runbook's order; a server the failover did not recover has no A2 and is left out.
+    // The servers the failover recovered (its reversed_replication inventory), the listed ones
+    // in the runbook's order, then those a `select` had resolved; a server the failover did not
+    // recover has no A2 and is left out.
     let mut servers = Vec::new();
     let mut optional = Vec::new();
-    for b1 in &wave.servers {
+    let b1s = wave.servers.iter().chain(
+        reversed
+            .servers
+            .keys()
+            .filter(|b1| !wave.servers.contains(b1)),
+    );
+    for b1 in b1s {
         let Some(a2) = reversed.servers.get(b1).and_then(|s| s.a2_id.clone()) else {
             continue;
         };

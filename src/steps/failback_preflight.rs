@@ -75,7 +75,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     });
     ctx.save(&PreflightOutput {
         checks,
-        expected_data_loss_seconds: None,
+        ..Default::default()
     })
     .await?;
     match failure {

@@ -2,9 +2,12 @@
 //! the run stops here, before any mutating call, when one fails.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 use super::{Halt, StepCtx, StepFailure, parse_iso_duration};
-use crate::run::Mode;
+use crate::run::journal::JournalError;
+use crate::run::{Mode, server_claim};
+use crate::store::StoreError;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PreflightOutput {
@@ -13,6 +16,10 @@ pub struct PreflightOutput {
     /// time of the servers), reported before any approval gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_data_loss_seconds: Option<u64>,
+    /// The servers of the waves that `select` by tags, as resolved by this preflight (read
+    /// back through `StepCtx::wave_servers`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub selected: BTreeMap<String, Vec<String>>,
 }
 
 /// The hint of a planned failover whose source does not answer.
@@ -60,10 +67,11 @@ fn warn(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<Strin
 
 pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let mut checks = Vec::new();
-    let expected_data_loss_seconds = check_servers(ctx, &mut checks).await?;
-    check_selections(ctx, &mut checks).await?;
+    let selected = check_selections(ctx, &mut checks).await?;
+    let expected_data_loss_seconds = check_servers(ctx, &selected, &mut checks).await?;
     check_dns(ctx, &mut checks).await?;
     check_target_groups(ctx, &mut checks).await?;
+    let refused = claim_selected(ctx, &selected, &mut checks).await?;
     let failed: Vec<&Check> = checks.iter().filter(|c| c.status == "fail").collect();
     ctx.say(format!(
         "{} check(s): {} passed, {} failed",
@@ -92,16 +100,23 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
                     .collect::<Vec<_>>()
                     .join("; ")
             ),
-            failed
-                .iter()
-                .filter_map(|c| c.fix.clone())
-                .collect::<Vec<_>>()
-                .join("; "),
+            {
+                // One hint per distinct fix: 200 servers with the same problem say it once.
+                let mut fixes: Vec<String> = Vec::new();
+                for fix in failed.iter().filter_map(|c| c.fix.clone()) {
+                    if !fixes.contains(&fix) {
+                        fixes.push(fix);
+                    }
+                }
+                fixes.join("; ")
+            },
         )
     });
+    let failure = failure.map(|f| StepFailure { refused, ..f });
     ctx.save(&PreflightOutput {
         checks,
         expected_data_loss_seconds,
+        selected,
     })
     .await?;
     match failure {
@@ -110,26 +125,42 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     }
 }
 
-/// Every wave's `select` matches at least one source server of the recovery account and region:
-/// a selection that matches nothing would recover nothing and "succeed".
-async fn check_selections(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(), Halt> {
+/// Resolves every wave's `select` (one DescribeSourceServers listing of the recovery account
+/// and region; a server matches when every selector tag is equal) into the wave's listed
+/// servers followed by the selected ones. A selection that matches nothing would recover
+/// nothing and "succeed": a failed check. So is a server in two waves (selected by both, or
+/// listed by one and selected by the other): it would be recovered twice.
+async fn check_selections(
+    ctx: &mut StepCtx<'_>,
+    checks: &mut Vec<Check>,
+) -> Result<BTreeMap<String, Vec<String>>, Halt> {
+    let mut selected = BTreeMap::new();
     let selecting: Vec<_> = ctx
         .runbook
         .waves
         .iter()
-        .filter_map(|w| w.select.as_ref().map(|s| (w.name.clone(), s.tags.clone())))
+        .filter_map(|w| w.select.as_ref().map(|s| (w, s.tags.clone())))
         .collect();
     if selecting.is_empty() {
-        return Ok(());
+        return Ok(selected);
     }
     let target = &ctx.clients.target;
     let servers = match target.list_source_servers().await {
         Ok(s) => s,
         Err(e) => {
             checks.push(fail("drs:select", e.summary(), e.hint.clone()));
-            return Ok(());
+            return Ok(selected);
         }
     };
+    // Which wave each server belongs to, listed servers first.
+    let mut owner: BTreeMap<String, String> = BTreeMap::new();
+    for wave in &ctx.runbook.waves {
+        for server in &wave.servers {
+            owner
+                .entry(server.clone())
+                .or_insert_with(|| wave.name.clone());
+        }
+    }
     for (wave, tags) in selecting {
         let shown = format!(
             "{{{}}}",
@@ -138,43 +169,115 @@ async fn check_selections(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Res
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let matched = servers
+        let matched: Vec<String> = servers
             .iter()
             .filter(|s| tags.iter().all(|(k, v)| s.tags.get(k) == Some(v)))
-            .count();
-        let name = format!("select:{wave}");
-        if matched == 0 {
+            .map(|s| s.id.clone())
+            .collect();
+        let name = format!("select:{}", wave.name);
+        if matched.is_empty() {
             checks.push(fail(
                 name,
                 format!(
-                    "wave {wave}: select tags {shown} matched no source server in {}/{}",
-                    target.account_id, target.region
+                    "wave {}: select tags {shown} matched no source server in {}/{}",
+                    wave.name, target.account_id, target.region
                 ),
                 "check the wave's `select.tags` against the tags of the source servers (`aws drs describe-source-servers` in the target account and region)",
             ));
-        } else {
+            continue;
+        }
+        let mut all = wave.servers.clone();
+        let mut clashes = Vec::new();
+        for id in &matched {
+            match owner.get(id) {
+                Some(other) if other == &wave.name => {}
+                Some(other) => clashes.push(format!("{id} (wave {other})")),
+                None => {
+                    owner.insert(id.clone(), wave.name.clone());
+                    all.push(id.clone());
+                }
+            }
+        }
+        if clashes.is_empty() {
             checks.push(pass(
                 name,
-                format!("select tags {shown} matched {matched} source server(s)"),
+                format!(
+                    "select tags {shown} matched {} source server(s): {}",
+                    matched.len(),
+                    matched.join(", ")
+                ),
+            ));
+        } else {
+            checks.push(fail(
+                name,
+                format!(
+                    "wave {}: select tags {shown} matched server(s) of another wave: {}",
+                    wave.name,
+                    clashes.join(", ")
+                ),
+                "a server belongs to one wave: narrow the `select.tags`, or take the server out of the other wave",
             ));
         }
+        selected.insert(wave.name.clone(), all);
     }
-    Ok(())
+    Ok(selected)
 }
 
-/// Replication state and lag of every server (warnings in an unplanned failover, with the
-/// expected data loss returned), and the snapshot at `--point-in-time`.
+/// Claims the selected servers for the run, as the listed ones were claimed at its start, so
+/// two runs never recover the same server. Returns whether another run holds one: a failed
+/// check naming that run, and a refusal (exit 4).
+async fn claim_selected(
+    ctx: &mut StepCtx<'_>,
+    selected: &BTreeMap<String, Vec<String>>,
+    checks: &mut Vec<Check>,
+) -> Result<bool, Halt> {
+    if selected.is_empty() {
+        return Ok(false);
+    }
+    let target = &ctx.clients.target;
+    let resources: Vec<String> = selected
+        .values()
+        .flatten()
+        .map(|id| server_claim(&target.account_id, &target.region, id))
+        .collect();
+    match ctx.journal.claim(&resources, ctx.clock.now()).await {
+        Ok(()) => Ok(false),
+        Err(JournalError::Store(e @ StoreError::ClaimConflict { .. })) => {
+            let StoreError::ClaimConflict { resource, .. } = &e else {
+                unreachable!("matched above")
+            };
+            checks.push(fail(
+                format!("claim:{resource}"),
+                e.to_string(),
+                "wait for that run to end, or resume or cancel it",
+            ));
+            Ok(true)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Every server of every wave (listed, or selected as resolved above) exists, and its
+/// replication state and lag (warnings in an unplanned failover, with the expected data loss
+/// returned), and the snapshot at `--point-in-time`.
 async fn check_servers(
     ctx: &mut StepCtx<'_>,
+    selected: &BTreeMap<String, Vec<String>>,
     checks: &mut Vec<Check>,
 ) -> Result<Option<u64>, Halt> {
+    let mut seen = std::collections::BTreeSet::new();
     let wanted: Vec<String> = ctx
         .runbook
         .waves
         .iter()
-        .flat_map(|w| w.servers.iter().cloned())
+        .flat_map(|w| selected.get(&w.name).unwrap_or(&w.servers))
+        .filter(|id| seen.insert(id.as_str()))
+        .cloned()
         .collect();
     let target = &ctx.clients.target;
+    // An agent's "last seen" is measured from when the listing began: a listing of hundreds of
+    // servers takes several pages, and the time it takes is not the agents' silence.
+    let listed_at = ctx.clock.now();
     let servers = match target.describe_source_servers(&wanted).await {
         Ok(s) => s,
         Err(e) => {
@@ -209,7 +312,7 @@ async fn check_servers(
             .unwrap_or_default();
         let seen = server.last_seen.as_deref().and_then(crate::aws::parse_time);
         let unseen = seen
-            .map(|t| (now - t).to_std().unwrap_or_default())
+            .map(|t| (listed_at - t).to_std().unwrap_or_default())
             .unwrap_or_default();
         // The data in the staging area is as of the last replication: now minus the lag.
         let data_at = now - chrono::Duration::from_std(lag).unwrap_or_default();

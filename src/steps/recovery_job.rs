@@ -99,7 +99,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
 
 /// Splits the wave's servers into batches and resolves point-in-time snapshots.
 async fn plan_batches(ctx: &mut StepCtx<'_>) -> Result<RecoveryJobOutput, Halt> {
-    let servers = ctx.wave().servers.clone();
+    let servers = ctx.wave_servers().await?;
     let mut snapshots: BTreeMap<String, Option<String>> = BTreeMap::new();
     if let Some(pit) = ctx.run.options.point_in_time {
         for server in &servers {
