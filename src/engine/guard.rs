@@ -173,7 +173,7 @@ async fn runbook_servers(target: &SideClients, runbook: &Runbook) -> Result<Vec<
         for s in all {
             if selections
                 .iter()
-                .any(|sel| sel.tags.iter().all(|(k, v)| s.tags.get(k) == Some(v)))
+                .any(|selection| selection.matches(&s.tags))
             {
                 servers.push(s.id);
             }

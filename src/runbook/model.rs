@@ -114,6 +114,14 @@ pub struct Select {
     pub tags: BTreeMap<String, String>,
 }
 
+impl Select {
+    /// Whether a source server with these tags is selected: every selector tag is equal (the
+    /// one rule preflight and the production guard both apply).
+    pub fn matches(&self, tags: &BTreeMap<String, String>) -> bool {
+        self.tags.iter().all(|(k, v)| tags.get(k) == Some(v))
+    }
+}
+
 /// An ELBv2 target group switched to a wave's recovered instances.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadBalancer {
@@ -346,5 +354,41 @@ impl Runbook {
     /// The load balancers switched for this wave.
     pub fn load_balancers_of(&self, wave: &str) -> impl Iterator<Item = &LoadBalancer> {
         self.load_balancers.iter().filter(move |lb| lb.wave == wave)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_selection_matches_a_server_carrying_every_selector_tag_with_its_value() {
+        let select = Select {
+            tags: tags(&[("App", "payments"), ("Tier", "db")]),
+        };
+        assert!(select.matches(&tags(&[
+            ("App", "payments"),
+            ("Tier", "db"),
+            ("Owner", "x")
+        ])));
+        assert!(
+            !select.matches(&tags(&[("App", "payments")])),
+            "a tag missing"
+        );
+        assert!(
+            !select.matches(&tags(&[("App", "payments"), ("Tier", "app")])),
+            "a tag with another value"
+        );
+        assert!(
+            !select.matches(&tags(&[("app", "payments"), ("tier", "db")])),
+            "tag keys are case-sensitive, as in DRS"
+        );
     }
 }

@@ -139,7 +139,7 @@ async fn check_selections(
         .runbook
         .waves
         .iter()
-        .filter_map(|w| w.select.as_ref().map(|s| (w, s.tags.clone())))
+        .filter_map(|w| w.select.clone().map(|s| (w, s)))
         .collect();
     if selecting.is_empty() {
         return Ok(selected);
@@ -161,17 +161,19 @@ async fn check_selections(
                 .or_insert_with(|| wave.name.clone());
         }
     }
-    for (wave, tags) in selecting {
+    for (wave, selection) in selecting {
         let shown = format!(
             "{{{}}}",
-            tags.iter()
+            selection
+                .tags
+                .iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
         let matched: Vec<String> = servers
             .iter()
-            .filter(|s| tags.iter().all(|(k, v)| s.tags.get(k) == Some(v)))
+            .filter(|s| selection.matches(&s.tags))
             .map(|s| s.id.clone())
             .collect();
         let name = format!("select:{}", wave.name);
