@@ -1,13 +1,11 @@
-//! EC2 calls: instances (state, IPs), status checks, start and stop. Built for the health gate
-//! (DescribeInstances + DescribeInstanceStatus) and for booting stopped recovery instances in
-//! order (StartInstances / StopInstances, sent with SDK retries off like every mutation).
+//! EC2 reads for the health gate: instances (state, IPs) and status checks (DescribeInstances,
+//! DescribeInstanceStatus). Start/StopInstances come with the step that sends them (booting
+//! waves in order, fencing the source), through the durable call like every mutation.
 
-use aws_sdk_ec2::operation::RequestId;
 use serde::{Deserialize, Serialize};
 
-use super::drs::Called;
 use super::error::classify;
-use super::{AwsError, SideClients, with_throttle_retry};
+use super::{AwsError, SideClients};
 
 /// At most 100 explicit IDs per DescribeInstanceStatus (EC2 API Reference,
 /// DescribeInstanceStatus `InstanceId.N`: "Maximum 100 explicitly specified instance IDs");
@@ -36,14 +34,6 @@ pub struct InstanceStatus {
     /// `ok`, `impaired`, `initializing`, `insufficient-data`, `not-applicable`.
     pub system: String,
     pub instance: String,
-}
-
-/// A state change answered by Start/StopInstances.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct StateChange {
-    pub instance_id: String,
-    pub previous: String,
-    pub current: String,
 }
 
 impl SideClients {
@@ -145,74 +135,5 @@ impl SideClients {
             }
         }
         Ok(out)
-    }
-
-    /// StartInstances (at most 100 IDs: the caller chunks with [`MAX_IDS_PER_CALL`]).
-    pub async fn start_instances(
-        &self,
-        ids: &[String],
-    ) -> Result<Called<Vec<StateChange>>, AwsError> {
-        let site = self.site("ec2:StartInstances", ids.first().map_or("", |s| s));
-        with_throttle_retry(|| async {
-            let output = self
-                .ec2
-                .start_instances()
-                .set_instance_ids(Some(ids.to_vec()))
-                .send()
-                .await
-                .map_err(|e| classify(&site, &e))?;
-            Ok(Called {
-                value: output
-                    .starting_instances()
-                    .iter()
-                    .map(|c| change(c.instance_id(), c.previous_state(), c.current_state()))
-                    .collect(),
-                request_id: output.request_id().map(str::to_string),
-            })
-        })
-        .await
-    }
-
-    /// StopInstances (at most 100 IDs).
-    pub async fn stop_instances(
-        &self,
-        ids: &[String],
-    ) -> Result<Called<Vec<StateChange>>, AwsError> {
-        let site = self.site("ec2:StopInstances", ids.first().map_or("", |s| s));
-        with_throttle_retry(|| async {
-            let output = self
-                .ec2
-                .stop_instances()
-                .set_instance_ids(Some(ids.to_vec()))
-                .send()
-                .await
-                .map_err(|e| classify(&site, &e))?;
-            Ok(Called {
-                value: output
-                    .stopping_instances()
-                    .iter()
-                    .map(|c| change(c.instance_id(), c.previous_state(), c.current_state()))
-                    .collect(),
-                request_id: output.request_id().map(str::to_string),
-            })
-        })
-        .await
-    }
-}
-
-fn change(
-    id: Option<&str>,
-    previous: Option<&aws_sdk_ec2::types::InstanceState>,
-    current: Option<&aws_sdk_ec2::types::InstanceState>,
-) -> StateChange {
-    let name = |s: Option<&aws_sdk_ec2::types::InstanceState>| {
-        s.and_then(|s| s.name())
-            .map(|n| n.as_str().to_string())
-            .unwrap_or_default()
-    };
-    StateChange {
-        instance_id: id.unwrap_or_default().to_string(),
-        previous: name(previous),
-        current: name(current),
     }
 }

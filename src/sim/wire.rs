@@ -43,6 +43,34 @@ impl SimRequest {
     pub fn form_pairs(&self) -> Vec<(String, String)> {
         form_urlencoded::parse(&self.body).into_owned().collect()
     }
+
+    /// The parameters of a query-protocol request (ELBv2, EC2): the query string's pairs, then
+    /// the form body's.
+    pub fn query_params(&self) -> Vec<(String, String)> {
+        let mut pairs = self.query_pairs();
+        pairs.extend(self.form_pairs());
+        pairs
+    }
+}
+
+/// The first value of `key` among query-protocol parameters.
+pub fn param<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The values of `<prefix><N>` keys in N order: the query protocols' flattened lists
+/// (`InstanceId.1` for EC2, `Names.member.1` for ELBv2).
+pub fn numbered(pairs: &[(String, String)], prefix: &str) -> Vec<String> {
+    let mut items: std::collections::BTreeMap<u32, String> = std::collections::BTreeMap::new();
+    for (k, v) in pairs {
+        if let Some(n) = k.strip_prefix(prefix).and_then(|n| n.parse().ok()) {
+            items.insert(n, v.clone());
+        }
+    }
+    items.into_values().collect()
 }
 
 /// One HTTP reply of the simulator.

@@ -68,16 +68,11 @@ struct Params(Vec<(String, String)>);
 
 impl Params {
     fn of(req: &SimRequest) -> Params {
-        let mut pairs = req.query_pairs();
-        pairs.extend(req.form_pairs());
-        Params(pairs)
+        Params(req.query_params())
     }
 
     fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        crate::sim::wire::param(&self.0, key)
     }
 
     fn required(&self, key: &str) -> Result<&str, ApiError> {
@@ -91,14 +86,7 @@ impl Params {
 
     /// `Key.member.N` values, in N order.
     fn list(&self, key: &str) -> Vec<String> {
-        let prefix = format!("{key}.member.");
-        let mut items: BTreeMap<u32, String> = BTreeMap::new();
-        for (k, v) in &self.0 {
-            if let Some(n) = k.strip_prefix(&prefix).and_then(|n| n.parse().ok()) {
-                items.insert(n, v.clone());
-            }
-        }
-        items.into_values().collect()
+        crate::sim::wire::numbered(&self.0, &format!("{key}.member."))
     }
 
     /// `Key.member.N.Field` structures, in N order.
