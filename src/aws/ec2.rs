@@ -1,11 +1,13 @@
-//! EC2 reads for the health gate: instances (state, IPs) and status checks (DescribeInstances,
-//! DescribeInstanceStatus). Start/StopInstances come with the step that sends them (booting
-//! waves in order, fencing the source), through the durable call like every mutation.
+//! EC2 for the health gate and the steps that start or stop instances: reads (DescribeInstances,
+//! DescribeInstanceStatus) and the two state changes (StartInstances, StopInstances). The state
+//! changes are sent only through the durable call ([`StepCtx::call`](crate::run::StepCtx::call)),
+//! once per chunk, with the SDK's retries off (a throttled call is retried here).
 
 use serde::{Deserialize, Serialize};
 
+use super::drs::Called;
 use super::error::classify;
-use super::{AwsError, SideClients};
+use super::{AwsError, SideClients, with_throttle_retry};
 
 /// At most 100 explicit IDs per DescribeInstanceStatus (EC2 API Reference,
 /// DescribeInstanceStatus `InstanceId.N`: "Maximum 100 explicitly specified instance IDs");
@@ -136,4 +138,101 @@ impl SideClients {
         }
         Ok(out)
     }
+
+    /// StartInstances of at most [`MAX_IDS_PER_CALL`] IDs (the caller chunks, one durable call
+    /// per chunk). Answers each instance's state after the call (`pending`, or `running` when it
+    /// already ran: EC2 accepts a start of a running instance).
+    pub async fn start_instances(
+        &self,
+        ids: &[String],
+    ) -> Result<Called<Vec<StateChange>>, AwsError> {
+        assert!(
+            ids.len() <= MAX_IDS_PER_CALL,
+            "StartInstances takes at most 100 IDs"
+        );
+        let site = self.site("ec2:StartInstances", ids.first().map_or("", |s| s));
+        with_throttle_retry(|| async {
+            let output = self
+                .ec2
+                .start_instances()
+                .set_instance_ids(Some(ids.to_vec()))
+                .customize()
+                .config_override(single_attempt())
+                .send()
+                .await
+                .map_err(|e| classify(&site, &e))?;
+            use aws_sdk_ec2::operation::RequestId;
+            Ok(Called {
+                value: output
+                    .starting_instances()
+                    .iter()
+                    .map(state_change)
+                    .collect(),
+                request_id: output.request_id().map(str::to_string),
+            })
+        })
+        .await
+    }
+
+    /// StopInstances of at most [`MAX_IDS_PER_CALL`] IDs (the caller chunks). Answers each
+    /// instance's state after the call (`stopping`, or `stopped` when it already was).
+    pub async fn stop_instances(
+        &self,
+        ids: &[String],
+    ) -> Result<Called<Vec<StateChange>>, AwsError> {
+        assert!(
+            ids.len() <= MAX_IDS_PER_CALL,
+            "StopInstances takes at most 100 IDs"
+        );
+        let site = self.site("ec2:StopInstances", ids.first().map_or("", |s| s));
+        with_throttle_retry(|| async {
+            let output = self
+                .ec2
+                .stop_instances()
+                .set_instance_ids(Some(ids.to_vec()))
+                .customize()
+                .config_override(single_attempt())
+                .send()
+                .await
+                .map_err(|e| classify(&site, &e))?;
+            use aws_sdk_ec2::operation::RequestId;
+            Ok(Called {
+                value: output
+                    .stopping_instances()
+                    .iter()
+                    .map(state_change)
+                    .collect(),
+                request_id: output.request_id().map(str::to_string),
+            })
+        })
+        .await
+    }
+}
+
+/// One instance's state change as Start/StopInstances answer it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StateChange {
+    pub instance_id: String,
+    pub previous: String,
+    pub current: String,
+}
+
+fn state_change(c: &aws_sdk_ec2::types::InstanceStateChange) -> StateChange {
+    let name = |s: Option<&aws_sdk_ec2::types::InstanceState>| {
+        s.and_then(|s| s.name())
+            .map(|n| n.as_str().to_string())
+            .unwrap_or_default()
+    };
+    StateChange {
+        instance_id: c.instance_id().unwrap_or_default().to_string(),
+        previous: name(c.previous_state()),
+        current: name(c.current_state()),
+    }
+}
+
+/// Mutations are sent once by the SDK (see [`super::drs`]): a throttled call is retried by
+/// [`with_throttle_retry`], anything ambiguous is reconciled by the step.
+fn single_attempt() -> aws_sdk_ec2::config::Builder {
+    aws_sdk_ec2::config::Builder::default()
+        .retry_config(aws_sdk_ec2::config::retry::RetryConfig::disabled())
 }
