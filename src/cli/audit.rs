@@ -37,7 +37,7 @@ async fn verify(cli: &Cli, args: &VerifyArgs) -> Result<u8, CliError> {
                 "runs": verdicts,
                 "first_break": first_break,
             });
-            println!("{value}");
+            super::print_json(&value);
         }
         Output::Text => {
             if verdicts.is_empty() {

@@ -44,10 +44,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
     let report = doctor::run(runbook, &cloud.clients, setup.as_ref(), cloud.clock.now()).await;
     cloud.close();
     match cli.output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        ),
+        Output::Json => super::print_json(&report),
         // AWS error messages and runbook strings: escaped for the terminal.
         Output::Text => print!(
             "{}",

@@ -208,12 +208,17 @@ impl CliError {
     }
 
     /// The message and its hint, as printed after `error: `.
-    pub fn render(&self) -> String {
-        let message = match self {
+    /// The sentence without its hint.
+    pub fn message(&self) -> String {
+        match self {
             // The engine's generic failures are shown with their whole chain of causes.
             CliError::Engine(e) if !e.is_refusal() && !e.is_invalid() => error_chain(e),
             other => other.to_string(),
-        };
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let message = self.message();
         match self.hint() {
             Some(hint) => format!("{message} (hint: {hint})"),
             None => message,

@@ -96,7 +96,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
                     value
                 })
                 .collect();
-            println!("{}", serde_json::json!({ "runs": listed }));
+            super::print_json(&serde_json::json!({ "runs": listed }));
         }
         Output::Text => print!("{}", table(&runs)),
     }
@@ -167,10 +167,9 @@ async fn show_trend(cli: &Cli, runbook: &str, limit: u32) -> Result<u8, CliError
         .await
         .map_err(|e| report_error(cli, e))?;
     match cli.output {
-        Output::Json => println!(
-            "{}",
-            serde_json::json!({ "runbook": runbook, "drills": points })
-        ),
+        Output::Json => {
+            super::print_json(&serde_json::json!({ "runbook": runbook, "drills": points }))
+        }
         Output::Text => print!("{}", trend::table(runbook, &points)),
     }
     Ok(exit::SUCCEEDED)

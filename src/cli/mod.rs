@@ -156,7 +156,10 @@ pub enum SimCommand {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     crate::signals::quiet_broken_pipe();
     init_tracing(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -169,14 +172,92 @@ pub fn main() -> ExitCode {
             return ExitCode::from(exit::RUN_FAILED);
         }
     };
+    let output = cli.output;
     let result = runtime.block_on(run(cli));
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {}", crate::terminal::safe_lines(&e.render()));
+            if output == Output::Json && !JSON_PRINTED.load(std::sync::atomic::Ordering::SeqCst) {
+                println!("{}", error_document(&e));
+            }
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+pub use crate::report::json::SCHEMA_VERSION as JSON_SCHEMA_VERSION;
+
+/// Whether this process has printed its JSON document (an error then adds none: stdout holds
+/// exactly one document).
+static JSON_PRINTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints one JSON document on stdout, with `"schema_version"` at its top.
+pub fn print_json(document: &impl serde::Serialize) {
+    json_printed();
+    println!("{}", json_document(document));
+}
+
+/// Notes that stdout holds this process's JSON document (printed by other means).
+pub fn json_printed() {
+    JSON_PRINTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// `document` as a JSON object carrying `"schema_version"`.
+pub fn json_document(document: &impl serde::Serialize) -> serde_json::Value {
+    // Every document is a struct or a `json!` object: both serialise to an object.
+    let mut value = serde_json::to_value(document).expect("documents serialise");
+    if let Some(object) = value.as_object_mut() {
+        object.insert("schema_version".into(), JSON_SCHEMA_VERSION.into());
+    }
+    value
+}
+
+/// An error as a JSON document (`--output json`): the same sentence, hint and exit code.
+pub fn error_document(error: &CliError) -> serde_json::Value {
+    json_document(&serde_json::json!({
+        "error": {
+            "message": error.message(),
+            "hint": error.hint(),
+            "exit_code": error.exit_code(),
+        }
+    }))
+}
+
+/// A command line clap refuses: its message on stderr as always and, under `--output json`, the
+/// error document on stdout with the same exit code (help and version print as usual).
+fn usage_error(error: clap::Error) -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let wants_json = args.iter().any(|a| a == "--output=json")
+        || args
+            .windows(2)
+            .any(|w| w[0] == "--output" && w[1] == "json");
+    if !error.use_stderr() || !wants_json {
+        error.exit();
+    }
+    let _ = error.print();
+    let code = error.exit_code();
+    let rendered = error.render().to_string();
+    // clap's sentence runs until the blank line before its usage.
+    let message = rendered
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_start_matches("error: ")
+        .to_string();
+    println!(
+        "{}",
+        json_document(&serde_json::json!({
+            "error": {
+                "message": message,
+                "hint": "`drs-runbook --help` lists the commands and their options",
+                "exit_code": code,
+            }
+        }))
+    );
+    ExitCode::from(u8::try_from(code).unwrap_or(2))
 }
 
 async fn run(cli: Cli) -> Result<u8, CliError> {

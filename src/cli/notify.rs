@@ -55,9 +55,12 @@ async fn send(url: &str, report: &RunReport, timeout: Duration) -> Result<(), St
         .build()
         .map_err(|e| format!("no HTTP client: {}", chain(&e)))?;
     // reqwest's own timeout covers the request; this one also covers anything before it.
-    let sent = tokio::time::timeout(timeout, client.post(url).json(report).send())
-        .await
-        .map_err(|_| format!("no answer within {}", format_duration(timeout)))?;
+    let sent = tokio::time::timeout(
+        timeout,
+        client.post(url).json(&super::json_document(report)).send(),
+    )
+    .await
+    .map_err(|_| format!("no answer within {}", format_duration(timeout)))?;
     match sent {
         Ok(answer) if answer.status().is_success() => Ok(()),
         Ok(answer) => Err(format!("it was answered {}", answer.status())),

@@ -162,10 +162,7 @@ pub async fn finish(cli: &Cli, report: &RunReport, notify: Option<&str>) -> Resu
 
 pub fn render(cli: &Cli, report: &RunReport) {
     match cli.output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string(report).expect("reports serialise")
-        ),
+        Output::Json => super::print_json(report),
         Output::Text => {
             println!(
                 "run {} ({}): {}",

@@ -91,9 +91,8 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
         })
         .collect();
     match cli.output {
-        Output::Json => println!(
-            "{}",
-            serde_json::json!({ "runbook": runbook.name, "operation": args.operation.as_str(), "steps": steps, "batches": batches, "selections": selections, "records": records, "target_groups": target_groups })
+        Output::Json => super::print_json(
+            &serde_json::json!({ "runbook": runbook.name, "operation": args.operation.as_str(), "steps": steps, "batches": batches, "selections": selections, "records": records, "target_groups": target_groups }),
         ),
         Output::Text => {
             println!(

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
-use crate::engine::progress::{Approver, Observer, ProgressEvent, StepProgress};
+use crate::engine::progress::{Approver, GatePreview, Observer, ProgressEvent, StepProgress};
 
 /// Progress lines on stderr; the status line only when stderr is a terminal.
 pub struct Lines {
@@ -121,10 +121,18 @@ impl Approver for Prompt {
         self.interactive
     }
 
-    fn approve<'a>(&'a self, step: &'a str) -> BoxFuture<'a, bool> {
-        Box::pin(ask_yes_no(format!(
+    fn approve<'a>(&'a self, preview: &'a GatePreview) -> BoxFuture<'a, bool> {
+        let mut question = format!(
+            "Step {} will make these changes:\n",
+            crate::terminal::safe(&preview.step)
+        );
+        for line in preview.lines() {
+            question.push_str(&format!("  {}\n", crate::terminal::safe(&line)));
+        }
+        question.push_str(&format!(
             "Approve step {}? This changes production traffic or resources.",
-            crate::terminal::safe(step)
-        )))
+            crate::terminal::safe(&preview.step)
+        ));
+        Box::pin(ask_yes_no(question))
     }
 }

@@ -65,7 +65,12 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
                 path.display()
             );
         }
-        None => print!("{text}"),
+        None => {
+            if args.format == Format::Json {
+                super::json_printed();
+            }
+            print!("{text}")
+        }
     }
     if !data.audit.verified {
         // The report is written (it says where the trail breaks), but its evidence cannot be

@@ -119,7 +119,7 @@ pub async fn status(cli: &Cli, args: &StatusArgs) -> Result<u8, CliError> {
         .filter(|r| !matches!(r.status.as_str(), "succeeded" | "cancelled" | "rolled_back"))
         .collect();
     match cli.output {
-        Output::Json => println!("{}", serde_json::json!({ "runs": open })),
+        Output::Json => super::print_json(&serde_json::json!({ "runs": open })),
         Output::Text => {
             if open.is_empty() {
                 println!(
@@ -157,11 +157,19 @@ async fn show_run(cli: &Cli, db: &Database, run_id: &str, detailed: bool) -> Res
     };
     match cli.output {
         Output::Json => {
-            let mut value = serde_json::json!({ "run": run, "steps": steps });
+            // The run's own fields at the top (`run_id` first among them), then its steps, as
+            // a run command's result has them: one shape for a run wherever it is printed.
+            let mut value = serde_json::to_value(&run).expect("runs serialise");
+            value["steps"] = serde_json::json!(
+                steps
+                    .iter()
+                    .map(store::steps::StepObject::from)
+                    .collect::<Vec<_>>()
+            );
             if detailed {
-                value["effects"] = serde_json::to_value(&effects).unwrap_or_default();
+                value["effects"] = serde_json::to_value(&effects).expect("effects serialise");
             }
-            println!("{value}");
+            super::print_json(&value);
         }
         Output::Text => {
             println!(

@@ -50,7 +50,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
         .collect();
     match cli.output {
         Output::Text => print_text(&outcomes),
-        Output::Json => print_json(&outcomes)?,
+        Output::Json => print_report(&outcomes)?,
     }
     let invalid = outcomes
         .iter()
@@ -87,13 +87,14 @@ fn plural(count: usize) -> &'static str {
     if count == 1 { "" } else { "s" }
 }
 
-fn print_json(outcomes: &[(String, Result<LoadedRunbook, RunbookError>)]) -> Result<(), CliError> {
+fn print_report(
+    outcomes: &[(String, Result<LoadedRunbook, RunbookError>)],
+) -> Result<(), CliError> {
     let runbooks = outcomes
         .iter()
         .map(|(file, outcome)| file_report(file, outcome))
         .collect();
-    let text = serde_json::to_string(&Report { runbooks })?;
-    println!("{text}");
+    super::print_json(&Report { runbooks });
     Ok(())
 }
 

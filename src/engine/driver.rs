@@ -29,7 +29,8 @@ pub struct RunReport {
     pub operation: String,
     /// `succeeded`, `failed`, `paused`, `cancelled`, `interrupted` or `rolled_back`.
     pub status: String,
-    pub steps: Vec<StepSummary>,
+    /// The run's steps, as every JSON document shows a step.
+    pub steps: Vec<crate::store::steps::StepObject>,
     pub rto_seconds: Option<f64>,
     pub rpo_seconds: Option<f64>,
     /// Objectives from the runbook, and whether the measurements met them.
@@ -39,17 +40,12 @@ pub struct RunReport {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
+    /// A paused run: what each waiting approval gate lets through.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<crate::run::progress::GatePreview>,
     /// Failed because another run holds what a step needs (exit 4, not 1).
     #[serde(skip)]
     pub refused: bool,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct StepSummary {
-    pub key: String,
-    pub kind: String,
-    pub wave: Option<String>,
-    pub status: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -297,10 +293,17 @@ impl Driver<'_> {
                             .iter()
                             .find(|r| r.key == key)
                             .expect("decided on a known step");
-                        if self.interactive
-                            && polling(&mut running, &mut reported, self.approver.approve(&key))
+                        let asked = self.interactive && {
+                            let preview = polling(
+                                &mut running,
+                                &mut reported,
+                                self.preview(row, stop_rx.clone()),
+                            )
+                            .await;
+                            polling(&mut running, &mut reported, self.approver.approve(&preview))
                                 .await
-                        {
+                        };
+                        if asked {
                             polling(
                                 &mut running,
                                 &mut reported,
@@ -419,16 +422,57 @@ impl Driver<'_> {
         Ok(())
     }
 
+    /// What the gate before `row` lets through, read now: the step's own preview (read calls
+    /// only, nothing journaled).
+    async fn preview(
+        &self,
+        row: &StepRow,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> crate::run::progress::GatePreview {
+        let info = StepInfo {
+            key: row.key.clone(),
+            kind: row.kind,
+            wave: row.wave.clone(),
+            attempt: row.attempts,
+        };
+        let ctx = StepCtx {
+            run: &self.run,
+            step: &info,
+            runbook: self.runbook,
+            clients: self.clients,
+            clock: self.clock,
+            journal: self.journal,
+            progress: self.progress,
+            stop,
+            budget: &self.budget,
+        };
+        steps::preview(ctx).await
+    }
+
     async fn pause(&self, rows: &[StepRow]) -> Result<RunReport, DriverError> {
-        let waiting: Vec<&str> = rows
+        let gates: Vec<&StepRow> = rows
             .iter()
             .filter(|r| {
                 r.status == StepStatus::WaitingApproval
                     || (r.needs_approval && !r.approved && r.status == StepStatus::Pending)
             })
-            .map(|r| r.key.as_str())
             .collect();
-        let waiting = waiting.join(", ");
+        let waiting = gates
+            .iter()
+            .map(|r| r.key.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        // What each waiting gate lets through, for whoever approves it later (the JSON result
+        // and the notification carry it; the lines below show it).
+        let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut approvals = Vec::new();
+        for gate in gates {
+            let preview = self.preview(gate, stop_rx.clone()).await;
+            for line in preview.lines() {
+                self.progress.line(self.clock.now(), &gate.key, &line);
+            }
+            approvals.push(preview);
+        }
         self.journal
             .finish_run("paused", None, None, None, self.clock.now())
             .await?;
@@ -439,7 +483,9 @@ impl Driver<'_> {
                 self.run.id
             ),
         );
-        self.report("paused", Some(waiting)).await
+        let mut report = self.report("paused", Some(waiting)).await?;
+        report.approvals = approvals;
+        Ok(report)
     }
 
     async fn finish(&self, outcome: RunOutcome) -> Result<RunReport, DriverError> {
@@ -500,7 +546,6 @@ pub async fn report(
     status: &str,
     waiting_for: Option<String>,
 ) -> Result<RunReport, DriverError> {
-    let rows = journal.steps().await?;
     let run = journal.run_summary().await?;
     let objectives = (runbook.rto().is_some() || runbook.rpo().is_some()).then(|| {
         let rto_goal = runbook.rto();
@@ -520,20 +565,18 @@ pub async fn report(
         run_id: run.id.clone(),
         operation: run.operation.clone(),
         status: status.to_string(),
-        steps: rows
+        steps: journal
+            .stored_steps()
+            .await?
             .iter()
-            .map(|r| StepSummary {
-                key: r.key.clone(),
-                kind: r.kind.as_str().to_string(),
-                wave: r.wave.clone(),
-                status: r.status.as_str().to_string(),
-            })
+            .map(crate::store::steps::StepObject::from)
             .collect(),
         rto_seconds: run.rto_seconds,
         rpo_seconds: run.rpo_seconds,
         objectives,
         error: run.error.clone(),
         waiting_for,
+        approvals: Vec::new(),
         refused: status == "failed" && journal.refused().await?,
     })
 }

@@ -51,6 +51,12 @@ pub struct RunSummaryView {
 }
 
 impl Journal {
+    /// Every step of the run as stored, in plan order (for reports).
+    pub async fn stored_steps(&self) -> Result<Vec<store::Step>, JournalError> {
+        let mut conn = self.db().pool().acquire().await?;
+        Ok(store::steps::list(&mut conn, self.run_id()).await?)
+    }
+
     /// Every step of the run, in plan order.
     pub async fn steps(&self) -> Result<Vec<StepRow>, JournalError> {
         let mut conn = self.db().pool().acquire().await?;

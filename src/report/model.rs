@@ -56,6 +56,7 @@ pub struct ReportData {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunFacts {
+    #[serde(rename = "run_id")]
     pub id: String,
     pub operation: String,
     pub mode: String,
@@ -85,22 +86,8 @@ pub struct RunbookFacts {
     pub text: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepFacts {
-    pub seq: i64,
-    pub key: String,
-    pub kind: String,
-    pub wave: Option<String>,
-    pub status: String,
-    pub attempts: i64,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub duration_seconds: Option<f64>,
-    pub approved_by: Option<String>,
-    pub approval_comment: Option<String>,
-    pub skip_reason: Option<String>,
-    pub error: Option<String>,
-}
+/// A step as the report shows it: the one step object of every JSON document.
+pub use crate::store::steps::StepObject as StepFacts;
 
 impl StepFacts {
     /// The operator's marks on the step (approval with its comment, skip reason, error), each
@@ -351,7 +338,7 @@ pub fn build(sources: Sources<'_>) -> Result<ReportData, ReportError> {
             sha256: run.runbook_sha256.clone(),
             text: run.runbook_text.clone(),
         },
-        steps: sources.steps.iter().map(step_facts).collect(),
+        steps: sources.steps.iter().map(StepFacts::from).collect(),
         servers: servers(&outputs, rpo_reference),
         jobs: jobs(&outputs, sources.effects),
         dns: dns(&outputs),
@@ -402,31 +389,6 @@ fn run_facts(run: &Run) -> RunFacts {
         declared_at: run.declared_at,
         duration_seconds: seconds_between(run.started_at, run.finished_at),
         error: run.error.clone(),
-    }
-}
-
-/// A step's error as one sentence and its hint (steps store a JSON `StepFailure`).
-fn error_text(error: &str) -> String {
-    serde_json::from_str::<crate::steps::StepFailure>(error)
-        .map(|f| format!("{} (hint: {})", f.message, f.hint))
-        .unwrap_or_else(|_| error.to_owned())
-}
-
-fn step_facts(step: &Step) -> StepFacts {
-    StepFacts {
-        seq: step.seq,
-        key: step.key.clone(),
-        kind: step.kind.clone(),
-        wave: step.wave.clone(),
-        status: step.status.as_str().to_owned(),
-        attempts: step.attempts,
-        started_at: step.started_at,
-        finished_at: step.finished_at,
-        duration_seconds: seconds_between(step.started_at, step.finished_at),
-        approved_by: step.approved_by.clone(),
-        approval_comment: step.approval_comment.clone(),
-        skip_reason: step.skip_reason.clone(),
-        error: step.error.as_deref().map(error_text),
     }
 }
 

@@ -49,12 +49,81 @@ pub trait Observer: Send + Sync {
     fn event(&self, event: &ProgressEvent<'_>);
 }
 
+/// One change an approval gate lets through, as the approver sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Change {
+    /// What is done: `upsert`, `delete`, `register`, `deregister`, `terminate`, `stop_replication`,
+    /// `start_recovery`...
+    pub action: String,
+    /// What it is done to: a record (`www.example.com. A in zone Z...`), a target group, an
+    /// instance, a source server.
+    pub resource: String,
+    /// The value before (a record's values, a group's targets), where there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    /// The value after, where there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+impl Change {
+    pub fn new(action: &str, resource: impl Into<String>) -> Change {
+        Change {
+            action: action.to_string(),
+            resource: resource.into(),
+            before: None,
+            after: None,
+        }
+    }
+
+    pub fn from_to(mut self, before: impl Into<String>, after: impl Into<String>) -> Change {
+        self.before = Some(before.into());
+        self.after = Some(after.into());
+        self
+    }
+
+    /// The change as one line: `upsert www.example.com. A in zone Z1: 10.0.0.1 -> 10.1.0.7`.
+    pub fn line(&self) -> String {
+        let mut line = format!("{} {}", self.action, self.resource);
+        match (&self.before, &self.after) {
+            (Some(before), Some(after)) => line.push_str(&format!(": {before} -> {after}")),
+            (None, Some(after)) => line.push_str(&format!(": {after}")),
+            (Some(before), None) => line.push_str(&format!(" (was {before})")),
+            (None, None) => {}
+        }
+        line
+    }
+}
+
+/// What an approval gate lets through: the step's changes as read at the gate, or why they
+/// could not be read (the gate is still asked: at 3 a.m. a failed read must not block it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GatePreview {
+    pub step: String,
+    pub changes: Vec<Change>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
+}
+
+impl GatePreview {
+    /// The preview as lines for a person: one per change, or why there are none.
+    pub fn lines(&self) -> Vec<String> {
+        if let Some(why) = &self.unavailable {
+            return vec![format!("the changes could not be read: {why}")];
+        }
+        if self.changes.is_empty() {
+            return vec!["no change to AWS resources is planned by this step".to_string()];
+        }
+        self.changes.iter().map(Change::line).collect()
+    }
+}
+
 /// Asks an operator to approve a step now.
 pub trait Approver: Send + Sync {
     /// Whether anyone can be asked (otherwise the run pauses at the gate).
     fn can_ask(&self) -> bool;
-    /// Asks; anything but a clear yes declines.
-    fn approve<'a>(&'a self, step: &'a str) -> BoxFuture<'a, bool>;
+    /// Asks, showing what the gate lets through; anything but a clear yes declines.
+    fn approve<'a>(&'a self, preview: &'a GatePreview) -> BoxFuture<'a, bool>;
 }
 
 /// Nobody to ask: every gate pauses the run (or `--yes` approved it up front).
@@ -64,7 +133,7 @@ impl Approver for NoApprover {
     fn can_ask(&self) -> bool {
         false
     }
-    fn approve<'a>(&'a self, _step: &'a str) -> BoxFuture<'a, bool> {
+    fn approve<'a>(&'a self, _preview: &'a GatePreview) -> BoxFuture<'a, bool> {
         Box::pin(async { false })
     }
 }

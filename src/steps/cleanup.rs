@@ -15,6 +15,7 @@ use crate::aws::SideClients;
 use crate::aws::elbv2::Target;
 use crate::run::call::{Call, CallError, Found, How};
 use crate::run::clock::Backoff;
+use crate::run::progress::Change;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct CleanupOutput {
@@ -319,4 +320,27 @@ async fn terminate_one(
         ));
     }
     Ok(job_id)
+}
+
+/// The approval gate's view: the drill's recovery instances terminated.
+pub(crate) async fn preview(ctx: &mut StepCtx<'_>) -> Result<Vec<Change>, Halt> {
+    let recorded: CleanupOutput = ctx.my_output().await?;
+    let mut instances = recorded.instances;
+    if instances.is_empty() {
+        for wave in &ctx.runbook.waves {
+            let launch: LaunchOutput = ctx.output_of(&format!("launch:{}", wave.name)).await?;
+            instances.extend(
+                launch
+                    .servers
+                    .values()
+                    .filter(|s| s.is_drill)
+                    .filter_map(|s| s.recovery_instance_id.clone()),
+            );
+        }
+        instances.sort();
+    }
+    Ok(instances
+        .into_iter()
+        .map(|id| Change::new("terminate", format!("drill recovery instance {id}")))
+        .collect())
 }

@@ -109,6 +109,24 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     }
 }
 
+/// The approval gate's view of a compensation: what it changes back.
+pub(crate) async fn preview(
+    ctx: &mut StepCtx<'_>,
+) -> Result<Vec<crate::run::progress::Change>, Halt> {
+    let undone = undone(ctx).await?;
+    match ctx.step.kind {
+        StepKind::DnsCutover => dns_cutover::preview_compensation(&undone),
+        StepKind::LbSwitch => lb_switch::preview_compensation(&undone),
+        StepKind::RecoveryJob | StepKind::A2Recovery => {
+            recovery_job::preview_compensation(ctx, &undone).await
+        }
+        kind => Err(Halt::Failed(StepFailure::new(
+            format!("the undo of a {kind} step has no preview"),
+            "`drs-runbook show <run>` shows what the original step recorded",
+        ))),
+    }
+}
+
 /// Reads which run and step this compensation undoes (the step's input) and that step's output.
 async fn undone(ctx: &StepCtx<'_>) -> Result<Undone, Halt> {
     let corrupt = |what: &str| {

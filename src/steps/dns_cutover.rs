@@ -12,6 +12,7 @@ use super::{Halt, StepCtx, StepFailure, retry};
 use crate::aws::route53::{Alias, RecordChange, RecordSet};
 use crate::run::call::{Call, Found, How};
 use crate::run::clock::Backoff;
+use crate::run::progress::Change;
 use crate::runbook::{Account, PointsTo};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -423,4 +424,84 @@ async fn restore_zone(ctx: &mut StepCtx<'_>, zone: &ZoneRestore) -> Result<Strin
         ));
     }
     Ok(change_id)
+}
+
+/// The approval gate's view: each record it UPSERTs, with its values now and after.
+pub(crate) async fn preview(ctx: &mut StepCtx<'_>) -> Result<Vec<Change>, Halt> {
+    let recorded: DnsOutput = ctx.my_output().await?;
+    let cutover = if recorded.zones.is_empty() {
+        capture(ctx).await?
+    } else {
+        recorded
+    };
+    let mut changes = Vec::new();
+    for zone in &cutover.zones {
+        for after in &zone.after {
+            changes.push(
+                record_change("upsert", zone, after)
+                    .from_to(sets_text(&zone.before, after), record_text(after)),
+            );
+        }
+    }
+    Ok(changes)
+}
+
+/// The rollback gate's view: each record written back as it was before the cutover, or deleted
+/// where the cutover created it.
+pub(crate) fn preview_compensation(undone: &Undone) -> Result<Vec<Change>, Halt> {
+    let cutover: DnsOutput = undone.decode()?;
+    let mut changes = Vec::new();
+    for zone in &cutover.zones {
+        for after in &zone.after {
+            let before = sets_text(&zone.before, after);
+            let action = if before == NO_RECORD {
+                "delete"
+            } else {
+                "restore"
+            };
+            changes.push(record_change(action, zone, after).from_to(record_text(after), before));
+        }
+    }
+    Ok(changes)
+}
+
+const NO_RECORD: &str = "(no record)";
+
+fn record_change(action: &str, zone: &ZoneCutover, record: &RecordSet) -> Change {
+    Change::new(
+        action,
+        format!(
+            "{} {} in zone {}",
+            record.name, record.record_type, zone.hosted_zone_id
+        ),
+    )
+}
+
+/// The sets of `sets` with the name and type of `record`, as text (`(no record)` if none).
+fn sets_text(sets: &[RecordSet], record: &RecordSet) -> String {
+    let texts: Vec<String> = sets
+        .iter()
+        .filter(|s| s.name == record.name && s.record_type == record.record_type)
+        .map(record_text)
+        .collect();
+    if texts.is_empty() {
+        NO_RECORD.to_string()
+    } else {
+        texts.join("; ")
+    }
+}
+
+/// A record set's values as a person reads them (`10.1.0.7, 10.1.0.8 (TTL 60)`, `alias to ...`).
+fn record_text(record: &RecordSet) -> String {
+    let mut text = match &record.alias {
+        Some(alias) => format!("alias to {}", alias.dns_name),
+        None => record.values.join(", "),
+    };
+    if let Some(id) = &record.set_identifier {
+        text.push_str(&format!(" [set {id}]"));
+    }
+    if let Some(ttl) = record.ttl {
+        text.push_str(&format!(" (TTL {ttl})"));
+    }
+    text
 }

@@ -19,6 +19,7 @@ use super::{Halt, StepCtx, StepFailure};
 use crate::aws::SideClients;
 use crate::run::call::{Call, Found};
 use crate::run::clock::Backoff;
+use crate::run::progress::Change;
 use crate::runbook::Account;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -275,4 +276,46 @@ async fn wait_gone(
         let interval = backoff.next_interval();
         ctx.pause(interval).await?;
     }
+}
+
+/// The approval gate's view: replication stopped on the A2s (and B1s), the recovery
+/// instances it terminates, and what it leaves alone.
+pub(crate) async fn preview(ctx: &mut StepCtx<'_>) -> Result<Vec<Change>, Halt> {
+    let recorded: FailbackCleanupOutput = ctx.my_output().await?;
+    let planned = if recorded.planned {
+        recorded
+    } else {
+        plan(ctx).await?
+    };
+    let mut changes: Vec<Change> = planned
+        .stop_a2
+        .iter()
+        .map(|id| {
+            Change::new(
+                "stop_replication",
+                format!("A2 source server {id} (origin)"),
+            )
+        })
+        .collect();
+    if let Some(termination) = &planned.terminate {
+        changes.extend(termination.instances.iter().map(|id| {
+            Change::new(
+                "terminate",
+                format!("{} recovery instance {id}", termination.role),
+            )
+        }));
+    }
+    changes.extend(planned.stop_b1.iter().map(|id| {
+        Change::new(
+            "stop_replication",
+            format!("B1 source server {id} (target)"),
+        )
+    }));
+    changes.extend(
+        planned
+            .kept
+            .iter()
+            .map(|why| Change::new("keep", why.clone())),
+    );
+    Ok(changes)
 }

@@ -12,6 +12,7 @@ use crate::aws::SideClients;
 use crate::aws::elbv2::Target;
 use crate::run::call::{Call, Found};
 use crate::run::clock::Backoff;
+use crate::run::progress::Change;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct LbSwitchOutput {
@@ -353,4 +354,80 @@ pub(crate) async fn restore_groups(
         }
     }
     Ok(())
+}
+
+/// The approval gate's view: per target group, the wave's instances registered and the targets
+/// serving now deregistered once the new ones are healthy.
+pub(crate) async fn preview(ctx: &mut StepCtx<'_>) -> Result<Vec<Change>, Halt> {
+    let wave = ctx.step.wave.clone().unwrap_or_default();
+    let launch: LaunchOutput = ctx.output_of(&format!("launch:{wave}")).await?;
+    let target = ctx.recovery_side().clone();
+    let mut registered: Vec<String> = launch
+        .launched()
+        .filter_map(|(_, s)| s.ec2_instance_id.clone())
+        .collect();
+    registered.sort();
+    let mut changes = Vec::new();
+    for (group_arn, _) in switched_groups(ctx, &wave) {
+        let serving: Vec<String> = retry::read(ctx, || target.target_health(&group_arn))
+            .await?
+            .into_iter()
+            .filter(|t| t.state != "draining")
+            .map(|t| t.id)
+            .collect();
+        let old: Vec<String> = serving
+            .iter()
+            .filter(|id| !registered.contains(id))
+            .cloned()
+            .collect();
+        changes.push(
+            Change::new("register", format!("in {}", short(&group_arn)))
+                .from_to(ids_text(&serving), ids_text(&registered)),
+        );
+        if !old.is_empty() {
+            changes.push(Change {
+                after: Some(old.join(", ")),
+                ..Change::new(
+                    "deregister",
+                    format!(
+                        "from {} once the new targets are healthy",
+                        short(&group_arn)
+                    ),
+                )
+            });
+        }
+    }
+    Ok(changes)
+}
+
+/// The rollback gate's view: the targets the switch removed registered again, the ones it
+/// added deregistered.
+pub(crate) fn preview_compensation(undone: &Undone) -> Result<Vec<Change>, Halt> {
+    let switch: LbSwitchOutput = undone.decode()?;
+    let mut changes = Vec::new();
+    for group in &switch.groups {
+        let ids = |targets: &[Target]| targets.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
+        if !group.deregistered.is_empty() {
+            changes.push(Change {
+                after: Some(ids(&group.deregistered).join(", ")),
+                ..Change::new("register", format!("in {}", short(&group.target_group_arn)))
+            });
+        }
+        changes.push(Change {
+            after: Some(ids(&group.registered).join(", ")),
+            ..Change::new(
+                "deregister",
+                format!("from {}", short(&group.target_group_arn)),
+            )
+        });
+    }
+    Ok(changes)
+}
+
+fn ids_text(ids: &[String]) -> String {
+    if ids.is_empty() {
+        "(no target)".to_string()
+    } else {
+        ids.join(", ")
+    }
 }

@@ -24,6 +24,7 @@ pub mod validate;
 
 use std::time::Duration;
 
+use crate::run::progress::GatePreview;
 pub use crate::run::{Halt, RunInfo, RunOptions, StepCtx, StepFailure, StepInfo, StepResult};
 use crate::run::{Operation, StepKind};
 
@@ -52,6 +53,47 @@ pub async fn execute(mut ctx: StepCtx<'_>) -> StepResult {
         StepKind::A2Recovery => a2_recovery::run(&mut ctx).await,
     };
     result.into()
+}
+
+/// What an approval gate before this step lets through, read now: each step kind previews its
+/// own changes from the plan, its captured state and read calls (never a mutating call, and
+/// nothing is journaled: the step computes its changes again when it runs).
+pub async fn preview(mut ctx: StepCtx<'_>) -> GatePreview {
+    let changes = if ctx.run.operation == Operation::Rollback {
+        compensate::preview(&mut ctx).await
+    } else {
+        match ctx.step.kind {
+            StepKind::DnsCutover => dns_cutover::preview(&mut ctx).await,
+            StepKind::LbSwitch => lb_switch::preview(&mut ctx).await,
+            StepKind::RecoveryJob => recovery_job::preview(&mut ctx).await,
+            StepKind::Cleanup if ctx.run.operation == Operation::Failback => {
+                failback_cleanup::preview(&mut ctx).await
+            }
+            StepKind::Cleanup => cleanup::preview(&mut ctx).await,
+            kind => Err(Halt::Failed(StepFailure::new(
+                format!("a {kind} step has no preview"),
+                "`drs-runbook plan` shows what the run does",
+            ))),
+        }
+    };
+    let step = ctx.step.key.clone();
+    match changes {
+        Ok(changes) => GatePreview {
+            step,
+            changes,
+            unavailable: None,
+        },
+        Err(Halt::Failed(failure)) => GatePreview {
+            step,
+            changes: Vec::new(),
+            unavailable: Some(failure.message),
+        },
+        Err(Halt::Stopped) => GatePreview {
+            step,
+            changes: Vec::new(),
+            unavailable: Some("the run is stopping".to_string()),
+        },
+    }
 }
 
 /// Parses an ISO-8601 duration as DRS sends it (`P0D`, `PT5M`, `PT16H20M38.697305S`, `P1DT2H`).

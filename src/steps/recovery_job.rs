@@ -13,6 +13,7 @@ use super::{Halt, StepCtx, StepFailure, retry};
 use crate::aws::SideClients;
 use crate::run::call::{Call, CallError, Found, How};
 use crate::run::clock::Backoff;
+use crate::run::progress::Change;
 use crate::runbook::Account;
 
 pub const TAG_RUN: &str = "drs-runbook:run";
@@ -499,4 +500,71 @@ async fn terminate(
         Account::Source => "A3",
     };
     super::cleanup::terminate(ctx, side, what, instances).await
+}
+
+/// The approval gate's view: the wave's source servers recovered, each from a fresh snapshot or
+/// the point in time asked for.
+pub(crate) async fn preview(ctx: &mut StepCtx<'_>) -> Result<Vec<Change>, Halt> {
+    let drill = ctx.run.operation == crate::run::Operation::Drill;
+    let what = if drill { "drill" } else { "recovery" };
+    let snapshot = match ctx.run.options.point_in_time {
+        Some(pit) => format!("the snapshot at or before {}", pit.to_rfc3339()),
+        None => "a new snapshot".to_string(),
+    };
+    Ok(ctx
+        .wave_servers()
+        .await?
+        .into_iter()
+        .map(|id| {
+            Change::new(
+                "start_recovery",
+                format!("source server {id} ({what}, from {snapshot})"),
+            )
+        })
+        .collect())
+}
+
+/// The rollback gate's view: the live recovery instances of the original step's jobs (found
+/// by the jobs' tags), terminated.
+pub(crate) async fn preview_compensation(
+    ctx: &mut StepCtx<'_>,
+    undone: &Undone,
+) -> Result<Vec<Change>, Halt> {
+    let recorded: UndoRecoveryOutput = ctx.my_output().await?;
+    let instances = if recorded.listed {
+        recorded.instances
+    } else {
+        let target = ctx.clients.side(undone.side()).clone();
+        let since = Some(undone.created_at - chrono::Duration::hours(1));
+        let run_tag = undone.run_id.to_string();
+        let jobs: Vec<String> =
+            retry::read(ctx, || target.find_jobs_tagged(TAG_RUN, &run_tag, since))
+                .await?
+                .into_iter()
+                .filter(|j| j.tags.get(TAG_STEP) == Some(&undone.key))
+                .map(|j| j.id)
+                .collect();
+        let described = retry::read(ctx, || target.describe_jobs(&jobs)).await?;
+        let ids: Vec<String> = described
+            .iter()
+            .flat_map(|j| j.servers.iter())
+            .filter_map(|s| s.recovery_instance_id.clone())
+            .collect();
+        let mut live: Vec<String> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            retry::read(ctx, || target.recovery_instances_by_id(&ids))
+                .await?
+                .into_iter()
+                .filter(|i| i.ec2_state.as_deref() != Some("TERMINATED"))
+                .map(|i| i.id)
+                .collect()
+        };
+        live.sort();
+        live
+    };
+    Ok(instances
+        .into_iter()
+        .map(|id| Change::new("terminate", format!("recovery instance {id}")))
+        .collect())
 }

@@ -84,6 +84,8 @@ pub struct NewRun {
 /// A stored run, every column.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct Run {
+    /// `run_id` in every JSON document (DESIGN section 7).
+    #[serde(rename = "run_id")]
     pub id: RunId,
     pub runbook_name: String,
     pub operation: Operation,
@@ -114,6 +116,8 @@ pub struct Run {
 /// A run as `history` lists it: no runbook text, no options.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct RunSummary {
+    /// `run_id` in every JSON document (DESIGN section 7).
+    #[serde(rename = "run_id")]
     pub id: RunId,
     pub runbook_name: String,
     pub operation: Operation,

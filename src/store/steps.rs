@@ -97,6 +97,69 @@ pub struct Step {
     pub output: Value,
 }
 
+/// A step as every JSON document shows it: a run command's result, `show`, `status` and
+/// `report --format json` carry this one object (DESIGN section 7: one shape per noun). The
+/// error is the step's sentence with its hint, not the stored JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct StepObject {
+    pub seq: i64,
+    pub key: String,
+    pub kind: String,
+    pub wave: Option<String>,
+    pub depends_on: Vec<String>,
+    pub status: String,
+    pub attempts: i64,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_seconds: Option<f64>,
+    pub approved_by: Option<String>,
+    pub approved_at: Option<DateTime<Utc>>,
+    pub approval_comment: Option<String>,
+    pub skip_reason: Option<String>,
+    pub error: Option<String>,
+    /// What the step recorded (job IDs, instances, captured records...), as stored.
+    pub output: Value,
+}
+
+impl From<&Step> for StepObject {
+    fn from(step: &Step) -> Self {
+        StepObject {
+            seq: step.seq,
+            key: step.key.clone(),
+            kind: step.kind.clone(),
+            wave: step.wave.clone(),
+            depends_on: step.depends_on.clone(),
+            status: step.status.as_str().to_owned(),
+            attempts: step.attempts,
+            started_at: step.started_at,
+            finished_at: step.finished_at,
+            duration_seconds: step
+                .started_at
+                .zip(step.finished_at)
+                .map(|(a, b)| (b - a).num_milliseconds() as f64 / 1000.0),
+            approved_by: step.approved_by.clone(),
+            approved_at: step.approved_at,
+            approval_comment: step.approval_comment.clone(),
+            skip_reason: step.skip_reason.clone(),
+            error: step.error.as_deref().map(error_sentence),
+            output: step.output.clone(),
+        }
+    }
+}
+
+/// A step's error as one sentence and its hint (steps store a JSON `StepFailure` with
+/// `message` and `hint`); any other text as it is.
+pub fn error_sentence(error: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct Failure {
+        message: String,
+        hint: String,
+    }
+    serde_json::from_str::<Failure>(error)
+        .map(|f| format!("{} (hint: {})", f.message, f.hint))
+        .unwrap_or_else(|_| error.to_owned())
+}
+
 /// Appends `steps` to the run in the given order (`seq` continues after existing steps).
 pub async fn insert_all(
     conn: &mut SqliteConnection,

@@ -464,7 +464,7 @@ fn the_json_report_of_a_failover_holds_every_figure() {
     let r = json_of(&out);
 
     // The run, who ran it and from where, the runbook as it was.
-    assert_eq!(r["run"]["id"], f.failover.as_str());
+    assert_eq!(r["run"]["run_id"], f.failover.as_str());
     assert_eq!(
         (r["run"]["operation"].as_str(), r["run"]["status"].as_str()),
         (Some("failover"), Some("succeeded"))
@@ -784,7 +784,7 @@ fn history_filters_runs_and_shows_the_drill_trend() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .map(|r| r["run_id"].as_str().unwrap().to_owned())
             .collect()
     };
     assert_eq!(

@@ -547,7 +547,7 @@ async fn crash_and_resume(
     let status = match &run_id {
         Some(id) => {
             let shown = world.cli(&["--output", "json", "show", id]).await;
-            (shown.code == 0).then(|| shown.json()["run"]["status"].clone())
+            (shown.code == 0).then(|| shown.json()["status"].clone())
         }
         None => None,
     };
@@ -924,7 +924,7 @@ async fn rollback_after_failover_restores_dns_byte_for_byte_and_target_membershi
     );
 
     let shown = world.cli(&["--output", "json", "show", &run_id]).await;
-    assert_eq!(shown.json()["run"]["status"], "rolled_back");
+    assert_eq!(shown.json()["status"], "rolled_back");
     let shown = world
         .cli(&[
             "--output",
@@ -933,7 +933,7 @@ async fn rollback_after_failover_restores_dns_byte_for_byte_and_target_membershi
             report["run_id"].as_str().unwrap(),
         ])
         .await;
-    assert_eq!(shown.json()["run"]["parent_run_id"], run_id.as_str());
+    assert_eq!(shown.json()["parent_run_id"], run_id.as_str());
     // A second rollback of the same run is refused.
     assert_eq!(world.cli(&["rollback", &run_id, "--yes"]).await.code, 2);
 }
@@ -995,7 +995,7 @@ async fn a_killed_rollback_resumes_and_restores_the_same_world() {
         world
             .cli(&["--output", "json", "show", &run_id])
             .await
-            .json()["run"]["status"],
+            .json()["status"],
         "rolled_back"
     );
 }
@@ -1179,7 +1179,7 @@ async fn cancel_stops_a_run_driven_by_another_process_at_a_safe_point() {
             run_id = list["runs"]
                 .as_array()
                 .and_then(|r| r.first())
-                .and_then(|r| r["id"].as_str())
+                .and_then(|r| r["run_id"].as_str())
                 .map(str::to_string);
             break;
         }

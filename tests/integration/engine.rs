@@ -193,7 +193,7 @@ async fn failover_of_three_waves_recovers_in_order_switches_traffic_and_measures
     let show = drs_runbook(&db, None, &["--output", "json", "show", run_id]);
     assert_eq!(show.code, 0, "{show:#?}");
     let shown = show.json();
-    assert_eq!(shown["run"]["status"], "succeeded");
+    assert_eq!(shown["status"], "succeeded");
     let effects = shown["effects"].as_array().unwrap();
     assert_eq!(
         effects
@@ -926,6 +926,8 @@ async fn on_a_terminal_the_operator_is_asked_and_yes_continues_while_no_pauses()
     for (answer, code, changed) in [("y\n", 0, true), ("n\n", 3, false)] {
         let sim = TestSim::start(600.0).await;
         sim.seed(PAYMENTS).await;
+        let seeded = record_values(&sim, "111111111111", PAYMENTS_ZONE, PAYMENTS_NAME).await;
+        assert!(!seeded.is_empty());
         let dir = tempfile::tempdir().unwrap();
         let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
         let run = tokio::task::spawn_blocking(move || {
@@ -944,7 +946,142 @@ async fn on_a_terminal_the_operator_is_asked_and_yes_continues_while_no_pauses()
         let dns_changes =
             mutations(&sim.get("/_sim/stats").await, "ChangeResourceRecordSets").len();
         assert_eq!(dns_changes == 1, changed, "answer {answer:?}: {run:#?}");
+        // Before asking, the prompt lists the record with its values now and after.
+        let change = prompt_line(&run.stdout, "upsert api.payments.example.com. A");
+        assert!(
+            change
+                .starts_with("upsert api.payments.example.com. A in zone Z0123456789ABCDEFGHIJ: "),
+            "{change}"
+        );
+        let (old, new) = change.split_once(" -> ").expect("old -> new");
+        for ip in &seeded {
+            assert!(old.contains(ip.as_str()), "{ip} in {old}");
+        }
+        if changed {
+            let now = record_values(&sim, "111111111111", PAYMENTS_ZONE, PAYMENTS_NAME).await;
+            assert_ne!(now, seeded);
+            assert!(new.starts_with(&now.join(", ")), "{now:?} in {new}");
+        }
     }
+}
+
+const PAYMENTS_ZONE: &str = "Z0123456789ABCDEFGHIJ";
+const PAYMENTS_NAME: &str = "api.payments.example.com.";
+
+/// The line of the prompt that starts with `start`, without the terminal's carriage return.
+fn prompt_line(screen: &str, start: &str) -> String {
+    screen
+        .lines()
+        .map(|l| l.trim_end_matches('\r').trim())
+        .find(|l| l.starts_with(start))
+        .unwrap_or_else(|| panic!("no line starting {start:?} in {screen}"))
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_run_says_in_json_what_its_gate_would_change() {
+    let sim = TestSim::start(600.0).await;
+    sim.seed(PAYMENTS).await;
+    let seeded = record_values(&sim, "111111111111", PAYMENTS_ZONE, PAYMENTS_NAME).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let run = drs_runbook(
+        &db,
+        Some(&sim.endpoint),
+        &["--output", "json", "failover", "runbooks/payments.toml"],
+    );
+    assert_eq!(run.code, 3, "{run:#?}");
+    let paused = run.json();
+    assert_eq!(paused["status"], "paused");
+    let gate = &paused["approvals"][0];
+    assert_eq!(gate["step"], "dns_cutover", "{paused}");
+    let change = &gate["changes"][0];
+    assert_eq!(change["action"], "upsert");
+    assert_eq!(
+        change["resource"],
+        format!("{PAYMENTS_NAME} A in zone {PAYMENTS_ZONE}")
+    );
+    let before = change["before"].as_str().unwrap();
+    for ip in &seeded {
+        assert!(before.contains(ip.as_str()), "{ip} in {before}");
+    }
+    // The new values are the recovered instances' IPs, as the launch step recorded them.
+    let shown = drs_runbook(
+        &db,
+        None,
+        &[
+            "--output",
+            "json",
+            "show",
+            paused["run_id"].as_str().unwrap(),
+        ],
+    )
+    .json();
+    let launch = shown["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "launch:app")
+        .unwrap()
+        .clone();
+    let mut recovered: Vec<String> = launch["output"]["servers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|s| s["launch_status"] == "LAUNCHED" && s["passed_over"].is_null())
+        .flat_map(|s| s["private_ips"].as_array().unwrap().clone())
+        .map(|ip| ip.as_str().unwrap().to_string())
+        .collect();
+    recovered.sort();
+    assert!(!recovered.is_empty(), "{launch}");
+    assert_eq!(
+        change["after"],
+        format!("{} (TTL 60)", recovered.join(", ")),
+        "{paused}"
+    );
+    // Nothing changed yet.
+    assert_eq!(
+        record_values(&sim, "111111111111", PAYMENTS_ZONE, PAYMENTS_NAME).await,
+        seeded
+    );
+
+    // Rolled back without a terminal, the run pauses before terminating the recovery
+    // instances, and names each one DRS has.
+    let rollback = drs_runbook(
+        &db,
+        Some(&sim.endpoint),
+        &[
+            "--output",
+            "json",
+            "rollback",
+            paused["run_id"].as_str().unwrap(),
+        ],
+    );
+    assert_eq!(rollback.code, 3, "{rollback:#?}");
+    let gates = rollback.json()["approvals"].as_array().unwrap().clone();
+    let mut named: Vec<String> = gates
+        .iter()
+        .flat_map(|g| g["changes"].as_array().unwrap().clone())
+        .map(|c| {
+            assert_eq!(c["action"], "terminate", "{c}");
+            c["resource"].as_str().unwrap().to_string()
+        })
+        .collect();
+    named.sort();
+    let described = sim
+        .drs("222222222222", "us-west-2")
+        .describe_recovery_instances()
+        .send()
+        .await
+        .unwrap();
+    let mut live: Vec<String> = described
+        .items()
+        .iter()
+        .map(|i| format!("recovery instance {}", i.recovery_instance_id().unwrap()))
+        .collect();
+    live.sort();
+    assert_eq!(named, live);
+    assert_eq!(live.len(), 3, "db and the two app servers: {live:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -313,7 +313,7 @@ async fn failover_then_failback_returns_traffic_to_the_origin_and_cleans_up() {
     assert_eq!(shown.code, 0, "{shown:#?}");
     let shown = shown.json();
     assert_eq!(
-        shown["run"]["parent_run_id"],
+        shown["parent_run_id"],
         failover_id.as_str(),
         "the failback is linked to its failover"
     );
@@ -374,7 +374,7 @@ fn history(db: &Path) -> std::collections::BTreeMap<String, Value> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["id"].as_str().unwrap().to_string(), r.clone()))
+        .map(|r| (r["run_id"].as_str().unwrap().to_string(), r.clone()))
         .collect()
 }
 
@@ -546,7 +546,7 @@ async fn rollback_of_a_failback_puts_traffic_back_on_the_failover_and_stops_reve
 
     // The failback is rolled back; the three runs are linked in `history`.
     let shown = drs_runbook(&db, None, &["--output", "json", "show", &failback_id]);
-    assert_eq!(shown.json()["run"]["status"], "rolled_back");
+    assert_eq!(shown.json()["status"], "rolled_back");
     let history = history(&db);
     assert_eq!(
         history[&failover_id]["linked_runs"],

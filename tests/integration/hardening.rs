@@ -250,7 +250,7 @@ async fn sigterm_leaves_a_resumable_interrupted_run_and_exits_143() {
 
     let shown = run(&mut cli(&db, &["--output", "json", "show", &run_id]));
     let value: Value = serde_json::from_slice(&shown.stdout).unwrap();
-    assert_eq!(value["run"]["status"], "interrupted", "{}", text(&shown));
+    assert_eq!(value["status"], "interrupted", "{}", text(&shown));
     let resumed = run(&mut cli(
         &db,
         &["--sim", "--output", "json", "resume", &run_id, "--yes"],
@@ -311,7 +311,7 @@ fn an_operator_name_with_escapes_prints_escaped() {
     // JSON keeps the exact name (serde escapes it).
     let json = run(&mut cli(&db, &["--output", "json", "show", &run_id]));
     let value: Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(value["run"]["operator"], HOSTILE_OPERATOR);
+    assert_eq!(value["operator"], HOSTILE_OPERATOR);
 }
 
 #[test]

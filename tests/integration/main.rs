@@ -13,6 +13,7 @@ mod engine;
 mod failback;
 mod hardening;
 mod health_gate;
+mod json_contract;
 mod moto_parity;
 mod notify_https;
 mod runbook_validate;
