@@ -2,21 +2,25 @@
 //!
 //! Every event is a plain timestamped line on stderr
 //! (`2026-11-27T03:04:05Z launch:app  1/2 launched`), which reads well in a pipe, a CI log and a
-//! terminal alike. On a terminal, a status line at the bottom is redrawn in place with the steps
-//! running now and the time since the run started, so a long wait never looks like a hang.
-//! Approvals are asked on the terminal when stdin and stderr are both TTYs.
+//! terminal alike. On a terminal, a status line at the bottom, drawn by `indicatif` (the library
+//! cargo uses), shows a spinner, the steps running now and the run's time on the engine's clock,
+//! so a long wait never looks like a hang; the lines print above it. Approvals are asked on the
+//! terminal when stdin and stderr are both TTYs, with the status line put aside while asking.
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::engine::progress::{Approver, GatePreview, Observer, ProgressEvent, StepProgress};
 
 /// Progress lines on stderr; the status line only when stderr is a terminal.
 pub struct Lines {
-    tty: bool,
+    /// The status line (`None` when stderr is not a terminal: plain lines only).
+    status: Option<ProgressBar>,
     state: Mutex<State>,
 }
 
@@ -25,14 +29,59 @@ struct State {
     last: Option<(String, String)>,
     running: BTreeSet<String>,
     started: Option<DateTime<Utc>>,
-    status_shown: bool,
 }
 
 impl Lines {
     pub fn new() -> Self {
+        let status = std::io::stderr().is_terminal().then(status_line);
         Lines {
-            tty: std::io::stderr().is_terminal(),
+            status,
             state: Mutex::new(State::default()),
+        }
+    }
+
+    /// The status line, for the prompt to put aside while it asks.
+    pub fn status_line(&self) -> Option<ProgressBar> {
+        self.status.clone()
+    }
+}
+
+impl Default for Lines {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The status line on stderr, idle (drawn empty) until a step runs.
+fn status_line() -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    show_idle(&bar);
+    bar
+}
+
+/// A spinner and the running steps, redrawn 8 times a second.
+fn show_running(bar: &ProgressBar, message: String) {
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg}")
+            .expect("a valid template")
+            .tick_chars("|/-\\ "),
+    );
+    bar.set_message(message);
+    bar.enable_steady_tick(Duration::from_millis(125));
+}
+
+/// Nothing running (between steps, at the end of a run): an empty, still line, so the result
+/// printed on stdout next is not drawn over.
+fn show_idle(bar: &ProgressBar) {
+    bar.disable_steady_tick();
+    bar.set_style(ProgressStyle::with_template("{msg}").expect("a valid template"));
+    bar.set_message("");
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        if let Some(status) = &self.status {
+            status.finish_and_clear();
         }
     }
 }
@@ -60,33 +109,35 @@ impl Observer for Lines {
             return;
         }
         state.last = Some(entry);
-        let mut err = std::io::stderr().lock();
-        if self.tty && state.status_shown {
-            let _ = write!(err, "\r\x1b[2K");
-        }
-        let _ = writeln!(
-            err,
+        let line = format!(
             "{} {:<26} {}",
             at.format("%Y-%m-%dT%H:%M:%SZ"),
             crate::terminal::safe(step),
             crate::terminal::safe_lines(&message)
         );
-        if self.tty && !state.running.is_empty() {
+        let Some(status) = &self.status else {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{line}");
+            let _ = err.flush();
+            return;
+        };
+        status.println(line);
+        if state.running.is_empty() {
+            show_idle(status);
+        } else {
             let elapsed = (at - state.started.unwrap_or(at)).num_seconds().max(0);
             let running: Vec<&str> = state.running.iter().map(String::as_str).collect();
-            let _ = write!(
-                err,
-                "\x1b[1m[{:02}:{:02}:{:02}] running: {}\x1b[0m",
-                elapsed / 3600,
-                (elapsed % 3600) / 60,
-                elapsed % 60,
-                crate::terminal::safe(&running.join(", "))
+            show_running(
+                status,
+                format!(
+                    "\x1b[1m[{:02}:{:02}:{:02}] running: {}\x1b[0m",
+                    elapsed / 3600,
+                    (elapsed % 3600) / 60,
+                    elapsed % 60,
+                    crate::terminal::safe(&running.join(", "))
+                ),
             );
-            state.status_shown = true;
-        } else {
-            state.status_shown = false;
         }
-        let _ = err.flush();
     }
 }
 
@@ -97,7 +148,12 @@ pub fn terminal_is_interactive() -> bool {
 
 /// Asks `question [y/N] ` on stderr and reads stdin; anything but `y`/`yes` declines.
 pub async fn ask_yes_no(question: String) -> bool {
-    tokio::task::spawn_blocking(move || {
+    ask_aside(question, None).await
+}
+
+/// [`ask_yes_no`] with the status line put aside (cleared, then drawn again) while asking.
+async fn ask_aside(question: String, status: Option<ProgressBar>) -> bool {
+    let ask = move || {
         let mut err = std::io::stderr();
         let _ = write!(err, "{question} [y/N] ");
         let _ = err.flush();
@@ -106,6 +162,10 @@ pub async fn ask_yes_no(question: String) -> bool {
             return false;
         }
         matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+    };
+    tokio::task::spawn_blocking(move || match status {
+        Some(status) => status.suspend(ask),
+        None => ask(),
     })
     .await
     .unwrap_or(false)
@@ -114,6 +174,8 @@ pub async fn ask_yes_no(question: String) -> bool {
 /// Approvals asked on the terminal, when there is one.
 pub struct Prompt {
     pub interactive: bool,
+    /// The run's status line, put aside while asking.
+    pub status: Option<ProgressBar>,
 }
 
 impl Approver for Prompt {
@@ -133,6 +195,6 @@ impl Approver for Prompt {
             "Approve step {}? This changes production traffic or resources.",
             crate::terminal::safe(&preview.step)
         ));
-        Box::pin(ask_yes_no(question))
+        Box::pin(ask_aside(question, self.status.clone()))
     }
 }

@@ -64,12 +64,14 @@ impl Session {
         runbook_text: &str,
     ) -> Result<Session, CliError> {
         let cloud = connect(cli, runbook, runbook_text).await?;
+        let lines = Arc::new(Lines::new());
         Ok(Session {
             db,
             cloud,
-            progress: Progress::new(Arc::new(Lines::new())),
+            progress: Progress::new(lines.clone()),
             prompt: Prompt {
                 interactive: terminal_is_interactive(),
+                status: lines.status_line(),
             },
         })
     }

@@ -942,6 +942,8 @@ async fn on_a_terminal_the_operator_is_asked_and_yes_continues_while_no_pauses()
         .unwrap();
         // On a terminal, stdout and stderr both go to it.
         assert!(run.stdout.contains("Approve step dns_cutover?"), "{run:#?}");
+        // The status line (indicatif) showed what ran, beside the plain lines.
+        assert!(run.stdout.contains("] running: launch:app"), "{run:#?}");
         assert_eq!(run.code, code, "answer {answer:?}: {run:#?}");
         let dns_changes =
             mutations(&sim.get("/_sim/stats").await, "ChangeResourceRecordSets").len();
