@@ -15,6 +15,7 @@ pub mod failback_preflight;
 pub mod health;
 pub mod launch;
 pub mod lb_switch;
+pub mod native_plans;
 pub mod preflight;
 pub mod recovery_job;
 pub mod retry;

@@ -736,8 +736,9 @@ pub(super) fn create_step(ctx: &mut Ctx<'_>, scope: &Scope, body: Value) -> Resu
     let drs = region_mut(ctx, scope);
     let p = plan_index(drs, scope, input.recovery_plan_arn.as_deref())?;
     let token = input.client_token.as_deref();
-    if let Some(arn) = replayed(drs, "CreateRecoveryPlanStep", token, &body)? {
-        let (p, s) = step_position(drs, scope, Some(&arn))?;
+    if let Some(arn) = replayed(drs, "CreateRecoveryPlanStep", token, &body)?
+        && let Ok((p, s)) = step_position(drs, scope, Some(&arn))
+    {
         let step = &drs.recovery_plans[p].steps[s];
         return Ok(Done::read_with(
             201,
