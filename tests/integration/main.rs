@@ -16,6 +16,7 @@ mod health_gate;
 mod json_contract;
 mod moto_parity;
 mod notify_https;
+mod recovery_plans;
 mod runbook_validate;
 mod selection;
 mod shell;
