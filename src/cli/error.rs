@@ -70,8 +70,9 @@ pub enum CliError {
         "run {run_id} cut DNS over to the recovered servers. {ROLLBACK_WARNING} Confirm with --yes to roll back anyway."
     )]
     RollbackNotConfirmed { run_id: RunId },
+    /// An AWS call of a command that is not a run (boxed: the error is large).
     #[error("{0}")]
-    Aws(#[from] crate::aws::AwsError),
+    Aws(Box<crate::aws::AwsError>),
     #[error(
         "source server(s) {} of the runbook do not exist in account {account} ({region}), so the recovery plan cannot name them",
         servers.join(", ")
@@ -255,6 +256,12 @@ impl CliError {
             Some(hint) => format!("{message} (hint: {hint})"),
             None => message,
         }
+    }
+}
+
+impl From<crate::aws::AwsError> for CliError {
+    fn from(e: crate::aws::AwsError) -> Self {
+        CliError::Aws(Box::new(e))
     }
 }
 
