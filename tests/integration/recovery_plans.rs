@@ -4,7 +4,11 @@
 //! (exit 4) until it ends.
 
 use crate::support::{TestSim, aws_env, botocore_data_path, drs_runbook, mutations};
-use aws_sdk_drs::types::RecoveryPlanExecutionMode;
+use aws_sdk_drs::error::ProvideErrorMetadata;
+use aws_sdk_drs::types::{
+    RecoveryPlanExecutionMode, RecoveryPlanServer, RecoveryPlanStepConfiguration,
+    ServerStepConfiguration, StartRecoveryRequestSourceServer, WaitStepConfiguration,
+};
 use serde_json::Value;
 
 const HEAD: &str = "description = \"native plans\"\n\n\
@@ -255,4 +259,212 @@ async fn export_plan_writes_the_waves_as_steps_and_an_active_execution_refuses_a
     assert_eq!(passed.code, 0, "{passed:#?}");
     let stats = sim.get("/_sim/stats").await;
     assert_eq!(mutations(&stats, "StartRecovery").len(), 1);
+}
+
+/// A SERVER step configuration of these servers (ARNs in the recovery account and region).
+fn server_step(servers: std::ops::Range<usize>) -> RecoveryPlanStepConfiguration {
+    let servers = servers
+        .map(|i| {
+            RecoveryPlanServer::builder()
+                .server_arn(format!(
+                    "arn:aws:drs:us-west-2:222222222222:source-server/{}",
+                    server(i)
+                ))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    RecoveryPlanStepConfiguration::ServerStepConfiguration(
+        ServerStepConfiguration::builder()
+            .set_servers(Some(servers))
+            .build()
+            .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn the_simulated_plans_enforce_the_model_limits_through_the_sdk() {
+    let sim = TestSim::start(60.0).await;
+    sim.seed(&big_runbook()).await;
+    let drs = sim.drs("222222222222", "us-west-2");
+
+    // A name outside `[a-zA-Z0-9][a-zA-Z0-9 _-]*` is refused; a clientToken replays the create.
+    let err = drs
+        .create_recovery_plan()
+        .name("bad/name")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ValidationException"));
+    let create = || {
+        drs.create_recovery_plan()
+            .name("p1")
+            .client_token("token-1")
+            .send()
+    };
+    let plan = create().await.unwrap().recovery_plan.unwrap();
+    let again = create().await.unwrap().recovery_plan.unwrap();
+    assert_eq!(plan.recovery_plan_arn, again.recovery_plan_arn);
+    assert_eq!(plan.status.as_str(), "INVALID", "no SERVER step yet");
+    assert_eq!(
+        sim.get("/_sim/stats").await["calls"]["drs:CreateRecoveryPlan"],
+        3
+    );
+    let stats = sim.get("/_sim/stats").await;
+    assert_eq!(mutations(&stats, "CreateRecoveryPlan").len(), 1);
+    // A second plan of the same name conflicts (the stricter reading).
+    let err = drs
+        .create_recovery_plan()
+        .name("p1")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ConflictException"));
+
+    // An INVALID plan cannot be executed.
+    let arn = plan.recovery_plan_arn.clone();
+    let err = drs
+        .start_recovery_plan_execution()
+        .recovery_plan_arn(&arn)
+        .mode(RecoveryPlanExecutionMode::Recovery)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ConflictException"));
+
+    // 101 servers in a step: the SDK's own validation or the simulator refuses.
+    let err = drs
+        .create_recovery_plan_step()
+        .recovery_plan_arn(&arn)
+        .step_name("too big")
+        .configuration(server_step(0..101))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ValidationException"), "{err:?}");
+    // A server in two steps of a plan is refused.
+    for (name, range) in [("a", 0..100), ("b", 100..102)] {
+        drs.create_recovery_plan_step()
+            .recovery_plan_arn(&arn)
+            .step_name(name)
+            .configuration(server_step(range))
+            .send()
+            .await
+            .unwrap();
+    }
+    let err = drs
+        .create_recovery_plan_step()
+        .recovery_plan_arn(&arn)
+        .step_name("c")
+        .configuration(server_step(101..103))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ValidationException"));
+
+    // At most 20 steps a plan (RecoveryPlanStepOrder 1..20).
+    let other = drs
+        .create_recovery_plan()
+        .name("p2")
+        .send()
+        .await
+        .unwrap()
+        .recovery_plan
+        .unwrap()
+        .recovery_plan_arn;
+    for i in 0..20 {
+        drs.create_recovery_plan_step()
+            .recovery_plan_arn(&other)
+            .step_name(format!("wait {i}"))
+            .configuration(RecoveryPlanStepConfiguration::WaitStepConfiguration(
+                WaitStepConfiguration::builder()
+                    .wait_duration_minutes(1)
+                    .build()
+                    .unwrap(),
+            ))
+            .send()
+            .await
+            .unwrap();
+    }
+    let err = drs
+        .create_recovery_plan_step()
+        .recovery_plan_arn(&other)
+        .step_name("one too many")
+        .configuration(server_step(140..141))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ValidationException"));
+
+    // One non-terminal execution a plan; it holds its servers against StartRecovery and
+    // against changes to the plan; it moves on the simulated clock.
+    let start = || {
+        drs.start_recovery_plan_execution()
+            .recovery_plan_arn(&arn)
+            .mode(RecoveryPlanExecutionMode::Drill)
+            .send()
+    };
+    let execution = start().await.unwrap().recovery_plan_execution.unwrap();
+    assert_eq!(execution.status.as_str(), "CREATED");
+    assert_eq!(start().await.unwrap_err().code(), Some("ConflictException"));
+    let err = drs
+        .start_recovery()
+        .source_servers(
+            StartRecoveryRequestSourceServer::builder()
+                .source_server_id(server(101))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ConflictException"));
+    let err = drs
+        .delete_recovery_plan()
+        .recovery_plan_arn(&arn)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ConflictException"));
+    sim.skip(10.0).await;
+    let status = |e: &aws_sdk_drs::types::RecoveryPlanExecution| e.status.as_str().to_string();
+    let get = || {
+        drs.get_recovery_plan_execution()
+            .recovery_plan_execution_arn(&execution.recovery_plan_execution_arn)
+            .send()
+    };
+    assert_eq!(
+        status(&get().await.unwrap().recovery_plan_execution.unwrap()),
+        "IN_PROGRESS"
+    );
+    // Two SERVER steps of 15 minutes: COMPLETED after half an hour; a completed execution
+    // cannot be cancelled.
+    sim.skip(31.0 * 60.0).await;
+    assert_eq!(
+        status(&get().await.unwrap().recovery_plan_execution.unwrap()),
+        "COMPLETED"
+    );
+    let err = drs
+        .cancel_recovery_plan_execution()
+        .recovery_plan_execution_arn(&execution.recovery_plan_execution_arn)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ConflictException"));
+    let listed = drs
+        .list_recovery_plan_executions()
+        .status(aws_sdk_drs::types::RecoveryPlanExecutionStatus::Completed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.recovery_plan_executions.len(), 1);
+
+    // An unknown plan is a ResourceNotFoundException.
+    let err = drs
+        .get_recovery_plan()
+        .recovery_plan_arn("arn:aws:drs:us-west-2:222222222222:recovery-plan/rp-00000000000000000")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ResourceNotFoundException"));
 }
