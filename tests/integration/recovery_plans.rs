@@ -229,6 +229,19 @@ async fn export_plan_writes_the_waves_as_steps_and_an_active_execution_refuses_a
         blocked.stderr.contains("CREATED") || blocked.stderr.contains("IN_PROGRESS"),
         "{blocked:#?}"
     );
+    // A drill of the same servers is refused the same way.
+    let (d, e, sm) = (db.clone(), endpoint.clone(), small.clone());
+    let drill = tokio::task::spawn_blocking(move || {
+        run_cli(
+            &d,
+            &e,
+            vec!["drill".into(), sm.to_str().unwrap().into(), "--yes".into()],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(drill.code, 4, "{drill:#?}");
+    assert!(drill.stderr.contains(&execution_id), "{drill:#?}");
     let stats = sim.get("/_sim/stats").await;
     assert!(
         mutations(&stats, "StartRecovery").is_empty(),
