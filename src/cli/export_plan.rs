@@ -300,15 +300,7 @@ async fn export(
                 return Ok(exit::INVALID_INPUT);
             }
         }
-        apply(
-            target,
-            runbook,
-            &plan_name,
-            &mut plan_arn,
-            &changes,
-            &wanted,
-        )
-        .await?;
+        apply(target, runbook, &mut plan_arn, &changes, &wanted).await?;
     }
     let arn = plan_arn.clone().unwrap_or_default();
     match cli.output {
@@ -349,7 +341,6 @@ async fn export(
 async fn apply(
     target: &SideClients,
     runbook: &Runbook,
-    plan_name: &str,
     plan_arn: &mut Option<String>,
     changes: &[Change],
     wanted: &[WantedStep],
@@ -371,7 +362,9 @@ async fn apply(
             Change::DeleteStep { arn, .. } => target.delete_recovery_plan_step(arn).await?,
             Change::CreateStep { order, name, .. } => {
                 let step = &wanted[order - 1];
-                let plan = plan_arn.as_deref().unwrap_or(plan_name);
+                let plan = plan_arn
+                    .as_deref()
+                    .expect("the plan exists (found, or created by the first change)");
                 target
                     .create_server_step(plan, name, &step.members)
                     .await?
