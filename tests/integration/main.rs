@@ -13,6 +13,7 @@ mod engine;
 mod failback;
 mod hardening;
 mod health_gate;
+mod launch_settings;
 mod moto_parity;
 mod notify_https;
 mod runbook_validate;
