@@ -338,6 +338,14 @@ fn print_launch_section(launch: &serde_json::Value) {
         );
     }
     for s in launch["servers"].as_array().into_iter().flatten() {
+        if s["launch_disposition"] == NOT_READ {
+            println!(
+                "    wave {} {}: launchDisposition not read, recoveryMode not read, right-sizing not read",
+                text(&s["wave"]),
+                text(&s["source_server_id"]),
+            );
+            continue;
+        }
         println!(
             "    wave {} {}: launchDisposition {}, recoveryMode {}, right-sizing {}, instance type {}, launch template {}, subnet {} in {}",
             text(&s["wave"]),

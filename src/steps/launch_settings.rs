@@ -237,9 +237,7 @@ pub fn findings(
         );
         let Some(subnet) = &s.subnet_id else {
             out.push(fail(
-                format!(
-                    "{id}: launch template {template} version {version} names no subnet"
-                ),
+                format!("{id}: launch template {template} version {version} names no subnet"),
                 edit,
             ));
             continue;
@@ -278,8 +276,7 @@ pub fn findings(
                 ),
             ));
         }
-        if s.launch_disposition.as_deref() == Some("STOPPED") && no_dependencies.contains(&s.wave)
-        {
+        if s.launch_disposition.as_deref() == Some("STOPPED") && no_dependencies.contains(&s.wave) {
             out.push(Finding {
                 source_server_id: id.clone(),
                 severity: Severity::Warn,
@@ -408,7 +405,10 @@ mod tests {
         let mut gone = server("app");
         gone.vpc_id = None;
         let found = findings(&settings(gone, vec![]), "r", &none);
-        assert!(found[0].detail.contains("which does not exist"), "{found:?}");
+        assert!(
+            found[0].detail.contains("which does not exist"),
+            "{found:?}"
+        );
         let mut no_subnet = server("app");
         no_subnet.subnet_id = None;
         let found = findings(&settings(no_subnet, vec![]), "r", &none);

@@ -119,13 +119,7 @@ async fn a_seeded_world_passes_preflight_which_records_what_it_read() {
     .await;
     assert_eq!(run.code, 3, "paused after preflight: {run:#?}");
     let run_id = run.json()["run_id"].as_str().unwrap().to_string();
-    let shown = drs_runbook_async(
-        &db,
-        None,
-        &["--output", "json", "show", &run_id],
-        &[],
-    )
-    .await;
+    let shown = drs_runbook_async(&db, None, &["--output", "json", "show", &run_id], &[]).await;
     let output = step_output(&shown.json(), "preflight");
     let servers = output["launch_settings"]["servers"].as_array().unwrap();
     assert_eq!(servers.len(), 3, "{output}");
@@ -137,7 +131,10 @@ async fn a_seeded_world_passes_preflight_which_records_what_it_read() {
         assert_eq!(s["right_sizing"], "BASIC", "{s}");
         assert_eq!(s["copy_private_ip"], false, "{s}");
         assert_eq!(s["launch_template_version"], 1, "{s}");
-        assert!(s["instance_type"].is_string() && s["subnet_id"].is_string(), "{s}");
+        assert!(
+            s["instance_type"].is_string() && s["subnet_id"].is_string(),
+            "{s}"
+        );
         // Every seeded template launches into the VPC of the app wave's target group.
         assert_eq!(s["vpc_id"], group_vpc, "{s}");
     }
@@ -283,8 +280,7 @@ async fn doctor_warns_of_a_stopped_disposition_in_a_wave_without_dependencies() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn plan_shows_the_launch_settings_it_reads_and_marks_them_not_read_when_aws_is_unreachable()
-{
+async fn plan_shows_the_launch_settings_it_reads_and_marks_them_not_read_when_aws_is_unreachable() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
     // The embedded simulator (`--sim`), seeded from the runbook.
@@ -308,11 +304,9 @@ async fn plan_shows_the_launch_settings_it_reads_and_marks_them_not_read_when_aw
     let servers = launch["servers"].as_array().unwrap();
     assert_eq!(servers.len(), 3);
     assert!(
-        servers
-            .iter()
-            .all(|s| s["launch_disposition"] == "STARTED"
-                && s["recovery_mode"] == "OPTIMAL"
-                && s["right_sizing"] == "BASIC"),
+        servers.iter().all(|s| s["launch_disposition"] == "STARTED"
+            && s["recovery_mode"] == "OPTIMAL"
+            && s["right_sizing"] == "BASIC"),
         "{launch}"
     );
     assert_eq!(launch["problems"], json!([]));
@@ -388,11 +382,13 @@ async fn plan_shows_the_launch_settings_it_reads_and_marks_them_not_read_when_aw
     assert_eq!(launch["status"], "not read", "{launch}");
     assert!(launch["reason"].as_str().unwrap().len() > 10, "{launch}");
     assert!(
-        launch["servers"].as_array().unwrap().iter().all(|s| s
-            ["launch_disposition"]
-            == "not read"
-            && s["recovery_mode"] == "not read"
-            && s["right_sizing"] == "not read"),
+        launch["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["launch_disposition"] == "not read"
+                && s["recovery_mode"] == "not read"
+                && s["right_sizing"] == "not read"),
         "{launch}"
     );
     assert_eq!(text_run.code, 0, "{text_run:#?}");

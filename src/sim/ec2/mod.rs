@@ -839,7 +839,13 @@ fn create_subnet(ctx: &mut Ctx<'_>, params: &Params) -> Handled {
             format!("The CIDR '{cidr}' is invalid."),
         ));
     }
-    if ctx.world.ec2.subnets.values().any(|s| s.vpc_id == vpc.vpc_id) {
+    if ctx
+        .world
+        .ec2
+        .subnets
+        .values()
+        .any(|s| s.vpc_id == vpc.vpc_id)
+    {
         return Err(ApiError::new(
             "InvalidSubnet.Conflict",
             format!("The CIDR '{cidr}' conflicts with another subnet"),
@@ -848,7 +854,8 @@ fn create_subnet(ctx: &mut Ctx<'_>, params: &Params) -> Handled {
     let subnet = ctx.world.ec2.create_subnet(&vpc).clone();
     let mut w = response("CreateSubnetResponse", ctx.request_id);
     write_subnet(&mut w, "subnet", &ctx.world.ec2, &subnet);
-    let mutation = json!({ "subnet_id": subnet.subnet_id, "vpc_id": vpc.vpc_id, "cidr_block": cidr });
+    let mutation =
+        json!({ "subnet_id": subnet.subnet_id, "vpc_id": vpc.vpc_id, "cidr_block": cidr });
     Ok(Outcome::mutated(finish(w, ctx.request_id), mutation))
 }
 

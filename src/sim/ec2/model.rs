@@ -339,7 +339,10 @@ impl Ec2 {
     /// A new VPC `10.<octet>.0.0/16` (CreateVpc), its ID hashed from how many exist.
     pub fn create_vpc(&mut self, account: &str, region: &str, octet: u8) -> &Vpc {
         let n = self.vpcs.len().to_string();
-        let id = format!("vpc-{}", hash_hex(&["created-vpc", account, region, &n], 17));
+        let id = format!(
+            "vpc-{}",
+            hash_hex(&["created-vpc", account, region, &n], 17)
+        );
         self.vpcs.entry(id.clone()).or_insert(Vpc {
             vpc_id: id,
             account: account.to_string(),
