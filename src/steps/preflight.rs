@@ -536,6 +536,17 @@ async fn check_launch_settings(
         .map(|w| w.name.clone())
         .collect();
     let found = launch_settings::findings(&read, &target.region, &first_waves);
+    checks.extend(launch_checks(&read, &found));
+    Some(read)
+}
+
+/// One check per server read: `launch:<server>` passing with what was read, or one check per
+/// finding (fail or warn) with its fix.
+pub(super) fn launch_checks(
+    read: &LaunchSettings,
+    found: &[launch_settings::Finding],
+) -> Vec<Check> {
+    let mut checks = Vec::new();
     for server in &read.servers {
         let name = format!("launch:{}", server.source_server_id);
         let mine: Vec<_> = found
@@ -552,5 +563,5 @@ async fn check_launch_settings(
             });
         }
     }
-    Some(read)
+    checks
 }

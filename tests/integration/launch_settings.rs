@@ -38,8 +38,12 @@ fn pausing_after_preflight(text: &str, dir: &Path) -> String {
 
 /// Moves `server`'s launch template to a new subnet in a new VPC, as an operator would: a new
 /// template version made the default one. Returns (template ID, new version, subnet, VPC).
-async fn move_to_another_vpc(sim: &TestSim, server: &str) -> (String, i64, String, String) {
-    let ec2 = sim.ec2(TARGET_ACCOUNT, TARGET_REGION);
+async fn move_to_another_vpc(
+    sim: &TestSim,
+    (account, region): (&str, &str),
+    server: &str,
+) -> (String, i64, String, String) {
+    let ec2 = sim.ec2(account, region);
     let vpc = ec2
         .create_vpc()
         .cidr_block("10.77.0.0/16")
@@ -64,7 +68,7 @@ async fn move_to_another_vpc(sim: &TestSim, server: &str) -> (String, i64, Strin
         .unwrap()
         .to_string();
     let template = sim
-        .drs(TARGET_ACCOUNT, TARGET_REGION)
+        .drs(account, region)
         .get_launch_configuration()
         .source_server_id(server)
         .send()
@@ -156,7 +160,8 @@ async fn a_seeded_world_passes_preflight_which_records_what_it_read() {
 async fn a_template_moved_to_another_vpc_fails_preflight_with_the_fix_and_doctor_reports_it() {
     let sim = TestSim::start(600.0).await;
     sim.seed(PAYMENTS).await;
-    let (template, version, subnet, vpc) = move_to_another_vpc(&sim, APP).await;
+    let (template, version, subnet, vpc) =
+        move_to_another_vpc(&sim, (TARGET_ACCOUNT, TARGET_REGION), APP).await;
     let group_vpc = sim
         .elbv2(TARGET_ACCOUNT, TARGET_REGION)
         .describe_target_groups()
@@ -459,5 +464,95 @@ async fn an_unplanned_failover_reads_the_launch_settings_in_the_target_region_on
         source_calls(&sim.get("/_sim/stats").await),
         before,
         "no call to the failed source region"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failback_checks_the_launch_settings_of_the_a2s_it_adopts() {
+    const SOURCE: (&str, &str) = ("111111111111", "us-east-1");
+    const FAILBACK_GROUP: &str =
+        "arn:aws:elasticloadbalancing:us-east-1:111111111111:targetgroup/payments/fedcba9876543210";
+    let sim = TestSim::start(600.0).await;
+    sim.seed(PAYMENTS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let failover = drs_runbook_async(
+        &db,
+        Some(&sim.endpoint),
+        &[
+            "--output",
+            "json",
+            "failover",
+            "runbooks/payments.toml",
+            "--yes",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(failover.code, 0, "{failover:#?}");
+    // Replication reversed ahead of the failback, as operators often do: the A2s exist, each
+    // with its launch template in the origin region.
+    let target = sim.drs(TARGET_ACCOUNT, TARGET_REGION);
+    let b2s = target.describe_recovery_instances().send().await.unwrap();
+    for b2 in b2s.items() {
+        target
+            .reverse_replication()
+            .recovery_instance_id(b2.recovery_instance_id().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    let b1_arn = target
+        .describe_source_servers()
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .iter()
+        .find(|s| s.source_server_id() == Some(APP))
+        .and_then(|s| s.arn().map(str::to_string))
+        .unwrap();
+    let a2 = sim
+        .drs(SOURCE.0, SOURCE.1)
+        .describe_source_servers()
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .iter()
+        .find(|s| s.reversed_direction_source_server_arn() == Some(b1_arn.as_str()))
+        .and_then(|s| s.source_server_id().map(str::to_string))
+        .unwrap();
+    let (template, version, subnet, vpc) = move_to_another_vpc(&sim, SOURCE, &a2).await;
+    let starts_before = mutations(&sim.get("/_sim/stats").await, "StartRecovery").len();
+
+    let failback = drs_runbook_async(
+        &db,
+        Some(&sim.endpoint),
+        &[
+            "--output",
+            "json",
+            "failback",
+            "runbooks/payments.toml",
+            "--yes",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(failback.code, 1, "{failback:#?}");
+    let said = format!("{}\n{}", failback.stdout, failback.stderr);
+    for part in [
+        a2.as_str(),
+        &format!("launch template {template} version {version}"),
+        &format!("subnet {subnet} in {vpc}"),
+        FAILBACK_GROUP,
+        "--region us-east-1",
+    ] {
+        assert!(said.contains(part), "missing {part:?} in {said}");
+    }
+    assert_eq!(
+        mutations(&sim.get("/_sim/stats").await, "StartRecovery").len(),
+        starts_before,
+        "the failback recovered nothing"
     );
 }
