@@ -785,3 +785,82 @@ async fn register_targets_refuses_an_instance_outside_the_target_group_vpc() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_vpc_and_create_subnet_refuse_what_ec2_refuses() {
+    let sim = seeded().await;
+    let ec2 = sim.ec2(TARGET.0, TARGET.1);
+    fn code(e: &impl ProvideErrorMetadata) -> String {
+        e.code().unwrap_or_default().to_string()
+    }
+    // A VPC block outside /16../28 (Amazon VPC User Guide).
+    let err = ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/8")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "InvalidVpc.Range");
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.88.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .vpc()
+        .unwrap()
+        .clone();
+    assert_eq!(vpc.cidr_block(), Some("10.88.0.0/16"));
+    let vpc_id = vpc.vpc_id().unwrap();
+    let err = ec2
+        .create_subnet()
+        .vpc_id("vpc-0000000000000000a")
+        .cidr_block("10.88.0.0/16")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "InvalidVpcID.NotFound");
+    let err = ec2
+        .create_subnet()
+        .vpc_id(vpc_id)
+        .cidr_block("10.89.0.0/16")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "InvalidSubnet.Range");
+    let subnet = ec2
+        .create_subnet()
+        .vpc_id(vpc_id)
+        .cidr_block("10.88.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .subnet()
+        .unwrap()
+        .clone();
+    assert_eq!(subnet.vpc_id(), Some(vpc_id));
+    let err = ec2
+        .create_subnet()
+        .vpc_id(vpc_id)
+        .cidr_block("10.88.0.0/16")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "InvalidSubnet.Conflict");
+    // The new subnet is listed by the filter preflight uses, and the default one is not.
+    let listed = ec2
+        .describe_subnets()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("subnet-id")
+                .values(subnet.subnet_id().unwrap())
+                .values("subnet-00000000000000000")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.subnets().len(), 1);
+    assert_eq!(listed.subnets()[0].vpc_id(), Some(vpc_id));
+    assert_eq!(listed.subnets()[0].cidr_block(), Some("10.88.0.0/16"));
+}
