@@ -8,7 +8,6 @@
 //! [`READ_TIMEOUT`], they are shown as "not read" and `plan` still succeeds; `--offline` makes
 //! no AWS call at all.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -244,12 +243,7 @@ async fn launch_section(
             "problems": [],
         }),
         Ok(read) => {
-            let first_waves: BTreeSet<String> = runbook
-                .waves
-                .iter()
-                .filter(|w| w.after.is_empty())
-                .map(|w| w.name.clone())
-                .collect();
+            let first_waves = launch_settings::waves_without_dependencies(runbook);
             let problems: Vec<serde_json::Value> =
                 launch_settings::findings(&read, &side.region, &first_waves)
                     .into_iter()

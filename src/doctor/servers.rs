@@ -104,12 +104,7 @@ async fn server_checks(
         })
         .collect();
     let launch_read = launch_settings::read(target, &existing, &groups).await;
-    let first_waves = runbook
-        .waves
-        .iter()
-        .filter(|w| w.after.is_empty())
-        .map(|w| w.name.clone())
-        .collect();
+    let first_waves = launch_settings::waves_without_dependencies(runbook);
     let launch_findings = match &launch_read {
         Ok(read) => launch_settings::findings(read, &target.region, &first_waves),
         Err(_) => Vec::new(),

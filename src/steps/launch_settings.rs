@@ -293,6 +293,16 @@ pub fn findings(
     out
 }
 
+/// The waves that wait for no other (no `after`): the `no_dependencies` of [`findings`].
+pub fn waves_without_dependencies(runbook: &crate::runbook::Runbook) -> BTreeSet<String> {
+    runbook
+        .waves
+        .iter()
+        .filter(|w| w.after.is_empty())
+        .map(|w| w.name.clone())
+        .collect()
+}
+
 /// What was read of a server, in one line (`STARTED, OPTIMAL, right-sizing BASIC, ...`).
 pub fn summary(s: &ServerLaunchSettings) -> String {
     let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".to_string());

@@ -528,13 +528,7 @@ async fn check_launch_settings(
             return None;
         }
     };
-    let first_waves = ctx
-        .runbook
-        .waves
-        .iter()
-        .filter(|w| w.after.is_empty())
-        .map(|w| w.name.clone())
-        .collect();
+    let first_waves = launch_settings::waves_without_dependencies(ctx.runbook);
     let found = launch_settings::findings(&read, &target.region, &first_waves);
     checks.extend(launch_checks(&read, &found));
     Some(read)
