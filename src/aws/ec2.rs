@@ -47,8 +47,6 @@ pub struct LaunchTemplateVersion {
     pub instance_type: Option<String>,
     /// The subnet of the primary network interface (device index 0), else none.
     pub subnet_id: Option<String>,
-    /// The primary private IP the template asks for (`copyPrivateIp` writes it there).
-    pub private_ip: Option<String>,
 }
 
 /// A subnet: its VPC and IPv4 CIDR block.
@@ -60,57 +58,48 @@ pub struct Subnet {
 }
 
 impl SideClients {
-    /// DescribeLaunchTemplateVersions of the template's default version (`$Default`): the one
-    /// DRS launches from (DRS user guide, "EC2 launch template": a new version is used once it
-    /// is set as the default). `None` when the template does not exist.
-    pub async fn default_launch_template_version(
+    /// DescribeLaunchTemplateVersions `$Default` without a template: the default version of
+    /// every launch template of the account and region, 200 a page (EC2 API Reference: omit
+    /// the template to describe all default versions), the one DRS launches from (DRS user
+    /// guide, "EC2 launch template": a new version is used once it is the default). One call
+    /// per 200 templates instead of one per server.
+    pub async fn default_launch_template_versions(
         &self,
-        launch_template_id: &str,
-    ) -> Result<Option<LaunchTemplateVersion>, AwsError> {
-        let site = self.site("ec2:DescribeLaunchTemplateVersions", launch_template_id);
-        let out = match self
+    ) -> Result<Vec<LaunchTemplateVersion>, AwsError> {
+        let site = self.site(
+            "ec2:DescribeLaunchTemplateVersions",
+            "the default version of every launch template",
+        );
+        let pages = self
             .ec2
             .describe_launch_template_versions()
-            .launch_template_id(launch_template_id)
             .versions("$Default")
+            .max_results(200)
+            .into_paginator()
             .send()
+            .collect::<Result<Vec<_>, _>>()
             .await
-        {
-            Ok(out) => out,
-            Err(e) => {
-                let err = classify(&site, &e);
-                return match err.code.as_deref() {
-                    Some(
-                        "InvalidLaunchTemplateId.NotFound"
-                        | "InvalidLaunchTemplateId.Malformed"
-                        | "InvalidLaunchTemplateId.VersionNotFound",
-                    ) => Ok(None),
-                    _ => Err(err),
-                };
-            }
-        };
-        Ok(out.launch_template_versions().first().map(|v| {
-            let data = v.launch_template_data();
-            let primary = data.and_then(|d| {
-                d.network_interfaces()
-                    .iter()
-                    .find(|n| n.device_index().unwrap_or(0) == 0)
-            });
-            LaunchTemplateVersion {
-                launch_template_id: v
-                    .launch_template_id()
-                    .unwrap_or(launch_template_id)
-                    .to_string(),
-                version: v.version_number().unwrap_or_default(),
-                instance_type: data
-                    .and_then(|d| d.instance_type())
-                    .map(|t| t.as_str().to_string()),
-                subnet_id: primary.and_then(|n| n.subnet_id()).map(str::to_string),
-                private_ip: primary
-                    .and_then(|n| n.private_ip_address())
-                    .map(str::to_string),
-            }
-        }))
+            .map_err(|e| classify(&site, &e))?;
+        Ok(pages
+            .iter()
+            .flat_map(|page| page.launch_template_versions())
+            .map(|v| {
+                let data = v.launch_template_data();
+                let primary = data.and_then(|d| {
+                    d.network_interfaces()
+                        .iter()
+                        .find(|n| n.device_index().unwrap_or(0) == 0)
+                });
+                LaunchTemplateVersion {
+                    launch_template_id: v.launch_template_id().unwrap_or_default().to_string(),
+                    version: v.version_number().unwrap_or_default(),
+                    instance_type: data
+                        .and_then(|d| d.instance_type())
+                        .map(|t| t.as_str().to_string()),
+                    subnet_id: primary.and_then(|n| n.subnet_id()).map(str::to_string),
+                }
+            })
+            .collect())
     }
 
     /// DescribeSubnets of the given IDs through the `subnet-id` filter (a missing subnet is

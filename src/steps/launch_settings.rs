@@ -1,7 +1,8 @@
 //! The launch settings of the servers a run recovers, read from where AWS keeps them: DRS's
-//! launch configuration (GetLaunchConfiguration: `launchDisposition`, `recoveryMode`,
-//! right-sizing, `copyPrivateIp`, the EC2 launch template), the template's default version
-//! (DescribeLaunchTemplateVersions `$Default`: instance type, subnet), the subnet
+//! launch configuration (GetLaunchConfiguration, one call per server: `launchDisposition`,
+//! `recoveryMode`, right-sizing, `copyPrivateIp`, the EC2 launch template), the templates'
+//! default versions (DescribeLaunchTemplateVersions `$Default` for the whole account, 200 a
+//! page: instance type, subnet), the subnet
 //! (DescribeSubnets: VPC, CIDR) and the VPC of each target group the wave registers in
 //! (DescribeTargetGroups). Read calls only, all in one account and region.
 //!
@@ -14,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::aws::{AwsError, SideClients};
 
-/// How many servers are read at once (two calls each).
+/// How many servers' launch configurations are read at once.
 const CONCURRENT_READS: usize = 8;
 
 /// What was read of one server's launch settings.
@@ -83,6 +84,29 @@ pub async fn read(
         .buffered(CONCURRENT_READS)
         .try_collect()
         .await?;
+    let templates = if read.iter().any(|s| s.launch_template_id.is_some()) {
+        side.default_launch_template_versions().await?
+    } else {
+        Vec::new()
+    };
+    for server in &mut read {
+        let Some(id) = &server.launch_template_id else {
+            continue;
+        };
+        match templates.iter().find(|t| &t.launch_template_id == id) {
+            Some(version) => {
+                server.launch_template_version = Some(version.version);
+                server.instance_type = version.instance_type.clone();
+                server.subnet_id = version.subnet_id.clone();
+            }
+            None => {
+                server.unread = Some(format!(
+                    "its EC2 launch template {id} does not exist in account {} ({})",
+                    side.account_id, side.region
+                ))
+            }
+        }
+    }
     let subnet_ids: Vec<String> = read
         .iter()
         .filter_map(|s| s.subnet_id.clone())
@@ -141,23 +165,7 @@ async fn read_server(
     out.recovery_mode = config.recovery_mode;
     out.right_sizing = config.right_sizing;
     out.copy_private_ip = config.copy_private_ip;
-    out.launch_template_id = config.ec2_launch_template_id.clone();
-    let Some(template) = config.ec2_launch_template_id else {
-        return Ok(out);
-    };
-    match side.default_launch_template_version(&template).await? {
-        Some(version) => {
-            out.launch_template_version = Some(version.version);
-            out.instance_type = version.instance_type;
-            out.subnet_id = version.subnet_id;
-        }
-        None => {
-            out.unread = Some(format!(
-                "its EC2 launch template {template} does not exist in account {} ({})",
-                side.account_id, side.region
-            ))
-        }
-    }
+    out.launch_template_id = config.ec2_launch_template_id;
     Ok(out)
 }
 

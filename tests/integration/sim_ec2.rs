@@ -864,3 +864,77 @@ async fn create_vpc_and_create_subnet_refuse_what_ec2_refuses() {
     assert_eq!(listed.subnets()[0].vpc_id(), Some(vpc_id));
     assert_eq!(listed.subnets()[0].cidr_block(), Some("10.88.0.0/16"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_versions_of_every_launch_template_page_without_naming_a_template() {
+    let sim = seeded().await;
+    let ec2 = sim.ec2(TARGET.0, TARGET.1);
+    // One server's template gets a second version, made the default.
+    let template = sim
+        .drs(TARGET.0, TARGET.1)
+        .get_launch_configuration()
+        .source_server_id(APP1)
+        .send()
+        .await
+        .unwrap()
+        .ec2_launch_template_id()
+        .unwrap()
+        .to_string();
+    ec2.create_launch_template_version()
+        .launch_template_id(&template)
+        .source_version("1")
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .instance_type(aws_sdk_ec2::types::InstanceType::M5Xlarge)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    ec2.modify_launch_template()
+        .launch_template_id(&template)
+        .default_version("2")
+        .send()
+        .await
+        .unwrap();
+    let pages: Vec<_> = ec2
+        .describe_launch_template_versions()
+        .versions("$Default")
+        .max_results(2)
+        .into_paginator()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .unwrap();
+    assert_eq!(pages.len(), 2, "3 templates, 2 a page");
+    let versions: Vec<_> = pages
+        .iter()
+        .flat_map(|p| p.launch_template_versions().to_vec())
+        .collect();
+    assert_eq!(
+        versions.len(),
+        3,
+        "one per DRS source server: {versions:#?}"
+    );
+    assert!(versions.iter().all(|v| v.default_version() == Some(true)));
+    let moved = versions
+        .iter()
+        .find(|v| v.launch_template_id() == Some(template.as_str()))
+        .unwrap();
+    assert_eq!(moved.version_number(), Some(2));
+    assert_eq!(
+        moved
+            .launch_template_data()
+            .and_then(|d| d.instance_type())
+            .map(|t| t.as_str()),
+        Some("m5.xlarge")
+    );
+    // A version number needs a template.
+    let err = ec2
+        .describe_launch_template_versions()
+        .versions("1")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("MissingParameter"), "{err:?}");
+}

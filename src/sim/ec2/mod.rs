@@ -981,6 +981,12 @@ fn write_version(w: &mut XmlWriter, element: &'static str, t: &LaunchTemplate, n
 }
 
 fn describe_launch_template_versions(ctx: &mut Ctx<'_>, params: &Params) -> Handled {
+    let named = ["LaunchTemplateId", "LaunchTemplateName"]
+        .iter()
+        .any(|k| params.get(k).is_some_and(|v| !v.is_empty()));
+    if !named {
+        return describe_account_template_versions(ctx, params);
+    }
     let id = template_id(ctx, params)?;
     let t = &ctx.world.ec2.launch_templates[&id];
     let asked = params.list("LaunchTemplateVersion");
@@ -1010,6 +1016,72 @@ fn describe_launch_template_versions(ctx: &mut Ctx<'_>, params: &Params) -> Hand
         write_version(&mut w, "item", t, n);
     }
     w.close();
+    Ok(Outcome::read(finish(w, ctx.request_id)))
+}
+
+/// DescribeLaunchTemplateVersions without a template: the `$Latest` and/or `$Default` version
+/// of every launch template of the caller's account and region (EC2 API Reference,
+/// DescribeLaunchTemplateVersions, `LaunchTemplateId`: "To describe all the latest or default
+/// launch template versions in your account, you must omit this parameter"; `Versions`: "You
+/// cannot specify numbers"), by template ID, `MaxResults` 1..=200 a page with `NextToken`.
+fn describe_account_template_versions(ctx: &mut Ctx<'_>, params: &Params) -> Handled {
+    let asked = params.list("LaunchTemplateVersion");
+    if asked.is_empty() || asked.iter().any(|v| v != "$Latest" && v != "$Default") {
+        return Err(ApiError::new(
+            "MissingParameter",
+            "The request must include either the launch template ID or the launch template name, or ask only for the $Latest and $Default versions",
+        ));
+    }
+    let max = match params.get("MaxResults") {
+        None => usize::MAX,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=200).contains(&n) => n,
+            _ => {
+                return Err(ApiError::invalid(format!(
+                    "Value ( {text} ) for parameter maxResults is invalid. Expecting a value between 1 and 200."
+                )));
+            }
+        },
+    };
+    let (account, region) = (&ctx.caller.account, &ctx.caller.region);
+    let mut items: Vec<(&LaunchTemplate, u64)> = Vec::new();
+    for t in ctx
+        .world
+        .ec2
+        .launch_templates
+        .values()
+        .filter(|t| &t.account == account && &t.region == region)
+    {
+        let mut numbers: Vec<u64> = asked
+            .iter()
+            .map(|a| version_number(t, a))
+            .collect::<Result<_, _>>()?;
+        numbers.dedup();
+        items.extend(numbers.into_iter().map(|n| (t, n)));
+    }
+    let key = |(t, n): &(&LaunchTemplate, u64)| format!("{}/{n:020}", t.id);
+    let start = match params.get("NextToken").filter(|t| !t.is_empty()) {
+        None => 0,
+        Some(token) => items
+            .iter()
+            .position(|i| key(i).as_str() >= token)
+            .ok_or_else(|| ApiError::invalid(format!("Invalid NextToken: {token}")))?,
+    };
+    let rest = &items[start..];
+    let (shown, next) = if rest.len() > max {
+        (&rest[..max], Some(key(&rest[max])))
+    } else {
+        (rest, None)
+    };
+    let mut w = response("DescribeLaunchTemplateVersionsResponse", ctx.request_id);
+    w.open("launchTemplateVersionSet");
+    for (t, n) in shown {
+        write_version(&mut w, "item", t, *n);
+    }
+    w.close();
+    if let Some(next) = next {
+        w.leaf("nextToken", next);
+    }
     Ok(Outcome::read(finish(w, ctx.request_id)))
 }
 
