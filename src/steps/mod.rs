@@ -14,6 +14,7 @@ pub mod failback_cleanup;
 pub mod failback_preflight;
 pub mod health;
 pub mod launch;
+pub mod launch_settings;
 pub mod lb_switch;
 pub mod preflight;
 pub mod recovery_job;

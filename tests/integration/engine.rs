@@ -524,7 +524,13 @@ async fn plan_shows_the_steps_and_batches_and_calls_nothing() {
     let plan = drs_runbook(
         &db,
         Some(&sim.endpoint),
-        &["--output", "json", "plan", "runbooks/payments.toml"],
+        &[
+            "--output",
+            "json",
+            "plan",
+            "runbooks/payments.toml",
+            "--offline",
+        ],
     );
     assert_eq!(plan.code, 0, "{plan:#?}");
     let plan = plan.json();
@@ -562,6 +568,7 @@ async fn plan_shows_the_steps_and_batches_and_calls_nothing() {
             "runbooks/payments.toml",
             "--operation",
             "failback",
+            "--offline",
         ],
     );
     assert_eq!(failback.code, 0, "{failback:#?}");

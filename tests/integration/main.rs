@@ -14,6 +14,7 @@ mod failback;
 mod hardening;
 mod health_gate;
 mod json_contract;
+mod launch_settings;
 mod moto_parity;
 mod notify_https;
 mod runbook_validate;

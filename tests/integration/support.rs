@@ -212,6 +212,41 @@ pub fn drs_runbook_env(
     }
 }
 
+/// [`drs_runbook_env`] off the async runtime (the binary blocks until it exits).
+pub async fn drs_runbook_async(
+    db: &Path,
+    endpoint: Option<&str>,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> CliRun {
+    let db = db.to_path_buf();
+    let endpoint = endpoint.map(str::to_string);
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        drs_runbook_env(&db, endpoint.as_deref(), &args, &env)
+    })
+    .await
+    .expect("the binary's thread joins")
+}
+
+/// The output of step `key` in a `show --output json` document.
+pub fn step_output(shown: &Value, key: &str) -> Value {
+    let step = shown["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["key"] == key))
+        .unwrap_or_else(|| panic!("no step {key} in {shown}"));
+    match &step["output"] {
+        Value::String(text) => serde_json::from_str(text).expect("the output is JSON"),
+        other => other.clone(),
+    }
+}
+
 /// The mutating calls named `operation` in `/_sim/stats`.
 pub fn mutations(stats: &Value, operation: &str) -> Vec<Value> {
     stats["mutations"]
