@@ -36,6 +36,12 @@ pub struct SourceServer {
     pub origin_account: Option<String>,
     pub origin_region: Option<String>,
     pub tags: BTreeMap<String, String>,
+    /// The EC2 instance the server replicates (A1: `sourceProperties.identificationHints.awsInstanceID`).
+    #[serde(default)]
+    pub aws_instance_id: Option<String>,
+    /// The replication backlog: `backloggedStorageBytes` summed over the replicated disks.
+    #[serde(default)]
+    pub backlogged_bytes: i64,
 }
 
 /// One server of a job.
@@ -174,6 +180,15 @@ fn server_from(s: &aws_sdk_drs::types::SourceServer) -> SourceServer {
             .and_then(|c| c.origin_region())
             .map(str::to_string),
         tags: tags(s.tags()),
+        aws_instance_id: hints.and_then(|h| h.aws_instance_id()).map(str::to_string),
+        backlogged_bytes: info
+            .map(|i| {
+                i.replicated_disks()
+                    .iter()
+                    .map(|d| d.backlogged_storage_bytes())
+                    .sum()
+            })
+            .unwrap_or_default(),
     }
 }
 
@@ -676,6 +691,8 @@ impl SourceServer {
             origin_account: None,
             origin_region: None,
             tags: BTreeMap::new(),
+            aws_instance_id: None,
+            backlogged_bytes: 0,
         }
     }
 }
