@@ -17,6 +17,9 @@ pub struct Args {
     /// Failback: plan a failback drill (no traffic moved, cleaned up at the end).
     #[arg(long)]
     pub drill: bool,
+    /// Failover: planned (the source is up and fenced first) or unplanned.
+    #[arg(long, value_enum, default_value_t = crate::store::Mode::Planned)]
+    pub mode: crate::store::Mode,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
@@ -29,15 +32,16 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
     let failback = args.operation == Operation::Failback;
     let drill = args.operation == Operation::Drill || (failback && args.drill);
     let runbook = crate::runbook::load(&args.runbook)?.runbook;
-    let steps = plan::plan(
-        args.operation,
-        &runbook,
-        &PlanOptions {
-            keep: args.keep,
-            drill: args.drill,
-            ..Default::default()
-        },
-    );
+    let options = PlanOptions {
+        keep: args.keep,
+        drill: args.drill,
+        mode: args.mode,
+    };
+    let steps = plan::plan(args.operation, &runbook, &options);
+    // The fence stops every source instance (A1) in the source account and region.
+    let fence = plan::fences_source(args.operation, &runbook, &options).then(|| {
+        serde_json::json!({ "account_id": runbook.source.account_id, "region": runbook.source.region, "timeout_seconds": runbook.failover.fence_timeout.as_secs() })
+    });
     let batches: Vec<serde_json::Value> = plan::wave_order(&runbook)
         .into_iter()
         .flat_map(|wave| {
@@ -93,7 +97,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
     match cli.output {
         Output::Json => println!(
             "{}",
-            serde_json::json!({ "runbook": runbook.name, "operation": args.operation.as_str(), "steps": steps, "batches": batches, "selections": selections, "records": records, "target_groups": target_groups })
+            serde_json::json!({ "runbook": runbook.name, "operation": args.operation.as_str(), "steps": steps, "fence_source": fence, "batches": batches, "selections": selections, "records": records, "target_groups": target_groups })
         ),
         Output::Text => {
             println!(
@@ -109,6 +113,14 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
                     format!("  after {}", s.depends_on.join(", "))
                 };
                 println!("  {:>2}. {:<28}{gate}{deps}", i + 1, s.key);
+            }
+            if fence.is_some() {
+                println!(
+                    "  StopInstances on every server's source instance (A1) in {}/{}, then wait until replication has caught up (within {}s; opt out: [failover] fence_source = false)",
+                    runbook.source.account_id,
+                    runbook.source.region,
+                    runbook.failover.fence_timeout.as_secs()
+                );
             }
             for b in &batches {
                 println!(

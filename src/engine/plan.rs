@@ -271,7 +271,10 @@ mod tests {
                 ..Default::default()
             },
         );
-        let db = unplanned.iter().find(|s| s.key == "recovery_job:db").unwrap();
+        let db = unplanned
+            .iter()
+            .find(|s| s.key == "recovery_job:db")
+            .unwrap();
         assert_eq!(db.depends_on, ["preflight"]);
     }
 

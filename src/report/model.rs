@@ -341,10 +341,7 @@ pub fn build(sources: Sources<'_>) -> Result<ReportData, ReportError> {
     let (objectives, description) = Objectives::of_text(&run.runbook_text, &run.runbook_path);
     let outputs = StepOutputs::read(run, sources.steps)?;
     // Data is lost against the source's last write: the fence, or else the declaration.
-    let rpo_reference = outputs
-        .fenced_at
-        .or(run.declared_at)
-        .or(run.started_at);
+    let rpo_reference = outputs.fenced_at.or(run.declared_at).or(run.started_at);
     Ok(ReportData {
         generated_at: sources.generated_at,
         run: run_facts(run),

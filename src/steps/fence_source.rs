@@ -123,17 +123,19 @@ async fn plan(ctx: &mut StepCtx<'_>) -> Result<FenceOutput, Halt> {
     }
     if !problems.is_empty() {
         return Err(Halt::Failed(StepFailure::new(
-            format!(
-                "cannot fence the source: {}",
-                problems.join("; ")
-            ),
+            format!("cannot fence the source: {}", problems.join("; ")),
             "the fence stops EC2 source instances in the runbook's [source] account and region; for other sources stop the writes yourself and set `[failover] fence_source = false`, or fail over with `--mode unplanned`",
         )));
     }
     let ids: Vec<String> = instances.values().cloned().collect();
     let source = ctx.clients.source.clone();
     let found = retry::read(ctx, || source.describe_instances(&ids)).await?;
-    let state = |id: &str| found.iter().find(|i| i.instance_id == id).map(|i| i.state.as_str());
+    let state = |id: &str| {
+        found
+            .iter()
+            .find(|i| i.instance_id == id)
+            .map(|i| i.state.as_str())
+    };
     let missing: Vec<&String> = ids.iter().filter(|id| state(id).is_none()).collect();
     if !missing.is_empty() {
         return Err(Halt::Failed(StepFailure::new(
@@ -222,7 +224,10 @@ async fn stop(ctx: &mut StepCtx<'_>, part: usize, chunk: &[String]) -> Result<()
         )
         .await?;
     if outcome.how == crate::run::call::How::Sent {
-        ctx.say(format!("StopInstances sent for {} instance(s)", chunk.len()));
+        ctx.say(format!(
+            "StopInstances sent for {} instance(s)",
+            chunk.len()
+        ));
     }
     Ok(())
 }

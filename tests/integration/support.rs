@@ -212,6 +212,46 @@ pub fn drs_runbook_env(
     }
 }
 
+/// [`drs_runbook_env`] off the async runtime (the simulator serves on it meanwhile).
+pub async fn drs_runbook_async(
+    db: &Path,
+    endpoint: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> CliRun {
+    let (db, endpoint) = (db.to_path_buf(), endpoint.to_string());
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        drs_runbook_env(&db, Some(&endpoint), &args, &env)
+    })
+    .await
+    .unwrap()
+}
+
+/// The run ID a run command printed first on stderr (`run <RUN_ID>`), also when it crashed.
+pub fn run_id_of(run: &CliRun) -> String {
+    run.stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("run "))
+        .map(|id| id.trim().to_string())
+        .unwrap_or_else(|| panic!("no `run <id>` line: {run:#?}"))
+}
+
+/// One stored step of a run, read from the run database.
+pub async fn stored_step(db: &Path, run_id: &str, key: &str) -> drs_runbook::store::steps::Step {
+    let store = drs_runbook::store::Database::open(db).await.unwrap();
+    let mut conn = store.pool().acquire().await.unwrap();
+    drs_runbook::store::steps::get(&mut conn, &run_id.parse().unwrap(), key)
+        .await
+        .unwrap()
+}
+
 /// The mutating calls named `operation` in `/_sim/stats`.
 pub fn mutations(stats: &Value, operation: &str) -> Vec<Value> {
     stats["mutations"]

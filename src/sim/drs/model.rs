@@ -418,9 +418,11 @@ impl Agent {
     /// The agent of `server` at `now`, from its origin instance in `ec2`.
     pub fn of(server: &SourceServer, ec2: &crate::sim::ec2::Ec2, now: DateTime<Utc>) -> Agent {
         use crate::sim::ec2::InstanceState as S;
-        let Some(instance) = ec2.instances.get(&server.origin.instance_id).filter(|i| {
-            i.account == server.origin.account && i.region == server.origin.region
-        }) else {
+        let Some(instance) = ec2
+            .instances
+            .get(&server.origin.instance_id)
+            .filter(|i| i.account == server.origin.account && i.region == server.origin.region)
+        else {
             return Agent::Replicating;
         };
         let flush = Duration::seconds(super::jitter(&[&server.id, "flush"], 15, 45));
@@ -428,10 +430,9 @@ impl Agent {
         let since = instance.state_since.unwrap_or(instance.launched_at);
         let (asked, stopped) = match instance.state {
             S::Running | S::Pending => return Agent::Replicating,
-            S::Stopping | S::ShuttingDown => (
-                since,
-                instance.transition.map_or(since + stop, |t| t.at),
-            ),
+            S::Stopping | S::ShuttingDown => {
+                (since, instance.transition.map_or(since + stop, |t| t.at))
+            }
             S::Stopped | S::Terminated => (since - stop, since),
         };
         if now < stopped + flush {
