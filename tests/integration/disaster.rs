@@ -81,6 +81,16 @@ async fn a_drill_after_a_succeeded_failover_is_refused_and_production_keeps_runn
     assert!(live.items().iter().all(|i| i.is_drill() == Some(false)
         && i.ec2_instance_state().map(|s| s.as_str()) == Some("RUNNING")));
 
+    // The guard's scenario: A1 is back (the fence stopped it) and replicates into B1 again.
+    let a1 = sim.source_instances(ACCOUNT, TARGET).await;
+    sim.ec2(ACCOUNT, "eu-west-1")
+        .start_instances()
+        .set_instance_ids(Some(a1))
+        .send()
+        .await
+        .unwrap();
+    sim.skip(60.0).await;
+
     // The commander who means it: the override is logged, and the drill replaces production.
     sim.post("/_sim/faults", &json!({"faults": []})).await;
     let _ = reqwest::Client::new()

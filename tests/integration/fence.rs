@@ -12,25 +12,9 @@ const ACCOUNT: &str = "444444444444";
 const SOURCE: &str = "eu-west-1";
 const TARGET: &str = "eu-central-1";
 
-/// The source instances (A1) of the runbook's servers, as DRS names them.
+/// The source instances (A1) of the runbook's two servers.
 async fn source_instances(sim: &TestSim) -> Vec<String> {
-    let servers = sim
-        .drs(ACCOUNT, TARGET)
-        .describe_source_servers()
-        .send()
-        .await
-        .unwrap();
-    let ids: Vec<String> = servers
-        .items()
-        .iter()
-        .map(|s| {
-            s.source_properties()
-                .and_then(|p| p.identification_hints())
-                .and_then(|h| h.aws_instance_id())
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let ids = sim.source_instances(ACCOUNT, TARGET).await;
     assert_eq!(ids.len(), 2);
     ids
 }
@@ -81,8 +65,8 @@ async fn a_planned_failover_fences_the_source_recovers_with_rpo_0_and_its_rollba
     assert_eq!(states(&sim, &a1).await, ["stopped", "stopped"]);
     assert_eq!(sim.calls("ec2:StopInstances").await, 1);
     assert!(
-        failover.stderr.contains("replication to catch up")
-            && failover.stderr.contains("source fenced at"),
+        failover.stderr.contains("source instance(s) stopped")
+            && failover.stderr.contains("replication caught up"),
         "progress on the wait: {}",
         failover.stderr
     );

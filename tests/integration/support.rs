@@ -142,6 +142,28 @@ impl TestSim {
         assert_eq!(status, 200);
     }
 
+    /// The source instances (A1) of the DRS source servers in `account`/`region`, as DRS names
+    /// them (`identificationHints.awsInstanceID`).
+    pub async fn source_instances(&self, account: &str, region: &str) -> Vec<String> {
+        let servers = self
+            .drs(account, region)
+            .describe_source_servers()
+            .send()
+            .await
+            .unwrap();
+        servers
+            .items()
+            .iter()
+            .map(|s| {
+                s.source_properties()
+                    .and_then(|p| p.identification_hints())
+                    .and_then(|h| h.aws_instance_id())
+                    .expect("a source server names its EC2 instance")
+                    .to_string()
+            })
+            .collect()
+    }
+
     /// How often `service:Operation` was called.
     pub async fn calls(&self, key: &str) -> u64 {
         self.get("/_sim/stats").await["calls"][key]
