@@ -170,10 +170,6 @@ fn duration_key(
             );
             None
         }
-        Ok(d) if d.is_zero() => {
-            problems.at(&text.span(), key, "a deadline of zero fails at once");
-            None
-        }
         Ok(d) => Some(d),
         Err(error) => {
             problems.at(&text.span(), key, format!("{:?}: {error}", text.get_ref()));

@@ -612,6 +612,78 @@ async fn a_stuck_job_fails_its_step_at_the_deadline_and_retry_continues_once_it_
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_launch_past_its_launch_timeout_fails_naming_the_job_and_retry_finishes_it() {
+    let sim = TestSim::start(600.0).await;
+    sim.seed(REPORTING).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    // Booting takes DRS 2 to 5 minutes after LAUNCH_START: a 30-second launch deadline passes
+    // first.
+    let path = dir.path().join("reporting.toml");
+    std::fs::write(
+        &path,
+        REPORTING.replace(
+            "servers = [\"s-4567890abcdef0123\", \"s-567890abcdef01234\"]",
+            "servers = [\"s-4567890abcdef0123\", \"s-567890abcdef01234\"]\nlaunch_timeout = \"30s\"",
+        ),
+    )
+    .unwrap();
+    let drill = cli(
+        &db,
+        &sim.endpoint,
+        &["--output", "json", "drill", path.to_str().unwrap(), "--yes"],
+    )
+    .await;
+    assert_eq!(drill.code, 1, "{drill:#?}");
+    let report = drill.json();
+    let run_id = report["run_id"].as_str().unwrap().to_string();
+    let failed: Vec<&Value> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{report}");
+    assert_eq!(failed[0]["key"], "launch:reporting");
+    let job_id = sim
+        .drs(ACCOUNT, TARGET)
+        .describe_jobs()
+        .send()
+        .await
+        .unwrap()
+        .items()[0]
+        .job_id()
+        .to_string();
+    assert!(
+        drill.stderr.contains(&format!("job {job_id}"))
+            && drill.stderr.contains("within 30s (the wave's launch_timeout)"),
+        "{}",
+        drill.stderr
+    );
+
+    let retried = cli(
+        &db,
+        &sim.endpoint,
+        &[
+            "--output",
+            "json",
+            "retry",
+            &run_id,
+            "--step",
+            "launch:reporting",
+            "--yes",
+        ],
+    )
+    .await;
+    assert_eq!(retried.json()["status"], "succeeded", "{retried:#?}");
+    assert_eq!(
+        mutations(&sim.get("/_sim/stats").await, "StartRecovery").len(),
+        1,
+        "the retry follows the same job"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_failback_drill_after_a_failback_is_refused_to_protect_the_a3s() {
     const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
     let runbook = "runbooks/payments.toml";
