@@ -656,7 +656,9 @@ async fn a_launch_past_its_launch_timeout_fails_naming_the_job_and_retry_finishe
         .to_string();
     assert!(
         drill.stderr.contains(&format!("job {job_id}"))
-            && drill.stderr.contains("within 30s (the wave's launch_timeout)"),
+            && drill
+                .stderr
+                .contains("within 30s (the wave's launch_timeout)"),
         "{}",
         drill.stderr
     );

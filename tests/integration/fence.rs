@@ -306,3 +306,189 @@ fn plan_shows_the_fence_and_the_runbook_keys_are_validated() {
     assert!(out.contains("failover.fence_timeout"), "{out}");
     assert!(out.contains("wave[0].launch_timeout"), "{out}");
 }
+
+/// The simulator's stopped source, read through the real SDK: BACKLOG while the last writes
+/// reach the staging area, then CONTINUOUS with the agent's final report frozen, DISCONNECTED
+/// 5 minutes later, replicating again once the instance runs; an on-demand snapshot taken
+/// during the catch-up holds the data of the stop request, one taken after it newer data.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_simulator_models_a_stopped_source_and_its_catch_up() {
+    let sim = TestSim::start(1.0).await;
+    sim.seed(REPORTING).await;
+    let drs = sim.drs(ACCOUNT, TARGET);
+    let ec2 = sim.ec2(ACCOUNT, SOURCE);
+    let server =
+        |servers: &aws_sdk_drs::operation::describe_source_servers::DescribeSourceServersOutput,
+         id: &str| {
+            servers
+                .items()
+                .iter()
+                .find(|s| s.source_server_id() == Some(id))
+                .unwrap()
+                .clone()
+        };
+    let listed = drs.describe_source_servers().send().await.unwrap();
+    let stopped_server = listed.items()[0].source_server_id().unwrap().to_string();
+    let other = listed.items()[1].source_server_id().unwrap().to_string();
+    let a1 = listed.items()[0]
+        .source_properties()
+        .and_then(|p| p.identification_hints())
+        .and_then(|h| h.aws_instance_id())
+        .unwrap()
+        .to_string();
+    let clock = async || {
+        chrono::DateTime::parse_from_rfc3339(sim.get("/_sim/clock").await["now"].as_str().unwrap())
+            .unwrap()
+    };
+    let before = clock().await;
+    ec2.stop_instances().instance_ids(&a1).send().await.unwrap();
+    let after = clock().await;
+    // A drill right away: its on-demand snapshot is taken while the catch-up runs.
+    let early = drs
+        .start_recovery()
+        .source_servers(
+            aws_sdk_drs::types::StartRecoveryRequestSourceServer::builder()
+                .source_server_id(&stopped_server)
+                .build()
+                .unwrap(),
+        )
+        .is_drill(true)
+        .send()
+        .await
+        .unwrap()
+        .job()
+        .unwrap()
+        .job_id()
+        .to_string();
+
+    let now = drs.describe_source_servers().send().await.unwrap();
+    let info = server(&now, &stopped_server)
+        .data_replication_info()
+        .unwrap()
+        .clone();
+    assert_eq!(info.data_replication_state().unwrap().as_str(), "BACKLOG");
+    assert!(info.replicated_disks()[0].backlogged_storage_bytes() > 0);
+    assert_ne!(info.lag_duration(), Some("P0D"));
+    let untouched = server(&now, &other)
+        .data_replication_info()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        untouched.data_replication_state().unwrap().as_str(),
+        "CONTINUOUS"
+    );
+
+    // Stopped after 40 s, caught up 15 to 45 s later.
+    sim.skip(90.0).await;
+    let now = drs.describe_source_servers().send().await.unwrap();
+    let s = server(&now, &stopped_server);
+    let info = s.data_replication_info().unwrap();
+    assert_eq!(
+        info.data_replication_state().unwrap().as_str(),
+        "CONTINUOUS"
+    );
+    assert_eq!(info.lag_duration(), Some("P0D"));
+    assert_eq!(info.replicated_disks()[0].backlogged_storage_bytes(), 0);
+    let last_seen = s
+        .life_cycle()
+        .unwrap()
+        .last_seen_by_service_date_time()
+        .unwrap()
+        .to_string();
+    let seen = chrono::DateTime::parse_from_rfc3339(&last_seen).unwrap();
+    assert!(
+        seen >= before + chrono::Duration::seconds(55),
+        "{seen} vs stop at {before}"
+    );
+    sim.skip(60.0).await;
+    let now = drs.describe_source_servers().send().await.unwrap();
+    assert_eq!(
+        server(&now, &stopped_server)
+            .life_cycle()
+            .unwrap()
+            .last_seen_by_service_date_time(),
+        Some(last_seen.as_str()),
+        "the stopped agent is not seen again"
+    );
+
+    // The early drill's data is the stop request's: the shutdown's writes had not arrived.
+    sim.skip(900.0).await;
+    let data_timestamp = async |job: &str| {
+        let log = drs
+            .describe_job_log_items()
+            .job_id(job)
+            .send()
+            .await
+            .unwrap();
+        let end = log
+            .items()
+            .iter()
+            .find(|i| i.event().map(|e| e.as_str()) == Some("CONVERSION_END"))
+            .unwrap_or_else(|| panic!("{log:#?}"))
+            .clone();
+        let at = end
+            .event_data()
+            .and_then(|d| d.conversion_properties())
+            .and_then(|c| c.data_timestamp())
+            .unwrap()
+            .to_string();
+        chrono::DateTime::parse_from_rfc3339(&at).unwrap()
+    };
+    let early_data = data_timestamp(&early).await;
+    assert!(
+        early_data >= before - chrono::Duration::seconds(1) && early_data <= after,
+        "{early_data} not the stop request ({before}..{after})"
+    );
+    // One after the catch-up holds everything: newer than the instance's stop.
+    let late = drs
+        .start_recovery()
+        .source_servers(
+            aws_sdk_drs::types::StartRecoveryRequestSourceServer::builder()
+                .source_server_id(&stopped_server)
+                .build()
+                .unwrap(),
+        )
+        .is_drill(true)
+        .send()
+        .await
+        .unwrap()
+        .job()
+        .unwrap()
+        .job_id()
+        .to_string();
+    sim.skip(900.0).await;
+    assert!(data_timestamp(&late).await > after + chrono::Duration::seconds(40));
+
+    // Unseen for 5 minutes by now: DISCONNECTED; running again: replicating.
+    let now = drs.describe_source_servers().send().await.unwrap();
+    let info = server(&now, &stopped_server)
+        .data_replication_info()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        info.data_replication_state().unwrap().as_str(),
+        "DISCONNECTED"
+    );
+    assert_eq!(
+        info.data_replication_error()
+            .and_then(|e| e.error())
+            .map(|e| e.as_str()),
+        Some("AGENT_NOT_SEEN")
+    );
+    ec2.start_instances()
+        .instance_ids(&a1)
+        .send()
+        .await
+        .unwrap();
+    sim.skip(25.0).await;
+    let now = drs.describe_source_servers().send().await.unwrap();
+    let info = server(&now, &stopped_server)
+        .data_replication_info()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        info.data_replication_state().unwrap().as_str(),
+        "CONTINUOUS"
+    );
+    assert!(info.data_replication_error().is_none());
+}

@@ -529,7 +529,8 @@ fn apply_agent(item: &mut Value, agent: Agent, now: DateTime<Utc>) {
         Agent::Replicating => {}
         Agent::Flushing { since, until } => {
             info["dataReplicationState"] = json!("BACKLOG");
-            info["lagDuration"] = json!(iso_duration(now - since));
+            // Behind by the writes since the stop request: never "no lag" with a backlog.
+            info["lagDuration"] = json!(iso_duration((now - since).max(Duration::seconds(1))));
             // What is left to send: 8 MiB a second of the flush still to come.
             let left = (until - now).num_seconds().max(1) * (8 << 20);
             for disk in info["replicatedDisks"].as_array_mut().into_iter().flatten() {
