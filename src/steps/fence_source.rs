@@ -261,13 +261,16 @@ async fn wait_fenced(
         let waiting = if out.stopped_at.is_none() {
             let source = ctx.clients.source.clone();
             let found = retry::read(ctx, || source.describe_instances(&ids)).await?;
-            // Started again by someone after the stop: the fence no longer holds.
+            // Started again by someone after the stop: the fence no longer holds. (A read in
+            // the first minute after StopInstances may still say running: EC2's API is
+            // eventually consistent.)
+            let settled =
+                requested.is_some_and(|at| ctx.clock.now() - at > chrono::Duration::seconds(60));
             if let Some(again) = found.iter().find(|i| {
-                out.stopped_by_fence.contains(&i.instance_id)
+                settled
+                    && out.stopped_by_fence.contains(&i.instance_id)
                     && matches!(i.state.as_str(), "running" | "pending")
-            }) && out.stop_requested_at.is_some()
-                && ctx.clock.now() - requested.unwrap_or(since) > chrono::Duration::seconds(60)
-            {
+            }) {
                 return Err(Halt::Failed(StepFailure::new(
                     format!(
                         "source instance {} is {} again after the fence stopped it",
