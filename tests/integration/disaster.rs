@@ -574,7 +574,7 @@ async fn a_stuck_job_fails_its_step_at_the_deadline_and_retry_continues_once_it_
     let stored = crate::support::stored_step(&db, &run_id, step["key"].as_str().unwrap()).await;
     let took = stored.finished_at.unwrap() - stored.started_at.unwrap();
     assert!(
-        took >= chrono::Duration::minutes(10) && took < chrono::Duration::minutes(30),
+        took >= chrono::Duration::minutes(10) && took < chrono::Duration::minutes(60),
         "the step failed after {took}"
     );
 
@@ -613,12 +613,12 @@ async fn a_stuck_job_fails_its_step_at_the_deadline_and_retry_continues_once_it_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_launch_past_its_launch_timeout_fails_naming_the_job_and_retry_finishes_it() {
-    let sim = TestSim::start(600.0).await;
+    let sim = TestSim::start(60.0).await;
     sim.seed(REPORTING).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
     // Booting takes DRS 2 to 5 minutes after LAUNCH_START: a 30-second launch deadline passes
-    // first.
+    // first (at 60x, a window of seconds of real time: no load makes the job end first).
     let path = dir.path().join("reporting.toml");
     std::fs::write(
         &path,
@@ -663,6 +663,8 @@ async fn a_launch_past_its_launch_timeout_fails_naming_the_job_and_retry_finishe
         drill.stderr
     );
 
+    // Once the job has ended, `retry` follows it to the end (within a fresh deadline).
+    sim.skip(600.0).await;
     let retried = cli(
         &db,
         &sim.endpoint,
