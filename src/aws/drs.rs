@@ -40,6 +40,12 @@ pub struct SourceServer {
     /// (`sourceProperties.networkInterfaces`): what `copyPrivateIp` copies.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub private_ips: Vec<String>,
+    /// The EC2 instance the server replicates (A1: `sourceProperties.identificationHints.awsInstanceID`).
+    #[serde(default)]
+    pub aws_instance_id: Option<String>,
+    /// The replication backlog: `backloggedStorageBytes` summed over the replicated disks.
+    #[serde(default)]
+    pub backlogged_bytes: i64,
 }
 
 /// A server's DRS launch settings (GetLaunchConfiguration). The instance type, subnet and
@@ -200,6 +206,15 @@ fn server_from(s: &aws_sdk_drs::types::SourceServer) -> SourceServer {
                 let mut nics: Vec<_> = p.network_interfaces().iter().collect();
                 nics.sort_by_key(|n| !n.is_primary().unwrap_or(false));
                 nics.iter().flat_map(|n| n.ips().iter().cloned()).collect()
+            })
+            .unwrap_or_default(),
+        aws_instance_id: hints.and_then(|h| h.aws_instance_id()).map(str::to_string),
+        backlogged_bytes: info
+            .map(|i| {
+                i.replicated_disks()
+                    .iter()
+                    .map(|d| d.backlogged_storage_bytes())
+                    .sum()
             })
             .unwrap_or_default(),
     }
@@ -735,6 +750,8 @@ impl SourceServer {
             origin_region: None,
             tags: BTreeMap::new(),
             private_ips: Vec::new(),
+            aws_instance_id: None,
+            backlogged_bytes: 0,
         }
     }
 }

@@ -36,6 +36,9 @@ pub struct Args {
     /// Make no AWS call: the launch settings are shown as not read.
     #[arg(long)]
     pub offline: bool,
+    /// Failover: planned (the source is up and fenced first) or unplanned.
+    #[arg(long, value_enum, default_value_t = crate::store::Mode::Planned)]
+    pub mode: crate::store::Mode,
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
@@ -49,15 +52,16 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
     let drill = args.operation == Operation::Drill || (failback && args.drill);
     let loaded = crate::runbook::load(&args.runbook)?;
     let runbook = loaded.runbook;
-    let steps = plan::plan(
-        args.operation,
-        &runbook,
-        &PlanOptions {
-            keep: args.keep,
-            drill: args.drill,
-            ..Default::default()
-        },
-    );
+    let options = PlanOptions {
+        keep: args.keep,
+        drill: args.drill,
+        mode: args.mode,
+    };
+    let steps = plan::plan(args.operation, &runbook, &options);
+    // The fence stops every source instance (A1) in the source account and region.
+    let fence = plan::fences_source(args.operation, &runbook, &options).then(|| {
+        serde_json::json!({ "account_id": runbook.source.account_id, "region": runbook.source.region, "timeout_seconds": runbook.failover.fence_timeout.as_secs() })
+    });
     let batches: Vec<serde_json::Value> = plan::wave_order(&runbook)
         .into_iter()
         .flat_map(|wave| {
@@ -113,7 +117,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
     let launch = launch_section(cli, args, &runbook, &loaded.text, drill).await;
     match cli.output {
         Output::Json => super::print_json(
-            &serde_json::json!({ "runbook": runbook.name, "operation": args.operation.as_str(), "steps": steps, "batches": batches, "selections": selections, "records": records, "target_groups": target_groups, "launch_settings": launch }),
+            &serde_json::json!({ "runbook": runbook.name, "operation": args.operation.as_str(), "steps": steps, "fence_source": fence, "batches": batches, "selections": selections, "records": records, "target_groups": target_groups, "launch_settings": launch }),
         ),
         Output::Text => {
             println!(
@@ -129,6 +133,14 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
                     format!("  after {}", s.depends_on.join(", "))
                 };
                 println!("  {:>2}. {:<28}{gate}{deps}", i + 1, s.key);
+            }
+            if fence.is_some() {
+                println!(
+                    "  StopInstances on every server's source instance (A1) in {}/{}, then wait until replication has caught up (within {}s; opt out: [failover] fence_source = false)",
+                    runbook.source.account_id,
+                    runbook.source.region,
+                    runbook.failover.fence_timeout.as_secs()
+                );
             }
             for b in &batches {
                 println!(

@@ -11,6 +11,7 @@ mod doctor;
 mod drill_target_group;
 mod engine;
 mod failback;
+mod fence;
 mod hardening;
 mod health_gate;
 mod json_contract;

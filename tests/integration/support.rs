@@ -142,6 +142,28 @@ impl TestSim {
         assert_eq!(status, 200);
     }
 
+    /// The source instances (A1) of the DRS source servers in `account`/`region`, as DRS names
+    /// them (`identificationHints.awsInstanceID`).
+    pub async fn source_instances(&self, account: &str, region: &str) -> Vec<String> {
+        let servers = self
+            .drs(account, region)
+            .describe_source_servers()
+            .send()
+            .await
+            .unwrap();
+        servers
+            .items()
+            .iter()
+            .map(|s| {
+                s.source_properties()
+                    .and_then(|p| p.identification_hints())
+                    .and_then(|h| h.aws_instance_id())
+                    .expect("a source server names its EC2 instance")
+                    .to_string()
+            })
+            .collect()
+    }
+
     /// How often `service:Operation` was called.
     pub async fn calls(&self, key: &str) -> u64 {
         self.get("/_sim/stats").await["calls"][key]
@@ -245,6 +267,24 @@ pub fn step_output(shown: &Value, key: &str) -> Value {
         Value::String(text) => serde_json::from_str(text).expect("the output is JSON"),
         other => other.clone(),
     }
+}
+
+/// The run ID a run command printed first on stderr (`run <RUN_ID>`), also when it crashed.
+pub fn run_id_of(run: &CliRun) -> String {
+    run.stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("run "))
+        .map(|id| id.trim().to_string())
+        .unwrap_or_else(|| panic!("no `run <id>` line: {run:#?}"))
+}
+
+/// One stored step of a run, read from the run database.
+pub async fn stored_step(db: &Path, run_id: &str, key: &str) -> drs_runbook::store::steps::Step {
+    let store = drs_runbook::store::Database::open(db).await.unwrap();
+    let mut conn = store.pool().acquire().await.unwrap();
+    drs_runbook::store::steps::get(&mut conn, &run_id.parse().unwrap(), key)
+        .await
+        .unwrap()
 }
 
 /// The mutating calls named `operation` in `/_sim/stats`.

@@ -29,7 +29,7 @@ const VERSION: &str = "2016-11-15";
 /// `pending -> running` after StartInstances (EC2 reports this within seconds to a minute).
 const START_SECS: i64 = 20;
 /// `stopping -> stopped` after StopInstances.
-const STOP_SECS: i64 = 40;
+pub(crate) const STOP_SECS: i64 = 40;
 /// `shutting-down -> terminated` after TerminateInstances.
 const TERMINATE_SECS: i64 = 45;
 
