@@ -17,8 +17,9 @@
 //!   RTO/RPO measurement over typed step outputs (`measure`), and the driver, the only I/O loop;
 //!   it drives the steps and records the lifecycle of runs and steps (`engine::journal`).
 //! - [`steps`]: one module per step kind, each holding its re-entrant `run` and its
-//!   compensation (`compensate`: the rollback's loader and dispatch). Steps never import the
-//!   engine.
+//!   compensation (`compensate`: the rollback's loader and dispatch), and what several share:
+//!   the health gate (`health`) and the launch settings read and checks (`launch_settings`, also
+//!   used by `plan` and `doctor`). Steps never import the engine.
 //! - [`run`]: the runtime below the steps: the journal of outputs and effects, the durable-call
 //!   primitive (`run::call`, the only writer of intents and effects), the clock, the DRS job
 //!   budget, progress lines, `StepCtx`, `StepFailure`, `Halt`, `RunOptions`, `Operation`, `Mode`.

@@ -36,6 +36,32 @@ pub struct SourceServer {
     pub origin_account: Option<String>,
     pub origin_region: Option<String>,
     pub tags: BTreeMap<String, String>,
+    /// The IPs of the source machine's network interfaces, primary interface first
+    /// (`sourceProperties.networkInterfaces`): what `copyPrivateIp` copies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub private_ips: Vec<String>,
+    /// The EC2 instance the server replicates (A1: `sourceProperties.identificationHints.awsInstanceID`).
+    #[serde(default)]
+    pub aws_instance_id: Option<String>,
+    /// The replication backlog: `backloggedStorageBytes` summed over the replicated disks.
+    #[serde(default)]
+    pub backlogged_bytes: i64,
+}
+
+/// A server's DRS launch settings (GetLaunchConfiguration). The instance type, subnet and
+/// security groups live in the EC2 launch template `ec2_launch_template_id`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LaunchConfiguration {
+    pub source_server_id: String,
+    pub ec2_launch_template_id: Option<String>,
+    /// `STARTED` or `STOPPED`.
+    pub launch_disposition: Option<String>,
+    /// `OPTIMAL` or `FAST`.
+    pub recovery_mode: Option<String>,
+    /// `targetInstanceTypeRightSizingMethod`: `NONE`, `BASIC` or `IN_AWS`.
+    pub right_sizing: Option<String>,
+    pub copy_private_ip: Option<bool>,
+    pub copy_tags: Option<bool>,
 }
 
 /// One server of a job.
@@ -174,6 +200,23 @@ fn server_from(s: &aws_sdk_drs::types::SourceServer) -> SourceServer {
             .and_then(|c| c.origin_region())
             .map(str::to_string),
         tags: tags(s.tags()),
+        private_ips: s
+            .source_properties()
+            .map(|p| {
+                let mut nics: Vec<_> = p.network_interfaces().iter().collect();
+                nics.sort_by_key(|n| !n.is_primary().unwrap_or(false));
+                nics.iter().flat_map(|n| n.ips().iter().cloned()).collect()
+            })
+            .unwrap_or_default(),
+        aws_instance_id: hints.and_then(|h| h.aws_instance_id()).map(str::to_string),
+        backlogged_bytes: info
+            .map(|i| {
+                i.replicated_disks()
+                    .iter()
+                    .map(|d| d.backlogged_storage_bytes())
+                    .sum()
+            })
+            .unwrap_or_default(),
     }
 }
 
@@ -649,6 +692,36 @@ impl SideClients {
         .await
     }
 
+    /// GetLaunchConfiguration of one server (a read: the SDK's standard retries, throttling
+    /// included).
+    pub async fn get_launch_configuration(
+        &self,
+        source_server_id: &str,
+    ) -> Result<LaunchConfiguration, AwsError> {
+        let site = self.site("drs:GetLaunchConfiguration", source_server_id);
+        let out = self
+            .drs
+            .get_launch_configuration()
+            .source_server_id(source_server_id)
+            .send()
+            .await
+            .map_err(|e| classify(&site, &e))?;
+        Ok(LaunchConfiguration {
+            source_server_id: out
+                .source_server_id()
+                .unwrap_or(source_server_id)
+                .to_string(),
+            ec2_launch_template_id: out.ec2_launch_template_id().map(str::to_string),
+            launch_disposition: out.launch_disposition().map(|d| d.as_str().to_string()),
+            recovery_mode: out.recovery_mode().map(|m| m.as_str().to_string()),
+            right_sizing: out
+                .target_instance_type_right_sizing_method()
+                .map(|m| m.as_str().to_string()),
+            copy_private_ip: out.copy_private_ip(),
+            copy_tags: out.copy_tags(),
+        })
+    }
+
     /// The source server of the account and region with this ARN, if any.
     pub async fn source_server_by_arn(&self, arn: &str) -> Result<Option<SourceServer>, AwsError> {
         let id = arn.rsplit('/').next().unwrap_or(arn).to_string();
@@ -676,6 +749,9 @@ impl SourceServer {
             origin_account: None,
             origin_region: None,
             tags: BTreeMap::new(),
+            private_ips: Vec::new(),
+            aws_instance_id: None,
+            backlogged_bytes: 0,
         }
     }
 }

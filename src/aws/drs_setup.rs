@@ -1,5 +1,5 @@
-//! DRS reads for the doctor: whether DRS is initialized, and the per-server replication and
-//! launch configurations.
+//! DRS reads for the doctor: whether DRS is initialized, and the per-server replication
+//! configuration (the launch configuration is [`super::drs`]'s `get_launch_configuration`).
 
 use super::error::classify;
 use super::{AwsError, SideClients};
@@ -56,21 +56,5 @@ impl SideClients {
                 .unwrap_or_else(|| "DEFAULT".to_string()),
             key_arn: out.ebs_encryption_key_arn().map(str::to_string),
         })
-    }
-
-    /// GetLaunchConfiguration: the server's EC2 launch template ID, if DRS has one.
-    pub async fn launch_template_id(
-        &self,
-        source_server_id: &str,
-    ) -> Result<Option<String>, AwsError> {
-        let site = self.site("drs:GetLaunchConfiguration", source_server_id);
-        let out = self
-            .drs
-            .get_launch_configuration()
-            .source_server_id(source_server_id)
-            .send()
-            .await
-            .map_err(|e| classify(&site, &e))?;
-        Ok(out.ec2_launch_template_id().map(str::to_string))
     }
 }

@@ -1,5 +1,6 @@
 //! EC2 for the health gate and the steps that start or stop instances: reads (DescribeInstances,
-//! DescribeInstanceStatus) and the two state changes (StartInstances, StopInstances). The state
+//! DescribeInstanceStatus; for the launch settings DescribeLaunchTemplateVersions and
+//! DescribeSubnets) and the two state changes (StartInstances, StopInstances). The state
 //! changes are sent only through the durable call ([`StepCtx::call`](crate::run::StepCtx::call)),
 //! once per chunk, with the SDK's retries off (a throttled call is retried here).
 
@@ -38,7 +39,101 @@ pub struct InstanceStatus {
     pub instance: String,
 }
 
+/// The launch template version DRS launches from, as far as the launch settings checks need.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LaunchTemplateVersion {
+    pub launch_template_id: String,
+    pub version: i64,
+    pub instance_type: Option<String>,
+    /// The subnet of the primary network interface (device index 0), else none.
+    pub subnet_id: Option<String>,
+}
+
+/// A subnet: its VPC and IPv4 CIDR block.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Subnet {
+    pub subnet_id: String,
+    pub vpc_id: String,
+    pub cidr_block: Option<String>,
+}
+
 impl SideClients {
+    /// DescribeLaunchTemplateVersions `$Default` without a template: the default version of
+    /// every launch template of the account and region, 200 a page (EC2 API Reference: omit
+    /// the template to describe all default versions), the one DRS launches from (DRS user
+    /// guide, "EC2 launch template": a new version is used once it is the default). One call
+    /// per 200 templates instead of one per server.
+    pub async fn default_launch_template_versions(
+        &self,
+    ) -> Result<Vec<LaunchTemplateVersion>, AwsError> {
+        let site = self.site(
+            "ec2:DescribeLaunchTemplateVersions",
+            "the default version of every launch template",
+        );
+        let pages = self
+            .ec2
+            .describe_launch_template_versions()
+            .versions("$Default")
+            .max_results(200)
+            .into_paginator()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| classify(&site, &e))?;
+        Ok(pages
+            .iter()
+            .flat_map(|page| page.launch_template_versions())
+            .map(|v| {
+                let data = v.launch_template_data();
+                let primary = data.and_then(|d| {
+                    d.network_interfaces()
+                        .iter()
+                        .find(|n| n.device_index().unwrap_or(0) == 0)
+                });
+                LaunchTemplateVersion {
+                    launch_template_id: v.launch_template_id().unwrap_or_default().to_string(),
+                    version: v.version_number().unwrap_or_default(),
+                    instance_type: data
+                        .and_then(|d| d.instance_type())
+                        .map(|t| t.as_str().to_string()),
+                    subnet_id: primary.and_then(|n| n.subnet_id()).map(str::to_string),
+                }
+            })
+            .collect())
+    }
+
+    /// DescribeSubnets of the given IDs through the `subnet-id` filter (a missing subnet is
+    /// left out instead of failing the call, as `SubnetId.N` would), in chunks of
+    /// [`MAX_IDS_PER_CALL`], every page read.
+    pub async fn describe_subnets(&self, ids: &[String]) -> Result<Vec<Subnet>, AwsError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(MAX_IDS_PER_CALL) {
+            let site = self.site("ec2:DescribeSubnets", chunk.first().map_or("", |s| s));
+            let pages = self
+                .ec2
+                .describe_subnets()
+                .filters(
+                    aws_sdk_ec2::types::Filter::builder()
+                        .name("subnet-id")
+                        .set_values(Some(chunk.to_vec()))
+                        .build(),
+                )
+                .into_paginator()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .map_err(|e| classify(&site, &e))?;
+            for page in pages {
+                out.extend(page.subnets().iter().map(|s| Subnet {
+                    subnet_id: s.subnet_id().unwrap_or_default().to_string(),
+                    vpc_id: s.vpc_id().unwrap_or_default().to_string(),
+                    cidr_block: s.cidr_block().map(str::to_string),
+                }));
+            }
+        }
+        Ok(out)
+    }
+
     /// DescribeInstances of the given IDs (chunked), every page read.
     pub async fn describe_instances(&self, ids: &[String]) -> Result<Vec<Instance>, AwsError> {
         let mut out = Vec::new();

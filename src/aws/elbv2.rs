@@ -122,6 +122,35 @@ impl SideClients {
         .await
     }
 
+    /// The VPC of a target group (DescribeTargetGroups `VpcId`; none for a `lambda` target
+    /// group): `Ok(None)` when the group does not exist.
+    pub async fn target_group_vpc(
+        &self,
+        target_group_arn: &str,
+    ) -> Result<Option<Option<String>>, AwsError> {
+        let site = self.site("elbv2:DescribeTargetGroups", target_group_arn);
+        match self
+            .elbv2
+            .describe_target_groups()
+            .target_group_arns(target_group_arn)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out
+                .target_groups()
+                .first()
+                .map(|g| g.vpc_id().map(str::to_string))),
+            Err(e) => {
+                let err = classify(&site, &e);
+                if err.code.as_deref() == Some("TargetGroupNotFound") {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
     /// Whether the target group exists (preflight).
     pub async fn target_group_exists(&self, target_group_arn: &str) -> Result<bool, AwsError> {
         let site = self.site("elbv2:DescribeTargetGroups", target_group_arn);

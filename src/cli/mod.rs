@@ -99,7 +99,8 @@ impl ValueEnum for crate::store::Mode {
 pub enum Command {
     /// Check runbook files: every problem with file, line and key. No AWS call, no database.
     Validate(validate::Args),
-    /// Show what a run would do (steps, batches, records, targets); changes nothing.
+    /// Show what a run would do (steps, batches, records, targets, launch settings); changes
+    /// nothing.
     Plan(plan::Args),
     /// Fail over to the recovery account/region: recover, switch load balancers, cut DNS over.
     Failover(operate::FailoverArgs),
@@ -267,7 +268,7 @@ fn usage_error(error: clap::Error) -> ExitCode {
 async fn run(cli: Cli) -> Result<u8, CliError> {
     match &cli.command {
         Command::Validate(args) => validate::run(&cli, args),
-        Command::Plan(args) => plan::run(&cli, args),
+        Command::Plan(args) => plan::run(&cli, args).await,
         Command::Failover(args) => operate::failover(&cli, args).await,
         Command::Drill(args) => operate::drill(&cli, args).await,
         Command::Failback(args) => failback::run(&cli, args).await,

@@ -9,7 +9,7 @@
 //!      ├─► roles   (IAM: trust principals and conditions, managed/inline policies)  ┐
 //!      ├─► keys    (KMS: state, rotation, key policy grants via ec2/drs)             ├─► Report
 //!      └─► servers (DRS: initialized, agent seen, CONTINUOUS, lag <= RPO, launch     │
-//!                   configuration, replication encryption with the intended key)     ┘
+//!                   settings vs target group VPCs, replication encryption)           ┘
 //! ```
 //!
 //! - `policy`: reading policy documents (pure). `expected`: the setup a runbook needs (pure).

@@ -1,12 +1,15 @@
 //! The DRS checks: DRS initialized in both accounts; for every runbook server (B1, target
-//! account), the agent recently seen, replication CONTINUOUS, lag within the RPO, a launch
-//! configuration, and replication encrypting with the intended key.
+//! account), the agent recently seen, replication CONTINUOUS, lag within the RPO, launch
+//! settings that launch (a launch template whose subnet exists in the VPC of the wave's target
+//! groups, `copyPrivateIp` with a subnet that holds the IP; a STOPPED disposition in a wave
+//! without dependencies warns), and replication encrypting with the intended key.
 
 use chrono::{DateTime, Utc};
 
 use super::Check;
 use crate::aws::{Clients, parse_time};
 use crate::runbook::{Account, Runbook, format_duration};
+use crate::steps::launch_settings::{self, Severity};
 use crate::steps::parse_iso_duration;
 
 pub(super) async fn check(
@@ -83,6 +86,29 @@ async fn server_checks(
             ];
         }
     };
+    // The launch settings of the servers that exist, against the VPCs of the target groups
+    // their waves register in: the production one and, when set, the drill one.
+    let existing: Vec<(String, String)> = runbook
+        .servers()
+        .iter()
+        .filter(|s| found.iter().any(|f| f.id == s.source_server_id))
+        .map(|s| (s.wave.to_string(), s.source_server_id.to_string()))
+        .collect();
+    let groups: Vec<(String, String)> = runbook
+        .load_balancers
+        .iter()
+        .flat_map(|lb| {
+            std::iter::once(lb.target_group_arn.clone())
+                .chain(lb.drill_target_group_arn.clone())
+                .map(|arn| (lb.wave.clone(), arn))
+        })
+        .collect();
+    let launch_read = launch_settings::read(target, &existing, &groups).await;
+    let first_waves = launch_settings::waves_without_dependencies(runbook);
+    let launch_findings = match &launch_read {
+        Ok(read) => launch_settings::findings(read, &target.region, &first_waves),
+        Err(_) => Vec::new(),
+    };
     let mut checks = Vec::new();
     for id in &ids {
         let Some(server) = found.iter().find(|s| &s.id == id) else {
@@ -107,15 +133,34 @@ async fn server_checks(
             server,
             runbook,
         ));
-        let launch = builder("launch", id, format!("{id} has a launch configuration"));
-        checks.push(match target.launch_template_id(id).await {
-            Ok(Some(template)) => launch.pass(format!("launch template {template}")),
-            Ok(None) => launch.fail(
-                "GetLaunchConfiguration answers without an EC2 launch template",
-                format!("open the server's launch settings in the DRS console (region {}) and save them, or aws drs update-launch-configuration --source-server-id {id}", target.region),
-            ),
-            Err(e) => launch.fail(format!("GetLaunchConfiguration failed: {e}"), e.hint.clone()),
-        });
+        let launch = || {
+            builder(
+                "launch",
+                id,
+                format!("{id} launches into a subnet of its wave's target group VPC"),
+            )
+        };
+        match &launch_read {
+            Err(e) => checks.push(launch().fail(
+                format!("the launch settings could not be read: {e}"),
+                e.hint.clone(),
+            )),
+            Ok(read) => {
+                let mine: Vec<_> = launch_findings
+                    .iter()
+                    .filter(|f| &f.source_server_id == id)
+                    .collect();
+                match read.servers.iter().find(|s| &s.source_server_id == id) {
+                    Some(server) if mine.is_empty() => {
+                        checks.push(launch().pass(launch_settings::summary(server)))
+                    }
+                    _ => checks.extend(mine.into_iter().map(|f| match f.severity {
+                        Severity::Fail => launch().fail(f.detail.clone(), f.fix.clone()),
+                        Severity::Warn => launch().warn(f.detail.clone(), f.fix.clone()),
+                    })),
+                }
+            }
+        }
         let encryption = builder(
             "encryption",
             id,

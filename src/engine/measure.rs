@@ -4,8 +4,11 @@
 //!
 //! - RTO: run start -> the latest moment traffic reached recovered servers (a failover's or
 //!   failback's launch, a drill's validation, target groups healthy, DNS INSYNC).
-//! - RPO: run start (the declaration) - the oldest data timestamp of a recovered server; data
-//!   newer than the declaration (an on-demand snapshot) lost nothing: RPO 0.
+//! - RPO: the source's last write - the oldest data timestamp of a recovered server; data newer
+//!   than that lost nothing: RPO 0. The last write is the run start (the declaration), or, when
+//!   the run fenced the source (`fence_source`), the moment every source instance was stopped
+//!   and its replication caught up (`fenced_at`): a source that kept running after the start
+//!   until the fence wrote data that only a snapshot after the fence holds.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -13,6 +16,7 @@ use serde_json::Value;
 use crate::run::journal::{JournalError, decode_output};
 use crate::run::{Operation, StepKind};
 use crate::steps::dns_cutover::{DnsOutput, UndoDnsOutput};
+use crate::steps::fence_source::FenceOutput;
 use crate::steps::launch::LaunchOutput;
 use crate::steps::lb_switch::LbSwitchOutput;
 use crate::steps::snapshot_conversion::ConversionOutput;
@@ -27,6 +31,8 @@ pub enum Evidence {
     Validate(ValidateOutput),
     LbSwitch(LbSwitchOutput),
     DnsCutover(DnsOutput),
+    /// The fence of a planned failover: when the source stopped writing.
+    Fence(FenceOutput),
     /// A rollback's `undo:dns_cutover`: traffic is back when its restore is INSYNC.
     DnsRestore(UndoDnsOutput),
 }
@@ -56,6 +62,7 @@ impl Evidence {
             StepKind::Validate => Evidence::Validate(decode_output(run, key, output)?),
             StepKind::LbSwitch => Evidence::LbSwitch(decode_output(run, key, output)?),
             StepKind::DnsCutover => Evidence::DnsCutover(decode_output(run, key, output)?),
+            StepKind::FenceSource => Evidence::Fence(decode_output(run, key, output)?),
             StepKind::Preflight
             | StepKind::RecoveryJob
             | StepKind::Cleanup
@@ -75,7 +82,14 @@ pub struct Measurement {
 /// RTO and RPO of a run of `operation` started at `start`, from its succeeded steps' outputs.
 pub fn measure(operation: Operation, start: DateTime<Utc>, evidence: &[Evidence]) -> Measurement {
     let mut served: Option<DateTime<Utc>> = None;
-    let mut oldest_data_age: Option<f64> = None;
+    let mut oldest_data: Option<DateTime<Utc>> = None;
+    let last_write = evidence
+        .iter()
+        .find_map(|item| match item {
+            Evidence::Fence(fence) => fence.fenced_at.as_deref().and_then(crate::aws::parse_time),
+            _ => None,
+        })
+        .unwrap_or(start);
     let mut serve = |at: Option<&String>| {
         if let Some(at) = at.and_then(|a| crate::aws::parse_time(a)) {
             served = Some(served.map_or(at, |s| s.max(at)));
@@ -90,8 +104,7 @@ pub fn measure(operation: Operation, start: DateTime<Utc>, evidence: &[Evidence]
                     .filter_map(|s| s.data_timestamp.as_deref())
                     .filter_map(crate::aws::parse_time)
                 {
-                    let age = seconds(ts, start);
-                    oldest_data_age = Some(oldest_data_age.map_or(age, |r| r.max(age)));
+                    oldest_data = Some(oldest_data.map_or(ts, |o| o.min(ts)));
                 }
             }
             // A drill's traffic is its validation; its launch serves nobody.
@@ -115,11 +128,12 @@ pub fn measure(operation: Operation, start: DateTime<Utc>, evidence: &[Evidence]
                     serve(zone.insync_at.as_ref());
                 }
             }
+            Evidence::Fence(_) => {}
         }
     }
     Measurement {
         rto_seconds: served.map(|s| seconds(start, s)),
-        rpo_seconds: oldest_data_age.map(|r| r.max(0.0)),
+        rpo_seconds: oldest_data.map(|data| seconds(data, last_write).max(0.0)),
     }
 }
 
@@ -192,6 +206,36 @@ mod tests {
         assert_eq!(m.rto_seconds, None);
         assert_eq!(m.rpo_seconds, Some(0.0));
         assert_eq!(measure(Operation::Drill, t(0), &[]), Measurement::default());
+    }
+
+    fn fence(at: i64) -> Evidence {
+        Evidence::Fence(FenceOutput {
+            fenced_at: Some(t(at).to_rfc3339()),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_fenced_failover_measures_its_rpo_from_the_fence() {
+        // Data from after the fence: nothing the source wrote is missing.
+        let m = measure(
+            Operation::Failover,
+            t(0),
+            &[fence(120), conversion(&[150, 200]), launch(600)],
+        );
+        assert_eq!(m.rpo_seconds, Some(0.0));
+        // Data from after the start but before the fence: the writes in between are lost,
+        // although the start alone would have called it RPO 0.
+        let m = measure(
+            Operation::Failover,
+            t(0),
+            &[fence(120), conversion(&[90, 200]), launch(600)],
+        );
+        assert_eq!(m.rpo_seconds, Some(30.0));
+        assert_eq!(
+            measure(Operation::Failover, t(0), &[conversion(&[90])]).rpo_seconds,
+            Some(0.0)
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The planner: operation + runbook -> the ordered steps of a run (pure).
 //!
 //! ```text
-//! failover:  preflight ─► recovery_job:W ─► snapshot_conversion:W ─► launch:W ─► lb_switch:W ─┐
+//! failover:  preflight ─► [fence_source] ─► recovery_job:W ─► snapshot_conversion:W ─► launch:W ─► lb_switch:W ─┐
 //!                         (W after its `after` waves' launch)                                  ├─► dns_cutover
+//!            (fence_source: a planned failover, unless `[failover] fence_source = false`)
 //! drill:     preflight ─► recovery_job:W ─► snapshot_conversion:W ─► launch:W ─► validate:W ──► cleanup
 //! failback:  preflight ─► reversed_replication:W ─► a2_recovery:W ─► snapshot_conversion:W ─► launch:W
 //!            ─► lb_switch:W (failback target groups) ─► dns_cutover (back) ─► cleanup
@@ -68,6 +69,12 @@ pub fn plan(operation: Operation, runbook: &Runbook, options: &PlanOptions) -> V
     }
     let mut steps = vec![step(StepKind::Preflight, None, vec![], runbook)];
     let is_drill = operation == Operation::Drill;
+    // Every wave's recovery starts after this step: the fence, when the failover has one.
+    let mut first = "preflight".to_string();
+    if fences_source(operation, runbook, options) {
+        steps.push(step(StepKind::FenceSource, None, vec![first], runbook));
+        first = StepKind::FenceSource.as_str().to_string();
+    }
     let mut finals = Vec::new();
     for wave_name in wave_order(runbook) {
         let wave = runbook
@@ -75,7 +82,7 @@ pub fn plan(operation: Operation, runbook: &Runbook, options: &PlanOptions) -> V
             .iter()
             .find(|w| w.name == wave_name)
             .expect("wave exists");
-        let mut deps = vec!["preflight".to_string()];
+        let mut deps = vec![first.clone()];
         deps.extend(wave.after.iter().map(|a| format!("launch:{a}")));
         let w = Some(wave_name);
         steps.push(step(StepKind::RecoveryJob, w, deps, runbook));
@@ -119,6 +126,15 @@ pub fn plan(operation: Operation, runbook: &Runbook, options: &PlanOptions) -> V
         steps.push(step(StepKind::DnsCutover, None, finals, runbook));
     }
     steps
+}
+
+/// Whether the run stops the source instances before recovering: a planned failover (the
+/// source is up: zero data loss), unless the runbook opts out. An unplanned failover never
+/// calls the source region; drills and failbacks leave production running.
+pub fn fences_source(operation: Operation, runbook: &Runbook, options: &PlanOptions) -> bool {
+    operation == Operation::Failover
+        && options.mode == Mode::Planned
+        && runbook.failover.fence_source
 }
 
 /// Plans a failback (DESIGN section 5): per wave, reversed replication of the failover's
@@ -201,6 +217,7 @@ mod tests {
             keys(&steps),
             [
                 "preflight",
+                "fence_source",
                 "recovery_job:db",
                 "snapshot_conversion:db",
                 "launch:db",
@@ -212,14 +229,53 @@ mod tests {
             ]
         );
         let app = steps.iter().find(|s| s.key == "recovery_job:app").unwrap();
-        assert_eq!(app.depends_on, ["preflight", "launch:db"]);
+        assert_eq!(app.depends_on, ["fence_source", "launch:db"]);
+        assert_eq!(steps[1].depends_on, ["preflight"]);
         let dns = steps.last().unwrap();
         assert_eq!(dns.depends_on, ["launch:db", "lb_switch:app"]);
         assert!(
             dns.needs_approval,
             "the runbook asks for approval before dns_cutover"
         );
-        assert!(!steps[1].needs_approval);
+        assert!(!steps[1].needs_approval && !steps[2].needs_approval);
+    }
+
+    #[test]
+    fn only_a_planned_failover_fences_the_source_and_the_runbook_may_opt_out() {
+        let fenced = |operation, runbook: &Runbook, mode| {
+            let options = PlanOptions {
+                mode,
+                ..Default::default()
+            };
+            keys(&plan(operation, runbook, &options)).contains(&"fence_source")
+        };
+        let payments = payments();
+        assert!(fenced(Operation::Failover, &payments, Mode::Planned));
+        assert!(!fenced(Operation::Failover, &payments, Mode::Unplanned));
+        assert!(!fenced(Operation::Drill, &payments, Mode::Planned));
+        assert!(!fenced(Operation::Failback, &payments, Mode::Planned));
+        let opted_out = crate::runbook::parse(
+            &format!(
+                "{}\n[failover]\nfence_source = false\n",
+                include_str!("../../runbooks/payments.toml")
+            ),
+            "payments.toml",
+        )
+        .unwrap();
+        assert!(!fenced(Operation::Failover, &opted_out, Mode::Planned));
+        let unplanned = plan(
+            Operation::Failover,
+            &payments,
+            &PlanOptions {
+                mode: Mode::Unplanned,
+                ..Default::default()
+            },
+        );
+        let db = unplanned
+            .iter()
+            .find(|s| s.key == "recovery_job:db")
+            .unwrap();
+        assert_eq!(db.depends_on, ["preflight"]);
     }
 
     #[test]

@@ -327,7 +327,8 @@ pub fn build(sources: Sources<'_>) -> Result<ReportData, ReportError> {
     let run = sources.run;
     let (objectives, description) = Objectives::of_text(&run.runbook_text, &run.runbook_path);
     let outputs = StepOutputs::read(run, sources.steps)?;
-    let rpo_reference = run.declared_at.or(run.started_at);
+    // Data is lost against the source's last write: the fence, or else the declaration.
+    let rpo_reference = outputs.fenced_at.or(run.declared_at).or(run.started_at);
     Ok(ReportData {
         generated_at: sources.generated_at,
         run: run_facts(run),
@@ -404,6 +405,8 @@ struct StepOutputs {
     dns: Vec<DnsOutput>,
     lb: Vec<LbSwitchOutput>,
     cleanup: Option<CleanupOutput>,
+    /// When the fence of a planned failover saw the source stopped and caught up.
+    fenced_at: Option<DateTime<Utc>>,
     /// Waves in plan order.
     waves: Vec<String>,
 }
@@ -453,6 +456,10 @@ impl StepOutputs {
                 StepKind::DnsCutover => out.dns.push(decode(run, step)?),
                 StepKind::LbSwitch => out.lb.push(decode(run, step)?),
                 StepKind::Cleanup => out.cleanup = Some(decode(run, step)?),
+                StepKind::FenceSource => {
+                    let fence: crate::steps::fence_source::FenceOutput = decode(run, step)?;
+                    out.fenced_at = fence.fenced_at.as_deref().and_then(crate::aws::parse_time);
+                }
                 StepKind::Preflight | StepKind::Validate | StepKind::ReversedReplication => {}
             }
         }

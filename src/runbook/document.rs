@@ -19,7 +19,7 @@ use super::problem::Problems;
 use super::raw::{Element, RawRunbook, ReadStatus};
 
 /// The top-level keys; the sections' own keys are in the serde types of `raw`.
-pub(super) const TOP_LEVEL_KEYS: [&str; 11] = [
+pub(super) const TOP_LEVEL_KEYS: [&str; 12] = [
     "name",
     "description",
     "objectives",
@@ -31,6 +31,7 @@ pub(super) const TOP_LEVEL_KEYS: [&str; 11] = [
     "approvals",
     "cleanup",
     "doctor",
+    "failover",
 ];
 
 /// One step of a key path: a table key or an array index.
@@ -96,6 +97,7 @@ fn read_top_level(
         "approvals" => raw.approvals = read_value(value, name, &mut raw.status, problems),
         "cleanup" => raw.cleanup = read_value(value, name, &mut raw.status, problems),
         "doctor" => raw.doctor = read_value(value, name, &mut raw.status, problems),
+        "failover" => raw.failover = read_value(value, name, &mut raw.status, problems),
         "wave" => raw.waves = read_elements(value, name, &mut raw.status, problems),
         "load_balancer" => {
             raw.load_balancers = read_elements(value, name, &mut raw.status, problems)

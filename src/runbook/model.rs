@@ -27,6 +27,8 @@ pub struct Runbook {
     pub cleanup: Cleanup,
     /// What `drs-runbook doctor` looks for (the optional `[doctor]` table).
     pub doctor: DoctorSettings,
+    /// How a planned failover fences the source (the optional `[failover]` table).
+    pub failover: FailoverSettings,
     /// Indexes into `waves`, topologically sorted (computed once by validation).
     pub(super) wave_order: Vec<usize>,
 }
@@ -96,11 +98,21 @@ pub struct Wave {
     /// How long the wave's launched instances may take to run and pass both EC2 status checks
     /// (the health gate); [`DEFAULT_BOOT_TIMEOUT`] unless the runbook says `boot_timeout`.
     pub boot_timeout: std::time::Duration,
+    /// How long `snapshot_conversion:W` waits for the wave's jobs' snapshots and conversions
+    /// before it fails as stuck ([`DEFAULT_JOB_TIMEOUT`] unless `conversion_timeout`).
+    pub conversion_timeout: std::time::Duration,
+    /// How long `launch:W` waits for the wave's jobs to end ([`DEFAULT_JOB_TIMEOUT`] unless
+    /// `launch_timeout`); the health gate after it has `boot_timeout`.
+    pub launch_timeout: std::time::Duration,
 }
 
 /// The health gate's default boot timeout: 20 minutes, the time AWS gives a Windows instance
 /// to boot (Linux: 5 minutes), so a default never fails a healthy server that boots slowly.
 pub const DEFAULT_BOOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+
+/// The default deadline of a wave's conversion and of its launch: DRS converts and launches a
+/// server in minutes; hours mean a stuck job.
+pub const DEFAULT_JOB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2 * 60 * 60);
 
 impl Wave {
     pub fn is_optional(&self, server: &str) -> bool {
@@ -191,6 +203,7 @@ pub enum PointsTo {
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
     Preflight,
+    FenceSource,
     RecoveryJob,
     SnapshotConversion,
     Launch,
@@ -203,8 +216,9 @@ pub enum StepKind {
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 10] = [
+    pub const ALL: [StepKind; 11] = [
         StepKind::Preflight,
+        StepKind::FenceSource,
         StepKind::RecoveryJob,
         StepKind::SnapshotConversion,
         StepKind::Launch,
@@ -220,6 +234,7 @@ impl StepKind {
     pub fn as_str(self) -> &'static str {
         match self {
             StepKind::Preflight => "preflight",
+            StepKind::FenceSource => "fence_source",
             StepKind::RecoveryJob => "recovery_job",
             StepKind::SnapshotConversion => "snapshot_conversion",
             StepKind::Launch => "launch",
@@ -254,6 +269,24 @@ pub struct Approvals {
 pub struct Cleanup {
     pub terminate_recovery_instances: bool,
     pub stop_source_replication: bool,
+}
+
+/// `[failover]`: a planned failover stops the source instances (A1) and waits until
+/// replication has caught up before it recovers (`fence_source`), so nothing written to the
+/// source is lost; `fence_timeout` bounds that wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverSettings {
+    pub fence_source: bool,
+    pub fence_timeout: Duration,
+}
+
+impl Default for FailoverSettings {
+    fn default() -> Self {
+        FailoverSettings {
+            fence_source: true,
+            fence_timeout: Duration::from_secs(30 * 60),
+        }
+    }
 }
 
 /// The roles and keys of the cross-account setup that `drs-runbook doctor` checks. Every value

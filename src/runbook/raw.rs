@@ -34,6 +34,7 @@ pub struct RawRunbook {
     pub approvals: Option<RawApprovals>,
     pub cleanup: Option<RawCleanup>,
     pub doctor: Option<RawDoctor>,
+    pub failover: Option<RawFailover>,
     pub status: ReadStatus,
 }
 
@@ -95,6 +96,10 @@ pub struct RawWave {
     pub optional: Vec<Text>,
     #[serde(default)]
     pub boot_timeout: Option<Text>,
+    #[serde(default)]
+    pub conversion_timeout: Option<Text>,
+    #[serde(default)]
+    pub launch_timeout: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,6 +159,16 @@ pub struct RawCleanup {
     pub terminate_recovery_instances: bool,
     #[serde(default)]
     pub stop_source_replication: bool,
+}
+
+/// `[failover]`: how a planned failover fences the source; every key optional.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailover {
+    #[serde(default)]
+    pub fence_source: Option<bool>,
+    #[serde(default)]
+    pub fence_timeout: Option<Text>,
 }
 
 /// `[doctor]`: which roles and keys `drs-runbook doctor` checks; every key optional (the

@@ -191,6 +191,16 @@ fn sections() -> Vec<(&'static str, Value)> {
                         duration(),
                         "How long the wave's critical instances have to run and pass both EC2 status checks (default 20m).",
                     ),
+                    key(
+                        "conversion_timeout",
+                        duration(),
+                        "How long snapshot_conversion waits for the wave's jobs' snapshots and conversions before it fails as stuck (default 2h).",
+                    ),
+                    key(
+                        "launch_timeout",
+                        duration(),
+                        "How long launch waits for the wave's jobs to end before it fails as stuck (default 2h).",
+                    ),
                 ],
             ),
         ),
@@ -301,6 +311,24 @@ fn sections() -> Vec<(&'static str, Value)> {
                         "stop_source_replication",
                         json!({ "type": "boolean" }),
                         "Stop the old source's replication.",
+                    ),
+                ],
+            ),
+        ),
+        (
+            "failover",
+            object(
+                "How a planned failover fences the source.",
+                vec![
+                    key(
+                        "fence_source",
+                        json!({ "type": "boolean" }),
+                        "Stop the source instances (A1) and wait until replication has caught up before recovering, for zero data loss (default true; planned failovers only).",
+                    ),
+                    key(
+                        "fence_timeout",
+                        duration(),
+                        "How long fence_source waits for the instances to stop and replication to catch up (default 30m).",
                     ),
                 ],
             ),
@@ -438,6 +466,7 @@ mod tests {
             ("approvals", accepted_keys::<raw::RawApprovals>()),
             ("cleanup", accepted_keys::<raw::RawCleanup>()),
             ("doctor", accepted_keys::<raw::RawDoctor>()),
+            ("failover", accepted_keys::<raw::RawFailover>()),
         ];
         for (name, keys) in &accepted {
             assert_eq!(

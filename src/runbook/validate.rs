@@ -55,6 +55,7 @@ pub(super) fn validate(raw: RawRunbook, problems: &mut Problems<'_>) -> Option<R
         })
         .unwrap_or_default();
     let doctor = doctor_settings(raw.doctor.as_ref(), problems);
+    let failover = failover_settings(raw.failover.as_ref(), problems);
     if !problems.is_empty() {
         return None;
     }
@@ -70,6 +71,7 @@ pub(super) fn validate(raw: RawRunbook, problems: &mut Problems<'_>) -> Option<R
         approvals,
         cleanup,
         doctor,
+        failover,
         wave_order: wave_order?,
     })
 }
@@ -142,6 +144,60 @@ fn doctor_settings(raw: Option<&RawDoctor>, problems: &mut Problems<'_>) -> Doct
                 format!("{:?}: {error}", within.get_ref()),
             ),
         }
+    }
+    settings
+}
+
+/// A duration key (`"20m"`, `"2h"`): its value, or `None` when absent or wrong (the problem
+/// recorded, naming the key). A deadline longer than `max` is a mistake, not a wish.
+fn duration_key(
+    problems: &mut Problems<'_>,
+    key: &str,
+    text: Option<&Text>,
+    max: std::time::Duration,
+) -> Option<std::time::Duration> {
+    let text = text?;
+    match parse_duration(text.get_ref()) {
+        Ok(d) if d > max => {
+            problems.at(
+                &text.span(),
+                key,
+                format!(
+                    "{:?} is longer than {} hours (a deadline is minutes or hours, e.g. \"20m\", \"2h\")",
+                    text.get_ref(),
+                    max.as_secs() / 3600
+                ),
+            );
+            None
+        }
+        Ok(d) => Some(d),
+        Err(error) => {
+            problems.at(&text.span(), key, format!("{:?}: {error}", text.get_ref()));
+            None
+        }
+    }
+}
+
+/// `[failover]`: both keys optional (fence the source, within 30 minutes, by default).
+fn failover_settings(
+    raw: Option<&super::raw::RawFailover>,
+    problems: &mut Problems<'_>,
+) -> super::model::FailoverSettings {
+    let mut settings = super::model::FailoverSettings::default();
+    let Some(raw) = raw else {
+        return settings;
+    };
+    if let Some(fence) = raw.fence_source {
+        settings.fence_source = fence;
+    }
+    let day = std::time::Duration::from_secs(24 * 3600);
+    if let Some(d) = duration_key(
+        problems,
+        "failover.fence_timeout",
+        raw.fence_timeout.as_ref(),
+        day,
+    ) {
+        settings.fence_timeout = d;
     }
     settings
 }
@@ -384,25 +440,29 @@ fn waves(raw: &[Element<RawWave>], status: &ReadStatus, problems: &mut Problems<
         }
         wave_servers(element, &mut first_server, problems);
         wave_contents(element, status, problems);
-        let mut boot_timeout = super::model::DEFAULT_BOOT_TIMEOUT;
-        if let Some(text) = &wave.boot_timeout {
-            match parse_duration(text.get_ref()) {
-                Ok(d) if d > std::time::Duration::from_secs(24 * 3600) => problems.at(
-                    &text.span(),
-                    format!("{prefix}.boot_timeout"),
-                    format!(
-                        "{:?} is longer than a day (a boot timeout is minutes, e.g. \"20m\")",
-                        text.get_ref()
-                    ),
-                ),
-                Ok(d) => boot_timeout = d,
-                Err(error) => problems.at(
-                    &text.span(),
-                    format!("{prefix}.boot_timeout"),
-                    format!("{:?}: {error}", text.get_ref()),
-                ),
-            }
-        }
+        let day = std::time::Duration::from_secs(24 * 3600);
+        let timeout = |problems: &mut Problems<'_>, key: &str, text: &Option<Text>, default| {
+            duration_key(problems, &format!("{prefix}.{key}"), text.as_ref(), day)
+                .unwrap_or(default)
+        };
+        let boot_timeout = timeout(
+            problems,
+            "boot_timeout",
+            &wave.boot_timeout,
+            super::model::DEFAULT_BOOT_TIMEOUT,
+        );
+        let conversion_timeout = timeout(
+            problems,
+            "conversion_timeout",
+            &wave.conversion_timeout,
+            super::model::DEFAULT_JOB_TIMEOUT,
+        );
+        let launch_timeout = timeout(
+            problems,
+            "launch_timeout",
+            &wave.launch_timeout,
+            super::model::DEFAULT_JOB_TIMEOUT,
+        );
         waves.push(Wave {
             name: name.to_string(),
             after: wave.after.iter().map(|a| a.get_ref().clone()).collect(),
@@ -412,6 +472,8 @@ fn waves(raw: &[Element<RawWave>], status: &ReadStatus, problems: &mut Problems<
             }),
             optional: wave.optional.iter().map(|s| s.get_ref().clone()).collect(),
             boot_timeout,
+            conversion_timeout,
+            launch_timeout,
         });
     }
     waves

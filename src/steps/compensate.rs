@@ -14,6 +14,7 @@
 //! | `recovery_job:W` | the recovery instances of its jobs (found by the jobs' tags) terminated; planned with an approval gate unless the run was a drill |
 //! | `a2_recovery:W` | the same, in the origin: the failback instances (A3) of its jobs terminated |
 //! | `reversed_replication:W` | StopReplication of each A2 the step created, reconciled or adopted (origin) |
+//! | `fence_source` | StartInstances on the source instances (A1) the fence stopped, then a wait until they run (last: after the recovery instances are gone) |
 //!
 //! A compensation works on the side its original step used: for a failback, the target groups
 //! and the recovery jobs are in the origin (source) account and region; DNS is always changed
@@ -24,13 +25,14 @@
 use serde_json::Value;
 
 use super::{Halt, StepCtx, StepFailure};
-use super::{dns_cutover, lb_switch, recovery_job, reversed_replication, validate};
+use super::{dns_cutover, fence_source, lb_switch, recovery_job, reversed_replication, validate};
 use crate::run::StepKind;
 use crate::runbook::Account;
 use crate::store::{self, RunId};
 
 /// The compensations' outputs, each beside its step.
 pub use super::dns_cutover::{UndoDnsOutput, ZoneRestore};
+pub use super::fence_source::UndoFenceOutput;
 pub use super::lb_switch::{GroupRestore, UndoLbOutput};
 pub use super::recovery_job::UndoRecoveryOutput;
 pub use super::reversed_replication::UndoReversedOutput;
@@ -45,7 +47,8 @@ pub fn compensates(kind: StepKind) -> bool {
         | StepKind::LbSwitch
         | StepKind::RecoveryJob
         | StepKind::A2Recovery
-        | StepKind::ReversedReplication => true,
+        | StepKind::ReversedReplication
+        | StepKind::FenceSource => true,
         // A drill's validate registers the drill instances in the runbook's drill target
         // groups; undone before the instances are terminated (it is newer than their job).
         StepKind::Validate => true,
@@ -99,6 +102,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         }
         StepKind::ReversedReplication => reversed_replication::compensate(ctx, &undone).await,
         StepKind::Validate => validate::compensate(ctx, &undone).await,
+        StepKind::FenceSource => fence_source::compensate(ctx, &undone).await,
         kind => Err(Halt::Failed(StepFailure::new(
             format!("a {kind} step has no compensation"),
             format!(

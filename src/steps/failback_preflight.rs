@@ -1,9 +1,11 @@
 //! `preflight` of a failback: read-only checks on both sides before anything changes. The
 //! failover's recovery instances (B2) run in the target account, DRS is initialized in the
 //! origin (source) account and region, no failback of these servers is in progress (in the run
-//! database or in DRS), and the failback target groups and hosted zones exist.
+//! database or in DRS), the launch settings of the A2s that already exist launch into the VPC of
+//! the failback target groups, and the failback target groups and hosted zones exist.
 
-use super::preflight::{Check, PreflightOutput};
+use super::launch_settings;
+use super::preflight::{Check, PreflightOutput, launch_checks};
 use super::{Halt, StepCtx, StepFailure, failback};
 use crate::aws::AwsError;
 use crate::store::{self, RunFilter, RunStatus};
@@ -38,6 +40,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let mut checks = Vec::new();
     check_other_failbacks(ctx, &mut checks).await?;
     check_recovery_instances(ctx, &mut checks).await?;
+    let launch_settings = check_a2_launch_settings(ctx, &mut checks).await?;
     if !ctx.run.options.drill {
         check_traffic_targets(ctx, &mut checks).await;
     }
@@ -83,6 +86,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let failure = failure.map(|f| StepFailure { refused, ..f });
     ctx.save(&PreflightOutput {
         checks,
+        launch_settings,
         ..Default::default()
     })
     .await?;
@@ -242,6 +246,74 @@ async fn check_recovery_instances(ctx: &StepCtx<'_>, checks: &mut Vec<Check>) ->
         Err(e) => checks.push(aws_fail("drs:failback in progress", &e)),
     }
     Ok(())
+}
+
+/// The launch settings of the A2s that exist already (replication reversed before the
+/// failback: the run adopts them), read in the origin account and region against the failback
+/// target groups, by the rules of a failover's preflight. An A2 made later, by
+/// `reversed_replication`, is not checked here.
+async fn check_a2_launch_settings(
+    ctx: &StepCtx<'_>,
+    checks: &mut Vec<Check>,
+) -> Result<Option<launch_settings::LaunchSettings>, Halt> {
+    let failover = failback::failover_run_id(ctx).await?;
+    let (target, source) = (&ctx.clients.target, &ctx.clients.source);
+    let mut wave_of_b1 = std::collections::BTreeMap::new();
+    for wave in &ctx.runbook.waves {
+        for r in failback::failed_over(ctx, &failover, &wave.name).await? {
+            wave_of_b1.insert(r.source_server_id, wave.name.clone());
+        }
+    }
+    let b1_ids: Vec<String> = wave_of_b1.keys().cloned().collect();
+    let read_a2s = async {
+        let b1s = target.describe_source_servers(&b1_ids).await?;
+        let origin = source.list_source_servers().await?;
+        Ok::<_, AwsError>(
+            origin
+                .into_iter()
+                .filter_map(|a2| {
+                    let b1 = b1s
+                        .iter()
+                        .find(|b1| b1.arn.is_some() && b1.arn == a2.reversed_direction_arn)?;
+                    Some((wave_of_b1.get(&b1.id)?.clone(), a2.id))
+                })
+                .collect::<Vec<(String, String)>>(),
+        )
+    };
+    let a2s = match read_a2s.await {
+        Ok(a2s) => a2s,
+        Err(e) => {
+            checks.push(aws_fail("launch settings (failback)", &e));
+            return Ok(None);
+        }
+    };
+    if a2s.is_empty() {
+        checks.push(pass(
+            "launch settings (failback)",
+            "no reversed-direction server (A2) exists yet: reversed replication makes them and their launch templates",
+        ));
+        return Ok(None);
+    }
+    let groups: Vec<(String, String)> = if ctx.run.options.drill {
+        Vec::new()
+    } else {
+        ctx.runbook
+            .load_balancers
+            .iter()
+            .filter_map(|lb| Some((lb.wave.clone(), lb.failback_target_group_arn.clone()?)))
+            .collect()
+    };
+    let read = match launch_settings::read(source, &a2s, &groups).await {
+        Ok(read) => read,
+        Err(e) => {
+            checks.push(aws_fail("launch settings (failback)", &e));
+            return Ok(None);
+        }
+    };
+    let first_waves = launch_settings::waves_without_dependencies(ctx.runbook);
+    let found = launch_settings::findings(&read, &source.region, &first_waves);
+    checks.extend(launch_checks(&read, &found));
+    Ok(Some(read))
 }
 
 /// The failback target groups (origin) and the hosted zones exist.

@@ -25,6 +25,9 @@ pub struct LaunchOutput {
     /// When the health gate passed (engine clock).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthy_at: Option<String>,
+    /// The step attempt the deadline (`launch_timeout`) counts from, and when it began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_since: Option<(i64, String)>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -76,6 +79,19 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let job_ids = jobs.job_ids();
     let mut out: LaunchOutput = ctx.my_output().await?;
     let total: usize = jobs.batches.iter().map(|b| b.servers.len()).sum();
+    // The deadline counts from this attempt's start: a `retry` gets a fresh one.
+    let since = match &out.waiting_since {
+        Some((attempt, at)) if *attempt == ctx.step.attempt => {
+            crate::aws::parse_time(at).unwrap_or_else(|| ctx.clock.now())
+        }
+        _ => {
+            let now = ctx.clock.now();
+            out.waiting_since = Some((ctx.step.attempt, now.to_rfc3339()));
+            ctx.save(&out).await?;
+            now
+        }
+    };
+    let deadline = ctx.wave().launch_timeout;
     let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(10));
     let mut last_seen = (usize::MAX, usize::MAX);
     let final_jobs = loop {
@@ -97,6 +113,24 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         }
         if completed == job_ids.len() && described.len() == job_ids.len() {
             break described;
+        }
+        if (ctx.clock.now() - since).to_std().unwrap_or_default() > deadline {
+            let stuck: Vec<String> = described
+                .iter()
+                .filter(|j| !j.is_completed())
+                .map(|j| format!("job {} ({})", j.id, j.status.as_deref().unwrap_or("?")))
+                .collect();
+            return Err(Halt::Failed(StepFailure::new(
+                format!(
+                    "the launch did not finish within {} (the wave's launch_timeout): {}",
+                    super::snapshot_conversion::humantime(deadline),
+                    stuck.join(", ")
+                ),
+                format!(
+                    "the job looks stuck: check it in the DRS console (DescribeJobLogItems); once it moves again, `drs-runbook retry {} --step {}` continues",
+                    ctx.run.id, ctx.step.key
+                ),
+            )));
         }
         let interval = backoff.next_interval();
         ctx.pause(interval).await?;

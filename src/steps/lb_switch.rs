@@ -278,12 +278,33 @@ pub(crate) async fn compensate(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result
             let health = retry::read(ctx, || side.target_health(&group.target_group_arn)).await?;
             let present = |id: &str| health.iter().any(|h| h.id == id && h.state != "draining");
             let was_there = |id: &str| group.before.iter().any(|b| b.id == id);
+            // ELBv2 registers only running instances ("not in a running state and cannot be
+            // registered"): an old target stopped since (a source instance the failover
+            // fenced) serves nothing and stays out, said so.
+            let instances: Vec<String> = group
+                .before
+                .iter()
+                .filter(|t| !present(&t.id) && t.id.starts_with("i-"))
+                .map(|t| t.id.clone())
+                .collect();
+            let stopped: Vec<String> = retry::read(ctx, || side.describe_instances(&instances))
+                .await?
+                .into_iter()
+                .filter(|i| i.state != "running")
+                .map(|i| {
+                    ctx.say(format!(
+                        "{} is {}: not registered in {} again",
+                        i.instance_id, i.state, group.target_group_arn
+                    ));
+                    i.instance_id
+                })
+                .collect();
             out.groups.push(GroupRestore {
                 target_group_arn: group.target_group_arn.clone(),
                 reregister: group
                     .before
                     .iter()
-                    .filter(|t| !present(&t.id))
+                    .filter(|t| !present(&t.id) && !stopped.contains(&t.id))
                     .cloned()
                     .collect(),
                 deregister: group

@@ -12,8 +12,10 @@ pub mod dns_cutover;
 pub mod failback;
 pub mod failback_cleanup;
 pub mod failback_preflight;
+pub mod fence_source;
 pub mod health;
 pub mod launch;
+pub mod launch_settings;
 pub mod lb_switch;
 pub mod native_plans;
 pub mod preflight;
@@ -40,6 +42,7 @@ pub async fn execute(mut ctx: StepCtx<'_>) -> StepResult {
             failback_preflight::run(&mut ctx).await
         }
         StepKind::Preflight => preflight::run(&mut ctx).await,
+        StepKind::FenceSource => fence_source::run(&mut ctx).await,
         StepKind::RecoveryJob => recovery_job::run(&mut ctx).await,
         StepKind::SnapshotConversion => snapshot_conversion::run(&mut ctx).await,
         StepKind::Launch => launch::run(&mut ctx).await,

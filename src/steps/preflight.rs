@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use super::launch_settings::{self, LaunchSettings, Severity};
 use super::{Halt, StepCtx, StepFailure, parse_iso_duration};
 use crate::run::journal::JournalError;
 use crate::run::{Mode, server_claim};
@@ -20,6 +21,10 @@ pub struct PreflightOutput {
     /// back through `StepCtx::wave_servers`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub selected: BTreeMap<String, Vec<String>>,
+    /// Each server's launch settings as read (DRS launch configuration, the launch template's
+    /// default version, its subnet and VPC) and the VPCs of the waves' target groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_settings: Option<LaunchSettings>,
 }
 
 /// The hint of a planned failover whose source does not answer.
@@ -71,6 +76,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let expected_data_loss_seconds = check_servers(ctx, &selected, &mut checks).await?;
     check_dns(ctx, &mut checks).await?;
     check_target_groups(ctx, &mut checks).await?;
+    let launch_settings = check_launch_settings(ctx, &selected, &mut checks).await;
     let refused = claim_selected(ctx, &selected, &mut checks).await?;
     let run_servers = servers_of_run(ctx, &selected);
     let refused =
@@ -120,6 +126,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         checks,
         expected_data_loss_seconds,
         selected,
+        launch_settings,
     })
     .await?;
     match failure {
@@ -488,4 +495,80 @@ async fn check_target_groups(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> 
         }
     }
     Ok(())
+}
+
+/// Every server's launch settings, in the target account and region only (an unplanned
+/// failover never calls the source): the launch template's subnet exists and is in the VPC of
+/// the wave's target groups (the drill target group in a drill), `copyPrivateIp` has a subnet
+/// that holds the IP; a STOPPED disposition in a wave without dependencies is a warning. Each
+/// server gets one check naming what was read, or what is wrong with the fix.
+async fn check_launch_settings(
+    ctx: &StepCtx<'_>,
+    selected: &BTreeMap<String, Vec<String>>,
+    checks: &mut Vec<Check>,
+) -> Option<LaunchSettings> {
+    let drill = ctx.run.operation == crate::run::Operation::Drill;
+    let servers: Vec<(String, String)> = ctx
+        .runbook
+        .waves
+        .iter()
+        .flat_map(|w| {
+            selected
+                .get(&w.name)
+                .unwrap_or(&w.servers)
+                .iter()
+                .map(|id| (w.name.clone(), id.clone()))
+        })
+        .collect();
+    let groups: Vec<(String, String)> = ctx
+        .runbook
+        .load_balancers
+        .iter()
+        .filter_map(|lb| {
+            let arn = if drill {
+                lb.drill_target_group_arn.clone()?
+            } else {
+                lb.target_group_arn.clone()
+            };
+            Some((lb.wave.clone(), arn))
+        })
+        .collect();
+    let target = &ctx.clients.target;
+    let read = match launch_settings::read(target, &servers, &groups).await {
+        Ok(read) => read,
+        Err(e) => {
+            checks.push(fail("launch settings", e.summary(), e.hint.clone()));
+            return None;
+        }
+    };
+    let first_waves = launch_settings::waves_without_dependencies(ctx.runbook);
+    let found = launch_settings::findings(&read, &target.region, &first_waves);
+    checks.extend(launch_checks(&read, &found));
+    Some(read)
+}
+
+/// One check per server read: `launch:<server>` passing with what was read, or one check per
+/// finding (fail or warn) with its fix.
+pub(super) fn launch_checks(
+    read: &LaunchSettings,
+    found: &[launch_settings::Finding],
+) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for server in &read.servers {
+        let name = format!("launch:{}", server.source_server_id);
+        let mine: Vec<_> = found
+            .iter()
+            .filter(|f| f.source_server_id == server.source_server_id)
+            .collect();
+        if mine.is_empty() {
+            checks.push(pass(name.clone(), launch_settings::summary(server)));
+        }
+        for f in mine {
+            checks.push(match f.severity {
+                Severity::Fail => fail(name.clone(), f.detail.clone(), f.fix.clone()),
+                Severity::Warn => warn(name.clone(), f.detail.clone(), f.fix.clone()),
+            });
+        }
+    }
+    checks
 }

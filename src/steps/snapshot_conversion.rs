@@ -11,8 +11,8 @@
 //! - once the job ends, each server's `launchStatus` (DescribeJobs) is the authority: LAUNCHED
 //!   passes whatever the log said, FAILED fails;
 //! - events the engine does not know are kept in the output, never fatal;
-//! - the step has a deadline ([`DEADLINE`], from its current attempt): a stuck job fails it
-//!   naming the job, and `retry` continues from what was recorded.
+//! - the step has a deadline (the wave's `conversion_timeout`, from its current attempt): a
+//!   stuck job fails it naming the job, and `retry` continues from what was recorded.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -29,10 +29,6 @@ pub struct ConversionOutput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_since: Option<(i64, String)>,
 }
-
-/// How long the step waits for its jobs' conversions before it fails as stuck. DRS converts a
-/// server in minutes (2–6 in the simulator); hours mean a stuck job.
-pub const DEADLINE: Duration = Duration::from_secs(2 * 60 * 60);
 
 /// The log events this step interprets (the rest are kept as `other_events`).
 const KNOWN_EVENTS: [&str; 14] = [
@@ -125,6 +121,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
             now
         }
     };
+    let deadline = ctx.wave().conversion_timeout;
     let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(10));
     loop {
         let mut changed = false;
@@ -280,7 +277,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
             break;
         }
         let waited = (ctx.clock.now() - since).to_std().unwrap_or_default();
-        if waited > DEADLINE {
+        if waited > deadline {
             let stuck: Vec<String> = out
                 .servers
                 .iter()
@@ -289,8 +286,8 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
                 .collect();
             return Err(Halt::Failed(StepFailure::new(
                 format!(
-                    "the conversion did not finish within {} minutes: {}",
-                    DEADLINE.as_secs() / 60,
+                    "the conversion did not finish within {} (the wave's conversion_timeout): {}",
+                    humantime(deadline),
                     stuck.join(", ")
                 ),
                 format!(
@@ -303,6 +300,16 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         ctx.pause(interval).await?;
     }
     check_failures(ctx, &out, &jobs)
+}
+
+/// A deadline as the runbook writes it (`2h`, `10m`, `90s`).
+pub(crate) fn humantime(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 fn check_failures(

@@ -493,6 +493,7 @@ fn the_json_report_of_a_failover_holds_every_figure() {
         keys,
         [
             "preflight",
+            "fence_source",
             "recovery_job:db",
             "snapshot_conversion:db",
             "launch:db",

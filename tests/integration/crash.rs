@@ -711,8 +711,9 @@ async fn a_failback_rollback_killed_after_each_intent_and_effect_resumes_to_the_
     assert_eq!(rollback.code, 0, "{rollback:#?}");
     let expected = world.mutation_counts().await;
     let intents = expected.values().sum::<u64>() - before;
-    // DNS restore, register + deregister, two terminations (one per wave), three StopReplication.
-    assert_eq!(intents, 8, "{expected:?}");
+    // DNS restore, deregister (the A1s the failover fenced are stopped: not registered again),
+    // two terminations (one per wave), three StopReplication.
+    assert_eq!(intents, 7, "{expected:?}");
     let expected_world = world.failback_snapshot().await;
     assert_eq!(
         expected_world["a2_replication"],
@@ -895,7 +896,8 @@ async fn rollback_after_failover_restores_dns_byte_for_byte_and_target_membershi
             "undo:recovery_job:web",
             "undo:lb_switch:app",
             "undo:recovery_job:app",
-            "undo:recovery_job:db"
+            "undo:recovery_job:db",
+            "undo:fence_source"
         ]
     );
 

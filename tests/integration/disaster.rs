@@ -5,21 +5,14 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{TestSim, drs_runbook, mutations};
+use crate::support::{TestSim, mutations};
 
 const REPORTING: &str = include_str!("../../runbooks/reporting-drill.toml");
 const ACCOUNT: &str = "444444444444";
 const TARGET: &str = "eu-central-1";
 
 async fn cli(db: &std::path::Path, endpoint: &str, args: &[&str]) -> crate::support::CliRun {
-    let (db, endpoint) = (db.to_path_buf(), endpoint.to_string());
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        drs_runbook(&db, Some(&endpoint), &args)
-    })
-    .await
-    .unwrap()
+    crate::support::drs_runbook_async(db, Some(endpoint), args, &[]).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -87,6 +80,16 @@ async fn a_drill_after_a_succeeded_failover_is_refused_and_production_keeps_runn
     assert_eq!(live.items().len(), 2);
     assert!(live.items().iter().all(|i| i.is_drill() == Some(false)
         && i.ec2_instance_state().map(|s| s.as_str()) == Some("RUNNING")));
+
+    // The guard's scenario: A1 is back (the fence stopped it) and replicates into B1 again.
+    let a1 = sim.source_instances(ACCOUNT, TARGET).await;
+    sim.ec2(ACCOUNT, "eu-west-1")
+        .start_instances()
+        .set_instance_ids(Some(a1))
+        .send()
+        .await
+        .unwrap();
+    sim.skip(60.0).await;
 
     // The commander who means it: the override is logged, and the drill replaces production.
     sim.post("/_sim/faults", &json!({"faults": []})).await;
@@ -516,16 +519,25 @@ async fn a_stuck_job_fails_its_step_at_the_deadline_and_retry_continues_once_it_
     assert_eq!(status, 200);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
+    // The runbook's deadline, far shorter than the 2 h default.
+    let path = dir.path().join("reporting.toml");
+    std::fs::write(
+        &path,
+        REPORTING.replace(
+            "servers = [\"s-4567890abcdef0123\", \"s-567890abcdef01234\"]",
+            "servers = [\"s-4567890abcdef0123\", \"s-567890abcdef01234\"]\nconversion_timeout = \"10m\"",
+        ),
+    )
+    .unwrap();
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("conversion_timeout")
+    );
     let drill = cli(
         &db,
         &sim.endpoint,
-        &[
-            "--output",
-            "json",
-            "drill",
-            "runbooks/reporting-drill.toml",
-            "--yes",
-        ],
+        &["--output", "json", "drill", path.to_str().unwrap(), "--yes"],
     )
     .await;
     assert_eq!(drill.code, 1, "{drill:#?}");
@@ -554,6 +566,17 @@ async fn a_stuck_job_fails_its_step_at_the_deadline_and_retry_continues_once_it_
         "the failure names the job: {error}"
     );
     assert!(error.contains("s-4567890abcdef0123"), "{error}");
+    assert!(
+        error.contains("within 10m") && error.contains("conversion_timeout"),
+        "{error}"
+    );
+    // It failed at the runbook's deadline (simulated time), not at the 2 h default.
+    let stored = crate::support::stored_step(&db, &run_id, step["key"].as_str().unwrap()).await;
+    let took = stored.finished_at.unwrap() - stored.started_at.unwrap();
+    assert!(
+        took >= chrono::Duration::minutes(10) && took < chrono::Duration::minutes(60),
+        "the step failed after {took}"
+    );
 
     // The job moves again: `retry` continues and the drill ends as it should.
     let _ = reqwest::Client::new()
@@ -577,14 +600,90 @@ async fn a_stuck_job_fails_its_step_at_the_deadline_and_retry_continues_once_it_
     .await;
     let report = retried.json();
     assert_eq!(report["status"], "succeeded", "{retried:#?}");
-    // The two stuck hours count in the drill's RTO: objective missed, so exit 1 (a drill).
-    assert_eq!(report["objectives"]["rto_met"], false);
-    assert_eq!(retried.code, 1);
+    // The stuck minutes count in the drill's RTO: a missed objective exits 1 (a drill).
+    let met = report["objectives"]["rto_met"].as_bool().unwrap();
+    assert_eq!(retried.code, if met { 0 } else { 1 }, "{retried:#?}");
     let stats = sim.get("/_sim/stats").await;
     assert_eq!(
         mutations(&stats, "StartRecovery").len(),
         1,
         "no second launch"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launch_past_its_launch_timeout_fails_naming_the_job_and_retry_finishes_it() {
+    let sim = TestSim::start(60.0).await;
+    sim.seed(REPORTING).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    // Booting takes DRS 2 to 5 minutes after LAUNCH_START: a 30-second launch deadline passes
+    // first (at 60x, a window of seconds of real time: no load makes the job end first).
+    let path = dir.path().join("reporting.toml");
+    std::fs::write(
+        &path,
+        REPORTING.replace(
+            "servers = [\"s-4567890abcdef0123\", \"s-567890abcdef01234\"]",
+            "servers = [\"s-4567890abcdef0123\", \"s-567890abcdef01234\"]\nlaunch_timeout = \"30s\"",
+        ),
+    )
+    .unwrap();
+    let drill = cli(
+        &db,
+        &sim.endpoint,
+        &["--output", "json", "drill", path.to_str().unwrap(), "--yes"],
+    )
+    .await;
+    assert_eq!(drill.code, 1, "{drill:#?}");
+    let report = drill.json();
+    let run_id = report["run_id"].as_str().unwrap().to_string();
+    let failed: Vec<&Value> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{report}");
+    assert_eq!(failed[0]["key"], "launch:reporting");
+    let job_id = sim
+        .drs(ACCOUNT, TARGET)
+        .describe_jobs()
+        .send()
+        .await
+        .unwrap()
+        .items()[0]
+        .job_id()
+        .to_string();
+    assert!(
+        drill.stderr.contains(&format!("job {job_id}"))
+            && drill
+                .stderr
+                .contains("within 30s (the wave's launch_timeout)"),
+        "{}",
+        drill.stderr
+    );
+
+    // Once the job has ended, `retry` follows it to the end (within a fresh deadline).
+    sim.skip(600.0).await;
+    let retried = cli(
+        &db,
+        &sim.endpoint,
+        &[
+            "--output",
+            "json",
+            "retry",
+            &run_id,
+            "--step",
+            "launch:reporting",
+            "--yes",
+        ],
+    )
+    .await;
+    assert_eq!(retried.json()["status"], "succeeded", "{retried:#?}");
+    assert_eq!(
+        mutations(&sim.get("/_sim/stats").await, "StartRecovery").len(),
+        1,
+        "the retry follows the same job"
     );
 }
 

@@ -524,7 +524,13 @@ async fn plan_shows_the_steps_and_batches_and_calls_nothing() {
     let plan = drs_runbook(
         &db,
         Some(&sim.endpoint),
-        &["--output", "json", "plan", "runbooks/payments.toml"],
+        &[
+            "--output",
+            "json",
+            "plan",
+            "runbooks/payments.toml",
+            "--offline",
+        ],
     );
     assert_eq!(plan.code, 0, "{plan:#?}");
     let plan = plan.json();
@@ -538,6 +544,7 @@ async fn plan_shows_the_steps_and_batches_and_calls_nothing() {
         keys,
         [
             "preflight",
+            "fence_source",
             "recovery_job:db",
             "snapshot_conversion:db",
             "launch:db",
@@ -562,6 +569,7 @@ async fn plan_shows_the_steps_and_batches_and_calls_nothing() {
             "runbooks/payments.toml",
             "--operation",
             "failback",
+            "--offline",
         ],
     );
     assert_eq!(failback.code, 0, "{failback:#?}");
@@ -1100,24 +1108,22 @@ async fn a_point_in_time_failover_recovers_from_that_snapshot_and_measures_the_r
         .with_timezone(&chrono::Utc)
         .to_rfc3339();
     let dir = tempfile::tempdir().unwrap();
-    let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
-    let run = tokio::task::spawn_blocking(move || {
-        drs_runbook(
-            &db,
-            Some(&endpoint),
-            &[
-                "--output",
-                "json",
-                "failover",
-                "runbooks/payments.toml",
-                "--yes",
-                "--point-in-time",
-                &before,
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let db = dir.path().join("runs.db");
+    let run = crate::support::drs_runbook_async(
+        &db,
+        Some(&sim.endpoint),
+        &[
+            "--output",
+            "json",
+            "failover",
+            "runbooks/payments.toml",
+            "--yes",
+            "--point-in-time",
+            &before,
+        ],
+        &[],
+    )
+    .await;
     assert_eq!(run.code, 0, "{run:#?}");
     let report = run.json();
     let starts = mutations(&sim.get("/_sim/stats").await, "StartRecovery");
@@ -1132,8 +1138,19 @@ async fn a_point_in_time_failover_recovers_from_that_snapshot_and_measures_the_r
         }
     }
     // Snapshots are 10 minutes apart: the one used is 25 to 35 minutes old at the declaration.
+    // The planned failover fenced the source: what it wrote until then is lost too.
+    let run_id = report["run_id"].as_str().unwrap();
+    let fence = crate::support::stored_step(&db, run_id, "fence_source")
+        .await
+        .output;
+    let fenced_at =
+        chrono::DateTime::parse_from_rfc3339(fence["fenced_at"].as_str().unwrap()).unwrap();
+    let fence_delay = (fenced_at - now).num_seconds() as f64;
     let rpo = report["rpo_seconds"].as_f64().unwrap();
-    assert!((25.0 * 60.0..=36.0 * 60.0).contains(&rpo), "RPO {rpo}");
+    assert!(
+        (25.0 * 60.0 + fence_delay..=36.0 * 60.0 + fence_delay).contains(&rpo),
+        "RPO {rpo}, fenced {fence_delay}s after the declaration"
+    );
     assert_eq!(
         report["objectives"]["rpo_met"], false,
         "15m objective, 25m+ of data lost"

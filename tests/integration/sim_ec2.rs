@@ -785,3 +785,156 @@ async fn register_targets_refuses_an_instance_outside_the_target_group_vpc() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_vpc_and_create_subnet_refuse_what_ec2_refuses() {
+    let sim = seeded().await;
+    let ec2 = sim.ec2(TARGET.0, TARGET.1);
+    fn code(e: &impl ProvideErrorMetadata) -> String {
+        e.code().unwrap_or_default().to_string()
+    }
+    // A VPC block outside /16../28 (Amazon VPC User Guide).
+    let err = ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/8")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "InvalidVpc.Range");
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.88.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .vpc()
+        .unwrap()
+        .clone();
+    assert_eq!(vpc.cidr_block(), Some("10.88.0.0/16"));
+    let vpc_id = vpc.vpc_id().unwrap();
+    let err = ec2
+        .create_subnet()
+        .vpc_id("vpc-0000000000000000a")
+        .cidr_block("10.88.0.0/16")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "InvalidVpcID.NotFound");
+    let err = ec2
+        .create_subnet()
+        .vpc_id(vpc_id)
+        .cidr_block("10.89.0.0/16")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "InvalidSubnet.Range");
+    let subnet = ec2
+        .create_subnet()
+        .vpc_id(vpc_id)
+        .cidr_block("10.88.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .subnet()
+        .unwrap()
+        .clone();
+    assert_eq!(subnet.vpc_id(), Some(vpc_id));
+    let err = ec2
+        .create_subnet()
+        .vpc_id(vpc_id)
+        .cidr_block("10.88.0.0/16")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "InvalidSubnet.Conflict");
+    // The new subnet is listed by the filter preflight uses, and the default one is not.
+    let listed = ec2
+        .describe_subnets()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("subnet-id")
+                .values(subnet.subnet_id().unwrap())
+                .values("subnet-00000000000000000")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.subnets().len(), 1);
+    assert_eq!(listed.subnets()[0].vpc_id(), Some(vpc_id));
+    assert_eq!(listed.subnets()[0].cidr_block(), Some("10.88.0.0/16"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_versions_of_every_launch_template_page_without_naming_a_template() {
+    let sim = seeded().await;
+    let ec2 = sim.ec2(TARGET.0, TARGET.1);
+    // One server's template gets a second version, made the default.
+    let template = sim
+        .drs(TARGET.0, TARGET.1)
+        .get_launch_configuration()
+        .source_server_id(APP1)
+        .send()
+        .await
+        .unwrap()
+        .ec2_launch_template_id()
+        .unwrap()
+        .to_string();
+    ec2.create_launch_template_version()
+        .launch_template_id(&template)
+        .source_version("1")
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .instance_type(aws_sdk_ec2::types::InstanceType::M5Xlarge)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    ec2.modify_launch_template()
+        .launch_template_id(&template)
+        .default_version("2")
+        .send()
+        .await
+        .unwrap();
+    let pages: Vec<_> = ec2
+        .describe_launch_template_versions()
+        .versions("$Default")
+        .max_results(2)
+        .into_paginator()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .unwrap();
+    assert_eq!(pages.len(), 2, "3 templates, 2 a page");
+    let versions: Vec<_> = pages
+        .iter()
+        .flat_map(|p| p.launch_template_versions().to_vec())
+        .collect();
+    assert_eq!(
+        versions.len(),
+        3,
+        "one per DRS source server: {versions:#?}"
+    );
+    assert!(versions.iter().all(|v| v.default_version() == Some(true)));
+    let moved = versions
+        .iter()
+        .find(|v| v.launch_template_id() == Some(template.as_str()))
+        .unwrap();
+    assert_eq!(moved.version_number(), Some(2));
+    assert_eq!(
+        moved
+            .launch_template_data()
+            .and_then(|d| d.instance_type())
+            .map(|t| t.as_str()),
+        Some("m5.xlarge")
+    );
+    // A version number needs a template.
+    let err = ec2
+        .describe_launch_template_versions()
+        .versions("1")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("MissingParameter"), "{err:?}");
+}

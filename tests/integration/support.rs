@@ -142,6 +142,28 @@ impl TestSim {
         assert_eq!(status, 200);
     }
 
+    /// The source instances (A1) of the DRS source servers in `account`/`region`, as DRS names
+    /// them (`identificationHints.awsInstanceID`).
+    pub async fn source_instances(&self, account: &str, region: &str) -> Vec<String> {
+        let servers = self
+            .drs(account, region)
+            .describe_source_servers()
+            .send()
+            .await
+            .unwrap();
+        servers
+            .items()
+            .iter()
+            .map(|s| {
+                s.source_properties()
+                    .and_then(|p| p.identification_hints())
+                    .and_then(|h| h.aws_instance_id())
+                    .expect("a source server names its EC2 instance")
+                    .to_string()
+            })
+            .collect()
+    }
+
     /// How often `service:Operation` was called.
     pub async fn calls(&self, key: &str) -> u64 {
         self.get("/_sim/stats").await["calls"][key]
@@ -210,6 +232,59 @@ pub fn drs_runbook_env(
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
+}
+
+/// [`drs_runbook_env`] off the async runtime (the binary blocks until it exits).
+pub async fn drs_runbook_async(
+    db: &Path,
+    endpoint: Option<&str>,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> CliRun {
+    let db = db.to_path_buf();
+    let endpoint = endpoint.map(str::to_string);
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        drs_runbook_env(&db, endpoint.as_deref(), &args, &env)
+    })
+    .await
+    .expect("the binary's thread joins")
+}
+
+/// The output of step `key` in a `show --output json` document.
+pub fn step_output(shown: &Value, key: &str) -> Value {
+    let step = shown["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["key"] == key))
+        .unwrap_or_else(|| panic!("no step {key} in {shown}"));
+    match &step["output"] {
+        Value::String(text) => serde_json::from_str(text).expect("the output is JSON"),
+        other => other.clone(),
+    }
+}
+
+/// The run ID a run command printed first on stderr (`run <RUN_ID>`), also when it crashed.
+pub fn run_id_of(run: &CliRun) -> String {
+    run.stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("run "))
+        .map(|id| id.trim().to_string())
+        .unwrap_or_else(|| panic!("no `run <id>` line: {run:#?}"))
+}
+
+/// One stored step of a run, read from the run database.
+pub async fn stored_step(db: &Path, run_id: &str, key: &str) -> drs_runbook::store::steps::Step {
+    let store = drs_runbook::store::Database::open(db).await.unwrap();
+    let mut conn = store.pool().acquire().await.unwrap();
+    drs_runbook::store::steps::get(&mut conn, &run_id.parse().unwrap(), key)
+        .await
+        .unwrap()
 }
 
 /// The mutating calls named `operation` in `/_sim/stats`.

@@ -235,6 +235,15 @@ pub(super) fn reverse_replication(
             );
         }
     }
+    // DRS makes every source server's EC2 launch template with the server (an A2 too: its
+    // launch settings can be edited before the failback launches it).
+    super::ensure_launch_template(
+        ctx.world,
+        &origin.account,
+        &origin.region,
+        &target_id,
+        ctx.now,
+    );
     let target_arn = origin.arn("source-server", &target_id);
     let drs = ctx
         .world

@@ -629,7 +629,7 @@ fn advance_job(job: &mut Job, fx: &mut Effects<'_>, now: DateTime<Utc>, faults: 
             let faults = past_retried_failures(&job.servers[i], faults);
             apply(job, i, at, step, faults, fx);
             if step == Step::SnapshotStart {
-                clamp_to_outage(job, i, fx, all_faults);
+                clamp_to_replicated(job, i, at, fx, all_faults);
             }
             changed = true;
         }
@@ -714,18 +714,29 @@ fn past_retried_failures(server: &JobServer, mut faults: ServerFaults) -> Server
     faults
 }
 
-/// `source_outage`: an on-demand snapshot taken while the origin is down holds the staging
-/// area's data, which stopped at the outage: its data timestamp is the outage's start.
-fn clamp_to_outage(job: &mut Job, index: usize, fx: &Effects<'_>, faults: &[Fault]) {
+/// An on-demand snapshot holds what the staging area holds when it is taken:
+/// - under a `source_outage` of the origin, the data stopped at the outage: its data timestamp
+///   is the outage's start;
+/// - while a stopped origin's last writes are still on their way ([`super::model::Agent`]),
+///   the data stops where the stop was asked for, without the writes made since.
+fn clamp_to_replicated(
+    job: &mut Job,
+    index: usize,
+    at: DateTime<Utc>,
+    fx: &Effects<'_>,
+    faults: &[Fault],
+) {
     let server = &mut job.servers[index];
-    let Some(origin) = fx
-        .source_servers
-        .get(&server.source_server_id)
-        .map(|s| &s.origin)
-    else {
+    let Some(source) = fx.source_servers.get(&server.source_server_id) else {
         return;
     };
+    let origin = &source.origin;
     if let Some(since) = crate::sim::faults::outage_since(faults, &origin.account, &origin.region)
+        && server.data_timestamp.is_some_and(|t| t > since)
+    {
+        server.data_timestamp = Some(since);
+    }
+    if let super::model::Agent::Flushing { since, .. } = super::model::Agent::of(source, fx.ec2, at)
         && server.data_timestamp.is_some_and(|t| t > since)
     {
         server.data_timestamp = Some(since);

@@ -461,3 +461,61 @@ pub struct ClientToken {
     pub params: String,
     pub arn: String,
 }
+
+/// The replication agent on a source server's origin instance (A1), as that instance's EC2
+/// state makes it. Stopping the instance (the fence of a planned failover) stops the writes:
+/// the source's data stops changing when the stop is asked for, and the agent's last blocks
+/// reach the staging area a short while after the instance stopped. AWS does not document how
+/// DRS reports a stopped source; this reads it with the API model's own terms: the catch-up is
+/// `dataReplicationState` BACKLOG with `backloggedStorageBytes` ("the size of the replication
+/// backlog in bytes"), and afterwards the agent is not seen again, so after 5 minutes the server
+/// is DISCONNECTED with AGENT_NOT_SEEN and its lag grows ("the time since the server was last in
+/// CDP mode", DRS FAQ), as under a `source_outage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agent {
+    /// The instance runs (or is unknown here): continuous replication, lag 0.
+    Replicating,
+    /// The instance is stopping, or stopped less than the flush delay ago: the writes made
+    /// since `since` (the stop was asked for) reach the staging area by `until`.
+    Flushing {
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    },
+    /// Stopped: every write reached the staging area; the agent's final report was at
+    /// `last_report`, and it is not seen after it.
+    Stopped { last_report: DateTime<Utc> },
+}
+
+impl Agent {
+    /// The agent of `server` at `now`, from its origin instance in `ec2`.
+    pub fn of(server: &SourceServer, ec2: &crate::sim::ec2::Ec2, now: DateTime<Utc>) -> Agent {
+        use crate::sim::ec2::InstanceState as S;
+        let Some(instance) = ec2
+            .instances
+            .get(&server.origin.instance_id)
+            .filter(|i| i.account == server.origin.account && i.region == server.origin.region)
+        else {
+            return Agent::Replicating;
+        };
+        let flush = Duration::seconds(super::jitter(&[&server.id, "flush"], 15, 45));
+        let stop = Duration::seconds(crate::sim::ec2::STOP_SECS);
+        let since = instance.state_since.unwrap_or(instance.launched_at);
+        let (asked, stopped) = match instance.state {
+            S::Running | S::Pending => return Agent::Replicating,
+            S::Stopping | S::ShuttingDown => {
+                (since, instance.transition.map_or(since + stop, |t| t.at))
+            }
+            S::Stopped | S::Terminated => (since - stop, since),
+        };
+        if now < stopped + flush {
+            Agent::Flushing {
+                since: asked,
+                until: stopped + flush,
+            }
+        } else {
+            Agent::Stopped {
+                last_report: stopped + flush,
+            }
+        }
+    }
+}

@@ -6,7 +6,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::model::{DrsRegion, Job, JobKind, LogEvent, LogItem, RecoveryInstance, SourceServer};
+use super::model::{
+    Agent, DrsRegion, Job, JobKind, LogEvent, LogItem, RecoveryInstance, SourceServer,
+};
 use super::{
     Ctx, Done, DrsError, Scope, check_count, check_id, check_instance_id, hex_id, input,
     iso_duration, jitter, page, parse_arn,
@@ -514,6 +516,42 @@ fn apply_health_faults(
     }
 }
 
+/// A stopped origin instance (see [`Agent`]), applied to a replicating server's wire JSON:
+/// while its last writes reach the staging area, BACKLOG with the backlog in bytes and the lag
+/// since the stop was asked for; then CONTINUOUS with no lag, the agent last seen at its final
+/// report; 5 minutes later DISCONNECTED with AGENT_NOT_SEEN, the lag growing from that report.
+fn apply_agent(item: &mut Value, agent: Agent, now: DateTime<Utc>) {
+    let info = &mut item["dataReplicationInfo"];
+    if info["dataReplicationState"] != "CONTINUOUS" {
+        return;
+    }
+    match agent {
+        Agent::Replicating => {}
+        Agent::Flushing { since, until } => {
+            info["dataReplicationState"] = json!("BACKLOG");
+            // Behind by the writes since the stop request: never "no lag" with a backlog.
+            info["lagDuration"] = json!(iso_duration((now - since).max(Duration::seconds(1))));
+            // What is left to send: 8 MiB a second of the flush still to come.
+            let left = (until - now).num_seconds().max(1) * (8 << 20);
+            for disk in info["replicatedDisks"].as_array_mut().into_iter().flatten() {
+                disk["backloggedStorageBytes"] = json!(left);
+            }
+        }
+        Agent::Stopped { last_report } => {
+            item["lifeCycle"]["lastSeenByServiceDateTime"] = json!(drs_timestamp(last_report));
+            if now - last_report >= Duration::minutes(5) {
+                let info = &mut item["dataReplicationInfo"];
+                info["dataReplicationState"] = json!("DISCONNECTED");
+                info["lagDuration"] = json!(iso_duration(now - last_report));
+                info["dataReplicationError"] = json!({
+                    "error": "AGENT_NOT_SEEN",
+                    "rawError": format!("The AWS Replication Agent has not been seen since {}", drs_timestamp(last_report)),
+                });
+            }
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct UpdateReplicationInput {
@@ -740,6 +778,7 @@ pub(super) fn describe_source_servers(
         .map(|s| {
             let mut item = source_server_json(scope, s, ctx.now);
             apply_health_faults(&mut item, ctx.faults, s, ctx.now);
+            apply_agent(&mut item, Agent::of(s, &ctx.world.ec2, ctx.now), ctx.now);
             item
         })
         .collect();

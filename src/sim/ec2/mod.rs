@@ -3,8 +3,8 @@
 //! `<item>`s; errors `<Response><Errors><Error><Code/><Message/></Error></Errors><RequestID/>`).
 //!
 //! Served actions: DescribeInstances (filters, pagination), DescribeInstanceStatus,
-//! Start/Stop/TerminateInstances, DescribeSubnets, DescribeLaunchTemplateVersions,
-//! CreateLaunchTemplateVersion, ModifyLaunchTemplate. Shapes follow botocore's `ec2` model
+//! Start/Stop/TerminateInstances, DescribeSubnets, CreateVpc, CreateSubnet,
+//! DescribeLaunchTemplateVersions, CreateLaunchTemplateVersion, ModifyLaunchTemplate. Shapes follow botocore's `ec2` model
 //! (2016-11-15). State is [`model::Ec2`], shared with DRS (which launches the instances) and
 //! ELBv2 (which checks them as targets).
 
@@ -29,7 +29,7 @@ const VERSION: &str = "2016-11-15";
 /// `pending -> running` after StartInstances (EC2 reports this within seconds to a minute).
 const START_SECS: i64 = 20;
 /// `stopping -> stopped` after StopInstances.
-const STOP_SECS: i64 = 40;
+pub(crate) const STOP_SECS: i64 = 40;
 /// `shutting-down -> terminated` after TerminateInstances.
 const TERMINATE_SECS: i64 = 45;
 
@@ -149,13 +149,15 @@ pub fn handle(ctx: &mut Ctx<'_>, operation: &str, req: &SimRequest) -> Outcome {
         "StopInstances" => change_state(ctx, &params, Change::Stop),
         "TerminateInstances" => change_state(ctx, &params, Change::Terminate),
         "DescribeSubnets" => describe_subnets(ctx, &params),
+        "CreateVpc" => create_vpc(ctx, &params),
+        "CreateSubnet" => create_subnet(ctx, &params),
         "DescribeLaunchTemplateVersions" => describe_launch_template_versions(ctx, &params),
         "CreateLaunchTemplateVersion" => create_launch_template_version(ctx, &params),
         "ModifyLaunchTemplate" => modify_launch_template(ctx, &params),
         other => Err(ApiError::new(
             "InvalidAction",
             format!(
-                "The action {other} is not valid for this web service (the simulated EC2 serves DescribeInstances, DescribeInstanceStatus, StartInstances, StopInstances, TerminateInstances, DescribeSubnets, DescribeLaunchTemplateVersions, CreateLaunchTemplateVersion, ModifyLaunchTemplate)"
+                "The action {other} is not valid for this web service (the simulated EC2 serves DescribeInstances, DescribeInstanceStatus, StartInstances, StopInstances, TerminateInstances, DescribeSubnets, CreateVpc, CreateSubnet, DescribeLaunchTemplateVersions, CreateLaunchTemplateVersion, ModifyLaunchTemplate)"
             ),
         )),
     };
@@ -704,34 +706,157 @@ fn describe_subnets(ctx: &mut Ctx<'_>, params: &Params) -> Handled {
     let mut w = response("DescribeSubnetsResponse", ctx.request_id);
     w.open("subnetSet");
     for s in selected {
-        let used = ctx
-            .world
-            .ec2
-            .instances
-            .values()
-            .filter(|i| i.subnet_id == s.subnet_id && i.state != InstanceState::Terminated)
-            .count();
-        w.open("item")
-            .leaf("subnetId", &s.subnet_id)
-            .leaf(
-                "subnetArn",
-                format!(
-                    "arn:aws:ec2:{}:{}:subnet/{}",
-                    s.region, s.account, s.subnet_id
-                ),
-            )
-            .leaf("state", "available")
-            .leaf("ownerId", &s.account)
-            .leaf("vpcId", &s.vpc_id)
-            .leaf("cidrBlock", s.cidr())
-            .leaf("availableIpAddressCount", (65_531 - used).to_string())
-            .leaf("availabilityZone", s.availability_zone())
-            .leaf("defaultForAz", "false")
-            .leaf("mapPublicIpOnLaunch", "false")
-            .close();
+        write_subnet(&mut w, "item", &ctx.world.ec2, s);
     }
     w.close();
     Ok(Outcome::read(finish(w, ctx.request_id)))
+}
+
+fn write_subnet(w: &mut XmlWriter, element: &'static str, ec2: &Ec2, s: &Subnet) {
+    let used = ec2
+        .instances
+        .values()
+        .filter(|i| i.subnet_id == s.subnet_id && i.state != InstanceState::Terminated)
+        .count();
+    w.open(element)
+        .leaf("subnetId", &s.subnet_id)
+        .leaf(
+            "subnetArn",
+            format!(
+                "arn:aws:ec2:{}:{}:subnet/{}",
+                s.region, s.account, s.subnet_id
+            ),
+        )
+        .leaf("state", "available")
+        .leaf("ownerId", &s.account)
+        .leaf("vpcId", &s.vpc_id)
+        .leaf("cidrBlock", s.cidr())
+        .leaf("availableIpAddressCount", (65_531 - used).to_string())
+        .leaf("availabilityZone", s.availability_zone())
+        .leaf("defaultForAz", "false")
+        .leaf("mapPublicIpOnLaunch", "false")
+        .close();
+}
+
+/// An IPv4 CIDR block `a.b.c.d/n`: the address and the prefix length.
+fn parse_cidr(text: &str) -> Option<([u8; 4], u8)> {
+    let (address, prefix) = text.split_once('/')?;
+    let address: std::net::Ipv4Addr = address.parse().ok()?;
+    let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32)?;
+    Some((address.octets(), prefix))
+}
+
+/// The `CidrBlock` of CreateVpc or CreateSubnet, which the simulator holds as `10.N.0.0/16`.
+/// AWS refuses a malformed block (InvalidParameterValue) and a VPC block outside /16../28
+/// (Amazon VPC User Guide, "VPC CIDR blocks": "The allowed block size is between a /16
+/// netmask (65,536 IP addresses) and /28 netmask (16 IP addresses)"; EC2 error code
+/// `InvalidVpc.Range`). The simulator's subnets span their VPC, so it takes `10.N.0.0/16` only,
+/// and says so.
+fn sim_cidr(params: &Params, range_code: &str) -> Result<(String, u8), ApiError> {
+    let text = params
+        .get("CidrBlock")
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                "MissingParameter",
+                "The request must contain the parameter CidrBlock",
+            )
+        })?;
+    let (octets, prefix) = parse_cidr(text).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "Value ({text}) for parameter cidrBlock is invalid. This is not a valid CIDR block."
+        ))
+    })?;
+    if !(16..=28).contains(&prefix) {
+        return Err(ApiError::new(
+            range_code,
+            format!("The CIDR '{text}' is invalid."),
+        ));
+    }
+    if octets[0] != 10 || octets[2] != 0 || octets[3] != 0 || prefix != 16 {
+        return Err(ApiError::invalid(format!(
+            "The CIDR '{text}' is valid in EC2, but the simulated EC2 holds only 10.N.0.0/16 blocks (a subnet spans its VPC)"
+        )));
+    }
+    Ok((text.to_string(), octets[1]))
+}
+
+/// CreateVpc (EC2 API Reference, CreateVpc): a VPC `10.N.0.0/16` in the caller's account and
+/// region, answered `pending` as EC2 answers a new VPC.
+fn create_vpc(ctx: &mut Ctx<'_>, params: &Params) -> Handled {
+    let (cidr, octet) = sim_cidr(params, "InvalidVpc.Range")?;
+    let (account, region) = (ctx.caller.account.clone(), ctx.caller.region.clone());
+    let vpc = ctx.world.ec2.create_vpc(&account, &region, octet).clone();
+    let mut w = response("CreateVpcResponse", ctx.request_id);
+    w.open("vpc")
+        .leaf("vpcId", &vpc.vpc_id)
+        .leaf("ownerId", &vpc.account)
+        .leaf("state", "pending")
+        .leaf("cidrBlock", &cidr)
+        .leaf("instanceTenancy", "default")
+        .leaf("isDefault", "false")
+        .close();
+    let mutation = json!({ "vpc_id": vpc.vpc_id, "cidr_block": cidr });
+    Ok(Outcome::mutated(finish(w, ctx.request_id), mutation))
+}
+
+/// CreateSubnet (EC2 API Reference, CreateSubnet) in a VPC of the caller's account and region:
+/// an unknown VPC is `InvalidVpcID.NotFound`, a block outside the VPC's `InvalidSubnet.Range`,
+/// and one overlapping another subnet of the VPC `InvalidSubnet.Conflict` (EC2 error codes).
+fn create_subnet(ctx: &mut Ctx<'_>, params: &Params) -> Handled {
+    let vpc_id = params
+        .get("VpcId")
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                "MissingParameter",
+                "The request must contain the parameter VpcId",
+            )
+        })?
+        .to_string();
+    let (account, region) = (ctx.caller.account.clone(), ctx.caller.region.clone());
+    // The default VPC of the caller's region exists with its subnet.
+    let default = ctx.world.ec2.default_subnet(&account, &region).clone();
+    let vpc = match ctx.world.ec2.vpcs.get(&vpc_id) {
+        Some(v) if v.account == account && v.region == region => v.clone(),
+        _ if default.vpc_id == vpc_id => model::Vpc {
+            vpc_id: default.vpc_id.clone(),
+            account: account.clone(),
+            region: region.clone(),
+            octet: default.octet,
+        },
+        _ => {
+            return Err(ApiError::new(
+                "InvalidVpcID.NotFound",
+                format!("The vpc ID '{vpc_id}' does not exist"),
+            ));
+        }
+    };
+    let (cidr, octet) = sim_cidr(params, "InvalidSubnet.Range")?;
+    if octet != vpc.octet {
+        return Err(ApiError::new(
+            "InvalidSubnet.Range",
+            format!("The CIDR '{cidr}' is invalid."),
+        ));
+    }
+    if ctx
+        .world
+        .ec2
+        .subnets
+        .values()
+        .any(|s| s.vpc_id == vpc.vpc_id)
+    {
+        return Err(ApiError::new(
+            "InvalidSubnet.Conflict",
+            format!("The CIDR '{cidr}' conflicts with another subnet"),
+        ));
+    }
+    let subnet = ctx.world.ec2.create_subnet(&vpc).clone();
+    let mut w = response("CreateSubnetResponse", ctx.request_id);
+    write_subnet(&mut w, "subnet", &ctx.world.ec2, &subnet);
+    let mutation =
+        json!({ "subnet_id": subnet.subnet_id, "vpc_id": vpc.vpc_id, "cidr_block": cidr });
+    Ok(Outcome::mutated(finish(w, ctx.request_id), mutation))
 }
 
 /// The caller's launch template named by `LaunchTemplateId` or `LaunchTemplateName`.
@@ -856,6 +981,12 @@ fn write_version(w: &mut XmlWriter, element: &'static str, t: &LaunchTemplate, n
 }
 
 fn describe_launch_template_versions(ctx: &mut Ctx<'_>, params: &Params) -> Handled {
+    let named = ["LaunchTemplateId", "LaunchTemplateName"]
+        .iter()
+        .any(|k| params.get(k).is_some_and(|v| !v.is_empty()));
+    if !named {
+        return describe_account_template_versions(ctx, params);
+    }
     let id = template_id(ctx, params)?;
     let t = &ctx.world.ec2.launch_templates[&id];
     let asked = params.list("LaunchTemplateVersion");
@@ -885,6 +1016,72 @@ fn describe_launch_template_versions(ctx: &mut Ctx<'_>, params: &Params) -> Hand
         write_version(&mut w, "item", t, n);
     }
     w.close();
+    Ok(Outcome::read(finish(w, ctx.request_id)))
+}
+
+/// DescribeLaunchTemplateVersions without a template: the `$Latest` and/or `$Default` version
+/// of every launch template of the caller's account and region (EC2 API Reference,
+/// DescribeLaunchTemplateVersions, `LaunchTemplateId`: "To describe all the latest or default
+/// launch template versions in your account, you must omit this parameter"; `Versions`: "You
+/// cannot specify numbers"), by template ID, `MaxResults` 1..=200 a page with `NextToken`.
+fn describe_account_template_versions(ctx: &mut Ctx<'_>, params: &Params) -> Handled {
+    let asked = params.list("LaunchTemplateVersion");
+    if asked.is_empty() || asked.iter().any(|v| v != "$Latest" && v != "$Default") {
+        return Err(ApiError::new(
+            "MissingParameter",
+            "The request must include either the launch template ID or the launch template name, or ask only for the $Latest and $Default versions",
+        ));
+    }
+    let max = match params.get("MaxResults") {
+        None => usize::MAX,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=200).contains(&n) => n,
+            _ => {
+                return Err(ApiError::invalid(format!(
+                    "Value ( {text} ) for parameter maxResults is invalid. Expecting a value between 1 and 200."
+                )));
+            }
+        },
+    };
+    let (account, region) = (&ctx.caller.account, &ctx.caller.region);
+    let mut items: Vec<(&LaunchTemplate, u64)> = Vec::new();
+    for t in ctx
+        .world
+        .ec2
+        .launch_templates
+        .values()
+        .filter(|t| &t.account == account && &t.region == region)
+    {
+        let mut numbers: Vec<u64> = asked
+            .iter()
+            .map(|a| version_number(t, a))
+            .collect::<Result<_, _>>()?;
+        numbers.dedup();
+        items.extend(numbers.into_iter().map(|n| (t, n)));
+    }
+    let key = |(t, n): &(&LaunchTemplate, u64)| format!("{}/{n:020}", t.id);
+    let start = match params.get("NextToken").filter(|t| !t.is_empty()) {
+        None => 0,
+        Some(token) => items
+            .iter()
+            .position(|i| key(i).as_str() >= token)
+            .ok_or_else(|| ApiError::invalid(format!("Invalid NextToken: {token}")))?,
+    };
+    let rest = &items[start..];
+    let (shown, next) = if rest.len() > max {
+        (&rest[..max], Some(key(&rest[max])))
+    } else {
+        (rest, None)
+    };
+    let mut w = response("DescribeLaunchTemplateVersionsResponse", ctx.request_id);
+    w.open("launchTemplateVersionSet");
+    for (t, n) in shown {
+        write_version(&mut w, "item", t, *n);
+    }
+    w.close();
+    if let Some(next) = next {
+        w.leaf("nextToken", next);
+    }
     Ok(Outcome::read(finish(w, ctx.request_id)))
 }
 

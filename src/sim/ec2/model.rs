@@ -1,5 +1,6 @@
 //! The persisted EC2 state: instances (A1 sources, DRS recovery instances B3/A4), one VPC with
-//! one subnet per account and region, and launch templates (one per DRS source server).
+//! one subnet per account and region (plus the VPCs and subnets CreateVpc and CreateSubnet add),
+//! and launch templates (one per DRS source server).
 //!
 //! Instances keep their state and the time it began; state transitions started by the EC2 API
 //! (`pending -> running`, `stopping -> stopped`, `shutting-down -> terminated`) carry the time
@@ -215,6 +216,17 @@ impl Subnet {
     }
 }
 
+/// A VPC made by CreateVpc (the default VPC of an account and region is the one of its
+/// [`Ec2::default_subnet`]). The simulator's VPCs are `10.N.0.0/16`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Vpc {
+    pub vpc_id: String,
+    pub account: String,
+    pub region: String,
+    /// The second octet of `10.N.0.0/16`.
+    pub octet: u8,
+}
+
 /// The data of one launch template version that DRS reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TemplateData {
@@ -282,6 +294,9 @@ pub struct Ec2 {
     /// (`"<account>/<region>/<server>"`): the recovered private IP is a function of this count.
     #[serde(default)]
     pub launch_counts: BTreeMap<String, u32>,
+    /// VPCs made by CreateVpc, by ID.
+    #[serde(default)]
+    pub vpcs: BTreeMap<String, Vpc>,
 }
 
 fn hash_u64(parts: &[&str]) -> u64 {
@@ -319,6 +334,37 @@ impl Ec2 {
     /// The VPC of an account and region.
     pub fn default_vpc(&mut self, account: &str, region: &str) -> String {
         self.default_subnet(account, region).vpc_id.clone()
+    }
+
+    /// A new VPC `10.<octet>.0.0/16` (CreateVpc), its ID hashed from how many exist.
+    pub fn create_vpc(&mut self, account: &str, region: &str, octet: u8) -> &Vpc {
+        let n = self.vpcs.len().to_string();
+        let id = format!(
+            "vpc-{}",
+            hash_hex(&["created-vpc", account, region, &n], 17)
+        );
+        self.vpcs.entry(id.clone()).or_insert(Vpc {
+            vpc_id: id,
+            account: account.to_string(),
+            region: region.to_string(),
+            octet,
+        })
+    }
+
+    /// A new subnet spanning `vpc` (CreateSubnet), its ID hashed from how many exist.
+    pub fn create_subnet(&mut self, vpc: &Vpc) -> &Subnet {
+        let n = self.subnets.len().to_string();
+        let id = format!(
+            "subnet-{}",
+            hash_hex(&["created-subnet", &vpc.account, &vpc.region, &n], 17)
+        );
+        self.subnets.entry(id.clone()).or_insert(Subnet {
+            subnet_id: id,
+            vpc_id: vpc.vpc_id.clone(),
+            account: vpc.account.clone(),
+            region: vpc.region.clone(),
+            octet: vpc.octet,
+        })
     }
 
     /// Creates an instance in the region's subnet, its IP hashed from its ID.
