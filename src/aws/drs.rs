@@ -98,6 +98,18 @@ pub struct RecoveryInstance {
     pub replication_state: Option<String>,
 }
 
+/// A source server's launch configuration (GetLaunchConfiguration), as far as the engine reads it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LaunchConfiguration {
+    pub source_server_id: String,
+    /// `STARTED` or `STOPPED`: whether DRS leaves the launched instance running.
+    pub launch_disposition: Option<String>,
+    /// `OPTIMAL` or `FAST`.
+    pub recovery_mode: Option<String>,
+    pub copy_private_ip: Option<bool>,
+    pub ec2_launch_template_id: Option<String>,
+}
+
 /// A mutating call's result and its request ID, for the effect record.
 #[derive(Debug, Clone)]
 pub struct Called<T> {
@@ -585,6 +597,61 @@ impl SideClients {
                 retry_after_seconds: None,
             })?;
             Ok(Called { value: arn, request_id })
+        })
+        .await
+    }
+
+    /// GetLaunchConfiguration of one source server.
+    pub async fn get_launch_configuration(
+        &self,
+        source_server_id: &str,
+    ) -> Result<LaunchConfiguration, AwsError> {
+        let site = self.site("drs:GetLaunchConfiguration", source_server_id);
+        let output = self
+            .drs
+            .get_launch_configuration()
+            .source_server_id(source_server_id)
+            .send()
+            .await
+            .map_err(|e| classify(&site, &e))?;
+        Ok(LaunchConfiguration {
+            source_server_id: output
+                .source_server_id()
+                .unwrap_or(source_server_id)
+                .to_string(),
+            launch_disposition: output.launch_disposition().map(|d| d.as_str().to_string()),
+            recovery_mode: output.recovery_mode().map(|m| m.as_str().to_string()),
+            copy_private_ip: output.copy_private_ip(),
+            ec2_launch_template_id: output.ec2_launch_template_id().map(str::to_string),
+        })
+    }
+
+    /// UpdateLaunchConfiguration of one member, `launchDisposition` (`STARTED` or `STOPPED`);
+    /// every other member is left as it is. Setting a value is idempotent, so a step may send
+    /// it again under an open intent.
+    pub async fn set_launch_disposition(
+        &self,
+        source_server_id: &str,
+        disposition: &str,
+    ) -> Result<Called<Option<String>>, AwsError> {
+        let site = self.site("drs:UpdateLaunchConfiguration", source_server_id);
+        let value = aws_sdk_drs::types::LaunchDisposition::from(disposition);
+        with_throttle_retry(|| async {
+            let output = self
+                .drs
+                .update_launch_configuration()
+                .source_server_id(source_server_id)
+                .launch_disposition(value.clone())
+                .customize()
+                .config_override(single_attempt())
+                .send()
+                .await
+                .map_err(|e| classify(&site, &e))?;
+            use aws_sdk_drs::operation::RequestId;
+            Ok(Called {
+                value: output.launch_disposition().map(|d| d.as_str().to_string()),
+                request_id: output.request_id().map(str::to_string),
+            })
         })
         .await
     }
