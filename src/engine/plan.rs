@@ -6,10 +6,11 @@
 //! too) has succeeded, that is once they passed the health gate.
 //!
 //! ```text
-//! failover:  preflight ─► recovery_job:W ─► snapshot_conversion:W ─► launch:W ──────────► lb_switch:W ─┐
-//!                      ─► recovery_job:H ─► snapshot_conversion:H ─► launch:H ─► boot:H ─► lb_switch:H ─┤
-//!                         (every wave at once)      (H after its `after` waves' gate step) ─┘            ├─► dns_cutover
-//! drill:     the same with validate:W in place of lb_switch:W ──────────────────────────────────────────► cleanup
+//! failover (wave W; wave H with after = ["W"]; both recovered at once):
+//!   preflight ─┬► recovery_job:W ─► snapshot_conversion:W ─► launch:W ─┬──────────► lb_switch:W ─┐
+//!              └► recovery_job:H ─► snapshot_conversion:H ─► launch:H ─┴► boot:H ─► lb_switch:H ─┤
+//!                                                                           dns_cutover ◄───────┘
+//! drill:     the same, with validate:W for lb_switch:W, then cleanup
 //! failback:  preflight ─► reversed_replication:W ─► a2_recovery:W ─► snapshot_conversion:W ─► launch:W
 //!            ─► lb_switch:W (failback target groups) ─► dns_cutover (back) ─► cleanup
 //!            (a failback drill moves no traffic: launch:W ─► cleanup)

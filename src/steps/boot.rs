@@ -5,25 +5,28 @@
 //!
 //! ```text
 //!  recovery_job:W   hold: launchDisposition STOPPED on W's servers (original recorded first),
-//!                   then StartRecovery                                        (`hold/<server>`)
-//!  launch:W         the jobs ended: the original dispositions back, no gate   (`release/<server>`)
+//!                   then StartRecovery                                         (`hold/<batch>`)
+//!  launch:W         the jobs ended: the original dispositions back, no gate    (`release`)
 //!  boot:W           once W's `after` waves passed the gate: StartInstances of the stopped
 //!                   instances, once per chunk of 100 (`start/<n>`), then the health gate
-//!  undo:recovery_job:W   (rollback) the original dispositions back again      (`release/<server>`)
+//!  undo:recovery_job:W   (rollback) the original dispositions back again      (`release`)
 //! ```
 //!
-//! Every change is a durable call ([`StepCtx::call`]). An UpdateLaunchConfiguration left open is
-//! reconciled with GetLaunchConfiguration (the value already there: recorded; else sent again,
-//! setting a value being idempotent); StartInstances is reconciled by DescribeInstances (an
-//! instance no longer `stopped` was started: the call is recorded, never sent twice). The
-//! launch configurations end the run as they began: restored once the jobs no longer need
-//! them, and by the rollback whatever the run reached. The output is the wave's
-//! [`LaunchOutput`] taken over from `launch:W` and completed by the gate (IPs from EC2, passed-over
-//! optional servers): the steps after the wave read it from [`gate_step`].
+//! Every change is a durable call ([`StepCtx::call`]). The UpdateLaunchConfiguration of a
+//! batch's (or a wave's) servers is one call: one intent and one effect for the lot (DRS has no
+//! batch form, and a journal write per server would cost the run more than the calls). One left
+//! open is reconciled with GetLaunchConfiguration (every value already there: recorded; else
+//! sent again to the servers without it, so no server is changed twice). StartInstances is
+//! reconciled by DescribeInstances (an instance no longer `stopped` was started: the call is
+//! recorded, never sent twice). The launch configurations end the run as they began: restored
+//! once the jobs no longer need them, and by the rollback whatever the run reached. The output
+//! is the wave's [`LaunchOutput`] taken over from `launch:W` and completed by the gate (IPs from
+//! EC2, passed-over optional servers): the steps after the wave read it from [`gate_step`].
 //!
 //! A runbook turns this off with `[recovery] convert_ahead = false` (each wave's recovery then
 //! starts after its `after` waves passed the gate, as one job after the other).
 
+use futures_util::future::try_join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -37,6 +40,10 @@ use crate::aws::ec2::MAX_IDS_PER_CALL;
 use crate::run::call::{Call, Found, How};
 use crate::run::{Operation, StepKind};
 use crate::runbook::Runbook;
+
+/// How many launch-configuration calls (reads, or updates of distinct servers) are in flight at
+/// once: a held wave's StartRecovery waits for them, and so does the snapshot spread.
+const AT_ONCE: usize = 10;
 
 /// The launch disposition a held wave's servers get until their jobs have launched.
 pub const STOPPED: &str = "STOPPED";
@@ -71,10 +78,12 @@ pub struct Started {
 }
 
 /// Holds the servers' launches: records each one's launch disposition (GetLaunchConfiguration,
-/// once) in the recovery step's output, then sets `STOPPED` where it was not.
+/// once) in the recovery step's output, then sets `STOPPED` where it was not, as one durable
+/// call named `hold/<batch>`.
 pub async fn hold(
     ctx: &mut StepCtx<'_>,
     out: &mut RecoveryJobOutput,
+    batch: usize,
     servers: &[String],
 ) -> Result<(), Halt> {
     let side = ctx.recovery_side();
@@ -83,90 +92,121 @@ pub async fn hold(
         .filter(|s| !out.held.contains_key(*s))
         .collect();
     if !unread.is_empty() {
-        for server in unread {
-            let config = retry::read(ctx, || side.get_launch_configuration(server)).await?;
-            let disposition = config
-                .launch_disposition
-                .unwrap_or_else(|| "STARTED".to_string());
-            out.held.insert(server.clone(), disposition);
+        for chunk in unread.chunks(AT_ONCE) {
+            let configs = retry::read(ctx, || {
+                try_join_all(chunk.iter().map(|s| side.get_launch_configuration(s)))
+            })
+            .await?;
+            for (server, config) in chunk.iter().zip(configs) {
+                let disposition = config
+                    .launch_disposition
+                    .unwrap_or_else(|| "STARTED".to_string());
+                out.held.insert((*server).clone(), disposition);
+            }
         }
         ctx.save(&*out).await?;
     }
-    let mut changed = 0;
-    for server in servers {
-        if out.held[server] == STOPPED {
-            continue;
-        }
-        if set_disposition(ctx, side, "hold", server, STOPPED).await? == How::Sent {
-            changed += 1;
-        }
-    }
-    if changed > 0 {
+    let changes: Vec<(String, String)> = servers
+        .iter()
+        .filter(|s| out.held[*s] != STOPPED)
+        .map(|s| (s.clone(), STOPPED.to_string()))
+        .collect();
+    if set_dispositions(ctx, side, &format!("hold/{batch}"), &changes).await? == How::Sent {
         ctx.say(format!(
-            "launchDisposition STOPPED on {changed} server(s): they boot once the wave's `after` waves pass the health gate"
+            "launchDisposition STOPPED on {} server(s): they boot once the wave's `after` waves pass the health gate",
+            changes.len()
         ));
     }
     Ok(())
 }
 
 /// Gives the held servers their original launch disposition back (those that were not
-/// `STOPPED` already). Re-entrant: each server's call is recorded once per step.
+/// `STOPPED` already), as one durable call named `release`: recorded once per step.
 pub async fn release(
     ctx: &mut StepCtx<'_>,
     side: &SideClients,
     held: &BTreeMap<String, String>,
 ) -> Result<(), Halt> {
-    let mut restored = 0;
-    for (server, original) in held {
-        if original == STOPPED {
-            continue;
-        }
-        if set_disposition(ctx, side, "release", server, original).await? == How::Sent {
-            restored += 1;
-        }
-    }
-    if restored > 0 {
+    let changes: Vec<(String, String)> = held
+        .iter()
+        .filter(|(_, original)| original.as_str() != STOPPED)
+        .map(|(server, original)| (server.clone(), original.clone()))
+        .collect();
+    if set_dispositions(ctx, side, "release", &changes).await? == How::Sent {
         ctx.say(format!(
-            "launch configuration of {restored} server(s) restored (launchDisposition as before the run)"
+            "launch configuration of {} server(s) restored (launchDisposition as before the run)",
+            changes.len()
         ));
     }
     Ok(())
 }
 
-/// UpdateLaunchConfiguration `launchDisposition`, a durable call named `<what>/<server>`.
-async fn set_disposition(
+/// UpdateLaunchConfiguration `launchDisposition` of each (server, disposition), one durable
+/// call named `name` (one intent and one effect for the lot, not one per server: DRS has no
+/// batch form of the call). An attempt left open is reconciled with GetLaunchConfiguration:
+/// when every server has its value the call is recorded; otherwise it is sent again to the
+/// servers that do not (setting a value is idempotent), so no server is changed twice.
+async fn set_dispositions(
     ctx: &mut StepCtx<'_>,
     side: &SideClients,
-    what: &str,
-    server: &str,
-    disposition: &str,
+    name: &str,
+    changes: &[(String, String)],
 ) -> Result<How, Halt> {
+    if changes.is_empty() {
+        return Ok(How::Recorded);
+    }
     let call = Call::on(
         side,
-        format!("{what}/{server}"),
+        name,
         "drs:UpdateLaunchConfiguration",
-        json!({ "sourceServerID": server, "launchDisposition": disposition }),
+        json!({ "launchDisposition": changes.iter().map(|(s, d)| json!({ "sourceServerID": s, "launchDisposition": d })).collect::<Vec<_>>() }),
     );
+    // The servers a reconciliation found already set: the resend skips them.
+    let already = std::sync::Mutex::new(std::collections::BTreeSet::<String>::new());
     let outcome = ctx
         .call(
             &call,
-            // An attempt left open: DRS says whether it took effect; if not, the same value is
-            // sent again (setting it is idempotent), never a second change after a first.
             async |ctx: &mut StepCtx<'_>| {
-                let config = retry::read(ctx, || side.get_launch_configuration(server)).await?;
-                Ok(
-                    if config.launch_disposition.as_deref() == Some(disposition) {
-                        Found::TookEffect(
-                            json!({ "launchDisposition": disposition, "found_by": "GetLaunchConfiguration" }),
-                        )
-                    } else {
-                        Found::Resend
-                    },
-                )
+                let mut set = std::collections::BTreeSet::new();
+                for chunk in changes.chunks(AT_ONCE) {
+                    let configs = retry::read(ctx, || {
+                        try_join_all(chunk.iter().map(|(s, _)| side.get_launch_configuration(s)))
+                    })
+                    .await?;
+                    for ((server, disposition), config) in chunk.iter().zip(configs) {
+                        if config.launch_disposition.as_deref() == Some(disposition.as_str()) {
+                            set.insert(server.clone());
+                        }
+                    }
+                }
+                Ok(if set.len() == changes.len() {
+                    Found::TookEffect(
+                        json!({ "found_by": "GetLaunchConfiguration", "servers": set }),
+                    )
+                } else {
+                    *already.lock().expect("not poisoned") = set;
+                    Found::Resend
+                })
             },
             async || {
-                let called = side.set_launch_disposition(server, disposition).await?;
-                Ok(called.map(|d| json!({ "launchDisposition": d })))
+                let skip = already.lock().expect("not poisoned").clone();
+                let mut request_id = None;
+                let mut set = BTreeMap::new();
+                let todo: Vec<&(String, String)> =
+                    changes.iter().filter(|(s, _)| !skip.contains(s)).collect();
+                for chunk in todo.chunks(AT_ONCE) {
+                    let called =
+                        try_join_all(chunk.iter().map(|(s, d)| side.set_launch_disposition(s, d)))
+                            .await?;
+                    for ((server, _), called) in chunk.iter().zip(called) {
+                        request_id = called.request_id;
+                        set.insert(server.clone(), called.value);
+                    }
+                }
+                Ok(crate::aws::drs::Called {
+                    value: json!({ "launchDisposition": set, "already_set": skip }),
+                    request_id,
+                })
             },
         )
         .await?;

@@ -83,7 +83,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
                 .iter()
                 .map(|(s, _)| s.clone())
                 .collect();
-            super::boot::hold(ctx, &mut out, &servers).await?;
+            super::boot::hold(ctx, &mut out, i, &servers).await?;
         }
         // A previous attempt may have created the job already, and recorded it (a crash
         // before the output was saved) or not (a crash mid-call): the call finds out first.
