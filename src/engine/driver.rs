@@ -138,6 +138,8 @@ pub struct Driver<'a> {
     /// Ask the approver (it can ask, and not `--yes`).
     pub interactive: bool,
     pub budget: JobBudget,
+    /// One DescribeJobs for every job the run's steps wait for.
+    pub jobs: crate::run::jobs::JobWatch,
 }
 
 /// Errors that end the driver without a run outcome.
@@ -290,6 +292,7 @@ impl Driver<'_> {
                                 progress: self.progress,
                                 stop,
                                 budget: &self.budget,
+                                jobs: &self.jobs,
                             };
                             let result = steps::execute(ctx).await;
                             (info.key, result)

@@ -3,7 +3,7 @@
 //! the recovery instances (EC2 IDs), then holds the wave at the health gate ([`super::health`]:
 //! every critical instance running with both EC2 status checks passed within the wave's
 //! `boot_timeout`) and reads the instances' IPs from EC2 (primary private IPv4, and IPv6
-//! apart). Polls DescribeJobs once for all the wave's jobs.
+//! apart). Polls the run's shared DescribeJobs ([`crate::run::jobs`]) for the wave's jobs.
 //!
 //! A wave launched `STOPPED` (convert ahead, boot in order: [`super::boot`]) gets its servers'
 //! launch dispositions back as soon as its jobs have ended, and goes through the gate in
@@ -86,8 +86,10 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(10));
     let mut last_seen = (usize::MAX, usize::MAX);
     let final_jobs = loop {
-        let side = ctx.recovery_side().clone();
-        let described = super::retry::read(ctx, || side.describe_jobs(&job_ids)).await?;
+        let side = ctx.recovery_side();
+        let (watch, clock) = (ctx.jobs, ctx.clock);
+        let described =
+            super::retry::read(ctx, || watch.describe(side, clock.now(), &job_ids)).await?;
         let launched = described
             .iter()
             .flat_map(|j| j.servers.iter())

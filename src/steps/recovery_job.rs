@@ -320,7 +320,9 @@ async fn wait_for_budget<'a>(
             let holders = budget.holders();
             if !holders.is_empty() {
                 let ids: Vec<String> = holders.iter().map(|(j, _)| j.clone()).collect();
-                let described = retry::read(ctx, || side.describe_jobs(&ids)).await?;
+                let (watch, clock) = (ctx.jobs, ctx.clock);
+                let described =
+                    retry::read(ctx, || watch.describe(side, clock.now(), &ids)).await?;
                 let mut ended = Vec::new();
                 for id in &ids {
                     // A job DescribeJobs no longer returns has ended (DRS deletes only ended jobs).

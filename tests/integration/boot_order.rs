@@ -433,3 +433,57 @@ fn a_convert_ahead_that_is_not_a_boolean_is_a_runbook_problem_naming_file_line_a
     );
     assert!(run.stderr.contains("boolean"), "{}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_runs_steps_share_one_describe_jobs_for_all_their_open_jobs() {
+    use drs_runbook::run::jobs::{FRESH, JobWatch};
+    let sim = TestSim::start(60.0).await;
+    sim.seed(PAYMENTS).await;
+    let runbook = drs_runbook::runbook::parse(PAYMENTS, "payments.toml").unwrap();
+    let clients = drs_runbook::aws::connect(
+        &runbook,
+        &drs_runbook::aws::Connection::Simulated {
+            endpoint_url: sim.endpoint.clone(),
+        },
+    )
+    .await;
+    let drs = sim.drs(PAYMENTS_TARGET.0, PAYMENTS_TARGET.1);
+    let mut jobs = Vec::new();
+    for server in ["s-1234567890abcdef0", "s-234567890abcdef01"] {
+        let started = drs
+            .start_recovery()
+            .source_servers(
+                aws_sdk_drs::types::StartRecoveryRequestSourceServer::builder()
+                    .source_server_id(server)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        jobs.push(started.job().unwrap().job_id().to_string());
+    }
+    let watch = JobWatch::default();
+    let side = &clients.target;
+    let now = Utc::now();
+    let calls = || sim.calls("drs:DescribeJobs");
+    // Two waves' steps ask at the same time: the second gets the first one's answer.
+    assert_eq!(
+        watch.describe(side, now, &jobs[..1]).await.unwrap().len(),
+        1
+    );
+    assert_eq!(calls().await, 1);
+    // A job not in the last answer: one call, for every job any step waits for.
+    assert_eq!(
+        watch.describe(side, now, &jobs[1..]).await.unwrap().len(),
+        1
+    );
+    assert_eq!(calls().await, 2);
+    let both = watch.describe(side, now, &jobs).await.unwrap();
+    assert_eq!(both.len(), 2);
+    assert_eq!(calls().await, 2, "answered from the shared call");
+    // Older than FRESH: asked again.
+    let later = now + chrono::Duration::from_std(FRESH).unwrap();
+    watch.describe(side, later, &jobs[..1]).await.unwrap();
+    assert_eq!(calls().await, 3);
+}
