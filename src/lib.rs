@@ -22,7 +22,8 @@
 //!   used by `plan` and `doctor`). Steps never import the engine.
 //! - [`run`]: the runtime below the steps: the journal of outputs and effects, the durable-call
 //!   primitive (`run::call`, the only writer of intents and effects), the clock, the DRS job
-//!   budget, progress lines, `StepCtx`, `StepFailure`, `Halt`, `RunOptions`, `Operation`, `Mode`.
+//!   budget, the run's shared job polling (`run::jobs`), progress lines, `StepCtx`,
+//!   `StepFailure`, `Halt`, `RunOptions`, `Operation`, `Mode`.
 //!   It imports neither the engine nor the steps.
 //! - [`aws`]: the SDK adapters (DRS, Route 53, ELBv2, EC2, IAM, ...) returning domain types; one
 //!   `classify` of errors. No SDK type leaves this module.

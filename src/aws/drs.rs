@@ -632,6 +632,36 @@ impl SideClients {
         .await
     }
 
+    /// UpdateLaunchConfiguration of one member, `launchDisposition` (`STARTED` or `STOPPED`);
+    /// every other member is left as it is. Setting a value is idempotent, so a step may send
+    /// it again under an open intent.
+    pub async fn set_launch_disposition(
+        &self,
+        source_server_id: &str,
+        disposition: &str,
+    ) -> Result<Called<Option<String>>, AwsError> {
+        let site = self.site("drs:UpdateLaunchConfiguration", source_server_id);
+        let value = aws_sdk_drs::types::LaunchDisposition::from(disposition);
+        with_throttle_retry(|| async {
+            let output = self
+                .drs
+                .update_launch_configuration()
+                .source_server_id(source_server_id)
+                .launch_disposition(value.clone())
+                .customize()
+                .config_override(single_attempt())
+                .send()
+                .await
+                .map_err(|e| classify(&site, &e))?;
+            use aws_sdk_drs::operation::RequestId;
+            Ok(Called {
+                value: output.launch_disposition().map(|d| d.as_str().to_string()),
+                request_id: output.request_id().map(str::to_string),
+            })
+        })
+        .await
+    }
+
     /// StopReplication of a source server (its snapshots are deleted, as AWS warns).
     pub async fn stop_replication(
         &self,

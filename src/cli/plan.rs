@@ -72,7 +72,10 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
                 .map(|(i, chunk)| {
                     // A failback recovers each server's A2 in the source account and region.
                     let side = if failback { "source" } else { "target" };
-                    serde_json::json!({ "wave": wave, "batch": i + 1, "servers": chunk, "is_drill": drill, "side": side })
+                    // Convert ahead, boot in order: launched STOPPED, started after these waves.
+                    let boot_after = crate::steps::boot::is_held(args.operation, &runbook, wave)
+                        .then(|| runbook.wave(wave).map(|w| w.after.clone()).unwrap_or_default());
+                    serde_json::json!({ "wave": wave, "batch": i + 1, "servers": chunk, "is_drill": drill, "side": side, "boot_after": boot_after })
                 })
                 .collect::<Vec<_>>()
         })
@@ -143,8 +146,20 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
                 );
             }
             for b in &batches {
+                let held = match b["boot_after"].as_array() {
+                    Some(after) => format!(
+                        ", launched STOPPED and started once {} passed the health gate",
+                        after
+                            .iter()
+                            .filter_map(|a| a.as_str())
+                            .map(crate::terminal::safe)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    None => String::new(),
+                };
                 println!(
-                    "  StartRecovery{} wave {} batch {}: {} server(s){}",
+                    "  StartRecovery{} wave {} batch {}: {} server(s){}{held}",
                     if drill { " (drill)" } else { "" },
                     b["wave"].as_str().unwrap_or(""),
                     b["batch"],

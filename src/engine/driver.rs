@@ -33,6 +33,10 @@ pub struct RunReport {
     pub steps: Vec<crate::store::steps::StepObject>,
     pub rto_seconds: Option<f64>,
     pub rpo_seconds: Option<f64>,
+    /// The consistency figure: newest minus oldest data timestamp of the run's servers, all
+    /// waves together (converting ahead takes every wave's snapshots within seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_spread_seconds: Option<f64>,
     /// Objectives from the runbook, and whether the measurements met them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub objectives: Option<ObjectivesReport>,
@@ -130,6 +134,8 @@ pub struct Driver<'a> {
     /// Ask the approver (it can ask, and not `--yes`).
     pub interactive: bool,
     pub budget: JobBudget,
+    /// One DescribeJobs for every job the run's steps wait for.
+    pub jobs: crate::run::jobs::JobWatch,
 }
 
 /// Errors that end the driver without a run outcome.
@@ -282,6 +288,7 @@ impl Driver<'_> {
                                 progress: self.progress,
                                 stop,
                                 budget: &self.budget,
+                                jobs: &self.jobs,
                             };
                             let result = steps::execute(ctx).await;
                             (info.key, result)
@@ -445,6 +452,7 @@ impl Driver<'_> {
             progress: self.progress,
             stop,
             budget: &self.budget,
+            jobs: &self.jobs,
         };
         steps::preview(ctx).await
     }
@@ -499,11 +507,14 @@ impl Driver<'_> {
             .finish_run(status, rto, rpo, error.as_deref(), self.clock.now())
             .await?;
         let report = self.report(status, None).await?;
-        let line = match (&report.rto_seconds, &report.rpo_seconds) {
+        let mut line = match (&report.rto_seconds, &report.rpo_seconds) {
             (Some(rto), Some(rpo)) => format!("{status}: RTO {} RPO {}", human(*rto), human(*rpo)),
             (Some(rto), None) => format!("{status}: RTO {}", human(*rto)),
             _ => status.to_string(),
         };
+        if let Some(spread) = report.snapshot_spread_seconds {
+            line.push_str(&format!("; snapshots within {}", human(spread)));
+        }
         self.progress.run_line(self.clock.now(), &line);
         Ok(report)
     }
@@ -546,7 +557,19 @@ pub async fn report(
     status: &str,
     waiting_for: Option<String>,
 ) -> Result<RunReport, DriverError> {
+    let rows = journal.steps().await?;
     let run = journal.run_summary().await?;
+    let mut conversions = Vec::new();
+    for row in rows.iter().filter(|r| {
+        r.kind == crate::run::StepKind::SnapshotConversion && r.status == StepStatus::Succeeded
+    }) {
+        let output = journal.output_value(&row.key).await?;
+        conversions.push(Evidence::Conversion(crate::run::journal::decode_output(
+            journal.run_id(),
+            &row.key,
+            output,
+        )?));
+    }
     let objectives = (runbook.rto().is_some() || runbook.rpo().is_some()).then(|| {
         let rto_goal = runbook.rto();
         let rpo_goal = runbook.rpo();
@@ -573,6 +596,7 @@ pub async fn report(
             .collect(),
         rto_seconds: run.rto_seconds,
         rpo_seconds: run.rpo_seconds,
+        snapshot_spread_seconds: super::measure::snapshot_spread(&conversions),
         objectives,
         error: run.error.clone(),
         waiting_for,

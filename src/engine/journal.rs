@@ -101,7 +101,7 @@ impl Journal {
             from: from.as_str().to_string(),
             event: format!("{event:?}"),
         })?;
-        let mut tx = self.write().await?;
+        let (_turn, mut tx) = self.write().await?;
         let error = failure.map(|f| serde_json::to_string(f).unwrap_or_else(|_| f.to_string()));
         store::steps::set_status(&mut tx, self.run_id(), key, to, error.as_deref(), now).await?;
         let attempt = if event == StepEvent::Start {
@@ -134,7 +134,7 @@ impl Journal {
         comment: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), JournalError> {
-        let mut tx = self.write().await?;
+        let (_turn, mut tx) = self.write().await?;
         // The gate is recorded on a waiting step; a prompt answered before the step was parked
         // parks it first, so both paths leave the same trail. Approval returns it to pending.
         let current = store::steps::get(&mut tx, self.run_id(), key).await?.status;
@@ -167,7 +167,7 @@ impl Journal {
 
     /// The run is (re)started by this driver.
     pub async fn run_started(&self, now: DateTime<Utc>) -> Result<(), JournalError> {
-        let mut tx = self.write().await?;
+        let (_turn, mut tx) = self.write().await?;
         store::runs::set_status(&mut tx, self.run_id(), store::runs::RunStatus::Running, now)
             .await?;
         self.event(
@@ -191,7 +191,7 @@ impl Journal {
         error: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), JournalError> {
-        let mut tx = self.write().await?;
+        let (_turn, mut tx) = self.write().await?;
         let run_status: store::runs::RunStatus = status.parse()?;
         // The closing event first: `finish` records the chain's head as the run's final hash.
         self.event(
@@ -283,7 +283,7 @@ impl Journal {
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), JournalError> {
-        let mut tx = self.write().await?;
+        let (_turn, mut tx) = self.write().await?;
         let row = store::steps::get(&mut tx, self.run_id(), key).await?;
         let from = row.status;
         let to = step_transition(from, event).map_err(|_| JournalError::Transition {
@@ -338,7 +338,7 @@ impl Journal {
         why: &str,
         now: DateTime<Utc>,
     ) -> Result<(), JournalError> {
-        let mut tx = self.write().await?;
+        let (_turn, mut tx) = self.write().await?;
         self.event(
             &mut tx,
             "lease_taken_over",

@@ -9,6 +9,9 @@
 //!   the run fenced the source (`fence_source`), the moment every source instance was stopped
 //!   and its replication caught up (`fenced_at`): a source that kept running after the start
 //!   until the fence wrote data that only a snapshot after the fence holds.
+//! - Consistency ([`snapshot_spread`]): the newest minus the oldest data timestamp of the run's
+//!   servers, all waves together; converting ahead takes every wave's snapshots within seconds
+//!   of each other.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -28,6 +31,8 @@ use crate::store::RunId;
 pub enum Evidence {
     Conversion(ConversionOutput),
     Launch(LaunchOutput),
+    /// A held wave's boot: its instances serve once they passed the health gate.
+    Boot(LaunchOutput),
     Validate(ValidateOutput),
     LbSwitch(LbSwitchOutput),
     DnsCutover(DnsOutput),
@@ -59,6 +64,7 @@ impl Evidence {
         Ok(Some(match kind {
             StepKind::SnapshotConversion => Evidence::Conversion(decode_output(run, key, output)?),
             StepKind::Launch => Evidence::Launch(decode_output(run, key, output)?),
+            StepKind::Boot => Evidence::Boot(decode_output(run, key, output)?),
             StepKind::Validate => Evidence::Validate(decode_output(run, key, output)?),
             StepKind::LbSwitch => Evidence::LbSwitch(decode_output(run, key, output)?),
             StepKind::DnsCutover => Evidence::DnsCutover(decode_output(run, key, output)?),
@@ -112,6 +118,10 @@ pub fn measure(operation: Operation, start: DateTime<Utc>, evidence: &[Evidence]
                 serve(out.completed_at.as_ref())
             }
             Evidence::Launch(_) => {}
+            Evidence::Boot(out) if operation != Operation::Drill => {
+                serve(out.healthy_at.as_ref().or(out.completed_at.as_ref()))
+            }
+            Evidence::Boot(_) => {}
             Evidence::Validate(out) => serve(out.validated_at.as_ref()),
             Evidence::LbSwitch(out) => {
                 for group in &out.groups {
@@ -135,6 +145,24 @@ pub fn measure(operation: Operation, start: DateTime<Utc>, evidence: &[Evidence]
         rto_seconds: served.map(|s| seconds(start, s)),
         rpo_seconds: oldest_data.map(|data| seconds(data, last_write).max(0.0)),
     }
+}
+
+/// The run's consistency figure: the newest minus the oldest data timestamp of its recovered
+/// servers, in seconds (`None` before any was recorded).
+pub fn snapshot_spread(evidence: &[Evidence]) -> Option<f64> {
+    let stamps: Vec<DateTime<Utc>> = evidence
+        .iter()
+        .filter_map(|e| match e {
+            Evidence::Conversion(out) => Some(out),
+            _ => None,
+        })
+        .flat_map(|out| out.servers.values())
+        .filter_map(|s| s.data_timestamp.as_deref())
+        .filter_map(crate::aws::parse_time)
+        .collect();
+    let oldest = stamps.iter().min()?;
+    let newest = stamps.iter().max()?;
+    Some(seconds(*oldest, *newest))
 }
 
 /// `to - from` in seconds, to the millisecond.
@@ -198,6 +226,20 @@ mod tests {
         );
         assert_eq!(m.rto_seconds, Some(900.0));
         assert_eq!(m.rpo_seconds, Some(300.0));
+    }
+
+    #[test]
+    fn the_snapshot_spread_spans_every_wave_and_a_held_wave_serves_once_healthy() {
+        let evidence = [conversion(&[-300, -60]), conversion(&[12]), launch(600)];
+        assert_eq!(snapshot_spread(&evidence), Some(312.0));
+        assert_eq!(snapshot_spread(&[launch(600)]), None);
+        let booted = Evidence::Boot(LaunchOutput {
+            completed_at: Some(t(600).to_rfc3339()),
+            healthy_at: Some(t(840).to_rfc3339()),
+            ..Default::default()
+        });
+        let m = measure(Operation::Failover, t(0), &[launch(300), booted]);
+        assert_eq!(m.rto_seconds, Some(840.0));
     }
 
     #[test]

@@ -477,6 +477,7 @@ async fn drive(
         approver: ctx.approver,
         interactive: ctx.approver.can_ask() && !yes,
         budget: budget::JobBudget::new(20, 500),
+        jobs: Default::default(),
     };
     let heartbeat = {
         let db = ctx.db.clone();

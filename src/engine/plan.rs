@@ -1,18 +1,29 @@
 //! The planner: operation + runbook -> the ordered steps of a run (pure).
 //!
+//! Convert ahead, boot in order (the default; [`crate::steps::boot`]): every wave's recovery
+//! starts at once; a wave with `after` dependencies (H) is launched `STOPPED`, and its `boot:H`
+//! starts it once the gate step of each of its `after` waves (`launch:W`, or `boot:W` when held
+//! too) has succeeded, that is once they passed the health gate.
+//!
 //! ```text
-//! failover:  preflight ─► [fence_source] ─► recovery_job:W ─► snapshot_conversion:W ─► launch:W ─► lb_switch:W ─┐
-//!                         (W after its `after` waves' launch)                                  ├─► dns_cutover
-//!            (fence_source: a planned failover, unless `[failover] fence_source = false`)
-//! drill:     preflight ─► recovery_job:W ─► snapshot_conversion:W ─► launch:W ─► validate:W ──► cleanup
+//! failover (wave W; wave H with after = ["W"]; both recovered at once):
+//!   preflight ─► [fence_source] ─┬► recovery_job:W ─► snapshot_conversion:W ─► launch:W ─┬──────────► lb_switch:W ─┐
+//!                                └► recovery_job:H ─► snapshot_conversion:H ─► launch:H ─┴► boot:H ─► lb_switch:H ─┤
+//!                                                                                             dns_cutover ◄───────┘
+//!   (fence_source: a planned failover, unless `[failover] fence_source = false`)
+//! drill:     the same without fence_source, with validate:W for lb_switch:W, then cleanup
 //! failback:  preflight ─► reversed_replication:W ─► a2_recovery:W ─► snapshot_conversion:W ─► launch:W
 //!            ─► lb_switch:W (failback target groups) ─► dns_cutover (back) ─► cleanup
 //!            (a failback drill moves no traffic: launch:W ─► cleanup)
 //! ```
+//!
+//! With `[recovery] convert_ahead = false` (and in a failback) nothing is held: `recovery_job:W`
+//! waits for its `after` waves' `launch`, and there is no `boot` step.
 
 use serde::{Deserialize, Serialize};
 
 use crate::runbook::Runbook;
+use crate::steps::boot::{gate_step, is_held};
 
 pub use crate::run::{Mode, Operation, StepKind};
 
@@ -82,8 +93,16 @@ pub fn plan(operation: Operation, runbook: &Runbook, options: &PlanOptions) -> V
             .iter()
             .find(|w| w.name == wave_name)
             .expect("wave exists");
+        let gate_steps_before: Vec<String> = wave
+            .after
+            .iter()
+            .map(|a| gate_step(operation, runbook, a))
+            .collect();
+        let held = is_held(operation, runbook, wave_name);
         let mut deps = vec![first.clone()];
-        deps.extend(wave.after.iter().map(|a| format!("launch:{a}")));
+        if !runbook.recovery.convert_ahead {
+            deps.extend(gate_steps_before.iter().cloned());
+        }
         let w = Some(wave_name);
         steps.push(step(StepKind::RecoveryJob, w, deps, runbook));
         steps.push(step(
@@ -98,24 +117,20 @@ pub fn plan(operation: Operation, runbook: &Runbook, options: &PlanOptions) -> V
             vec![format!("snapshot_conversion:{wave_name}")],
             runbook,
         ));
+        if held {
+            let mut deps = vec![format!("launch:{wave_name}")];
+            deps.extend(gate_steps_before);
+            steps.push(step(StepKind::Boot, w, deps, runbook));
+        }
+        let gate = gate_step(operation, runbook, wave_name);
         if is_drill {
-            steps.push(step(
-                StepKind::Validate,
-                w,
-                vec![format!("launch:{wave_name}")],
-                runbook,
-            ));
+            steps.push(step(StepKind::Validate, w, vec![gate], runbook));
             finals.push(format!("validate:{wave_name}"));
         } else if runbook.load_balancers.iter().any(|lb| lb.wave == wave_name) {
-            steps.push(step(
-                StepKind::LbSwitch,
-                w,
-                vec![format!("launch:{wave_name}")],
-                runbook,
-            ));
+            steps.push(step(StepKind::LbSwitch, w, vec![gate], runbook));
             finals.push(format!("lb_switch:{wave_name}"));
         } else {
-            finals.push(format!("launch:{wave_name}"));
+            finals.push(gate);
         }
     }
     if is_drill {
@@ -210,14 +225,80 @@ mod tests {
         steps.iter().map(|s| s.key.as_str()).collect()
     }
 
+    fn depends_on<'a>(steps: &'a [PlannedStep], key: &str) -> &'a [String] {
+        &steps.iter().find(|s| s.key == key).unwrap().depends_on
+    }
+
     #[test]
-    fn failover_plans_waves_in_order_then_dns() {
+    fn failover_converts_every_wave_ahead_and_boots_them_in_order() {
         let steps = plan(Operation::Failover, &payments(), &PlanOptions::default());
         assert_eq!(
             keys(&steps),
             [
                 "preflight",
                 "fence_source",
+                "recovery_job:db",
+                "snapshot_conversion:db",
+                "launch:db",
+                "recovery_job:app",
+                "snapshot_conversion:app",
+                "launch:app",
+                "boot:app",
+                "lb_switch:app",
+                "dns_cutover"
+            ]
+        );
+        assert_eq!(
+            depends_on(&steps, "recovery_job:app"),
+            ["preflight"],
+            "every wave's recovery starts at once"
+        );
+        assert_eq!(depends_on(&steps, "boot:app"), ["launch:app", "launch:db"]);
+        assert_eq!(depends_on(&steps, "lb_switch:app"), ["boot:app"]);
+        let dns = steps.last().unwrap();
+        assert_eq!(dns.depends_on, ["launch:db", "lb_switch:app"]);
+        let drill = plan(Operation::Drill, &payments(), &PlanOptions::default());
+        assert_eq!(depends_on(&drill, "recovery_job:app"), ["preflight"]);
+        assert_eq!(depends_on(&drill, "validate:app"), ["boot:app"]);
+        assert_eq!(depends_on(&drill, "validate:db"), ["launch:db"]);
+    }
+
+    #[test]
+    fn a_held_wave_boots_after_the_gate_step_of_each_after_wave() {
+        let text = include_str!("../../tests/fixtures/engine/three-waves.toml");
+        let runbook = crate::runbook::parse(text, "three-waves.toml").unwrap();
+        let steps = plan(Operation::Failover, &runbook, &PlanOptions::default());
+        for step in steps.iter().filter(|s| s.kind == StepKind::RecoveryJob) {
+            assert_eq!(step.depends_on, ["preflight"], "{}", step.key);
+        }
+        for step in steps.iter().filter(|s| s.kind == StepKind::Boot) {
+            let wave = step.wave.as_deref().unwrap();
+            let after = &runbook.wave(wave).unwrap().after;
+            assert_eq!(step.depends_on[0], format!("launch:{wave}"));
+            assert_eq!(step.depends_on.len(), 1 + after.len(), "{}", step.key);
+            for (a, dep) in after.iter().zip(&step.depends_on[1..]) {
+                let expected = if runbook.wave(a).unwrap().after.is_empty() {
+                    format!("launch:{a}")
+                } else {
+                    format!("boot:{a}")
+                };
+                assert_eq!(dep, &expected, "{}", step.key);
+            }
+        }
+        assert!(steps.iter().any(|s| s.kind == StepKind::Boot));
+    }
+
+    #[test]
+    fn convert_ahead_off_restores_the_sequential_plan() {
+        let text = include_str!("../../runbooks/payments.toml").to_string()
+            + "\n[recovery]\nconvert_ahead = false\n";
+        let runbook = crate::runbook::parse(&text, "payments.toml").unwrap();
+        assert!(!runbook.recovery.convert_ahead);
+        let steps = plan(Operation::Failover, &runbook, &PlanOptions::default());
+        assert_eq!(
+            keys(&steps),
+            [
+                "preflight",
                 "recovery_job:db",
                 "snapshot_conversion:db",
                 "launch:db",
@@ -276,6 +357,12 @@ mod tests {
             .find(|s| s.key == "recovery_job:db")
             .unwrap();
         assert_eq!(db.depends_on, ["preflight"]);
+    }
+
+    #[test]
+    fn a_failback_holds_nothing() {
+        let steps = plan(Operation::Failback, &payments(), &PlanOptions::default());
+        assert!(!steps.iter().any(|s| s.kind == StepKind::Boot));
     }
 
     #[test]

@@ -131,6 +131,12 @@ pub fn render(data: &ReportData) -> String {
             measure("RPO", &data.objectives.rpo),
         ],
     );
+    if let Some(spread) = data.objectives.snapshot_spread_seconds {
+        out.push_str(&format!(
+            "Consistency: the snapshots of all waves were taken within {}.\n\n",
+            seconds(Some(spread))
+        ));
+    }
 
     out.push_str("## Steps\n\n");
     table(

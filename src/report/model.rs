@@ -197,6 +197,10 @@ pub struct OperatorAction {
 pub struct ObjectiveFacts {
     pub rto: Measure,
     pub rpo: Measure,
+    /// The consistency figure: newest minus oldest data timestamp of the run's servers, all
+    /// waves together (converting ahead takes every wave's snapshots within seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_spread_seconds: Option<f64>,
 }
 
 /// One objective against its measurement.
@@ -348,12 +352,24 @@ pub fn build(sources: Sources<'_>) -> Result<ReportData, ReportError> {
         objectives: ObjectiveFacts {
             rto: measure(objectives.rto_seconds, run.rto_seconds),
             rpo: measure(objectives.rpo_seconds, run.rpo_seconds),
+            snapshot_spread_seconds: snapshot_spread(&outputs),
         },
         cleanup: cleanup(&outputs),
         aws_requests: sources.effects.iter().map(aws_request).collect(),
         audit: audit(run, sources.chain),
         trend: trend(sources.trend),
     })
+}
+
+/// Newest minus oldest data timestamp over every wave's conversion.
+fn snapshot_spread(outputs: &StepOutputs) -> Option<f64> {
+    let stamps: Vec<DateTime<Utc>> = outputs
+        .conversions
+        .values()
+        .flat_map(|c| c.servers.values())
+        .filter_map(|s| time(&s.data_timestamp))
+        .collect();
+    seconds_between(stamps.iter().min().copied(), stamps.iter().max().copied())
 }
 
 fn seconds_between(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> Option<f64> {
@@ -452,6 +468,14 @@ impl StepOutputs {
                 }
                 StepKind::Launch => {
                     out.launches.insert(wave, decode(run, step)?);
+                }
+                // A held wave's boot completes its launch (gate, IPs from EC2) once it has
+                // taken it over: it comes later and wins.
+                StepKind::Boot => {
+                    let booted: LaunchOutput = decode(run, step)?;
+                    if booted.completed_at.is_some() {
+                        out.launches.insert(wave, booted);
+                    }
                 }
                 StepKind::DnsCutover => out.dns.push(decode(run, step)?),
                 StepKind::LbSwitch => out.lb.push(decode(run, step)?),

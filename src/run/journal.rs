@@ -66,6 +66,10 @@ pub struct Journal {
     actor: String,
     /// Effects are timestamped on the engine's clock, like steps and events.
     clock: EngineClock,
+    /// The run's writers take turns here, first come first served, before they ask SQLite for
+    /// its write lock: with every wave's steps running at once, writers of this process queue
+    /// on this turn instead of in SQLite's busy handler, whose timeout is for other processes.
+    turn: tokio::sync::Mutex<()>,
 }
 
 /// The attempts of one durable call, as the primitive reads them.
@@ -91,6 +95,7 @@ impl Journal {
             lease,
             actor,
             clock,
+            turn: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -106,15 +111,24 @@ impl Journal {
         &self.actor
     }
 
-    /// Opens a transaction whose writes are valid only while this driver holds the lease.
+    /// Opens a transaction whose writes are valid only while this driver holds the lease, on
+    /// the run's write turn: keep the turn (`let (_turn, mut tx) = ...`) until the transaction
+    /// is committed or dropped. Never take a second turn while holding one.
     pub(crate) async fn write(
         &self,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, JournalError> {
+    ) -> Result<
+        (
+            tokio::sync::MutexGuard<'_, ()>,
+            sqlx::Transaction<'static, sqlx::Sqlite>,
+        ),
+        JournalError,
+    > {
+        let turn = self.turn.lock().await;
         let mut tx = self.db.begin().await?;
         if let Some(lease) = &self.lease {
             store::leases::check_fence(&mut tx, lease).await?;
         }
-        Ok(tx)
+        Ok((turn, tx))
     }
 
     pub(crate) async fn event(
@@ -136,7 +150,7 @@ impl Journal {
         resources: &[String],
         now: DateTime<Utc>,
     ) -> Result<(), JournalError> {
-        let mut tx = self.write().await?;
+        let (_turn, mut tx) = self.write().await?;
         store::claims::claim_all(&mut tx, &self.run_id, resources, now).await?;
         tx.commit().await?;
         Ok(())
@@ -170,7 +184,7 @@ impl Journal {
             key: key.to_string(),
             source,
         })?;
-        let mut tx = self.write().await?;
+        let (_turn, mut tx) = self.write().await?;
         store::steps::set_output(&mut tx, &self.run_id, key, &value).await?;
         tx.commit().await?;
         Ok(())
@@ -205,7 +219,7 @@ impl Journal {
         request: Value,
     ) -> Result<EffectId, JournalError> {
         let now = self.clock.now();
-        let mut tx = self.write().await?;
+        let (_turn, mut tx) = self.write().await?;
         let id = store::effects::begin(
             &mut tx,
             &self.run_id,
@@ -235,7 +249,7 @@ impl Journal {
         request_id: Option<String>,
     ) -> Result<(), JournalError> {
         let now = self.clock.now();
-        let mut tx = self.write().await?;
+        let (_turn, mut tx) = self.write().await?;
         store::effects::complete(&mut tx, id, &response, request_id.as_deref(), now).await?;
         let (step, operation) = effect_names(&mut tx, id).await?;
         self.event(&mut tx, "effect_done", Some(&step), json!({ "effect": id.0, "operation": operation, "aws_request_id": request_id, "response": response }), now).await?;
@@ -251,7 +265,7 @@ impl Journal {
         error: &str,
     ) -> Result<(), JournalError> {
         let now = self.clock.now();
-        let mut tx = self.write().await?;
+        let (_turn, mut tx) = self.write().await?;
         store::effects::fail(&mut tx, id, error, None, now).await?;
         let (step, operation) = effect_names(&mut tx, id).await?;
         self.event(
@@ -273,7 +287,7 @@ impl Journal {
         response: Value,
     ) -> Result<(), JournalError> {
         let now = self.clock.now();
-        let mut tx = self.write().await?;
+        let (_turn, mut tx) = self.write().await?;
         store::effects::reconciled(&mut tx, id, &response, now).await?;
         let (step, operation) = effect_names(&mut tx, id).await?;
         self.event(

@@ -1,6 +1,7 @@
 //! The runtime below the steps: what a step may use while it executes. The run's [`journal`]
 //! (outputs, and effects through the one durable-call primitive [`StepCtx::call`]), the engine's
-//! [`clock`], the account-wide DRS job [`budget`], [`progress`] lines, and the types of a run
+//! [`clock`], the account-wide DRS job [`budget`], the run's shared job polling ([`jobs`]),
+//! [`progress`] lines, and the types of a run
 //! ([`Operation`], [`Mode`], [`RunOptions`]) and of a step's execution ([`StepCtx`],
 //! [`StepFailure`], [`Halt`], [`StepResult`]).
 //!
@@ -10,6 +11,7 @@
 pub mod budget;
 pub mod call;
 pub mod clock;
+pub mod jobs;
 pub mod journal;
 pub mod progress;
 
@@ -102,6 +104,8 @@ pub struct StepCtx<'a> {
     pub progress: &'a Progress,
     pub stop: tokio::sync::watch::Receiver<bool>,
     pub budget: &'a budget::JobBudget,
+    /// The run's shared DescribeJobs ([`jobs`]): polling per run, not per job.
+    pub jobs: &'a jobs::JobWatch,
 }
 
 /// How a step's execution ended.

@@ -19,7 +19,7 @@ use super::problem::Problems;
 use super::raw::{Element, RawRunbook, ReadStatus};
 
 /// The top-level keys; the sections' own keys are in the serde types of `raw`.
-pub(super) const TOP_LEVEL_KEYS: [&str; 12] = [
+pub(super) const TOP_LEVEL_KEYS: [&str; 13] = [
     "name",
     "description",
     "objectives",
@@ -30,6 +30,7 @@ pub(super) const TOP_LEVEL_KEYS: [&str; 12] = [
     "dns",
     "approvals",
     "cleanup",
+    "recovery",
     "doctor",
     "failover",
 ];
@@ -96,6 +97,7 @@ fn read_top_level(
         "target" => raw.target = read_value(value, name, &mut raw.status, problems),
         "approvals" => raw.approvals = read_value(value, name, &mut raw.status, problems),
         "cleanup" => raw.cleanup = read_value(value, name, &mut raw.status, problems),
+        "recovery" => raw.recovery = read_value(value, name, &mut raw.status, problems),
         "doctor" => raw.doctor = read_value(value, name, &mut raw.status, problems),
         "failover" => raw.failover = read_value(value, name, &mut raw.status, problems),
         "wave" => raw.waves = read_elements(value, name, &mut raw.status, problems),

@@ -25,6 +25,8 @@ pub struct Runbook {
     pub dns: Vec<DnsRecord>,
     pub approvals: Approvals,
     pub cleanup: Cleanup,
+    /// How a failover or drill orders its waves' recovery (the optional `[recovery]` table).
+    pub recovery: Recovery,
     /// What `drs-runbook doctor` looks for (the optional `[doctor]` table).
     pub doctor: DoctorSettings,
     /// How a planned failover fences the source (the optional `[failover]` table).
@@ -207,6 +209,9 @@ pub enum StepKind {
     RecoveryJob,
     SnapshotConversion,
     Launch,
+    /// Starts a wave launched `STOPPED` once its `after` waves passed the health gate, then
+    /// holds it at the gate (convert ahead, boot in order).
+    Boot,
     LbSwitch,
     DnsCutover,
     Validate,
@@ -216,12 +221,13 @@ pub enum StepKind {
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 11] = [
+    pub const ALL: [StepKind; 12] = [
         StepKind::Preflight,
         StepKind::FenceSource,
         StepKind::RecoveryJob,
         StepKind::SnapshotConversion,
         StepKind::Launch,
+        StepKind::Boot,
         StepKind::LbSwitch,
         StepKind::DnsCutover,
         StepKind::Validate,
@@ -238,6 +244,7 @@ impl StepKind {
             StepKind::RecoveryJob => "recovery_job",
             StepKind::SnapshotConversion => "snapshot_conversion",
             StepKind::Launch => "launch",
+            StepKind::Boot => "boot",
             StepKind::LbSwitch => "lb_switch",
             StepKind::DnsCutover => "dns_cutover",
             StepKind::Validate => "validate",
@@ -255,6 +262,24 @@ impl StepKind {
 impl std::fmt::Display for StepKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// `[recovery]`: how a failover or drill orders its waves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Convert ahead, boot in order (default): every wave's recovery job starts at once, the
+    /// waves with `after` dependencies launched `STOPPED` and started as soon as their `after`
+    /// waves pass the health gate. `false`: a wave's recovery starts only after its `after`
+    /// waves passed the gate (one full job per wave, in sequence).
+    pub convert_ahead: bool,
+}
+
+impl Default for Recovery {
+    fn default() -> Self {
+        Recovery {
+            convert_ahead: true,
+        }
     }
 }
 

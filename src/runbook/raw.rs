@@ -33,6 +33,7 @@ pub struct RawRunbook {
     pub dns: Vec<Element<RawDnsRecord>>,
     pub approvals: Option<RawApprovals>,
     pub cleanup: Option<RawCleanup>,
+    pub recovery: Option<RawRecovery>,
     pub doctor: Option<RawDoctor>,
     pub failover: Option<RawFailover>,
     pub status: ReadStatus,
@@ -169,6 +170,14 @@ pub struct RawFailover {
     pub fence_source: Option<bool>,
     #[serde(default)]
     pub fence_timeout: Option<Text>,
+}
+
+/// `[recovery]`: how a failover or drill orders its waves' recovery.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecovery {
+    #[serde(default)]
+    pub convert_ahead: Option<bool>,
 }
 
 /// `[doctor]`: which roles and keys `drs-runbook doctor` checks; every key optional (the

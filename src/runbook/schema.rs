@@ -334,6 +334,17 @@ fn sections() -> Vec<(&'static str, Value)> {
             ),
         ),
         (
+            "recovery",
+            object(
+                "How a failover or drill orders its waves' recovery.",
+                vec![key(
+                    "convert_ahead",
+                    json!({ "type": "boolean", "default": true }),
+                    "Convert ahead, boot in order (default true): every wave's recovery job starts at once, waves with `after` launched STOPPED and started as their `after` waves pass the health gate. false: each wave's recovery starts after its `after` waves passed the gate.",
+                )],
+            ),
+        ),
+        (
             "doctor",
             object(
                 "Which roles and keys `drs-runbook doctor` checks (the standard DRS names apply by default).",
@@ -465,6 +476,7 @@ mod tests {
             ("dns", accepted_keys::<raw::RawDnsRecord>()),
             ("approvals", accepted_keys::<raw::RawApprovals>()),
             ("cleanup", accepted_keys::<raw::RawCleanup>()),
+            ("recovery", accepted_keys::<raw::RawRecovery>()),
             ("doctor", accepted_keys::<raw::RawDoctor>()),
             ("failover", accepted_keys::<raw::RawFailover>()),
         ];

@@ -17,7 +17,7 @@ use super::formats::{
 };
 use super::model::{
     Account, Approvals, Cleanup, Credentials, DnsRecord, DoctorSettings, LoadBalancer, Objectives,
-    PointsTo, RecordType, Runbook, Select, Side, StepKind, Wave,
+    PointsTo, RecordType, Recovery, Runbook, Select, Side, StepKind, Wave,
 };
 use super::order::topological_order;
 use super::problem::Problems;
@@ -54,6 +54,12 @@ pub(super) fn validate(raw: RawRunbook, problems: &mut Problems<'_>) -> Option<R
             stop_source_replication: c.stop_source_replication,
         })
         .unwrap_or_default();
+    let recovery = Recovery {
+        convert_ahead: raw
+            .recovery
+            .and_then(|r| r.convert_ahead)
+            .unwrap_or(Recovery::default().convert_ahead),
+    };
     let doctor = doctor_settings(raw.doctor.as_ref(), problems);
     let failover = failover_settings(raw.failover.as_ref(), problems);
     if !problems.is_empty() {
@@ -70,6 +76,7 @@ pub(super) fn validate(raw: RawRunbook, problems: &mut Problems<'_>) -> Option<R
         dns,
         approvals,
         cleanup,
+        recovery,
         doctor,
         failover,
         wave_order: wave_order?,

@@ -64,5 +64,6 @@ async fn plan_batches(ctx: &mut StepCtx<'_>) -> Result<RecoveryJobOutput, Halt> 
         is_drill: ctx.run.options.drill,
         batches,
         optional,
+        held: Default::default(),
     })
 }

@@ -11,7 +11,7 @@
 //! | `dns_cutover` | the captured record sets (`zones[].before`) UPSERTed back, records that did not exist before DELETEd; wait INSYNC |
 //! | `lb_switch:W` | the targets it deregistered registered again, the ones it added deregistered |
 //! | `validate:W` (drill) | the drill instances it registered in a drill target group deregistered |
-//! | `recovery_job:W` | the recovery instances of its jobs (found by the jobs' tags) terminated; planned with an approval gate unless the run was a drill |
+//! | `recovery_job:W` | the launch dispositions it held `STOPPED` given back ([`super::boot`]); the recovery instances of its jobs (found by the jobs' tags) terminated; planned with an approval gate unless the run was a drill |
 //! | `a2_recovery:W` | the same, in the origin: the failback instances (A3) of its jobs terminated |
 //! | `reversed_replication:W` | StopReplication of each A2 the step created, reconciled or adopted (origin) |
 //! | `fence_source` | StartInstances on the source instances (A1) the fence stopped, then a wait until they run (last: after the recovery instances are gone) |
@@ -57,6 +57,8 @@ pub fn compensates(kind: StepKind) -> bool {
         | StepKind::SnapshotConversion
         | StepKind::Launch
         | StepKind::Cleanup => false,
+        // StartInstances of instances the recovery's undo terminates anyway.
+        StepKind::Boot => false,
     }
 }
 

@@ -122,7 +122,13 @@ async fn desired(
             });
         }
     };
-    let launch: LaunchOutput = ctx.output_of(&format!("launch:{wave}")).await?;
+    let launch: LaunchOutput = ctx
+        .output_of(&super::boot::gate_step(
+            ctx.run.operation,
+            ctx.runbook,
+            &wave,
+        ))
+        .await?;
     let mut values: Vec<String> = launch
         .launched()
         .flat_map(|(_, s)| s.private_ips.iter().cloned())

@@ -3,7 +3,11 @@
 //! the recovery instances (EC2 IDs), then holds the wave at the health gate ([`super::health`]:
 //! every critical instance running with both EC2 status checks passed within the wave's
 //! `boot_timeout`) and reads the instances' IPs from EC2 (primary private IPv4, and IPv6
-//! apart). Polls DescribeJobs once for all the wave's jobs.
+//! apart). Polls the run's shared DescribeJobs ([`crate::run::jobs`]) for the wave's jobs.
+//!
+//! A wave launched `STOPPED` (convert ahead, boot in order: [`super::boot`]) gets its servers'
+//! launch dispositions back as soon as its jobs have ended, and goes through the gate in
+//! `boot:W`, once its `after` waves have passed theirs.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -28,6 +32,9 @@ pub struct LaunchOutput {
     /// The step attempt the deadline (`launch_timeout`) counts from, and when it began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_since: Option<(i64, String)>,
+    /// A wave launched `STOPPED`: the instances `boot:W` started (its output only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<super::boot::Started>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -95,8 +102,10 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(10));
     let mut last_seen = (usize::MAX, usize::MAX);
     let final_jobs = loop {
-        let side = ctx.recovery_side().clone();
-        let described = super::retry::read(ctx, || side.describe_jobs(&job_ids)).await?;
+        let side = ctx.recovery_side();
+        let (watch, clock) = (ctx.jobs, ctx.clock);
+        let described =
+            super::retry::read(ctx, || watch.describe(side, clock.now(), &job_ids)).await?;
         let launched = described
             .iter()
             .flat_map(|j| j.servers.iter())
@@ -169,6 +178,8 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
             out.job_logs.insert(job_id.clone(), log);
         }
     }
+    // The jobs have ended: the launch configurations are no longer read for this run.
+    super::boot::release(ctx, &target, &jobs.held).await?;
     let failed: Vec<(String, String)> = out
         .servers
         .iter()
@@ -224,22 +235,30 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     }
     let launched = out.launched().count();
     ctx.say(format!("{launched}/{total} launched"));
-    if critical.is_empty() {
-        health_gate(ctx, &jobs, &mut out).await
-    } else {
-        Err(Halt::Failed(StepFailure::new(
+    if !critical.is_empty() {
+        return Err(Halt::Failed(StepFailure::new(
             format!(
                 "recovery failed for critical server(s): {}",
                 critical.join("; ")
             ),
             "read the job log (drs-runbook show <run>); check the server's launch template, instance type capacity and subnet in the recovery region, then `retry` or `rollback` the run",
-        )))
+        )));
     }
+    let wave = ctx.wave();
+    if super::boot::is_held(ctx.run.operation, ctx.runbook, &wave.name) {
+        ctx.say(format!(
+            "launched STOPPED: boot:{} starts the instances once {} passed the health gate",
+            wave.name,
+            wave.after.join(", ")
+        ));
+        return Ok(());
+    }
+    health_gate(ctx, &jobs, &mut out).await
 }
 
 /// The health gate of the wave, then the IPs from EC2. Re-entrant: a passed gate is recorded
 /// (`healthy_at`) and not waited for again.
-async fn health_gate(
+pub(super) async fn health_gate(
     ctx: &mut StepCtx<'_>,
     jobs: &RecoveryJobOutput,
     out: &mut LaunchOutput,

@@ -36,7 +36,13 @@ const HEALTH_DEADLINE: Duration = Duration::from_secs(15 * 60);
 
 pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let wave = ctx.step.wave.clone().unwrap_or_default();
-    let launch: LaunchOutput = ctx.output_of(&format!("launch:{wave}")).await?;
+    let launch: LaunchOutput = ctx
+        .output_of(&super::boot::gate_step(
+            ctx.run.operation,
+            ctx.runbook,
+            &wave,
+        ))
+        .await?;
     let mut out: LbSwitchOutput = ctx.my_output().await?;
     let groups = switched_groups(ctx, &wave);
     let target = ctx.recovery_side().clone();

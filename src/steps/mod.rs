@@ -6,6 +6,7 @@
 //! committed before the call, the effect (IDs, request ID) with the step's new output after it.
 
 pub mod a2_recovery;
+pub mod boot;
 pub mod cleanup;
 pub mod compensate;
 pub mod dns_cutover;
@@ -46,6 +47,7 @@ pub async fn execute(mut ctx: StepCtx<'_>) -> StepResult {
         StepKind::RecoveryJob => recovery_job::run(&mut ctx).await,
         StepKind::SnapshotConversion => snapshot_conversion::run(&mut ctx).await,
         StepKind::Launch => launch::run(&mut ctx).await,
+        StepKind::Boot => boot::run(&mut ctx).await,
         StepKind::LbSwitch => lb_switch::run(&mut ctx).await,
         StepKind::DnsCutover => dns_cutover::run(&mut ctx).await,
         StepKind::Validate => validate::run(&mut ctx).await,

@@ -28,6 +28,11 @@ pub struct RecoveryJobOutput {
     /// Failback: the A2 servers that may fail without failing the wave (their B1 is optional).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub optional: Vec<String>,
+    /// A wave launched `STOPPED` (convert ahead, boot in order: [`super::boot`]): each server's
+    /// launch disposition before the run, recorded before it was changed, so that `launch` and
+    /// the rollback give it back.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub held: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -72,6 +77,14 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         }
         if ctx.stopping() {
             return Err(Halt::Stopped);
+        }
+        if super::boot::is_held(ctx.run.operation, ctx.runbook, &ctx.wave().name) {
+            let servers: Vec<String> = out.batches[i]
+                .servers
+                .iter()
+                .map(|(s, _)| s.clone())
+                .collect();
+            super::boot::hold(ctx, &mut out, i, &servers).await?;
         }
         // A previous attempt may have created the job already, and recorded it (a crash
         // before the output was saved) or not (a crash mid-call): the call finds out first.
@@ -136,6 +149,7 @@ async fn plan_batches(ctx: &mut StepCtx<'_>) -> Result<RecoveryJobOutput, Halt> 
         is_drill: ctx.run.operation == crate::run::Operation::Drill,
         batches,
         optional: Vec::new(),
+        held: BTreeMap::new(),
     })
 }
 
@@ -307,7 +321,9 @@ async fn wait_for_budget<'a>(
             let holders = budget.holders();
             if !holders.is_empty() {
                 let ids: Vec<String> = holders.iter().map(|(j, _)| j.clone()).collect();
-                let described = retry::read(ctx, || side.describe_jobs(&ids)).await?;
+                let (watch, clock) = (ctx.jobs, ctx.clock);
+                let described =
+                    retry::read(ctx, || watch.describe(side, clock.now(), &ids)).await?;
                 let mut ended = Vec::new();
                 for id in &ids {
                     // A job DescribeJobs no longer returns has ended (DRS deletes only ended jobs).
@@ -367,8 +383,9 @@ async fn wait_for_budget<'a>(
 
 // ---------------------------------------------------------------- compensation
 //
-// `undo:<key>` of a rollback run (see [`super::compensate`]): the recovery instances of
-// its jobs (found by the jobs' tags) terminated, on the side the step used.
+// `undo:<key>` of a rollback run (see [`super::compensate`]): the launch dispositions it held
+// given back ([`super::boot::release`]), and the recovery instances of its jobs (found by the
+// jobs' tags) terminated, on the side the step used.
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct UndoRecoveryOutput {
@@ -388,6 +405,8 @@ const GONE_DEADLINE: Duration = Duration::from_secs(20 * 60);
 pub(crate) async fn compensate(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
     let mut out: UndoRecoveryOutput = ctx.my_output().await?;
     let target = ctx.clients.side(undone.side()).clone();
+    let original: RecoveryJobOutput = undone.decode()?;
+    super::boot::release(ctx, &target, &original.held).await?;
     if !out.listed {
         let since = Some(undone.created_at - chrono::Duration::hours(1));
         let run_tag = undone.run_id.to_string();

@@ -61,7 +61,13 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let wave = ctx.step.wave.clone().unwrap_or_default();
     let mut out: ValidateOutput = ctx.my_output().await?;
     if out.running_at.is_none() {
-        let launch: LaunchOutput = ctx.output_of(&format!("launch:{wave}")).await?;
+        let launch: LaunchOutput = ctx
+            .output_of(&super::boot::gate_step(
+                ctx.run.operation,
+                ctx.runbook,
+                &wave,
+            ))
+            .await?;
         out.instances = wait_running(ctx, &launch).await?;
         let gated: Vec<super::health::Gated> = out
             .instances

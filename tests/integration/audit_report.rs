@@ -500,6 +500,7 @@ fn the_json_report_of_a_failover_holds_every_figure() {
             "recovery_job:app",
             "snapshot_conversion:app",
             "launch:app",
+            "boot:app",
             "lb_switch:app",
             "dns_cutover"
         ]

@@ -87,15 +87,37 @@ async fn an_impaired_critical_instance_holds_its_wave_and_dns() {
     );
     let drs = sim.drs("222222222222", "us-west-2");
     let instances = drs.describe_recovery_instances().send().await.unwrap();
-    let db_instance = instances.items()[0].ec2_instance_id().unwrap().to_string();
+    let db_instance = instances
+        .items()
+        .iter()
+        .find(|i| i.source_server_id() == Some("s-1234567890abcdef0"))
+        .and_then(|i| i.ec2_instance_id())
+        .unwrap()
+        .to_string();
     assert!(error.contains(&db_instance), "{error} names {db_instance}");
     let stats = sim.get("/_sim/stats").await;
     assert!(mutations(&stats, "ChangeResourceRecordSets").is_empty());
+    // Converted ahead, the app wave was launched STOPPED and never started; its servers'
+    // launch configurations end the failed run as they began.
+    assert_eq!(mutations(&stats, "StartRecovery").len(), 2);
     assert_eq!(
-        mutations(&stats, "StartRecovery").len(),
-        1,
-        "the app wave never started"
+        stats["calls"]["ec2:StartInstances"].as_u64().unwrap_or(0),
+        0,
+        "the app wave never booted"
     );
+    for server in ["s-234567890abcdef01", "s-34567890abcdef012"] {
+        let config = drs
+            .get_launch_configuration()
+            .source_server_id(server)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            config.launch_disposition().map(|d| d.as_str()),
+            Some("STARTED"),
+            "{server}"
+        );
+    }
     assert_eq!(record_values(&sim).await, before, "DNS unchanged");
     assert!(
         stats["calls"]["ec2:DescribeInstanceStatus"]

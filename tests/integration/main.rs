@@ -4,6 +4,7 @@
 mod support;
 
 mod audit_report;
+mod boot_order;
 mod budget;
 mod crash;
 mod disaster;

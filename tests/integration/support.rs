@@ -456,3 +456,54 @@ pub fn batch(action: ChangeAction, record: ResourceRecordSet) -> ChangeBatch {
 pub fn target(id: &str) -> TargetDescription {
     TargetDescription::builder().id(id).build()
 }
+
+/// A timestamp the simulator or the engine wrote (RFC 3339).
+pub fn time_of(value: &Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(value.as_str().unwrap_or_else(|| panic!("{value}")))
+        .unwrap_or_else(|e| panic!("{value}: {e}"))
+        .with_timezone(&chrono::Utc)
+}
+
+/// Each server's `launchDisposition` (GetLaunchConfiguration), as DRS answers it.
+pub async fn launch_dispositions(
+    sim: &TestSim,
+    account: &str,
+    region: &str,
+    servers: &[&str],
+) -> std::collections::BTreeMap<String, String> {
+    let drs = sim.drs(account, region);
+    let mut out = std::collections::BTreeMap::new();
+    for server in servers {
+        let config = drs
+            .get_launch_configuration()
+            .source_server_id(*server)
+            .send()
+            .await
+            .unwrap();
+        let disposition = config
+            .launch_disposition()
+            .map(|d| d.as_str().to_string())
+            .unwrap_or_default();
+        out.insert(server.to_string(), disposition);
+    }
+    out
+}
+
+/// The built binary started as a child against `endpoint` (stdout and stdin closed, stderr
+/// piped), for tests that kill it mid-run.
+pub fn cli_child(db: &Path, endpoint: &str, args: &[&str]) -> std::process::Child {
+    binary()
+        .current_dir(repo_path(""))
+        .arg("--db")
+        .arg(db)
+        .arg("--endpoint-url")
+        .arg(endpoint)
+        .args(args)
+        .env_remove("DRS_RUNBOOK_DB")
+        .env("DRS_RUNBOOK_OPERATOR", "test-operator")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts")
+}

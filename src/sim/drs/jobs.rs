@@ -986,8 +986,11 @@ fn launch_recovery_instance(
 }
 
 /// LAUNCH_END: the instance runs, or is stopped when `launchDisposition` is STOPPED (DRS
-/// launches it, then stops it). An instance stopped or terminated meanwhile through EC2 is
-/// left as it is.
+/// launches it, then stops it: the API model's `launchDisposition` is "the state of the
+/// Recovery Instance in EC2 after the recovery operation", enum STOPPED|STARTED, botocore `drs`
+/// LaunchConfiguration). The disposition is the one read at StartRecovery
+/// ([`super::model::LaunchPlan`]), the stricter reading: a change made while the job runs does
+/// not apply to it. An instance stopped or terminated meanwhile through EC2 is left as it is.
 fn boot_recovery_instance(fx: &mut Effects<'_>, server: &JobServer, at: DateTime<Utc>) {
     let Some(id) = &server.recovery_instance_id else {
         return;
