@@ -250,8 +250,8 @@ mod tests {
         );
         assert_eq!(
             depends_on(&steps, "recovery_job:app"),
-            ["preflight"],
-            "every wave's recovery starts at once"
+            ["fence_source"],
+            "every wave's recovery starts at once (after the planned failover's fence)"
         );
         assert_eq!(depends_on(&steps, "boot:app"), ["launch:app", "launch:db"]);
         assert_eq!(depends_on(&steps, "lb_switch:app"), ["boot:app"]);
@@ -269,7 +269,7 @@ mod tests {
         let runbook = crate::runbook::parse(text, "three-waves.toml").unwrap();
         let steps = plan(Operation::Failover, &runbook, &PlanOptions::default());
         for step in steps.iter().filter(|s| s.kind == StepKind::RecoveryJob) {
-            assert_eq!(step.depends_on, ["preflight"], "{}", step.key);
+            assert_eq!(step.depends_on, ["fence_source"], "{}", step.key);
         }
         for step in steps.iter().filter(|s| s.kind == StepKind::Boot) {
             let wave = step.wave.as_deref().unwrap();
@@ -299,6 +299,7 @@ mod tests {
             keys(&steps),
             [
                 "preflight",
+                "fence_source",
                 "recovery_job:db",
                 "snapshot_conversion:db",
                 "launch:db",
