@@ -172,6 +172,7 @@ mod tests {
                 change_id: Some("C1".into()),
                 insync_at: Some(t(at).to_rfc3339()),
             }],
+            health_checks: vec![],
         })
     }
 
@@ -234,7 +235,8 @@ mod tests {
             .unwrap(),
             Some(Evidence::DnsRestore(UndoDnsOutput {
                 planned: true,
-                zones: vec![]
+                zones: vec![],
+                health_checks: vec![],
             }))
         );
     }

@@ -146,6 +146,11 @@ pub struct DnsRecord {
     pub record_type: RecordType,
     pub ttl: Option<u32>,
     pub points_to: PointsTo,
+    /// The set of a policy group (weighted, failover, ...) the cutover writes; its routing
+    /// fields are kept as found.
+    pub set_identifier: Option<String>,
+    /// Weighted groups: the weight of each set (by set identifier) at cutover.
+    pub weights: BTreeMap<String, u8>,
 }
 
 /// The record types a cutover can write.

@@ -127,6 +127,10 @@ pub struct RawDnsRecord {
     #[serde(default)]
     pub ttl: Option<u32>,
     pub points_to: Spanned<RawPointsTo>,
+    #[serde(default)]
+    pub set_identifier: Option<Text>,
+    #[serde(default)]
+    pub weights: Option<Spanned<BTreeMap<String, i64>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -273,6 +273,16 @@ fn sections() -> Vec<(&'static str, Value)> {
                         ),
                         "What the record points to after the cutover.",
                     ),
+                    key(
+                        "set_identifier",
+                        json!({ "type": "string", "minLength": 1, "maxLength": 128 }),
+                        "The set of a policy group (weighted, failover, latency, ...) to write; its routing fields are kept as found.",
+                    ),
+                    key(
+                        "weights",
+                        json!({ "type": "object", "additionalProperties": { "type": "integer", "minimum": 0, "maximum": 255 } }),
+                        "Weighted groups: the weight of each set (by set identifier) at cutover, restored on rollback.",
+                    ),
                 ],
             ),
         ),

@@ -734,6 +734,16 @@ fn dns_records(
             );
         }
         let points_to = points_to(record, &prefix, record_type, waves, problems);
+        let weights = weights(record, &prefix, problems);
+        if let Some(id) = &record.set_identifier
+            && !(1..=128).contains(&id.get_ref().chars().count())
+        {
+            problems.at(
+                &id.span(),
+                key("set_identifier"),
+                "a set identifier has 1 to 128 characters (Route 53's SetIdentifier), e.g. \"dr\"",
+            );
+        }
         let identity = (
             record.hosted_zone_id.get_ref().clone(),
             record
@@ -760,10 +770,55 @@ fn dns_records(
                 record_type,
                 ttl: record.ttl,
                 points_to,
+                set_identifier: record.set_identifier.as_ref().map(|s| s.get_ref().clone()),
+                weights,
             });
         }
     }
     records
+}
+
+/// `weights`: only with `set_identifier`, naming it, each 0 to 255 (Route 53's Weight).
+fn weights(
+    record: &RawDnsRecord,
+    prefix: &str,
+    problems: &mut Problems<'_>,
+) -> BTreeMap<String, u8> {
+    let Some(raw) = &record.weights else {
+        return BTreeMap::new();
+    };
+    let key = format!("{prefix}.weights");
+    let mut weights = BTreeMap::new();
+    for (id, weight) in raw.get_ref() {
+        match u8::try_from(*weight) {
+            Ok(weight) => {
+                weights.insert(id.clone(), weight);
+            }
+            Err(_) => problems.at(
+                &raw.span(),
+                format!("{key}.{id}"),
+                format!("a weight is 0 to 255 (Route 53's Weight), not {weight}"),
+            ),
+        }
+    }
+    match &record.set_identifier {
+        None => problems.at(
+            &raw.span(),
+            key,
+            "`weights` applies to a weighted group: set `set_identifier` to the set the cutover writes (e.g. set_identifier = \"dr\")",
+        ),
+        Some(id) if !raw.get_ref().contains_key(id.get_ref()) => problems.at(
+            &raw.span(),
+            key,
+            format!(
+                "`weights` has no weight for the set written, {:?}: add it (e.g. weights = {{ {} = 100, primary = 0 }})",
+                id.get_ref(),
+                id.get_ref()
+            ),
+        ),
+        Some(_) => {}
+    }
+    weights
 }
 
 /// `points_to`: exactly one of a wave and a load balancer (with its zone).

@@ -129,7 +129,9 @@ pub fn seed(world: &mut World, runbook: &Runbook, now: DateTime<Utc>) -> SeedSum
             summary.hosted_zones += 1;
         }
     }
-    for record in &runbook.dns {
+    // A record of a policy group (`set_identifier`) is not seeded: its group's sets, routing
+    // fields and health checks are the caller's to create (ChangeResourceRecordSets).
+    for record in runbook.dns.iter().filter(|r| r.set_identifier.is_none()) {
         let account = runbook.side(record.account).account_id.clone();
         let name = absolute(&record.name);
         let record_type = record.record_type.as_str();

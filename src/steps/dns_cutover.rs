@@ -1,6 +1,12 @@
 //! `dns_cutover`: captures the current record sets (persisted before any change, so a rollback
-//! restores them byte for byte), UPSERTs the new ones (one atomic batch per hosted zone), and
-//! waits until Route 53 reports the change INSYNC.
+//! restores them byte for byte, routing fields included), UPSERTs the new ones (one atomic batch
+//! per hosted zone), and waits until Route 53 reports the change INSYNC.
+//!
+//! The set written is the one the runbook means: a simple record, or with `set_identifier` one
+//! set of a policy group, its routing fields kept as found (`weights` sets the weights of a
+//! weighted group). When it is the SECONDARY of a failover pair and the failover is planned,
+//! the PRIMARY's health check is inverted once the records are INSYNC, so Route 53 fails over
+//! (journaled, and put back by the compensation).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -10,14 +16,18 @@ use super::compensate::Undone;
 use super::launch::LaunchOutput;
 use super::{Halt, StepCtx, StepFailure, retry};
 use crate::aws::route53::{Alias, RecordChange, RecordSet};
+use crate::run::Mode;
 use crate::run::call::{Call, Found, How};
 use crate::run::clock::Backoff;
 use crate::run::progress::Change;
-use crate::runbook::{Account, PointsTo};
+use crate::runbook::{Account, DnsRecord, PointsTo, RecordType};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct DnsOutput {
     pub zones: Vec<ZoneCutover>,
+    /// Health checks inverted to make a failover pair's PRIMARY fail over (planned mode).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_checks: Vec<HealthCheckFlip>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -29,6 +39,17 @@ pub struct ZoneCutover {
     pub after: Vec<RecordSet>,
     pub change_id: Option<String>,
     pub insync_at: Option<String>,
+}
+
+/// A PRIMARY's health check, inverted so that Route 53 answers with the SECONDARY.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HealthCheckFlip {
+    pub account: Account,
+    pub health_check_id: String,
+    /// The set whose health check it is (`name type [set id]`).
+    pub set: String,
+    pub inverted_before: bool,
+    pub done: bool,
 }
 
 /// How long a change may stay PENDING before the step fails.
@@ -60,25 +81,222 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
             ctx.save(&out).await?;
         }
     }
+    for i in 0..out.health_checks.len() {
+        if !out.health_checks[i].done {
+            let flip = &out.health_checks[i];
+            set_inverted(ctx, flip, !flip.inverted_before, "invert").await?;
+            out.health_checks[i].done = true;
+            ctx.save(&out).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The sets a [[dns]] entry writes, from the sets found under its name and type: the first
+/// gets the recovered targets, the others only their new weight; and, for the SECONDARY of a
+/// failover pair in planned mode, the PRIMARY whose health check must fail. One definition for
+/// the cutover and preflight.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RecordPlan {
+    pub writes: Vec<RecordSet>,
+    pub fail_over: Option<RecordSet>,
+}
+
+/// Why a [[dns]] entry cannot be cut over as written: the problem and its fix.
+pub(crate) type PlanProblem = (String, String);
+
+pub(crate) fn plan_record(
+    record: &DnsRecord,
+    found: &[RecordSet],
+    mode: Mode,
+) -> Result<RecordPlan, PlanProblem> {
+    let name = absolute(&record.name);
+    if let Some(set) = found.iter().find(|s| s.unrestorable.is_some()) {
+        return Err((
+            format!(
+                "{} uses {}, which drs-runbook cannot write back on rollback",
+                set_text(set),
+                set.unrestorable.as_deref().unwrap_or_default()
+            ),
+            "cut this name over another way (e.g. an ARC routing control), or remove the [[dns]] entry".into(),
+        ));
+    }
+    let Some(identifier) = &record.set_identifier else {
+        if found.iter().any(|s| s.set_identifier.is_some()) {
+            return Err((
+                format!(
+                    "{name} {} has policy records ({}): Route 53 refuses a simple record beside them",
+                    record.record_type.as_str(),
+                    sets_found(found)
+                ),
+                format!(
+                    "set `set_identifier` in the [[dns]] entry to the set the cutover writes (one of {})",
+                    identifiers(found)
+                ),
+            ));
+        }
+        return Ok(RecordPlan {
+            writes: vec![RecordSet {
+                name,
+                record_type: record.record_type.as_str().to_string(),
+                ..RecordSet::default()
+            }],
+            fail_over: None,
+        });
+    };
+    let find = |id: &str| -> Result<RecordSet, PlanProblem> {
+        found
+            .iter()
+            .find(|s| s.set_identifier.as_deref() == Some(id))
+            .cloned()
+            .ok_or_else(|| {
+                (
+                    format!(
+                        "{name} {} has no set {id:?} (sets found: {})",
+                        record.record_type.as_str(),
+                        if found.is_empty() {
+                            "none".to_string()
+                        } else {
+                            sets_found(found)
+                        }
+                    ),
+                    "create the policy group's sets first, or name one of them".into(),
+                )
+            })
+    };
+    let mut written = find(identifier)?;
+    let mut writes = Vec::new();
+    for (id, weight) in &record.weights {
+        let mut set = if id == identifier {
+            written.clone()
+        } else {
+            find(id)?
+        };
+        if set.weight.is_none() {
+            return Err((
+                format!(
+                    "{} is a {} set, not a weighted one",
+                    set_text(&set),
+                    set.policy()
+                ),
+                "remove `weights` from the [[dns]] entry (it applies to weighted groups)".into(),
+            ));
+        }
+        set.weight = Some(i64::from(*weight));
+        if id == identifier {
+            written = set;
+        } else {
+            writes.push(set);
+        }
+    }
+    writes.insert(0, written.clone());
+    let fail_over = if written.failover.as_deref() == Some("SECONDARY") && mode == Mode::Planned {
+        let primary = found
+            .iter()
+            .find(|s| s.failover.as_deref() == Some("PRIMARY"))
+            .cloned();
+        match primary {
+            Some(primary) if primary.health_check_id.is_some() => Some(primary),
+            Some(primary) => {
+                return Err((
+                    format!(
+                        "{} has no health check, so Route 53 keeps answering with it: a planned failover cannot make it fail over",
+                        set_text(&primary)
+                    ),
+                    "associate a health check with the PRIMARY set (Route 53 console or ChangeResourceRecordSets HealthCheckId)".into(),
+                ));
+            }
+            None => None,
+        }
+    } else {
+        None
+    };
+    Ok(RecordPlan { writes, fail_over })
+}
+
+/// The recovered targets of a [[dns]] entry put into the set it writes: the instances' IPv4
+/// addresses for A, IPv6 for AAAA; or the load balancer alias.
+async fn point(ctx: &StepCtx<'_>, record: &DnsRecord, set: &mut RecordSet) -> Result<(), Halt> {
+    let wave = match &record.points_to {
+        PointsTo::Wave(wave) => wave.clone(),
+        PointsTo::LoadBalancer { dns_name, zone } => {
+            let evaluate_target_health =
+                set.alias.as_ref().is_none_or(|a| a.evaluate_target_health);
+            set.alias = Some(Alias {
+                dns_name: dns_name.clone(),
+                hosted_zone_id: zone.clone(),
+                evaluate_target_health,
+            });
+            set.ttl = None;
+            set.values = Vec::new();
+            return Ok(());
+        }
+    };
+    let launch: LaunchOutput = ctx.output_of(&format!("launch:{wave}")).await?;
+    let of_type = |ip: &String| match record.record_type {
+        RecordType::Aaaa => ip.parse::<std::net::Ipv6Addr>().is_ok(),
+        _ => ip.parse::<std::net::Ipv4Addr>().is_ok(),
+    };
+    let mut values: Vec<String> = launch
+        .launched()
+        .flat_map(|(_, s)| s.private_ips.iter().filter(|ip| of_type(ip)).cloned())
+        .collect();
+    values.sort();
+    values.dedup();
+    if values.is_empty() {
+        let family = match record.record_type {
+            RecordType::Aaaa => "IPv6",
+            _ => "IPv4",
+        };
+        return Err(Halt::Failed(StepFailure::new(
+            format!(
+                "no recovered instance of wave {wave} has an {family} address for {} {}",
+                set.name, set.record_type
+            ),
+            "check the launch step's output (drs-runbook show <run>) and the record type of the [[dns]] entry",
+        )));
+    }
+    set.values = values;
+    set.alias = None;
+    set.ttl = Some(record.ttl.map(i64::from).or(set.ttl).unwrap_or(60));
     Ok(())
 }
 
 /// The records before, and what they become.
 async fn capture(ctx: &mut StepCtx<'_>) -> Result<DnsOutput, Halt> {
     let mut zones: BTreeMap<(String, String), ZoneCutover> = BTreeMap::new();
+    let mut health_checks = Vec::new();
     for record in &ctx.runbook.dns {
-        let clients = ctx.clients.side(record.account);
-        let name = if record.name.ends_with('.') {
-            record.name.clone()
-        } else {
-            format!("{}.", record.name)
-        };
-        let clients = clients.clone();
+        let clients = ctx.clients.side(record.account).clone();
+        let name = absolute(&record.name);
         let before = retry::read(ctx, || {
             clients.record_sets(&record.hosted_zone_id, &name, record.record_type.as_str())
         })
         .await?;
-        let after = desired(ctx, record, &name).await?;
+        let plan = plan_record(record, &before, ctx.run.options.mode)
+            .map_err(|(problem, fix)| Halt::Failed(StepFailure::new(problem, fix)))?;
+        let mut after = plan.writes;
+        point(ctx, record, &mut after[0]).await?;
+        if let Some(primary) = plan.fail_over {
+            let id = primary.health_check_id.clone().unwrap_or_default();
+            let healthy = retry::read(ctx, || clients.health_check_reports_healthy(&id)).await?;
+            if healthy {
+                let inverted_before =
+                    retry::read(ctx, || clients.health_check_inverted(&id)).await?;
+                health_checks.push(HealthCheckFlip {
+                    account: record.account,
+                    health_check_id: id,
+                    set: set_text(&primary),
+                    inverted_before,
+                    done: false,
+                });
+            } else {
+                ctx.say(format!(
+                    "{}: its health check {id} already fails, Route 53 answers with the SECONDARY",
+                    set_text(&primary)
+                ));
+            }
+        }
         let entry = zones
             .entry((
                 format!("{:?}", record.account),
@@ -93,56 +311,100 @@ async fn capture(ctx: &mut StepCtx<'_>) -> Result<DnsOutput, Halt> {
                 insync_at: None,
             });
         entry.before.extend(before);
-        entry.after.push(after);
+        entry.after.extend(after);
     }
     Ok(DnsOutput {
         zones: zones.into_values().collect(),
+        health_checks,
     })
 }
 
-async fn desired(
-    ctx: &StepCtx<'_>,
-    record: &crate::runbook::DnsRecord,
-    name: &str,
-) -> Result<RecordSet, Halt> {
-    let wave = match &record.points_to {
-        PointsTo::Wave(wave) => wave.clone(),
-        PointsTo::LoadBalancer { dns_name, zone } => {
-            return Ok(RecordSet {
-                name: name.to_string(),
-                record_type: record.record_type.as_str().to_string(),
-                set_identifier: None,
-                ttl: None,
-                values: Vec::new(),
-                alias: Some(Alias {
-                    dns_name: dns_name.clone(),
-                    hosted_zone_id: zone.clone(),
-                    evaluate_target_health: true,
-                }),
-            });
-        }
-    };
-    let launch: LaunchOutput = ctx.output_of(&format!("launch:{wave}")).await?;
-    let mut values: Vec<String> = launch
-        .launched()
-        .flat_map(|(_, s)| s.private_ips.iter().cloned())
-        .collect();
-    values.sort();
-    values.dedup();
-    if values.is_empty() {
-        return Err(Halt::Failed(StepFailure::new(
-            format!("no recovered instance of wave {wave} has an IP address for {name}"),
-            "check the launch step's output (drs-runbook show <run>)",
-        )));
+/// A DNS name with its trailing dot.
+fn absolute(name: &str) -> String {
+    if name.ends_with('.') {
+        name.to_string()
+    } else {
+        format!("{name}.")
     }
-    Ok(RecordSet {
-        name: name.to_string(),
-        record_type: record.record_type.as_str().to_string(),
-        set_identifier: None,
-        ttl: Some(i64::from(record.ttl.unwrap_or(60))),
-        values,
-        alias: None,
-    })
+}
+
+/// `"dr" (weighted 0), "primary" (weighted 100)`.
+fn sets_found(sets: &[RecordSet]) -> String {
+    sets.iter()
+        .map(|s| match &s.set_identifier {
+            Some(id) => format!("{id:?} ({})", routing_text(s)),
+            None => "a simple record".to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn identifiers(sets: &[RecordSet]) -> String {
+    sets.iter()
+        .filter_map(|s| s.set_identifier.as_ref().map(|id| format!("{id:?}")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `api.example.com. A [set "dr"]`.
+fn set_text(set: &RecordSet) -> String {
+    match &set.set_identifier {
+        Some(id) => format!("{} {} [set {id:?}]", set.name, set.record_type),
+        None => format!("{} {}", set.name, set.record_type),
+    }
+}
+
+/// The routing fields of a set as a person reads them (`weighted 100`, `failover PRIMARY`).
+fn routing_text(set: &RecordSet) -> String {
+    match set.policy() {
+        "weighted" => format!("weighted {}", set.weight.unwrap_or_default()),
+        "failover" => format!("failover {}", set.failover.as_deref().unwrap_or_default()),
+        "latency" => format!("latency {}", set.region.as_deref().unwrap_or_default()),
+        policy => policy.to_string(),
+    }
+}
+
+/// UpdateHealthCheck `Inverted`, one durable call: an open intent whose check already reads as
+/// wanted is reconciled instead of being sent again.
+async fn set_inverted(
+    ctx: &mut StepCtx<'_>,
+    flip: &HealthCheckFlip,
+    inverted: bool,
+    verb: &str,
+) -> Result<(), Halt> {
+    let clients = ctx.clients.side(flip.account).clone();
+    let id = flip.health_check_id.clone();
+    let call = Call::new(
+        format!("{verb}/{id}"),
+        "route53:UpdateHealthCheck",
+        &clients.account_id,
+        "global",
+        serde_json::json!({ "healthCheckId": id, "inverted": inverted }),
+    );
+    let outcome = ctx
+        .call(
+            &call,
+            async |ctx: &mut StepCtx<'_>| {
+                let now = retry::read(ctx, || clients.health_check_inverted(&id)).await?;
+                Ok(if now == inverted {
+                    Found::TookEffect(serde_json::json!({ "found_by": "GetHealthCheck" }))
+                } else {
+                    Found::Resend
+                })
+            },
+            async || {
+                let called = clients.set_health_check_inverted(&id, inverted).await?;
+                Ok(called.map(|()| serde_json::json!({ "inverted": inverted })))
+            },
+        )
+        .await?;
+    if outcome.how == How::Sent {
+        ctx.say(format!(
+            "health check {id} of {}: Inverted = {inverted}",
+            flip.set
+        ));
+    }
+    Ok(())
 }
 
 /// ChangeResourceRecordSets (UPSERT), one durable call per zone. After a crash, an open intent
@@ -251,13 +513,17 @@ async fn wait_insync(
 // ---------------------------------------------------------------- compensation
 //
 // `undo:<key>` of a rollback run (see [`super::compensate`]): the captured record sets
-// UPSERTed back, records that did not exist before DELETEd; then the same INSYNC wait.
+// UPSERTed back (routing fields, set identifiers and health checks as captured), records that
+// did not exist before DELETEd; then the same INSYNC wait; then inverted health checks put back.
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct UndoDnsOutput {
     /// The restore was computed (from the capture and the records as they were then).
     pub planned: bool,
     pub zones: Vec<ZoneRestore>,
+    /// Health checks the cutover inverted (or may have: its intent was open), put back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_checks: Vec<HealthCheckFlip>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -290,11 +556,13 @@ pub(crate) async fn compensate(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result
             let mut restore = ZoneRestore {
                 hosted_zone_id: zone.hosted_zone_id.clone(),
                 account: zone.account,
-                records: zone
-                    .after
-                    .iter()
-                    .map(|r| (r.name.clone(), r.record_type.clone()))
-                    .collect(),
+                records: zone.after.iter().fold(Vec::new(), |mut records, r| {
+                    let record = (r.name.clone(), r.record_type.clone());
+                    if !records.contains(&record) {
+                        records.push(record);
+                    }
+                    records
+                }),
                 before: zone.before.clone(),
                 changes: Vec::new(),
                 change_id: None,
@@ -327,6 +595,16 @@ pub(crate) async fn compensate(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result
             }
             out.zones.push(restore);
         }
+        // Every planned inversion is checked, done or not: a crash may have left its call's
+        // outcome unrecorded in the cutover's output.
+        out.health_checks = cutover
+            .health_checks
+            .iter()
+            .map(|flip| HealthCheckFlip {
+                done: false,
+                ..flip.clone()
+            })
+            .collect();
         out.planned = true;
         ctx.save(&out).await?;
     }
@@ -351,6 +629,19 @@ pub(crate) async fn compensate(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result
             out.zones[i].insync_at = Some(ctx.clock.now().to_rfc3339());
             ctx.save(&out).await?;
         }
+    }
+    for i in 0..out.health_checks.len() {
+        if out.health_checks[i].done {
+            continue;
+        }
+        let flip = out.health_checks[i].clone();
+        let clients = ctx.clients.side(flip.account).clone();
+        let now = retry::read(ctx, || clients.health_check_inverted(&flip.health_check_id)).await?;
+        if now != flip.inverted_before {
+            set_inverted(ctx, &flip, flip.inverted_before, "restore-health-check").await?;
+        }
+        out.health_checks[i].done = true;
+        ctx.save(&out).await?;
     }
     let restored: usize = out.zones.iter().map(|z| z.changes.len()).sum();
     ctx.say(format!(
@@ -439,11 +730,28 @@ pub(crate) async fn preview(ctx: &mut StepCtx<'_>) -> Result<Vec<Change>, Halt> 
         for after in &zone.after {
             changes.push(
                 record_change("upsert", zone, after)
-                    .from_to(sets_text(&zone.before, after), record_text(after)),
+                    .from_to(set_before_text(&zone.before, after), record_text(after)),
             );
         }
     }
+    changes.extend(cutover.health_checks.iter().map(|flip| {
+        health_check_change("invert", flip).from_to(
+            inverted_text(flip.inverted_before),
+            inverted_text(!flip.inverted_before),
+        )
+    }));
     Ok(changes)
+}
+
+fn health_check_change(action: &str, flip: &HealthCheckFlip) -> Change {
+    Change::new(
+        action,
+        format!("health check {} of {}", flip.health_check_id, flip.set),
+    )
+}
+
+fn inverted_text(inverted: bool) -> String {
+    format!("Inverted = {inverted}")
 }
 
 /// The rollback gate's view: each record written back as it was before the cutover, or deleted
@@ -453,7 +761,7 @@ pub(crate) fn preview_compensation(undone: &Undone) -> Result<Vec<Change>, Halt>
     let mut changes = Vec::new();
     for zone in &cutover.zones {
         for after in &zone.after {
-            let before = sets_text(&zone.before, after);
+            let before = set_before_text(&zone.before, after);
             let action = if before == NO_RECORD {
                 "delete"
             } else {
@@ -462,6 +770,12 @@ pub(crate) fn preview_compensation(undone: &Undone) -> Result<Vec<Change>, Halt>
             changes.push(record_change(action, zone, after).from_to(record_text(after), before));
         }
     }
+    changes.extend(cutover.health_checks.iter().map(|flip| {
+        health_check_change("restore", flip).from_to(
+            inverted_text(!flip.inverted_before),
+            inverted_text(flip.inverted_before),
+        )
+    }));
     Ok(changes)
 }
 
@@ -477,11 +791,13 @@ fn record_change(action: &str, zone: &ZoneCutover, record: &RecordSet) -> Change
     )
 }
 
-/// The sets of `sets` with the name and type of `record`, as text (`(no record)` if none).
-fn sets_text(sets: &[RecordSet], record: &RecordSet) -> String {
+/// The set of `sets` that `record` replaces, as text: the same set identifier, or every set of
+/// the name and type when it has none (`(no record)` if none).
+fn set_before_text(sets: &[RecordSet], record: &RecordSet) -> String {
     let texts: Vec<String> = sets
         .iter()
         .filter(|s| s.name == record.name && s.record_type == record.record_type)
+        .filter(|s| record.set_identifier.is_none() || s.set_identifier == record.set_identifier)
         .map(record_text)
         .collect();
     if texts.is_empty() {
@@ -498,7 +814,7 @@ fn record_text(record: &RecordSet) -> String {
         None => record.values.join(", "),
     };
     if let Some(id) = &record.set_identifier {
-        text.push_str(&format!(" [set {id}]"));
+        text.push_str(&format!(" [set {id}, {}]", routing_text(record)));
     }
     if let Some(ttl) = record.ttl {
         text.push_str(&format!(" (TTL {ttl})"));
