@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use super::ec2::InstanceState;
 use super::{World, drs, elbv2, route53};
-use crate::runbook::{PointsTo, Runbook};
+use crate::runbook::{PointsTo, RecordType, Runbook};
 
 /// What a seeding created (zero everywhere when the world already had it all).
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -146,7 +146,14 @@ pub fn seed(world: &mut World, runbook: &Runbook, now: DateTime<Utc>) -> SeedSum
                 zone,
             ),
             PointsTo::Wave(wave) => {
-                let values = wave_ips(world, wave);
+                // Only addresses of the record's family (no AAAA from IPv4 instances).
+                let values: Vec<String> = wave_ips(world, wave)
+                    .into_iter()
+                    .filter(|ip| match record.record_type {
+                        RecordType::Aaaa => ip.parse::<std::net::Ipv6Addr>().is_ok(),
+                        _ => true,
+                    })
+                    .collect();
                 route53::seed_record(
                     world,
                     &account,

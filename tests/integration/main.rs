@@ -7,6 +7,7 @@ mod audit_report;
 mod budget;
 mod crash;
 mod disaster;
+mod dns_routing;
 mod doctor;
 mod drill_target_group;
 mod engine;
