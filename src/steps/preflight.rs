@@ -461,7 +461,8 @@ async fn check_dns_routing(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Re
         let clients = ctx.clients.side(record.account);
         let name = format!("route53:{} {}", record.name, record.record_type.as_str());
         let routing = format!("{name} routing");
-        match clients
+        // A failed read was reported by check_dns.
+        if let Ok(sets) = clients
             .record_sets(
                 &record.hosted_zone_id,
                 &record.name,
@@ -469,7 +470,7 @@ async fn check_dns_routing(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Re
             )
             .await
         {
-            Ok(sets) => match dns_cutover::plan_record(record, &sets, ctx.run.options.mode) {
+            match dns_cutover::plan_record(record, &sets, ctx.run.options.mode) {
                 Ok(plan) => {
                     if record.set_identifier.is_some() {
                         checks.push(pass(
@@ -482,9 +483,7 @@ async fn check_dns_routing(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Re
                     }
                 }
                 Err((problem, fix)) => checks.push(fail(routing, problem, fix)),
-            },
-            // check_dns reported it.
-            Err(_) => {}
+            }
         }
         if let PointsTo::LoadBalancer { dns_name, zone } = &record.points_to {
             let alias = format!("{name} alias");
