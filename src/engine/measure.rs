@@ -173,6 +173,7 @@ mod tests {
                 insync_at: Some(t(at).to_rfc3339()),
             }],
             health_checks: vec![],
+            routing_controls: vec![],
         })
     }
 
@@ -237,6 +238,7 @@ mod tests {
                 planned: true,
                 zones: vec![],
                 health_checks: vec![],
+                routing_controls: vec![],
             }))
         );
     }

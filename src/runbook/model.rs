@@ -23,6 +23,8 @@ pub struct Runbook {
     pub waves: Vec<Wave>,
     pub load_balancers: Vec<LoadBalancer>,
     pub dns: Vec<DnsRecord>,
+    /// Route 53 ARC routing controls switched at cutover (`[[routing_control]]`).
+    pub routing_controls: Vec<RoutingControl>,
     pub approvals: Approvals,
     pub cleanup: Cleanup,
     /// What `drs-runbook doctor` looks for (the optional `[doctor]` table).
@@ -151,6 +153,25 @@ pub struct DnsRecord {
     pub set_identifier: Option<String>,
     /// Weighted groups: the weight of each set (by set identifier) at cutover.
     pub weights: BTreeMap<String, u8>,
+}
+
+/// A Route 53 ARC routing control the cutover sets through the cluster's data plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingControl {
+    pub arn: String,
+    /// Whose credentials change it.
+    pub account: Account,
+    /// `On` or `Off`: its state after the cutover (a failback sets the other one).
+    pub state: String,
+    /// The cluster's endpoints, tried in turn.
+    pub endpoints: Vec<ClusterEndpoint>,
+}
+
+/// One regional endpoint of an ARC cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ClusterEndpoint {
+    pub url: String,
+    pub region: String,
 }
 
 /// The record types a cutover can write.

@@ -287,6 +287,37 @@ fn sections() -> Vec<(&'static str, Value)> {
             ),
         ),
         (
+            "routing_control",
+            object(
+                "A Route 53 ARC routing control the cutover sets through the cluster's data plane.",
+                vec![
+                    required("arn", string(), "The routing control ARN."),
+                    required(
+                        "account",
+                        one_of_strings(accounts),
+                        "Whose credentials change it.",
+                    ),
+                    required(
+                        "state",
+                        one_of_strings(["On", "Off"].into_iter()),
+                        "Its state after the cutover (a failback sets the other one).",
+                    ),
+                    required(
+                        "endpoints",
+                        json!({ "type": "array", "minItems": 1, "items": {
+                            "type": "object", "additionalProperties": false,
+                            "required": ["url", "region"],
+                            "properties": {
+                                "url": { "type": "string", "description": "The cluster endpoint URL." },
+                                "region": { "type": "string", "description": "The endpoint's region (calls are signed for it)." }
+                            }
+                        } }),
+                        "The cluster's endpoints, tried in turn.",
+                    ),
+                ],
+            ),
+        ),
+        (
             "approvals",
             object(
                 "Steps that wait for an operator.",
@@ -369,7 +400,9 @@ pub fn runbook_schema() -> Value {
         let schema = match name {
             // Arrays of tables: [[wave]], [[load_balancer]], [[dns]].
             "wave" => json!({ "type": "array", "minItems": 1, "items": schema }),
-            "load_balancer" | "dns" => json!({ "type": "array", "items": schema }),
+            "load_balancer" | "dns" | "routing_control" => {
+                json!({ "type": "array", "items": schema })
+            }
             _ => schema,
         };
         properties.insert(name.to_string(), schema);
@@ -445,6 +478,7 @@ mod tests {
             ("wave", accepted_keys::<raw::RawWave>()),
             ("load_balancer", accepted_keys::<raw::RawLoadBalancer>()),
             ("dns", accepted_keys::<raw::RawDnsRecord>()),
+            ("routing_control", accepted_keys::<raw::RawRoutingControl>()),
             ("approvals", accepted_keys::<raw::RawApprovals>()),
             ("cleanup", accepted_keys::<raw::RawCleanup>()),
             ("doctor", accepted_keys::<raw::RawDoctor>()),

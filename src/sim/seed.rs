@@ -21,6 +21,7 @@ pub struct SeedSummary {
     pub source_instances: usize,
     pub hosted_zones: usize,
     pub records: usize,
+    pub routing_controls: usize,
     pub target_groups: usize,
 }
 
@@ -127,6 +128,13 @@ pub fn seed(world: &mut World, runbook: &Runbook, now: DateTime<Utc>) -> SeedSum
     for ((account, zone_id), names) in &zones {
         if route53::seed_zone(world, account, zone_id, &zone_name(names), now) {
             summary.hosted_zones += 1;
+        }
+    }
+    // Routing controls in their state before a failover: the other one than the runbook's.
+    for control in &runbook.routing_controls {
+        let before = if control.state == "On" { "Off" } else { "On" };
+        if super::arc::seed_control(world, &control.arn, before) {
+            summary.routing_controls += 1;
         }
     }
     // A record of a policy group (`set_identifier`) is not seeded: its group's sets, routing

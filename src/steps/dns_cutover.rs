@@ -7,6 +7,10 @@
 //! weighted group). When it is the SECONDARY of a failover pair and the failover is planned,
 //! the PRIMARY's health check is inverted once the records are INSYNC, so Route 53 fails over
 //! (journaled, and put back by the compensation).
+//!
+//! `[[routing_control]]` entries are then set through their ARC cluster's data plane: one
+//! UpdateRoutingControlStates per side and cluster, trying each cluster endpoint in turn; the
+//! compensation sets the states found before.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -17,10 +21,11 @@ use super::launch::LaunchOutput;
 use super::{Halt, StepCtx, StepFailure, retry};
 use crate::aws::route53::{Alias, RecordChange, RecordSet};
 use crate::run::Mode;
+use crate::run::Operation;
 use crate::run::call::{Call, Found, How};
 use crate::run::clock::Backoff;
 use crate::run::progress::Change;
-use crate::runbook::{Account, DnsRecord, PointsTo, RecordType};
+use crate::runbook::{Account, ClusterEndpoint, DnsRecord, PointsTo, RecordType};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct DnsOutput {
@@ -28,6 +33,26 @@ pub struct DnsOutput {
     /// Health checks inverted to make a failover pair's PRIMARY fail over (planned mode).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub health_checks: Vec<HealthCheckFlip>,
+    /// ARC routing controls, per side and cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routing_controls: Vec<ControlSwitch>,
+}
+
+/// The routing controls of one side and cluster, set together (UpdateRoutingControlStates).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ControlSwitch {
+    pub account: Account,
+    pub endpoints: Vec<ClusterEndpoint>,
+    pub controls: Vec<ControlState>,
+    pub done: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ControlState {
+    pub arn: String,
+    /// `On` or `Off`, as read before the cutover.
+    pub before: String,
+    pub after: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -88,6 +113,113 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
             out.health_checks[i].done = true;
             ctx.save(&out).await?;
         }
+    }
+    for i in 0..out.routing_controls.len() {
+        if !out.routing_controls[i].done {
+            let switch = &out.routing_controls[i];
+            let states = switch
+                .controls
+                .iter()
+                .map(|c| (c.arn.clone(), c.after.clone()))
+                .collect();
+            set_controls(ctx, switch, states, &format!("routing-controls/{i}")).await?;
+            out.routing_controls[i].done = true;
+            ctx.save(&out).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The routing controls as they are, and the states they get: the runbook's `state`, or the
+/// other one in a failback.
+async fn capture_controls(ctx: &mut StepCtx<'_>) -> Result<Vec<ControlSwitch>, Halt> {
+    let failback = ctx.run.operation == Operation::Failback;
+    let mut switches: Vec<ControlSwitch> = Vec::new();
+    for control in &ctx.runbook.routing_controls {
+        let clients = ctx.clients.side(control.account).clone();
+        let before = retry::read(ctx, || {
+            clients.routing_control_state(&control.endpoints, &control.arn)
+        })
+        .await?;
+        let after = match (failback, control.state.as_str()) {
+            (false, state) => state.to_string(),
+            (true, "On") => "Off".to_string(),
+            (true, _) => "On".to_string(),
+        };
+        let state = ControlState {
+            arn: control.arn.clone(),
+            before,
+            after,
+        };
+        match switches
+            .iter_mut()
+            .find(|s| s.account == control.account && s.endpoints == control.endpoints)
+        {
+            Some(switch) => switch.controls.push(state),
+            None => switches.push(ControlSwitch {
+                account: control.account,
+                endpoints: control.endpoints.clone(),
+                controls: vec![state],
+                done: false,
+            }),
+        }
+    }
+    Ok(switches)
+}
+
+/// UpdateRoutingControlStates, one durable call: an open intent whose controls already read as
+/// wanted is reconciled instead of being sent again.
+async fn set_controls(
+    ctx: &mut StepCtx<'_>,
+    switch: &ControlSwitch,
+    states: Vec<(String, String)>,
+    key: &str,
+) -> Result<(), Halt> {
+    let clients = ctx.clients.side(switch.account).clone();
+    let call = Call::new(
+        key.to_string(),
+        "route53-recovery-cluster:UpdateRoutingControlStates",
+        &clients.account_id,
+        "global",
+        serde_json::json!({ "states": states, "endpoints": switch.endpoints }),
+    );
+    let outcome = ctx
+        .call(
+            &call,
+            async |ctx: &mut StepCtx<'_>| {
+                for (arn, state) in &states {
+                    let now = retry::read(ctx, || {
+                        clients.routing_control_state(&switch.endpoints, arn)
+                    })
+                    .await?;
+                    if now != *state {
+                        return Ok(Found::Resend);
+                    }
+                }
+                Ok(Found::TookEffect(
+                    serde_json::json!({ "found_by": "GetRoutingControlState" }),
+                ))
+            },
+            async || {
+                let called = clients
+                    .set_routing_control_states(&switch.endpoints, &states)
+                    .await?;
+                Ok(called.map(|endpoint| serde_json::json!({ "endpoint": endpoint })))
+            },
+        )
+        .await?;
+    if outcome.how == How::Sent {
+        ctx.say(format!(
+            "routing controls {} through {}",
+            states
+                .iter()
+                .map(|(arn, state)| format!("{} {state}", arn.rsplit('/').next().unwrap_or(arn)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            outcome.response["endpoint"]
+                .as_str()
+                .unwrap_or("a cluster endpoint"),
+        ));
     }
     Ok(())
 }
@@ -313,9 +445,11 @@ async fn capture(ctx: &mut StepCtx<'_>) -> Result<DnsOutput, Halt> {
         entry.before.extend(before);
         entry.after.extend(after);
     }
+    let routing_controls = capture_controls(ctx).await?;
     Ok(DnsOutput {
         zones: zones.into_values().collect(),
         health_checks,
+        routing_controls,
     })
 }
 
@@ -524,6 +658,9 @@ pub struct UndoDnsOutput {
     /// Health checks the cutover inverted (or may have: its intent was open), put back.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub health_checks: Vec<HealthCheckFlip>,
+    /// Routing controls set back to their states before the cutover.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routing_controls: Vec<ControlSwitch>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -605,6 +742,14 @@ pub(crate) async fn compensate(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result
                 ..flip.clone()
             })
             .collect();
+        out.routing_controls = cutover
+            .routing_controls
+            .iter()
+            .map(|switch| ControlSwitch {
+                done: false,
+                ..switch.clone()
+            })
+            .collect();
         out.planned = true;
         ctx.save(&out).await?;
     }
@@ -641,6 +786,26 @@ pub(crate) async fn compensate(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result
             set_inverted(ctx, &flip, flip.inverted_before, "restore-health-check").await?;
         }
         out.health_checks[i].done = true;
+        ctx.save(&out).await?;
+    }
+    for i in 0..out.routing_controls.len() {
+        if out.routing_controls[i].done {
+            continue;
+        }
+        let switch = &out.routing_controls[i];
+        let states = switch
+            .controls
+            .iter()
+            .map(|c| (c.arn.clone(), c.before.clone()))
+            .collect();
+        set_controls(
+            ctx,
+            switch,
+            states,
+            &format!("restore-routing-controls/{i}"),
+        )
+        .await?;
+        out.routing_controls[i].done = true;
         ctx.save(&out).await?;
     }
     let restored: usize = out.zones.iter().map(|z| z.changes.len()).sum();
@@ -740,6 +905,9 @@ pub(crate) async fn preview(ctx: &mut StepCtx<'_>) -> Result<Vec<Change>, Halt> 
             inverted_text(!flip.inverted_before),
         )
     }));
+    changes.extend(control_changes(&cutover.routing_controls, "set", |c| {
+        (c.before.clone(), c.after.clone())
+    }));
     Ok(changes)
 }
 
@@ -748,6 +916,21 @@ fn health_check_change(action: &str, flip: &HealthCheckFlip) -> Change {
         action,
         format!("health check {} of {}", flip.health_check_id, flip.set),
     )
+}
+
+fn control_changes(
+    switches: &[ControlSwitch],
+    action: &str,
+    from_to: impl Fn(&ControlState) -> (String, String),
+) -> Vec<Change> {
+    switches
+        .iter()
+        .flat_map(|s| s.controls.iter())
+        .map(|c| {
+            let (from, to) = from_to(c);
+            Change::new(action, format!("routing control {}", c.arn)).from_to(from, to)
+        })
+        .collect()
 }
 
 fn inverted_text(inverted: bool) -> String {
@@ -775,6 +958,9 @@ pub(crate) fn preview_compensation(undone: &Undone) -> Result<Vec<Change>, Halt>
             inverted_text(!flip.inverted_before),
             inverted_text(flip.inverted_before),
         )
+    }));
+    changes.extend(control_changes(&cutover.routing_controls, "restore", |c| {
+        (c.after.clone(), c.before.clone())
     }));
     Ok(changes)
 }
@@ -820,4 +1006,149 @@ fn record_text(record: &RecordSet) -> String {
         text.push_str(&format!(" (TTL {ttl})"));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(set_identifier: Option<&str>, weights: &[(&str, u8)]) -> DnsRecord {
+        DnsRecord {
+            hosted_zone_id: "Z1".into(),
+            account: Account::Target,
+            name: "www.example.com".into(),
+            record_type: RecordType::A,
+            ttl: None,
+            points_to: PointsTo::Wave("web".into()),
+            set_identifier: set_identifier.map(str::to_string),
+            weights: weights.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        }
+    }
+
+    fn set(id: &str, ip: &str) -> RecordSet {
+        RecordSet {
+            name: "www.example.com.".into(),
+            record_type: "A".into(),
+            set_identifier: Some(id.into()),
+            ttl: Some(60),
+            values: vec![ip.into()],
+            ..RecordSet::default()
+        }
+    }
+
+    fn weighted(id: &str, weight: i64) -> RecordSet {
+        RecordSet {
+            weight: Some(weight),
+            health_check_id: Some(format!("hc-{id}")),
+            ..set(id, "10.0.0.1")
+        }
+    }
+
+    fn failover(id: &str, role: &str, check: Option<&str>) -> RecordSet {
+        RecordSet {
+            failover: Some(role.into()),
+            health_check_id: check.map(str::to_string),
+            ..set(id, "10.0.0.2")
+        }
+    }
+
+    #[test]
+    fn a_simple_record_over_policy_sets_is_refused_naming_them() {
+        let found = [weighted("primary", 100), weighted("dr", 0)];
+        let (problem, fix) = plan_record(&record(None, &[]), &found, Mode::Planned).unwrap_err();
+        assert_eq!(
+            problem,
+            "www.example.com. A has policy records (\"primary\" (weighted 100), \"dr\" (weighted 0)): Route 53 refuses a simple record beside them"
+        );
+        assert!(fix.contains("one of \"primary\", \"dr\""), "{fix}");
+        let plan = plan_record(&record(None, &[]), &[], Mode::Planned).unwrap();
+        assert_eq!(plan.writes.len(), 1);
+        assert_eq!(plan.writes[0].set_identifier, None);
+    }
+
+    #[test]
+    fn weights_are_set_and_every_other_routing_field_is_kept() {
+        let found = [weighted("primary", 100), weighted("dr", 0)];
+        let plan = plan_record(
+            &record(Some("dr"), &[("dr", 100), ("primary", 0)]),
+            &found,
+            Mode::Planned,
+        )
+        .unwrap();
+        assert_eq!(
+            plan.writes,
+            [
+                RecordSet {
+                    weight: Some(100),
+                    ..found[1].clone()
+                },
+                RecordSet {
+                    weight: Some(0),
+                    ..found[0].clone()
+                },
+            ]
+        );
+        assert_eq!(plan.fail_over, None);
+        let (problem, _) =
+            plan_record(&record(Some("blue"), &[]), &found, Mode::Planned).unwrap_err();
+        assert!(
+            problem.contains(
+                "has no set \"blue\" (sets found: \"primary\" (weighted 100), \"dr\" (weighted 0))"
+            ),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn a_planned_secondary_fails_the_primary_over_through_its_health_check() {
+        let found = [
+            failover("primary", "PRIMARY", Some("hc-1")),
+            failover("secondary", "SECONDARY", None),
+        ];
+        let planned = plan_record(&record(Some("secondary"), &[]), &found, Mode::Planned).unwrap();
+        assert_eq!(planned.writes, [found[1].clone()]);
+        assert_eq!(planned.fail_over, Some(found[0].clone()));
+        let unplanned =
+            plan_record(&record(Some("secondary"), &[]), &found, Mode::Unplanned).unwrap();
+        assert_eq!(
+            unplanned.fail_over, None,
+            "unplanned leaves the PRIMARY alone"
+        );
+
+        let unchecked = [
+            failover("primary", "PRIMARY", None),
+            failover("secondary", "SECONDARY", None),
+        ];
+        let (problem, fix) =
+            plan_record(&record(Some("secondary"), &[]), &unchecked, Mode::Planned).unwrap_err();
+        assert!(
+            problem.contains("[set \"primary\"] has no health check"),
+            "{problem}"
+        );
+        assert!(fix.contains("health check"), "{fix}");
+        let (problem, _) = plan_record(
+            &record(Some("secondary"), &[("secondary", 1)]),
+            &found,
+            Mode::Planned,
+        )
+        .unwrap_err();
+        assert!(
+            problem.contains("is a failover set, not a weighted one"),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn sets_it_cannot_write_back_are_refused_before_any_change() {
+        let found = [RecordSet {
+            unrestorable: Some("CIDR routing".into()),
+            ..set("office", "10.0.0.3")
+        }];
+        let (problem, _) =
+            plan_record(&record(Some("office"), &[]), &found, Mode::Planned).unwrap_err();
+        assert_eq!(
+            problem,
+            "www.example.com. A [set \"office\"] uses CIDR routing, which drs-runbook cannot write back on rollback"
+        );
+    }
 }

@@ -78,6 +78,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let expected_data_loss_seconds = check_servers(ctx, &selected, &mut checks).await?;
     check_dns(ctx, &mut checks).await?;
     check_dns_routing(ctx, &mut checks).await?;
+    check_routing_controls(ctx, &mut checks).await;
     check_target_groups(ctx, &mut checks).await?;
     let launch_settings = check_launch_settings(ctx, &selected, &mut checks).await;
     let refused = claim_selected(ctx, &selected, &mut checks).await?;
@@ -506,6 +507,31 @@ async fn check_dns_routing(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Re
         }
     }
     Ok(())
+}
+
+/// Each ARC routing control reads through one of its cluster endpoints (GetRoutingControlState).
+async fn check_routing_controls(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) {
+    if ctx.run.operation == crate::run::Operation::Drill {
+        return;
+    }
+    for control in &ctx.runbook.routing_controls {
+        let name = format!(
+            "arc:{}",
+            control.arn.rsplit('/').next().unwrap_or(&control.arn)
+        );
+        match ctx
+            .clients
+            .side(control.account)
+            .routing_control_state(&control.endpoints, &control.arn)
+            .await
+        {
+            Ok(state) => checks.push(pass(
+                name,
+                format!("{state} now; the cutover sets it {}", control.state),
+            )),
+            Err(e) => checks.push(fail(name, e.summary(), e.hint.clone())),
+        }
+    }
 }
 
 async fn check_target_groups(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(), Halt> {

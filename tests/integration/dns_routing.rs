@@ -1,8 +1,9 @@
 //! Traffic as DR teams route it (issue 13): a weighted pair flipped to the recovered set and
 //! restored byte for byte, a failover pair whose PRIMARY's health check is inverted and put
 //! back, a simple record refused beside policy records (by preflight, and by the simulated
-//! Route 53 as Route 53 refuses it), an alias with the wrong canonical zone, and no IPv4
-//! address in an AAAA record. Real SDK clients and the AWS CLI against the simulator.
+//! Route 53 as Route 53 refuses it), an alias with the wrong canonical zone, no IPv4 address in
+//! an AAAA record, and ARC routing controls switched through the cluster's data plane with its
+//! first endpoint down. Real SDK clients and the AWS CLI against the simulator.
 
 use aws_sdk_route53::types::{
     ChangeAction, HealthCheckConfig, HealthCheckType, ResourceRecordSet, ResourceRecordSetFailover,
@@ -25,6 +26,7 @@ struct Routed {
 }
 
 impl Routed {
+    /// `SIM_ENDPOINT` in `dns` becomes the simulator's URL.
     async fn new(dns: &str) -> Routed {
         let start = THREE_WAVES
             .find("[[dns]]")
@@ -32,8 +34,9 @@ impl Routed {
         let end = THREE_WAVES
             .find("[approvals]")
             .expect("the fixture has [approvals]");
-        let text = format!("{}{dns}\n\n{}", &THREE_WAVES[..start], &THREE_WAVES[end..]);
         let sim = TestSim::start(600.0).await;
+        let dns = dns.replace("SIM_ENDPOINT", &sim.endpoint);
+        let text = format!("{}{dns}\n\n{}", &THREE_WAVES[..start], &THREE_WAVES[end..]);
         sim.seed(&text).await;
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("shop.toml"), text).unwrap();
@@ -556,4 +559,78 @@ async fn ipv4_never_reaches_an_aaaa_record() {
             .all(|s| s["Type"] != "AAAA"),
         "{listed}"
     );
+}
+
+const PRIMARY_CONTROL: &str = "arn:aws:route53-recovery-control::555555555555:controlpanel/0123456789abcdef0123456789abcdef/routingcontrol/primary000000000";
+const DR_CONTROL: &str = "arn:aws:route53-recovery-control::555555555555:controlpanel/0123456789abcdef0123456789abcdef/routingcontrol/dr00000000000000";
+
+/// The state of a routing control, read through the simulator's cluster endpoint.
+async fn control_state(sim: &TestSim, arn: &str) -> String {
+    let config = aws_sdk_route53recoverycluster::Config::builder()
+        .behavior_version(aws_sdk_route53recoverycluster::config::BehaviorVersion::latest())
+        .region(aws_sdk_route53recoverycluster::config::Region::new(
+            "us-west-2",
+        ))
+        .endpoint_url(&sim.endpoint)
+        .credentials_provider(aws_sdk_route53recoverycluster::config::Credentials::new(
+            TARGET, "x", None, None, "test",
+        ))
+        .build();
+    aws_sdk_route53recoverycluster::Client::from_conf(config)
+        .get_routing_control_state()
+        .routing_control_arn(arn)
+        .send()
+        .await
+        .unwrap()
+        .routing_control_state()
+        .as_str()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routing_controls_switch_through_the_data_plane_with_the_first_endpoint_down() {
+    // Nothing listens on port 1: the first cluster endpoint is down.
+    let endpoints = r#"endpoints = [
+  { url = "http://127.0.0.1:1", region = "us-east-1" },
+  { url = "SIM_ENDPOINT", region = "us-west-2" },
+]"#;
+    let world = Routed::new(&format!(
+        r#"[[routing_control]]
+arn = "{PRIMARY_CONTROL}"
+account = "target"
+state = "Off"
+{endpoints}
+
+[[routing_control]]
+arn = "{DR_CONTROL}"
+account = "target"
+state = "On"
+{endpoints}"#
+    ))
+    .await;
+    assert_eq!(control_state(&world.sim, PRIMARY_CONTROL).await, "On");
+    assert_eq!(control_state(&world.sim, DR_CONTROL).await, "Off");
+
+    let run_id = world.failover().await;
+    assert_eq!(control_state(&world.sim, PRIMARY_CONTROL).await, "Off");
+    assert_eq!(control_state(&world.sim, DR_CONTROL).await, "On");
+    let stats = world.sim.get("/_sim/stats").await;
+    let switched = mutations(&stats, "UpdateRoutingControlStates");
+    assert_eq!(switched.len(), 1, "both controls in one call: {switched:?}");
+    assert_eq!(
+        switched[0]["params"]["entries"],
+        json!([{ "arn": PRIMARY_CONTROL, "state": "Off" }, { "arn": DR_CONTROL, "state": "On" }])
+    );
+    let shown = world.cli(&["--output", "json", "show", &run_id]).await;
+    let cutover = step_output(&shown.json(), "dns_cutover");
+    assert_eq!(
+        cutover["routing_controls"][0]["controls"][0]["before"],
+        "On"
+    );
+
+    world.rollback(&run_id).await;
+    assert_eq!(control_state(&world.sim, PRIMARY_CONTROL).await, "On");
+    assert_eq!(control_state(&world.sim, DR_CONTROL).await, "Off");
+    let stats = world.sim.get("/_sim/stats").await;
+    assert_eq!(mutations(&stats, "UpdateRoutingControlStates").len(), 2);
 }

@@ -821,6 +821,55 @@ mod tests {
         );
     }
 
+    fn failover(id: &str, role: &str) -> RecordSet {
+        RecordSet {
+            set_identifier: Some(id.into()),
+            failover: Some(role.into()),
+            ..a("www.example.com", "10.0.0.1")
+        }
+    }
+
+    #[test]
+    fn a_failover_group_has_one_primary_and_one_secondary() {
+        let mut z = zone();
+        let create = |record| RecordChange {
+            action: Action::Create,
+            record,
+        };
+        z.records = apply(
+            &z,
+            &[
+                create(failover("one", "PRIMARY")),
+                create(failover("two", "SECONDARY")),
+            ],
+        )
+        .unwrap();
+        let problems = apply(&z, &[create(failover("three", "PRIMARY"))]).unwrap_err();
+        assert_eq!(
+            problems,
+            [
+                "RRSet with DNS name www.example.com., type A, SetIdentifier three cannot be created as a PRIMARY failover set (one) exists with the same name and type: a failover group has one PRIMARY and one SECONDARY."
+            ]
+        );
+        // Replacing the group by a simple record in one batch is allowed.
+        let records = apply(
+            &z,
+            &[
+                RecordChange {
+                    action: Action::Delete,
+                    record: failover("one", "PRIMARY"),
+                },
+                RecordChange {
+                    action: Action::Delete,
+                    record: failover("two", "SECONDARY"),
+                },
+                create(a("www.example.com", "10.0.0.9")),
+            ],
+        )
+        .unwrap();
+        assert_eq!(records.len(), 3);
+    }
+
     #[test]
     fn wildcards_are_escaped_on_the_wire() {
         assert_eq!(normalize_name("\\052.Example.com"), "*.example.com.");
