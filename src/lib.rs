@@ -25,8 +25,8 @@
 //!   budget, the run's shared job polling (`run::jobs`), progress lines, `StepCtx`,
 //!   `StepFailure`, `Halt`, `RunOptions`, `Operation`, `Mode`.
 //!   It imports neither the engine nor the steps.
-//! - [`aws`]: the SDK adapters (DRS, Route 53, ELBv2, EC2, IAM, ...) returning domain types; one
-//!   `classify` of errors. No SDK type leaves this module.
+//! - [`aws`]: the SDK adapters (DRS, Route 53, Route 53 ARC, ELBv2, EC2, IAM, ...) returning
+//!   domain types; one `classify` of errors. No SDK type leaves this module.
 //! - [`runbook`]: the runbook file model (serde) and its validation, every problem with file:line.
 //! - [`store`]: the run store (SQLite via sqlx): runs, steps, effects, the audit hash chain,
 //!   leases and claims; free functions that compose inside one transaction.
@@ -39,8 +39,8 @@
 //! - [`terminal`]: strings from runbooks, operators, AWS and the environment made safe for a
 //!   terminal (control characters escaped visibly); used by `cli` and the progress lines.
 //! - [`sim`]: the simulated AWS cloud, an HTTP server that speaks the real wire protocols of DRS
-//!   (restJson1), Route 53 (restXml), ELBv2 (awsQuery) and EC2 (ec2Query), with a JSON control
-//!   API under `/_sim/`.
+//!   (restJson1), Route 53 (restXml), the Route 53 ARC cluster data plane (awsJson1_0), ELBv2
+//!   (awsQuery) and EC2 (ec2Query), with a JSON control API under `/_sim/`.
 //!
 //! See `DESIGN.md` of the team for the contracts (CLI, exit codes, JSON output, simulator API).
 #![forbid(unsafe_code)]

@@ -151,6 +151,37 @@ impl SideClients {
         }
     }
 
+    /// The canonical hosted zone ID of the load balancer with this DNS name (a `dualstack.`
+    /// prefix and a trailing dot ignored), `None` when this side's region has none
+    /// (DescribeLoadBalancers, every page).
+    pub async fn load_balancer_zone(&self, dns_name: &str) -> Result<Option<String>, AwsError> {
+        let site = self.site("elbv2:DescribeLoadBalancers", dns_name);
+        let wanted = dns_name
+            .trim_end_matches('.')
+            .trim_start_matches("dualstack.")
+            .to_ascii_lowercase();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .elbv2
+                .describe_load_balancers()
+                .set_marker(marker.clone())
+                .send()
+                .await
+                .map_err(|e| classify(&site, &e))?;
+            if let Some(lb) = out.load_balancers().iter().find(|lb| {
+                lb.dns_name()
+                    .is_some_and(|d| d.eq_ignore_ascii_case(&wanted))
+            }) {
+                return Ok(lb.canonical_hosted_zone_id().map(str::to_string));
+            }
+            match out.next_marker() {
+                Some(next) if !next.is_empty() => marker = Some(next.to_string()),
+                _ => return Ok(None),
+            }
+        }
+    }
+
     /// Whether the target group exists (preflight).
     pub async fn target_group_exists(&self, target_group_arn: &str) -> Result<bool, AwsError> {
         let site = self.site("elbv2:DescribeTargetGroups", target_group_arn);

@@ -6,6 +6,7 @@
 //! rejected, so it had no effect), while an ambiguous failure (timeout, 5xx) is returned to the
 //! step, which reconciles against AWS before trying again (DESIGN section 6).
 
+pub mod arc;
 pub mod drs;
 pub mod drs_plans;
 pub mod drs_setup;
@@ -47,6 +48,8 @@ pub struct SideClients {
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
     pub route53: aws_sdk_route53::Client,
     pub ec2: aws_sdk_ec2::Client,
+    /// The side's configuration (credentials), for clients built per endpoint (ARC clusters).
+    pub sdk_config: aws_config::SdkConfig,
 }
 
 /// The clients of both sides.
@@ -117,6 +120,7 @@ async fn connect_side(
         elbv2: aws_sdk_elasticloadbalancingv2::Client::new(&sdk_config),
         route53: aws_sdk_route53::Client::from_conf(route53_config),
         ec2: aws_sdk_ec2::Client::new(&sdk_config),
+        sdk_config,
     }
 }
 

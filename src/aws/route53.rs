@@ -1,7 +1,8 @@
 //! Route 53 calls: read record sets, change them, follow the change to INSYNC.
 
 use aws_sdk_route53::types::{
-    AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
+    AliasTarget, Change, ChangeAction, ChangeBatch, GeoLocation, ResourceRecord, ResourceRecordSet,
+    ResourceRecordSetFailover, ResourceRecordSetRegion, RrType,
 };
 use serde::{Deserialize, Serialize};
 
@@ -9,8 +10,10 @@ use super::drs::Called;
 use super::error::classify;
 use super::{AwsError, SideClients, with_throttle_retry};
 
-/// A record set, captured completely enough to restore it byte for byte.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// A record set, captured completely enough to restore it byte for byte: its routing policy
+/// (weight, failover role, latency region, location, multivalue answer), set identifier,
+/// health check, TTL, values or alias target.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RecordSet {
     pub name: String,
     #[serde(rename = "type")]
@@ -18,11 +21,59 @@ pub struct RecordSet {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set_identifier: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i64>,
+    /// `PRIMARY` or `SECONDARY`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<String>,
+    /// The region of a latency set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geo_location: Option<Location>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_value_answer: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_id: Option<String>,
+    /// Set when the set uses a routing field this tool cannot write back (CIDR, geoproximity,
+    /// traffic policy): what it is. A cutover refuses to touch such a name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unrestorable: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<i64>,
     #[serde(default)]
     pub values: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alias: Option<Alias>,
+}
+
+/// The location of a geolocation set.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Location {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continent_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subdivision_code: Option<String>,
+}
+
+impl RecordSet {
+    /// The routing policy as a person names it (`weighted`, `failover`, ...; `simple`).
+    pub fn policy(&self) -> &'static str {
+        if self.weight.is_some() {
+            "weighted"
+        } else if self.failover.is_some() {
+            "failover"
+        } else if self.region.is_some() {
+            "latency"
+        } else if self.geo_location.is_some() {
+            "geolocation"
+        } else if self.multi_value_answer.is_some() {
+            "multivalue"
+        } else {
+            "simple"
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -45,6 +96,24 @@ fn record_from(r: &ResourceRecordSet) -> RecordSet {
         name: r.name().to_string(),
         record_type: r.r#type().as_str().to_string(),
         set_identifier: r.set_identifier().map(str::to_string),
+        weight: r.weight(),
+        failover: r.failover().map(|f| f.as_str().to_string()),
+        region: r.region().map(|f| f.as_str().to_string()),
+        geo_location: r.geo_location().map(|g| Location {
+            continent_code: g.continent_code().map(str::to_string),
+            country_code: g.country_code().map(str::to_string),
+            subdivision_code: g.subdivision_code().map(str::to_string),
+        }),
+        multi_value_answer: r.multi_value_answer(),
+        health_check_id: r.health_check_id().map(str::to_string),
+        unrestorable: if r.cidr_routing_config().is_some() {
+            Some("CIDR routing".to_string())
+        } else if r.geo_proximity_location().is_some() {
+            Some("geoproximity routing".to_string())
+        } else {
+            r.traffic_policy_instance_id()
+                .map(|id| format!("traffic policy instance {id}"))
+        },
         ttl: r.ttl(),
         values: r
             .resource_records()
@@ -64,6 +133,18 @@ fn record_to(r: &RecordSet) -> ResourceRecordSet {
         .name(&r.name)
         .r#type(RrType::from(r.record_type.as_str()))
         .set_set_identifier(r.set_identifier.clone())
+        .set_weight(r.weight)
+        .set_failover(r.failover.as_deref().map(ResourceRecordSetFailover::from))
+        .set_region(r.region.as_deref().map(ResourceRecordSetRegion::from))
+        .set_geo_location(r.geo_location.as_ref().map(|g| {
+            GeoLocation::builder()
+                .set_continent_code(g.continent_code.clone())
+                .set_country_code(g.country_code.clone())
+                .set_subdivision_code(g.subdivision_code.clone())
+                .build()
+        }))
+        .set_multi_value_answer(r.multi_value_answer)
+        .set_health_check_id(r.health_check_id.clone())
         .set_ttl(r.ttl);
     if let Some(alias) = &r.alias {
         b = b.alias_target(
@@ -198,6 +279,69 @@ impl SideClients {
             .change_info()
             .map(|c| c.status().as_str().to_string())
             .unwrap_or_default())
+    }
+
+    /// GetHealthCheck: whether the check is inverted.
+    pub async fn health_check_inverted(&self, id: &str) -> Result<bool, AwsError> {
+        let site = self.site("route53:GetHealthCheck", id);
+        let output = self
+            .route53
+            .get_health_check()
+            .health_check_id(id)
+            .send()
+            .await
+            .map_err(|e| classify(&site, &e))?;
+        Ok(output
+            .health_check()
+            .and_then(|c| c.health_check_config())
+            .and_then(|c| c.inverted())
+            .unwrap_or(false))
+    }
+
+    /// GetHealthCheckStatus: whether Route 53 reports the check healthy (its checkers report
+    /// `Success`; Route 53 counts a check healthy when more than 18% of them do, and the
+    /// checkers of one check agree here, so one is enough).
+    pub async fn health_check_reports_healthy(&self, id: &str) -> Result<bool, AwsError> {
+        let site = self.site("route53:GetHealthCheckStatus", id);
+        let output = self
+            .route53
+            .get_health_check_status()
+            .health_check_id(id)
+            .send()
+            .await
+            .map_err(|e| classify(&site, &e))?;
+        Ok(output.health_check_observations().iter().any(|o| {
+            o.status_report()
+                .and_then(|r| r.status())
+                .is_some_and(|s| s.starts_with("Success"))
+        }))
+    }
+
+    /// UpdateHealthCheck with `Inverted` only.
+    pub async fn set_health_check_inverted(
+        &self,
+        id: &str,
+        inverted: bool,
+    ) -> Result<Called<()>, AwsError> {
+        let site = self.site("route53:UpdateHealthCheck", id);
+        with_throttle_retry(|| async {
+            let output = self
+                .route53
+                .update_health_check()
+                .health_check_id(id)
+                .inverted(inverted)
+                .customize()
+                .config_override(single_attempt())
+                .send()
+                .await
+                .map_err(|e| classify(&site, &e))?;
+            use aws_sdk_route53::operation::RequestId;
+            Ok(Called {
+                value: (),
+                request_id: output.request_id().map(str::to_string),
+            })
+        })
+        .await
     }
 
     /// Whether the hosted zone exists (preflight).

@@ -214,6 +214,8 @@ mod tests {
                 change_id: Some("C1".into()),
                 insync_at: Some(t(at).to_rfc3339()),
             }],
+            health_checks: vec![],
+            routing_controls: vec![],
         })
     }
 
@@ -320,7 +322,9 @@ mod tests {
             .unwrap(),
             Some(Evidence::DnsRestore(UndoDnsOutput {
                 planned: true,
-                zones: vec![]
+                zones: vec![],
+                health_checks: vec![],
+                routing_controls: vec![],
             }))
         );
     }

@@ -137,7 +137,7 @@ pub fn plan(operation: Operation, runbook: &Runbook, options: &PlanOptions) -> V
         if !options.keep {
             steps.push(step(StepKind::Cleanup, None, finals, runbook));
         }
-    } else if !runbook.dns.is_empty() {
+    } else if !runbook.dns.is_empty() || !runbook.routing_controls.is_empty() {
         steps.push(step(StepKind::DnsCutover, None, finals, runbook));
     }
     steps
@@ -201,7 +201,7 @@ fn plan_failback(runbook: &Runbook, options: &PlanOptions) -> Vec<PlannedStep> {
             finals.push(format!("launch:{wave_name}"));
         }
     }
-    if !options.drill && !runbook.dns.is_empty() {
+    if !options.drill && (!runbook.dns.is_empty() || !runbook.routing_controls.is_empty()) {
         steps.push(step(StepKind::DnsCutover, None, finals, runbook));
         finals = vec!["dns_cutover".to_string()];
     }

@@ -19,7 +19,7 @@ use super::problem::Problems;
 use super::raw::{Element, RawRunbook, ReadStatus};
 
 /// The top-level keys; the sections' own keys are in the serde types of `raw`.
-pub(super) const TOP_LEVEL_KEYS: [&str; 13] = [
+pub(super) const TOP_LEVEL_KEYS: [&str; 14] = [
     "name",
     "description",
     "objectives",
@@ -28,6 +28,7 @@ pub(super) const TOP_LEVEL_KEYS: [&str; 13] = [
     "wave",
     "load_balancer",
     "dns",
+    "routing_control",
     "approvals",
     "cleanup",
     "recovery",
@@ -105,6 +106,9 @@ fn read_top_level(
             raw.load_balancers = read_elements(value, name, &mut raw.status, problems)
         }
         "dns" => raw.dns = read_elements(value, name, &mut raw.status, problems),
+        "routing_control" => {
+            raw.routing_controls = read_elements(value, name, &mut raw.status, problems)
+        }
         unknown => problems.at(
             &key.span(),
             render_key("", unknown),

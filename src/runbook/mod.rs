@@ -28,8 +28,9 @@ use std::path::{Path, PathBuf};
 
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use model::{
-    Account, Approvals, Cleanup, Credentials, DnsRecord, DoctorSettings, LoadBalancer, Objectives,
-    PointsTo, RecordType, Recovery, Runbook, Select, ServerRef, Side, StepKind, Wave,
+    Account, Approvals, Cleanup, ClusterEndpoint, Credentials, DnsRecord, DoctorSettings,
+    LoadBalancer, Objectives, PointsTo, RecordType, Recovery, RoutingControl, Runbook, Select,
+    ServerRef, Side, StepKind, Wave,
 };
 pub use problem::{Problem, line_col};
 

@@ -23,6 +23,8 @@ pub struct Runbook {
     pub waves: Vec<Wave>,
     pub load_balancers: Vec<LoadBalancer>,
     pub dns: Vec<DnsRecord>,
+    /// Route 53 ARC routing controls switched at cutover (`[[routing_control]]`).
+    pub routing_controls: Vec<RoutingControl>,
     pub approvals: Approvals,
     pub cleanup: Cleanup,
     /// How a failover or drill orders its waves' recovery (the optional `[recovery]` table).
@@ -160,6 +162,30 @@ pub struct DnsRecord {
     pub record_type: RecordType,
     pub ttl: Option<u32>,
     pub points_to: PointsTo,
+    /// The set of a policy group (weighted, failover, ...) the cutover writes; its routing
+    /// fields are kept as found.
+    pub set_identifier: Option<String>,
+    /// Weighted groups: the weight of each set (by set identifier) at cutover.
+    pub weights: BTreeMap<String, u8>,
+}
+
+/// A Route 53 ARC routing control the cutover sets through the cluster's data plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingControl {
+    pub arn: String,
+    /// Whose credentials change it.
+    pub account: Account,
+    /// `On` or `Off`: its state after the cutover (a failback sets the other one).
+    pub state: String,
+    /// The cluster's endpoints, tried in turn.
+    pub endpoints: Vec<ClusterEndpoint>,
+}
+
+/// One regional endpoint of an ARC cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ClusterEndpoint {
+    pub url: String,
+    pub region: String,
 }
 
 /// The record types a cutover can write.

@@ -31,6 +31,7 @@ pub struct RawRunbook {
     pub waves: Vec<Element<RawWave>>,
     pub load_balancers: Vec<Element<RawLoadBalancer>>,
     pub dns: Vec<Element<RawDnsRecord>>,
+    pub routing_controls: Vec<Element<RawRoutingControl>>,
     pub approvals: Option<RawApprovals>,
     pub cleanup: Option<RawCleanup>,
     pub recovery: Option<RawRecovery>,
@@ -133,6 +134,26 @@ pub struct RawDnsRecord {
     #[serde(default)]
     pub ttl: Option<u32>,
     pub points_to: Spanned<RawPointsTo>,
+    #[serde(default)]
+    pub set_identifier: Option<Text>,
+    #[serde(default)]
+    pub weights: Option<Spanned<BTreeMap<String, i64>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoutingControl {
+    pub arn: Text,
+    pub account: Text,
+    pub state: Text,
+    pub endpoints: Spanned<Vec<RawClusterEndpoint>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClusterEndpoint {
+    pub url: Text,
+    pub region: Text,
 }
 
 #[derive(Debug, Deserialize)]

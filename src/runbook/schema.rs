@@ -283,6 +283,47 @@ fn sections() -> Vec<(&'static str, Value)> {
                         ),
                         "What the record points to after the cutover.",
                     ),
+                    key(
+                        "set_identifier",
+                        json!({ "type": "string", "minLength": 1, "maxLength": 128 }),
+                        "The set of a policy group (weighted, failover, latency, ...) to write; its routing fields are kept as found.",
+                    ),
+                    key(
+                        "weights",
+                        json!({ "type": "object", "additionalProperties": { "type": "integer", "minimum": 0, "maximum": 255 } }),
+                        "Weighted groups: the weight of each set (by set identifier) at cutover, restored on rollback.",
+                    ),
+                ],
+            ),
+        ),
+        (
+            "routing_control",
+            object(
+                "A Route 53 ARC routing control the cutover sets through the cluster's data plane.",
+                vec![
+                    required("arn", string(), "The routing control ARN."),
+                    required(
+                        "account",
+                        one_of_strings(accounts),
+                        "Whose credentials change it.",
+                    ),
+                    required(
+                        "state",
+                        one_of_strings(["On", "Off"].into_iter()),
+                        "Its state after the cutover (a failback sets the other one).",
+                    ),
+                    required(
+                        "endpoints",
+                        json!({ "type": "array", "minItems": 1, "items": {
+                            "type": "object", "additionalProperties": false,
+                            "required": ["url", "region"],
+                            "properties": {
+                                "url": { "type": "string", "description": "The cluster endpoint URL." },
+                                "region": { "type": "string", "description": "The endpoint's region (calls are signed for it)." }
+                            }
+                        } }),
+                        "The cluster's endpoints, tried in turn.",
+                    ),
                 ],
             ),
         ),
@@ -398,7 +439,9 @@ pub fn runbook_schema() -> Value {
         let schema = match name {
             // Arrays of tables: [[wave]], [[load_balancer]], [[dns]].
             "wave" => json!({ "type": "array", "minItems": 1, "items": schema }),
-            "load_balancer" | "dns" => json!({ "type": "array", "items": schema }),
+            "load_balancer" | "dns" | "routing_control" => {
+                json!({ "type": "array", "items": schema })
+            }
             _ => schema,
         };
         properties.insert(name.to_string(), schema);
@@ -474,6 +517,7 @@ mod tests {
             ("wave", accepted_keys::<raw::RawWave>()),
             ("load_balancer", accepted_keys::<raw::RawLoadBalancer>()),
             ("dns", accepted_keys::<raw::RawDnsRecord>()),
+            ("routing_control", accepted_keys::<raw::RawRoutingControl>()),
             ("approvals", accepted_keys::<raw::RawApprovals>()),
             ("cleanup", accepted_keys::<raw::RawCleanup>()),
             ("recovery", accepted_keys::<raw::RawRecovery>()),

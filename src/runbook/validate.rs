@@ -16,14 +16,15 @@ use super::formats::{
     parse_target_group_arn,
 };
 use super::model::{
-    Account, Approvals, Cleanup, Credentials, DnsRecord, DoctorSettings, LoadBalancer, Objectives,
-    PointsTo, RecordType, Recovery, Runbook, Select, Side, StepKind, Wave,
+    Account, Approvals, Cleanup, ClusterEndpoint, Credentials, DnsRecord, DoctorSettings,
+    LoadBalancer, Objectives, PointsTo, RecordType, Recovery, RoutingControl, Runbook, Select,
+    Side, StepKind, Wave,
 };
 use super::order::topological_order;
 use super::problem::Problems;
 use super::raw::{
-    Element, RawDnsRecord, RawDoctor, RawLoadBalancer, RawRunbook, RawSide, RawWave, ReadStatus,
-    Text,
+    Element, RawDnsRecord, RawDoctor, RawLoadBalancer, RawRoutingControl, RawRunbook, RawSide,
+    RawWave, ReadStatus, Text,
 };
 
 /// Where a problem about something absent is reported: the top of the file.
@@ -46,6 +47,7 @@ pub(super) fn validate(raw: RawRunbook, problems: &mut Problems<'_>) -> Option<R
         .map(|lb| load_balancer(lb, &wave_names, source.as_ref(), target.as_ref(), problems))
         .collect();
     let dns = dns_records(&raw.dns, &wave_names, problems);
+    let routing_controls = routing_controls(&raw.routing_controls, problems);
     let approvals = approvals(raw.approvals.as_ref(), problems);
     let cleanup = raw
         .cleanup
@@ -74,6 +76,7 @@ pub(super) fn validate(raw: RawRunbook, problems: &mut Problems<'_>) -> Option<R
         waves,
         load_balancers,
         dns,
+        routing_controls,
         approvals,
         cleanup,
         recovery,
@@ -803,6 +806,16 @@ fn dns_records(
             );
         }
         let points_to = points_to(record, &prefix, record_type, waves, problems);
+        let weights = weights(record, &prefix, problems);
+        if let Some(id) = &record.set_identifier
+            && !(1..=128).contains(&id.get_ref().chars().count())
+        {
+            problems.at(
+                &id.span(),
+                key("set_identifier"),
+                "a set identifier has 1 to 128 characters (Route 53's SetIdentifier), e.g. \"dr\"",
+            );
+        }
         let identity = (
             record.hosted_zone_id.get_ref().clone(),
             record
@@ -829,10 +842,153 @@ fn dns_records(
                 record_type,
                 ttl: record.ttl,
                 points_to,
+                set_identifier: record.set_identifier.as_ref().map(|s| s.get_ref().clone()),
+                weights,
             });
         }
     }
     records
+}
+
+/// `[[routing_control]]`: an ARC routing control ARN, a side, `On` or `Off`, and at least one
+/// cluster endpoint (URL and region), each ARN once.
+fn routing_controls(
+    raw: &[Element<RawRoutingControl>],
+    problems: &mut Problems<'_>,
+) -> Vec<RoutingControl> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut controls = Vec::new();
+    for element in raw {
+        let control = &element.value;
+        let key = |field: &str| format!("routing_control[{}].{field}", element.index);
+        let arn = control.arn.get_ref();
+        let parts: Vec<&str> = arn.split(':').collect();
+        let arn_ok = parts.len() == 6
+            && parts[0] == "arn"
+            && parts[2] == "route53-recovery-control"
+            && parts[4].len() == 12
+            && parts[4].bytes().all(|b| b.is_ascii_digit())
+            && parts[5].starts_with("controlpanel/")
+            && parts[5].contains("/routingcontrol/");
+        if !arn_ok {
+            problems.at(
+                &control.arn.span(),
+                key("arn"),
+                format!("{arn:?} is not a routing control ARN (expected arn:aws:route53-recovery-control::111111111111:controlpanel/<id>/routingcontrol/<id>)"),
+            );
+        }
+        if let Some(first) = seen.insert(arn.clone(), element.index) {
+            problems.at(
+                &control.arn.span(),
+                key("arn"),
+                format!("routing_control[{first}] already sets this routing control: keep one"),
+            );
+        }
+        let account = match control.account.get_ref().as_str() {
+            "source" => Some(Account::Source),
+            "target" => Some(Account::Target),
+            other => {
+                problems.at(
+                    &control.account.span(),
+                    key("account"),
+                    format!("{other:?} is not a side (expected \"source\" or \"target\": whose credentials change the routing control)"),
+                );
+                None
+            }
+        };
+        let state = control.state.get_ref();
+        if state != "On" && state != "Off" {
+            problems.at(
+                &control.state.span(),
+                key("state"),
+                format!("{state:?} is not a routing control state (expected \"On\" or \"Off\": its state after the cutover)"),
+            );
+        }
+        if control.endpoints.get_ref().is_empty() {
+            problems.at(
+                &control.endpoints.span(),
+                key("endpoints"),
+                "list the cluster's endpoints (e.g. endpoints = [{ url = \"https://host-aaaaaa.us-east-1.example.com/v1\", region = \"us-east-1\" }]): the cutover tries each in turn",
+            );
+        }
+        for endpoint in control.endpoints.get_ref() {
+            let url = endpoint.url.get_ref();
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                problems.at(
+                    &endpoint.url.span(),
+                    key("endpoints.url"),
+                    format!("{url:?} is not an endpoint URL (expected https://..., as ListClusters gives it)"),
+                );
+            }
+            if endpoint.region.get_ref().is_empty() {
+                problems.at(
+                    &endpoint.region.span(),
+                    key("endpoints.region"),
+                    "the endpoint's region (e.g. \"us-west-2\"): calls are signed for it",
+                );
+            }
+        }
+        if let Some(account) = account {
+            controls.push(RoutingControl {
+                arn: arn.clone(),
+                account,
+                state: state.clone(),
+                endpoints: control
+                    .endpoints
+                    .get_ref()
+                    .iter()
+                    .map(|e| ClusterEndpoint {
+                        url: e.url.get_ref().clone(),
+                        region: e.region.get_ref().clone(),
+                    })
+                    .collect(),
+            });
+        }
+    }
+    controls
+}
+
+/// `weights`: only with `set_identifier`, naming it, each 0 to 255 (Route 53's Weight).
+fn weights(
+    record: &RawDnsRecord,
+    prefix: &str,
+    problems: &mut Problems<'_>,
+) -> BTreeMap<String, u8> {
+    let Some(raw) = &record.weights else {
+        return BTreeMap::new();
+    };
+    let key = format!("{prefix}.weights");
+    let mut weights = BTreeMap::new();
+    for (id, weight) in raw.get_ref() {
+        match u8::try_from(*weight) {
+            Ok(weight) => {
+                weights.insert(id.clone(), weight);
+            }
+            Err(_) => problems.at(
+                &raw.span(),
+                format!("{key}.{id}"),
+                format!("a weight is 0 to 255 (Route 53's Weight), not {weight}"),
+            ),
+        }
+    }
+    match &record.set_identifier {
+        None => problems.at(
+            &raw.span(),
+            key,
+            "`weights` applies to a weighted group: set `set_identifier` to the set the cutover writes (e.g. set_identifier = \"dr\")",
+        ),
+        Some(id) if !raw.get_ref().contains_key(id.get_ref()) => problems.at(
+            &raw.span(),
+            key,
+            format!(
+                "`weights` has no weight for the set written, {:?}: add it (e.g. weights = {{ {} = 100, primary = 0 }})",
+                id.get_ref(),
+                id.get_ref()
+            ),
+        ),
+        Some(_) => {}
+    }
+    weights
 }
 
 /// `points_to`: exactly one of a wave and a load balancer (with its zone).

@@ -3,7 +3,10 @@
 //! - `GET /_sim/stats`, `POST /_sim/faults`, `GET /_sim/faults`, `DELETE /_sim/faults`,
 //!   `GET /_sim/clock`, `GET /_sim/world`, `POST /_sim/seed` as DESIGN section 9 specifies;
 //! - `POST /_sim/clock` with `{"speed": N}` and/or `{"skip_seconds": S}`: an addition for
-//!   rehearsals and tests that need to jump over long waits.
+//!   rehearsals and tests that need to jump over long waits;
+//! - `POST /_sim/health-check` with `{"id": "<health check ID>", "healthy": false}`: whether
+//!   the endpoint of a Route 53 health check answers (what GetHealthCheckStatus reports,
+//!   reversed when the check is inverted).
 
 use axum::http::Method;
 use serde::Deserialize;
@@ -85,6 +88,29 @@ pub fn handle(sim: &Sim, req: &SimRequest) -> Reply {
                 &serde_json::to_value(&s.world).expect("the world serialises"),
             )
         }),
+        (&Method::POST, "/_sim/health-check") => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct HealthBody {
+                id: String,
+                healthy: bool,
+            }
+            let body: HealthBody = match serde_json::from_slice(&req.body) {
+                Ok(body) => body,
+                Err(e) => return bad_request(format!("invalid health-check body: {e}")),
+            };
+            let found = sim.with_state(|s| {
+                super::route53::set_endpoint_health(&mut s.world, &body.id, body.healthy)
+            });
+            if !found {
+                return Reply::json(
+                    404,
+                    &json!({ "error": format!("no Route 53 health check {}", body.id) }),
+                );
+            }
+            persist(sim);
+            Reply::json(200, &json!({ "id": body.id, "healthy": body.healthy }))
+        }
         (&Method::POST, "/_sim/seed") => {
             let Ok(text) = std::str::from_utf8(&req.body) else {
                 return bad_request(
@@ -102,7 +128,7 @@ pub fn handle(sim: &Sim, req: &SimRequest) -> Reply {
         _ => Reply::json(
             404,
             &json!({ "error": format!("no control endpoint {} {}", req.method, req.path),
-                     "hint": "the control API has /_sim/stats, /_sim/faults, /_sim/clock, /_sim/world and /_sim/seed" }),
+                     "hint": "the control API has /_sim/stats, /_sim/faults, /_sim/clock, /_sim/world, /_sim/seed and /_sim/health-check" }),
         ),
     }
 }

@@ -17,6 +17,7 @@
 //!   restarted server continues exactly where the state file left it.
 //! - The state file is rewritten (tmp + fsync + rename) after every mutating call.
 
+pub mod arc;
 pub mod caller;
 pub mod clock;
 pub mod control;
@@ -63,6 +64,9 @@ pub struct World {
     /// ELBv2 state, keyed by [`scope_key`].
     #[serde(default)]
     pub elbv2: std::collections::BTreeMap<String, elbv2::ElbRegion>,
+    /// Route 53 ARC routing controls by ARN (their account is the ARN's).
+    #[serde(default)]
+    pub arc: std::collections::BTreeMap<String, arc::RoutingControl>,
 }
 
 /// The key of per-(account, region) maps in [`World`].
@@ -365,11 +369,12 @@ fn dispatch(
         "route53" => ("route53", route53::operation_of(req)),
         "elasticloadbalancing" => ("elbv2", elbv2::operation_of(req)),
         "ec2" => ("ec2", ec2::operation_of(req)),
+        "route53-recovery-cluster" => ("arc", arc::operation_of(req)),
         other => {
             return Outcome::read(Reply::text(
                 400,
                 format!(
-                    "the simulator does not serve the service {other:?} (it serves drs, route53, elasticloadbalancing and ec2)"
+                    "the simulator does not serve the service {other:?} (it serves drs, route53, elasticloadbalancing, ec2 and route53-recovery-cluster)"
                 ),
             ));
         }
@@ -408,6 +413,7 @@ fn dispatch(
             "drs" => drs::error_reply(&error, &message, request_id),
             "route53" => route53::error_reply(&error, &message, request_id),
             "ec2" => ec2::error_reply(&error, &message, request_id),
+            "arc" => arc::error_reply(&error, &message, request_id),
             _ => elbv2::error_reply(&error, &message, request_id),
         };
         return Outcome::read(reply);
@@ -425,6 +431,7 @@ fn dispatch(
         "drs" => drs::handle(&mut ctx, &operation, req),
         "route53" => route53::handle(&mut ctx, &operation, req),
         "ec2" => ec2::handle(&mut ctx, &operation, req),
+        "arc" => arc::handle(&mut ctx, &operation, req),
         _ => elbv2::handle(&mut ctx, &operation, req),
     };
     if let Some(params) = &outcome.mutation {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use super::ec2::InstanceState;
 use super::{World, drs, elbv2, route53};
-use crate::runbook::{PointsTo, Runbook};
+use crate::runbook::{PointsTo, RecordType, Runbook};
 
 /// What a seeding created (zero everywhere when the world already had it all).
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -21,6 +21,7 @@ pub struct SeedSummary {
     pub source_instances: usize,
     pub hosted_zones: usize,
     pub records: usize,
+    pub routing_controls: usize,
     pub target_groups: usize,
 }
 
@@ -129,7 +130,16 @@ pub fn seed(world: &mut World, runbook: &Runbook, now: DateTime<Utc>) -> SeedSum
             summary.hosted_zones += 1;
         }
     }
-    for record in &runbook.dns {
+    // Routing controls in their state before a failover: the other one than the runbook's.
+    for control in &runbook.routing_controls {
+        let before = if control.state == "On" { "Off" } else { "On" };
+        if super::arc::seed_control(world, &control.arn, before) {
+            summary.routing_controls += 1;
+        }
+    }
+    // A record of a policy group (`set_identifier`) is not seeded: its group's sets, routing
+    // fields and health checks are the caller's to create (ChangeResourceRecordSets).
+    for record in runbook.dns.iter().filter(|r| r.set_identifier.is_none()) {
         let account = runbook.side(record.account).account_id.clone();
         let name = absolute(&record.name);
         let record_type = record.record_type.as_str();
@@ -144,7 +154,14 @@ pub fn seed(world: &mut World, runbook: &Runbook, now: DateTime<Utc>) -> SeedSum
                 zone,
             ),
             PointsTo::Wave(wave) => {
-                let values = wave_ips(world, wave);
+                // Only addresses of the record's family (no AAAA from IPv4 instances).
+                let values: Vec<String> = wave_ips(world, wave)
+                    .into_iter()
+                    .filter(|ip| match record.record_type {
+                        RecordType::Aaaa => ip.parse::<std::net::Ipv6Addr>().is_ok(),
+                        _ => true,
+                    })
+                    .collect();
                 route53::seed_record(
                     world,
                     &account,

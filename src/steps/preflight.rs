@@ -4,10 +4,12 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use super::dns_cutover;
 use super::launch_settings::{self, LaunchSettings, Severity};
 use super::{Halt, StepCtx, StepFailure, parse_iso_duration};
 use crate::run::journal::JournalError;
 use crate::run::{Mode, server_claim};
+use crate::runbook::PointsTo;
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -75,6 +77,8 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let selected = check_selections(ctx, &mut checks).await?;
     let expected_data_loss_seconds = check_servers(ctx, &selected, &mut checks).await?;
     check_dns(ctx, &mut checks).await?;
+    check_dns_routing(ctx, &mut checks).await?;
+    check_routing_controls(ctx, &mut checks).await;
     check_target_groups(ctx, &mut checks).await?;
     let launch_settings = check_launch_settings(ctx, &selected, &mut checks).await;
     let refused = claim_selected(ctx, &selected, &mut checks).await?;
@@ -458,6 +462,89 @@ async fn check_dns(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// Each [[dns]] entry against the sets found under its name: the set the cutover writes exists
+/// and can be written (see [`dns_cutover::plan_record`]), and an alias names its load balancer's
+/// canonical hosted zone (DescribeLoadBalancers in the target region).
+async fn check_dns_routing(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(), Halt> {
+    if ctx.run.operation == crate::run::Operation::Drill {
+        return Ok(());
+    }
+    for record in &ctx.runbook.dns {
+        let clients = ctx.clients.side(record.account);
+        let name = format!("route53:{} {}", record.name, record.record_type.as_str());
+        let routing = format!("{name} routing");
+        // A failed read was reported by check_dns.
+        if let Ok(sets) = clients
+            .record_sets(
+                &record.hosted_zone_id,
+                &record.name,
+                record.record_type.as_str(),
+            )
+            .await
+        {
+            match dns_cutover::plan_record(record, &sets, ctx.run.options.mode) {
+                Ok(plan) => {
+                    if record.set_identifier.is_some() {
+                        checks.push(pass(
+                            routing,
+                            format!(
+                                "{} set(s) of the policy group written at cutover",
+                                plan.writes.len()
+                            ),
+                        ));
+                    }
+                }
+                Err((problem, fix)) => checks.push(fail(routing, problem, fix)),
+            }
+        }
+        if let PointsTo::LoadBalancer { dns_name, zone } = &record.points_to {
+            let alias = format!("{name} alias");
+            match ctx.clients.target.load_balancer_zone(dns_name).await {
+                Ok(Some(canonical)) if canonical == *zone => {
+                    checks.push(pass(alias, format!("{dns_name} is in hosted zone {zone}")));
+                }
+                Ok(Some(canonical)) => checks.push(fail(
+                    alias,
+                    format!("the load balancer {dns_name} has canonical hosted zone {canonical}, not {zone}: Route 53 refuses the alias"),
+                    format!("set zone = \"{canonical}\" in points_to of the [[dns]] entry"),
+                )),
+                Ok(None) => checks.push(fail(
+                    alias,
+                    format!("no load balancer with DNS name {dns_name} in the target region ({})", ctx.clients.target.region),
+                    "check points_to.load_balancer (DescribeLoadBalancers lists the DNS names)",
+                )),
+                Err(e) => checks.push(fail(alias, e.summary(), e.hint.clone())),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Each ARC routing control reads through one of its cluster endpoints (GetRoutingControlState).
+async fn check_routing_controls(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) {
+    if ctx.run.operation == crate::run::Operation::Drill {
+        return;
+    }
+    for control in &ctx.runbook.routing_controls {
+        let name = format!(
+            "arc:{}",
+            control.arn.rsplit('/').next().unwrap_or(&control.arn)
+        );
+        match ctx
+            .clients
+            .side(control.account)
+            .routing_control_state(&control.endpoints, &control.arn)
+            .await
+        {
+            Ok(state) => checks.push(pass(
+                name,
+                format!("{state} now; the cutover sets it {}", control.state),
+            )),
+            Err(e) => checks.push(fail(name, e.summary(), e.hint.clone())),
+        }
+    }
 }
 
 async fn check_target_groups(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(), Halt> {

@@ -8,6 +8,7 @@ mod boot_order;
 mod budget;
 mod crash;
 mod disaster;
+mod dns_routing;
 mod doctor;
 mod drill_target_group;
 mod engine;

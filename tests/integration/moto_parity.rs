@@ -398,3 +398,125 @@ async fn elbv2_sequences_end_alike_in_the_simulator_and_in_moto() {
     );
     assert!(unknown);
 }
+
+/// A weighted pair and a health check, created, inverted and read back: what the SDK reads.
+async fn routing_sequence(
+    side: &Side,
+    zone: &str,
+) -> (
+    Vec<(String, Option<i64>, Vec<String>)>,
+    (
+        String,
+        Option<String>,
+        Option<i32>,
+        Option<String>,
+        Option<bool>,
+    ),
+) {
+    use aws_sdk_route53::types::{HealthCheckConfig, HealthCheckType};
+    for (id, weight, ip) in [("primary", 100, "10.200.0.1"), ("dr", 0, "10.200.0.2")] {
+        let mut set = a_record(WWW, 60, &[ip]);
+        set.set_identifier = Some(id.to_string());
+        set.weight = Some(weight);
+        side.r53
+            .change_resource_record_sets()
+            .hosted_zone_id(zone)
+            .change_batch(batch(ChangeAction::Create, set))
+            .send()
+            .await
+            .unwrap();
+    }
+    let listed = side
+        .r53
+        .list_resource_record_sets()
+        .hosted_zone_id(zone)
+        .send()
+        .await
+        .unwrap();
+    let mut sets: Vec<(String, Option<i64>, Vec<String>)> = listed
+        .resource_record_sets()
+        .iter()
+        .filter(|s| s.name() == WWW)
+        .map(|s| {
+            (
+                s.set_identifier().unwrap_or_default().to_string(),
+                s.weight(),
+                s.resource_records()
+                    .iter()
+                    .map(|r| r.value().to_string())
+                    .collect(),
+            )
+        })
+        .collect();
+    sets.sort();
+    let created = side
+        .r53
+        .create_health_check()
+        .caller_reference("parity-check")
+        .health_check_config(
+            HealthCheckConfig::builder()
+                .r#type(HealthCheckType::Http)
+                .ip_address("10.200.0.1")
+                .port(80)
+                .resource_path("/health")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let id = created.health_check().unwrap().id().to_string();
+    side.r53
+        .update_health_check()
+        .health_check_id(&id)
+        .inverted(true)
+        .send()
+        .await
+        .unwrap();
+    let got = side
+        .r53
+        .get_health_check()
+        .health_check_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let config = got.health_check().unwrap().health_check_config().unwrap();
+    let check = (
+        config.r#type().as_str().to_string(),
+        config.ip_address().map(str::to_string),
+        config.port(),
+        config.resource_path().map(str::to_string),
+        config.inverted(),
+    );
+    (sets, check)
+}
+
+#[tokio::test]
+async fn weighted_sets_and_an_inverted_health_check_read_back_alike_in_the_simulator_and_in_moto() {
+    let sim = TestSim::start(1.0).await;
+    sim.seed(&std::fs::read_to_string(repo_path("runbooks/payments.toml")).unwrap())
+        .await;
+    let (_moto, moto_endpoint) = moto().await;
+    let (simulated, mocked) = (Side::at(&sim.endpoint), Side::at(&moto_endpoint));
+    let moto_zone = mocked
+        .r53
+        .create_hosted_zone()
+        .name("payments.example.com.")
+        .caller_reference("parity-routing")
+        .send()
+        .await
+        .unwrap()
+        .hosted_zone()
+        .unwrap()
+        .id()
+        .trim_start_matches("/hostedzone/")
+        .to_string();
+    let in_sim = routing_sequence(&simulated, SEEDED_ZONE).await;
+    let in_moto = routing_sequence(&mocked, &moto_zone).await;
+    assert_eq!(in_sim, in_moto);
+    assert_eq!(
+        in_sim.0[0],
+        ("dr".to_string(), Some(0), vec!["10.200.0.2".to_string()])
+    );
+    assert_eq!(in_sim.1.4, Some(true), "inverted");
+}

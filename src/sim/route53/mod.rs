@@ -1,7 +1,10 @@
 //! Simulated Route 53 (restXml under `/2013-04-01/`): hosted zones, record sets, changes.
 //!
 //! Route 53 is global, so state is per caller account. Served operations: ListHostedZones,
-//! GetHostedZone, CreateHostedZone, ListResourceRecordSets, ChangeResourceRecordSets, GetChange.
+//! GetHostedZone, CreateHostedZone, ListResourceRecordSets, ChangeResourceRecordSets, GetChange,
+//! and health checks: CreateHealthCheck, GetHealthCheck, GetHealthCheckStatus,
+//! UpdateHealthCheck (`Inverted` among its fields), DeleteHealthCheck. A health check's
+//! endpoint is healthy until the control API says otherwise ([`set_endpoint_health`]).
 //! A change is `PENDING` for [`model::PROPAGATION`] of simulated time, then `INSYNC`, unless the
 //! `dns_never_insync` fault names its zone.
 //!
@@ -17,7 +20,10 @@ use percent_encoding::percent_decode_str;
 use serde_json::json;
 
 pub use model::Route53Account;
-use model::{Action, AliasTarget, Change, ChangeStatus, HostedZone, RecordChange, RecordSet};
+use model::{
+    Action, AliasTarget, AliasTargets, Change, ChangeStatus, GeoLocation, HealthCheck,
+    HealthCheckConfig, HostedZone, RecordChange, RecordSet,
+};
 
 use super::xml::{self, Element, XmlWriter};
 use super::{Ctx, Fault, Outcome, Reply, SimRequest, World, faults};
@@ -36,7 +42,7 @@ pub fn operation_of(req: &SimRequest) -> Result<String, Reply> {
         None => Err(error_reply(
             "InvalidInput",
             &format!(
-                "The simulator does not serve {} {} (it serves ListHostedZones, GetHostedZone, CreateHostedZone, ListResourceRecordSets, ChangeResourceRecordSets and GetChange under /2013-04-01/)",
+                "The simulator does not serve {} {} (it serves ListHostedZones, GetHostedZone, CreateHostedZone, ListResourceRecordSets, ChangeResourceRecordSets, GetChange, CreateHealthCheck, GetHealthCheck, GetHealthCheckStatus, UpdateHealthCheck and DeleteHealthCheck under /2013-04-01/)",
                 req.method, req.path
             ),
             "00000000-0000-0000-0000-000000000000",
@@ -70,7 +76,11 @@ pub fn error_reply(code: &str, message: &str, request_id: &str) -> Reply {
 fn status_of(code: &str) -> u16 {
     match code {
         "NoSuchHostedZone" | "NoSuchChange" | "NoSuchHealthCheck" | "NoSuchDelegationSet" => 404,
-        "HostedZoneAlreadyExists" | "ConflictingDomainExists" | "HostedZoneNotEmpty" => 409,
+        "HostedZoneAlreadyExists"
+        | "ConflictingDomainExists"
+        | "HostedZoneNotEmpty"
+        | "HealthCheckAlreadyExists"
+        | "HealthCheckVersionMismatch" => 409,
         "AccessDenied" | "AccessDeniedException" => 403,
         "InternalFailure" | "InternalError" | "InternalServerError" => 500,
         "ServiceUnavailable" => 503,
@@ -87,6 +97,11 @@ enum Route {
     ListResourceRecordSets(String),
     ChangeResourceRecordSets(String),
     GetChange(String),
+    CreateHealthCheck,
+    GetHealthCheck(String),
+    GetHealthCheckStatus(String),
+    UpdateHealthCheck(String),
+    DeleteHealthCheck(String),
 }
 
 impl Route {
@@ -100,6 +115,7 @@ impl Route {
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         let get = req.method == axum::http::Method::GET;
         let post = req.method == axum::http::Method::POST;
+        let delete = req.method == axum::http::Method::DELETE;
         let route = match segments.as_slice() {
             ["hostedzone"] if get => Route::ListHostedZones,
             ["hostedzone"] if post => Route::CreateHostedZone,
@@ -107,6 +123,11 @@ impl Route {
             ["hostedzone", id, "rrset"] if get => Route::ListResourceRecordSets(bare_id(id)),
             ["hostedzone", id, "rrset"] if post => Route::ChangeResourceRecordSets(bare_id(id)),
             ["change", id] if get => Route::GetChange(bare_id(id)),
+            ["healthcheck"] if post => Route::CreateHealthCheck,
+            ["healthcheck", id] if get => Route::GetHealthCheck(id.to_string()),
+            ["healthcheck", id] if post => Route::UpdateHealthCheck(id.to_string()),
+            ["healthcheck", id] if delete => Route::DeleteHealthCheck(id.to_string()),
+            ["healthcheck", id, "status"] if get => Route::GetHealthCheckStatus(id.to_string()),
             _ => return None,
         };
         Some(route)
@@ -120,6 +141,11 @@ impl Route {
             Route::ListResourceRecordSets(_) => "ListResourceRecordSets",
             Route::ChangeResourceRecordSets(_) => "ChangeResourceRecordSets",
             Route::GetChange(_) => "GetChange",
+            Route::CreateHealthCheck => "CreateHealthCheck",
+            Route::GetHealthCheck(_) => "GetHealthCheck",
+            Route::GetHealthCheckStatus(_) => "GetHealthCheckStatus",
+            Route::UpdateHealthCheck(_) => "UpdateHealthCheck",
+            Route::DeleteHealthCheck(_) => "DeleteHealthCheck",
         }
     }
 }
@@ -141,6 +167,11 @@ pub fn handle(ctx: &mut Ctx<'_>, _operation: &str, req: &SimRequest) -> Outcome 
         Some(Route::ListResourceRecordSets(id)) => list_resource_record_sets(ctx, &id, req),
         Some(Route::ChangeResourceRecordSets(id)) => change_resource_record_sets(ctx, &id, req),
         Some(Route::GetChange(id)) => get_change(ctx, &id),
+        Some(Route::CreateHealthCheck) => create_health_check(ctx, req),
+        Some(Route::GetHealthCheck(id)) => get_health_check(ctx, &id),
+        Some(Route::GetHealthCheckStatus(id)) => get_health_check_status(ctx, &id),
+        Some(Route::UpdateHealthCheck(id)) => update_health_check(ctx, &id, req),
+        Some(Route::DeleteHealthCheck(id)) => delete_health_check(ctx, &id),
         None => Err(ApiError::new(
             "InvalidInput",
             format!("no such route: {} {}", req.method, req.path),
@@ -167,6 +198,12 @@ impl ApiError {
     }
     fn invalid_input(message: impl Into<String>) -> ApiError {
         ApiError::new("InvalidInput", message)
+    }
+    fn no_such_health_check(id: &str) -> ApiError {
+        ApiError::new(
+            "NoSuchHealthCheck",
+            format!("No health check exists with the specified ID {id}"),
+        )
     }
     fn no_such_zone(id: &str) -> ApiError {
         ApiError::new(
@@ -389,12 +426,31 @@ fn change_resource_record_sets(ctx: &mut Ctx<'_>, id: &str, req: &SimRequest) ->
     let now = ctx.now;
     let change_id = model::new_id('C', ctx.rng);
     let request_id = ctx.request_id.to_string();
+    let targets = AliasTargets {
+        load_balancers: ctx
+            .world
+            .elbv2
+            .values()
+            .flat_map(|region| region.load_balancers.values())
+            .map(|lb| (lb.dns_name.clone(), lb.canonical_hosted_zone_id.clone()))
+            .collect(),
+    };
     let account = account(ctx);
+    // ChangeResourceRecordSets answers NoSuchHealthCheck for a set naming a missing check
+    // (Route 53 API Reference, ChangeResourceRecordSets, Errors).
+    if let Some(missing) = changes
+        .iter()
+        .filter(|c| c.action != Action::Delete)
+        .filter_map(|c| c.record.health_check_id.as_deref())
+        .find(|id| !account.health_checks.contains_key(*id))
+    {
+        return Err(ApiError::no_such_health_check(missing));
+    }
     let zone = account
         .zones
         .get_mut(id)
         .ok_or_else(|| ApiError::no_such_zone(id))?;
-    let records = model::apply_batch(zone, &changes).map_err(|problems| {
+    let records = model::apply_batch(zone, &changes, &targets).map_err(|problems| {
         ApiError::new("InvalidChangeBatch", format!("[{}]", problems.join(", ")))
     })?;
     zone.records = records;
@@ -430,6 +486,286 @@ fn get_change(ctx: &mut Ctx<'_>, id: &str) -> Handled {
     let mut w = XmlWriter::document("GetChangeResponse", NAMESPACE);
     write_change_info(&mut w, change);
     Ok(Outcome::read(ok(w, &request_id)))
+}
+
+fn create_health_check(ctx: &mut Ctx<'_>, req: &SimRequest) -> Handled {
+    let body = parse_body(req)?;
+    let caller_reference = body
+        .child_text("CallerReference")
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| ApiError::invalid_input("Invalid request: the request has no CallerReference (hint: pass a unique string per health check)"))?
+        .to_string();
+    let config = body.child("HealthCheckConfig").ok_or_else(|| {
+        ApiError::invalid_input("Invalid request: the request has no HealthCheckConfig")
+    })?;
+    let config = parse_health_check_config(config)?;
+    let id = uuid_like(ctx.rng);
+    let request_id = ctx.request_id.to_string();
+    let account = account(ctx);
+    // The same CallerReference and settings return the existing check; other settings are
+    // HealthCheckAlreadyExists (CreateHealthCheck, Route 53 API Reference).
+    if let Some(existing) = account
+        .health_checks
+        .values()
+        .find(|c| c.caller_reference == caller_reference)
+    {
+        if existing.config != config {
+            return Err(ApiError::new(
+                "HealthCheckAlreadyExists",
+                format!(
+                    "A health check with caller reference {caller_reference} already exists with different settings"
+                ),
+            ));
+        }
+        let mut w = XmlWriter::document("CreateHealthCheckResponse", NAMESPACE);
+        write_health_check(&mut w, existing);
+        return Ok(Outcome::read(
+            Reply::xml(201, w.finish()).with_header("x-amzn-RequestId", &request_id),
+        ));
+    }
+    let check = HealthCheck {
+        id: id.clone(),
+        caller_reference,
+        config,
+        version: 1,
+        endpoint_healthy: true,
+    };
+    let mut w = XmlWriter::document("CreateHealthCheckResponse", NAMESPACE);
+    write_health_check(&mut w, &check);
+    let params = json!({ "health_check_id": id, "config": check.config });
+    account.health_checks.insert(id.clone(), check);
+    let reply = Reply::xml(201, w.finish())
+        .with_header("x-amzn-RequestId", &request_id)
+        .with_header(
+            "Location",
+            format!("https://route53.amazonaws.com/2013-04-01/healthcheck/{id}"),
+        );
+    Ok(Outcome::mutated(reply, params))
+}
+
+/// Health check IDs are UUIDs.
+fn uuid_like(rng: &mut impl rand::Rng) -> String {
+    let hex: String = (0..32)
+        .map(|_| char::from_digit(rng.random_range(0..16), 16).expect("a hex digit"))
+        .collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+fn parse_health_check_config(config: &Element) -> Result<HealthCheckConfig, ApiError> {
+    let check_type = config.child_text("Type").unwrap_or_default();
+    if !model::HEALTH_CHECK_TYPES.contains(&check_type) {
+        return Err(ApiError::invalid_input(format!(
+            "1 validation error detected: Value '{check_type}' at 'healthCheckConfig.type' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+            model::HEALTH_CHECK_TYPES.join(", ")
+        )));
+    }
+    let number = |field: &str, default: i64| -> Result<i64, ApiError> {
+        match config.child_text(field) {
+            None => Ok(default),
+            Some(t) => t.parse().map_err(|_| {
+                ApiError::invalid_input(format!("Invalid XML ; Value '{t}' is not a valid {field}"))
+            }),
+        }
+    };
+    let text = |field: &str| config.child_text(field).map(str::to_string);
+    let endpoint = matches!(
+        check_type,
+        "HTTP" | "HTTPS" | "HTTP_STR_MATCH" | "HTTPS_STR_MATCH" | "TCP"
+    );
+    let parsed = HealthCheckConfig {
+        check_type: check_type.to_string(),
+        ip_address: text("IPAddress"),
+        port: config
+            .child_text("Port")
+            .map(|_| number("Port", 0))
+            .transpose()?,
+        resource_path: text("ResourcePath"),
+        fqdn: text("FullyQualifiedDomainName"),
+        request_interval: number("RequestInterval", 30)?,
+        failure_threshold: number("FailureThreshold", 3)?,
+        inverted: config.child_text("Inverted") == Some("true"),
+    };
+    if endpoint && parsed.ip_address.is_none() && parsed.fqdn.is_none() {
+        return Err(ApiError::invalid_input(
+            "Invalid request: an endpoint health check needs an IPAddress or a FullyQualifiedDomainName",
+        ));
+    }
+    Ok(parsed)
+}
+
+fn get_health_check(ctx: &mut Ctx<'_>, id: &str) -> Handled {
+    let request_id = ctx.request_id.to_string();
+    let check = account(ctx)
+        .health_checks
+        .get(id)
+        .ok_or_else(|| ApiError::no_such_health_check(id))?;
+    let mut w = XmlWriter::document("GetHealthCheckResponse", NAMESPACE);
+    write_health_check(&mut w, check);
+    Ok(Outcome::read(ok(w, &request_id)))
+}
+
+/// One observation per checker region, all alike: the endpoint's health as the control API set
+/// it, reversed when the check is inverted.
+fn get_health_check_status(ctx: &mut Ctx<'_>, id: &str) -> Handled {
+    let request_id = ctx.request_id.to_string();
+    let now = ctx.now;
+    let check = account(ctx)
+        .health_checks
+        .get(id)
+        .ok_or_else(|| ApiError::no_such_health_check(id))?;
+    let status = match (check.reports_healthy(), check.config.inverted) {
+        (true, false) => "Success: HTTP Status Code 200, OK",
+        (false, false) => {
+            "Failure: Connection timed out. The endpoint or the internet connection is down, or requests are being blocked by your firewall."
+        }
+        (true, true) => "Success: the endpoint is down and the health check is inverted",
+        (false, true) => "Failure: the endpoint is up and the health check is inverted",
+    };
+    let mut w = XmlWriter::document("GetHealthCheckStatusResponse", NAMESPACE);
+    w.open("HealthCheckObservations");
+    for (region, ip) in [
+        ("us-east-1", "15.177.2.1"),
+        ("us-west-1", "15.177.10.1"),
+        ("eu-west-1", "15.177.62.1"),
+    ] {
+        w.open("HealthCheckObservation")
+            .leaf("Region", region)
+            .leaf("IPAddress", ip)
+            .open("StatusReport")
+            .leaf("Status", status)
+            .leaf("CheckedTime", super::wire::xml_timestamp(now))
+            .close()
+            .close();
+    }
+    w.close();
+    Ok(Outcome::read(ok(w, &request_id)))
+}
+
+/// UpdateHealthCheck: the fields given replace the current ones; a HealthCheckVersion that is
+/// not the current one is HealthCheckVersionMismatch (Route 53 API Reference).
+fn update_health_check(ctx: &mut Ctx<'_>, id: &str, req: &SimRequest) -> Handled {
+    let body = parse_body(req)?;
+    let request_id = ctx.request_id.to_string();
+    let check = account(ctx)
+        .health_checks
+        .get_mut(id)
+        .ok_or_else(|| ApiError::no_such_health_check(id))?;
+    if let Some(version) = body.child_text("HealthCheckVersion")
+        && version != check.version.to_string()
+    {
+        return Err(ApiError::new(
+            "HealthCheckVersionMismatch",
+            format!(
+                "The value of HealthCheckVersion in the request ({version}) doesn't match the value of HealthCheckVersion in the health check ({})",
+                check.version
+            ),
+        ));
+    }
+    let number = |field: &str| -> Result<Option<i64>, ApiError> {
+        body.child_text(field)
+            .map(|t| {
+                t.parse().map_err(|_| {
+                    ApiError::invalid_input(format!(
+                        "Invalid XML ; Value '{t}' is not a valid {field}"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let mut config = check.config.clone();
+    if let Some(inverted) = body.child_text("Inverted") {
+        config.inverted = inverted == "true";
+    }
+    if let Some(ip) = body.child_text("IPAddress") {
+        config.ip_address = Some(ip.to_string());
+    }
+    if let Some(port) = number("Port")? {
+        config.port = Some(port);
+    }
+    if let Some(path) = body.child_text("ResourcePath") {
+        config.resource_path = Some(path.to_string());
+    }
+    if let Some(fqdn) = body.child_text("FullyQualifiedDomainName") {
+        config.fqdn = Some(fqdn.to_string());
+    }
+    if let Some(threshold) = number("FailureThreshold")? {
+        config.failure_threshold = threshold;
+    }
+    check.config = config;
+    check.version += 1;
+    let mut w = XmlWriter::document("UpdateHealthCheckResponse", NAMESPACE);
+    write_health_check(&mut w, check);
+    let params = json!({ "health_check_id": id, "config": check.config, "version": check.version });
+    Ok(Outcome::mutated(ok(w, &request_id), params))
+}
+
+/// DeleteHealthCheck; a check that a record set names is HealthCheckInUse (Route 53 API
+/// Reference).
+fn delete_health_check(ctx: &mut Ctx<'_>, id: &str) -> Handled {
+    let request_id = ctx.request_id.to_string();
+    let account = account(ctx);
+    if !account.health_checks.contains_key(id) {
+        return Err(ApiError::no_such_health_check(id));
+    }
+    let in_use = account
+        .zones
+        .values()
+        .flat_map(|z| z.records.iter())
+        .any(|r| r.health_check_id.as_deref() == Some(id));
+    if in_use {
+        return Err(ApiError::new(
+            "HealthCheckInUse",
+            format!("The health check {id} is still referenced from a resource record set"),
+        ));
+    }
+    account.health_checks.remove(id);
+    let w = XmlWriter::document("DeleteHealthCheckResponse", NAMESPACE);
+    Ok(Outcome::mutated(
+        ok(w, &request_id),
+        json!({ "health_check_id": id }),
+    ))
+}
+
+fn write_health_check(w: &mut XmlWriter, check: &HealthCheck) {
+    let config = &check.config;
+    w.open("HealthCheck")
+        .leaf("Id", &check.id)
+        .leaf("CallerReference", &check.caller_reference)
+        .open("HealthCheckConfig");
+    w.leaf_opt("IPAddress", config.ip_address.as_deref());
+    w.leaf_opt("Port", config.port.map(|p| p.to_string()));
+    w.leaf("Type", &config.check_type);
+    w.leaf_opt("ResourcePath", config.resource_path.as_deref());
+    w.leaf_opt("FullyQualifiedDomainName", config.fqdn.as_deref());
+    w.leaf("RequestInterval", config.request_interval.to_string())
+        .leaf("FailureThreshold", config.failure_threshold.to_string())
+        .leaf("Inverted", config.inverted.to_string())
+        .close()
+        .leaf("HealthCheckVersion", check.version.to_string())
+        .close();
+}
+
+/// Sets whether a health check's endpoint answers (the control API). Returns false when no
+/// account has a check with this ID.
+pub fn set_endpoint_health(world: &mut World, id: &str, healthy: bool) -> bool {
+    match world
+        .route53
+        .values_mut()
+        .find_map(|a| a.health_checks.get_mut(id))
+    {
+        Some(check) => {
+            check.endpoint_healthy = healthy;
+            true
+        }
+        None => false,
+    }
 }
 
 fn parse_body(req: &SimRequest) -> Result<Element, ApiError> {
@@ -525,6 +861,11 @@ fn parse_record(set: &Element, action: Action) -> Result<RecordSet, ApiError> {
         dns_name: model::normalize_name(a.child_text("DNSName").unwrap_or_default()),
         evaluate_target_health: a.child_text("EvaluateTargetHealth") == Some("true"),
     });
+    let geo_location = set.child("GeoLocation").map(|g| GeoLocation {
+        continent_code: g.child_text("ContinentCode").map(str::to_string),
+        country_code: g.child_text("CountryCode").map(str::to_string),
+        subdivision_code: g.child_text("SubdivisionCode").map(str::to_string),
+    });
     let record = RecordSet {
         name: model::normalize_name(name),
         record_type: record_type.to_string(),
@@ -532,6 +873,7 @@ fn parse_record(set: &Element, action: Action) -> Result<RecordSet, ApiError> {
         weight: number("Weight")?,
         region: text("Region"),
         failover: text("Failover"),
+        geo_location,
         multi_value_answer: set.child_text("MultiValueAnswer").map(|v| v == "true"),
         health_check_id: text("HealthCheckId"),
         ttl: number("TTL")?,
@@ -555,7 +897,53 @@ fn parse_record(set: &Element, action: Action) -> Result<RecordSet, ApiError> {
             record.set_identifier.as_deref().unwrap_or("null"),
         )));
     }
+    check_routing_fields(&record, action)?;
     Ok(record)
+}
+
+/// The routing fields of one set: a SetIdentifier exactly when one routing policy is set, a
+/// Weight of 0 to 255, a Failover of PRIMARY or SECONDARY (ResourceRecordSet, Route 53 API
+/// Reference).
+fn check_routing_fields(record: &RecordSet, action: Action) -> Result<(), ApiError> {
+    let change = format!(
+        "in Change with [Action={}, Name={}, Type={}, SetIdentifier={}]",
+        action.as_str(),
+        model::wire_name(&record.name),
+        record.record_type,
+        record.set_identifier.as_deref().unwrap_or("null"),
+    );
+    let policies = record.policy_fields();
+    if record.set_identifier.is_none() && policies > 0 {
+        return Err(ApiError::invalid_input(format!(
+            "Invalid request: Missing field 'SetIdentifier' {change}"
+        )));
+    }
+    if record.set_identifier.is_some() && policies != 1 {
+        return Err(ApiError::invalid_input(format!(
+            "Invalid request: Expected exactly one of [Weight, Region, Failover, GeoLocation, MultiValueAnswer, GeoProximityLocation, or CidrRoutingConfig], but found {} {change}",
+            if policies == 0 {
+                "none"
+            } else {
+                "more than one"
+            }
+        )));
+    }
+    if let Some(weight) = record.weight
+        && !(0..=255).contains(&weight)
+    {
+        return Err(ApiError::invalid_input(format!(
+            "1 validation error detected: Value '{weight}' at 'changeBatch.changes.member.resourceRecordSet.weight' failed to satisfy constraint: Member must have value between 0 and 255"
+        )));
+    }
+    if let Some(role) = &record.failover
+        && role != "PRIMARY"
+        && role != "SECONDARY"
+    {
+        return Err(ApiError::invalid_input(format!(
+            "1 validation error detected: Value '{role}' at 'changeBatch.changes.member.resourceRecordSet.failover' failed to satisfy constraint: Member must satisfy enum value set: [PRIMARY, SECONDARY]"
+        )));
+    }
+    Ok(())
 }
 
 fn write_zone(w: &mut XmlWriter, zone: &HostedZone) {
@@ -599,6 +987,13 @@ fn write_record(w: &mut XmlWriter, record: &RecordSet) {
     w.leaf_opt("Weight", record.weight.map(|v| v.to_string()));
     w.leaf_opt("Region", record.region.as_deref());
     w.leaf_opt("Failover", record.failover.as_deref());
+    if let Some(geo) = &record.geo_location {
+        w.open("GeoLocation");
+        w.leaf_opt("ContinentCode", geo.continent_code.as_deref());
+        w.leaf_opt("CountryCode", geo.country_code.as_deref());
+        w.leaf_opt("SubdivisionCode", geo.subdivision_code.as_deref());
+        w.close();
+    }
     w.leaf_opt(
         "MultiValueAnswer",
         record.multi_value_answer.map(|v| v.to_string()),

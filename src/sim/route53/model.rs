@@ -22,7 +22,58 @@ pub struct Route53Account {
     /// Changes by bare ID.
     #[serde(default)]
     pub changes: BTreeMap<String, Change>,
+    /// Health checks by ID.
+    #[serde(default)]
+    pub health_checks: BTreeMap<String, HealthCheck>,
 }
+
+/// A health check. Its endpoint's health is set through the control API
+/// (`POST /_sim/health-check`); what Route 53 reports is that health, reversed when `inverted`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub id: String,
+    pub caller_reference: String,
+    pub config: HealthCheckConfig,
+    /// Starts at 1, and UpdateHealthCheck adds 1.
+    pub version: i64,
+    /// Whether the endpoint answers (before `inverted`): true until the control API says not.
+    pub endpoint_healthy: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthCheckConfig {
+    pub check_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fqdn: Option<String>,
+    pub request_interval: i64,
+    pub failure_threshold: i64,
+    pub inverted: bool,
+}
+
+impl HealthCheck {
+    /// What Route 53 reports: the endpoint's health, reversed when the check is inverted.
+    pub fn reports_healthy(&self) -> bool {
+        self.endpoint_healthy != self.config.inverted
+    }
+}
+
+/// The health check types Route 53 accepts (CreateHealthCheck, `HealthCheckConfig.Type`).
+pub const HEALTH_CHECK_TYPES: &[&str] = &[
+    "HTTP",
+    "HTTPS",
+    "HTTP_STR_MATCH",
+    "HTTPS_STR_MATCH",
+    "TCP",
+    "CALCULATED",
+    "CLOUDWATCH_METRIC",
+    "RECOVERY_CONTROL",
+];
 
 /// One public or private hosted zone.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,6 +106,8 @@ pub struct RecordSet {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geo_location: Option<GeoLocation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multi_value_answer: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check_id: Option<String>,
@@ -73,6 +126,17 @@ pub struct AliasTarget {
     /// Absolute, lowercase.
     pub dns_name: String,
     pub evaluate_target_health: bool,
+}
+
+/// The location of a geolocation record set (at least one of the codes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeoLocation {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continent_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subdivision_code: Option<String>,
 }
 
 /// A submitted change (of records, or the creation of a zone).
@@ -163,8 +227,41 @@ impl RecordSet {
             && self.weight == other.weight
             && self.region == other.region
             && self.failover == other.failover
+            && self.geo_location == other.geo_location
             && self.multi_value_answer == other.multi_value_answer
             && self.health_check_id == other.health_check_id
+    }
+
+    /// The routing policy of the set (`weighted`, `failover`, `latency`, `geolocation`,
+    /// `multivalue`), `None` for a simple set.
+    pub fn policy(&self) -> Option<&'static str> {
+        if self.weight.is_some() {
+            Some("weighted")
+        } else if self.failover.is_some() {
+            Some("failover")
+        } else if self.region.is_some() {
+            Some("latency")
+        } else if self.geo_location.is_some() {
+            Some("geolocation")
+        } else if self.multi_value_answer.is_some() {
+            Some("multivalue")
+        } else {
+            None
+        }
+    }
+
+    /// How many routing-policy fields are set (Route 53 takes exactly one with a SetIdentifier).
+    pub fn policy_fields(&self) -> usize {
+        [
+            self.weight.is_some(),
+            self.failover.is_some(),
+            self.region.is_some(),
+            self.geo_location.is_some(),
+            self.multi_value_answer.is_some(),
+        ]
+        .iter()
+        .filter(|set| **set)
+        .count()
     }
 
     /// `[name='api.example.com.', type='A']` as Route 53 names a set in its messages.
@@ -232,16 +329,24 @@ impl Action {
     }
 }
 
+/// What alias records may target outside their own zone: the load balancers of the simulated
+/// ELBv2 (every account and region), as `(DNS name, canonical hosted zone ID)`.
+#[derive(Debug, Default)]
+pub struct AliasTargets {
+    pub load_balancers: Vec<(String, String)>,
+}
+
 /// Applies a batch to a copy of the zone's record sets. Returns the new record sets, or every
 /// reason the batch is invalid, worded as Route 53 words them (it reports all of them at once).
 pub fn apply_batch(
     zone: &HostedZone,
     changes: &[RecordChange],
+    targets: &AliasTargets,
 ) -> Result<Vec<RecordSet>, Vec<String>> {
     let mut records = zone.records.clone();
     let mut problems = Vec::new();
     for change in changes {
-        if let Err(problem) = apply_one(zone, &mut records, change) {
+        if let Err(problem) = apply_one(zone, &mut records, change, targets) {
             problems.push(problem);
         }
     }
@@ -257,6 +362,7 @@ fn apply_one(
     zone: &HostedZone,
     records: &mut Vec<RecordSet>,
     change: &RecordChange,
+    targets: &AliasTargets,
 ) -> Result<(), String> {
     let record = &change.record;
     if !in_zone(&record.name, &zone.name) {
@@ -276,14 +382,14 @@ fn apply_one(
                     record.describe()
                 ));
             }
-            check_cname_conflict(zone, records, record)?;
+            check_written(zone, records, record, targets)?;
             records.push(record.clone());
         }
         Action::Upsert => {
             if apex && record.record_type == "SOA" && existing.is_none() {
                 return Err("A HostedZone must contain exactly one SOA record.".to_string());
             }
-            check_cname_conflict(zone, records, record)?;
+            check_written(zone, records, record, targets)?;
             match existing {
                 Some(i) => records[i] = record.clone(),
                 None => records.push(record.clone()),
@@ -312,6 +418,132 @@ fn apply_one(
                 );
             }
             records.remove(i);
+        }
+    }
+    Ok(())
+}
+
+/// The rules a set written by CREATE or UPSERT must keep, beside the other sets of its name.
+fn check_written(
+    zone: &HostedZone,
+    records: &[RecordSet],
+    record: &RecordSet,
+    targets: &AliasTargets,
+) -> Result<(), String> {
+    check_cname_conflict(zone, records, record)?;
+    check_values(record)?;
+    check_routing_group(records, record)?;
+    check_alias_target(zone, records, record, targets)
+}
+
+/// A values must be IPv4 addresses and AAAA values IPv6 addresses, in Route 53's wording
+/// ("Supported DNS record types", Route 53 Developer Guide: "A record type ... IPv4 format",
+/// "AAAA record type ... IPv6 format").
+fn check_values(record: &RecordSet) -> Result<(), String> {
+    let (valid, code, family): (fn(&str) -> bool, &str, &str) = match record.record_type.as_str() {
+        "A" => (
+            |v| v.parse::<std::net::Ipv4Addr>().is_ok(),
+            "ARRDATAIllegalIPv4Address",
+            "IPv4",
+        ),
+        "AAAA" => (
+            |v| v.parse::<std::net::Ipv6Addr>().is_ok(),
+            "AAAARRDATAIllegalIPv6Address",
+            "IPv6",
+        ),
+        _ => return Ok(()),
+    };
+    match record.values.iter().find(|v| !valid(v)) {
+        Some(value) => Err(format!(
+            "Invalid Resource Record: 'FATAL problem: {code} (Value is not a valid {family} address) encountered with '{value}''"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The routing-policy rules of a name and type ("Choosing a routing policy" and "Values specific
+/// for ... records", Route 53 Developer Guide): a simple set stands alone; the sets of a policy
+/// group all have a SetIdentifier and the same policy; a failover group has one PRIMARY and one
+/// SECONDARY. Messages as Route 53 gives them (chef-boneyard/route53#100,
+/// kubernetes-sigs/external-dns#3141); the failover wording is ours, Route 53 refuses the same.
+fn check_routing_group(records: &[RecordSet], record: &RecordSet) -> Result<(), String> {
+    let others: Vec<&RecordSet> = records
+        .iter()
+        .filter(|r| {
+            r.name == record.name && r.record_type == record.record_type && !r.same_set(record)
+        })
+        .collect();
+    let name = wire_name(&record.name);
+    let Some(identifier) = &record.set_identifier else {
+        if others.is_empty() {
+            return Ok(());
+        }
+        return Err(format!(
+            "RRSet with DNS name {name} and type {} cannot be created as other RRSets exist with the same name and type.",
+            record.record_type
+        ));
+    };
+    let policy = record.policy();
+    if others.iter().any(|o| o.policy() != policy) {
+        return Err(format!(
+            "RRSet with DNS name {name}, type {}, SetIdentifier {identifier} cannot be created as a non-{} set exists with the same name and type.",
+            record.record_type,
+            policy.unwrap_or("simple")
+        ));
+    }
+    if let Some(role) = &record.failover
+        && let Some(other) = others.iter().find(|o| o.failover.as_ref() == Some(role))
+    {
+        return Err(format!(
+            "RRSet with DNS name {name}, type {}, SetIdentifier {identifier} cannot be created as a {role} failover set ({}) exists with the same name and type: a failover group has one PRIMARY and one SECONDARY.",
+            record.record_type,
+            other.set_identifier.as_deref().unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+/// An alias must target something that exists: a set of its zone (same type), or a load
+/// balancer under its canonical hosted zone ("Value/route traffic to", alias records, Route 53
+/// Developer Guide). Targets the simulator does not model (CloudFront, S3 websites, API
+/// Gateway) are accepted.
+fn check_alias_target(
+    zone: &HostedZone,
+    records: &[RecordSet],
+    record: &RecordSet,
+    targets: &AliasTargets,
+) -> Result<(), String> {
+    let Some(alias) = &record.alias else {
+        return Ok(());
+    };
+    let refused = |why: &str| {
+        Err(format!(
+            "Tried to create an alias that targets {}, type {} in zone {}, but {why}",
+            wire_name(&alias.dns_name),
+            record.record_type,
+            alias.hosted_zone_id
+        ))
+    };
+    if alias.hosted_zone_id == zone.id {
+        if !in_zone(&alias.dns_name, &zone.name) {
+            return refused("the alias target name does not lie within the target zone");
+        }
+        if !records
+            .iter()
+            .any(|r| r.name == alias.dns_name && r.record_type == record.record_type)
+        {
+            return refused("that target was not found");
+        }
+        return Ok(());
+    }
+    let bare = alias.dns_name.trim_end_matches('.');
+    if bare.ends_with(".elb.amazonaws.com") {
+        let bare = bare.trim_start_matches("dualstack.");
+        let found = targets.load_balancers.iter().any(|(dns, canonical)| {
+            dns.eq_ignore_ascii_case(bare) && *canonical == alias.hosted_zone_id
+        });
+        if !found {
+            return refused("the alias target name does not lie within the target zone");
         }
     }
     Ok(())
@@ -394,6 +626,7 @@ pub fn plain(name: &str, record_type: &str) -> RecordSet {
         weight: None,
         region: None,
         failover: None,
+        geo_location: None,
         multi_value_answer: None,
         health_check_id: None,
         ttl: None,
@@ -429,6 +662,10 @@ pub fn new_id(prefix: char, rng: &mut impl rand::Rng) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn apply(zone: &HostedZone, changes: &[RecordChange]) -> Result<Vec<RecordSet>, Vec<String>> {
+        apply_batch(zone, changes, &AliasTargets::default())
+    }
 
     fn zone() -> HostedZone {
         HostedZone::new("Z0TEST", "example.com", "ref", None, Utc::now())
@@ -468,7 +705,7 @@ mod tests {
                 record: a("a-b.example.com", "10.0.0.4"),
             },
         ];
-        z.records = apply_batch(&z, &batch).unwrap();
+        z.records = apply(&z, &batch).unwrap();
         let names: Vec<_> = z
             .records
             .iter()
@@ -489,7 +726,7 @@ mod tests {
     #[test]
     fn a_batch_with_one_bad_change_changes_nothing_and_reports_every_problem() {
         let mut z = zone();
-        z.records = apply_batch(
+        z.records = apply(
             &z,
             &[RecordChange {
                 action: Action::Create,
@@ -497,7 +734,7 @@ mod tests {
             }],
         )
         .unwrap();
-        let problems = apply_batch(
+        let problems = apply(
             &z,
             &[
                 RecordChange {
@@ -537,7 +774,7 @@ mod tests {
     #[test]
     fn delete_then_create_in_one_batch_is_a_replacement() {
         let mut z = zone();
-        z.records = apply_batch(
+        z.records = apply(
             &z,
             &[RecordChange {
                 action: Action::Create,
@@ -545,7 +782,7 @@ mod tests {
             }],
         )
         .unwrap();
-        let records = apply_batch(
+        let records = apply(
             &z,
             &[
                 RecordChange {
@@ -570,7 +807,7 @@ mod tests {
     fn the_apex_soa_and_ns_cannot_be_deleted() {
         let z = zone();
         let ns = z.records[0].clone();
-        let problems = apply_batch(
+        let problems = apply(
             &z,
             &[RecordChange {
                 action: Action::Delete,
@@ -582,6 +819,55 @@ mod tests {
             problems[0].contains("at least one NS record"),
             "{problems:?}"
         );
+    }
+
+    fn failover(id: &str, role: &str) -> RecordSet {
+        RecordSet {
+            set_identifier: Some(id.into()),
+            failover: Some(role.into()),
+            ..a("www.example.com", "10.0.0.1")
+        }
+    }
+
+    #[test]
+    fn a_failover_group_has_one_primary_and_one_secondary() {
+        let mut z = zone();
+        let create = |record| RecordChange {
+            action: Action::Create,
+            record,
+        };
+        z.records = apply(
+            &z,
+            &[
+                create(failover("one", "PRIMARY")),
+                create(failover("two", "SECONDARY")),
+            ],
+        )
+        .unwrap();
+        let problems = apply(&z, &[create(failover("three", "PRIMARY"))]).unwrap_err();
+        assert_eq!(
+            problems,
+            [
+                "RRSet with DNS name www.example.com., type A, SetIdentifier three cannot be created as a PRIMARY failover set (one) exists with the same name and type: a failover group has one PRIMARY and one SECONDARY."
+            ]
+        );
+        // Replacing the group by a simple record in one batch is allowed.
+        let records = apply(
+            &z,
+            &[
+                RecordChange {
+                    action: Action::Delete,
+                    record: failover("one", "PRIMARY"),
+                },
+                RecordChange {
+                    action: Action::Delete,
+                    record: failover("two", "SECONDARY"),
+                },
+                create(a("www.example.com", "10.0.0.9")),
+            ],
+        )
+        .unwrap();
+        assert_eq!(records.len(), 3);
     }
 
     #[test]
