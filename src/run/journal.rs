@@ -109,7 +109,7 @@ impl Journal {
     /// Opens a transaction whose writes are valid only while this driver holds the lease.
     pub(crate) async fn write(
         &self,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, JournalError> {
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, JournalError> {
         let mut tx = self.db.begin().await?;
         if let Some(lease) = &self.lease {
             store::leases::check_fence(&mut tx, lease).await?;
@@ -119,7 +119,7 @@ impl Journal {
 
     pub(crate) async fn event(
         &self,
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut sqlx::AnyConnection,
         kind: &str,
         step: Option<&str>,
         data: Value,
@@ -337,7 +337,7 @@ pub fn output_type_name<T>() -> &'static str {
 
 /// The step key and operation of an effect, for its audit event (by primary key).
 async fn effect_names(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     id: EffectId,
 ) -> Result<(String, String), JournalError> {
     let effect = store::effects::get(conn, id).await?;
