@@ -7,6 +7,7 @@
 //! SIGTERM, `129` by SIGHUP · `141` stdout was a closed pipe.
 
 mod audit;
+mod db;
 mod doctor;
 mod error;
 mod export_plan;
@@ -133,6 +134,11 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         command: audit::AuditCommand,
+    },
+    /// The run store itself: `db migrate-to URL` copies it into another (e.g. PostgreSQL).
+    Db {
+        #[command(subcommand)]
+        command: db::DbCommand,
     },
     /// Read-only readiness of the cross-account setup: IAM roles, KMS keys, DRS and replication.
     Doctor(doctor::Args),
@@ -283,6 +289,7 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::History(args) => history::run(&cli, args).await,
         Command::Report(args) => report::run(&cli, args).await,
         Command::Audit { command } => audit::run(&cli, command).await,
+        Command::Db { command } => db::run(&cli, command).await,
         Command::Doctor(args) => doctor::run(&cli, args).await,
         Command::ExportPlan(args) => export_plan::run(&cli, args).await,
         Command::Schema => shell::schema(),

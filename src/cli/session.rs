@@ -36,13 +36,24 @@ pub fn db_path(cli: &Cli) -> PathBuf {
     state.join("drs-runbook").join("runs.db")
 }
 
+/// Opens the store [`db_path`] names: a `postgres://` URL is a shared PostgreSQL store, a path
+/// or `sqlite://` URL a SQLite file. A URL's password never reaches a message.
 pub async fn open_db(cli: &Cli) -> Result<Database, CliError> {
-    let path = db_path(cli);
-    Database::open(&path)
+    open_location(&db_path(cli)).await
+}
+
+/// Opens the store at `location` (a path, `sqlite://` or `postgres://` URL).
+pub async fn open_location(location: &std::path::Path) -> Result<Database, CliError> {
+    let text = location.to_string_lossy();
+    Database::open_location(&text)
         .await
         .map_err(|e| CliError::OpenDatabase {
             cause: super::sim_serve::error_chain(&e),
-            path,
+            path: if crate::store::is_postgres_url(&text) {
+                PathBuf::from(crate::store::redact_url(&text))
+            } else {
+                location.to_path_buf()
+            },
         })
 }
 

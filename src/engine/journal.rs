@@ -265,13 +265,7 @@ impl Journal {
     /// Whether an operator asked (`cancel`, from any process) for this run to stop.
     pub async fn cancel_requested(&self) -> Result<bool, JournalError> {
         let mut conn = self.db().pool().acquire().await?;
-        let found: i64 = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM events WHERE run_id = ?1 AND kind = 'cancel_requested')",
-        )
-        .bind(self.run_id())
-        .fetch_one(&mut *conn)
-        .await?;
-        Ok(found == 1)
+        Ok(store::events::has_kind(&mut conn, self.run_id(), "cancel_requested").await?)
     }
 
     /// An operator's retry or skip of a step, through the state machine, recorded with who and

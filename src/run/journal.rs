@@ -119,7 +119,7 @@ impl Journal {
     ) -> Result<
         (
             tokio::sync::MutexGuard<'_, ()>,
-            sqlx::Transaction<'static, sqlx::Sqlite>,
+            sqlx::Transaction<'static, sqlx::Any>,
         ),
         JournalError,
     > {
@@ -133,7 +133,7 @@ impl Journal {
 
     pub(crate) async fn event(
         &self,
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut sqlx::AnyConnection,
         kind: &str,
         step: Option<&str>,
         data: Value,
@@ -351,7 +351,7 @@ pub fn output_type_name<T>() -> &'static str {
 
 /// The step key and operation of an effect, for its audit event (by primary key).
 async fn effect_names(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     id: EffectId,
 ) -> Result<(String, String), JournalError> {
     let effect = store::effects::get(conn, id).await?;

@@ -13,15 +13,16 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
-use super::{Operation, RunId, RunStatus, StoreError, timestamp};
+use super::{Engine, Operation, RunId, RunStatus, StoreError, TimeText, engine, timestamp};
 
 /// A stored claim.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct Claim {
     pub resource: String,
     pub run_id: RunId,
+    #[sqlx(try_from = "TimeText")]
     pub claimed_at: DateTime<Utc>,
 }
 
@@ -29,6 +30,7 @@ pub struct Claim {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct ClaimHolder {
     pub run_id: RunId,
+    #[sqlx(try_from = "TimeText")]
     pub claimed_at: DateTime<Utc>,
     pub host: String,
     pub operator: String,
@@ -47,7 +49,7 @@ struct Held {
 /// Claims every resource for the run, or none: [`StoreError::ClaimConflict`] names the first
 /// resource (in sorted order) that another run holds.
 pub async fn claim_all<S: AsRef<str>>(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     run_id: &RunId,
     resources: &[S],
     now: DateTime<Utc>,
@@ -56,16 +58,17 @@ pub async fn claim_all<S: AsRef<str>>(
     // claims in two statements.
     let names: Vec<&str> = resources.iter().map(AsRef::as_ref).collect();
     let names = serde_json::to_string(&names).unwrap_or_else(|_| "[]".to_owned());
-    let conflict: Option<Held> = sqlx::query_as(
+    let elements = json_array_rows(conn);
+    let conflict: Option<Held> = sqlx::query_as(&format!(
         r#"
         SELECT c.resource, c.run_id, c.claimed_at, r.host, r.operator, r.runbook_name,
                r.operation, r.status
         FROM claims c JOIN runs r ON r.id = c.run_id
-        WHERE c.resource IN (SELECT value FROM json_each(?1)) AND c.run_id <> ?2
+        WHERE c.resource IN (SELECT value FROM {elements}) AND c.run_id <> $2
         ORDER BY c.resource
         LIMIT 1
         "#,
-    )
+    ))
     .bind(&names)
     .bind(run_id)
     .fetch_optional(&mut *conn)
@@ -77,13 +80,13 @@ pub async fn claim_all<S: AsRef<str>>(
             holder: Box::new(held.holder),
         });
     }
-    sqlx::query(
+    sqlx::query(&format!(
         r#"
         INSERT INTO claims (resource, run_id, claimed_at)
-        SELECT DISTINCT value, ?2, ?3 FROM json_each(?1) WHERE true
+        SELECT DISTINCT value, $2, $3 FROM {elements} WHERE true
         ON CONFLICT (resource) DO NOTHING
         "#,
-    )
+    ))
     .bind(&names)
     .bind(run_id)
     .bind(timestamp(now))
@@ -93,9 +96,17 @@ pub async fn claim_all<S: AsRef<str>>(
     Ok(())
 }
 
+/// The elements of the JSON array of strings `$1`, as a table with one TEXT column `value`.
+fn json_array_rows(conn: &AnyConnection) -> &'static str {
+    match engine(conn) {
+        Engine::Sqlite => "json_each($1)",
+        Engine::Postgres => "json_array_elements_text(CAST($1 AS json))",
+    }
+}
+
 /// Releases every claim of the run (when it ends); returns how many there were.
-pub async fn release_run(conn: &mut SqliteConnection, run_id: &RunId) -> Result<u64, StoreError> {
-    let result = sqlx::query(r#"DELETE FROM claims WHERE run_id = ?1"#)
+pub async fn release_run(conn: &mut AnyConnection, run_id: &RunId) -> Result<u64, StoreError> {
+    let result = sqlx::query(r#"DELETE FROM claims WHERE run_id = $1"#)
         .bind(run_id)
         .execute(conn)
         .await
@@ -106,11 +117,8 @@ pub async fn release_run(conn: &mut SqliteConnection, run_id: &RunId) -> Result<
 }
 
 /// The run's claims, by resource.
-pub async fn for_run(
-    conn: &mut SqliteConnection,
-    run_id: &RunId,
-) -> Result<Vec<Claim>, StoreError> {
-    sqlx::query_as(r#"SELECT * FROM claims WHERE run_id = ?1 ORDER BY resource"#)
+pub async fn for_run(conn: &mut AnyConnection, run_id: &RunId) -> Result<Vec<Claim>, StoreError> {
+    sqlx::query_as(r#"SELECT * FROM claims WHERE run_id = $1 ORDER BY resource"#)
         .bind(run_id)
         .fetch_all(conn)
         .await

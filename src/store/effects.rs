@@ -17,9 +17,11 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
-use super::{EffectId, JsonText, RunId, StoreError, text_enum, timestamp};
+use super::{
+    EffectId, Engine, JsonText, RunId, StoreError, TimeText, engine, text_enum, timestamp,
+};
 
 text_enum! {
     /// Where a mutating call stands.
@@ -59,7 +61,9 @@ pub struct Effect {
     pub region: String,
     pub state: EffectState,
     pub aws_request_id: Option<String>,
+    #[sqlx(try_from = "TimeText")]
     pub created_at: DateTime<Utc>,
+    #[sqlx(try_from = "TimeText")]
     pub completed_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
     #[sqlx(try_from = "JsonText")]
@@ -76,7 +80,7 @@ pub fn idempotency_key(run_id: &RunId, step_key: &str, attempt: i64, n: u32) -> 
 
 /// Records the intent to make a call. Commit it before sending the call.
 pub async fn begin(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     run_id: &RunId,
     effect: &NewEffect,
     now: DateTime<Utc>,
@@ -85,7 +89,7 @@ pub async fn begin(
         r#"
         INSERT INTO effects (run_id, step_key, idempotency_key, operation, account, region,
                              state, created_at, request)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'intent', ?7, ?8)
+        VALUES ($1, $2, $3, $4, $5, $6, 'intent', $7, $8)
         RETURNING id
         "#,
     )
@@ -123,7 +127,7 @@ pub async fn begin(
 
 /// Records the call's success: its response (job ID, change ID, ARNs) and AWS request ID.
 pub async fn complete(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: EffectId,
     response: &Value,
     aws_request_id: Option<&str>,
@@ -143,7 +147,7 @@ pub async fn complete(
 
 /// Records the call's failure (an error AWS returned, so the call is known not to have acted).
 pub async fn fail(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: EffectId,
     error: &str,
     aws_request_id: Option<&str>,
@@ -164,7 +168,7 @@ pub async fn fail(
 /// Records what reconciliation found out about an interrupted call (e.g. the job found by its
 /// tags, or `{"found": false}`, after which the engine may begin a new intent with a new key).
 pub async fn reconciled(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: EffectId,
     response: &Value,
     now: DateTime<Utc>,
@@ -182,7 +186,7 @@ pub async fn reconciled(
 }
 
 async fn close(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: EffectId,
     state: EffectState,
     response: Option<&Value>,
@@ -193,8 +197,8 @@ async fn close(
     let closed: Option<RunId> = sqlx::query_scalar(
         r#"
         UPDATE effects
-        SET state = ?2, response = ?3, error = ?4, aws_request_id = ?5, completed_at = ?6
-        WHERE id = ?1 AND state = 'intent'
+        SET state = $2, response = $3, error = $4, aws_request_id = $5, completed_at = $6
+        WHERE id = $1 AND state = 'intent'
         RETURNING run_id
         "#,
     )
@@ -216,7 +220,7 @@ async fn close(
         return super::seal::refresh(conn, &run_id).await;
     }
     let current: Option<EffectState> =
-        sqlx::query_scalar(r#"SELECT state FROM effects WHERE id = ?1"#)
+        sqlx::query_scalar(r#"SELECT state FROM effects WHERE id = $1"#)
             .bind(id)
             .fetch_optional(conn)
             .await
@@ -229,10 +233,10 @@ async fn close(
 
 /// The run's intents without an outcome: the calls a crash may have left in flight.
 pub async fn open_intents(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     run_id: &RunId,
 ) -> Result<Vec<Effect>, StoreError> {
-    sqlx::query_as(r#"SELECT * FROM effects WHERE run_id = ?1 AND state = 'intent' ORDER BY id"#)
+    sqlx::query_as(r#"SELECT * FROM effects WHERE run_id = $1 AND state = 'intent' ORDER BY id"#)
         .bind(run_id)
         .fetch_all(conn)
         .await
@@ -243,11 +247,11 @@ pub async fn open_intents(
 
 /// The step's effects, oldest first.
 pub async fn for_step(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     run_id: &RunId,
     step_key: &str,
 ) -> Result<Vec<Effect>, StoreError> {
-    sqlx::query_as(r#"SELECT * FROM effects WHERE run_id = ?1 AND step_key = ?2 ORDER BY id"#)
+    sqlx::query_as(r#"SELECT * FROM effects WHERE run_id = $1 AND step_key = $2 ORDER BY id"#)
         .bind(run_id)
         .bind(step_key)
         .fetch_all(conn)
@@ -261,8 +265,8 @@ pub async fn for_step(
 }
 
 /// One effect by its ID (the primary key).
-pub async fn get(conn: &mut SqliteConnection, id: EffectId) -> Result<Effect, StoreError> {
-    sqlx::query_as(r#"SELECT * FROM effects WHERE id = ?1"#)
+pub async fn get(conn: &mut AnyConnection, id: EffectId) -> Result<Effect, StoreError> {
+    sqlx::query_as(r#"SELECT * FROM effects WHERE id = $1"#)
         .bind(id)
         .fetch_optional(conn)
         .await
@@ -273,14 +277,11 @@ pub async fn get(conn: &mut SqliteConnection, id: EffectId) -> Result<Effect, St
 /// The attempts of one durable call, oldest first: the effects whose idempotency key starts
 /// with `call_key` (`<run>/<step>/<call>/`, its attempts being `<call_key>attempt-<n>`).
 /// A range over the unique index of `idempotency_key`, never a scan of the run or the step.
-pub async fn for_call(
-    conn: &mut SqliteConnection,
-    call_key: &str,
-) -> Result<Vec<Effect>, StoreError> {
+pub async fn for_call(conn: &mut AnyConnection, call_key: &str) -> Result<Vec<Effect>, StoreError> {
     // Every key with this prefix sorts in [prefix, prefix + U+10FFFF) under BINARY collation.
     let upper = format!("{call_key}\u{10FFFF}");
     sqlx::query_as(
-        r#"SELECT * FROM effects WHERE idempotency_key >= ?1 AND idempotency_key < ?2 ORDER BY id"#,
+        r#"SELECT * FROM effects WHERE idempotency_key >= $1 AND idempotency_key < $2 ORDER BY id"#,
     )
     .bind(call_key)
     .bind(upper)
@@ -290,11 +291,8 @@ pub async fn for_call(
 }
 
 /// The run's effects, oldest first.
-pub async fn for_run(
-    conn: &mut SqliteConnection,
-    run_id: &RunId,
-) -> Result<Vec<Effect>, StoreError> {
-    sqlx::query_as(r#"SELECT * FROM effects WHERE run_id = ?1 ORDER BY id"#)
+pub async fn for_run(conn: &mut AnyConnection, run_id: &RunId) -> Result<Vec<Effect>, StoreError> {
+    sqlx::query_as(r#"SELECT * FROM effects WHERE run_id = $1 ORDER BY id"#)
         .bind(run_id)
         .fetch_all(conn)
         .await
@@ -305,14 +303,19 @@ pub async fn for_run(
 /// ID), oldest first: which run made a resource, for messages such as the production guard's.
 /// A scan of the table, on purpose: it runs once per refused run, never in a loop.
 pub async fn mentioning(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     operation: &str,
     needle: &str,
 ) -> Result<Vec<Effect>, StoreError> {
-    sqlx::query_as(
-        r#"SELECT * FROM effects WHERE operation = ?1 AND state IN ('done', 'reconciled')
-           AND response IS NOT NULL AND instr(response, ?2) > 0 ORDER BY id"#,
-    )
+    // The same substring test, spelt per dialect.
+    let contains = match engine(conn) {
+        Engine::Sqlite => "instr(response, $2) > 0",
+        Engine::Postgres => "strpos(response, $2) > 0",
+    };
+    sqlx::query_as(&format!(
+        r#"SELECT * FROM effects WHERE operation = $1 AND state IN ('done', 'reconciled')
+           AND response IS NOT NULL AND {contains} ORDER BY id"#,
+    ))
     .bind(operation)
     .bind(needle)
     .fetch_all(conn)
@@ -523,7 +526,7 @@ mod tests {
         let id = begin(&mut conn, &run_id, &start_recovery(&run_id, 2), at(1))
             .await
             .unwrap();
-        let err = sqlx::query("UPDATE effects SET state = 'maybe' WHERE id = ?1")
+        let err = sqlx::query("UPDATE effects SET state = 'maybe' WHERE id = $1")
             .bind(id)
             .execute(&mut *conn)
             .await

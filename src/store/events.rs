@@ -26,9 +26,9 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
-use super::{JsonText, RunId, StoreError, sha256_hex, stored_time, timestamp};
+use super::{JsonText, RunId, StoreError, TimeText, sha256_hex, stored_time, timestamp};
 
 /// The `prev_hash` of a run's first event.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -41,6 +41,7 @@ pub struct Event {
     pub run_id: RunId,
     /// Position in the run's chain, from 1.
     pub run_seq: i64,
+    #[sqlx(try_from = "TimeText")]
     pub at: DateTime<Utc>,
     pub kind: String,
     pub actor: String,
@@ -135,7 +136,7 @@ fn chain_hash(prev_hash: &str, event: &Canonical<'_>) -> String {
 /// Appends an event to the run's chain, inside the caller's transaction (so a step transition
 /// and its event commit together), and moves the run's head to it.
 pub async fn append(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     run_id: &RunId,
     at: DateTime<Utc>,
     kind: &str,
@@ -146,7 +147,7 @@ pub async fn append(
     // The head in `runs`, not the last stored event: if the tail was removed, the next event
     // leaves a gap that `verify` reports instead of silently re-linking over it.
     let head: Option<(i64, Option<String>)> =
-        sqlx::query_as(r#"SELECT event_count, last_event_hash FROM runs WHERE id = ?1"#)
+        sqlx::query_as(r#"SELECT event_count, last_event_hash FROM runs WHERE id = $1"#)
             .bind(run_id)
             .fetch_optional(&mut *conn)
             .await
@@ -176,7 +177,7 @@ pub async fn append(
     let seq: i64 = sqlx::query_scalar(
         r#"
         INSERT INTO events (run_id, run_seq, at, kind, actor, step_key, prev_hash, hash, data)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
         RETURNING seq
         "#,
     )
@@ -193,7 +194,7 @@ pub async fn append(
     .await
     .map_err(|source| StoreError::query(source, format!("append event {kind} to run {run_id}")))?;
 
-    sqlx::query(r#"UPDATE runs SET event_count = ?2, last_event_hash = ?3 WHERE id = ?1"#)
+    sqlx::query(r#"UPDATE runs SET event_count = $2, last_event_hash = $3 WHERE id = $1"#)
         .bind(run_id)
         .bind(run_seq)
         .bind(&hash)
@@ -219,15 +220,30 @@ pub async fn append(
 }
 
 /// The run's events in chain order.
-pub async fn for_run(
-    conn: &mut SqliteConnection,
-    run_id: &RunId,
-) -> Result<Vec<Event>, StoreError> {
-    sqlx::query_as(r#"SELECT * FROM events WHERE run_id = ?1 ORDER BY run_seq"#)
+pub async fn for_run(conn: &mut AnyConnection, run_id: &RunId) -> Result<Vec<Event>, StoreError> {
+    sqlx::query_as(r#"SELECT * FROM events WHERE run_id = $1 ORDER BY run_seq"#)
         .bind(run_id)
         .fetch_all(conn)
         .await
         .map_err(|source| StoreError::query(source, format!("read the events of run {run_id}")))
+}
+
+/// Whether the run has an event of `kind` (e.g. `cancel_requested`, appended by another
+/// process).
+pub async fn has_kind(
+    conn: &mut AnyConnection,
+    run_id: &RunId,
+    kind: &str,
+) -> Result<bool, StoreError> {
+    let found: i64 = sqlx::query_scalar(
+        r#"SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE run_id = $1 AND kind = $2 LIMIT 1) e"#,
+    )
+    .bind(run_id)
+    .bind(kind)
+    .fetch_one(conn)
+    .await
+    .map_err(|source| StoreError::query(source, format!("read the events of run {run_id}")))?;
+    Ok(found > 0)
 }
 
 /// The stored row as text, so verification hashes exactly what is stored (not a re-encoding
@@ -247,11 +263,11 @@ struct StoredEvent {
 /// Recomputes the run's chain. The outer `Result` is a database failure; the inner one is the
 /// verdict: the verified chain, or the first event where it breaks.
 pub async fn verify(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     run_id: &RunId,
 ) -> Result<Result<VerifiedChain, ChainBreak>, StoreError> {
     let head: Option<(i64, Option<String>, Option<String>)> = sqlx::query_as(
-        r#"SELECT event_count, last_event_hash, final_hash FROM runs WHERE id = ?1"#,
+        r#"SELECT event_count, last_event_hash, final_hash FROM runs WHERE id = $1"#,
     )
     .bind(run_id)
     .fetch_optional(&mut *conn)
@@ -262,7 +278,7 @@ pub async fn verify(
     })?;
     let rows: Vec<StoredEvent> = sqlx::query_as(
         r#"SELECT run_seq, at, kind, actor, step_key, prev_hash, hash, data
-           FROM events WHERE run_id = ?1 ORDER BY run_seq"#,
+           FROM events WHERE run_id = $1 ORDER BY run_seq"#,
     )
     .bind(run_id)
     .fetch_all(&mut *conn)
@@ -395,14 +411,16 @@ mod tests {
     /// triggers first.
     async fn tamper(db: &Database, statements: &[&str]) {
         let mut conn = db.pool().acquire().await.unwrap();
-        sqlx::query("DROP TRIGGER IF EXISTS events_no_update")
-            .execute(&mut *conn)
-            .await
-            .unwrap();
-        sqlx::query("DROP TRIGGER IF EXISTS events_no_delete")
-            .execute(&mut *conn)
-            .await
-            .unwrap();
+        let on_table = match db.engine() {
+            super::super::Engine::Sqlite => "",
+            super::super::Engine::Postgres => " ON events",
+        };
+        for trigger in ["events_no_update", "events_no_delete"] {
+            sqlx::query(&format!("DROP TRIGGER IF EXISTS {trigger}{on_table}"))
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+        }
         for statement in statements {
             sqlx::query(statement).execute(&mut *conn).await.unwrap();
         }

@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
-use super::{RunId, StoreError, stored_time, timestamp};
+use super::{RunId, StoreError, TimeText, stored_time, timestamp};
 
 /// A lease row as stored: who drives (or drove) the run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -31,9 +31,13 @@ pub struct LeaseHolder {
     pub owner: String,
     pub host: String,
     pub pid: i64,
+    #[sqlx(try_from = "TimeText")]
     pub acquired_at: DateTime<Utc>,
+    #[sqlx(try_from = "TimeText")]
     pub heartbeat_at: DateTime<Utc>,
+    #[sqlx(try_from = "TimeText")]
     pub expires_at: DateTime<Utc>,
+    #[sqlx(try_from = "TimeText")]
     pub released_at: Option<DateTime<Utc>>,
     pub fence: i64,
 }
@@ -57,7 +61,7 @@ pub struct Lease {
 /// Takes the run's lease for `owner` until `now + ttl`. Refused with [`StoreError::LeaseHeld`]
 /// while another owner's lease is unexpired; an expired one is taken over.
 pub async fn acquire(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     run_id: &RunId,
     owner: &str,
     host: &str,
@@ -84,12 +88,12 @@ pub async fn acquire(
         r#"
         INSERT INTO leases (run_id, owner, host, pid, acquired_at, heartbeat_at, expires_at,
                             released_at, fence)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, NULL, 1)
+        VALUES ($1, $2, $3, $4, $5, $5, $6, NULL, 1)
         ON CONFLICT (run_id) DO UPDATE
         SET owner = excluded.owner, host = excluded.host, pid = excluded.pid,
             acquired_at = excluded.acquired_at, heartbeat_at = excluded.heartbeat_at,
             expires_at = excluded.expires_at, released_at = NULL, fence = leases.fence + 1
-        WHERE leases.fence = ?7
+        WHERE leases.fence = $7
         RETURNING fence
         "#,
     )
@@ -131,15 +135,15 @@ pub async fn acquire(
 /// Extends the lease to `now + ttl`. Fails with [`StoreError::LostLease`] if another driver has
 /// taken it over (or it was released): this driver must stop.
 pub async fn heartbeat(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     lease: &mut Lease,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let expires_at = expiry(now, lease.ttl);
     let result = sqlx::query(
         r#"
-        UPDATE leases SET heartbeat_at = ?4, expires_at = ?5
-        WHERE run_id = ?1 AND owner = ?2 AND fence = ?3 AND released_at IS NULL
+        UPDATE leases SET heartbeat_at = $4, expires_at = $5
+        WHERE run_id = $1 AND owner = $2 AND fence = $3 AND released_at IS NULL
         "#,
     )
     .bind(&lease.run_id)
@@ -162,7 +166,7 @@ pub async fn heartbeat(
 
 /// Confirms that `lease` is still the run's current lease. Call it in every engine write
 /// transaction, before the writes.
-pub async fn check_fence(conn: &mut SqliteConnection, lease: &Lease) -> Result<(), StoreError> {
+pub async fn check_fence(conn: &mut AnyConnection, lease: &Lease) -> Result<(), StoreError> {
     match current(conn, &lease.run_id).await? {
         Some(holder) if holds(&holder, lease) => Ok(()),
         holder => Err(StoreError::LostLease {
@@ -176,14 +180,14 @@ pub async fn check_fence(conn: &mut SqliteConnection, lease: &Lease) -> Result<(
 /// Gives the lease up (the row stays, keeping the fence). Fails with
 /// [`StoreError::LostLease`] if it was no longer ours.
 pub async fn release(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     lease: &Lease,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let result = sqlx::query(
         r#"
-        UPDATE leases SET released_at = ?4, expires_at = ?4
-        WHERE run_id = ?1 AND owner = ?2 AND fence = ?3 AND released_at IS NULL
+        UPDATE leases SET released_at = $4, expires_at = $4
+        WHERE run_id = $1 AND owner = $2 AND fence = $3 AND released_at IS NULL
         "#,
     )
     .bind(&lease.run_id)
@@ -203,10 +207,10 @@ pub async fn release(
 
 /// The run's lease row, if it ever had one (for `status`: who drives it, until when).
 pub async fn current(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     run_id: &RunId,
 ) -> Result<Option<LeaseHolder>, StoreError> {
-    sqlx::query_as(r#"SELECT * FROM leases WHERE run_id = ?1"#)
+    sqlx::query_as(r#"SELECT * FROM leases WHERE run_id = $1"#)
         .bind(run_id)
         .fetch_optional(conn)
         .await
@@ -233,7 +237,7 @@ fn expiry(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
         .map_or(end_of_time, |expiry| expiry.min(end_of_time))
 }
 
-async fn lost(conn: &mut SqliteConnection, lease: &Lease) -> StoreError {
+async fn lost(conn: &mut AnyConnection, lease: &Lease) -> StoreError {
     match current(conn, &lease.run_id).await {
         Ok(holder) => StoreError::LostLease {
             run_id: lease.run_id.clone(),
@@ -249,14 +253,14 @@ async fn lost(conn: &mut SqliteConnection, lease: &Lease) -> StoreError {
 /// on owner and fence: a lease renewed or taken over meanwhile is left alone. Returns whether
 /// the lease was ended.
 pub async fn expire_abandoned(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     holder: &LeaseHolder,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let result = sqlx::query(
         r#"
-        UPDATE leases SET expires_at = ?4
-        WHERE run_id = ?1 AND owner = ?2 AND fence = ?3 AND released_at IS NULL
+        UPDATE leases SET expires_at = $4
+        WHERE run_id = $1 AND owner = $2 AND fence = $3 AND released_at IS NULL
         "#,
     )
     .bind(&holder.run_id)
@@ -429,10 +433,10 @@ mod tests {
 
     #[tokio::test]
     async fn two_processes_racing_for_a_lease_get_exactly_one() {
-        let (dir, db) = temp_db().await;
+        let (_dir, db) = temp_db().await;
         let run_id = run_with_steps(&db).await;
-        // A second `Database` on the same file stands for a second drs-runbook process.
-        let other = super::super::Database::open(dir.path().join("runs.db"))
+        // A second `Database` on the same store stands for a second drs-runbook process.
+        let other = super::super::Database::open_location(db.path().to_str().unwrap())
             .await
             .unwrap();
         let race = |db: super::super::Database, owner: &'static str| {

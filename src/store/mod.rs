@@ -30,6 +30,7 @@
 //! against a real temporary database with the real migrations.
 
 pub mod claims;
+pub mod copy;
 pub mod effects;
 pub mod events;
 pub mod leases;
@@ -45,10 +46,8 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{Sqlite, Transaction};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, Executor, Transaction};
 
 pub use claims::{Claim, ClaimHolder};
 pub use effects::{Effect, EffectState, NewEffect};
@@ -61,20 +60,94 @@ pub use steps::{NewStep, Step, StepStatus};
 /// How long a connection waits for another process's write lock before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The migrations in `migrations/`, embedded at build time.
+/// The migrations in `migrations/`, embedded at build time (SQLite).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// The run database: a pool of SQLite connections opened with the pragmas of DESIGN section 6.
+/// The same schema in PostgreSQL's dialect, `migrations/postgres/`, one file per SQLite one.
+static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The key of the transaction-level advisory lock every PostgreSQL write transaction takes
+/// first (see [`Database::begin`]): "drs-runbook" as an integer, the same in every process.
+const PG_WRITE_LOCK: i64 = 0x6472_732d_7275_6e62;
+
+/// Which engine a store is on; store functions ask [`engine`] where the SQL differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// The engine of a connection, by sqlx's backend name.
+pub fn engine(conn: &sqlx::AnyConnection) -> Engine {
+    if conn.backend_name() == "PostgreSQL" {
+        Engine::Postgres
+    } else {
+        Engine::Sqlite
+    }
+}
+
+/// Whether `--db` names a PostgreSQL store (`postgres://` or `postgresql://` URL) rather than
+/// a SQLite file (a path, or a `sqlite://` URL).
+pub fn is_postgres_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
+/// A PostgreSQL URL with its password removed, for messages: credentials are never shown.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(None);
+            }
+            let mut kept: Vec<(String, String)> = parsed
+                .query_pairs()
+                .filter(|(k, _)| k != "password")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            if kept.is_empty() {
+                parsed.set_query(None);
+            } else {
+                parsed
+                    .query_pairs_mut()
+                    .clear()
+                    .extend_pairs(kept.drain(..));
+            }
+            parsed.to_string()
+        }
+        Err(_) => "a PostgreSQL URL that does not parse".to_owned(),
+    }
+}
+
+/// The run database: a pool of connections to SQLite (opened with the pragmas of DESIGN
+/// section 6) or PostgreSQL, behind sqlx's `Any` driver so that every store function takes one
+/// connection type. The SQL is shared; where the dialects differ a function asks [`engine`].
 #[derive(Debug, Clone)]
 pub struct Database {
-    pool: SqlitePool,
+    pool: AnyPool,
+    engine: Engine,
+    /// The file, or the URL of a PostgreSQL store with its password removed.
     path: PathBuf,
 }
 
 impl Database {
-    /// Opens (creating if missing, with mode 0600 and private parent directories) the database
-    /// at `path` and brings its schema up to date.
+    /// Opens the store `--db` names: a PostgreSQL URL ([`Database::connect_postgres`]), else
+    /// a SQLite path or `sqlite://` URL ([`Database::open`]).
+    pub async fn open_location(location: &str) -> Result<Database, StoreError> {
+        if is_postgres_url(location) {
+            Database::connect_postgres(location).await
+        } else {
+            let path = location
+                .strip_prefix("sqlite://")
+                .or_else(|| location.strip_prefix("sqlite:"))
+                .unwrap_or(location);
+            Database::open(path).await
+        }
+    }
+
+    /// Opens (creating if missing, with mode 0600 and private parent directories) the SQLite
+    /// database at `path` and brings its schema up to date.
     pub async fn open(path: impl AsRef<Path>) -> Result<Database, StoreError> {
+        sqlx::any::install_default_drivers();
         let path = path.as_ref().to_path_buf();
         create_private_file(&path)?;
         // Two processes opening a new database at once race: both switch the new file to WAL
@@ -83,17 +156,34 @@ impl Database {
         // exists"). Connecting, checking and migrating run under an exclusive lock, held only
         // for that; the second opener then finds WAL set and the schema up to date.
         let lock = MigrationLock::acquire(&path).await?;
-        let options = SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+        let options = AnyConnectOptions::from_str(&sqlite_url(&path)?)
+            .map_err(|source| open_error(&path, source))?;
+        // One connection first, so that a file that is not a database fails here, with its
+        // own error, instead of the pool retrying it until its acquire timeout.
+        {
+            use sqlx::Connection;
+            let mut probe = sqlx::AnyConnection::connect_with(&options)
+                .await
+                .map_err(|source| open_error(&path, source))?;
+            probe
+                .execute(SQLITE_PRAGMAS)
+                .await
+                .map_err(|source| open_error(&path, source))?;
+            probe
+                .close()
+                .await
+                .map_err(|source| open_error(&path, source))?;
+        }
         // SQLite serialises writers anyway; a few connections let readers (status, history)
         // proceed beside the driver's write transactions under WAL.
-        let pool = SqlitePoolOptions::new()
+        let pool = AnyPoolOptions::new()
             .max_connections(4)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(SQLITE_PRAGMAS).await?;
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await
             .map_err(|source| open_error(&path, source))?;
@@ -103,37 +193,129 @@ impl Database {
             .await
             .map_err(|source| migrate_error(&path, source))?;
         drop(lock);
-        Ok(Database { pool, path })
+        Ok(Database {
+            pool,
+            engine: Engine::Sqlite,
+            path,
+        })
+    }
+
+    /// Connects to the PostgreSQL store at `url` (credentials from the URL, `PGPASSWORD` or
+    /// `~/.pgpass`) and brings its schema up to date. sqlx's migrator holds a session-level
+    /// advisory lock while it checks and applies migrations, so two processes starting at
+    /// once are safe.
+    pub async fn connect_postgres(url: &str) -> Result<Database, StoreError> {
+        sqlx::any::install_default_drivers();
+        let path = PathBuf::from(redact_url(url));
+        let options = AnyConnectOptions::from_str(url).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        PG_MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|source| migrate_error(&path, source))?;
+        Ok(Database {
+            pool,
+            engine: Engine::Postgres,
+            path,
+        })
     }
 
     /// The connection pool, for reads that need no transaction.
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
-    /// Where the database file is.
+    /// Which engine the store is on.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Where the store is: the SQLite file, or the PostgreSQL URL without its password.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Starts a write transaction (`BEGIN IMMEDIATE`, see the module invariants). Pass
-    /// `&mut *tx` to the store functions, then `tx.commit()`; dropping it rolls back.
-    pub async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        self.pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|source| {
-                StoreError::query(
-                    source,
-                    format!("begin a transaction on {}", self.path.display()),
-                )
-            })
+    /// Starts a write transaction. Pass `&mut *tx` to the store functions, then `tx.commit()`;
+    /// dropping it rolls back.
+    ///
+    /// Writers are serialised, on both engines, because the store's read-check-write
+    /// sequences (the lease's compare-and-set, a claim's conflict check, the event chain's
+    /// head) rely on it: SQLite's `BEGIN IMMEDIATE` takes the write lock at `begin`;
+    /// PostgreSQL takes one transaction-level advisory lock ([`PG_WRITE_LOCK`]) first, released
+    /// by commit or rollback, waiting up to [`BUSY_TIMEOUT`] (`lock_timeout`) like SQLite's
+    /// busy timeout. Readers are never blocked on either engine.
+    pub async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        let action = || format!("begin a transaction on {}", self.path.display());
+        match self.engine {
+            Engine::Sqlite => self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(|source| StoreError::query(source, action())),
+            Engine::Postgres => {
+                let mut tx = self
+                    .pool
+                    .begin()
+                    .await
+                    .map_err(|source| StoreError::query(source, action()))?;
+                sqlx::query(&format!(
+                    "SET LOCAL lock_timeout = '{}ms'",
+                    BUSY_TIMEOUT.as_millis()
+                ))
+                .execute(&mut *tx)
+                .await
+                .map_err(|source| StoreError::query(source, action()))?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(PG_WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|source| StoreError::query(source, action()))?;
+                Ok(tx)
+            }
+        }
     }
 
-    /// Closes every connection (checkpointing the WAL).
+    /// Closes every connection (checkpointing a SQLite WAL).
     pub async fn close(self) {
         self.pool.close().await;
     }
+}
+
+/// The pragmas of DESIGN section 6, run on every new SQLite connection.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;";
+
+/// The `sqlite://` URL of `path` (made absolute, percent-encoded), with `mode=rwc`.
+fn sqlite_url(path: &Path) -> Result<String, StoreError> {
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'/')
+        .remove(b'.')
+        .remove(b'-')
+        .remove(b'_');
+    let absolute = std::path::absolute(path).map_err(|source| StoreError::CreateFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = absolute.to_str().ok_or_else(|| StoreError::CreateFile {
+        path: path.to_path_buf(),
+        source: std::io::Error::other("the path is not UTF-8"),
+    })?;
+    Ok(format!(
+        "sqlite://{}?mode=rwc",
+        utf8_percent_encode(text, KEEP)
+    ))
 }
 
 /// How long an open waits for another process to finish migrating the same database.
@@ -231,7 +413,7 @@ fn create_private_file(path: &Path) -> Result<(), StoreError> {
 
 /// Refuses a SQLite file that holds tables but was never migrated by drs-runbook, rather than
 /// adding our tables to someone else's database.
-async fn ensure_ours(pool: &SqlitePool, path: &Path) -> Result<(), StoreError> {
+async fn ensure_ours(pool: &AnyPool, path: &Path) -> Result<(), StoreError> {
     let tables: Vec<String> = sqlx::query_scalar(
         r#"SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"#,
     )
@@ -293,10 +475,24 @@ const SQLITE_BUSY: i64 = 5;
 const SQLITE_LOCKED: i64 = 6;
 const SQLITE_NOTADB: i64 = 26;
 
-/// The primary SQLite result code of a database error, if it is one.
+/// PostgreSQL's `lock_not_available`: `lock_timeout` ran out waiting for the write lock.
+const PG_LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// The primary SQLite result code of a database error, if it is a SQLite one.
 fn sqlite_code(error: &sqlx::Error) -> Option<i64> {
-    let code = error.as_database_error()?.code()?;
+    let database_error = error.as_database_error()?;
+    let sqlite = database_error.try_downcast_ref::<sqlx::sqlite::SqliteError>()?;
+    let code = sqlx::error::DatabaseError::code(sqlite)?;
     code.parse::<i64>().ok().map(|extended| extended & 0xff)
+}
+
+/// Whether a query failed waiting for another process's write lock, on either engine.
+fn is_lock_timeout(error: &sqlx::Error) -> bool {
+    matches!(sqlite_code(error), Some(SQLITE_BUSY | SQLITE_LOCKED))
+        || error
+            .as_database_error()
+            .and_then(|e| e.code())
+            .is_some_and(|code| code == PG_LOCK_NOT_AVAILABLE)
 }
 
 /// Errors of the run store. Messages fit "failed to ..." and end with what to do next.
@@ -411,14 +607,29 @@ pub enum StoreError {
         "invalid run ID {value:?} (hint: run IDs are UUIDs as printed by `drs-runbook history`)"
     )]
     InvalidRunId { value: String },
+    #[error(
+        "failed to copy: {} {what} ID(s) are already in {} ({}{}); nothing was copied (hint: a run is migrated once; remove the file's duplicate runs or copy into another database)",
+        .ids.len(), .target.display(), .ids.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+        if .ids.len() > 3 { ", ..." } else { "" }
+    )]
+    CopyConflict {
+        what: &'static str,
+        ids: Vec<String>,
+        target: PathBuf,
+    },
+    #[error(
+        "the copy of run {run_id} does not verify in the target: {reason} (hint: the source database may have been altered; run `drs-runbook audit verify` on it)"
+    )]
+    CopyBroken { run_id: RunId, reason: String },
 }
 
 impl StoreError {
     /// Wraps a query error with what was being done, telling a lock timeout apart.
     pub(crate) fn query(source: sqlx::Error, action: String) -> StoreError {
-        match sqlite_code(&source) {
-            Some(SQLITE_BUSY | SQLITE_LOCKED) => StoreError::Locked { action, source },
-            _ => StoreError::Query { action, source },
+        if is_lock_timeout(&source) {
+            StoreError::Locked { action, source }
+        } else {
+            StoreError::Query { action, source }
         }
     }
 }
@@ -541,24 +752,24 @@ macro_rules! text_enum {
             }
         }
 
-        impl sqlx::Type<sqlx::Sqlite> for $name {
-            fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
-                <str as sqlx::Type<sqlx::Sqlite>>::type_info()
+        impl sqlx::Type<sqlx::Any> for $name {
+            fn type_info() -> sqlx::any::AnyTypeInfo {
+                <str as sqlx::Type<sqlx::Any>>::type_info()
             }
         }
 
-        impl<'q> sqlx::Encode<'q, sqlx::Sqlite> for $name {
+        impl<'q> sqlx::Encode<'q, sqlx::Any> for $name {
             fn encode_by_ref(
                 &self,
-                buf: &mut Vec<sqlx::sqlite::SqliteArgumentValue<'q>>,
+                buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer<'q>,
             ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-                <&str as sqlx::Encode<'q, sqlx::Sqlite>>::encode(self.as_str(), buf)
+                <&str as sqlx::Encode<'q, sqlx::Any>>::encode(self.as_str(), buf)
             }
         }
 
-        impl<'r> sqlx::Decode<'r, sqlx::Sqlite> for $name {
-            fn decode(value: sqlx::sqlite::SqliteValueRef<'r>) -> Result<$name, sqlx::error::BoxDynError> {
-                let text = <&str as sqlx::Decode<'r, sqlx::Sqlite>>::decode(value)?;
+        impl<'r> sqlx::Decode<'r, sqlx::Any> for $name {
+            fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<$name, sqlx::error::BoxDynError> {
+                let text = <&str as sqlx::Decode<'r, sqlx::Any>>::decode(value)?;
                 Ok(text.parse()?)
             }
         }
@@ -572,23 +783,66 @@ use text_enum;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonText(Option<String>);
 
-impl sqlx::Type<Sqlite> for JsonText {
-    fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
-        <str as sqlx::Type<Sqlite>>::type_info()
+impl sqlx::Type<Any> for JsonText {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <str as sqlx::Type<Any>>::type_info()
     }
 }
 
-impl<'r> sqlx::Decode<'r, Sqlite> for JsonText {
-    fn decode(
-        value: sqlx::sqlite::SqliteValueRef<'r>,
-    ) -> Result<JsonText, sqlx::error::BoxDynError> {
-        use sqlx::ValueRef;
-        if value.is_null() {
-            return Ok(JsonText(None));
-        }
-        Ok(JsonText(Some(
-            <String as sqlx::Decode<'r, Sqlite>>::decode(value)?,
-        )))
+impl<'r> sqlx::Decode<'r, Any> for JsonText {
+    fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<JsonText, sqlx::error::BoxDynError> {
+        Ok(JsonText(<Option<String> as sqlx::Decode<'r, Any>>::decode(
+            value,
+        )?))
+    }
+}
+
+/// A timestamp column as stored (fixed-width RFC 3339 text, or NULL), decoded into
+/// `DateTime<Utc>` by `#[sqlx(try_from = "TimeText")]`: sqlx's `Any` driver decodes no chrono
+/// type, and the text is what both engines store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeText(Option<String>);
+
+impl sqlx::Type<Any> for TimeText {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <str as sqlx::Type<Any>>::type_info()
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Any> for TimeText {
+    fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<TimeText, sqlx::error::BoxDynError> {
+        Ok(TimeText(<Option<String> as sqlx::Decode<'r, Any>>::decode(
+            value,
+        )?))
+    }
+}
+
+/// A timestamp column that did not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum TimeColumnError {
+    #[error("unexpected NULL in a timestamp column")]
+    Null,
+    #[error("invalid timestamp {0:?} in a column")]
+    Invalid(String),
+}
+
+fn parse_stored_time(text: &str) -> Result<DateTime<Utc>, TimeColumnError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| TimeColumnError::Invalid(text.to_owned()))
+}
+
+impl TryFrom<TimeText> for DateTime<Utc> {
+    type Error = TimeColumnError;
+    fn try_from(text: TimeText) -> Result<Self, TimeColumnError> {
+        parse_stored_time(&text.0.ok_or(TimeColumnError::Null)?)
+    }
+}
+
+impl TryFrom<TimeText> for Option<DateTime<Utc>> {
+    type Error = TimeColumnError;
+    fn try_from(text: TimeText) -> Result<Self, TimeColumnError> {
+        text.0.as_deref().map(parse_stored_time).transpose()
     }
 }
 
@@ -654,13 +908,75 @@ pub(crate) mod testing {
     //! Shared fixtures of the store's unit tests: a real database file in a temporary directory.
     use super::*;
 
-    /// A fresh database in its own temporary directory (kept alive by the returned guard).
+    /// A fresh database in its own temporary directory (kept alive by the returned guard): a
+    /// SQLite file, or with `DRS_RUNBOOK_TEST_ENGINE=postgres` a new PostgreSQL database on the
+    /// server of `DRS_RUNBOOK_TEST_PG` (how CI runs the store's tests on both engines).
     pub(crate) async fn temp_db() -> (tempfile::TempDir, Database) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let db = if std::env::var("DRS_RUNBOOK_TEST_ENGINE").as_deref() == Ok("postgres") {
+            Database::connect_postgres(&scratch_postgres().await)
+                .await
+                .expect("open the PostgreSQL database")
+        } else {
+            Database::open(dir.path().join("runs.db"))
+                .await
+                .expect("open the database")
+        };
+        (dir, db)
+    }
+
+    /// A fresh SQLite database, for the tests of what only SQLite has (pragmas, the file).
+    pub(crate) async fn temp_sqlite_db() -> (tempfile::TempDir, Database) {
         let dir = tempfile::tempdir().expect("temporary directory");
         let db = Database::open(dir.path().join("runs.db"))
             .await
             .expect("open the database");
         (dir, db)
+    }
+
+    /// The admin URL of the PostgreSQL server of the tests (`DRS_RUNBOOK_TEST_PG`). Unset: under
+    /// CI (`CI=true`) the test fails, never passing silently; elsewhere it prints a notice and
+    /// the test skips (`None`).
+    pub(crate) fn postgres_server() -> Option<String> {
+        match std::env::var("DRS_RUNBOOK_TEST_PG") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => panic!(
+                "DRS_RUNBOOK_TEST_PG is not set, and CI=true: the PostgreSQL tests must run in CI \
+                 (`.ci/postgres` starts a throwaway server and prints the URL to export)"
+            ),
+            _ => {
+                eprintln!(
+                    "notice: DRS_RUNBOOK_TEST_PG is not set: skipping a PostgreSQL test \
+                     (start a server with `.ci/postgres`, then export DRS_RUNBOOK_TEST_PG=<the URL it prints>)"
+                );
+                None
+            }
+        }
+    }
+
+    /// The URL of a new, empty PostgreSQL database on the server of `DRS_RUNBOOK_TEST_PG`
+    /// (an admin URL, e.g. `postgres://postgres@127.0.0.1:55432/postgres`). Panics with how to
+    /// set it when it is missing.
+    pub(crate) async fn scratch_postgres() -> String {
+        use sqlx::Connection;
+        let admin = std::env::var("DRS_RUNBOOK_TEST_PG").unwrap_or_else(|_| {
+            panic!(
+                "DRS_RUNBOOK_TEST_ENGINE=postgres needs DRS_RUNBOOK_TEST_PG, the admin URL of a \
+                 PostgreSQL server (`.ci/postgres` starts one and prints it; see the README, Tests)"
+            )
+        });
+        let name = format!("drs_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("connect to DRS_RUNBOOK_TEST_PG: {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create a scratch database");
+        conn.close().await.ok();
+        let mut url = url::Url::parse(&admin).expect("DRS_RUNBOOK_TEST_PG is a URL");
+        url.set_path(&name);
+        url.to_string()
     }
 
     /// A fixed instant plus `seconds`, so tests never depend on the wall clock.
@@ -715,6 +1031,7 @@ pub(crate) mod testing {
 mod tests {
     use super::testing::*;
     use super::*;
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
     use std::os::unix::fs::PermissionsExt;
 
     #[tokio::test]
@@ -733,7 +1050,7 @@ mod tests {
 
     #[tokio::test]
     async fn pragmas_are_in_effect_on_every_connection() {
-        let (_dir, db) = temp_db().await;
+        let (_dir, db) = temp_sqlite_db().await;
         // Hold two connections at once so the second is a distinct one from the pool.
         let mut first = db.pool().acquire().await.unwrap();
         let mut second = db.pool().acquire().await.unwrap();
@@ -806,7 +1123,7 @@ mod tests {
 
     #[tokio::test]
     async fn reopening_keeps_the_data_and_applies_no_migration_twice() {
-        let (dir, db) = temp_db().await;
+        let (dir, db) = temp_sqlite_db().await;
         let run_id = run_with_steps(&db).await;
         db.close().await;
         let db = Database::open(dir.path().join("runs.db")).await.unwrap();
@@ -866,7 +1183,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_write_lock_held_elsewhere_times_out_as_locked() {
-        let (dir, db) = temp_db().await;
+        let (dir, db) = temp_sqlite_db().await;
         let _holder = db.begin().await.unwrap();
         // A second process, modelled by a second pool with a short busy timeout.
         let options = SqliteConnectOptions::new()
@@ -950,6 +1267,211 @@ mod tests {
         assert!(events::verify(&mut conn, &run_id).await.unwrap().is_ok());
         drop(conn);
         transition(fresh, StepStatus::Succeeded, 62).await.unwrap();
+    }
+
+    /// Three processes opening one new PostgreSQL database at once: sqlx's migrator holds an
+    /// advisory lock, so exactly one applies the migrations and all three open.
+    #[test]
+    fn concurrent_first_opens_of_a_postgres_store_all_succeed_and_migrate_once() {
+        if postgres_server().is_none() {
+            return;
+        }
+        let url = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(scratch_postgres());
+        let start = std::sync::Arc::new(std::sync::Barrier::new(3));
+        let openers: Vec<_> = (0..3)
+            .map(|_| {
+                let (url, start) = (url.clone(), start.clone());
+                std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    runtime.block_on(async {
+                        start.wait();
+                        let db = Database::connect_postgres(&url).await.unwrap();
+                        let applied: i64 =
+                            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+                                .fetch_one(db.pool())
+                                .await
+                                .unwrap();
+                        db.close().await;
+                        applied
+                    })
+                })
+            })
+            .collect();
+        for opener in openers {
+            assert_eq!(opener.join().unwrap(), PG_MIGRATOR.iter().count() as i64);
+        }
+        assert_eq!(
+            PG_MIGRATOR.iter().count(),
+            MIGRATOR.iter().count(),
+            "one PostgreSQL migration per SQLite one"
+        );
+    }
+
+    /// PostgreSQL's `BEGIN IMMEDIATE`: a second writer waits for the first, then gives up
+    /// after the busy timeout as on SQLite, with the same error.
+    #[tokio::test]
+    async fn a_postgres_writer_waits_for_the_other_and_times_out_as_locked() {
+        if postgres_server().is_none() {
+            return;
+        }
+        let db = Database::connect_postgres(&scratch_postgres().await)
+            .await
+            .unwrap();
+        let other = Database::open_location(db.path().to_str().unwrap())
+            .await
+            .unwrap();
+        let holder = db.begin().await.unwrap();
+        let started = std::time::Instant::now();
+        let err = other.begin().await.unwrap_err();
+        assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+        assert!(started.elapsed() >= BUSY_TIMEOUT, "{:?}", started.elapsed());
+        drop(holder);
+        other
+            .begin()
+            .await
+            .expect("free once the first writer is done");
+    }
+
+    /// The same run written on both engines seals to the same row hashes, numbers and
+    /// awkward strings included, so a copied run's seal verifies in the other store.
+    #[tokio::test]
+    async fn a_run_seals_to_the_same_rows_on_both_engines() {
+        if postgres_server().is_none() {
+            return;
+        }
+        let (_dir, sqlite) = temp_sqlite_db().await;
+        let postgres = Database::connect_postgres(&scratch_postgres().await)
+            .await
+            .unwrap();
+        let mut new = new_run("payments", Operation::Failover);
+        new.runbook_text = "name = \"pay\u{e9}\"\n# \"quoted\" \\ tab\t\u{1}\n".to_owned();
+        let mut seals = Vec::new();
+        for db in [&sqlite, &postgres] {
+            let mut tx = db.begin().await.unwrap();
+            runs::insert(&mut tx, &new, at(0)).await.unwrap();
+            steps::insert_all(
+                &mut tx,
+                &new.id,
+                &[NewStep::new("preflight", "preflight", None, &[])],
+            )
+            .await
+            .unwrap();
+            let finish = Finish {
+                status: RunStatus::Failed,
+                rto_seconds: Some(1234.567_890_123_4),
+                rpo_seconds: Some(0.1 + 0.2),
+                error: Some("line one\nline \"two\" \u{2603}".to_owned()),
+            };
+            runs::finish(&mut tx, &new.id, &finish, at(90))
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            let rows: String = sqlx::query_scalar("SELECT rows FROM seals WHERE run_id = $1")
+                .bind(&new.id)
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+            seals.push(rows);
+        }
+        assert_eq!(seals[0], seals[1]);
+    }
+
+    /// `db migrate-to`: everything of a SQLite store arrives in PostgreSQL and verifies there;
+    /// a second copy of the same runs is refused before anything is written.
+    #[tokio::test]
+    async fn copy_all_moves_a_sqlite_store_to_postgres_and_refuses_a_run_twice() {
+        if postgres_server().is_none() {
+            return;
+        }
+        let (_dir, sqlite) = temp_sqlite_db().await;
+        let run_id = run_with_steps(&sqlite).await;
+        {
+            let mut tx = sqlite.begin().await.unwrap();
+            let effect = NewEffect {
+                step_key: "preflight".to_owned(),
+                idempotency_key: effects::idempotency_key(&run_id, "preflight", 1, 1),
+                operation: "drs:StartRecovery".to_owned(),
+                account: "111111111111".to_owned(),
+                region: "us-east-1".to_owned(),
+                request: serde_json::json!({"sourceServers": ["s-1"]}),
+            };
+            let id = effects::begin(&mut tx, &run_id, &effect, at(1))
+                .await
+                .unwrap();
+            effects::complete(
+                &mut tx,
+                id,
+                &serde_json::json!({"job": "drsjob-1"}),
+                Some("req-1"),
+                at(2),
+            )
+            .await
+            .unwrap();
+            events::append(
+                &mut tx,
+                &run_id,
+                at(3),
+                "effect_done",
+                "t",
+                Some("preflight"),
+                &serde_json::json!({"effect": id.0}),
+            )
+            .await
+            .unwrap();
+            claims::claim_all(&mut tx, &run_id, &["drs:s-1"][..], at(3))
+                .await
+                .unwrap();
+            leases::acquire(
+                &mut tx,
+                &run_id,
+                "driver",
+                "ops-1",
+                7,
+                Duration::from_secs(30),
+                at(3),
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+        }
+        let postgres = Database::connect_postgres(&scratch_postgres().await)
+            .await
+            .unwrap();
+        let report = copy::copy_all(&sqlite, &postgres).await.unwrap();
+        assert_eq!(report.runs, vec![run_id.clone()]);
+        let counts: std::collections::BTreeMap<_, _> = report.tables.into_iter().collect();
+        assert_eq!(counts["effects"], 1);
+        assert_eq!(counts["claims"], 1);
+        assert_eq!(counts["leases"], 1);
+        let mut conn = postgres.pool().acquire().await.unwrap();
+        assert!(events::verify(&mut conn, &run_id).await.unwrap().is_ok());
+        assert_eq!(
+            leases::current(&mut conn, &run_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .fence,
+            1
+        );
+        drop(conn);
+        let err = copy::copy_all(&sqlite, &postgres).await.unwrap_err();
+        assert!(matches!(err, StoreError::CopyConflict { .. }), "{err:?}");
+        assert!(err.to_string().contains(run_id.as_str()), "{err}");
+    }
+
+    #[test]
+    fn a_postgres_url_is_shown_without_its_password() {
+        assert_eq!(
+            redact_url("postgres://drs:s3cret@db.example.com:5432/runs?sslmode=require&password=x"),
+            "postgres://drs@db.example.com:5432/runs?sslmode=require"
+        );
+        assert!(is_postgres_url("postgresql://h/db"));
+        assert!(!is_postgres_url("/var/lib/drs-runbook/runs.db"));
     }
 
     #[test]

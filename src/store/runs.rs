@@ -12,9 +12,11 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
-use super::{JsonText, RunId, StoreError, sha256_hex, text_enum, timestamp};
+use super::{
+    Engine, JsonText, RunId, StoreError, TimeText, engine, sha256_hex, text_enum, timestamp,
+};
 
 text_enum! {
     /// What a run does to the runbook's application.
@@ -95,9 +97,13 @@ pub struct Run {
     pub operator: String,
     pub host: String,
     pub parent_run_id: Option<RunId>,
+    #[sqlx(try_from = "TimeText")]
     pub created_at: DateTime<Utc>,
+    #[sqlx(try_from = "TimeText")]
     pub started_at: Option<DateTime<Utc>>,
+    #[sqlx(try_from = "TimeText")]
     pub finished_at: Option<DateTime<Utc>>,
+    #[sqlx(try_from = "TimeText")]
     pub declared_at: Option<DateTime<Utc>>,
     pub rto_seconds: Option<f64>,
     pub rpo_seconds: Option<f64>,
@@ -127,8 +133,11 @@ pub struct RunSummary {
     pub operator: String,
     pub host: String,
     pub parent_run_id: Option<RunId>,
+    #[sqlx(try_from = "TimeText")]
     pub created_at: DateTime<Utc>,
+    #[sqlx(try_from = "TimeText")]
     pub started_at: Option<DateTime<Utc>>,
+    #[sqlx(try_from = "TimeText")]
     pub finished_at: Option<DateTime<Utc>>,
     pub rto_seconds: Option<f64>,
     pub rpo_seconds: Option<f64>,
@@ -157,7 +166,7 @@ pub struct Finish {
 
 /// Inserts a `pending` run created at `now`, storing the SHA-256 of its runbook text.
 pub async fn insert(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     run: &NewRun,
     now: DateTime<Utc>,
 ) -> Result<Run, StoreError> {
@@ -166,7 +175,7 @@ pub async fn insert(
         INSERT INTO runs (id, runbook_name, operation, mode, status, clock, operator, host,
                           parent_run_id, created_at, declared_at, runbook_path, runbook_sha256,
                           options, runbook_text)
-        VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+        VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
         RETURNING *
         "#,
     )
@@ -192,8 +201,8 @@ pub async fn insert(
 }
 
 /// The run with this ID.
-pub async fn get(conn: &mut SqliteConnection, run_id: &RunId) -> Result<Run, StoreError> {
-    sqlx::query_as(r#"SELECT * FROM runs WHERE id = ?1"#)
+pub async fn get(conn: &mut AnyConnection, run_id: &RunId) -> Result<Run, StoreError> {
+    sqlx::query_as(r#"SELECT * FROM runs WHERE id = $1"#)
         .bind(run_id)
         .fetch_optional(conn)
         .await
@@ -205,7 +214,7 @@ pub async fn get(conn: &mut SqliteConnection, run_id: &RunId) -> Result<Run, Sto
 
 /// Moves the run to `status`; see the module invariants for `running`.
 pub async fn set_status(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     run_id: &RunId,
     status: RunStatus,
     now: DateTime<Utc>,
@@ -213,12 +222,12 @@ pub async fn set_status(
     let result = sqlx::query(
         r#"
         UPDATE runs
-        SET status = ?2,
-            started_at = CASE WHEN ?2 = 'running' THEN COALESCE(started_at, ?3) ELSE started_at END,
-            finished_at = CASE WHEN ?2 = 'running' THEN NULL ELSE finished_at END,
-            error = CASE WHEN ?2 = 'running' THEN NULL ELSE error END,
-            final_hash = CASE WHEN ?2 = 'running' THEN NULL ELSE final_hash END
-        WHERE id = ?1
+        SET status = $2,
+            started_at = CASE WHEN $2 = 'running' THEN COALESCE(started_at, $3) ELSE started_at END,
+            finished_at = CASE WHEN $2 = 'running' THEN NULL ELSE finished_at END,
+            error = CASE WHEN $2 = 'running' THEN NULL ELSE error END,
+            final_hash = CASE WHEN $2 = 'running' THEN NULL ELSE final_hash END
+        WHERE id = $1
         "#,
     )
     .bind(run_id)
@@ -233,28 +242,43 @@ pub async fn set_status(
 
 /// Records how the run ended at `now`, and anchors `final_hash` to the head of its event chain.
 pub async fn finish(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     run_id: &RunId,
     outcome: &Finish,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let result = sqlx::query(
+    // A missing measurement is a NULL literal, not a NULL parameter: sqlx 0.8.6's `Any` driver
+    // declares a NULL f64 as float4 on PostgreSQL, and the statement it caches then refuses
+    // the float8 values that follow ("incorrect binary data format").
+    let measured = [outcome.rto_seconds, outcome.rpo_seconds];
+    let mut next = 4;
+    let [rto, rpo] = measured.map(|value| match value {
+        Some(_) => {
+            next += 1;
+            format!("${}", next)
+        }
+        None => "NULL".to_owned(),
+    });
+    let sql = format!(
         r#"
         UPDATE runs
-        SET status = ?2, finished_at = ?3, rto_seconds = ?4, rpo_seconds = ?5, error = ?6,
+        SET status = $2, finished_at = $3, error = $4, rto_seconds = {rto}, rpo_seconds = {rpo},
             final_hash = last_event_hash
-        WHERE id = ?1
-        "#,
-    )
-    .bind(run_id)
-    .bind(outcome.status)
-    .bind(timestamp(now))
-    .bind(outcome.rto_seconds)
-    .bind(outcome.rpo_seconds)
-    .bind(&outcome.error)
-    .execute(&mut *conn)
-    .await
-    .map_err(|source| StoreError::query(source, format!("finish run {run_id}")))?;
+        WHERE id = $1
+        "#
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(run_id)
+        .bind(outcome.status)
+        .bind(timestamp(now))
+        .bind(&outcome.error);
+    for value in measured.into_iter().flatten() {
+        query = query.bind(value);
+    }
+    let result = query
+        .execute(&mut *conn)
+        .await
+        .map_err(|source| StoreError::query(source, format!("finish run {run_id}")))?;
     super::seal::refresh(conn, run_id).await?;
     found(result.rows_affected(), run_id)
 }
@@ -267,7 +291,7 @@ pub async fn finish(
 /// sit at the end of each row, so a scan never reads a runbook's text. The figures with 10,000
 /// runs are printed by the test `list_is_fast_enough_for_history`.
 pub async fn list(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     filter: &RunFilter,
 ) -> Result<Vec<RunSummary>, StoreError> {
     let sql = if filter.runbook.is_some() {
@@ -275,13 +299,18 @@ pub async fn list(
     } else {
         LIST_ALL
     };
+    // No limit: a negative LIMIT in SQLite, a NULL one in PostgreSQL (which refuses negatives).
+    let limit = match (filter.limit, engine(conn)) {
+        (Some(limit), _) => Some(i64::from(limit)),
+        (None, Engine::Sqlite) => Some(-1),
+        (None, Engine::Postgres) => None,
+    };
     sqlx::query_as(sql)
         .bind(&filter.runbook)
         .bind(filter.operation)
         .bind(filter.status)
         .bind(filter.since.map(timestamp))
-        // A negative LIMIT means no limit in SQLite.
-        .bind(filter.limit.map_or(-1, i64::from))
+        .bind(limit)
         .fetch_all(conn)
         .await
         .map_err(|source| StoreError::query(source, "list runs".to_owned()))
@@ -291,37 +320,37 @@ const LIST_OF_RUNBOOK: &str = r#"
     SELECT id, runbook_name, operation, mode, status, clock, operator, host, parent_run_id,
            created_at, started_at, finished_at, rto_seconds, rpo_seconds, error
     FROM runs
-    WHERE runbook_name = ?1
-      AND (?2 IS NULL OR operation = ?2)
-      AND (?3 IS NULL OR status = ?3)
-      AND (?4 IS NULL OR created_at >= ?4)
+    WHERE runbook_name = $1
+      AND ($2 IS NULL OR operation = $2)
+      AND ($3 IS NULL OR status = $3)
+      AND ($4 IS NULL OR created_at >= $4)
     ORDER BY created_at DESC, id DESC
-    LIMIT ?5
+    LIMIT $5
 "#;
 
-// `?1` is always NULL here; it keeps the parameter numbering of `LIST_OF_RUNBOOK`.
+// `$1` is always NULL here; it keeps the parameter numbering of `LIST_OF_RUNBOOK`.
 const LIST_ALL: &str = r#"
     SELECT id, runbook_name, operation, mode, status, clock, operator, host, parent_run_id,
            created_at, started_at, finished_at, rto_seconds, rpo_seconds, error
     FROM runs
-    WHERE ?1 IS NULL
-      AND (?2 IS NULL OR operation = ?2)
-      AND (?3 IS NULL OR status = ?3)
-      AND (?4 IS NULL OR created_at >= ?4)
+    WHERE $1 IS NULL
+      AND ($2 IS NULL OR operation = $2)
+      AND ($3 IS NULL OR status = $3)
+      AND ($4 IS NULL OR created_at >= $4)
     ORDER BY created_at DESC, id DESC
-    LIMIT ?5
+    LIMIT $5
 "#;
 
 /// The newest succeeded run of `operation` on this runbook (a failback's failover), if any.
 pub async fn latest_succeeded(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     runbook_name: &str,
     operation: Operation,
 ) -> Result<Option<Run>, StoreError> {
     sqlx::query_as(
         r#"
         SELECT * FROM runs
-        WHERE runbook_name = ?1 AND operation = ?2 AND status = 'succeeded'
+        WHERE runbook_name = $1 AND operation = $2 AND status = 'succeeded'
         ORDER BY created_at DESC, id DESC
         LIMIT 1
         "#,
@@ -428,7 +457,7 @@ mod tests {
             ("mode", "casual"),
             ("clock", "sundial"),
         ] {
-            let sql = format!("UPDATE runs SET {column} = ?1 WHERE id = ?2");
+            let sql = format!("UPDATE runs SET {column} = $1 WHERE id = $2");
             let err = sqlx::query(&sql)
                 .bind(bad)
                 .bind(&run.id)
@@ -640,7 +669,7 @@ mod tests {
 
     #[tokio::test]
     async fn list_walks_an_index_in_order_without_sorting() {
-        let (_dir, db) = temp_db().await;
+        let (_dir, db) = temp_sqlite_db().await;
         let mut conn = db.pool().acquire().await.unwrap();
         for (sql, index) in [
             (LIST_OF_RUNBOOK, "runs_by_runbook"),

@@ -16,8 +16,7 @@
 //! - Every store function that writes a covered row calls [`refresh`] last, inside the caller's
 //!   transaction, so the seal always matches the committed rows (whatever order the writes of
 //!   one transaction come in).
-//! - The row JSON is built by SQLite (`json_array`) from the stored values, so it does not depend
-//!   on how Rust decodes them.
+
 //! - The runbook text is not re-hashed at every write: the run row seals its `runbook_sha256`,
 //!   and [`check`] compares the stored text with it.
 //! - Runs created before migration 0018 have no seal and verify by their chain alone; a sealed
@@ -29,9 +28,10 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
+use sqlx::any::{AnyRow, AnyTypeInfoKind};
 
-use super::{RunId, StoreError, sha256_hex};
+use super::{Engine, RunId, StoreError, engine, sha256_hex};
 
 /// The version of the row encoding; a new encoding is a new version, old seals keep theirs.
 pub const VERSION: i64 = 1;
@@ -60,56 +60,117 @@ pub enum SealBreak {
     UnknownVersion { version: i64 },
 }
 
-const RUN_ROW: &str = r#"
-    SELECT json_array(id, runbook_name, operation, mode, status, clock, operator, host,
-                      parent_run_id, created_at, started_at, finished_at, declared_at,
-                      rto_seconds, rpo_seconds, runbook_path, runbook_sha256, event_count,
-                      last_event_hash, final_hash, error, options)
-    FROM runs WHERE id = ?1"#;
-
-const STEP_ROWS: &str = r#"
-    SELECT key, json_array(seq, key, kind, wave, depends_on, status, attempts, started_at,
-                           finished_at, approved_by, approved_at, approval_comment, skip_reason,
-                           error, input, output)
-    FROM steps WHERE run_id = ?1 ORDER BY seq"#;
-
-const EFFECT_ROWS: &str = r#"
-    SELECT CAST(id AS TEXT), json_array(id, step_key, idempotency_key, operation, account, region,
-                                        state, aws_request_id, created_at, completed_at, error,
-                                        request, response)
-    FROM effects WHERE run_id = ?1 ORDER BY id"#;
+// The columns of each covered row, in the order of its JSON array. Never reorder: a seal of
+// version 1 hashes exactly this encoding.
+const RUN_COLUMNS: &str = "id, runbook_name, operation, mode, status, clock, operator, host, \
+    parent_run_id, created_at, started_at, finished_at, declared_at, rto_seconds, rpo_seconds, \
+    runbook_path, runbook_sha256, event_count, last_event_hash, final_hash, error, options";
+const STEP_COLUMNS: &str = "seq, key, kind, wave, depends_on, status, attempts, started_at, \
+    finished_at, approved_by, approved_at, approval_comment, skip_reason, error, input, output";
+const EFFECT_COLUMNS: &str = "id, step_key, idempotency_key, operation, account, region, \
+    state, aws_request_id, created_at, completed_at, error, request, response";
 
 /// The row hashes of the run as stored now; `None` when the run does not exist.
 async fn rows(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     run_id: &RunId,
 ) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+    let engine = engine(conn);
     let read = |source| StoreError::query(source, format!("read the rows of run {run_id} to seal"));
-    let run: Option<String> = sqlx::query_scalar(RUN_ROW)
-        .bind(run_id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(read)?;
-    let Some(run) = run else { return Ok(None) };
+    let run = row_arrays(
+        conn,
+        engine,
+        "id",
+        RUN_COLUMNS,
+        "FROM runs WHERE id = $1",
+        run_id,
+    )
+    .await
+    .map_err(read)?;
+    let Some((_, run)) = run.into_iter().next() else {
+        return Ok(None);
+    };
     let mut rows = BTreeMap::new();
     rows.insert("runs".to_owned(), sha256_hex(run));
-    let steps: Vec<(String, String)> = sqlx::query_as(STEP_ROWS)
-        .bind(run_id)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(read)?;
+    let steps = row_arrays(
+        conn,
+        engine,
+        "key",
+        STEP_COLUMNS,
+        "FROM steps WHERE run_id = $1 ORDER BY seq",
+        run_id,
+    )
+    .await
+    .map_err(read)?;
     for (key, json) in steps {
         rows.insert(format!("steps:{key}"), sha256_hex(json));
     }
-    let effects: Vec<(String, String)> = sqlx::query_as(EFFECT_ROWS)
-        .bind(run_id)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(read)?;
+    let effects = row_arrays(
+        conn,
+        engine,
+        "CAST(id AS TEXT)",
+        EFFECT_COLUMNS,
+        "FROM effects WHERE run_id = $1 ORDER BY id",
+        run_id,
+    )
+    .await
+    .map_err(read)?;
     for (id, json) in effects {
         rows.insert(format!("effects:{id}"), sha256_hex(json));
     }
     Ok(Some(rows))
+}
+
+/// `(label, json_array(columns))` of each row `from` selects. SQLite builds the array itself;
+/// on PostgreSQL the values are read as they are stored and the array is built by an in-memory
+/// SQLite from them, so that a row encodes to the same text on both engines (number and string
+/// formatting included) and a run's seal survives `db migrate-to`.
+async fn row_arrays(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    label: &str,
+    columns: &str,
+    from: &str,
+    run_id: &RunId,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    if engine == Engine::Sqlite {
+        return sqlx::query_as(&format!(
+            "SELECT {label} AS label, json_array({columns}) {from}"
+        ))
+        .bind(run_id)
+        .fetch_all(&mut *conn)
+        .await;
+    }
+    use sqlx::{Column, Connection, Row};
+    let stored: Vec<AnyRow> = sqlx::query(&format!("SELECT {label} AS label, {columns} {from}"))
+        .bind(run_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    if stored.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut encoder = sqlx::SqliteConnection::connect("sqlite::memory:").await?;
+    let mut arrays = Vec::with_capacity(stored.len());
+    for row in &stored {
+        let placeholders: Vec<String> = (2..=row.len()).map(|i| format!("${}", i - 1)).collect();
+        let sql = format!("SELECT json_array({})", placeholders.join(", "));
+        let mut query = sqlx::query_scalar::<_, String>(&sql);
+        for index in 1..row.len() {
+            query = match row.column(index).type_info().kind() {
+                AnyTypeInfoKind::SmallInt | AnyTypeInfoKind::Integer | AnyTypeInfoKind::BigInt => {
+                    query.bind(row.try_get::<Option<i64>, _>(index)?)
+                }
+                AnyTypeInfoKind::Real | AnyTypeInfoKind::Double => {
+                    query.bind(row.try_get::<Option<f64>, _>(index)?)
+                }
+                _ => query.bind(row.try_get::<Option<String>, _>(index)?),
+            };
+        }
+        let array = query.fetch_one(&mut encoder).await?;
+        arrays.push((row.try_get::<String, _>(0)?, array));
+    }
+    encoder.close().await?;
+    Ok(arrays)
 }
 
 fn digest(version: i64, rows_json: &str) -> String {
@@ -120,10 +181,11 @@ fn digest(version: i64, rows_json: &str) -> String {
 /// sealed from its insertion (no event yet); a run that has events but no seal is either from
 /// before migration 0018 (it stays unsealed, as its chain says) or had its seal removed (not
 /// re-created here: `check` reports it). Two primary-key lookups decide, whatever the run's size.
-pub async fn refresh(conn: &mut SqliteConnection, run_id: &RunId) -> Result<(), StoreError> {
-    let state: Option<(i64, bool)> = sqlx::query_as(
-        r#"SELECT event_count, EXISTS (SELECT 1 FROM seals WHERE run_id = ?1)
-           FROM runs WHERE id = ?1"#,
+pub async fn refresh(conn: &mut AnyConnection, run_id: &RunId) -> Result<(), StoreError> {
+    let state: Option<(i64, i64)> = sqlx::query_as(
+        r#"SELECT event_count, CASE WHEN EXISTS (SELECT 1 FROM seals WHERE run_id = $1)
+                                    THEN 1 ELSE 0 END
+           FROM runs WHERE id = $1"#,
     )
     .bind(run_id)
     .fetch_optional(&mut *conn)
@@ -131,7 +193,7 @@ pub async fn refresh(conn: &mut SqliteConnection, run_id: &RunId) -> Result<(), 
     .map_err(|source| StoreError::query(source, format!("read the seal of run {run_id}")))?;
     match state {
         None => return Ok(()),
-        Some((events, sealed)) if events > 0 && !sealed => return Ok(()),
+        Some((events, 0)) if events > 0 => return Ok(()),
         Some(_) => {}
     }
     let Some(rows) = rows(conn, run_id).await? else {
@@ -139,8 +201,8 @@ pub async fn refresh(conn: &mut SqliteConnection, run_id: &RunId) -> Result<(), 
     };
     let rows_json = serde_json::to_string(&rows).unwrap_or_default();
     sqlx::query(
-        r#"INSERT INTO seals (run_id, version, rows, digest) VALUES (?1, ?2, ?3, ?4)
-           ON CONFLICT (run_id) DO UPDATE SET version = ?2, rows = ?3, digest = ?4"#,
+        r#"INSERT INTO seals (run_id, version, rows, digest) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (run_id) DO UPDATE SET version = $2, rows = $3, digest = $4"#,
     )
     .bind(run_id)
     .bind(VERSION)
@@ -163,12 +225,12 @@ fn split(label: &str, run_id: &RunId) -> (String, String) {
 /// Compares what is stored with the run's seal and its runbook text with its SHA-256. The outer
 /// `Result` is a database failure; the inner one is the verdict.
 pub async fn check(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     run_id: &RunId,
 ) -> Result<Result<(), SealBreak>, StoreError> {
     let read = |source| StoreError::query(source, format!("read the seal of run {run_id}"));
     let runbook: Option<(String, String)> =
-        sqlx::query_as(r#"SELECT runbook_sha256, runbook_text FROM runs WHERE id = ?1"#)
+        sqlx::query_as(r#"SELECT runbook_sha256, runbook_text FROM runs WHERE id = $1"#)
             .bind(run_id)
             .fetch_optional(&mut *conn)
             .await
@@ -180,21 +242,25 @@ pub async fn check(
         return Ok(Err(SealBreak::RunbookAltered { recorded }));
     }
     let seal: Option<(i64, String, String)> =
-        sqlx::query_as(r#"SELECT version, rows, digest FROM seals WHERE run_id = ?1"#)
+        sqlx::query_as(r#"SELECT version, rows, digest FROM seals WHERE run_id = $1"#)
             .bind(run_id)
             .fetch_optional(&mut *conn)
             .await
             .map_err(read)?;
     let Some((version, stored_json, stored_digest)) = seal else {
-        let promised: bool = sqlx::query_scalar(
-            r#"SELECT EXISTS (SELECT 1 FROM events WHERE run_id = ?1
-                              AND json_extract(data, '$.seal_version') IS NOT NULL)"#,
-        )
+        let seal_version = match engine(conn) {
+            Engine::Sqlite => "json_extract(data, '$.seal_version')",
+            Engine::Postgres => "(CAST(data AS json) ->> 'seal_version')",
+        };
+        let promised: i64 = sqlx::query_scalar(&format!(
+            r#"SELECT CASE WHEN EXISTS (SELECT 1 FROM events WHERE run_id = $1
+                                        AND {seal_version} IS NOT NULL) THEN 1 ELSE 0 END"#,
+        ))
         .bind(run_id)
         .fetch_one(&mut *conn)
         .await
         .map_err(read)?;
-        return Ok(if promised {
+        return Ok(if promised == 1 {
             Err(SealBreak::SealRemoved)
         } else {
             Ok(())

@@ -13,9 +13,9 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
-use super::{JsonText, RunId, StoreError, text_enum, timestamp};
+use super::{JsonText, RunId, StoreError, TimeText, text_enum, timestamp};
 
 text_enum! {
     /// The persisted state of a step.
@@ -84,9 +84,12 @@ pub struct Step {
     pub depends_on: Vec<String>,
     pub status: StepStatus,
     pub attempts: i64,
+    #[sqlx(try_from = "TimeText")]
     pub started_at: Option<DateTime<Utc>>,
+    #[sqlx(try_from = "TimeText")]
     pub finished_at: Option<DateTime<Utc>>,
     pub approved_by: Option<String>,
+    #[sqlx(try_from = "TimeText")]
     pub approved_at: Option<DateTime<Utc>>,
     pub approval_comment: Option<String>,
     pub skip_reason: Option<String>,
@@ -162,11 +165,11 @@ pub fn error_sentence(error: &str) -> String {
 
 /// Appends `steps` to the run in the given order (`seq` continues after existing steps).
 pub async fn insert_all(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     run_id: &RunId,
     steps: &[NewStep],
 ) -> Result<(), StoreError> {
-    let existing: Vec<String> = sqlx::query_scalar(r#"SELECT key FROM steps WHERE run_id = ?1"#)
+    let existing: Vec<String> = sqlx::query_scalar(r#"SELECT key FROM steps WHERE run_id = $1"#)
         .bind(run_id)
         .fetch_all(&mut *conn)
         .await
@@ -179,7 +182,7 @@ pub async fn insert_all(
         sqlx::query(
             r#"
             INSERT INTO steps (run_id, seq, key, kind, wave, depends_on, status, input)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)
+            VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7)
             "#,
         )
         .bind(run_id)
@@ -218,12 +221,8 @@ fn check_dependencies(
 }
 
 /// The step `key` of the run.
-pub async fn get(
-    conn: &mut SqliteConnection,
-    run_id: &RunId,
-    key: &str,
-) -> Result<Step, StoreError> {
-    sqlx::query_as(r#"SELECT * FROM steps WHERE run_id = ?1 AND key = ?2"#)
+pub async fn get(conn: &mut AnyConnection, run_id: &RunId, key: &str) -> Result<Step, StoreError> {
+    sqlx::query_as(r#"SELECT * FROM steps WHERE run_id = $1 AND key = $2"#)
         .bind(run_id)
         .bind(key)
         .fetch_optional(conn)
@@ -233,8 +232,8 @@ pub async fn get(
 }
 
 /// Every step of the run, in plan order.
-pub async fn list(conn: &mut SqliteConnection, run_id: &RunId) -> Result<Vec<Step>, StoreError> {
-    sqlx::query_as(r#"SELECT * FROM steps WHERE run_id = ?1 ORDER BY seq"#)
+pub async fn list(conn: &mut AnyConnection, run_id: &RunId) -> Result<Vec<Step>, StoreError> {
+    sqlx::query_as(r#"SELECT * FROM steps WHERE run_id = $1 ORDER BY seq"#)
         .bind(run_id)
         .fetch_all(conn)
         .await
@@ -243,7 +242,7 @@ pub async fn list(conn: &mut SqliteConnection, run_id: &RunId) -> Result<Vec<Ste
 
 /// Moves the step to `status` with `error` (`None` clears it); see the module invariants.
 pub async fn set_status(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     run_id: &RunId,
     key: &str,
     status: StepStatus,
@@ -253,11 +252,11 @@ pub async fn set_status(
     let result = sqlx::query(
         r#"
         UPDATE steps
-        SET status = ?3,
-            error = ?4,
-            started_at = CASE WHEN ?3 = 'running' THEN COALESCE(started_at, ?5) ELSE started_at END,
-            finished_at = CASE WHEN ?6 THEN ?5 ELSE NULL END
-        WHERE run_id = ?1 AND key = ?2
+        SET status = $3,
+            error = $4,
+            started_at = CASE WHEN $3 = 'running' THEN COALESCE(started_at, $5) ELSE started_at END,
+            finished_at = CASE WHEN $6 THEN $5 ELSE NULL END
+        WHERE run_id = $1 AND key = $2
         "#,
     )
     .bind(run_id)
@@ -280,12 +279,12 @@ pub async fn set_status(
 
 /// Replaces what the step has learned so far (the engine rewrites it as it progresses).
 pub async fn set_output(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     run_id: &RunId,
     key: &str,
     output: &Value,
 ) -> Result<(), StoreError> {
-    let result = sqlx::query(r#"UPDATE steps SET output = ?3 WHERE run_id = ?1 AND key = ?2"#)
+    let result = sqlx::query(r#"UPDATE steps SET output = $3 WHERE run_id = $1 AND key = $2"#)
         .bind(run_id)
         .bind(key)
         .bind(output.to_string())
@@ -303,11 +302,11 @@ pub async fn set_output(
 
 /// Counts one more attempt of the step and returns the new count (1 for the first attempt).
 pub async fn increment_attempts(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     run_id: &RunId,
     key: &str,
 ) -> Result<i64, StoreError> {
-    let attempts = sqlx::query_scalar(r#"UPDATE steps SET attempts = attempts + 1 WHERE run_id = ?1 AND key = ?2 RETURNING attempts"#)
+    let attempts = sqlx::query_scalar(r#"UPDATE steps SET attempts = attempts + 1 WHERE run_id = $1 AND key = $2 RETURNING attempts"#)
         .bind(run_id)
         .bind(key)
         .fetch_optional(&mut *conn)
@@ -320,7 +319,7 @@ pub async fn increment_attempts(
 
 /// Records that `by` approved the step, which must be waiting for approval.
 pub async fn approve(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     run_id: &RunId,
     key: &str,
     by: &str,
@@ -329,8 +328,8 @@ pub async fn approve(
 ) -> Result<(), StoreError> {
     let result = sqlx::query(
         r#"
-        UPDATE steps SET approved_by = ?3, approval_comment = ?4, approved_at = ?5
-        WHERE run_id = ?1 AND key = ?2 AND status = 'waiting_approval'
+        UPDATE steps SET approved_by = $3, approval_comment = $4, approved_at = $5
+        WHERE run_id = $1 AND key = $2 AND status = 'waiting_approval'
         "#,
     )
     .bind(run_id)
@@ -355,7 +354,7 @@ pub async fn approve(
 /// Skips the step on an operator's word, with the reason. A running or succeeded step cannot be
 /// skipped: the first may have a call in flight, the second has nothing left to skip.
 pub async fn skip(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     run_id: &RunId,
     key: &str,
     reason: &str,
@@ -363,8 +362,8 @@ pub async fn skip(
 ) -> Result<(), StoreError> {
     let result = sqlx::query(
         r#"
-        UPDATE steps SET status = 'skipped', skip_reason = ?3, finished_at = ?4
-        WHERE run_id = ?1 AND key = ?2
+        UPDATE steps SET status = 'skipped', skip_reason = $3, finished_at = $4
+        WHERE run_id = $1 AND key = $2
           AND status IN ('pending', 'waiting_approval', 'failed', 'cancelled')
         "#,
     )
@@ -477,7 +476,7 @@ mod tests {
                 *status
             );
         }
-        let err = sqlx::query("UPDATE steps SET status = 'exploded' WHERE run_id = ?1")
+        let err = sqlx::query("UPDATE steps SET status = 'exploded' WHERE run_id = $1")
             .bind(&run_id)
             .execute(&mut *conn)
             .await

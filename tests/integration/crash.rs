@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{CliRun, TestSim, binary, drs_runbook, repo_path};
+use crate::support::{CliRun, TestSim, binary, drs_runbook, repo_path, test_db};
 
 const THREE_WAVES: &str = include_str!("../fixtures/engine/three-waves.toml");
 const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
@@ -74,7 +74,9 @@ enum Kill {
 /// A fresh simulator, seeded, with a runbook file and a database in a temp dir.
 struct World {
     sim: TestSim,
-    dir: tempfile::TempDir,
+    /// Holds the runbook and the SQLite database.
+    _dir: tempfile::TempDir,
+    db: PathBuf,
     runbook: PathBuf,
 }
 
@@ -90,7 +92,13 @@ impl World {
         let text = THREE_WAVES.replace("rto = \"1h\"", "rto = \"48h\"");
         assert_ne!(text, THREE_WAVES, "the fixture's RTO line moved");
         std::fs::write(&runbook, text).unwrap();
-        World { sim, dir, runbook }
+        let db = test_db(dir.path()).await;
+        World {
+            sim,
+            _dir: dir,
+            db,
+            runbook,
+        }
     }
 
     /// The world a scenario starts from: for a failback, payments seeded and failed over.
@@ -100,9 +108,11 @@ impl World {
         }
         let sim = TestSim::start(SPEED).await;
         sim.seed(PAYMENTS).await;
+        let dir = tempfile::tempdir().unwrap();
         let world = World {
             sim,
-            dir: tempfile::tempdir().unwrap(),
+            db: test_db(dir.path()).await,
+            _dir: dir,
             runbook: repo_path("runbooks/payments.toml"),
         };
         let failover = world
@@ -116,7 +126,7 @@ impl World {
     }
 
     fn db(&self) -> PathBuf {
-        self.dir.path().join("runs.db")
+        self.db.clone()
     }
 
     /// Runs the CLI to its end (on a blocking thread, the simulator serves meanwhile).

@@ -278,9 +278,61 @@ pub fn run_id_of(run: &CliRun) -> String {
         .unwrap_or_else(|| panic!("no `run <id>` line: {run:#?}"))
 }
 
+/// The run database of a test, as `--db` takes it: `<dir>/runs.db`, or with
+/// `DRS_RUNBOOK_TEST_ENGINE=postgres` a new database on the server of `DRS_RUNBOOK_TEST_PG`
+/// (how CI runs a subset of these tests on PostgreSQL; see `.ci/run`).
+pub async fn test_db(dir: &Path) -> PathBuf {
+    if std::env::var("DRS_RUNBOOK_TEST_ENGINE").as_deref() == Ok("postgres") {
+        let server =
+            postgres_server().expect("DRS_RUNBOOK_TEST_ENGINE=postgres needs DRS_RUNBOOK_TEST_PG");
+        PathBuf::from(scratch_postgres(&server).await)
+    } else {
+        dir.join("runs.db")
+    }
+}
+
+/// The PostgreSQL server of the tests (`DRS_RUNBOOK_TEST_PG`, an admin URL such as
+/// `postgres://postgres@127.0.0.1:55432/postgres`). Unset: under CI (`CI=true`) a PostgreSQL
+/// test fails, never passing silently; elsewhere it prints a notice and is skipped (`None`).
+pub fn postgres_server() -> Option<String> {
+    match std::env::var("DRS_RUNBOOK_TEST_PG") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => panic!(
+            "DRS_RUNBOOK_TEST_PG is not set, and CI=true: the PostgreSQL tests must run in CI \
+             (`.ci/postgres` starts a throwaway server and prints the URL to export)"
+        ),
+        _ => {
+            eprintln!(
+                "notice: DRS_RUNBOOK_TEST_PG is not set: skipping a PostgreSQL test \
+                 (start a server with `.ci/postgres`, then export DRS_RUNBOOK_TEST_PG=<the URL it prints>)"
+            );
+            None
+        }
+    }
+}
+
+/// A new, empty database on the server `admin` (an admin URL); returns its URL.
+pub async fn scratch_postgres(admin: &str) -> String {
+    use sqlx::Connection;
+    let name = format!("drs_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(admin)
+        .await
+        .unwrap_or_else(|e| panic!("connect to DRS_RUNBOOK_TEST_PG: {e}"));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create a scratch database");
+    conn.close().await.ok();
+    let mut url = url::Url::parse(admin).expect("DRS_RUNBOOK_TEST_PG is a URL");
+    url.set_path(&name);
+    url.to_string()
+}
+
 /// One stored step of a run, read from the run database.
 pub async fn stored_step(db: &Path, run_id: &str, key: &str) -> drs_runbook::store::steps::Step {
-    let store = drs_runbook::store::Database::open(db).await.unwrap();
+    let store = drs_runbook::store::Database::open_location(db.to_str().unwrap())
+        .await
+        .unwrap();
     let mut conn = store.pool().acquire().await.unwrap();
     drs_runbook::store::steps::get(&mut conn, &run_id.parse().unwrap(), key)
         .await
