@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use model::{
     Account, Approvals, Cleanup, Credentials, DnsRecord, DoctorSettings, LoadBalancer, Objectives,
-    PointsTo, RecordType, Runbook, Select, ServerRef, Side, StepKind, Wave,
+    PointsTo, RecordType, Runbook, Select, ServerRef, Side, SourceInstances, StepKind, Wave,
 };
 pub use problem::{Problem, line_col};
 

@@ -20,6 +20,7 @@ pub mod lb_switch;
 pub mod preflight;
 pub mod recovery_job;
 pub mod retry;
+pub mod reprotect;
 pub mod reversed_replication;
 pub mod snapshot_conversion;
 pub mod validate;
