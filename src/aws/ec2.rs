@@ -334,7 +334,8 @@ impl SideClients {
             })
         })
         .await
-    }}
+    }
+}
 
 /// One instance's state change as Start/StopInstances answer it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

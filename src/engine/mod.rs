@@ -207,7 +207,9 @@ pub async fn start_planned_run(
             .await
             .map_err(|e| EngineError::GuardUnchecked(Box::new(e)))?;
         if !stale.is_empty() {
-            return Err(EngineError::StaleSource(guard::StaleRefusal { servers: stale }));
+            return Err(EngineError::StaleSource(guard::StaleRefusal {
+                servers: stale,
+            }));
         }
     }
     let (steps, inputs): (Vec<plan::PlannedStep>, Vec<serde_json::Value>) =

@@ -376,7 +376,10 @@ mod tests {
         };
         assert!(cleanup_approved(true, "stop", false), "B2 terminated");
         assert!(cleanup_approved(false, "terminate", false), "A1 terminated");
-        assert!(!cleanup_approved(false, "stop", false), "nothing terminated");
+        assert!(
+            !cleanup_approved(false, "stop", false),
+            "nothing terminated"
+        );
         assert!(
             !cleanup_approved(true, "terminate", true),
             "a failback drill terminates only its own A3s"

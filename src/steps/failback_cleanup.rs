@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::launch::LaunchOutput;
-use super::reversed_replication::ReversedReplicationOutput;
 use super::fence_source::{self, InstanceChange};
+use super::launch::LaunchOutput;
 use super::reprotect::{self, Reprotect};
+use super::reversed_replication::ReversedReplicationOutput;
 use super::{Halt, StepCtx, StepFailure, retry};
 use crate::aws::SideClients;
 use crate::aws::ec2::MAX_IDS_PER_CALL;
@@ -291,13 +291,8 @@ async fn fence_old_source(
         _ => (InstanceChange::Stop, "stop"),
     };
     for (part, chunk) in fence.change.chunks(MAX_IDS_PER_CALL).enumerate() {
-        fence_source::change_source_instances(
-            ctx,
-            change,
-            format!("{verb}/A1/part-{part}"),
-            chunk,
-        )
-        .await?;
+        fence_source::change_source_instances(ctx, change, format!("{verb}/A1/part-{part}"), chunk)
+            .await?;
     }
     let hint = format!(
         "check the old source instances in the EC2 console of the source region ({}), then `drs-runbook retry {} --step {}`",
@@ -313,7 +308,9 @@ async fn fence_old_source(
     )
     .await?;
     for (id, state) in &fence.left {
-        ctx.say(format!("old source instance {id} is {state}: left as it is"));
+        ctx.say(format!(
+            "old source instance {id} is {state}: left as it is"
+        ));
     }
     ctx.say(format!(
         "old source fenced: {} instance(s) {}",
@@ -474,7 +471,10 @@ pub(crate) async fn preview(ctx: &mut StepCtx<'_>) -> Result<Vec<Change>, Halt> 
         .map(|r| {
             Change::new(
                 "reverse_replication",
-                format!("A3 {} (origin): B1 {} protects A4 {} instead of the old source", r.a3, r.b1, r.a4),
+                format!(
+                    "A3 {} (origin): B1 {} protects A4 {} instead of the old source",
+                    r.a3, r.b1, r.a4
+                ),
             )
         })
         .collect();
@@ -486,15 +486,12 @@ pub(crate) async fn preview(ctx: &mut StepCtx<'_>) -> Result<Vec<Change>, Halt> 
             )
         }));
     }
-    changes.extend(planned
-        .stop_a2
-        .iter()
-        .map(|id| {
-            Change::new(
-                "stop_replication",
-                format!("A2 source server {id} (origin)"),
-            )
-        }));
+    changes.extend(planned.stop_a2.iter().map(|id| {
+        Change::new(
+            "stop_replication",
+            format!("A2 source server {id} (origin)"),
+        )
+    }));
     if let Some(termination) = &planned.terminate {
         changes.extend(termination.instances.iter().map(|id| {
             Change::new(

@@ -80,8 +80,13 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         }
         let ids = out.stopped_by_fence.clone();
         for (part, chunk) in ids.chunks(MAX_IDS_PER_CALL).enumerate() {
-            change_source_instances(ctx, InstanceChange::Stop, format!("stop/part-{part}"), chunk)
-                .await?;
+            change_source_instances(
+                ctx,
+                InstanceChange::Stop,
+                format!("stop/part-{part}"),
+                chunk,
+            )
+            .await?;
         }
     }
     wait_fenced(ctx, &mut out, since).await
@@ -451,7 +456,15 @@ pub(crate) async fn compensate(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result
         let fence: FenceOutput = undone.decode()?;
         let ids = fence.stopped_by_fence.clone();
         // A stop still under way cannot be undone yet: EC2 refuses to start a stopping instance.
-        let found = wait_until(ctx, &ids, &["stopping"], false, (started, deadline), ROLLBACK_HINT).await?;
+        let found = wait_until(
+            ctx,
+            &ids,
+            &["stopping"],
+            false,
+            (started, deadline),
+            ROLLBACK_HINT,
+        )
+        .await?;
         for i in found {
             if i.state == "stopped" {
                 out.start.push(i.instance_id);
@@ -494,7 +507,15 @@ pub(crate) async fn compensate(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result
     }
     if out.running_at.is_none() && !ids.is_empty() {
         ctx.say(format!("StartInstances sent for {} instance(s)", ids.len()));
-        wait_until(ctx, &ids, &["running"], true, (started, deadline), ROLLBACK_HINT).await?;
+        wait_until(
+            ctx,
+            &ids,
+            &["running"],
+            true,
+            (started, deadline),
+            ROLLBACK_HINT,
+        )
+        .await?;
         out.running_at = Some(ctx.clock.now().to_rfc3339());
         ctx.save(&out).await?;
         ctx.say(format!("{} source instance(s) running again", ids.len()));

@@ -76,7 +76,8 @@ pub(crate) async fn reverse(
                 async |_: &mut StepCtx<'_>| Ok(Found::Resend),
                 async || {
                     let called = source.reverse_replication(&a3).await?;
-                    Ok(called.map(|arn| serde_json::json!({ "reversedDirectionSourceServerArn": arn })))
+                    Ok(called
+                        .map(|arn| serde_json::json!({ "reversedDirectionSourceServerArn": arn })))
                 },
             )
             .await?;
