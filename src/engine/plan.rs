@@ -362,9 +362,11 @@ mod tests {
                 )
                 .replace(
                     "terminate_recovery_instances = true",
-                    &format!(
-                        "terminate_recovery_instances = {terminate_b2}\nsource_instances = \"{source_instances}\""
-                    ),
+                    &format!("terminate_recovery_instances = {terminate_b2}"),
+                )
+                .replace(
+                    r#"source_instances = "stop""#,
+                    &format!(r#"source_instances = "{source_instances}""#),
                 );
             let runbook = crate::runbook::parse(&text, "payments.toml").unwrap();
             let options = PlanOptions {
