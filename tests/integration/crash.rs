@@ -775,9 +775,9 @@ async fn a_failback_rollback_killed_after_each_intent_and_effect_resumes_to_the_
     assert_eq!(rollback.code, 0, "{rollback:#?}");
     let expected = world.mutation_counts().await;
     let intents = expected.values().sum::<u64>() - before;
-    // DNS restore, deregister (the A1s the failover fenced are stopped: not registered again),
-    // two terminations (one per wave), three StopReplication.
-    assert_eq!(intents, 7, "{expected:?}");
+    // DNS restore, deregister, register the A1s again (the unplanned failover left them
+    // running), two terminations (one per wave), three StopReplication.
+    assert_eq!(intents, 8, "{expected:?}");
     let expected_world = world.failback_snapshot().await;
     assert_eq!(
         expected_world["a2_replication"],

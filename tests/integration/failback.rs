@@ -503,10 +503,12 @@ async fn a_failover_is_refused_while_an_unfenced_old_source_replicates_into_b1()
     let sim = TestSim::start(600.0).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let text = PAYMENTS.replace(
-        "stop_source_replication = false",
-        "stop_source_replication = false\nsource_instances = \"keep\"\nreprotect = false",
-    );
+    let text = PAYMENTS
+        .replace(
+            r#"source_instances = "stop""#,
+            r#"source_instances = "keep""#,
+        )
+        .replace("reprotect = true", "reprotect = false");
     let runbook = dir.path().join("payments.toml");
     std::fs::write(&runbook, text).unwrap();
     let a1s = failed_over_in_an_outage_and_back(&sim, &db, runbook.to_str().unwrap()).await;
@@ -548,8 +550,8 @@ async fn a_failover_is_refused_while_an_unfenced_old_source_replicates_into_b1()
     std::fs::write(
         &contradictory,
         PAYMENTS.replace(
-            "stop_source_replication = false",
-            "stop_source_replication = false\nsource_instances = \"keep\"",
+            r#"source_instances = "stop""#,
+            r#"source_instances = "keep""#,
         ),
     )
     .unwrap();
