@@ -7,6 +7,7 @@
 //! step, which reconciles against AWS before trying again (DESIGN section 6).
 
 pub mod drs;
+pub mod drs_plans;
 pub mod drs_setup;
 pub mod ec2;
 pub mod elbv2;

@@ -70,6 +70,30 @@ pub enum CliError {
         "run {run_id} cut DNS over to the recovered servers. {ROLLBACK_WARNING} Confirm with --yes to roll back anyway."
     )]
     RollbackNotConfirmed { run_id: RunId },
+    /// An AWS call of a command that is not a run (boxed: the error is large).
+    #[error("{0}")]
+    Aws(Box<crate::aws::AwsError>),
+    #[error(
+        "source server(s) {} of the runbook do not exist in account {account} ({region}), so the recovery plan cannot name them",
+        servers.join(", ")
+    )]
+    PlanServersMissing {
+        servers: Vec<String>,
+        account: String,
+        region: String,
+    },
+    #[error(
+        "the runbook's {waves} wave(s) make {steps} steps of at most 100 servers; a DRS recovery plan has at most 20 steps"
+    )]
+    PlanTooLarge { steps: usize, waves: usize },
+    #[error(
+        "a recovery plan named {name:?} exists ({arn}) but was not exported from this runbook (it has no tag drs-runbook:runbook with the runbook's name)"
+    )]
+    PlanNotOurs { name: String, arn: String },
+    #[error(
+        "export-plan would change recovery plan {plan:?}; confirm with --yes (stdin is not a terminal)"
+    )]
+    ExportNotConfirmed { plan: String },
     #[error("failed to seed the simulator: {0}")]
     SimSeed(String),
     #[error("failed to start the simulator: {0}")]
@@ -156,6 +180,10 @@ impl CliError {
             | NothingToCancel { .. }
             | NothingToApprove { .. }
             | RollbackNotConfirmed { .. }
+            | PlanServersMissing { .. }
+            | PlanTooLarge { .. }
+            | PlanNotOurs { .. }
+            | ExportNotConfirmed { .. }
             | SimSeed(_)
             | ServeStart(_)
             | ServeReadSeed { .. }
@@ -165,6 +193,7 @@ impl CliError {
             Engine(e) if e.is_refusal() => exit::REFUSED,
             Engine(e) if e.is_invalid() => exit::INVALID_INPUT,
             Engine(_)
+            | Aws(_)
             | OpenDatabase { .. }
             | Database(_)
             | Store(_)
@@ -195,6 +224,10 @@ impl CliError {
             PlanDrillWithoutFailback => "`plan --operation drill` plans a drill".to_string(),
             RunNotFound { .. } => "`drs-runbook history` lists the runs; check --db".to_string(),
             NothingToDrive { run_id, .. } => format!("`drs-runbook show {run_id}`; a cancelled or finished run can be rolled back with `drs-runbook rollback {run_id}`"),
+            PlanServersMissing { .. } => "check the runbook's server IDs against `aws drs describe-source-servers` in the target account and region".to_string(),
+            PlanTooLarge { .. } => "merge small waves, or export a runbook of fewer servers".to_string(),
+            PlanNotOurs { .. } => "rename or delete that plan, or rename the runbook".to_string(),
+            ExportNotConfirmed { .. } => "read the changes printed above, then run again with --yes".to_string(),
             ServeListen { .. } => "choose another --listen address, or port 0 for any free port".to_string(),
             SimStart { state_file: Some(file), .. } => format!("delete {} to start a fresh simulated world", file.display()),
             WriteReport { .. } => "check that the directory exists and is writable".to_string(),
@@ -223,6 +256,12 @@ impl CliError {
             Some(hint) => format!("{message} (hint: {hint})"),
             None => message,
         }
+    }
+}
+
+impl From<crate::aws::AwsError> for CliError {
+    fn from(e: crate::aws::AwsError) -> Self {
+        CliError::Aws(Box::new(e))
     }
 }
 

@@ -9,6 +9,7 @@
 mod audit;
 mod doctor;
 mod error;
+mod export_plan;
 mod failback;
 mod history;
 mod notify;
@@ -135,6 +136,9 @@ pub enum Command {
     },
     /// Read-only readiness of the cross-account setup: IAM roles, KMS keys, DRS and replication.
     Doctor(doctor::Args),
+    /// Create or update a native DRS recovery plan whose steps are the runbook's waves (in the
+    /// recovery account and region); an unchanged runbook changes nothing.
+    ExportPlan(export_plan::Args),
     /// The JSON Schema (draft 2020-12) of the runbook file, for editors and CI linters.
     Schema,
     /// A shell completion script on stdout (e.g. `drs-runbook completions bash >
@@ -280,6 +284,7 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Report(args) => report::run(&cli, args).await,
         Command::Audit { command } => audit::run(&cli, command).await,
         Command::Doctor(args) => doctor::run(&cli, args).await,
+        Command::ExportPlan(args) => export_plan::run(&cli, args).await,
         Command::Schema => shell::schema(),
         Command::Completions(args) => shell::completions(args),
         Command::Man(args) => shell::man(args),

@@ -45,6 +45,13 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         check_traffic_targets(ctx, &mut checks).await;
         check_cleanup_settings(&ctx.runbook.cleanup, &mut checks);
     }
+    let servers: Vec<String> = ctx
+        .runbook
+        .waves
+        .iter()
+        .flat_map(|w| w.servers.clone())
+        .collect();
+    let refused = super::native_plans::check(&ctx.clients.target, &servers, &mut checks).await;
     let failed: Vec<&Check> = checks.iter().filter(|c| c.status == "fail").collect();
     ctx.say(format!(
         "{} check(s): {} passed, {} failed",
@@ -77,6 +84,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
                 .join("; "),
         )
     });
+    let failure = failure.map(|f| StepFailure { refused, ..f });
     ctx.save(&PreflightOutput {
         checks,
         launch_settings,

@@ -17,6 +17,7 @@ pub mod health;
 pub mod launch;
 pub mod launch_settings;
 pub mod lb_switch;
+pub mod native_plans;
 pub mod preflight;
 pub mod recovery_job;
 pub mod reprotect;

@@ -78,6 +78,9 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     check_target_groups(ctx, &mut checks).await?;
     let launch_settings = check_launch_settings(ctx, &selected, &mut checks).await;
     let refused = claim_selected(ctx, &selected, &mut checks).await?;
+    let run_servers = servers_of_run(ctx, &selected);
+    let refused =
+        super::native_plans::check(&ctx.clients.target, &run_servers, &mut checks).await || refused;
     let failed: Vec<&Check> = checks.iter().filter(|c| c.status == "fail").collect();
     ctx.say(format!(
         "{} check(s): {} passed, {} failed",
@@ -230,6 +233,16 @@ async fn check_selections(
         selected.insert(wave.name.clone(), all);
     }
     Ok(selected)
+}
+
+/// Every server of the run: the waves' listed servers and those their `select` resolved to.
+fn servers_of_run(ctx: &StepCtx<'_>, selected: &BTreeMap<String, Vec<String>>) -> Vec<String> {
+    ctx.runbook
+        .waves
+        .iter()
+        .flat_map(|w| selected.get(&w.name).unwrap_or(&w.servers))
+        .cloned()
+        .collect()
 }
 
 /// Claims the selected servers for the run, as the listed ones were claimed at its start, so

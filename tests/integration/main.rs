@@ -18,6 +18,7 @@ mod json_contract;
 mod launch_settings;
 mod moto_parity;
 mod notify_https;
+mod recovery_plans;
 mod runbook_validate;
 mod selection;
 mod shell;

@@ -337,6 +337,34 @@ impl Drop for ChildGuard {
 
 /// Runs the AWS CLI as `account` against `endpoint` and parses its JSON output.
 pub async fn aws(endpoint: &str, account: &str, region: &str, args: &[&str]) -> Value {
+    aws_env(endpoint, account, region, args, &[]).await
+}
+
+/// The venv's botocore service models (`AWS_DATA_PATH`): awscli 1.x ships an older copy of the
+/// DRS model without the recovery-plan operations, which botocore's own copy has.
+pub fn botocore_data_path() -> PathBuf {
+    let lib = venv_bin("aws")
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("lib");
+    std::fs::read_dir(&lib)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("site-packages/botocore/data"))
+        .find(|p| p.join("drs").exists())
+        .unwrap_or_else(|| panic!("no botocore/data with a DRS model under {}", lib.display()))
+}
+
+/// [`aws`] with extra environment variables.
+pub async fn aws_env(
+    endpoint: &str,
+    account: &str,
+    region: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Value {
     let home = tempfile::tempdir().unwrap();
     let output = tokio::process::Command::new(venv_bin("aws"))
         .args(args)
@@ -360,6 +388,7 @@ pub async fn aws(endpoint: &str, account: &str, region: &str, args: &[&str]) -> 
         .env("AWS_PAGER", "")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("HOME", home.path())
+        .envs(env.iter().copied())
         .output()
         .await
         .expect("the AWS CLI runs");

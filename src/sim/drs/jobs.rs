@@ -133,6 +133,15 @@ pub(super) fn start_recovery(
     }
     let ids: Vec<&str> = wanted.iter().map(|(id, _)| id.as_str()).collect();
     check_quotas_and_conflicts(drs, &ids)?;
+    // A recovery plan execution in progress holds its servers as its jobs would.
+    let held = super::plans::servers_in_active_executions(drs, ctx.now);
+    if let Some(id) = ids.iter().find(|id| held.contains_key(**id)) {
+        return Err(DrsError::conflict(
+            "SOURCE_SERVER",
+            id,
+            format!("{BUSY_MESSAGE} (recovery plan execution {})", held[*id]),
+        ));
+    }
 
     let job_id = format!("drsjob-{}", random_hex(ctx.rng, 17));
     let drill = input.is_drill.unwrap_or(false);
@@ -195,7 +204,7 @@ fn check_launchable(server: &SourceServer, now: DateTime<Utc>) -> Result<(), Drs
     Ok(())
 }
 
-fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), DrsError> {
+pub(super) fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), DrsError> {
     if tags.len() > MAX_TAGS {
         return Err(DrsError::field(
             "tags",

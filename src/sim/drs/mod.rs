@@ -11,7 +11,8 @@
 //! Layout: `model.rs` (persisted state), `jobs.rs` (StartRecovery, TerminateRecoveryInstances,
 //! job life on the simulated clock), `failback.rs` (ReverseReplication and the replication /
 //! disconnect / delete operations), `snapshots.rs` (point-in-time snapshots, derived lazily),
-//! `views.rs` (the wire JSON of servers, instances, jobs and configurations), `tags.rs`.
+//! `views.rs` (the wire JSON of servers, instances, jobs and configurations), `plans.rs` (native
+//! recovery plans, their steps and executions), `tags.rs`.
 //!
 //! Invariants:
 //! - Wire facts follow `reference/drs-api.md`: modeled success codes (202 StartRecovery, 204
@@ -24,6 +25,7 @@
 mod failback;
 mod jobs;
 mod model;
+mod plans;
 mod snapshots;
 mod tags;
 mod views;
@@ -61,6 +63,19 @@ const IMPLEMENTED: &[&str] = &[
     "TagResource",
     "UntagResource",
     "ListTagsForResource",
+    "CreateRecoveryPlan",
+    "GetRecoveryPlan",
+    "ListRecoveryPlans",
+    "UpdateRecoveryPlan",
+    "DeleteRecoveryPlan",
+    "CreateRecoveryPlanStep",
+    "ListRecoveryPlanSteps",
+    "UpdateRecoveryPlanStep",
+    "DeleteRecoveryPlanStep",
+    "StartRecoveryPlanExecution",
+    "ListRecoveryPlanExecutions",
+    "GetRecoveryPlanExecution",
+    "CancelRecoveryPlanExecution",
 ];
 
 /// A modeled DRS error, answered with its HTTP status and `x-amzn-ErrorType`.
@@ -272,6 +287,14 @@ impl Done {
         }
     }
 
+    /// A read with another success code: a repeated create answered from its `clientToken`.
+    fn read_with(status: u16, body: Value) -> Done {
+        Done {
+            reply: Reply::json(status, &body),
+            mutation: None,
+        }
+    }
+
     fn mutated(status: u16, body: Option<Value>, params: Value) -> Done {
         let reply = match body {
             Some(body) => Reply::json(status, &body),
@@ -379,6 +402,19 @@ fn route(ctx: &mut Ctx<'_>, operation: &str, req: &SimRequest) -> Result<Done, D
         "DeleteSourceServer" => failback::delete_source_server(ctx, &scope, body),
         "DisconnectRecoveryInstance" => failback::disconnect_recovery_instance(ctx, &scope, body),
         "DeleteRecoveryInstance" => failback::delete_recovery_instance(ctx, &scope, body),
+        "CreateRecoveryPlan" => plans::create_plan(ctx, &scope, body),
+        "GetRecoveryPlan" => plans::get_plan(ctx, &scope, body),
+        "ListRecoveryPlans" => plans::list_plans(ctx, &scope, body),
+        "UpdateRecoveryPlan" => plans::update_plan(ctx, &scope, body),
+        "DeleteRecoveryPlan" => plans::delete_plan(ctx, &scope, body),
+        "CreateRecoveryPlanStep" => plans::create_step(ctx, &scope, body),
+        "ListRecoveryPlanSteps" => plans::list_steps(ctx, &scope, body),
+        "UpdateRecoveryPlanStep" => plans::update_step(ctx, &scope, body),
+        "DeleteRecoveryPlanStep" => plans::delete_step(ctx, &scope, body),
+        "StartRecoveryPlanExecution" => plans::start_execution(ctx, &scope, body),
+        "ListRecoveryPlanExecutions" => plans::list_executions(ctx, &scope, body),
+        "GetRecoveryPlanExecution" => plans::get_execution(ctx, &scope, body),
+        "CancelRecoveryPlanExecution" => plans::cancel_execution(ctx, &scope, body),
         other => unreachable!("{other} is listed in IMPLEMENTED but not routed"),
     }
 }

@@ -20,6 +20,15 @@ pub struct DrsRegion {
     pub jobs: Vec<Job>,
     #[serde(default)]
     pub recovery_instances: BTreeMap<String, RecoveryInstance>,
+    /// Native recovery plans, in creation order (`plans.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovery_plans: Vec<RecoveryPlan>,
+    /// Their executions, in start order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plan_executions: Vec<PlanExecution>,
+    /// The `clientToken`s of the recovery-plan calls, by token.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub client_tokens: BTreeMap<String, ClientToken>,
 }
 
 impl DrsRegion {
@@ -388,6 +397,69 @@ pub struct RecoveryInstance {
     pub disconnected: bool,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+}
+
+/// A native DRS recovery plan (CreateRecoveryPlan): named steps run in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoveryPlan {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// In step order (`stepOrder` is the position + 1).
+    #[serde(default)]
+    pub steps: Vec<PlanStep>,
+}
+
+/// One step of a recovery plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanStep {
+    pub id: String,
+    pub name: String,
+    pub kind: PlanStepKind,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanStepKind {
+    /// Servers recovered in parallel: (source server ARN, impact level `CRITICAL`|`OPTIONAL`).
+    Server {
+        servers: Vec<(String, String)>,
+    },
+    Wait {
+        minutes: i64,
+    },
+}
+
+/// A run of a recovery plan (StartRecoveryPlanExecution). Its status is a function of the
+/// simulated clock (see `plans.rs`); the steps are the plan's as they were when it started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanExecution {
+    pub id: String,
+    pub plan_id: String,
+    /// `DRILL` or `RECOVERY`.
+    pub mode: String,
+    pub started_at: DateTime<Utc>,
+    pub steps: Vec<PlanStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A `clientToken` already used in this account and region: the operation, a digest of its
+/// parameters, and the ARN of what it created.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientToken {
+    pub operation: String,
+    pub params: String,
+    pub arn: String,
 }
 
 /// The replication agent on a source server's origin instance (A1), as that instance's EC2

@@ -1,5 +1,6 @@
 //! TagResource (`POST /tags/{arn}`), UntagResource (`DELETE /tags/{arn}?tagKeys=…`) and
-//! ListTagsForResource (`GET /tags/{arn}`) on jobs, source servers and recovery instances.
+//! ListTagsForResource (`GET /tags/{arn}`) on jobs, source servers, recovery instances and
+//! recovery plans.
 //! The ARN names the account and region, so these work wherever the resource lives, and they
 //! do not require InitializeService (they do not model UninitializedAccountException).
 
@@ -40,6 +41,11 @@ fn tags_mut<'w>(
         "source-server" => drs.source_servers.get_mut(&id).map(|s| &mut s.tags),
         "recovery-instance" => drs.recovery_instances.get_mut(&id).map(|r| &mut r.tags),
         "job" => drs.job_mut(&id).map(|j| &mut j.tags),
+        "recovery-plan" => drs
+            .recovery_plans
+            .iter_mut()
+            .find(|p| p.id == id)
+            .map(|p| &mut p.tags),
         _ => None,
     };
     tags.ok_or_else(not_found)
