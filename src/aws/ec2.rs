@@ -302,6 +302,39 @@ impl SideClients {
         })
         .await
     }
+    /// TerminateInstances of at most [`MAX_IDS_PER_CALL`] IDs (the caller chunks). Answers each
+    /// instance's state after the call (`shutting-down`, or `terminated` when it already was).
+    pub async fn terminate_instances(
+        &self,
+        ids: &[String],
+    ) -> Result<Called<Vec<StateChange>>, AwsError> {
+        assert!(
+            ids.len() <= MAX_IDS_PER_CALL,
+            "TerminateInstances takes at most 100 IDs"
+        );
+        let site = self.site("ec2:TerminateInstances", ids.first().map_or("", |s| s));
+        with_throttle_retry(|| async {
+            let output = self
+                .ec2
+                .terminate_instances()
+                .set_instance_ids(Some(ids.to_vec()))
+                .customize()
+                .config_override(single_attempt())
+                .send()
+                .await
+                .map_err(|e| classify(&site, &e))?;
+            use aws_sdk_ec2::operation::RequestId;
+            Ok(Called {
+                value: output
+                    .terminating_instances()
+                    .iter()
+                    .map(state_change)
+                    .collect(),
+                request_id: output.request_id().map(str::to_string),
+            })
+        })
+        .await
+    }
 }
 
 /// One instance's state change as Start/StopInstances answer it.

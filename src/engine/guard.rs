@@ -205,6 +205,101 @@ async fn reversed_servers(clients: &Clients, b1s: &[String]) -> Result<Vec<Strin
         .collect())
 }
 
+/// An old source instance (A1) that a failback did not fence, replicating into B1 again.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StaleSource {
+    /// B1, in the target account and region.
+    pub source_server_id: String,
+    /// The instance B1 replicates from: the old source, A1.
+    pub replicates_from: String,
+    pub replication_state: String,
+    /// The failed-back instance (A4) serving production, which B1 should protect.
+    pub failed_back_to: String,
+}
+
+/// A failover refused because it would recover the stale disks of an unfenced old source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaleRefusal {
+    pub servers: Vec<StaleSource>,
+}
+
+impl std::fmt::Display for StaleRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the failover would recover stale data: {} source server(s) replicate from the old source instance a failback left running, not from the failed-back instance that serves production: {} (hint: stop or terminate the old source instances (`aws ec2 stop-instances`), then re-protect the failed-back servers: ReverseReplication on each A3, or a failback with `[cleanup] reprotect = true`)",
+            self.servers.len(),
+            self.servers
+                .iter()
+                .map(|s| format!(
+                    "{} replicates {} from {} instead of {}",
+                    s.source_server_id, s.replication_state, s.replicates_from, s.failed_back_to
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    }
+}
+
+/// The runbook's B1s that were failed back from (B1 names its A2 by
+/// `reversedDirectionSourceServerArn`, and that A2 has a live A3) but still replicate from
+/// another instance than A3's (A4): the old source's agent resumed, e.g. when its region came
+/// back. DRS is the authority, as for the production guard. The source side is read only when
+/// such a B1 replicates, so a failover in a source-region outage never calls it.
+pub async fn stale_sources(
+    clients: &Clients,
+    runbook: &Runbook,
+) -> Result<Vec<StaleSource>, AwsError> {
+    let target = &clients.target;
+    let b1s = runbook_servers(target, runbook).await?;
+    if b1s.is_empty() {
+        return Ok(Vec::new());
+    }
+    let described =
+        crate::aws::with_throttle_retry(|| target.describe_source_servers(&b1s)).await?;
+    let candidates: Vec<(&crate::aws::drs::SourceServer, String)> = described
+        .iter()
+        .filter(|s| {
+            !matches!(
+                s.replication_state.as_deref(),
+                None | Some("STOPPED" | "DISCONNECTED" | "NOT_STARTED")
+            )
+        })
+        .filter_map(|s| {
+            let a2 = s.reversed_direction_arn.as_deref()?.rsplit('/').next()?;
+            Some((s, a2.to_string()))
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let a2s: Vec<String> = candidates.iter().map(|(_, a2)| a2.clone()).collect();
+    let source = &clients.source;
+    let a3s = crate::aws::with_throttle_retry(|| source.recovery_instances_of(&a2s)).await?;
+    let mut stale = Vec::new();
+    for (b1, a2) in candidates {
+        let a4 = a3s
+            .iter()
+            .filter(|a3| {
+                a3.source_server_id.as_deref() == Some(a2.as_str())
+                    && !a3.is_drill
+                    && !matches!(a3.ec2_state.as_deref(), Some("TERMINATED" | "NOT_FOUND"))
+            })
+            .find_map(|a3| a3.ec2_instance_id.clone());
+        if let Some(a4) = a4
+            && b1.aws_instance_id.as_deref() != Some(a4.as_str())
+        {
+            stale.push(StaleSource {
+                source_server_id: b1.id.clone(),
+                replicates_from: b1.aws_instance_id.clone().unwrap_or_else(|| "?".into()),
+                replication_state: b1.replication_state.clone().unwrap_or_default(),
+                failed_back_to: a4,
+            });
+        }
+    }
+    Ok(stale)
+}
+
 /// The run of our database whose StartRecovery made this job, if any.
 async fn created_by(db: &Database, job_id: &str) -> Option<CreatedBy> {
     let mut conn = db.pool().acquire().await.ok()?;

@@ -42,6 +42,9 @@ pub enum EngineError {
     /// The production guard: the run would replace live non-drill recovery instances.
     #[error("refused: {0}")]
     ProductionGuard(guard::Refusal),
+    /// A failover that would recover an unfenced old source's stale data after a failback.
+    #[error("refused: {0}")]
+    StaleSource(guard::StaleRefusal),
     /// The production guard could not read what DRS has live: nothing was started.
     #[error("failed to check for live production recovery instances: {}", .0.summary())]
     GuardUnchecked(#[source] Box<crate::aws::AwsError>),
@@ -96,6 +99,7 @@ impl EngineError {
             self,
             EngineError::Refused(_)
                 | EngineError::ProductionGuard(_)
+                | EngineError::StaleSource(_)
                 | EngineError::NotReversible(rollback::NotReversible::RunBeingDriven { .. })
         )
     }
@@ -206,6 +210,16 @@ pub async fn start_planned_run(
     } else {
         Vec::new()
     };
+    if request.operation == Operation::Failover {
+        let stale = guard::stale_sources(ctx.clients, request.runbook)
+            .await
+            .map_err(|e| EngineError::GuardUnchecked(Box::new(e)))?;
+        if !stale.is_empty() {
+            return Err(EngineError::StaleSource(guard::StaleRefusal {
+                servers: stale,
+            }));
+        }
+    }
     let (steps, inputs): (Vec<plan::PlannedStep>, Vec<serde_json::Value>) =
         steps.into_iter().unzip();
     let mut tx = ctx.db.begin().await?;

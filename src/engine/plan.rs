@@ -14,6 +14,8 @@
 //! drill:     the same without fence_source, with validate:W for lb_switch:W, then cleanup
 //! failback:  preflight ─► reversed_replication:W ─► a2_recovery:W ─► snapshot_conversion:W ─► launch:W
 //!            ─► lb_switch:W (failback target groups) ─► dns_cutover (back) ─► cleanup
+//!            (cleanup: re-protect, fence the old source, then AWS's order; always approved
+//!            when it terminates anything)
 //!            (a failback drill moves no traffic: launch:W ─► cleanup)
 //! ```
 //!
@@ -205,7 +207,13 @@ fn plan_failback(runbook: &Runbook, options: &PlanOptions) -> Vec<PlannedStep> {
         steps.push(step(StepKind::DnsCutover, None, finals, runbook));
         finals = vec!["dns_cutover".to_string()];
     }
-    steps.push(step(StepKind::Cleanup, None, finals, runbook));
+    let mut cleanup = step(StepKind::Cleanup, None, finals, runbook);
+    // A termination cannot be undone: an operator approves it, whatever `[approvals]` says.
+    let cleanup_settings = &runbook.cleanup;
+    cleanup.needs_approval |= !options.drill
+        && (cleanup_settings.terminate_recovery_instances
+            || cleanup_settings.source_instances == crate::runbook::SourceInstances::Terminate);
+    steps.push(cleanup);
     steps
 }
 
@@ -429,6 +437,42 @@ mod tests {
             !keys(&failover)
                 .iter()
                 .any(|k| k.starts_with("a2_recovery") || k.starts_with("reversed"))
+        );
+    }
+
+    #[test]
+    fn a_failback_cleanup_that_terminates_always_waits_for_an_approval() {
+        let cleanup_approved = |terminate_b2: bool, source_instances: &str, drill: bool| {
+            let text = include_str!("../../runbooks/payments.toml")
+                .replace(
+                    r#"before = ["dns_cutover", "cleanup"]"#,
+                    r#"before = ["dns_cutover"]"#,
+                )
+                .replace(
+                    "terminate_recovery_instances = true",
+                    &format!("terminate_recovery_instances = {terminate_b2}"),
+                )
+                .replace(
+                    r#"source_instances = "stop""#,
+                    &format!(r#"source_instances = "{source_instances}""#),
+                );
+            let runbook = crate::runbook::parse(&text, "payments.toml").unwrap();
+            let options = PlanOptions {
+                drill,
+                ..Default::default()
+            };
+            let steps = plan(Operation::Failback, &runbook, &options);
+            steps.last().unwrap().needs_approval
+        };
+        assert!(cleanup_approved(true, "stop", false), "B2 terminated");
+        assert!(cleanup_approved(false, "terminate", false), "A1 terminated");
+        assert!(
+            !cleanup_approved(false, "stop", false),
+            "nothing terminated"
+        );
+        assert!(
+            !cleanup_approved(true, "terminate", true),
+            "a failback drill terminates only its own A3s"
         );
     }
 

@@ -30,7 +30,7 @@ pub use duration::{DurationError, format_duration, parse_duration};
 pub use model::{
     Account, Approvals, Cleanup, ClusterEndpoint, Credentials, DnsRecord, DoctorSettings,
     LoadBalancer, Objectives, PointsTo, RecordType, Recovery, RoutingControl, Runbook, Select,
-    ServerRef, Side, StepKind, Wave,
+    ServerRef, Side, SourceInstances, StepKind, Wave,
 };
 pub use problem::{Problem, line_col};
 

@@ -316,10 +316,55 @@ pub struct Approvals {
 }
 
 /// What cleanup does after a successful failback.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cleanup {
     pub terminate_recovery_instances: bool,
     pub stop_source_replication: bool,
+    /// What becomes of the original source instances (A1) once the failback is done.
+    pub source_instances: SourceInstances,
+    /// ReverseReplication on each A3 after the cutback, so that B1 protects A4 instead of A1
+    /// (drs-api.md 4.2 step 3). Default on.
+    pub reprotect: bool,
+}
+
+impl Default for Cleanup {
+    fn default() -> Self {
+        Cleanup {
+            terminate_recovery_instances: false,
+            stop_source_replication: false,
+            source_instances: SourceInstances::Stop,
+            reprotect: true,
+        }
+    }
+}
+
+/// `[cleanup] source_instances`: a failed-back-from A1 whose agent still runs would replicate
+/// its stale disk into B1, and the next failover would recover it (real-aws-gaps.md 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceInstances {
+    /// StopInstances (the default): the instances can still be inspected or started by hand.
+    Stop,
+    /// TerminateInstances: AWS's last failback step; cannot be undone.
+    Terminate,
+    /// Left as they are (refused while `reprotect` is on).
+    Keep,
+}
+
+impl SourceInstances {
+    pub const ALL: [SourceInstances; 3] = [
+        SourceInstances::Stop,
+        SourceInstances::Terminate,
+        SourceInstances::Keep,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceInstances::Stop => "stop",
+            SourceInstances::Terminate => "terminate",
+            SourceInstances::Keep => "keep",
+        }
+    }
 }
 
 /// `[failover]`: a planned failover stops the source instances (A1) and waits until

@@ -181,6 +181,12 @@ pub struct RawCleanup {
     pub terminate_recovery_instances: bool,
     #[serde(default)]
     pub stop_source_replication: bool,
+    /// `stop` | `terminate` | `keep`: what a failback does to the original source instances (A1).
+    #[serde(default)]
+    pub source_instances: Option<Text>,
+    /// Whether a failback re-protects the failed-back servers (ReverseReplication on A3).
+    #[serde(default)]
+    pub reprotect: Option<bool>,
 }
 
 /// `[failover]`: how a planned failover fences the source; every key optional.

@@ -351,7 +351,21 @@ fn sections() -> Vec<(&'static str, Value)> {
                     key(
                         "stop_source_replication",
                         json!({ "type": "boolean" }),
-                        "Stop the old source's replication.",
+                        "Stop the old source's replication (refused at preflight while reprotect is on: it would stop B1 protecting A4).",
+                    ),
+                    key(
+                        "source_instances",
+                        one_of_strings(
+                            crate::runbook::SourceInstances::ALL
+                                .iter()
+                                .map(|s| s.as_str()),
+                        ),
+                        "What a failback does to the original source instances (A1): stop (default), terminate, or keep (refused at preflight while reprotect is on).",
+                    ),
+                    key(
+                        "reprotect",
+                        json!({ "type": "boolean" }),
+                        "After the cutback, ReverseReplication on each A3 so that B1 protects A4 instead of A1 (default true; not in failback drills).",
                     ),
                 ],
             ),

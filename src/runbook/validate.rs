@@ -18,7 +18,7 @@ use super::formats::{
 use super::model::{
     Account, Approvals, Cleanup, ClusterEndpoint, Credentials, DnsRecord, DoctorSettings,
     LoadBalancer, Objectives, PointsTo, RecordType, Recovery, RoutingControl, Runbook, Select,
-    Side, StepKind, Wave,
+    Side, SourceInstances, StepKind, Wave,
 };
 use super::order::topological_order;
 use super::problem::Problems;
@@ -49,13 +49,7 @@ pub(super) fn validate(raw: RawRunbook, problems: &mut Problems<'_>) -> Option<R
     let dns = dns_records(&raw.dns, &wave_names, problems);
     let routing_controls = routing_controls(&raw.routing_controls, problems);
     let approvals = approvals(raw.approvals.as_ref(), problems);
-    let cleanup = raw
-        .cleanup
-        .map(|c| Cleanup {
-            terminate_recovery_instances: c.terminate_recovery_instances,
-            stop_source_replication: c.stop_source_replication,
-        })
-        .unwrap_or_default();
+    let cleanup = cleanup_settings(raw.cleanup.as_ref(), problems);
     let recovery = Recovery {
         convert_ahead: raw
             .recovery
@@ -186,6 +180,36 @@ fn duration_key(
             None
         }
     }
+}
+
+/// `[cleanup]`: every key optional (stop A1 and re-protect by default).
+fn cleanup_settings(raw: Option<&super::raw::RawCleanup>, problems: &mut Problems<'_>) -> Cleanup {
+    let mut settings = Cleanup::default();
+    let Some(raw) = raw else {
+        return settings;
+    };
+    settings.terminate_recovery_instances = raw.terminate_recovery_instances;
+    settings.stop_source_replication = raw.stop_source_replication;
+    if let Some(reprotect) = raw.reprotect {
+        settings.reprotect = reprotect;
+    }
+    if let Some(value) = &raw.source_instances {
+        match SourceInstances::ALL
+            .into_iter()
+            .find(|s| s.as_str() == value.get_ref())
+        {
+            Some(chosen) => settings.source_instances = chosen,
+            None => problems.at(
+                &value.span(),
+                "cleanup.source_instances",
+                format!(
+                    "`{}` is not one of \"stop\", \"terminate\", \"keep\"",
+                    value.get_ref()
+                ),
+            ),
+        }
+    }
+    settings
 }
 
 /// `[failover]`: both keys optional (fence the source, within 30 minutes, by default).

@@ -43,6 +43,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let launch_settings = check_a2_launch_settings(ctx, &mut checks).await?;
     if !ctx.run.options.drill {
         check_traffic_targets(ctx, &mut checks).await;
+        check_cleanup_settings(&ctx.runbook.cleanup, &mut checks);
     }
     let servers: Vec<String> = ctx
         .runbook
@@ -93,6 +94,38 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     match failure {
         Some(f) => Err(Halt::Failed(f)),
         None => Ok(()),
+    }
+}
+
+/// `[cleanup]` keys that contradict the re-protect: with B1 protecting A4, an old source left
+/// running, or B1's replication stopped, would undo it.
+fn check_cleanup_settings(cleanup: &crate::runbook::Cleanup, checks: &mut Vec<Check>) {
+    let name = "cleanup settings";
+    if !cleanup.reprotect {
+        checks.push(pass(name, "no re-protect ([cleanup] reprotect = false)"));
+        return;
+    }
+    let mut problems = Vec::new();
+    if cleanup.source_instances == crate::runbook::SourceInstances::Keep {
+        problems.push("[cleanup] source_instances = \"keep\" leaves the old source instances (A1) running while B1 is re-protected: if one is running, its agent replicates its stale disk into B1 again and the next failover recovers it");
+    }
+    if cleanup.stop_source_replication {
+        problems.push("[cleanup] stop_source_replication = true stops B1, which the re-protect makes protect the failed-back instances (A4): production would be unprotected");
+    }
+    if problems.is_empty() {
+        checks.push(pass(
+            name,
+            format!(
+                "re-protect, then {} the old source instances",
+                cleanup.source_instances.as_str()
+            ),
+        ));
+    } else {
+        checks.push(fail(
+            name,
+            problems.join("; "),
+            "set `[cleanup] source_instances = \"stop\"` (or \"terminate\") and `stop_source_replication = false`, or `reprotect = false` to leave the re-protect to someone else",
+        ));
     }
 }
 

@@ -80,7 +80,13 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         }
         let ids = out.stopped_by_fence.clone();
         for (part, chunk) in ids.chunks(MAX_IDS_PER_CALL).enumerate() {
-            stop(ctx, part, chunk).await?;
+            change_source_instances(
+                ctx,
+                InstanceChange::Stop,
+                format!("stop/part-{part}"),
+                chunk,
+            )
+            .await?;
         }
     }
     wait_fenced(ctx, &mut out, since).await
@@ -194,15 +200,55 @@ async fn run_servers(ctx: &StepCtx<'_>) -> Result<Vec<String>, Halt> {
     Ok(servers)
 }
 
-/// StopInstances of one chunk, a durable call: an intent left open is reconciled by
-/// DescribeInstances (every instance stopping or stopped: it took effect, never sent again;
-/// otherwise sending it is safe, as EC2 accepts a stop of a stopping or stopped instance).
-async fn stop(ctx: &mut StepCtx<'_>, part: usize, chunk: &[String]) -> Result<(), Halt> {
+/// What a fence does to source instances: StopInstances (this step, and a failback's
+/// `[cleanup] source_instances = "stop"`) or TerminateInstances (`"terminate"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InstanceChange {
+    Stop,
+    Terminate,
+}
+
+impl InstanceChange {
+    fn operation(self) -> &'static str {
+        match self {
+            InstanceChange::Stop => "ec2:StopInstances",
+            InstanceChange::Terminate => "ec2:TerminateInstances",
+        }
+    }
+
+    /// The states in which the change has taken effect.
+    pub(crate) fn took_effect(self) -> &'static [&'static str] {
+        match self {
+            InstanceChange::Stop => &["stopping", "stopped", "shutting-down", "terminated"],
+            InstanceChange::Terminate => &["shutting-down", "terminated"],
+        }
+    }
+
+    /// The states in which it is complete.
+    pub(crate) fn done(self) -> &'static [&'static str] {
+        match self {
+            InstanceChange::Stop => &["stopped", "terminated"],
+            InstanceChange::Terminate => &["terminated"],
+        }
+    }
+}
+
+/// StopInstances or TerminateInstances of one chunk (at most [`MAX_IDS_PER_CALL`]) of source
+/// instances, a durable call named `name`: an intent left open is reconciled by
+/// DescribeInstances (every instance past the change: it took effect, never sent again;
+/// otherwise sending it is safe, as EC2 accepts a stop of a stopping or stopped instance and
+/// a termination of a terminating one).
+pub(crate) async fn change_source_instances(
+    ctx: &mut StepCtx<'_>,
+    change: InstanceChange,
+    name: String,
+    chunk: &[String],
+) -> Result<(), Halt> {
     let source = ctx.clients.source.clone();
     let call = Call::on(
         &source,
-        format!("stop/part-{part}"),
-        "ec2:StopInstances",
+        name,
+        change.operation(),
         serde_json::json!({ "instanceIds": chunk }),
     )
     .reconciling_ambiguous();
@@ -211,21 +257,29 @@ async fn stop(ctx: &mut StepCtx<'_>, part: usize, chunk: &[String]) -> Result<()
             &call,
             async |ctx: &mut StepCtx<'_>| {
                 let found = retry::read(ctx, || source.describe_instances(chunk)).await?;
-                Ok(if all_in(&found, chunk, &["stopping", "stopped"]) {
+                Ok(if all_in(&found, chunk, change.took_effect()) {
                     Found::TookEffect(serde_json::json!({ "found_by": "DescribeInstances" }))
                 } else {
                     Found::Resend
                 })
             },
             async || {
-                let called = source.stop_instances(chunk).await?;
-                Ok(called.map(|changes| serde_json::json!({ "stopping": changes })))
+                let called = match change {
+                    InstanceChange::Stop => source.stop_instances(chunk).await?,
+                    InstanceChange::Terminate => source.terminate_instances(chunk).await?,
+                };
+                let key = match change {
+                    InstanceChange::Stop => "stopping",
+                    InstanceChange::Terminate => "terminating",
+                };
+                Ok(called.map(|changes| serde_json::json!({ key: changes })))
             },
         )
         .await?;
     if outcome.how == crate::run::call::How::Sent {
         ctx.say(format!(
-            "StopInstances sent for {} instance(s)",
+            "{} sent for {} instance(s)",
+            change.operation().trim_start_matches("ec2:"),
             chunk.len()
         ));
     }
@@ -233,7 +287,7 @@ async fn stop(ctx: &mut StepCtx<'_>, part: usize, chunk: &[String]) -> Result<()
 }
 
 /// Whether every one of `ids` is found in one of `states`.
-fn all_in(found: &[Instance], ids: &[String], states: &[&str]) -> bool {
+pub(crate) fn all_in(found: &[Instance], ids: &[String], states: &[&str]) -> bool {
     ids.iter().all(|id| {
         found
             .iter()
@@ -391,6 +445,9 @@ pub struct UndoFenceOutput {
     pub running_at: Option<String>,
 }
 
+const ROLLBACK_HINT: &str =
+    "check the instances in the EC2 console of the source region, then resume the rollback";
+
 pub(crate) async fn compensate(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result<(), Halt> {
     let mut out: UndoFenceOutput = ctx.my_output().await?;
     let deadline = ctx.runbook.failover.fence_timeout;
@@ -399,7 +456,15 @@ pub(crate) async fn compensate(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result
         let fence: FenceOutput = undone.decode()?;
         let ids = fence.stopped_by_fence.clone();
         // A stop still under way cannot be undone yet: EC2 refuses to start a stopping instance.
-        let found = wait_until(ctx, &ids, &["stopping"], false, started, deadline).await?;
+        let found = wait_until(
+            ctx,
+            &ids,
+            &["stopping"],
+            false,
+            (started, deadline),
+            ROLLBACK_HINT,
+        )
+        .await?;
         for i in found {
             if i.state == "stopped" {
                 out.start.push(i.instance_id);
@@ -442,7 +507,15 @@ pub(crate) async fn compensate(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result
     }
     if out.running_at.is_none() && !ids.is_empty() {
         ctx.say(format!("StartInstances sent for {} instance(s)", ids.len()));
-        wait_until(ctx, &ids, &["running"], true, started, deadline).await?;
+        wait_until(
+            ctx,
+            &ids,
+            &["running"],
+            true,
+            (started, deadline),
+            ROLLBACK_HINT,
+        )
+        .await?;
         out.running_at = Some(ctx.clock.now().to_rfc3339());
         ctx.save(&out).await?;
         ctx.say(format!("{} source instance(s) running again", ids.len()));
@@ -450,15 +523,15 @@ pub(crate) async fn compensate(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result
     Ok(())
 }
 
-/// Polls DescribeInstances until every instance is in one of `states` (`all`) or none is
-/// (`!all`); fails at the deadline.
-async fn wait_until(
+/// Polls DescribeInstances until every source instance is in one of `states` (`all`) or none
+/// is (`!all`); fails at the deadline with `hint`.
+pub(crate) async fn wait_until(
     ctx: &mut StepCtx<'_>,
     ids: &[String],
     states: &[&str],
     all: bool,
-    since: chrono::DateTime<chrono::Utc>,
-    deadline: Duration,
+    (since, deadline): (chrono::DateTime<chrono::Utc>, Duration),
+    hint: &str,
 ) -> Result<Vec<Instance>, Halt> {
     let source = ctx.clients.source.clone();
     let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(15));
@@ -483,7 +556,7 @@ async fn wait_until(
                     deadline.as_secs() / 60,
                     states.join(", ")
                 ),
-                "check the instances in the EC2 console of the source region, then resume the rollback",
+                hint.to_string(),
             )));
         }
         let interval = backoff.next_interval();

@@ -21,6 +21,7 @@ pub mod lb_switch;
 pub mod native_plans;
 pub mod preflight;
 pub mod recovery_job;
+pub mod reprotect;
 pub mod retry;
 pub mod reversed_replication;
 pub mod snapshot_conversion;

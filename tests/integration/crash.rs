@@ -115,8 +115,15 @@ impl World {
             _dir: dir,
             runbook: repo_path("runbooks/payments.toml"),
         };
+        // Unplanned: the old source instances (A1) still run, so the failback's cleanup fences them.
         let failover = world
-            .cli(&["failover", world.runbook.to_str().unwrap(), "--yes"])
+            .cli(&[
+                "failover",
+                world.runbook.to_str().unwrap(),
+                "--yes",
+                "--mode",
+                "unplanned",
+            ])
             .await;
         assert_eq!(
             failover.code, 0,
@@ -388,7 +395,53 @@ impl World {
             members.sort();
             groups.insert(group, members);
         }
-        json!({ "dns": dns, "targets": groups, "recovery_instances": live, "a2_replication": a2_states })
+        // Whom each B1 protects (re-protect: its A4), and the old source instances' EC2 states.
+        let protects: BTreeMap<String, String> = self
+            .sim
+            .drs(TARGET.0, TARGET.1)
+            .describe_source_servers()
+            .send()
+            .await
+            .unwrap()
+            .items()
+            .iter()
+            .map(|b1| {
+                let instance = b1
+                    .source_properties()
+                    .and_then(|p| p.identification_hints())
+                    .and_then(|h| h.aws_instance_id())
+                    .unwrap_or_default();
+                (b1.source_server_id().unwrap().to_string(), rename(instance))
+            })
+            .collect();
+        let reservations = self
+            .sim
+            .ec2(SOURCE.0, SOURCE.1)
+            .describe_instances()
+            .send()
+            .await
+            .unwrap();
+        let mut old_source: Vec<String> = reservations
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter(|i| !names.contains_key(i.instance_id().unwrap_or_default()))
+            .map(|i| {
+                i.state()
+                    .and_then(|s| s.name())
+                    .map(|n| n.as_str().to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        old_source.sort();
+        json!({
+            "dns": dns,
+            "targets": groups,
+            "recovery_instances": live,
+            "a2_replication": a2_states,
+            "b1_protects": protects,
+            "old_source": old_source,
+        })
     }
 
     /// The parts of the world a run changes, with instance IDs and IPs replaced by the source
@@ -663,8 +716,11 @@ async fn failback_killed_at_many_points_resumes_to_the_same_world_with_each_muta
     let expected = baseline(Scenario::Failback).await;
     // Failover: 2 StartRecovery (one per wave); failback: 2 more in the origin.
     assert_eq!(expected.mutations.get("drs:StartRecovery"), Some(&4));
-    assert_eq!(expected.mutations.get("drs:ReverseReplication"), Some(&3));
+    // One per B2 (B2 -> A2), one per A3 (re-protect: B1 protects A4).
+    assert_eq!(expected.mutations.get("drs:ReverseReplication"), Some(&6));
     assert_eq!(expected.mutations.get("drs:StopReplication"), Some(&3));
+    // The old source instances (A1), still running after the unplanned failover, are stopped.
+    assert_eq!(expected.mutations.get("ec2:StopInstances"), Some(&1));
     assert_eq!(
         expected.mutations.get("drs:TerminateRecoveryInstances"),
         Some(&1)
@@ -687,6 +743,14 @@ async fn failback_killed_at_many_points_resumes_to_the_same_world_with_each_muta
     assert_eq!(
         world["targets"][payments::ORIGIN_GROUP],
         json!(["A4-of:s-234567890abcdef01", "A4-of:s-34567890abcdef012"]),
+        "{world:#}"
+    );
+    for (b1, protects) in world["b1_protects"].as_object().unwrap() {
+        assert_eq!(protects, &json!(format!("A4-of:{b1}")), "{world:#}");
+    }
+    assert_eq!(
+        world["old_source"],
+        json!(["stopped", "stopped", "stopped"]),
         "{world:#}"
     );
     let interrupted = kill_points(Scenario::Failback, &expected).await;
@@ -721,9 +785,9 @@ async fn a_failback_rollback_killed_after_each_intent_and_effect_resumes_to_the_
     assert_eq!(rollback.code, 0, "{rollback:#?}");
     let expected = world.mutation_counts().await;
     let intents = expected.values().sum::<u64>() - before;
-    // DNS restore, deregister (the A1s the failover fenced are stopped: not registered again),
-    // two terminations (one per wave), three StopReplication.
-    assert_eq!(intents, 7, "{expected:?}");
+    // DNS restore, deregister, register the A1s again (the unplanned failover left them
+    // running), two terminations (one per wave), three StopReplication.
+    assert_eq!(intents, 8, "{expected:?}");
     let expected_world = world.failback_snapshot().await;
     assert_eq!(
         expected_world["a2_replication"],

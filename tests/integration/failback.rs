@@ -192,7 +192,9 @@ async fn failover_then_failback_returns_traffic_to_the_origin_and_cleans_up() {
     // one StartRecovery per wave (the minimal batches), in the origin, on the A2s.
     let stats = sim.get("/_sim/stats").await;
     let new = |op: &str| mutations(&stats, op).split_off(mutations(&before, op).len());
-    let reversals = new("ReverseReplication");
+    let (reversals, reprotects): (Vec<Value>, Vec<Value>) = new("ReverseReplication")
+        .into_iter()
+        .partition(|m| m["account"] == TARGET.0);
     let reversed: BTreeSet<String> = reversals
         .iter()
         .map(|m| {
@@ -273,17 +275,27 @@ async fn failover_then_failback_returns_traffic_to_the_origin_and_cleans_up() {
             "TerminateRecoveryInstances"
         ]
     );
-    // B1's replication is not stopped (stop_source_replication = false); its agent is unseen
-    // since the failover fenced A1.
+    // Re-protected first (AWS's order): one ReverseReplication per A3, in the origin, and every
+    // B1 protects its A4 (DescribeSourceServers: identificationHints.awsInstanceID).
+    assert_eq!(reprotects.len(), 3, "{reprotects:#?}");
+    assert!(
+        reprotects
+            .iter()
+            .all(|m| m["account"] == SOURCE.0 && m["region"] == SOURCE.1)
+    );
+    let a4s: BTreeSet<&str> = a3s.iter().map(|a3| a3.ec2_instance_id().unwrap()).collect();
+    assert_eq!(
+        protected_instances(&sim).await,
+        a4s.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>()
+    );
+    // B1's replication is not stopped (stop_source_replication = false): it replicates A4.
     assert!(source_servers(&sim, TARGET).await.iter().all(|s| {
-        matches!(
-            s.data_replication_info()
-                .unwrap()
-                .data_replication_state()
-                .unwrap()
-                .as_str(),
-            "CONTINUOUS" | "DISCONNECTED"
-        )
+        s.data_replication_info()
+            .unwrap()
+            .data_replication_state()
+            .unwrap()
+            .as_str()
+            == "CONTINUOUS"
     }));
 
     // Traffic is back on the failed-back instances: DNS at the app A3s' IPs, A4s healthy in the
@@ -367,6 +379,194 @@ async fn failover_then_failback_returns_traffic_to_the_origin_and_cleans_up() {
     );
     assert_eq!(history[run_id]["parent_run_id"], failover_id.as_str());
     assert_eq!(history[run_id]["linked_runs"], serde_json::json!([]));
+}
+
+/// The instances the B1s protect (`identificationHints.awsInstanceID`).
+async fn protected_instances(sim: &TestSim) -> BTreeSet<String> {
+    source_servers(sim, TARGET)
+        .await
+        .iter()
+        .filter_map(|b1| {
+            b1.source_properties()
+                .and_then(|p| p.identification_hints())
+                .and_then(|h| h.aws_instance_id())
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// The EC2 state of each of these instances in the origin.
+async fn ec2_states(sim: &TestSim, ids: &BTreeSet<String>) -> Vec<String> {
+    let found = sim
+        .ec2(SOURCE.0, SOURCE.1)
+        .describe_instances()
+        .set_instance_ids(Some(ids.iter().cloned().collect()))
+        .send()
+        .await
+        .unwrap();
+    found
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(|i| i.state().unwrap().name().unwrap().as_str().to_string())
+        .collect()
+}
+
+/// The source region goes down, the failover is unplanned; the region comes back (A1's agent
+/// resumes replicating into B1), then the failback. Returns the old source instances (A1).
+async fn failed_over_in_an_outage_and_back(
+    sim: &TestSim,
+    db: &Path,
+    runbook: &str,
+) -> BTreeSet<String> {
+    sim.seed(PAYMENTS).await;
+    let a1s = protected_instances(sim).await;
+    let (status, _) = sim
+        .post(
+            "/_sim/faults",
+            &serde_json::json!({"faults": [{"kind": "source_outage", "account_id": SOURCE.0, "region": SOURCE.1}]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    sim.skip(10.0 * 60.0).await;
+    let failover = cli(
+        db,
+        sim,
+        &["failover", RUNBOOK, "--yes", "--mode", "unplanned"],
+    )
+    .await;
+    assert_eq!(failover.code, 0, "{failover:#?}");
+    assert_eq!(sim.delete("/_sim/faults").await, 200);
+    sim.skip(10.0 * 60.0).await;
+    assert!(
+        source_servers(sim, TARGET)
+            .await
+            .iter()
+            .all(|b1| replication_state(b1) == "CONTINUOUS"),
+        "the old source's agents replicate into B1 again"
+    );
+    let failback = cli(db, sim, &["--output", "json", "failback", runbook, "--yes"]).await;
+    assert_eq!(failback.code, 0, "{failback:#?}");
+    a1s
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_the_outage_the_failback_fences_the_old_source_and_the_next_failover_protects_a4() {
+    let sim = TestSim::start(600.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let a1s = failed_over_in_an_outage_and_back(&sim, &db, RUNBOOK).await;
+    assert_eq!(
+        ec2_states(&sim, &a1s).await,
+        ["stopped", "stopped", "stopped"],
+        "[cleanup] source_instances defaults to stop"
+    );
+    let a4s: BTreeSet<String> = recovery_instances(&sim, SOURCE)
+        .await
+        .iter()
+        .map(|a3| a3.ec2_instance_id().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        protected_instances(&sim).await,
+        a4s,
+        "B1 protects A4, not A1"
+    );
+    assert!(a1s.is_disjoint(&a4s));
+
+    // The next (planned) failover fences and recovers the failed-back instances, not A1.
+    let next = cli(
+        &db,
+        &sim,
+        &["--output", "json", "failover", RUNBOOK, "--yes"],
+    )
+    .await;
+    assert_eq!(next.code, 0, "{next:#?}");
+    let run_id = next.json()["run_id"].as_str().unwrap().to_string();
+    let shown = drs_runbook(&db, None, &["--output", "json", "show", &run_id]).json();
+    let fence = shown["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "fence_source")
+        .unwrap();
+    let fenced: BTreeSet<String> = fence["output"]["instances"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(fenced, a4s, "{fence:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failover_is_refused_while_an_unfenced_old_source_replicates_into_b1() {
+    let sim = TestSim::start(600.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let text = PAYMENTS
+        .replace(
+            r#"source_instances = "stop""#,
+            r#"source_instances = "keep""#,
+        )
+        .replace("reprotect = true", "reprotect = false");
+    let runbook = dir.path().join("payments.toml");
+    std::fs::write(&runbook, text).unwrap();
+    let a1s = failed_over_in_an_outage_and_back(&sim, &db, runbook.to_str().unwrap()).await;
+    assert_eq!(
+        ec2_states(&sim, &a1s).await,
+        ["running", "running", "running"]
+    );
+    assert_eq!(protected_instances(&sim).await, a1s);
+
+    let before = sim.get("/_sim/stats").await;
+    let refused = cli(&db, &sim, &["failover", runbook.to_str().unwrap(), "--yes"]).await;
+    assert_eq!(refused.code, 4, "{refused:#?}");
+    assert!(
+        refused.stderr.contains("would recover stale data"),
+        "{}",
+        refused.stderr
+    );
+    for a1 in &a1s {
+        assert!(
+            refused.stderr.contains(a1.as_str()),
+            "names {a1}: {}",
+            refused.stderr
+        );
+    }
+    assert!(
+        refused.stderr.contains("stop-instances"),
+        "names the fix: {}",
+        refused.stderr
+    );
+    let after = sim.get("/_sim/stats").await;
+    assert_eq!(
+        after["mutations"].as_array().unwrap().len(),
+        before["mutations"].as_array().unwrap().len(),
+        "nothing changed"
+    );
+
+    // With keep and re-protect on together, the failback's preflight refuses, with the reason.
+    let contradictory = dir.path().join("contradictory.toml");
+    std::fs::write(
+        &contradictory,
+        PAYMENTS.replace(
+            r#"source_instances = "stop""#,
+            r#"source_instances = "keep""#,
+        ),
+    )
+    .unwrap();
+    let failback = cli(
+        &db,
+        &sim,
+        &["failback", contradictory.to_str().unwrap(), "--yes"],
+    )
+    .await;
+    assert_ne!(failback.code, 0);
+    assert!(
+        failback.stderr.contains("source_instances = \"keep\""),
+        "{}",
+        failback.stderr
+    );
 }
 
 /// `history --output json`, by run ID.
@@ -657,11 +857,11 @@ async fn a_failback_drill_leaves_nothing_behind_and_a_real_failback_reuses_its_a
     .await;
     assert_eq!(run.code, 0, "{run:#?}");
     let stats = sim.get("/_sim/stats").await;
-    assert_eq!(
-        mutations(&stats, "ReverseReplication").len(),
-        3,
-        "one ReverseReplication per B2, ever"
-    );
+    let reversed_b2s = mutations(&stats, "ReverseReplication")
+        .iter()
+        .filter(|m| m["account"] == TARGET.0)
+        .count();
+    assert_eq!(reversed_b2s, 3, "one ReverseReplication per B2, ever");
     assert_eq!(mutations(&stats, "StartReplication").len(), 3);
     assert!(recovery_instances(&sim, TARGET).await.is_empty());
     assert_eq!(recovery_instances(&sim, SOURCE).await.len(), 3);

@@ -118,6 +118,17 @@ impl TestSim {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// `DELETE` a control endpoint (e.g. `/_sim/faults`: every fault ends); returns the status.
+    pub async fn delete(&self, path: &str) -> u16 {
+        self.http
+            .delete(format!("{}{path}", self.endpoint))
+            .send()
+            .await
+            .expect("control API answers")
+            .status()
+            .as_u16()
+    }
+
     /// Seeds the world from a runbook's TOML text.
     pub async fn seed(&self, toml: &str) -> Value {
         let response = self
