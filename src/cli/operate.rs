@@ -130,8 +130,12 @@ async fn start(
         Ok(report) => report,
         // A run that failed before it was stored (a read-only database, a full disk) is not
         // resumable: say so rather than give the resume hint.
+        // Not when the database is unreachable: the run may well be stored; resume tells.
         Err(e)
-            if !e.is_refusal() && !e.is_invalid() && !run_is_stored(&session.db, &run_id).await =>
+            if !e.is_refusal()
+                && !e.is_invalid()
+                && !crate::store::is_unreachable(&e)
+                && !run_is_stored(&session.db, &run_id).await =>
         {
             return Err(CliError::NotStored {
                 run_id,

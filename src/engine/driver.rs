@@ -67,6 +67,9 @@ pub mod exit {
     pub const INVALID_INPUT: u8 = 2;
     pub const PAUSED: u8 = 3;
     pub const REFUSED: u8 = 4;
+    /// The run database could not be reached (sysexits' `EX_TEMPFAIL`): a run stopped at a
+    /// safe point and is resumable, from any host, once the database answers again.
+    pub const STORE_UNREACHABLE: u8 = 75;
     pub const INTERRUPTED: u8 = 130;
     pub const HANGUP: u8 = 129;
     pub const TERMINATED: u8 = 143;

@@ -519,6 +519,12 @@ async fn drive(
     };
     let result = driver.drive().await;
     heartbeat.abort();
+    let result = match result {
+        // The store is gone: nothing more can be written, not even the lease's release (which
+        // would only wait out the pool's acquire timeout again); the lease expires by itself.
+        Err(e) if store::is_unreachable(&e) => return Err(e.into()),
+        other => other,
+    };
     if let (Ok(report), Some(parent)) = (&result, rollback_parent(ctx, &run_id).await?)
         && report.status == "succeeded"
     {

@@ -158,7 +158,7 @@ impl Journal {
 
     /// A step's output as JSON (`{}` when none yet).
     pub async fn output_value(&self, key: &str) -> Result<Value, JournalError> {
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.db.acquire().await?;
         Ok(store::steps::get(&mut conn, &self.run_id, key)
             .await?
             .output)
@@ -195,7 +195,7 @@ impl Journal {
         &self,
         call_key: &str,
     ) -> Result<Vec<Attempt>, JournalError> {
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.db.acquire().await?;
         Ok(store::effects::for_call(&mut conn, call_key)
             .await?
             .into_iter()
@@ -310,7 +310,7 @@ impl Journal {
         step: &str,
         operation: &str,
     ) -> Result<bool, JournalError> {
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.db.acquire().await?;
         Ok(store::effects::for_step(&mut conn, run, step)
             .await?
             .iter()

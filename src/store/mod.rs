@@ -41,6 +41,7 @@ pub mod steps;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -127,6 +128,9 @@ pub struct Database {
     engine: Engine,
     /// The file, or the URL of a PostgreSQL store with its password removed.
     path: PathBuf,
+    /// Why the database stopped answering, once a write transaction could not begin for that
+    /// reason (see [`Database::begin`]); shared by the clones.
+    lost: Arc<OnceLock<String>>,
 }
 
 impl Database {
@@ -197,6 +201,7 @@ impl Database {
             pool,
             engine: Engine::Sqlite,
             path,
+            lost: Arc::default(),
         })
     }
 
@@ -228,6 +233,7 @@ impl Database {
             pool,
             engine: Engine::Postgres,
             path,
+            lost: Arc::default(),
         })
     }
 
@@ -255,7 +261,48 @@ impl Database {
     /// PostgreSQL takes one transaction-level advisory lock ([`PG_WRITE_LOCK`]) first, released
     /// by commit or rollback, waiting up to [`BUSY_TIMEOUT`] (`lock_timeout`) like SQLite's
     /// busy timeout. Readers are never blocked on either engine.
+    ///
+    /// Once the database could not be reached ([`is_unreachable`]) by a `begin` or an
+    /// [`acquire`](Database::acquire), every later one in this process fails at once with
+    /// [`StoreError::Lost`], naming the first cause: the run's writers queue for their turn,
+    /// and each waiting out the pool's acquire timeout in turn would delay the run's stop by
+    /// as many timeouts.
     pub async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        self.check_lost()?;
+        let began = self.begin_on_engine().await;
+        self.note_lost(began)
+    }
+
+    /// A connection for reads that need no transaction (see [`Database::begin`] for how a
+    /// lost database fails it at once).
+    pub async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<Any>, StoreError> {
+        self.check_lost()?;
+        let acquired = self.pool.acquire().await.map_err(|source| {
+            StoreError::query(source, format!("connect to {}", self.path.display()))
+        });
+        self.note_lost(acquired)
+    }
+
+    fn check_lost(&self) -> Result<(), StoreError> {
+        match self.lost.get() {
+            Some(cause) => Err(StoreError::Lost {
+                path: self.path.clone(),
+                cause: LostCause(cause.clone()),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn note_lost<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &result
+            && is_unreachable(e)
+        {
+            let _ = self.lost.set(error_chain(e));
+        }
+        result
+    }
+
+    async fn begin_on_engine(&self) -> Result<Transaction<'static, Any>, StoreError> {
         let action = || format!("begin a transaction on {}", self.path.display());
         match self.engine {
             Engine::Sqlite => self
@@ -495,6 +542,62 @@ fn is_lock_timeout(error: &sqlx::Error) -> bool {
             .is_some_and(|code| code == PG_LOCK_NOT_AVAILABLE)
 }
 
+/// Whether `error`, or one of its causes, says that the database could not be reached or that
+/// the connection to it was lost (a stopped or restarting server, a dropped network, a
+/// terminated backend), rather than that a query was refused. A run that meets it stops: no
+/// write can be trusted to land, and every write before it is committed.
+pub fn is_unreachable(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<sqlx::Error>().is_some_and(connection_lost)
+            || e.downcast_ref::<LostCause>().is_some()
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// `error` and its causes, `: `-separated, each cause once (a wrapper often repeats the
+/// message of what it wraps).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let message = e.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        cause = e.source();
+    }
+    text
+}
+
+/// PostgreSQL's connection exceptions (class 08) and the server's shutdown codes:
+/// `admin_shutdown` (`pg_terminate_backend`, a fast stop), `crash_shutdown`,
+/// `cannot_connect_now` (starting up or shutting down).
+fn connection_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
+
+/// Why the database stopped answering, as first seen by this process (the source of
+/// [`StoreError::Lost`]: a source, so that [`is_unreachable`] finds it through the engine's
+/// transparent wrappers).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct LostCause(String);
+
 /// Errors of the run store. Messages fit "failed to ..." and end with what to do next.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -545,6 +648,14 @@ pub enum StoreError {
         action: String,
         #[source]
         source: sqlx::Error,
+    },
+    #[error(
+        "failed to use the run database {path}: it stopped answering earlier in this process"
+    )]
+    Lost {
+        path: PathBuf,
+        #[source]
+        cause: LostCause,
     },
     #[error("failed to {action}")]
     Query {
