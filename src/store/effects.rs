@@ -128,6 +128,7 @@ pub async fn begin(
 /// Records the call's success: its response (job ID, change ID, ARNs) and AWS request ID.
 pub async fn complete(
     conn: &mut AnyConnection,
+    run_id: &RunId,
     id: EffectId,
     response: &Value,
     aws_request_id: Option<&str>,
@@ -135,6 +136,7 @@ pub async fn complete(
 ) -> Result<(), StoreError> {
     close(
         conn,
+        run_id,
         id,
         EffectState::Done,
         Some(response),
@@ -148,6 +150,7 @@ pub async fn complete(
 /// Records the call's failure (an error AWS returned, so the call is known not to have acted).
 pub async fn fail(
     conn: &mut AnyConnection,
+    run_id: &RunId,
     id: EffectId,
     error: &str,
     aws_request_id: Option<&str>,
@@ -155,6 +158,7 @@ pub async fn fail(
 ) -> Result<(), StoreError> {
     close(
         conn,
+        run_id,
         id,
         EffectState::Failed,
         None,
@@ -169,12 +173,14 @@ pub async fn fail(
 /// tags, or `{"found": false}`, after which the engine may begin a new intent with a new key).
 pub async fn reconciled(
     conn: &mut AnyConnection,
+    run_id: &RunId,
     id: EffectId,
     response: &Value,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     close(
         conn,
+        run_id,
         id,
         EffectState::Reconciled,
         Some(response),
@@ -187,6 +193,7 @@ pub async fn reconciled(
 
 async fn close(
     conn: &mut AnyConnection,
+    run_id: &RunId,
     id: EffectId,
     state: EffectState,
     response: Option<&Value>,
@@ -197,11 +204,12 @@ async fn close(
     let closed: Option<RunId> = sqlx::query_scalar(
         r#"
         UPDATE effects
-        SET state = $2, response = $3, error = $4, aws_request_id = $5, completed_at = $6
-        WHERE id = $1 AND state = 'intent'
+        SET state = $3, response = $4, error = $5, aws_request_id = $6, completed_at = $7
+        WHERE run_id = $1 AND id = $2 AND state = 'intent'
         RETURNING run_id
         "#,
     )
+    .bind(run_id)
     .bind(id)
     .bind(state)
     .bind(response.map(Value::to_string))
@@ -216,11 +224,12 @@ async fn close(
             format!("record the outcome ({state}) of effect {id}"),
         )
     })?;
-    if let Some(run_id) = closed {
-        return super::seal::refresh(conn, &run_id).await;
+    if closed.is_some() {
+        return super::seal::refresh(conn, run_id).await;
     }
     let current: Option<EffectState> =
-        sqlx::query_scalar(r#"SELECT state FROM effects WHERE id = $1"#)
+        sqlx::query_scalar(r#"SELECT state FROM effects WHERE run_id = $1 AND id = $2"#)
+            .bind(run_id)
             .bind(id)
             .fetch_optional(conn)
             .await
@@ -264,9 +273,14 @@ pub async fn for_step(
         })
 }
 
-/// One effect by its ID (the primary key).
-pub async fn get(conn: &mut AnyConnection, id: EffectId) -> Result<Effect, StoreError> {
-    sqlx::query_as(r#"SELECT * FROM effects WHERE id = $1"#)
+/// One effect of the run by its ID (the primary key, with the run's).
+pub async fn get(
+    conn: &mut AnyConnection,
+    run_id: &RunId,
+    id: EffectId,
+) -> Result<Effect, StoreError> {
+    sqlx::query_as(r#"SELECT * FROM effects WHERE run_id = $1 AND id = $2"#)
+        .bind(run_id)
         .bind(id)
         .fetch_optional(conn)
         .await
@@ -369,7 +383,7 @@ mod tests {
         );
 
         let response = json!({"job": {"jobID": "drsjob-0123456789abcdef0"}});
-        complete(&mut conn, id, &response, Some("req-1"), at(2))
+        complete(&mut conn, &run_id, id, &response, Some("req-1"), at(2))
             .await
             .unwrap();
         assert!(open_intents(&mut conn, &run_id).await.unwrap().is_empty());
@@ -403,10 +417,10 @@ mod tests {
         let id = begin(&mut conn, &run_id, &start_recovery(&run_id, 1), at(1))
             .await
             .unwrap();
-        complete(&mut conn, id, &json!({}), None, at(2))
+        complete(&mut conn, &run_id, id, &json!({}), None, at(2))
             .await
             .unwrap();
-        let err = fail(&mut conn, id, "late", None, at(3)).await.unwrap_err();
+        let err = fail(&mut conn, &run_id, id, "late", None, at(3)).await.unwrap_err();
         assert!(
             matches!(
                 err,
@@ -417,7 +431,7 @@ mod tests {
             ),
             "{err:?}"
         );
-        let err = reconciled(&mut conn, EffectId(9999), &json!({}), at(3))
+        let err = reconciled(&mut conn, &run_id, EffectId(9999), &json!({}), at(3))
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::EffectNotFound { .. }), "{err:?}");
@@ -439,6 +453,7 @@ mod tests {
             .unwrap();
         fail(
             &mut conn,
+            &run_id,
             failed,
             "ConflictException: server already in a job",
             Some("req-9"),
@@ -448,6 +463,7 @@ mod tests {
         .unwrap();
         reconciled(
             &mut conn,
+            &run_id,
             interrupted,
             &json!({"found": true, "jobID": "drsjob-1"}),
             at(3),
@@ -549,6 +565,7 @@ mod tests {
             .unwrap();
         complete(
             &mut conn,
+            &run_id,
             id,
             &json!({"id": "drsjob-0123456789abcdef0"}),
             None,

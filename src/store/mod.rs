@@ -64,7 +64,9 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The migrations in `migrations/`, embedded at build time (SQLite).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// The same schema in PostgreSQL's dialect, `migrations/postgres/`, one file per SQLite one.
+/// The same schema in PostgreSQL's dialect, `migrations/postgres/`: one file per SQLite one
+/// (the same version), and the PostgreSQL-only 0019 (effect IDs unique per run, for
+/// `db migrate-to`).
 static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// The key of the transaction-level advisory lock every PostgreSQL write transaction takes
@@ -1416,11 +1418,14 @@ mod tests {
         for opener in openers {
             assert_eq!(opener.join().unwrap(), PG_MIGRATOR.iter().count() as i64);
         }
-        assert_eq!(
-            PG_MIGRATOR.iter().count(),
-            MIGRATOR.iter().count(),
-            "one PostgreSQL migration per SQLite one"
-        );
+        let postgres: Vec<i64> = PG_MIGRATOR.iter().map(|m| m.version).collect();
+        for sqlite in MIGRATOR.iter() {
+            assert!(
+                postgres.contains(&sqlite.version),
+                "SQLite migration {} has no PostgreSQL twin",
+                sqlite.version
+            );
+        }
     }
 
     /// PostgreSQL's `BEGIN IMMEDIATE`: a second writer waits for the first, then gives up
@@ -1492,6 +1497,62 @@ mod tests {
         assert_eq!(seals[0], seals[1]);
     }
 
+    /// A SQLite store with one run: an effect done (with its event), a claim on `resource`, a
+    /// lease. Its effect is effect 1, as the first effect of every SQLite file.
+    async fn sqlite_run_with_an_effect(resource: &str) -> (tempfile::TempDir, Database, RunId) {
+        let (dir, sqlite) = temp_sqlite_db().await;
+        let run_id = run_with_steps(&sqlite).await;
+        let mut tx = sqlite.begin().await.unwrap();
+        let effect = NewEffect {
+            step_key: "preflight".to_owned(),
+            idempotency_key: effects::idempotency_key(&run_id, "preflight", 1, 1),
+            operation: "drs:StartRecovery".to_owned(),
+            account: "111111111111".to_owned(),
+            region: "us-east-1".to_owned(),
+            request: serde_json::json!({"sourceServers": [resource]}),
+        };
+        let id = effects::begin(&mut tx, &run_id, &effect, at(1))
+            .await
+            .unwrap();
+        effects::complete(
+            &mut tx,
+            &run_id,
+            id,
+            &serde_json::json!({"job": "drsjob-1"}),
+            Some("req-1"),
+            at(2),
+        )
+        .await
+        .unwrap();
+        events::append(
+            &mut tx,
+            &run_id,
+            at(3),
+            "effect_done",
+            "t",
+            Some("preflight"),
+            &serde_json::json!({"effect": id.0}),
+        )
+        .await
+        .unwrap();
+        claims::claim_all(&mut tx, &run_id, &[resource][..], at(3))
+            .await
+            .unwrap();
+        leases::acquire(
+            &mut tx,
+            &run_id,
+            "driver",
+            "ops-1",
+            7,
+            Duration::from_secs(30),
+            at(3),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        (dir, sqlite, run_id)
+    }
+
     /// `db migrate-to`: everything of a SQLite store arrives in PostgreSQL and verifies there;
     /// a second copy of the same runs is refused before anything is written.
     #[tokio::test]
@@ -1499,57 +1560,7 @@ mod tests {
         if postgres_server().is_none() {
             return;
         }
-        let (_dir, sqlite) = temp_sqlite_db().await;
-        let run_id = run_with_steps(&sqlite).await;
-        {
-            let mut tx = sqlite.begin().await.unwrap();
-            let effect = NewEffect {
-                step_key: "preflight".to_owned(),
-                idempotency_key: effects::idempotency_key(&run_id, "preflight", 1, 1),
-                operation: "drs:StartRecovery".to_owned(),
-                account: "111111111111".to_owned(),
-                region: "us-east-1".to_owned(),
-                request: serde_json::json!({"sourceServers": ["s-1"]}),
-            };
-            let id = effects::begin(&mut tx, &run_id, &effect, at(1))
-                .await
-                .unwrap();
-            effects::complete(
-                &mut tx,
-                id,
-                &serde_json::json!({"job": "drsjob-1"}),
-                Some("req-1"),
-                at(2),
-            )
-            .await
-            .unwrap();
-            events::append(
-                &mut tx,
-                &run_id,
-                at(3),
-                "effect_done",
-                "t",
-                Some("preflight"),
-                &serde_json::json!({"effect": id.0}),
-            )
-            .await
-            .unwrap();
-            claims::claim_all(&mut tx, &run_id, &["drs:s-1"][..], at(3))
-                .await
-                .unwrap();
-            leases::acquire(
-                &mut tx,
-                &run_id,
-                "driver",
-                "ops-1",
-                7,
-                Duration::from_secs(30),
-                at(3),
-            )
-            .await
-            .unwrap();
-            tx.commit().await.unwrap();
-        }
+        let (_dir, sqlite, run_id) = sqlite_run_with_an_effect("drs:s-1").await;
         let postgres = Database::connect_postgres(&scratch_postgres().await)
             .await
             .unwrap();
@@ -1573,6 +1584,65 @@ mod tests {
         let err = copy::copy_all(&sqlite, &postgres).await.unwrap_err();
         assert!(matches!(err, StoreError::CopyConflict { .. }), "{err:?}");
         assert!(err.to_string().contains(run_id.as_str()), "{err}");
+    }
+
+    /// Two SQLite files, each with its effect 1 and an audit event naming it, migrated into
+    /// one PostgreSQL store: both copies verify, each run keeps its effect 1, and effects are
+    /// closed and found per run; a new effect takes an ID past every copied one.
+    #[tokio::test]
+    async fn copy_all_takes_two_sqlite_files_whose_effect_ids_collide() {
+        if postgres_server().is_none() {
+            return;
+        }
+        let postgres = Database::connect_postgres(&scratch_postgres().await)
+            .await
+            .unwrap();
+        let mut copied = Vec::new();
+        for resource in ["drs:s-1", "drs:s-2"] {
+            let (_dir, sqlite, run_id) = sqlite_run_with_an_effect(resource).await;
+            let report = copy::copy_all(&sqlite, &postgres).await.unwrap();
+            assert_eq!(report.runs, vec![run_id.clone()]);
+            copied.push(run_id);
+        }
+        let mut conn = postgres.pool().acquire().await.unwrap();
+        for run_id in &copied {
+            assert!(events::verify(&mut conn, run_id).await.unwrap().is_ok());
+            let effects = effects::for_run(&mut conn, run_id).await.unwrap();
+            assert_eq!(effects.len(), 1);
+            assert_eq!((effects[0].id, &effects[0].run_id), (EffectId(1), run_id));
+        }
+        drop(conn);
+
+        let (first, second) = (&copied[0], &copied[1]);
+        let mut tx = postgres.begin().await.unwrap();
+        let effect = NewEffect {
+            step_key: "preflight".to_owned(),
+            idempotency_key: effects::idempotency_key(second, "preflight", 2, 1),
+            operation: "drs:StartRecovery".to_owned(),
+            account: "111111111111".to_owned(),
+            region: "us-east-1".to_owned(),
+            request: serde_json::json!({"sourceServers": ["s-2"]}),
+        };
+        let new = effects::begin(&mut tx, second, &effect, at(10))
+            .await
+            .unwrap();
+        assert!(new.0 > 1, "{new}");
+        effects::fail(&mut tx, second, new, "AccessDenied", None, at(11))
+            .await
+            .unwrap();
+        let err = effects::complete(&mut tx, first, new, &serde_json::json!({}), None, at(11))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::EffectNotFound { .. }), "{err:?}");
+        tx.commit().await.unwrap();
+        let mut conn = postgres.pool().acquire().await.unwrap();
+        for run_id in &copied {
+            assert!(events::verify(&mut conn, run_id).await.unwrap().is_ok());
+        }
+        assert_eq!(
+            effects::get(&mut conn, second, new).await.unwrap().state,
+            EffectState::Failed
+        );
     }
 
     #[test]

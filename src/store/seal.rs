@@ -349,6 +349,7 @@ mod tests {
             .unwrap();
         effects::complete(
             &mut tx,
+            &run_id,
             id,
             &json!({"jobID": "drsjob-1"}),
             Some("req-1"),

@@ -187,7 +187,7 @@ async fn two_commanders_on_two_hosts_race_one_proceeds_the_other_exits_4_naming_
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn migrate_to_copies_a_sqlite_store_into_postgres_and_its_chains_verify_there() {
+async fn migrate_to_copies_two_sqlite_stores_into_postgres_and_their_chains_verify_there() {
     let Some(server) = postgres_server() else {
         return;
     };
@@ -251,6 +251,64 @@ async fn migrate_to_copies_a_sqlite_store_into_postgres_and_its_chains_verify_th
         again.stderr.contains(&run_id) && again.stderr.contains("nothing was copied"),
         "{}",
         again.stderr
+    );
+
+    // A second laptop's file (another world, the same effect and event IDs) joins the store.
+    let other = Team::new(&server).await;
+    let file_2 = other.dir.path().join("laptop-2.db");
+    let failover_2 = other
+        .cli_on(
+            &file_2,
+            "laptop-2",
+            &[
+                "--output",
+                "json",
+                "failover",
+                other.runbook.to_str().unwrap(),
+                "--yes",
+            ],
+        )
+        .await;
+    assert_eq!(failover_2.code, 0, "{failover_2:#?}");
+    let run_id_2 = failover_2.json()["run_id"].as_str().unwrap().to_string();
+    let migrated_2 = other
+        .cli_on(
+            &file_2,
+            "laptop-2",
+            &["--output", "json", "db", "migrate-to", url],
+        )
+        .await;
+    assert_eq!(migrated_2.code, 0, "{migrated_2:#?}");
+    assert_eq!(migrated_2.json()["runs"], serde_json::json!([run_id_2]));
+    let verified = team
+        .cli("host-b", &["--output", "json", "audit", "verify"])
+        .await;
+    assert_eq!(verified.code, 0, "{verified:#?}");
+    assert_eq!(verified.json()["ok"], true);
+    assert_eq!(verified.json()["runs"].as_array().unwrap().len(), 2);
+    let history = team
+        .cli("host-b", &["--output", "json", "history"])
+        .await
+        .json();
+    let listed: Vec<&str> = history["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run["run_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        listed.len() == 2 && listed.contains(&run_id.as_str()) && listed.contains(&run_id_2.as_str()),
+        "{listed:?}"
+    );
+    let second_file = other
+        .cli_on(&file_2, "host-b", &["--output", "json", "show", &run_id_2])
+        .await
+        .json();
+    assert_eq!(
+        second_file,
+        team.cli("host-b", &["--output", "json", "show", &run_id_2])
+            .await
+            .json()
     );
 }
 
