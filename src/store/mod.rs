@@ -33,6 +33,7 @@ pub mod claims;
 pub mod copy;
 pub mod effects;
 pub mod events;
+pub mod iam;
 pub mod leases;
 pub mod runs;
 pub mod seal;
@@ -211,13 +212,22 @@ impl Database {
     /// `~/.pgpass`) and brings its schema up to date. sqlx's migrator holds a session-level
     /// advisory lock while it checks and applies migrations, so two processes starting at
     /// once are safe.
+    ///
+    /// With `aws_iam_auth=true` in the URL the password is an RDS IAM authentication token
+    /// ([`iam`]), renewed for new connections while the store is open.
     pub async fn connect_postgres(url: &str) -> Result<Database, StoreError> {
         sqlx::any::install_default_drivers();
         let path = PathBuf::from(redact_url(url));
-        let options = AnyConnectOptions::from_str(url).map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source,
-        })?;
+        let iam_url = iam::requested(url);
+        let connect_url = match &iam_url {
+            Some(plain) => iam::with_token(plain).await?,
+            None => url.to_owned(),
+        };
+        let options =
+            AnyConnectOptions::from_str(&connect_url).map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
         let pool = AnyPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
@@ -227,6 +237,9 @@ impl Database {
                 path: path.clone(),
                 source,
             })?;
+        if let Some(plain) = iam_url {
+            tokio::spawn(renew_iam_token(pool.clone(), plain));
+        }
         PG_MIGRATOR
             .run(&pool)
             .await
@@ -338,6 +351,28 @@ impl Database {
     /// Closes every connection (checkpointing a SQLite WAL).
     pub async fn close(self) {
         self.pool.close().await;
+    }
+}
+
+/// Signs a new RDS IAM token for the connections `pool` opens next, every
+/// [`iam::RENEW_EVERY`], until the pool is closed. A failed renewal keeps the last token (valid
+/// for five more minutes) and says why; a connection opened with an expired one fails to
+/// authenticate, which stops a run as an unreachable database does.
+async fn renew_iam_token(pool: AnyPool, url: url::Url) {
+    loop {
+        tokio::time::sleep(iam::RENEW_EVERY).await;
+        if pool.is_closed() {
+            return;
+        }
+        match iam::with_token(&url).await.and_then(|with_token| {
+            AnyConnectOptions::from_str(&with_token).map_err(|source| StoreError::Open {
+                path: PathBuf::from(redact_url(url.as_str())),
+                source,
+            })
+        }) {
+            Ok(options) => pool.set_connect_options(options),
+            Err(e) => tracing::warn!(error = %e, "failed to renew the RDS IAM token"),
+        }
     }
 }
 
@@ -625,6 +660,10 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    #[error(
+        "failed to make an RDS IAM authentication token for {url}: {reason} (hint: check the AWS credentials and region this host uses, e.g. with `aws sts get-caller-identity`)"
+    )]
+    IamToken { url: String, reason: String },
     #[error("{path} is not a drs-runbook database (hint: pass --db PATH to use another file)")]
     NotOurs { path: PathBuf },
     #[error(
