@@ -250,7 +250,15 @@ impl Journal {
     ) -> Result<(), JournalError> {
         let now = self.clock.now();
         let (_turn, mut tx) = self.write().await?;
-        store::effects::complete(&mut tx, &self.run_id, id, &response, request_id.as_deref(), now).await?;
+        store::effects::complete(
+            &mut tx,
+            &self.run_id,
+            id,
+            &response,
+            request_id.as_deref(),
+            now,
+        )
+        .await?;
         let (step, operation) = effect_names(&mut tx, &self.run_id, id).await?;
         self.event(&mut tx, "effect_done", Some(&step), json!({ "effect": id.0, "operation": operation, "aws_request_id": request_id, "response": response }), now).await?;
         tx.commit().await?;

@@ -80,11 +80,10 @@ pub async fn copy_all(source: &Database, target: &Database) -> Result<CopyReport
     // A SQLite file's effect IDs are its rowids, unique in the file; PostgreSQL's are unique
     // per run (migration 0019), so runs from several files with the same effect IDs fit.
     if target.engine() == Engine::Sqlite {
-        let present_effects: HashSet<String> =
-            ids(&mut to, "SELECT CAST(id AS TEXT) FROM effects")
-                .await?
-                .into_iter()
-                .collect();
+        let present_effects: HashSet<String> = ids(&mut to, "SELECT CAST(id AS TEXT) FROM effects")
+            .await?
+            .into_iter()
+            .collect();
         let effects = ids(&mut from, "SELECT CAST(id AS TEXT) FROM effects").await?;
         let both: Vec<String> = effects
             .into_iter()

@@ -134,17 +134,13 @@ pub async fn complete(
     aws_request_id: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    close(
-        conn,
-        run_id,
-        id,
-        EffectState::Done,
-        Some(response),
-        None,
+    let outcome = Outcome {
+        state: EffectState::Done,
+        response: Some(response),
+        error: None,
         aws_request_id,
-        now,
-    )
-    .await
+    };
+    close(conn, run_id, id, outcome, now).await
 }
 
 /// Records the call's failure (an error AWS returned, so the call is known not to have acted).
@@ -156,17 +152,13 @@ pub async fn fail(
     aws_request_id: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    close(
-        conn,
-        run_id,
-        id,
-        EffectState::Failed,
-        None,
-        Some(error),
+    let outcome = Outcome {
+        state: EffectState::Failed,
+        response: None,
+        error: Some(error),
         aws_request_id,
-        now,
-    )
-    .await
+    };
+    close(conn, run_id, id, outcome, now).await
 }
 
 /// Records what reconciliation found out about an interrupted call (e.g. the job found by its
@@ -178,29 +170,36 @@ pub async fn reconciled(
     response: &Value,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    close(
-        conn,
-        run_id,
-        id,
-        EffectState::Reconciled,
-        Some(response),
-        None,
-        None,
-        now,
-    )
-    .await
+    let outcome = Outcome {
+        state: EffectState::Reconciled,
+        response: Some(response),
+        error: None,
+        aws_request_id: None,
+    };
+    close(conn, run_id, id, outcome, now).await
+}
+
+/// How an intent closes: its new state and what is recorded with it.
+struct Outcome<'a> {
+    state: EffectState,
+    response: Option<&'a Value>,
+    error: Option<&'a str>,
+    aws_request_id: Option<&'a str>,
 }
 
 async fn close(
     conn: &mut AnyConnection,
     run_id: &RunId,
     id: EffectId,
-    state: EffectState,
-    response: Option<&Value>,
-    error: Option<&str>,
-    aws_request_id: Option<&str>,
+    outcome: Outcome<'_>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    let Outcome {
+        state,
+        response,
+        error,
+        aws_request_id,
+    } = outcome;
     let closed: Option<RunId> = sqlx::query_scalar(
         r#"
         UPDATE effects
@@ -420,7 +419,9 @@ mod tests {
         complete(&mut conn, &run_id, id, &json!({}), None, at(2))
             .await
             .unwrap();
-        let err = fail(&mut conn, &run_id, id, "late", None, at(3)).await.unwrap_err();
+        let err = fail(&mut conn, &run_id, id, "late", None, at(3))
+            .await
+            .unwrap_err();
         assert!(
             matches!(
                 err,

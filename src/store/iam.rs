@@ -70,7 +70,11 @@ pub async fn with_token(url: &url::Url) -> Result<String, StoreError> {
         .host_str()
         .ok_or_else(|| failed("the URL names no host".to_owned()))?;
     let user = match url.username() {
-        "" => return Err(failed("the URL names no user (postgres://USER@host/db)".to_owned())),
+        "" => {
+            return Err(failed(
+                "the URL names no user (postgres://USER@host/db)".to_owned(),
+            ));
+        }
         user => user,
     };
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())

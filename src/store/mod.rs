@@ -690,9 +690,7 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
-    #[error(
-        "failed to use the run database {path}: it stopped answering earlier in this process"
-    )]
+    #[error("failed to use the run database {path}: it stopped answering earlier in this process")]
     Lost {
         path: PathBuf,
         #[source]
@@ -1518,7 +1516,7 @@ mod tests {
             .unwrap();
             let finish = Finish {
                 status: RunStatus::Failed,
-                rto_seconds: Some(1234.567_890_123_4),
+                rto_seconds: Some(1_234.567_890_123_4),
                 rpo_seconds: Some(0.1 + 0.2),
                 error: Some("line one\nline \"two\" \u{2603}".to_owned()),
             };

@@ -297,7 +297,9 @@ async fn migrate_to_copies_two_sqlite_stores_into_postgres_and_their_chains_veri
         .map(|run| run["run_id"].as_str().unwrap())
         .collect();
     assert!(
-        listed.len() == 2 && listed.contains(&run_id.as_str()) && listed.contains(&run_id_2.as_str()),
+        listed.len() == 2
+            && listed.contains(&run_id.as_str())
+            && listed.contains(&run_id_2.as_str()),
         "{listed:?}"
     );
     let second_file = other
@@ -323,11 +325,7 @@ struct Relay {
 impl Relay {
     async fn start(server: &str) -> Relay {
         let url = url::Url::parse(server).unwrap();
-        let upstream = format!(
-            "{}:{}",
-            url.host_str().unwrap(),
-            url.port().unwrap_or(5432)
-        );
+        let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let task = tokio::spawn(async move {
