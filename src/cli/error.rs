@@ -335,6 +335,38 @@ mod tests {
         assert_eq!(e.render(), "failed to start the embedded simulator: boom");
     }
 
+    /// A lost connection anywhere in the chain is exit 75 with the resume hint; a query the
+    /// database refused stays exit 1.
+    #[test]
+    fn an_unreachable_database_is_exit_75_wherever_it_is_met() {
+        let lost = |source| {
+            CliError::from(EngineError::Store(StoreError::query(
+                source,
+                "begin a transaction on postgres://drs@db/runs".into(),
+            )))
+        };
+        let timed_out = lost(sqlx::Error::PoolTimedOut);
+        assert_eq!(timed_out.exit_code(), exit::STORE_UNREACHABLE);
+        assert!(
+            timed_out
+                .render()
+                .starts_with("lost the run database: failed to begin a transaction on postgres://drs@db/runs: pool timed out"),
+            "{}",
+            timed_out.render()
+        );
+        assert!(timed_out.render().contains("drs-runbook resume"));
+        let reset = lost(sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()));
+        assert_eq!(reset.exit_code(), exit::STORE_UNREACHABLE);
+        assert_eq!(lost(sqlx::Error::RowNotFound).exit_code(), exit::RUN_FAILED);
+        let at_open = CliError::OpenDatabase {
+            path: PathBuf::from("postgres://drs@db/runs"),
+            cause: "pool timed out while waiting for an open connection".into(),
+            unreachable: true,
+        };
+        assert_eq!(at_open.exit_code(), exit::STORE_UNREACHABLE);
+        assert!(at_open.render().contains("nothing was started"));
+    }
+
     #[test]
     fn engine_errors_keep_their_classes() {
         let refused = CliError::from(EngineError::NotReversible(
