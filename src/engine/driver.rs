@@ -543,7 +543,7 @@ impl Driver<'_> {
             approvals.push(crate::run::progress::GatePreview {
                 step: key.clone(),
                 changes: vec![crate::run::progress::Change::new(
-                    "decide:",
+                    crate::run::progress::Change::DECIDE,
                     failure.to_string(),
                 )],
                 unavailable: None,
