@@ -399,13 +399,9 @@ fn locate(value: &Spanned<DeValue<'_>>, offset: usize) -> Vec<Step> {
                         continue 'descend;
                     }
                 }
-                let opened = items
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, child)| {
-                        matches!(child.get_ref(), DeValue::Table(_)) && child.span().start <= offset
-                    })
-                    .last();
+                let opened = items.iter().enumerate().rev().find(|(_, child)| {
+                    matches!(child.get_ref(), DeValue::Table(_)) && child.span().start <= offset
+                });
                 if let Some((index, child)) = opened {
                     path.push(Step::Index(index));
                     current = child;

@@ -613,6 +613,9 @@ fn action_operations(
     operations
 }
 
+/// A setting of an action's `run`: its key, where it is written, and the kinds that take it.
+type RunSetting = (&'static str, Option<Range<usize>>, &'static [&'static str]);
+
 /// An action's `run`: exactly one of the kinds of [`ActionRun::KINDS`], with only the settings
 /// that kind takes.
 fn action_run(
@@ -666,7 +669,7 @@ fn action_run(
     }
     let kind = kinds[0];
     // A setting that the kind does not take is a mistake, not something to ignore.
-    let settings: [(&str, Option<std::ops::Range<usize>>, &[&str]); 3] = [
+    let settings: [RunSetting; 3] = [
         (
             "timeout",
             raw.timeout.as_ref().map(|t| t.span()),
