@@ -142,8 +142,9 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
             });
             let env = environment(ctx).await?;
             let (argv, timeout) = (argv.clone(), *timeout);
+            let clock = ctx.clock;
             durably(ctx, action, "command", request, &mut out, async move || {
-                run_command(&argv, &dir, &env, timeout).await
+                run_command(&argv, &dir, &env, timeout, clock).await
             })
             .await?
         }
@@ -399,12 +400,14 @@ async fn read_tail(stream: Option<impl tokio::io::AsyncRead + Unpin>) -> Tail {
 }
 
 /// Runs the command to its end or its timeout (wall-clock time: it runs on this host), in a
-/// process group of its own that the timeout kills whole.
+/// process group of its own that the timeout kills whole. Its end is recorded on the engine's
+/// `clock`, as every time of the run.
 async fn run_command(
     argv: &[String],
     dir: &Path,
     env: &[(String, String)],
     timeout: Duration,
+    clock: &crate::run::clock::EngineClock,
 ) -> ActionOutput {
     let mut out = ActionOutput::default();
     let mut command = tokio::process::Command::new(&argv[0]);
@@ -461,7 +464,7 @@ async fn run_command(
     out.stderr = stderr.text();
     out.stderr_dropped = stderr.dropped;
     out.exit_status = status.and_then(|s| s.code());
-    out.finished_at = Some(chrono::Utc::now().to_rfc3339());
+    out.finished_at = Some(clock.now().to_rfc3339());
     out.error = if out.timed_out {
         Some(format!(
             "timed out after {}; its process group was killed{}",
@@ -598,6 +601,8 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
+    const REAL: crate::run::clock::EngineClock = crate::run::clock::EngineClock::Real;
+
     #[test]
     fn a_tail_keeps_the_last_bytes_and_counts_the_dropped_ones() {
         let mut tail = Tail::default();
@@ -634,7 +639,7 @@ mod tests {
         let script = format!("(sleep 2; touch {}) & sleep 30", marker.display());
         let argv = ["sh".to_string(), "-c".to_string(), script];
         let started = Instant::now();
-        let out = run_command(&argv, dir.path(), &[], Duration::from_millis(300)).await;
+        let out = run_command(&argv, dir.path(), &[], Duration::from_millis(300), &REAL).await;
         assert!(out.timed_out, "{out:?}");
         assert!(started.elapsed() < Duration::from_secs(10));
         assert!(
@@ -655,7 +660,7 @@ mod tests {
             "pwd; echo \"$DRS_RUNBOOK_WAVE\"; echo oops >&2; exit 3",
         ]
         .map(String::from);
-        let out = run_command(&argv, dir.path(), &env, Duration::from_secs(10)).await;
+        let out = run_command(&argv, dir.path(), &env, Duration::from_secs(10), &REAL).await;
         assert_eq!(out.exit_status, Some(3));
         let pwd = std::fs::canonicalize(dir.path()).unwrap();
         assert_eq!(out.stdout, format!("{}\ndb\n", pwd.display()));
@@ -665,11 +670,11 @@ mod tests {
         );
         // No shell: a `;` is an argument like any other.
         let echo = ["echo", "a;", "b"].map(String::from);
-        let out = run_command(&echo, dir.path(), &[], Duration::from_secs(10)).await;
+        let out = run_command(&echo, dir.path(), &[], Duration::from_secs(10), &REAL).await;
         assert_eq!(out.stdout, "a; b\n");
         assert!(out.passed());
         let missing = ["./no-such-script"].map(String::from);
-        let out = run_command(&missing, dir.path(), &[], Duration::from_secs(10)).await;
+        let out = run_command(&missing, dir.path(), &[], Duration::from_secs(10), &REAL).await;
         assert!(out.error.unwrap().starts_with("could not start"));
     }
 }
