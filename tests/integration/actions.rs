@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::support::{CliRun, TestSim, cli_child, drs_runbook_async, step_output};
+use crate::support::{
+    ChildGuard, CliRun, TestSim, certificates, cli_child, drs_runbook_async, step_output,
+};
 
 const REPORTING: &str = include_str!("../../runbooks/reporting-drill.toml");
 const TARGET: (&str, &str) = ("444444444444", "eu-central-1");
@@ -56,9 +58,13 @@ impl World {
 
     /// `drill <runbook>` with `extra` arguments, as JSON.
     async fn drill(&self, extra: &[&str]) -> CliRun {
+        self.drill_with(extra, &[]).await
+    }
+
+    async fn drill_with(&self, extra: &[&str], env: &[(&str, &str)]) -> CliRun {
         let mut args = vec!["--output", "json", "drill", self.runbook.to_str().unwrap()];
         args.extend(extra);
-        self.cli(&args).await
+        drs_runbook_async(&self.db(), Some(&self.sim.endpoint), &args, env).await
     }
 
     async fn show(&self, run_id: &str) -> Value {
@@ -259,6 +265,68 @@ async fn an_http_check_passes_on_the_third_answer_after_two_503s() {
         .collect();
     assert_eq!(statuses, [json!(503), json!(503), json!(200)]);
     assert_eq!(output["stdout"], "app ok");
+}
+
+const HTTPS_HEALTH: &str = r#"
+import http.server, ssl, sys
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "9")
+        self.end_headers()
+        self.wfile.write(b"secure ok")
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(sys.argv[1], sys.argv[2])
+server.socket = context.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_https_check_trusts_the_platform_roots_and_refuses_an_unknown_certificate() {
+    use tokio::io::AsyncBufReadExt;
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path(), "health");
+    let mut server = tokio::process::Command::new("python3")
+        .current_dir(certs.path())
+        .args(["-c", HTTPS_HEALTH, "health.pem", "health.key"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs");
+    let mut port = String::new();
+    tokio::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut port)
+        .await
+        .unwrap();
+    let _server = ChildGuard(server);
+    let world = World::new(&format!(
+        "when = \"after_traffic\"\nrun = {{ http = \"https://127.0.0.1:{}/health\", timeout = \"3s\" }}\noptional = true",
+        port.trim()
+    ))
+    .await;
+    let ca = certs.path().join("health-ca.pem");
+    let run = world
+        .drill_with(&["--yes"], &[("SSL_CERT_FILE", ca.to_str().unwrap())])
+        .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let run_id = run.json()["run_id"].as_str().unwrap().to_string();
+    let output = step_output(&world.show(&run_id).await, STEP);
+    assert_eq!(output["http_status"], 200, "{output}");
+    assert_eq!(output["stdout"], "secure ok");
+    assert_eq!(output["passed_over"], Value::Null);
+
+    // Without the CA in the trust store the certificate is refused, and the attempt says so.
+    let untrusted = world.drill(&["--yes"]).await;
+    assert_eq!(untrusted.code, 0, "optional: {untrusted:#?}");
+    let run_id = untrusted.json()["run_id"].as_str().unwrap().to_string();
+    let output = step_output(&world.show(&run_id).await, STEP);
+    assert_eq!(output["passed_over"], true, "{output}");
+    let error = output["attempts"][0]["error"].as_str().unwrap();
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
