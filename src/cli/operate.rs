@@ -216,7 +216,17 @@ pub fn render(cli: &Cli, report: &RunReport) {
             if let Some(error) = &report.error {
                 println!("  error: {}", safe_lines(error));
             }
+            let in_doubt = report.approvals.iter().any(|a| {
+                a.changes
+                    .iter()
+                    .any(|c| c.action == crate::run::progress::Change::DECIDE)
+            });
             match report.status.as_str() {
+                "paused" if in_doubt => println!(
+                    "  next: drs-runbook retry {0} --step {1} (run it again), or drs-runbook skip {0} --step {1} --reason ...",
+                    report.run_id,
+                    report.waiting_for.as_deref().unwrap_or("<step>")
+                ),
                 "paused" => println!(
                     "  next: drs-runbook approve {} --step {}",
                     report.run_id,
