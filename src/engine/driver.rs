@@ -136,6 +136,8 @@ pub struct Driver<'a> {
     pub budget: JobBudget,
     /// One DescribeJobs for every job the run's steps wait for.
     pub jobs: crate::run::jobs::JobWatch,
+    /// One DescribeInstanceStatus round for every instance the run's health gates wait for.
+    pub instances: crate::run::instances::InstanceWatch,
 }
 
 /// Errors that end the driver without a run outcome.
@@ -289,6 +291,7 @@ impl Driver<'_> {
                                 stop,
                                 budget: &self.budget,
                                 jobs: &self.jobs,
+                                instances: &self.instances,
                             };
                             let result = steps::execute(ctx).await;
                             (info.key, result)
@@ -453,6 +456,7 @@ impl Driver<'_> {
             stop,
             budget: &self.budget,
             jobs: &self.jobs,
+            instances: &self.instances,
         };
         steps::preview(ctx).await
     }
