@@ -6,7 +6,8 @@
 //! uniform in between). `elapsed` into it, the next look comes after half the expected remaining
 //! time, between [`DENSEST`] and [`SPARSEST`]; a phase past its `latest` is overdue and looked at
 //! every [`OVERDUE`] (the documented procedure's 30 s). Every look lands on a tick of the run's
-//! polling grid ([`DENSEST`] apart on the engine clock), so steps polling the same shared watch
+//! polling grid (nested ticks of 5, 10, 30 and 60 s on the engine clock, the largest no longer
+//! than the interval), so steps polling the same shared watch
 //! ([`super::jobs::JobWatch`], [`super::instances::InstanceWatch`]) at about the same time are
 //! answered by one call.
 //!
@@ -85,11 +86,28 @@ impl Phase {
     }
 }
 
-/// The pause from `now` to the first tick of the polling grid (multiples of [`DENSEST`] on the
-/// engine clock) at least `interval` away.
+/// The ticks of the polling grid, nested (each a multiple of the one before): a look at least
+/// one of them away lands on a multiple of the largest such, so steps on different schedules,
+/// sparse ones especially, still look on the same ticks.
+const TICKS: [Duration; 4] = [
+    DENSEST,
+    Duration::from_secs(10),
+    Duration::from_secs(30),
+    Duration::from_secs(60),
+];
+
+/// The pause from `now` to the first tick of the polling grid (engine clock) at least
+/// `interval` after the tick this look was due on: a look runs a little late (less than
+/// [`FRESH`](super::jobs::FRESH), half the densest tick), which the next one does not add up.
 pub fn until_tick(now: DateTime<Utc>, interval: Duration) -> Duration {
-    let tick = DENSEST.as_micros() as i64;
-    let earliest = now.timestamp_micros() + interval.as_micros() as i64;
+    let tick = TICKS
+        .iter()
+        .rev()
+        .find(|t| **t <= interval)
+        .unwrap_or(&DENSEST)
+        .as_micros() as i64;
+    let late = (DENSEST / 2).as_micros() as i64;
+    let earliest = now.timestamp_micros() + interval.as_micros() as i64 - late;
     let wake = earliest.div_euclid(tick) * tick + if earliest % tick == 0 { 0 } else { tick };
     Duration::from_micros((wake - now.timestamp_micros()).max(0) as u64)
 }
@@ -135,7 +153,10 @@ mod tests {
     #[test]
     fn the_looks_crowd_towards_the_latest_end() {
         let boot = looks(BOOT, 180);
-        assert_eq!(boot, [0, 60, 90, 115, 135, 150, 160, 165, 170, 175]);
+        assert_eq!(
+            boot,
+            [0, 60, 90, 110, 130, 140, 150, 155, 160, 165, 170, 175]
+        );
         let early = boot.iter().filter(|t| **t < 90).count();
         let late = boot.iter().filter(|t| **t >= 90).count();
         assert!(late > early, "{boot:?}");
@@ -150,21 +171,18 @@ mod tests {
             DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
                 + chrono::Duration::milliseconds(ms)
         };
-        // 3.2 s past a tick, at least 10 s: the tick 15 s after that one.
-        assert_eq!(
-            until_tick(at(3, 200), Duration::from_secs(10)),
-            Duration::from_millis(11_800)
-        );
-        assert_eq!(
-            until_tick(at(5, 0), Duration::from_secs(10)),
-            Duration::from_secs(10)
-        );
-        // Two steps that look 1.5 s apart wake on the same tick.
-        let (a, b) = (at(21, 0), at(22, 500));
-        let interval = Duration::from_secs(20);
-        assert_eq!(
-            a + chrono::Duration::from_std(until_tick(a, interval)).unwrap(),
-            b + chrono::Duration::from_std(until_tick(b, interval)).unwrap()
-        );
+        let s = Duration::from_secs;
+        // A look 0.3 s late on the 20 s tick, 10 s on: the 30 s tick, not 40 s.
+        assert_eq!(until_tick(at(20, 300), s(10)), Duration::from_millis(9_700));
+        // Densest: the next 5 s tick at least 5 s (less half a tick) on.
+        assert_eq!(until_tick(at(3, 200), s(5)), Duration::from_millis(6_800));
+        // Two steps on different schedules (40 s: the 30 s grid; 25 s: the 10 s grid) that
+        // look 11.5 s apart wake on the same tick.
+        let (a, b) = (at(21, 0), at(32, 500));
+        let wake = |t: DateTime<Utc>, interval| {
+            t + chrono::Duration::from_std(until_tick(t, interval)).unwrap()
+        };
+        assert_eq!(wake(a, s(40)), at(60, 0));
+        assert_eq!(wake(b, s(25)), at(60, 0));
     }
 }
