@@ -84,15 +84,21 @@ async fn a_chained_failover_reads_per_run_not_per_job_or_wave() {
     let shown = shown.json();
     let gate = |key: &str, start: &Value| {
         let output = step_output(&shown, key);
-        let seconds = (time_of(&output["healthy_at"]) - time_of(start)).num_milliseconds() as f64
-            / 1000.0;
+        let seconds =
+            (time_of(&output["healthy_at"]) - time_of(start)).num_milliseconds() as f64 / 1000.0;
         assert!(seconds >= 0.0, "{key}: {output}");
         looks(BOOT, seconds)
     };
     let db_launch = step_output(&shown, "launch:db");
     let allowed = gate("launch:db", &db_launch["completed_at"])
-        + gate("boot:app", &step_output(&shown, "boot:app")["started"]["at"])
-        + gate("boot:web", &step_output(&shown, "boot:web")["started"]["at"]);
+        + gate(
+            "boot:app",
+            &step_output(&shown, "boot:app")["started"]["at"],
+        )
+        + gate(
+            "boot:web",
+            &step_output(&shown, "boot:web")["started"]["at"],
+        );
     let polled = calls("ec2:DescribeInstanceStatus");
     assert!(
         (3..=allowed).contains(&polled),
@@ -127,7 +133,10 @@ async fn the_runs_health_gates_share_one_describe_instance_status_round() {
     assert_eq!(calls().await, 1);
     let answered = watch.status(side, now, second).await.unwrap();
     assert_eq!(answered.len(), second.len());
-    assert!(answered.iter().all(|s| s.state == "running"), "{answered:?}");
+    assert!(
+        answered.iter().all(|s| s.state == "running"),
+        "{answered:?}"
+    );
     assert_eq!(calls().await, 2);
     // Every later tick: one round for both gates, not one each.
     for tick in 1..=3 {
@@ -147,4 +156,48 @@ async fn the_runs_health_gates_share_one_describe_instance_status_round() {
     // The decided gate's instances were not in that round: asking for them costs a call.
     watch.status(side, at, first).await.unwrap();
     assert_eq!(calls().await, 7);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hold_after_a_long_approval_wait_reads_the_launch_configurations_again() {
+    let sim = TestSim::start(150.0).await;
+    sim.seed(SHOP).await;
+    let dir = tempfile::tempdir().unwrap();
+    let runbook = dir.path().join("shop.toml");
+    let text = SHOP.replace("before = [\"dns_cutover\"]", "before = [\"recovery_job\"]");
+    std::fs::write(&runbook, &text).unwrap();
+    let db = dir.path().join("runs.db");
+    let cli = |args: Vec<String>| {
+        let (db, endpoint) = (db.clone(), sim.endpoint.clone());
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            crate::support::drs_runbook_async(&db, Some(&endpoint), &args, &[]).await
+        }
+    };
+    let paused = cli(vec![
+        "--output".into(),
+        "json".into(),
+        "failover".into(),
+        runbook.to_str().unwrap().into(),
+    ])
+    .await;
+    assert_eq!(paused.code, 3, "{paused:#?}");
+    assert_eq!(paused.json()["status"], "paused");
+    // Preflight read each server's launch configuration once.
+    assert_eq!(sim.calls("drs:GetLaunchConfiguration").await, 4);
+    // The operator approves the recoveries 20 minutes later (simulated): preflight's reading is
+    // too old to stand for the launch configurations as they are, so the hold reads the 3 held
+    // servers' again before it changes them.
+    sim.skip(20.0 * 60.0).await;
+    let run_id = paused.json()["run_id"].as_str().unwrap().to_string();
+    let done = cli(vec![
+        "--output".into(),
+        "json".into(),
+        "approve".into(),
+        run_id,
+    ])
+    .await;
+    assert_eq!(done.code, 0, "{done:#?}");
+    assert_eq!(done.json()["status"], "succeeded");
+    assert_eq!(sim.calls("drs:GetLaunchConfiguration").await, 4 + 3);
 }
