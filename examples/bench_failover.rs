@@ -441,7 +441,7 @@ async fn main() {
     );
     println!("  read calls (target: engine no more than the procedure):");
     println!(
-        "    DRS  engine {engine_drs} (of which GetLaunchConfiguration {engine_lc}), procedure {procedure_drs}"
+        "    DRS  engine {engine_drs} (of which GetLaunchConfiguration {engine_lc}: preflight's launch settings, one a server), procedure {procedure_drs}"
     );
     println!("    EC2  engine {engine_ec2}, procedure {procedure_ec2}");
     println!(
