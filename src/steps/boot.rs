@@ -303,7 +303,14 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         }
         ctx.save(&out).await?;
     }
-    super::launch::health_gate(ctx, &jobs, &mut out).await
+    // Their boot began with StartInstances (nothing started: the gate looks at once).
+    let booted = out
+        .started
+        .as_ref()
+        .filter(|s| !s.instances.is_empty())
+        .and_then(|s| s.at.as_deref())
+        .and_then(crate::aws::parse_time);
+    super::launch::health_gate(ctx, &jobs, &mut out, booted).await
 }
 
 /// The wave's gated instances that are `stopped` (sorted), once none is still `stopping` (DRS

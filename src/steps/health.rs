@@ -11,6 +11,7 @@
 //! at the intervals of the boot phase ([`crate::run::poll::BOOT`]: sparse early, dense near
 //! the end). Used by `launch`, `boot` and drill `validate`.
 
+use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 use super::{Halt, StepCtx, StepFailure, retry};
@@ -120,17 +121,22 @@ pub fn decide(gated: &[Gated], statuses: &[InstanceStatus], timed_out: bool) -> 
 
 /// Polls DescribeInstanceStatus until the gate decides; `Ok` carries the passed-over optional
 /// servers, a failure names each failing source server, its instance and the failed check.
+/// `started`: when the gate's own step started the instances (StartInstances of a held wave,
+/// engine clock): no instance passes before the boot phase's earliest end after it, so the
+/// first look waits for that; else the gate looks at once (the instances may be up already),
+/// and its boot phase counts from its start.
 pub async fn wait(
     ctx: &mut StepCtx<'_>,
     side: &crate::aws::SideClients,
     gated: &[Gated],
     timeout: Duration,
+    started: Option<DateTime<Utc>>,
 ) -> Result<Vec<(String, String)>, Halt> {
     if gated.is_empty() {
         return Ok(Vec::new());
     }
     let ids: Vec<String> = gated.iter().map(|g| g.instance_id.clone()).collect();
-    let decided = gate(ctx, side, gated, &ids, timeout).await;
+    let decided = gate(ctx, side, gated, &ids, timeout, started).await;
     // Decided, failed or stopped: the run's next rounds no longer ask for these instances.
     ctx.instances.forget(side, &ids).await;
     decided
@@ -142,8 +148,16 @@ async fn gate(
     gated: &[Gated],
     ids: &[String],
     timeout: Duration,
+    instances_started: Option<DateTime<Utc>>,
 ) -> Result<Vec<(String, String)>, Halt> {
     let started = ctx.clock.now();
+    let booted = instances_started.unwrap_or(started);
+    if let Some(at) = instances_started {
+        let booting = (started - at).to_std().unwrap_or_default();
+        if let Some(early) = poll::BOOT.earliest.checked_sub(booting) {
+            ctx.pause(early).await?;
+        }
+    }
     let mut last = String::new();
     loop {
         let (watch, clock) = (ctx.instances, ctx.clock);
@@ -194,7 +208,7 @@ async fn gate(
                 )));
             }
             Decision::Wait => {
-                let pause = poll::BOOT.pause(started, ctx.clock.now());
+                let pause = poll::BOOT.pause(booted, ctx.clock.now());
                 ctx.pause(pause).await?;
             }
         }
