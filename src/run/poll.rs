@@ -18,15 +18,17 @@
 //! - [`CONVERSION`], from StartRecovery to the launch of a job's servers (job start 5-15 s,
 //!   snapshot 20-40 s, conversion 2-6 min): 150 s to 420 s;
 //! - [`JOB`], from StartRecovery to the job's end (then the launch, 2-5 min): 270 s to 720 s;
-//! - [`BOOT`], from the health gate's start to both status checks passed (`pending` up to 20 s
-//!   after StartInstances, then 60-150 s `initializing`): 60 s to 180 s.
+//! - [`BOOT`], from the last instance's boot start (StartInstances of a held wave, the end of the
+//!   wave's jobs; else the health gate's start) to both status checks passed (`pending` up to
+//!   20 s, then 60-150 s `initializing`): 60 s to 180 s.
 
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 /// The closest two looks come, and the tick of the run's polling grid.
 pub const DENSEST: Duration = Duration::from_secs(5);
-/// The furthest apart two looks come while a phase is not overdue.
+/// The longest interval while a phase is not overdue (the look then waits for the next minute
+/// tick of the grid: less than two minutes in all).
 pub const SPARSEST: Duration = Duration::from_secs(60);
 /// How often an overdue phase is looked at: the documented procedure's interval.
 pub const OVERDUE: Duration = Duration::from_secs(30);

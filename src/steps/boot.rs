@@ -303,7 +303,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         }
         ctx.save(&out).await?;
     }
-    // Their boot began with StartInstances (nothing started: the gate looks at once).
+    // Their boot began with StartInstances (nothing started: unknown, the gate looks at once).
     let booted = out
         .started
         .as_ref()

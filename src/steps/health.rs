@@ -121,22 +121,22 @@ pub fn decide(gated: &[Gated], statuses: &[InstanceStatus], timed_out: bool) -> 
 
 /// Polls DescribeInstanceStatus until the gate decides; `Ok` carries the passed-over optional
 /// servers, a failure names each failing source server, its instance and the failed check.
-/// `started`: when the gate's own step started the instances (StartInstances of a held wave,
-/// engine clock): no instance passes before the boot phase's earliest end after it, so the
-/// first look waits for that; else the gate looks at once (the instances may be up already),
-/// and its boot phase counts from its start.
+/// `booted`: when the last of the instances began to boot, if known (engine clock): the
+/// StartInstances of a held wave, the end of the wave's jobs (the last LAUNCH_END). The gate
+/// cannot pass before the boot phase's earliest end after it, so the first look waits for that;
+/// unknown, the gate looks at once, and its boot phase counts from its start.
 pub async fn wait(
     ctx: &mut StepCtx<'_>,
     side: &crate::aws::SideClients,
     gated: &[Gated],
     timeout: Duration,
-    started: Option<DateTime<Utc>>,
+    booted: Option<DateTime<Utc>>,
 ) -> Result<Vec<(String, String)>, Halt> {
     if gated.is_empty() {
         return Ok(Vec::new());
     }
     let ids: Vec<String> = gated.iter().map(|g| g.instance_id.clone()).collect();
-    let decided = gate(ctx, side, gated, &ids, timeout, started).await;
+    let decided = gate(ctx, side, gated, &ids, timeout, booted).await;
     // Decided, failed or stopped: the run's next rounds no longer ask for these instances.
     ctx.instances.forget(side, &ids).await;
     decided
@@ -148,11 +148,11 @@ async fn gate(
     gated: &[Gated],
     ids: &[String],
     timeout: Duration,
-    instances_started: Option<DateTime<Utc>>,
+    last_booted: Option<DateTime<Utc>>,
 ) -> Result<Vec<(String, String)>, Halt> {
     let started = ctx.clock.now();
-    let booted = instances_started.unwrap_or(started);
-    if let Some(at) = instances_started {
+    let booted = last_booted.unwrap_or(started);
+    if let Some(at) = last_booted {
         let booting = (started - at).to_std().unwrap_or_default();
         if let Some(early) = poll::BOOT.earliest.checked_sub(booting) {
             ctx.pause(early).await?;

@@ -252,18 +252,22 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         ));
         return Ok(());
     }
-    // The instances have run since their launch ended: the gate may find them ready at once.
-    health_gate(ctx, &jobs, &mut out, None).await
+    // The last instance began to boot at its LAUNCH_END, when its job ended.
+    let ended = final_jobs
+        .iter()
+        .filter_map(|j| j.ended.as_deref().and_then(crate::aws::parse_time))
+        .max();
+    health_gate(ctx, &jobs, &mut out, ended).await
 }
 
 /// The health gate of the wave, then the IPs from EC2. Re-entrant: a passed gate is recorded
-/// (`healthy_at`) and not waited for again. `started`: when the step started the instances, if
-/// it did ([`super::health::wait`]).
+/// (`healthy_at`) and not waited for again. `booted`: when the last instance began to boot, if
+/// known ([`super::health::wait`]).
 pub(super) async fn health_gate(
     ctx: &mut StepCtx<'_>,
     jobs: &RecoveryJobOutput,
     out: &mut LaunchOutput,
-    started: Option<chrono::DateTime<chrono::Utc>>,
+    booted: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<(), Halt> {
     if out.healthy_at.is_some() {
         return Ok(());
@@ -279,7 +283,7 @@ pub(super) async fn health_gate(
         })
         .collect();
     let timeout = ctx.wave().boot_timeout;
-    let passed_over = super::health::wait(ctx, &side, &gated, timeout, started).await?;
+    let passed_over = super::health::wait(ctx, &side, &gated, timeout, booted).await?;
     for (server, reason) in passed_over {
         if let Some(entry) = out.servers.get_mut(&server) {
             entry.passed_over = Some(reason);
