@@ -368,6 +368,12 @@ async fn main() {
         .spawn()
         .expect("the failover starts");
     let pid = failover.id();
+    // Drained while the run goes: a report of hundreds of servers is larger than a pipe holds.
+    let mut stdout = failover.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut report = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut report).map(|_| report)
+    });
     let mut peak_kib = 0;
     let status = loop {
         if let Some(kib) = vm_hwm_kib(pid) {
@@ -379,8 +385,10 @@ async fn main() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let wall = started.elapsed();
-    let mut report = String::new();
-    std::io::Read::read_to_string(&mut failover.stdout.take().unwrap(), &mut report).unwrap();
+    let report = reader
+        .join()
+        .expect("the report reader ends")
+        .expect("the report is read");
     let report: serde_json::Value = serde_json::from_str(report.trim()).unwrap_or_default();
     let engine = stats(&endpoint).await;
     let _ = sim.kill();
@@ -433,7 +441,7 @@ async fn main() {
     );
     println!("  read calls (target: engine no more than the procedure):");
     println!(
-        "    DRS  engine {engine_drs} (of which GetLaunchConfiguration {engine_lc}), procedure {procedure_drs}"
+        "    DRS  engine {engine_drs} (of which GetLaunchConfiguration {engine_lc}: preflight's launch settings, one a server), procedure {procedure_drs}"
     );
     println!("    EC2  engine {engine_ec2}, procedure {procedure_ec2}");
     println!(

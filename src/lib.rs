@@ -22,7 +22,8 @@
 //!   used by `plan` and `doctor`). Steps never import the engine.
 //! - [`run`]: the runtime below the steps: the journal of outputs and effects, the durable-call
 //!   primitive (`run::call`, the only writer of intents and effects), the clock, the DRS job
-//!   budget, the run's shared job polling (`run::jobs`), progress lines, `StepCtx`,
+//!   budget, the run's shared polling (`run::jobs` DescribeJobs, `run::instances` EC2 status
+//!   checks) and its poll intervals (`run::poll`), progress lines, `StepCtx`,
 //!   `StepFailure`, `Halt`, `RunOptions`, `Operation`, `Mode`.
 //!   It imports neither the engine nor the steps.
 //! - [`aws`]: the SDK adapters (DRS, Route 53, Route 53 ARC, ELBv2, EC2, IAM, ...) returning

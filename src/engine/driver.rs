@@ -139,6 +139,8 @@ pub struct Driver<'a> {
     pub budget: JobBudget,
     /// One DescribeJobs for every job the run's steps wait for.
     pub jobs: crate::run::jobs::JobWatch,
+    /// One DescribeInstanceStatus round for every instance the run's health gates wait for.
+    pub instances: crate::run::instances::InstanceWatch,
 }
 
 /// Errors that end the driver without a run outcome.
@@ -292,6 +294,7 @@ impl Driver<'_> {
                                 stop,
                                 budget: &self.budget,
                                 jobs: &self.jobs,
+                                instances: &self.instances,
                             };
                             let result = steps::execute(ctx).await;
                             (info.key, result)
@@ -456,6 +459,7 @@ impl Driver<'_> {
             stop,
             budget: &self.budget,
             jobs: &self.jobs,
+            instances: &self.instances,
         };
         steps::preview(ctx).await
     }

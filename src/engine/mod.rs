@@ -502,6 +502,7 @@ async fn drive(
         interactive: ctx.approver.can_ask() && !yes,
         budget: budget::JobBudget::new(20, 500),
         jobs: Default::default(),
+        instances: Default::default(),
     };
     let heartbeat = {
         let db = ctx.db.clone();

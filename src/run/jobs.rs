@@ -14,9 +14,9 @@ use std::time::Duration;
 use crate::aws::drs::Job;
 use crate::aws::{AwsError, SideClients};
 
-/// How long an answer is shared: shorter than any step's polling interval (5 s at least), so no
-/// step sees an answer older than it would have fetched itself.
-pub const FRESH: Duration = Duration::from_secs(5);
+/// How long an answer is shared: half a tick of the polling grid ([`super::poll`]), so steps
+/// that look on the same tick share one answer, and no step is given the previous tick's.
+pub const FRESH: Duration = Duration::from_millis(super::poll::DENSEST.as_millis() as u64 / 2);
 
 /// The run's jobs as DRS last described them.
 #[derive(Default)]
@@ -30,6 +30,14 @@ struct State {
     watched: BTreeSet<String>,
     /// The last answer: when (engine clock), for which side, and the jobs by ID.
     last: Option<(DateTime<Utc>, String, BTreeMap<String, Job>)>,
+}
+
+/// When the latest of `jobs` was created (DRS's `creationDateTime`): the start of the phases
+/// their steps wait for ([`super::poll::CONVERSION`], [`super::poll::JOB`]).
+pub fn latest_created(jobs: &[Job]) -> Option<DateTime<Utc>> {
+    jobs.iter()
+        .filter_map(|j| j.created.as_deref().and_then(crate::aws::parse_time))
+        .max()
 }
 
 impl JobWatch {

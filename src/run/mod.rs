@@ -11,8 +11,10 @@
 pub mod budget;
 pub mod call;
 pub mod clock;
+pub mod instances;
 pub mod jobs;
 pub mod journal;
+pub mod poll;
 pub mod progress;
 
 use chrono::{DateTime, Utc};
@@ -108,6 +110,9 @@ pub struct StepCtx<'a> {
     pub budget: &'a budget::JobBudget,
     /// The run's shared DescribeJobs ([`jobs`]): polling per run, not per job.
     pub jobs: &'a jobs::JobWatch,
+    /// The run's shared DescribeInstanceStatus ([`instances`]): status checks per run, not per
+    /// wave.
+    pub instances: &'a instances::InstanceWatch,
 }
 
 /// How a step's execution ended.

@@ -33,6 +33,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::launch::LaunchOutput;
+use super::preflight::PreflightOutput;
 use super::recovery_job::RecoveryJobOutput;
 use super::{Halt, StepCtx, retry};
 use crate::aws::SideClients;
@@ -77,9 +78,15 @@ pub struct Started {
     pub at: Option<String>,
 }
 
-/// Holds the servers' launches: records each one's launch disposition (GetLaunchConfiguration,
-/// once) in the recovery step's output, then sets `STOPPED` where it was not, as one durable
-/// call named `hold/<batch>`.
+/// How old preflight's reading of the launch settings may be for the hold to take the launch
+/// dispositions from it: longer (a run that waited at an approval gate), they are read again.
+pub const PREFLIGHT_READING_FRESH: Duration = Duration::from_secs(10 * 60);
+
+/// Holds the servers' launches: records each one's launch disposition in the recovery step's
+/// output, then sets `STOPPED` where it was not, as one durable call named `hold/<batch>`. The
+/// dispositions are the ones preflight read (no call: DRS has no batch read of launch
+/// configurations, so a read is one call per server), unless that reading is older than
+/// [`PREFLIGHT_READING_FRESH`] or lacks the server: then GetLaunchConfiguration, once.
 pub async fn hold(
     ctx: &mut StepCtx<'_>,
     out: &mut RecoveryJobOutput,
@@ -87,11 +94,21 @@ pub async fn hold(
     servers: &[String],
 ) -> Result<(), Halt> {
     let side = ctx.recovery_side();
-    let unread: Vec<&String> = servers
+    let unrecorded: Vec<&String> = servers
         .iter()
         .filter(|s| !out.held.contains_key(*s))
         .collect();
-    if !unread.is_empty() {
+    if !unrecorded.is_empty() {
+        let read = preflight_dispositions(ctx).await?;
+        let mut unread = Vec::new();
+        for server in unrecorded {
+            match read.get(server) {
+                Some(disposition) => {
+                    out.held.insert(server.clone(), disposition.clone());
+                }
+                None => unread.push(server),
+            }
+        }
         for chunk in unread.chunks(AT_ONCE) {
             let configs = retry::read(ctx, || {
                 try_join_all(chunk.iter().map(|s| side.get_launch_configuration(s)))
@@ -118,6 +135,33 @@ pub async fn hold(
         ));
     }
     Ok(())
+}
+
+/// The launch dispositions preflight read, when it read them less than
+/// [`PREFLIGHT_READING_FRESH`] ago (engine clock); else none.
+async fn preflight_dispositions(ctx: &StepCtx<'_>) -> Result<BTreeMap<String, String>, Halt> {
+    let preflight: PreflightOutput = ctx.output_of(StepKind::Preflight.as_str()).await?;
+    let recent = preflight
+        .launch_settings_read_at
+        .as_deref()
+        .and_then(crate::aws::parse_time)
+        .is_some_and(|at| {
+            (ctx.clock.now() - at).to_std().unwrap_or_default() < PREFLIGHT_READING_FRESH
+        });
+    let servers = match preflight.launch_settings {
+        Some(settings) if recent => settings.servers,
+        _ => return Ok(BTreeMap::new()),
+    };
+    Ok(servers
+        .into_iter()
+        .filter(|s| s.unread.is_none())
+        .map(|s| {
+            let disposition = s
+                .launch_disposition
+                .unwrap_or_else(|| "STARTED".to_string());
+            (s.source_server_id, disposition)
+        })
+        .collect())
 }
 
 /// Gives the held servers their original launch disposition back (those that were not
@@ -259,7 +303,14 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         }
         ctx.save(&out).await?;
     }
-    super::launch::health_gate(ctx, &jobs, &mut out).await
+    // Their boot began with StartInstances (nothing started: unknown, the gate looks at once).
+    let booted = out
+        .started
+        .as_ref()
+        .filter(|s| !s.instances.is_empty())
+        .and_then(|s| s.at.as_deref())
+        .and_then(crate::aws::parse_time);
+    super::launch::health_gate(ctx, &jobs, &mut out, booted).await
 }
 
 /// The wave's gated instances that are `stopped` (sorted), once none is still `stopping` (DRS

@@ -6,14 +6,17 @@
 //! anything moves traffic.
 //!
 //! [`decide`] is the pure decision over one round of DescribeInstanceStatus answers; [`wait`]
-//! polls (one DescribeInstanceStatus per 100 instances per round) until it decides. Used by
-//! `launch` and by drill `validate`.
+//! polls until it decides, through the run's shared watch ([`crate::run::instances`]: one
+//! DescribeInstanceStatus per 100 instances per round for every gate of the run, not per wave),
+//! at the intervals of the boot phase ([`crate::run::poll::BOOT`]: sparse early, dense near
+//! the end). Used by `launch`, `boot` and drill `validate`.
 
+use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 use super::{Halt, StepCtx, StepFailure, retry};
 use crate::aws::ec2::InstanceStatus;
-use crate::run::clock::Backoff;
+use crate::run::poll;
 
 /// One instance the gate waits for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,21 +121,47 @@ pub fn decide(gated: &[Gated], statuses: &[InstanceStatus], timed_out: bool) -> 
 
 /// Polls DescribeInstanceStatus until the gate decides; `Ok` carries the passed-over optional
 /// servers, a failure names each failing source server, its instance and the failed check.
+/// `booted`: when the last of the instances began to boot, if known (engine clock): the
+/// StartInstances of a held wave, the end of the wave's jobs (the last LAUNCH_END). The gate
+/// cannot pass before the boot phase's earliest end after it, so the first look waits for that;
+/// unknown, the gate looks at once, and its boot phase counts from its start.
 pub async fn wait(
     ctx: &mut StepCtx<'_>,
     side: &crate::aws::SideClients,
     gated: &[Gated],
     timeout: Duration,
+    booted: Option<DateTime<Utc>>,
 ) -> Result<Vec<(String, String)>, Halt> {
     if gated.is_empty() {
         return Ok(Vec::new());
     }
     let ids: Vec<String> = gated.iter().map(|g| g.instance_id.clone()).collect();
+    let decided = gate(ctx, side, gated, &ids, timeout, booted).await;
+    // Decided, failed or stopped: the run's next rounds no longer ask for these instances.
+    ctx.instances.forget(side, &ids).await;
+    decided
+}
+
+async fn gate(
+    ctx: &mut StepCtx<'_>,
+    side: &crate::aws::SideClients,
+    gated: &[Gated],
+    ids: &[String],
+    timeout: Duration,
+    last_booted: Option<DateTime<Utc>>,
+) -> Result<Vec<(String, String)>, Halt> {
     let started = ctx.clock.now();
-    let mut backoff = Backoff::new(Duration::from_secs(10), Duration::from_secs(30));
+    let booted = last_booted.unwrap_or(started);
+    if let Some(at) = last_booted {
+        let booting = (started - at).to_std().unwrap_or_default();
+        if let Some(early) = poll::BOOT.earliest.checked_sub(booting) {
+            ctx.pause(early).await?;
+        }
+    }
     let mut last = String::new();
     loop {
-        let statuses = retry::read(ctx, || side.instance_status(&ids)).await?;
+        let (watch, clock) = (ctx.instances, ctx.clock);
+        let statuses = retry::read(ctx, || watch.status(side, clock.now(), ids)).await?;
         let waited = (ctx.clock.now() - started).to_std().unwrap_or_default();
         let decision = decide(gated, &statuses, waited >= timeout);
         let passed = gated
@@ -179,8 +208,8 @@ pub async fn wait(
                 )));
             }
             Decision::Wait => {
-                let interval = backoff.next_interval();
-                ctx.pause(interval).await?;
+                let pause = poll::BOOT.pause(booted, ctx.clock.now());
+                ctx.pause(pause).await?;
             }
         }
     }

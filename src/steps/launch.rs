@@ -3,7 +3,9 @@
 //! the recovery instances (EC2 IDs), then holds the wave at the health gate ([`super::health`]:
 //! every critical instance running with both EC2 status checks passed within the wave's
 //! `boot_timeout`) and reads the instances' IPs from EC2 (primary private IPv4, and IPv6
-//! apart). Polls the run's shared DescribeJobs ([`crate::run::jobs`]) for the wave's jobs.
+//! apart). Polls the run's shared DescribeJobs ([`crate::run::jobs`]) for the wave's jobs, at
+//! the intervals of a job's phase ([`crate::run::poll::JOB`]: sparse early, dense near the
+//! end). Each job's log is read once, after its end: DRS's own record, kept for the audit.
 //!
 //! A wave launched `STOPPED` (convert ahead, boot in order: [`super::boot`]) gets its servers'
 //! launch dispositions back as soon as its jobs have ended, and goes through the gate in
@@ -11,11 +13,9 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use super::recovery_job::RecoveryJobOutput;
 use super::{Halt, StepCtx, StepFailure};
-use crate::run::clock::Backoff;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct LaunchOutput {
@@ -99,7 +99,6 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         }
     };
     let deadline = ctx.wave().launch_timeout;
-    let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(10));
     let mut last_seen = (usize::MAX, usize::MAX);
     let final_jobs = loop {
         let side = ctx.recovery_side();
@@ -118,7 +117,6 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
                 "{launched}/{total} launched; {completed}/{} job(s) completed",
                 job_ids.len()
             ));
-            backoff.reset(Duration::from_secs(5));
         }
         if completed == job_ids.len() && described.len() == job_ids.len() {
             break described;
@@ -141,8 +139,9 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
                 ),
             )));
         }
-        let interval = backoff.next_interval();
-        ctx.pause(interval).await?;
+        let began = crate::run::jobs::latest_created(&described).unwrap_or(since);
+        let pause = crate::run::poll::JOB.pause(began, ctx.clock.now());
+        ctx.pause(pause).await?;
     };
     for job in &final_jobs {
         ctx.budget.release(&job.id);
@@ -253,15 +252,22 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         ));
         return Ok(());
     }
-    health_gate(ctx, &jobs, &mut out).await
+    // The last instance began to boot at its LAUNCH_END, when its job ended.
+    let ended = final_jobs
+        .iter()
+        .filter_map(|j| j.ended.as_deref().and_then(crate::aws::parse_time))
+        .max();
+    health_gate(ctx, &jobs, &mut out, ended).await
 }
 
 /// The health gate of the wave, then the IPs from EC2. Re-entrant: a passed gate is recorded
-/// (`healthy_at`) and not waited for again.
+/// (`healthy_at`) and not waited for again. `booted`: when the last instance began to boot, if
+/// known ([`super::health::wait`]).
 pub(super) async fn health_gate(
     ctx: &mut StepCtx<'_>,
     jobs: &RecoveryJobOutput,
     out: &mut LaunchOutput,
+    booted: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<(), Halt> {
     if out.healthy_at.is_some() {
         return Ok(());
@@ -277,7 +283,7 @@ pub(super) async fn health_gate(
         })
         .collect();
     let timeout = ctx.wave().boot_timeout;
-    let passed_over = super::health::wait(ctx, &side, &gated, timeout).await?;
+    let passed_over = super::health::wait(ctx, &side, &gated, timeout, booted).await?;
     for (server, reason) in passed_over {
         if let Some(entry) = out.servers.get_mut(&server) {
             entry.passed_over = Some(reason);

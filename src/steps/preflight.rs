@@ -27,6 +27,10 @@ pub struct PreflightOutput {
     /// default version, its subnet and VPC) and the VPCs of the waves' target groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch_settings: Option<LaunchSettings>,
+    /// When the launch settings were read (engine clock): the held waves' launch dispositions
+    /// are taken from this reading while it is recent ([`super::boot::hold`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_settings_read_at: Option<String>,
 }
 
 /// The hint of a planned failover whose source does not answer.
@@ -81,6 +85,9 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     check_routing_controls(ctx, &mut checks).await;
     check_target_groups(ctx, &mut checks).await?;
     let launch_settings = check_launch_settings(ctx, &selected, &mut checks).await;
+    let launch_settings_read_at = launch_settings
+        .as_ref()
+        .map(|_| ctx.clock.now().to_rfc3339());
     let refused = claim_selected(ctx, &selected, &mut checks).await?;
     let run_servers = servers_of_run(ctx, &selected);
     let refused =
@@ -131,6 +138,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         expected_data_loss_seconds,
         selected,
         launch_settings,
+        launch_settings_read_at,
     })
     .await?;
     match failure {

@@ -1,7 +1,12 @@
 //! `snapshot_conversion:<wave>`: follows the wave's jobs' log items (SNAPSHOT_*,
 //! USING_PREVIOUS_SNAPSHOT, CONVERSION_*; LAUNCH_* for a server in `recoveryMode = FAST`, which is
 //! not converted) until every server's data is converted, and records
-//! each server's data timestamp (for the RPO). Read-only: polls once per job, not per server.
+//! each server's data timestamp (for the RPO). Read-only, and polling per run, not per job: it
+//! asks the run's shared DescribeJobs ([`crate::run::jobs`]) at the intervals of the conversion
+//! phase ([`crate::run::poll::CONVERSION`]), and reads a job's log only when DescribeJobs can no
+//! longer tell more: once every server of the job is past its conversion (`participatingServers`
+//! name its recovery instance, or its `launchStatus` is final), or the job ended, or the
+//! deadline passed. So a job's log is read once, not once per poll.
 //!
 //! DRS's semantics, not a stricter reading of the log:
 //! - a failed phase that DRS retries (`attemptCount` < `maxAttemptsCount`) is recorded, not
@@ -20,7 +25,6 @@ use std::time::Duration;
 
 use super::recovery_job::RecoveryJobOutput;
 use super::{Halt, StepCtx, StepFailure};
-use crate::run::clock::Backoff;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ConversionOutput {
@@ -122,141 +126,40 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         }
     };
     let deadline = ctx.wave().conversion_timeout;
-    let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(10));
+    let job_ids = jobs.job_ids();
+    // What DescribeJobs said of each job when its log was last read: read again only once it
+    // says more.
+    let mut log_read_at: BTreeMap<String, (usize, bool)> = BTreeMap::new();
     loop {
+        let overdue = (ctx.clock.now() - since).to_std().unwrap_or_default() > deadline;
+        let side = ctx.recovery_side();
+        let (watch, clock) = (ctx.jobs, ctx.clock);
+        let described =
+            super::retry::read(ctx, || watch.describe(side, clock.now(), &job_ids)).await?;
         let mut changed = false;
-        for job_id in jobs.job_ids() {
-            let side = ctx.recovery_side().clone();
-            let log = super::retry::read(ctx, || side.job_log(&job_id)).await?;
-            let job_ended = log.iter().any(|item| item.event == "JOB_END");
-            for item in &log {
-                let Some(server) = item.source_server_id.as_ref() else {
-                    continue;
-                };
-                let Some(state) = out.servers.get_mut(server) else {
-                    continue;
-                };
-                let before = state.clone();
-                let retried = item
-                    .attempt_count
-                    .zip(item.max_attempts_count)
-                    .is_some_and(|(n, max)| n < max);
-                match item.event.as_str() {
-                    "SNAPSHOT_END" => {
-                        state.snapshot = Some("on_demand".into());
-                        state.snapshot_at = item.at.clone();
-                    }
-                    "USING_PREVIOUS_SNAPSHOT" => {
-                        state.snapshot = Some("previous".into());
-                        state.snapshot_at = item.at.clone();
-                    }
-                    "CONVERSION_START" => state.conversion_started_at = item.at.clone(),
-                    "CONVERSION_END" => {
-                        state.converted_at = item.at.clone();
-                        state.data_timestamp = item
-                            .data_timestamp
-                            .clone()
-                            .or_else(|| state.snapshot_at.clone());
-                        // A retried conversion that succeeded: the earlier failure was not final.
-                        state.failed = None;
-                    }
-                    // FAST recovery mode skips conversion: launched from the snapshot as is.
-                    "LAUNCH_START"
-                        if state.data_timestamp.is_none()
-                            && state.failed.is_none()
-                            && state.conversion_started_at.is_none() =>
-                    {
-                        state.data_timestamp = state.snapshot_at.clone().or(item.at.clone());
-                    }
-                    event if FAILURE_EVENTS.contains(&event) && retried => {
-                        let seen = format!(
-                            "{event} attempt {}/{} at {}",
-                            item.attempt_count.unwrap_or_default(),
-                            item.max_attempts_count.unwrap_or_default(),
-                            item.at.as_deref().unwrap_or("?")
-                        );
-                        if !state.retried.contains(&seen) {
-                            state.retried.push(seen);
-                        }
-                    }
-                    // `recoveryMode = FAST` skips conversion: the launch follows the snapshot,
-                    // and the recovered data is the snapshot's.
-                    "LAUNCH_START" | "LAUNCH_END"
-                        if state.conversion_started_at.is_none()
-                            && state.data_timestamp.is_none()
-                            && state.snapshot_at.is_some() =>
-                    {
-                        state.data_timestamp = state.snapshot_at.clone();
-                    }
-                    event if FAILURE_EVENTS.contains(&event) && state.data_timestamp.is_none() => {
-                        state.failed = Some(ServerError {
-                            event: event.to_string(),
-                            raw_error: item.raw_error.clone(),
-                            at: item.at.clone(),
-                        });
-                    }
-                    event
-                        if !KNOWN_EVENTS.contains(&event)
-                            && !state.other_events.iter().any(|e| e == event) =>
-                    {
-                        state.other_events.push(event.to_string());
-                    }
-                    _ => {}
-                }
-                changed |= *state != before;
+        for job in &described {
+            let past = job.servers.iter().filter(|s| past_conversion(s)).count();
+            let progress = (past, job.is_completed());
+            let unsettled = out
+                .servers
+                .values()
+                .any(|s| s.job_id == job.id && !s.settled());
+            // participatingServers say when every server is past its conversion (launched,
+            // launching or failed), not the data timestamps, retries and errors: the log does.
+            let told = past == job.servers.len() || job.is_completed() || overdue;
+            if unsettled && told && log_read_at.get(&job.id) != Some(&progress) {
+                log_read_at.insert(job.id.clone(), progress);
+                let log = super::retry::read(ctx, || side.job_log(&job.id)).await?;
+                changed |= follow_log(&mut out, &log);
             }
             let undecided = out
                 .servers
                 .values()
-                .any(|s| s.job_id == job_id && s.launch_status.is_none());
-            if job_ended && undecided {
+                .any(|s| s.job_id == job.id && s.launch_status.is_none());
+            if job.is_completed() && undecided {
                 // The job is over: each server's launchStatus is the authority.
-                let ids = [job_id.clone()];
-                let described = super::retry::read(ctx, || side.describe_jobs(&ids)).await?;
-                let statuses: BTreeMap<String, String> = described
-                    .iter()
-                    .flat_map(|j| j.servers.iter())
-                    .map(|s| {
-                        (
-                            s.source_server_id.clone(),
-                            s.launch_status.clone().unwrap_or_default(),
-                        )
-                    })
-                    .collect();
-                for (server, state) in out.servers.iter_mut().filter(|(_, s)| s.job_id == job_id) {
-                    let status = statuses.get(server).cloned().unwrap_or_default();
-                    match status.as_str() {
-                        "LAUNCHED" => {
-                            state.failed = None;
-                            if state.data_timestamp.is_none() {
-                                state.data_timestamp = state.snapshot_at.clone();
-                            }
-                        }
-                        // A server converted and then not launched is the launch step's to
-                        // report (LAUNCH_FAILED there); one never converted fails here.
-                        _ if !state.settled() => {
-                            state.failed = Some(ServerError {
-                                event: "JOB_END".into(),
-                                raw_error: Some(format!(
-                                    "the job ended with launchStatus {} for this server",
-                                    if status.is_empty() {
-                                        "unknown"
-                                    } else {
-                                        &status
-                                    }
-                                )),
-                                at: None,
-                            });
-                        }
-                        _ => {}
-                    }
-                    state.launch_status = Some(if status.is_empty() {
-                        "UNKNOWN".into()
-                    } else {
-                        status
-                    });
-                    changed = true;
-                }
+                settle_by_launch_status(&mut out, job);
+                changed = true;
             }
         }
         let settled = out.servers.values().filter(|s| s.settled()).count();
@@ -271,13 +174,11 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
                 "{converted}/{total} converted, {} failed",
                 settled - converted
             ));
-            backoff.reset(Duration::from_secs(5));
         }
         if settled == total {
             break;
         }
-        let waited = (ctx.clock.now() - since).to_std().unwrap_or_default();
-        if waited > deadline {
+        if overdue {
             let stuck: Vec<String> = out
                 .servers
                 .iter()
@@ -296,10 +197,152 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
                 ),
             )));
         }
-        let interval = backoff.next_interval();
-        ctx.pause(interval).await?;
+        let began = crate::run::jobs::latest_created(&described).unwrap_or(since);
+        let pause = crate::run::poll::CONVERSION.pause(began, ctx.clock.now());
+        ctx.pause(pause).await?;
     }
     check_failures(ctx, &out, &jobs)
+}
+
+/// Whether DescribeJobs tells that a server is past its conversion: its instance is launching
+/// or launched (DRS names it as the launch starts), or it ended one way or the other.
+fn past_conversion(server: &crate::aws::drs::JobServer) -> bool {
+    server.recovery_instance_id.is_some()
+        || matches!(
+            server.launch_status.as_deref(),
+            Some("LAUNCHED" | "FAILED" | "TERMINATED")
+        )
+}
+
+/// Follows a job's log: snapshots, conversions, data timestamps, failures (final or retried)
+/// and the events the engine does not know, per server. Returns whether anything changed.
+fn follow_log(out: &mut ConversionOutput, log: &[crate::aws::drs::LogItem]) -> bool {
+    let mut changed = false;
+    for item in log {
+        let Some(server) = item.source_server_id.as_ref() else {
+            continue;
+        };
+        let Some(state) = out.servers.get_mut(server) else {
+            continue;
+        };
+        let before = state.clone();
+        let retried = item
+            .attempt_count
+            .zip(item.max_attempts_count)
+            .is_some_and(|(n, max)| n < max);
+        match item.event.as_str() {
+            "SNAPSHOT_END" => {
+                state.snapshot = Some("on_demand".into());
+                state.snapshot_at = item.at.clone();
+            }
+            "USING_PREVIOUS_SNAPSHOT" => {
+                state.snapshot = Some("previous".into());
+                state.snapshot_at = item.at.clone();
+            }
+            "CONVERSION_START" => state.conversion_started_at = item.at.clone(),
+            "CONVERSION_END" => {
+                state.converted_at = item.at.clone();
+                state.data_timestamp = item
+                    .data_timestamp
+                    .clone()
+                    .or_else(|| state.snapshot_at.clone());
+                // A retried conversion that succeeded: the earlier failure was not final.
+                state.failed = None;
+            }
+            // FAST recovery mode skips conversion: launched from the snapshot as is.
+            "LAUNCH_START"
+                if state.data_timestamp.is_none()
+                    && state.failed.is_none()
+                    && state.conversion_started_at.is_none() =>
+            {
+                state.data_timestamp = state.snapshot_at.clone().or(item.at.clone());
+            }
+            event if FAILURE_EVENTS.contains(&event) && retried => {
+                let seen = format!(
+                    "{event} attempt {}/{} at {}",
+                    item.attempt_count.unwrap_or_default(),
+                    item.max_attempts_count.unwrap_or_default(),
+                    item.at.as_deref().unwrap_or("?")
+                );
+                if !state.retried.contains(&seen) {
+                    state.retried.push(seen);
+                }
+            }
+            // `recoveryMode = FAST` skips conversion: the launch follows the snapshot,
+            // and the recovered data is the snapshot's.
+            "LAUNCH_START" | "LAUNCH_END"
+                if state.conversion_started_at.is_none()
+                    && state.data_timestamp.is_none()
+                    && state.snapshot_at.is_some() =>
+            {
+                state.data_timestamp = state.snapshot_at.clone();
+            }
+            event if FAILURE_EVENTS.contains(&event) && state.data_timestamp.is_none() => {
+                state.failed = Some(ServerError {
+                    event: event.to_string(),
+                    raw_error: item.raw_error.clone(),
+                    at: item.at.clone(),
+                });
+            }
+            event
+                if !KNOWN_EVENTS.contains(&event)
+                    && !state.other_events.iter().any(|e| e == event) =>
+            {
+                state.other_events.push(event.to_string());
+            }
+            _ => {}
+        }
+        changed |= *state != before;
+    }
+    changed
+}
+
+/// Settles the servers of an ended job by their `launchStatus` (DescribeJobs).
+fn settle_by_launch_status(out: &mut ConversionOutput, job: &crate::aws::drs::Job) {
+    let job_id = &job.id;
+    let statuses: BTreeMap<String, String> = job
+        .servers
+        .iter()
+        .map(|s| {
+            (
+                s.source_server_id.clone(),
+                s.launch_status.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    for (server, state) in out.servers.iter_mut().filter(|(_, s)| &s.job_id == job_id) {
+        let status = statuses.get(server).cloned().unwrap_or_default();
+        match status.as_str() {
+            "LAUNCHED" => {
+                state.failed = None;
+                if state.data_timestamp.is_none() {
+                    state.data_timestamp = state.snapshot_at.clone();
+                }
+            }
+            // A server converted and then not launched is the launch step's to
+            // report (LAUNCH_FAILED there); one never converted fails here.
+            _ if !state.settled() => {
+                state.failed = Some(ServerError {
+                    event: "JOB_END".into(),
+                    raw_error: Some(format!(
+                        "the job ended with launchStatus {} for this server",
+                        if status.is_empty() {
+                            "unknown"
+                        } else {
+                            &status
+                        }
+                    )),
+                    at: None,
+                });
+            }
+            _ => {}
+        }
+        state.launch_status = Some(if status.is_empty() {
+            "UNKNOWN".into()
+        } else {
+            status
+        });
+    }
 }
 
 /// A deadline as the runbook writes it (`2h`, `10m`, `90s`).

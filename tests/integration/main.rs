@@ -21,6 +21,7 @@ mod json_contract;
 mod launch_settings;
 mod moto_parity;
 mod notify_https;
+mod polling;
 mod postgres;
 mod recovery_plans;
 mod runbook_validate;
