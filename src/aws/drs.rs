@@ -8,6 +8,7 @@ use aws_sdk_drs::types::{
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use super::drs_launch_actions::LaunchActionsStatus;
 use super::error::classify;
 use super::{AwsError, SideClients, with_throttle_retry};
 
@@ -71,6 +72,9 @@ pub struct JobServer {
     pub recovery_instance_id: Option<String>,
     /// `PENDING`, `IN_PROGRESS`, `LAUNCHED`, `FAILED`, `TERMINATED`.
     pub launch_status: Option<String>,
+    /// The runs of the server's post-launch actions (`launchActionsStatus`).
+    #[serde(default, skip_serializing_if = "LaunchActionsStatus::is_empty")]
+    pub launch_actions: LaunchActionsStatus,
 }
 
 /// A DRS job.
@@ -143,7 +147,7 @@ impl<T> Called<T> {
 
 /// Mutating calls are sent once by the SDK: throttling is retried by
 /// [`super::with_throttle_retry`], anything ambiguous is reconciled by the step.
-fn single_attempt() -> aws_sdk_drs::config::Builder {
+pub(super) fn single_attempt() -> aws_sdk_drs::config::Builder {
     aws_sdk_drs::config::Builder::default().retry_config(RetryConfig::disabled())
 }
 
@@ -167,6 +171,7 @@ fn job_from(job: &aws_sdk_drs::types::Job) -> Job {
                 source_server_id: s.source_server_id().unwrap_or_default().to_string(),
                 recovery_instance_id: s.recovery_instance_id().map(str::to_string),
                 launch_status: s.launch_status().map(|l| l.as_str().to_string()),
+                launch_actions: LaunchActionsStatus::from_sdk(s.launch_actions_status()),
             })
             .collect(),
         tags: tags(job.tags()),
