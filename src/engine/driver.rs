@@ -497,6 +497,12 @@ impl Driver<'_> {
     }
 
     async fn finish(&self, outcome: RunOutcome) -> Result<RunReport, DriverError> {
+        if outcome == RunOutcome::Failed {
+            let waiting = self.journal.awaiting_operator().await?;
+            if !waiting.is_empty() {
+                return self.wait_for_operator(waiting).await;
+            }
+        }
         let (rto, rpo) = self.measure().await?;
         let (status, error) = match outcome {
             RunOutcome::Succeeded => ("succeeded", None),
@@ -516,6 +522,45 @@ impl Driver<'_> {
             line.push_str(&format!("; snapshots within {}", human(spread)));
         }
         self.progress.run_line(self.clock.now(), &line);
+        Ok(report)
+    }
+
+    /// Pauses a run whose failed steps wait for an operator's decision (actions in doubt after
+    /// a crash): exit 3, each step named with what `retry` and `skip` would do.
+    async fn wait_for_operator(
+        &self,
+        waiting: Vec<(String, crate::run::StepFailure)>,
+    ) -> Result<RunReport, DriverError> {
+        let now = self.clock.now();
+        let keys = waiting
+            .iter()
+            .map(|(key, _)| key.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut approvals = Vec::new();
+        for (key, failure) in &waiting {
+            self.progress.line(now, key, &failure.to_string());
+            approvals.push(crate::run::progress::GatePreview {
+                step: key.clone(),
+                changes: vec![crate::run::progress::Change::new(
+                    "decide:",
+                    failure.to_string(),
+                )],
+                unavailable: None,
+            });
+        }
+        self.journal
+            .finish_run("paused", None, None, None, now)
+            .await?;
+        self.progress.run_line(
+            now,
+            &format!(
+                "paused: {keys} in doubt, waiting for an operator (drs-runbook retry {0} --step <step>, or skip {0} --step <step> --reason ...)",
+                self.run.id
+            ),
+        );
+        let mut report = self.report("paused", Some(keys)).await?;
+        report.approvals = approvals;
         Ok(report)
     }
 

@@ -250,6 +250,27 @@ impl Journal {
         }))
     }
 
+    /// The failed steps when only an operator can decide about each (actions in doubt): the
+    /// run then pauses instead of failing. Empty when any failure is an ordinary one.
+    pub async fn awaiting_operator(&self) -> Result<Vec<(String, StepFailure)>, JournalError> {
+        let mut conn = self.db().pool().acquire().await?;
+        let steps = store::steps::list(&mut conn, self.run_id()).await?;
+        let mut waiting = Vec::new();
+        for step in steps.iter().filter(|s| s.status == StepStatus::Failed) {
+            let failure = step
+                .error
+                .as_deref()
+                .and_then(|e| serde_json::from_str::<StepFailure>(e).ok());
+            match failure {
+                Some(failure) if failure.awaits_operator => {
+                    waiting.push((step.key.clone(), failure))
+                }
+                _ => return Ok(Vec::new()),
+            }
+        }
+        Ok(waiting)
+    }
+
     pub async fn run_summary(&self) -> Result<RunSummaryView, JournalError> {
         let mut conn = self.db().pool().acquire().await?;
         let run = store::runs::get(&mut conn, self.run_id()).await?;

@@ -322,6 +322,7 @@ pub async fn start_planned_run(
         operation: request.operation,
         options: request.options.clone(),
         started_at: now,
+        runbook_path: request.runbook_path.to_string(),
     };
     drive(ctx, request.runbook, info, None).await
 }
@@ -381,6 +382,7 @@ pub async fn continue_run_after(
         operation,
         options,
         started_at,
+        runbook_path: run.runbook_path.clone(),
     };
     let report = drive(ctx, &runbook, info, action).await?;
     Ok((report, runbook))
