@@ -63,6 +63,9 @@ pub struct LaunchConfiguration {
     pub right_sizing: Option<String>,
     pub copy_private_ip: Option<bool>,
     pub copy_tags: Option<bool>,
+    /// `postLaunchEnabled`: whether the server's post-launch actions run after a launch.
+    #[serde(default)]
+    pub post_launch_enabled: Option<bool>,
 }
 
 /// One server of a job.
@@ -754,6 +757,7 @@ impl SideClients {
                 .map(|m| m.as_str().to_string()),
             copy_private_ip: out.copy_private_ip(),
             copy_tags: out.copy_tags(),
+            post_launch_enabled: out.post_launch_enabled(),
         })
     }
 

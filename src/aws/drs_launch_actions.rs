@@ -239,6 +239,34 @@ impl SideClients {
         Ok(out)
     }
 
+    /// UpdateLaunchConfiguration of one member, `postLaunchEnabled` (whether the server's
+    /// post-launch actions run after a launch); every other member is left as it is. Setting a
+    /// value is idempotent, so a step may send it again under an open intent.
+    pub async fn set_post_launch_enabled(
+        &self,
+        source_server_id: &str,
+        enabled: bool,
+    ) -> Result<Called<Option<bool>>, AwsError> {
+        let site = self.site("drs:UpdateLaunchConfiguration", source_server_id);
+        with_throttle_retry(|| async {
+            let output = self
+                .drs
+                .update_launch_configuration()
+                .source_server_id(source_server_id)
+                .post_launch_enabled(enabled)
+                .customize()
+                .config_override(single_attempt())
+                .send()
+                .await
+                .map_err(|e| classify(&site, &e))?;
+            Ok(Called {
+                value: output.post_launch_enabled(),
+                request_id: output.request_id().map(str::to_string),
+            })
+        })
+        .await
+    }
+
     /// DeleteLaunchAction; `false` when the server has no such action (already deleted).
     pub async fn delete_launch_action(
         &self,

@@ -428,3 +428,193 @@ async fn the_aws_cli_puts_lists_and_deletes_a_launch_action() {
     .await;
     assert_eq!(after["items"], json!([]));
 }
+
+// ---------------------------------------------------------------------------------------------
+// `ssm_document` runbook actions: installed before the recovery, read from the job, removed.
+
+const APP2: &str = "s-34567890abcdef012";
+
+/// The payments runbook with an `ssm_document` action on wave `app` (launched STOPPED: it
+/// boots after `db`, so its actions run once `boot:app` starts the instances).
+fn payments_with_ssm_action() -> String {
+    PAYMENTS.replace(
+        "optional = [\"s-34567890abcdef012\"]   # failure of an optional server does not fail the wave\n",
+        "optional = [\"s-34567890abcdef012\"]\n\n\
+         [[wave.action]]\n\
+         name = \"app-check\"\n\
+         when = \"after_boot\"\n\
+         run = { ssm_document = \"AWS-RunShellScript\", parameters = { commands = { ssm_store = \"payments-app-check\" } }, timeout = \"30m\" }\n",
+    )
+}
+
+async fn failover(sim: &TestSim, dir: &std::path::Path, text: &str) -> crate::support::CliRun {
+    let runbook = dir.join("runbook.toml");
+    std::fs::write(&runbook, text).unwrap();
+    crate::support::drs_runbook_async(
+        &dir.join("runs.db"),
+        Some(&sim.endpoint),
+        &[
+            "--output",
+            "json",
+            "failover",
+            runbook.to_str().unwrap(),
+            "--yes",
+        ],
+        &[],
+    )
+    .await
+}
+
+async fn action_step(sim: &TestSim, dir: &std::path::Path, run_id: &str) -> serde_json::Value {
+    let shown = crate::support::drs_runbook_async(
+        &dir.join("runs.db"),
+        Some(&sim.endpoint),
+        &["--output", "json", "show", run_id],
+        &[],
+    )
+    .await;
+    assert_eq!(shown.code, 0, "{shown:#?}");
+    crate::support::step_output(&shown.json(), "action:app:app-check")
+}
+
+/// What the run left on the app servers: their launch actions and `postLaunchEnabled`.
+async fn left_on_app_servers(sim: &TestSim) -> Vec<(usize, Option<bool>)> {
+    let drs = sim.drs(TARGET.0, TARGET.1);
+    let mut out = Vec::new();
+    for server in [APP1, APP2] {
+        let listed = drs
+            .list_launch_actions()
+            .resource_id(server)
+            .send()
+            .await
+            .unwrap();
+        let config = drs
+            .get_launch_configuration()
+            .source_server_id(server)
+            .send()
+            .await
+            .unwrap();
+        out.push((listed.items().len(), config.post_launch_enabled()));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ssm_action_runs_in_the_recovery_job_and_is_removed_after_the_run() {
+    let sim = TestSim::start(600.0).await;
+    sim.seed(PAYMENTS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = failover(&sim, dir.path(), &payments_with_ssm_action()).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let run_id = crate::support::run_id_of(&run);
+
+    // Installed before the wave's StartRecovery, with post-launch actions enabled.
+    let stats = sim.get("/_sim/stats").await;
+    let puts = crate::support::mutations(&stats, "PutLaunchAction");
+    assert_eq!(puts.len(), 2, "one per app server: {puts:#?}");
+    let app_recovery = crate::support::mutations(&stats, "StartRecovery")
+        .into_iter()
+        .find(|r| r["params"]["sourceServers"].to_string().contains(APP1))
+        .unwrap();
+    for put in &puts {
+        assert!(
+            crate::support::time_of(&put["at"]) <= crate::support::time_of(&app_recovery["at"])
+        );
+        assert_eq!(put["params"]["actionCode"], "AWS-RunShellScript");
+        assert_eq!(
+            put["params"]["parameters"]["commands"]["value"],
+            "payments-app-check"
+        );
+        assert_eq!(put["params"]["parameters"]["commands"]["type"], "SSM_STORE");
+    }
+
+    // The step read each launched server's run from the job.
+    let step = action_step(&sim, dir.path(), &run_id).await;
+    assert_eq!(step["kind"], "ssm_document");
+    let runs = step["launch_action_runs"].as_array().unwrap();
+    assert!(!runs.is_empty());
+    for r in runs {
+        assert_eq!(r["status"], "SUCCEEDED", "{step:#}");
+        assert!(r["run_id"].as_str().is_some());
+    }
+
+    // Removed at the end, and postLaunchEnabled given back.
+    assert_eq!(
+        left_on_app_servers(&sim).await,
+        [(0, Some(false)), (0, Some(false))]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_ssm_action_fails_the_wave_and_is_removed() {
+    let sim = TestSim::start(600.0).await;
+    sim.seed(PAYMENTS).await;
+    let (status, _) = sim
+        .post(
+            "/_sim/faults",
+            &json!({"faults": [{"kind": "launch_action_failure", "source_server_id": APP1, "action_code": "AWS-RunShellScript"}]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let run = failover(&sim, dir.path(), &payments_with_ssm_action()).await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    let run_id = crate::support::run_id_of(&run);
+    let text = format!("{}{}", run.stdout, run.stderr);
+    assert!(text.contains("app-check"), "{text}");
+    assert!(
+        text.contains("launch_action_failure"),
+        "the failureReason is shown: {text}"
+    );
+    let step = action_step(&sim, dir.path(), &run_id).await;
+    let failed: Vec<&serde_json::Value> = step["launch_action_runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "FAILED")
+        .collect();
+    assert_eq!(failed.len(), 1, "{step:#}");
+    assert_eq!(failed[0]["server"], APP1);
+    // The traffic never moved to the failed wave.
+    let stats = sim.get("/_sim/stats").await;
+    assert!(crate::support::mutations(&stats, "ChangeResourceRecordSets").is_empty());
+    // The step removed its action before failing the wave.
+    assert_eq!(
+        left_on_app_servers(&sim).await,
+        [(0, Some(false)), (0, Some(false))]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_stops_before_its_ssm_action_is_rolled_back_without_the_installed_actions() {
+    let sim = TestSim::start(600.0).await;
+    sim.seed(PAYMENTS).await;
+    let (status, _) = sim
+        .post(
+            "/_sim/faults",
+            &json!({"faults": [{"kind": "launch_failure", "source_server_id": APP1}]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let run = failover(&sim, dir.path(), &payments_with_ssm_action()).await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    let run_id = crate::support::run_id_of(&run);
+    // launch:app failed: the action step never ran, its launch actions are still installed.
+    assert_eq!(
+        left_on_app_servers(&sim).await,
+        [(1, Some(true)), (1, Some(true))]
+    );
+    let rollback = crate::support::drs_runbook_async(
+        &dir.path().join("runs.db"),
+        Some(&sim.endpoint),
+        &["--output", "json", "rollback", &run_id, "--yes"],
+        &[],
+    )
+    .await;
+    assert_eq!(rollback.code, 0, "{rollback:#?}");
+    assert_eq!(
+        left_on_app_servers(&sim).await,
+        [(0, Some(false)), (0, Some(false))]
+    );
+}
