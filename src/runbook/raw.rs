@@ -134,13 +134,13 @@ pub struct RawActionRun {
     #[serde(default)]
     pub manual: Option<Text>,
     #[serde(default)]
+    pub ssm_document: Option<Text>,
+    #[serde(default)]
     pub timeout: Option<Text>,
     #[serde(default)]
     pub expect_status: Option<Spanned<u16>>,
     #[serde(default)]
     pub expect_body: Option<Text>,
-    #[serde(default)]
-    pub ssm_document: Option<Text>,
     /// `ssm_document`: `{ <name> = { ssm_store = "..." } | { dynamic = "..." } }`, read loosely
     /// so that validation can say why a literal value is refused.
     #[serde(default)]
