@@ -650,6 +650,9 @@ fn action_operations(
     operations
 }
 
+/// A setting of `run`: its name, where it is written (if it is), and the kinds that take it.
+type RunSetting<'a> = (&'a str, Option<std::ops::Range<usize>>, &'a [&'a str]);
+
 /// An action's `run`: exactly one of the kinds of [`ActionRun::KINDS`], with only the settings
 /// that kind takes.
 fn action_run(
@@ -704,7 +707,7 @@ fn action_run(
     }
     let kind = kinds[0];
     // A setting that the kind does not take is a mistake, not something to ignore.
-    let settings: [(&str, Option<std::ops::Range<usize>>, &[&str]); 6] = [
+    let settings: [RunSetting<'_>; 6] = [
         (
             "timeout",
             raw.timeout.as_ref().map(|t| t.span()),
