@@ -8,6 +8,7 @@ use aws_sdk_drs::types::{
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use super::drs_launch_actions::LaunchActionsStatus;
 use super::error::classify;
 use super::{AwsError, SideClients, with_throttle_retry};
 
@@ -62,6 +63,9 @@ pub struct LaunchConfiguration {
     pub right_sizing: Option<String>,
     pub copy_private_ip: Option<bool>,
     pub copy_tags: Option<bool>,
+    /// `postLaunchEnabled`: whether the server's post-launch actions run after a launch.
+    #[serde(default)]
+    pub post_launch_enabled: Option<bool>,
 }
 
 /// One server of a job.
@@ -71,6 +75,9 @@ pub struct JobServer {
     pub recovery_instance_id: Option<String>,
     /// `PENDING`, `IN_PROGRESS`, `LAUNCHED`, `FAILED`, `TERMINATED`.
     pub launch_status: Option<String>,
+    /// The runs of the server's post-launch actions (`launchActionsStatus`).
+    #[serde(default, skip_serializing_if = "LaunchActionsStatus::is_empty")]
+    pub launch_actions: LaunchActionsStatus,
 }
 
 /// A DRS job.
@@ -143,7 +150,7 @@ impl<T> Called<T> {
 
 /// Mutating calls are sent once by the SDK: throttling is retried by
 /// [`super::with_throttle_retry`], anything ambiguous is reconciled by the step.
-fn single_attempt() -> aws_sdk_drs::config::Builder {
+pub(super) fn single_attempt() -> aws_sdk_drs::config::Builder {
     aws_sdk_drs::config::Builder::default().retry_config(RetryConfig::disabled())
 }
 
@@ -167,6 +174,7 @@ fn job_from(job: &aws_sdk_drs::types::Job) -> Job {
                 source_server_id: s.source_server_id().unwrap_or_default().to_string(),
                 recovery_instance_id: s.recovery_instance_id().map(str::to_string),
                 launch_status: s.launch_status().map(|l| l.as_str().to_string()),
+                launch_actions: LaunchActionsStatus::from_sdk(s.launch_actions_status()),
             })
             .collect(),
         tags: tags(job.tags()),
@@ -749,6 +757,7 @@ impl SideClients {
                 .map(|m| m.as_str().to_string()),
             copy_private_ip: out.copy_private_ip(),
             copy_tags: out.copy_tags(),
+            post_launch_enabled: out.post_launch_enabled(),
         })
     }
 

@@ -8,6 +8,7 @@
 
 pub mod arc;
 pub mod drs;
+pub mod drs_launch_actions;
 pub mod drs_plans;
 pub mod drs_setup;
 pub mod ec2;

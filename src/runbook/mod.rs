@@ -567,17 +567,52 @@ servers = ["s-00000000000000004"]
                 .collect()
         };
         // A kind this version does not run is an unknown key of `run`, listing the kinds.
-        let ssm = problem(
-            "name = \"a\"\nwhen = \"after_boot\"\nrun = { ssm_document = \"AWS-RunShellScript\" }",
-        );
-        assert_eq!(ssm.len(), 1, "{ssm:?}");
-        assert_eq!(ssm[0].0, "wave[0].action[0].run.ssm_document");
+        let lambda = problem("name = \"a\"\nwhen = \"after_boot\"\nrun = { lambda = \"promote\" }");
+        assert_eq!(lambda.len(), 1, "{lambda:?}");
+        assert_eq!(lambda[0].0, "wave[0].action[0].run.lambda");
         assert!(
-            ssm[0].1.contains("unknown key `ssm_document`")
-                && ssm[0].1.contains("`command`, `http`, `manual`"),
+            lambda[0].1.contains("unknown key `lambda`")
+                && lambda[0]
+                    .1
+                    .contains("`command`, `http`, `manual`, `ssm_document`"),
             "{}",
-            ssm[0].1
+            lambda[0].1
         );
+        // An SSM document: DRS takes parameters only as names, in a failover or a drill.
+        let ssm = parse(
+            &with(
+                "name = \"check\"\nwhen = \"after_boot\"\nrun = { ssm_document = \"AWS-RunShellScript\", parameters = { commands = { ssm_store = \"app-check\" } } }",
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        let action = &ssm.waves[0].actions[0];
+        assert_eq!(
+            action.run,
+            model::ActionRun::SsmDocument {
+                document: "AWS-RunShellScript".into(),
+                version: "$DEFAULT".into(),
+                parameters: [(
+                    "commands".to_string(),
+                    model::SsmParameter::SsmStore("app-check".into())
+                )]
+                .into(),
+                keep: false,
+                timeout: model::ActionRun::DEFAULT_TIMEOUT,
+            }
+        );
+        assert_eq!(
+            action.operations,
+            [
+                crate::store::Operation::Failover,
+                crate::store::Operation::Drill
+            ]
+        );
+        let literal = problem(
+            "name = \"a\"\nwhen = \"after_boot\"\nrun = { ssm_document = \"AWS-RunShellScript\", parameters = { commands = [\"systemctl is-active app\"] } }",
+        );
+        assert_eq!(literal[0].0, "wave[0].action[0].run.parameters.commands");
+        assert!(literal[0].1.contains("Parameter Store"), "{literal:?}");
         let two = problem(
             "name = \"a\"\nwhen = \"after_boot\"\nrun = { command = [\"x\"], manual = \"y\" }",
         );

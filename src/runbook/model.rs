@@ -197,11 +197,48 @@ pub enum ActionRun {
     },
     /// An approval gate whose preview is these instructions.
     Manual { instructions: String },
+    /// A DRS post-launch action of the wave's source servers: DRS runs the SSM `document`
+    /// (`version`: `$DEFAULT`, `$LATEST` or a number) on each recovery instance; installed
+    /// before the recovery, removed after the action's step unless `keep`
+    /// (`steps::launch_actions`).
+    SsmDocument {
+        document: String,
+        version: String,
+        parameters: std::collections::BTreeMap<String, SsmParameter>,
+        keep: bool,
+        timeout: Duration,
+    },
+}
+
+/// A parameter of an `ssm_document` action, as DRS takes one: a name, never a literal value
+/// (botocore `drs` LaunchActionParameter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SsmParameter {
+    /// A Parameter Store parameter holding the value (`{ ssm_store = "name" }`).
+    SsmStore(String),
+    /// A value DRS resolves at launch (`{ dynamic = "..." }`).
+    Dynamic(String),
+}
+
+impl SsmParameter {
+    pub fn value(&self) -> &str {
+        match self {
+            SsmParameter::SsmStore(v) | SsmParameter::Dynamic(v) => v,
+        }
+    }
+
+    /// The parameter's `type` on the wire.
+    pub fn wire_type(&self) -> &'static str {
+        match self {
+            SsmParameter::SsmStore(_) => "SSM_STORE",
+            SsmParameter::Dynamic(_) => "DYNAMIC",
+        }
+    }
 }
 
 impl ActionRun {
     /// The run kinds, as the keys of `run` name them.
-    pub const KINDS: [&str; 3] = ["command", "http", "manual"];
+    pub const KINDS: [&str; 4] = ["command", "http", "manual", "ssm_document"];
 
     /// The default `timeout` of a command or an HTTP check.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -211,6 +248,7 @@ impl ActionRun {
             ActionRun::Command { .. } => "command",
             ActionRun::Http { .. } => "http",
             ActionRun::Manual { .. } => "manual",
+            ActionRun::SsmDocument { .. } => "ssm_document",
         }
     }
 }

@@ -122,7 +122,7 @@ pub struct RawAction {
     pub operations: Option<Spanned<Vec<Text>>>,
 }
 
-/// An action's `run`: exactly one kind key (`command`, `http`, `manual`), and that kind's
+/// An action's `run`: exactly one kind key (`command`, `http`, `manual`, `ssm_document`), and that kind's
 /// settings. A struct rather than an enum so that validation can name every wrong key at once.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -134,11 +134,21 @@ pub struct RawActionRun {
     #[serde(default)]
     pub manual: Option<Text>,
     #[serde(default)]
+    pub ssm_document: Option<Text>,
+    #[serde(default)]
     pub timeout: Option<Text>,
     #[serde(default)]
     pub expect_status: Option<Spanned<u16>>,
     #[serde(default)]
     pub expect_body: Option<Text>,
+    /// `ssm_document`: `{ <name> = { ssm_store = "..." } | { dynamic = "..." } }`, read loosely
+    /// so that validation can say why a literal value is refused.
+    #[serde(default)]
+    pub parameters: Option<Spanned<std::collections::BTreeMap<String, Spanned<toml::Value>>>>,
+    #[serde(default)]
+    pub version: Option<Text>,
+    #[serde(default)]
+    pub keep: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -103,7 +103,7 @@ fn object(description: &str, keys: Vec<Key>) -> Value {
 /// `[[wave.action]]`: one action and its `run` (one kind key and that kind's settings).
 fn action() -> Value {
     let run = object(
-        "What the action runs: exactly one of command, http, manual, with that kind's settings.",
+        "What the action runs: exactly one of command, http, manual, ssm_document, with that kind's settings.",
         vec![
             key(
                 "command",
@@ -121,9 +121,43 @@ fn action() -> Value {
                 "Instructions for the operator: the action is an approval gate that shows them.",
             ),
             key(
+                "ssm_document",
+                pattern("^[A-Za-z0-9/:-]{1,1011}$", "AWS-RunShellScript"),
+                "A DRS post-launch action of the wave's source servers: DRS runs this SSM document on each recovered instance (failover and drill; when after_boot or later).",
+            ),
+            key(
+                "parameters",
+                json!({
+                    "type": "object",
+                    "maxProperties": 20,
+                    "propertyNames": { "pattern": "^[A-Za-z0-9]+$" },
+                    "additionalProperties": {
+                        "type": "object",
+                        "minProperties": 1,
+                        "maxProperties": 1,
+                        "additionalProperties": false,
+                        "properties": {
+                            "ssm_store": pattern("^[A-Za-z0-9.-]{1,1011}$", "dr-app-check"),
+                            "dynamic": pattern("^[A-Za-z0-9.-]{1,1011}$", "value"),
+                        },
+                    },
+                }),
+                "ssm_document: the document's parameters, each a name DRS resolves: { ssm_store = \"<Parameter Store parameter>\" } or { dynamic = \"...\" }.",
+            ),
+            key(
+                "version",
+                pattern("^(\\$DEFAULT|\\$LATEST|[0-9]{1,10})$", "$DEFAULT"),
+                "ssm_document: the document version (default $DEFAULT).",
+            ),
+            key(
+                "keep",
+                json!({ "type": "boolean" }),
+                "ssm_document: leave the launch action on the servers after the run (default false: removed).",
+            ),
+            key(
                 "timeout",
                 duration(),
-                "command and http: how long it may take (default 10m).",
+                "command, http and ssm_document: how long it may take (default 10m).",
             ),
             key(
                 "expect_status",

@@ -18,7 +18,7 @@ use super::formats::{
 use super::model::{
     Account, Action, ActionRun, ActionWhen, Approvals, Cleanup, ClusterEndpoint, Credentials,
     DnsRecord, DoctorSettings, LoadBalancer, Objectives, PointsTo, RecordType, Recovery,
-    RoutingControl, Runbook, Select, Side, SourceInstances, StepKind, Wave,
+    RoutingControl, Runbook, Select, Side, SourceInstances, SsmParameter, StepKind, Wave,
 };
 use super::order::topological_order;
 use super::problem::Problems;
@@ -559,10 +559,16 @@ fn wave_actions(
             );
         }
         let run = action_run(&prefix, &raw.run, status, problems);
+        let ssm = matches!(run, Some(ActionRun::SsmDocument { .. }));
         let operations = match &raw.operations {
+            // DRS launches a wave's recovery instances in a failover or a drill only.
+            None if ssm => vec![Operation::Failover, Operation::Drill],
             None => Action::DEFAULT_OPERATIONS.to_vec(),
             Some(list) => action_operations(&prefix, list, problems),
         };
+        if ssm {
+            ssm_placement(&prefix, raw, when, &operations, problems);
+        }
         if let (Some(when), Some(run)) = (when, run) {
             actions.push(Action {
                 name: name.to_string(),
@@ -575,6 +581,37 @@ fn wave_actions(
         }
     }
     actions
+}
+
+/// An `ssm_document` action runs on the instances DRS launches for the wave: it reads its
+/// result after the wave booted (`after_boot` or later), in a failover or a drill.
+fn ssm_placement(
+    prefix: &str,
+    raw: &super::raw::RawAction,
+    when: Option<ActionWhen>,
+    operations: &[Operation],
+    problems: &mut Problems<'_>,
+) {
+    if when == Some(ActionWhen::BeforeRecovery) {
+        problems.at(
+            &raw.when.span(),
+            format!("{prefix}.when"),
+            "an ssm_document action runs on the wave's recovered instances, after their launch: `when` must be after_boot, before_traffic or after_traffic",
+        );
+    }
+    if let Some(other) = operations
+        .iter()
+        .find(|o| !matches!(o, Operation::Failover | Operation::Drill))
+    {
+        problems.at(
+            &raw.operations.as_ref().map(|o| o.span()).unwrap_or_default(),
+            format!("{prefix}.operations"),
+            format!(
+                "an ssm_document action runs in the recovery jobs of a failover or a drill, not in a {} (expected some of \"failover\", \"drill\")",
+                other.as_str()
+            ),
+        );
+    }
 }
 
 /// An action's `operations`: a non-empty list of operation names.
@@ -630,6 +667,7 @@ fn action_run(
         raw.command.as_ref().map(|_| "command"),
         raw.http.as_ref().map(|_| "http"),
         raw.manual.as_ref().map(|_| "manual"),
+        raw.ssm_document.as_ref().map(|_| "ssm_document"),
     ]
     .into_iter()
     .flatten()
@@ -669,11 +707,26 @@ fn action_run(
     }
     let kind = kinds[0];
     // A setting that the kind does not take is a mistake, not something to ignore.
-    let settings: [RunSetting; 3] = [
+    let settings: [RunSetting; 6] = [
         (
             "timeout",
             raw.timeout.as_ref().map(|t| t.span()),
-            &["command", "http"],
+            &["command", "http", "ssm_document"],
+        ),
+        (
+            "parameters",
+            raw.parameters.as_ref().map(|t| t.span()),
+            &["ssm_document"],
+        ),
+        (
+            "version",
+            raw.version.as_ref().map(|t| t.span()),
+            &["ssm_document"],
+        ),
+        (
+            "keep",
+            raw.keep.as_ref().map(|t| t.span()),
+            &["ssm_document"],
         ),
         (
             "expect_status",
@@ -753,6 +806,9 @@ fn action_run(
             timeout,
         });
     }
+    if let Some(document) = &raw.ssm_document {
+        return ssm_document(&key, raw, document, timeout, problems);
+    }
     let manual = raw.manual.as_ref()?;
     if manual.get_ref().trim().is_empty() {
         problems.at(
@@ -764,6 +820,125 @@ fn action_run(
     }
     Some(ActionRun::Manual {
         instructions: manual.get_ref().clone(),
+    })
+}
+
+/// An `ssm_document` action's settings, checked as DRS checks a launch action (botocore `drs`
+/// PutLaunchActionRequest): the document name `([A-Za-z0-9-/:])+`, the version `$DEFAULT`,
+/// `$LATEST` or a number, at most 20 parameters whose values are names.
+fn ssm_document(
+    key: &dyn Fn(&str) -> String,
+    raw: &RawActionRun,
+    document: &Text,
+    timeout: std::time::Duration,
+    problems: &mut Problems<'_>,
+) -> Option<ActionRun> {
+    let name = document.get_ref();
+    let name_ok = (1..=1011).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-/:".contains(c));
+    if !name_ok {
+        problems.at(
+            &document.span(),
+            key("ssm_document"),
+            format!(
+                "{name:?} is not an SSM document name DRS accepts (letters, digits, `-`, `/`, `:`; e.g. \"AWS-RunShellScript\")"
+            ),
+        );
+        return None;
+    }
+    let version = raw
+        .version
+        .as_ref()
+        .map(|v| v.get_ref().clone())
+        .unwrap_or_else(|| "$DEFAULT".to_string());
+    let version_ok = version.len() <= 10
+        && (version == "$DEFAULT"
+            || version == "$LATEST"
+            || (!version.is_empty() && version.chars().all(|c| c.is_ascii_digit())));
+    if !version_ok {
+        problems.at(
+            &raw.version.as_ref().map(|v| v.span()).unwrap_or_default(),
+            key("version"),
+            format!("{version:?} is not a document version (expected \"$DEFAULT\", \"$LATEST\" or a number)"),
+        );
+        return None;
+    }
+    let mut parameters = std::collections::BTreeMap::new();
+    if let Some(map) = &raw.parameters {
+        if map.get_ref().len() > 20 {
+            problems.at(
+                &map.span(),
+                key("parameters"),
+                format!(
+                    "{} parameters: DRS takes at most 20 for a launch action",
+                    map.get_ref().len()
+                ),
+            );
+            return None;
+        }
+        for (name, value) in map.get_ref() {
+            match ssm_parameter(name, value.get_ref()) {
+                Ok(parameter) => {
+                    parameters.insert(name.clone(), parameter);
+                }
+                Err(message) => {
+                    problems.at(&value.span(), key(&format!("parameters.{name}")), message)
+                }
+            }
+        }
+        if parameters.len() != map.get_ref().len() {
+            return None;
+        }
+    }
+    Some(ActionRun::SsmDocument {
+        document: name.clone(),
+        version,
+        parameters,
+        keep: raw.keep.as_ref().is_some_and(|k| *k.get_ref()),
+        timeout,
+    })
+}
+
+/// One parameter of an `ssm_document` action: `{ ssm_store = "<name>" }` or
+/// `{ dynamic = "<value>" }`. DRS takes a parameter only as a name matching `[A-Za-z0-9.-]+`
+/// (botocore `drs` LaunchActionParameterValue): a literal value (commands with spaces, a list)
+/// goes in a Parameter Store parameter that the action names.
+fn ssm_parameter(name: &str, value: &toml::Value) -> Result<SsmParameter, String> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "the parameter name {name:?} is not one DRS accepts (letters and digits only)"
+        ));
+    }
+    let literal = || {
+        format!(
+            "DRS takes a launch action's parameter only as a name, not as its value: put the value in a Parameter Store parameter and name it, e.g. {name} = {{ ssm_store = \"dr-{name}\" }} (or {{ dynamic = \"...\" }})"
+        )
+    };
+    let toml::Value::Table(table) = value else {
+        return Err(literal());
+    };
+    let (kind, text) = match table.iter().collect::<Vec<_>>().as_slice() {
+        [(kind, toml::Value::String(text))] if *kind == "ssm_store" || *kind == "dynamic" => {
+            (kind.as_str(), text.clone())
+        }
+        _ => return Err(literal()),
+    };
+    let ok = (1..=1011).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-".contains(c));
+    if !ok {
+        return Err(format!(
+            "{text:?} is not a name DRS accepts for a parameter (letters, digits, `.` and `-`, at most 1011 characters; {})",
+            literal()
+        ));
+    }
+    Ok(if kind == "ssm_store" {
+        SsmParameter::SsmStore(text)
+    } else {
+        SsmParameter::Dynamic(text)
     })
 }
 

@@ -64,6 +64,12 @@ pub enum Fault {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         target_group_arn: Option<String>,
     },
+    /// The post-launch action running `action_code` (its SSM document) on the server's recovery
+    /// instance ends FAILED with a `failureReason` (`launchActionsStatus.runs[]` of the job).
+    LaunchActionFailure {
+        source_server_id: String,
+        action_code: String,
+    },
     /// The instance (or the instance recovered from the source server) fails its status check
     /// once booted: `impaired` in DescribeInstanceStatus (`check`: `instance`, the default, or
     /// `system`).
@@ -154,6 +160,14 @@ pub fn server_fault(faults: &[Fault], source_server_id: &str) -> ServerFaults {
         }
     }
     out
+}
+
+/// Whether a `launch_action_failure` fails the run of `action_code` on the server.
+pub fn launch_action_fails(faults: &[Fault], source_server_id: &str, action_code: &str) -> bool {
+    faults.iter().any(|f| {
+        matches!(f, Fault::LaunchActionFailure { source_server_id: s, action_code: c }
+            if s == source_server_id && c == action_code)
+    })
 }
 
 /// The replication lag and the agent's silence injected for one source server, in seconds.

@@ -65,5 +65,6 @@ async fn plan_batches(ctx: &mut StepCtx<'_>) -> Result<RecoveryJobOutput, Halt> 
         batches,
         optional,
         held: Default::default(),
+        launch_actions: Default::default(),
     })
 }

@@ -73,6 +73,9 @@ pub struct ActionOutput {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub stderr_dropped: usize,
     pub timed_out: bool,
+    /// `ssm_document`: each launched server's run of the DRS post-launch action.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub launch_action_runs: Vec<super::launch_actions::ServerRun>,
     /// Why it failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -126,6 +129,12 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     out.kind = action.run.kind().to_string();
     out.run = describe(&action.run);
     let result = match &action.run {
+        // DRS ran it: the step reads the result and removes the launch action (its own
+        // durable calls), so a resumed step never runs anything twice.
+        ActionRun::SsmDocument { .. } => {
+            serde_json::to_value(super::launch_actions::run(ctx, action).await?)
+                .unwrap_or(Value::Null)
+        }
         ActionRun::Manual { .. } => {
             // The gate before the step was the action: an operator approved it (or `--yes`).
             let now = ctx.clock.now().to_rfc3339();
@@ -195,6 +204,9 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
             let hint = match action.run {
                 ActionRun::Command { .. } => {
                     "fix the cause (the captured output is in `drs-runbook show <run>`), then `drs-runbook retry <run> --step <step>`, or `skip --reason`"
+                }
+                ActionRun::SsmDocument { .. } => {
+                    "read the command's output in Systems Manager (Run Command history of the instance); `retry` reads the result again (the action runs at the next launch), `rollback` undoes the recovery"
                 }
                 _ => {
                     "check the endpoint, then `drs-runbook retry <run> --step <step>`, or `skip --reason`"
@@ -289,6 +301,9 @@ fn describe(run: &ActionRun) -> String {
         ActionRun::Command { argv, .. } => argv.join(" "),
         ActionRun::Http { url, .. } => url.clone(),
         ActionRun::Manual { instructions } => instructions.clone(),
+        ActionRun::SsmDocument {
+            document, version, ..
+        } => format!("{document} ({version}) as a DRS post-launch action"),
     }
 }
 
@@ -316,6 +331,14 @@ pub async fn preview(ctx: &mut StepCtx<'_>) -> Result<Vec<Change>, Halt> {
             "GET",
             format!(
                 "{url} until {expect_status} (timeout {})",
+                crate::runbook::format_duration(*timeout)
+            ),
+        ),
+        ActionRun::SsmDocument { timeout, .. } => Change::new(
+            "read",
+            format!(
+                "{} on the wave's recovered instances, from the recovery jobs (timeout {})",
+                describe(&action.run),
                 crate::runbook::format_duration(*timeout)
             ),
         ),

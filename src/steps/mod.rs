@@ -17,6 +17,7 @@ pub mod failback_preflight;
 pub mod fence_source;
 pub mod health;
 pub mod launch;
+pub mod launch_actions;
 pub mod launch_settings;
 pub mod lb_switch;
 pub mod native_plans;

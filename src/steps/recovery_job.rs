@@ -33,6 +33,13 @@ pub struct RecoveryJobOutput {
     /// the rollback give it back.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub held: BTreeMap<String, String>,
+    /// The DRS post-launch actions put for the wave's `ssm_document` actions, and each server's
+    /// `postLaunchEnabled` before ([`super::launch_actions`]).
+    #[serde(
+        default,
+        skip_serializing_if = "super::launch_actions::Installed::is_empty"
+    )]
+    pub launch_actions: super::launch_actions::Installed,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -86,6 +93,12 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
                 .collect();
             super::boot::hold(ctx, &mut out, i, &servers).await?;
         }
+        let servers: Vec<String> = out.batches[i]
+            .servers
+            .iter()
+            .map(|(s, _)| s.clone())
+            .collect();
+        super::launch_actions::install(ctx, &mut out, i, &servers).await?;
         // A previous attempt may have created the job already, and recorded it (a crash
         // before the output was saved) or not (a crash mid-call): the call finds out first.
         let (job_id, how) = start_batch(ctx, &out, i).await?;
@@ -150,6 +163,7 @@ async fn plan_batches(ctx: &mut StepCtx<'_>) -> Result<RecoveryJobOutput, Halt> 
         batches,
         optional: Vec::new(),
         held: BTreeMap::new(),
+        launch_actions: Default::default(),
     })
 }
 
@@ -407,6 +421,7 @@ pub(crate) async fn compensate(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result
     let target = ctx.clients.side(undone.side()).clone();
     let original: RecoveryJobOutput = undone.decode()?;
     super::boot::release(ctx, &target, &original.held).await?;
+    super::launch_actions::compensate(ctx, &target, &original.launch_actions).await?;
     if !out.listed {
         let since = Some(undone.created_at - chrono::Duration::hours(1));
         let run_tag = undone.run_id.to_string();

@@ -18,6 +18,7 @@ mod fence;
 mod hardening;
 mod health_gate;
 mod json_contract;
+mod launch_actions;
 mod launch_settings;
 mod moto_parity;
 mod notify_https;

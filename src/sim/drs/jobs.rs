@@ -159,6 +159,7 @@ pub(super) fn start_recovery(
             data_timestamp,
             cleanup_instance_id: None,
             failed_attempts: 0,
+            post_launch: None,
         })
         .collect();
     for server in &servers {
@@ -356,6 +357,7 @@ pub(super) fn terminate_recovery_instances(
                 cleanup_instance_id: None,
                 failed_attempts: 0,
                 settings: None,
+                post_launch: None,
             })
             .collect(),
         log: Vec::new(),

@@ -12,7 +12,8 @@
 //! job life on the simulated clock), `failback.rs` (ReverseReplication and the replication /
 //! disconnect / delete operations), `snapshots.rs` (point-in-time snapshots, derived lazily),
 //! `views.rs` (the wire JSON of servers, instances, jobs and configurations), `plans.rs` (native
-//! recovery plans, their steps and executions), `tags.rs`.
+//! recovery plans, their steps and executions), `launch_actions.rs` (post-launch actions and
+//! their runs on launched instances), `tags.rs`.
 //!
 //! Invariants:
 //! - Wire facts follow `reference/drs-api.md`: modeled success codes (202 StartRecovery, 204
@@ -24,6 +25,7 @@
 
 mod failback;
 mod jobs;
+mod launch_actions;
 mod model;
 mod plans;
 mod snapshots;
@@ -76,6 +78,9 @@ const IMPLEMENTED: &[&str] = &[
     "ListRecoveryPlanExecutions",
     "GetRecoveryPlanExecution",
     "CancelRecoveryPlanExecution",
+    "PutLaunchAction",
+    "ListLaunchActions",
+    "DeleteLaunchAction",
 ];
 
 /// A modeled DRS error, answered with its HTTP status and `x-amzn-ErrorType`.
@@ -415,6 +420,9 @@ fn route(ctx: &mut Ctx<'_>, operation: &str, req: &SimRequest) -> Result<Done, D
         "ListRecoveryPlanExecutions" => plans::list_executions(ctx, &scope, body),
         "GetRecoveryPlanExecution" => plans::get_execution(ctx, &scope, body),
         "CancelRecoveryPlanExecution" => plans::cancel_execution(ctx, &scope, body),
+        "PutLaunchAction" => launch_actions::put(ctx, &scope, body),
+        "ListLaunchActions" => launch_actions::list(ctx, &scope, body),
+        "DeleteLaunchAction" => launch_actions::delete(ctx, &scope, body),
         other => unreachable!("{other} is listed in IMPLEMENTED but not routed"),
     }
 }
@@ -460,6 +468,7 @@ pub(crate) fn input<T: DeserializeOwned>(body: &Value) -> Result<T, DrsError> {
 /// Brings every DRS job up to `now` (see `jobs.rs`).
 pub fn advance(world: &mut World, now: DateTime<Utc>, faults: &[Fault]) {
     jobs::advance(world, now, faults);
+    launch_actions::advance(world, now, faults);
 }
 
 /// Marks DRS initialized in an account and region (idempotent).

@@ -26,6 +26,9 @@ pub struct DrsRegion {
     /// Their executions, in start order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plan_executions: Vec<PlanExecution>,
+    /// Post-launch actions by resource (a source server's ID), in `order` (`launch_actions.rs`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub launch_actions: BTreeMap<String, Vec<super::launch_actions::LaunchAction>>,
     /// The `clientToken`s of the recovery-plan calls, by token.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub client_tokens: BTreeMap<String, ClientToken>,
@@ -275,6 +278,10 @@ pub struct JobServer {
     /// The launch settings read when the job was created (`recoveryMode`, `launchDisposition`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<LaunchPlan>,
+    /// The runs of the server's post-launch actions, once the SSM agent was discovered on its
+    /// recovery instance (`launch_actions.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_launch: Option<super::launch_actions::PostLaunch>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -290,6 +297,9 @@ pub struct LaunchPlan {
     /// `launchDisposition: STOPPED`: the instance is launched, then left stopped.
     #[serde(default)]
     pub stopped: bool,
+    /// `postLaunchEnabled`: the server's active launch actions run once its instance runs.
+    #[serde(default)]
+    pub post_launch: bool,
 }
 
 /// One job log item; its `eventData` is derived from the job when read.

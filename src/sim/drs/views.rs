@@ -260,7 +260,7 @@ pub fn job_json(scope: &Scope, job: &Job) -> Value {
             let mut v = json!({
                 "sourceServerID": s.source_server_id,
                 "launchStatus": s.launch_status.as_str(),
-                "launchActionsStatus": { "runs": [] },
+                "launchActionsStatus": super::launch_actions::status_json(s.post_launch.as_ref()),
             });
             if let Some(id) = &s.recovery_instance_id {
                 v["recoveryInstanceID"] = json!(id);
@@ -373,6 +373,11 @@ pub fn launch_plan(s: &SourceServer) -> super::model::LaunchPlan {
     super::model::LaunchPlan {
         fast: text("recoveryMode") == Some("FAST"),
         stopped: text("launchDisposition") == Some("STOPPED"),
+        post_launch: s
+            .launch_settings
+            .get("postLaunchEnabled")
+            .and_then(Value::as_bool)
+            == Some(true),
     }
 }
 
