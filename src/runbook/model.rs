@@ -242,12 +242,15 @@ pub enum StepKind {
     DnsCutover,
     Validate,
     ReversedReplication,
+    /// A failback stops the traffic to the failover's recovery instances (B3) and waits until
+    /// their last writes reached A2.
+    Quiesce,
     A2Recovery,
     Cleanup,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 12] = [
+    pub const ALL: [StepKind; 13] = [
         StepKind::Preflight,
         StepKind::FenceSource,
         StepKind::RecoveryJob,
@@ -258,6 +261,7 @@ impl StepKind {
         StepKind::DnsCutover,
         StepKind::Validate,
         StepKind::ReversedReplication,
+        StepKind::Quiesce,
         StepKind::A2Recovery,
         StepKind::Cleanup,
     ];
@@ -275,6 +279,7 @@ impl StepKind {
             StepKind::DnsCutover => "dns_cutover",
             StepKind::Validate => "validate",
             StepKind::ReversedReplication => "reversed_replication",
+            StepKind::Quiesce => "quiesce",
             StepKind::A2Recovery => "a2_recovery",
             StepKind::Cleanup => "cleanup",
         }

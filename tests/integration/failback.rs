@@ -15,6 +15,8 @@ const SOURCE: (&str, &str) = ("111111111111", "us-east-1");
 const TARGET: (&str, &str) = ("222222222222", "us-west-2");
 const ZONE: &str = "Z0123456789ABCDEFGHIJ";
 const NAME: &str = "api.payments.example.com.";
+const FAILOVER_TG: &str =
+    "arn:aws:elasticloadbalancing:us-west-2:222222222222:targetgroup/payments/0123456789abcdef";
 const FAILBACK_TG: &str =
     "arn:aws:elasticloadbalancing:us-east-1:111111111111:targetgroup/payments/fedcba9876543210";
 const APP_SERVERS: [&str; 2] = ["s-234567890abcdef01", "s-34567890abcdef012"];
@@ -174,10 +176,11 @@ async fn failover_then_failback_returns_traffic_to_the_origin_and_cleans_up() {
         [
             "preflight",
             "reversed_replication:db",
+            "reversed_replication:app",
+            "quiesce",
             "a2_recovery:db",
             "snapshot_conversion:db",
             "launch:db",
-            "reversed_replication:app",
             "a2_recovery:app",
             "snapshot_conversion:app",
             "launch:app",
@@ -581,6 +584,102 @@ fn history(db: &Path) -> std::collections::BTreeMap<String, Value> {
         .collect()
 }
 
+/// The failover's target group in the recovery account: its members, draining ones included
+/// (a draining B3 still completes requests), any health.
+async fn failover_members(sim: &TestSim) -> Vec<String> {
+    let health = sim
+        .elbv2(TARGET.0, TARGET.1)
+        .describe_target_health()
+        .target_group_arn(FAILOVER_TG)
+        .send()
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = health
+        .target_health_descriptions()
+        .iter()
+        .map(|d| d.target().unwrap().id().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The step of a `show --output json` report.
+fn step<'a>(shown: &'a Value, key: &str) -> &'a Value {
+    shown["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == key)
+        .unwrap_or_else(|| panic!("step {key} in {shown:#}"))
+}
+
+fn time(value: &Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(value.as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failback_quiesces_b3_first_so_a3_recovers_its_last_write_with_rpo_0() {
+    let sim = TestSim::start(600.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    failed_over(&sim, &db).await;
+    let b3s = failover_members(&sim).await;
+    assert_eq!(b3s.len(), 2);
+    // Writes arrive on B3 while it serves.
+    sim.skip(15.0 * 60.0).await;
+    let before = sim.get("/_sim/stats").await;
+
+    let run = cli(
+        &db,
+        &sim,
+        &["--output", "json", "failback", RUNBOOK, "--yes"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let report = run.json();
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(report["rpo_seconds"], 0.0, "{report:#}");
+    let run_id = report["run_id"].as_str().unwrap();
+    let shown = drs_runbook(&db, None, &["--output", "json", "show", run_id]).json();
+
+    // While B3 took writes, reversed replication ran behind them (the A2s' lag).
+    let lags: Vec<&str> = step(&shown, "reversed_replication:app")["output"]["servers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|s| s["lag"].as_str().unwrap())
+        .collect();
+    assert!(lags.iter().all(|lag| *lag != "P0D"), "{lags:?}");
+    // The quiesce took every B3 out of the failover group, then waited for the A2s.
+    let quiesce = &step(&shown, "quiesce")["output"];
+    let quiesced_at = time(&quiesce["quiesced_at"]);
+    assert!(time(&quiesce["caught_up_at"]) > quiesced_at, "{quiesce:#}");
+    let stats = sim.get("/_sim/stats").await;
+    let new = |op: &str| mutations(&stats, op).split_off(mutations(&before, op).len());
+    let deregistered: Vec<Value> = new("DeregisterTargets")
+        .into_iter()
+        .filter(|m| m["account"] == TARGET.0)
+        .collect();
+    assert_eq!(deregistered.len(), 1, "{deregistered:#?}");
+    let mut ids: Vec<String> = deregistered[0]["params"]["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, b3s);
+    // Every A3 holds data from after the quiesce: nothing B3 accepted is lost.
+    let a3s = recovery_instances(&sim, SOURCE).await;
+    assert_eq!(a3s.len(), 3);
+    for a3 in &a3s {
+        let data = time(&Value::from(a3.point_in_time_snapshot_date_time().unwrap()));
+        assert!(data >= quiesced_at, "{a3:#?} before {quiesced_at}");
+    }
+}
+
 /// The members of the origin's (failback) target group that are not draining, any health.
 async fn members(sim: &TestSim) -> Vec<String> {
     let health = sim
@@ -637,10 +736,22 @@ async fn rollback_of_a_failback_puts_traffic_back_on_the_failover_and_stops_reve
     let b2s = live_instances(&sim, TARGET).await;
     assert_eq!(b2s.len(), 3);
 
-    // The failback cuts traffic back (dns_cutover approved) and waits before its cleanup.
+    // The failback quiesces B3 and cuts traffic back (both approved), then waits before its
+    // cleanup.
+    let b3s = failover_members(&sim).await;
+    assert_eq!(b3s.len(), 2, "the app B3s serve in the failover group");
     let paused = cli(&db, &sim, &["--output", "json", "failback", RUNBOOK]).await;
-    assert_eq!(paused.code, 3, "paused at the DNS approval: {paused:#?}");
+    assert_eq!(paused.code, 3, "paused at the quiesce approval: {paused:#?}");
     let failback_id = paused.json()["run_id"].as_str().unwrap().to_string();
+    assert_eq!(failover_members(&sim).await, b3s, "nothing quiesced before the approval");
+    let approved = cli(
+        &db,
+        &sim,
+        &["--output", "json", "approve", &failback_id, "--step", "quiesce"],
+    )
+    .await;
+    assert_eq!(approved.code, 3, "paused at the DNS approval: {approved:#?}");
+    assert!(failover_members(&sim).await.is_empty(), "B3 quiesced");
     let approved = cli(
         &db,
         &sim,
@@ -695,10 +806,16 @@ async fn rollback_of_a_failback_puts_traffic_back_on_the_failover_and_stops_reve
             "undo:dns_cutover",
             "undo:lb_switch:app",
             "undo:a2_recovery:app",
-            "undo:reversed_replication:app",
             "undo:a2_recovery:db",
+            "undo:quiesce",
+            "undo:reversed_replication:app",
             "undo:reversed_replication:db"
         ]
+    );
+    assert_eq!(
+        failover_members(&sim).await,
+        b3s,
+        "the B3s serve in the failover group again"
     );
 
     // Traffic is where the failover had put it.
@@ -742,10 +859,14 @@ async fn rollback_of_a_failback_puts_traffic_back_on_the_failover_and_stops_reve
         .collect();
     terminated.sort();
     assert_eq!(terminated, a3s, "exactly the A3s");
+    let (b3_back, a1_back): (Vec<Value>, Vec<Value>) = new("RegisterTargets")
+        .into_iter()
+        .partition(|m| m["account"] == TARGET.0);
+    assert_eq!(b3_back.len(), 1, "undo:quiesce, in the recovery account: {b3_back:#?}");
+    assert!(a1_back.is_empty(), "the stopped A1s are not registered: {a1_back:#?}");
     for op in [
         "StopReplication",
         "TerminateRecoveryInstances",
-        "RegisterTargets",
         "DeregisterTargets",
         "ChangeResourceRecordSets",
     ] {
