@@ -400,8 +400,17 @@ async fn protected_instances(sim: &TestSim) -> BTreeSet<String> {
 
 /// The EC2 state of each of these instances in the origin.
 async fn ec2_states(sim: &TestSim, ids: &BTreeSet<String>) -> Vec<String> {
+    ec2_states_in(sim, SOURCE, ids).await
+}
+
+/// The EC2 state of each of these instances in `account`/`region`.
+async fn ec2_states_in(
+    sim: &TestSim,
+    (account, region): (&str, &str),
+    ids: &BTreeSet<String>,
+) -> Vec<String> {
     let found = sim
-        .ec2(SOURCE.0, SOURCE.1)
+        .ec2(account, region)
         .describe_instances()
         .set_instance_ids(Some(ids.iter().cloned().collect()))
         .send()
@@ -915,6 +924,13 @@ async fn a_failback_drill_leaves_nothing_behind_and_a_real_failback_reuses_its_a
     };
     let b2s_before = running(recovery_instances(&sim, TARGET).await);
     assert_eq!(b2s_before.len(), 3);
+    let b3s_serving = failover_members(&sim).await;
+    assert_eq!(b3s_serving.len(), 2);
+    let b3s: BTreeSet<String> = recovery_instances(&sim, TARGET)
+        .await
+        .iter()
+        .map(|i| i.ec2_instance_id().unwrap().to_string())
+        .collect();
 
     let run = cli(
         &db,
@@ -925,6 +941,7 @@ async fn a_failback_drill_leaves_nothing_behind_and_a_real_failback_reuses_its_a
     assert_eq!(run.code, 0, "{run:#?}");
     let report = run.json();
     assert_eq!(report["status"], "succeeded");
+    let drill_id = report["run_id"].as_str().unwrap();
     let keys: Vec<&str> = report["steps"]
         .as_array()
         .unwrap()
@@ -932,7 +949,9 @@ async fn a_failback_drill_leaves_nothing_behind_and_a_real_failback_reuses_its_a
         .map(|s| s["key"].as_str().unwrap())
         .collect();
     assert!(
-        !keys.contains(&"dns_cutover") && !keys.contains(&"lb_switch:app"),
+        !keys.contains(&"dns_cutover")
+            && !keys.contains(&"lb_switch:app")
+            && !keys.contains(&"quiesce"),
         "a drill moves no traffic: {keys:?}"
     );
 
@@ -968,6 +987,44 @@ async fn a_failback_drill_leaves_nothing_behind_and_a_real_failback_reuses_its_a
         "the failover's recovery instances keep serving"
     );
     assert!(b2s_before.iter().all(|(_, state)| state == "RUNNING"));
+    // As EC2 and ELBv2 say it: the B3s run and still serve in the failover's target group; the
+    // drill's A4s are terminated.
+    assert_eq!(
+        ec2_states_in(&sim, TARGET, &b3s).await,
+        ["running", "running", "running"]
+    );
+    assert_eq!(failover_members(&sim).await, b3s_serving);
+    let failover_health = sim
+        .elbv2(TARGET.0, TARGET.1)
+        .describe_target_health()
+        .target_group_arn(FAILOVER_TG)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        failover_health
+            .target_health_descriptions()
+            .iter()
+            .all(|d| d.target_health().unwrap().state().unwrap().as_str() == "healthy"),
+        "{failover_health:#?}"
+    );
+    let shown = drs_runbook(&db, None, &["--output", "json", "show", drill_id]).json();
+    let a4s: BTreeSet<String> = shown["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "launch")
+        .flat_map(|s| s["output"]["servers"].as_object().unwrap().values())
+        .map(|v| v["ec2_instance_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(a4s.len(), 3, "{shown:#}");
+    assert!(
+        ec2_states_in(&sim, SOURCE, &a4s)
+            .await
+            .iter()
+            .all(|s| s == "terminated" || s == "shutting-down"),
+        "{a4s:?}"
+    );
 
     // A real failback afterwards restarts the stopped A2s instead of reversing again.
     let run = cli(
