@@ -33,6 +33,8 @@ pub struct Runbook {
     pub doctor: DoctorSettings,
     /// How a planned failover fences the source (the optional `[failover]` table).
     pub failover: FailoverSettings,
+    /// Where a failback launches A3 (the optional `[failback]` table).
+    pub failback: FailbackSettings,
     /// Indexes into `waves`, topologically sorted (computed once by validation).
     pub(super) wave_order: Vec<usize>,
 }
@@ -388,6 +390,17 @@ impl Default for FailoverSettings {
             fence_timeout: Duration::from_secs(30 * 60),
         }
     }
+}
+
+/// `[failback]`: the launch settings a failback gives every A2 before it launches A3 (A2 is a
+/// new source server: without them it launches with the origin's defaults). Unset, the subnet is
+/// the old source instance's (A1), and the security groups and instance type stay as in A2's
+/// launch template.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FailbackSettings {
+    pub subnet_id: Option<String>,
+    pub security_group_ids: Option<Vec<String>>,
+    pub instance_type: Option<String>,
 }
 
 /// The roles and keys of the cross-account setup that `drs-runbook doctor` checks. Every value

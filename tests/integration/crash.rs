@@ -109,11 +109,18 @@ impl World {
         let sim = TestSim::start(SPEED).await;
         sim.seed(PAYMENTS).await;
         let dir = tempfile::tempdir().unwrap();
+        // With an instance type, each A2's launch settings take every kind of call.
+        let runbook = dir.path().join("payments.toml");
+        std::fs::write(
+            &runbook,
+            format!("{PAYMENTS}\n[failback]\ninstance_type = \"m5.large\"\n"),
+        )
+        .unwrap();
         let world = World {
             sim,
             db: test_db(dir.path()).await,
             _dir: dir,
-            runbook: repo_path("runbooks/payments.toml"),
+            runbook,
         };
         // Unplanned: the old source instances (A1) still run, so the failback's cleanup fences them.
         let failover = world
@@ -727,6 +734,17 @@ async fn failback_killed_at_many_points_resumes_to_the_same_world_with_each_muta
     );
     // The quiesce (B3 out of the recovery group), then the A1s out of the origin group.
     assert_eq!(expected.mutations.get("elbv2:DeregisterTargets"), Some(&2));
+    // Each A2's launch settings: a template version made the default, right-sizing off (one
+    // UpdateLaunchConfiguration per A2 after the failover's four launch dispositions).
+    assert_eq!(
+        expected.mutations.get("ec2:CreateLaunchTemplateVersion"),
+        Some(&3)
+    );
+    assert_eq!(expected.mutations.get("ec2:ModifyLaunchTemplate"), Some(&3));
+    assert_eq!(
+        expected.mutations.get("drs:UpdateLaunchConfiguration"),
+        Some(&7)
+    );
     let world = &expected.world;
     assert_eq!(world["recovery_instances"]["B2"], json!([]), "{world:#}");
     assert_eq!(

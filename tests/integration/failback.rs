@@ -689,6 +689,153 @@ async fn a_failback_quiesces_b3_first_so_a3_recovers_its_last_write_with_rpo_0()
     }
 }
 
+/// Fails back with `[failback]` set to `settings` (appended to payments, written beside `db`).
+async fn failback_with(sim: &TestSim, db: &Path, settings: &str) -> CliRun {
+    let runbook = db.with_file_name("payments-failback.toml");
+    std::fs::write(&runbook, format!("{PAYMENTS}\n[failback]\n{settings}")).unwrap();
+    cli(
+        db,
+        sim,
+        &["--output", "json", "failback", runbook.to_str().unwrap(), "--yes"],
+    )
+    .await
+}
+
+async fn failback_group_vpc(sim: &TestSim) -> String {
+    sim.elbv2(SOURCE.0, SOURCE.1)
+        .describe_target_groups()
+        .target_group_arns(FAILBACK_TG)
+        .send()
+        .await
+        .unwrap()
+        .target_groups()[0]
+        .vpc_id()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failback_subnet_outside_the_target_groups_vpc_fails_preflight_naming_the_fix() {
+    let sim = TestSim::start(600.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    failed_over(&sim, &db).await;
+    let ec2 = sim.ec2(SOURCE.0, SOURCE.1);
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.88.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .vpc()
+        .unwrap()
+        .vpc_id()
+        .unwrap()
+        .to_string();
+    let subnet = ec2
+        .create_subnet()
+        .vpc_id(&vpc)
+        .cidr_block("10.88.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .subnet()
+        .unwrap()
+        .subnet_id()
+        .unwrap()
+        .to_string();
+    let group_vpc = failback_group_vpc(&sim).await;
+    assert_ne!(vpc, group_vpc);
+    let before = sim.get("/_sim/stats").await;
+
+    let run = failback_with(&sim, &db, &format!("subnet_id = \"{subnet}\"\n")).await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    for expected in [
+        format!("{subnet} ([failback] subnet_id) is in {vpc}"),
+        format!("outside {group_vpc}"),
+        format!("set `[failback] subnet_id` to a subnet of {group_vpc}"),
+    ] {
+        assert!(run.stderr.contains(&expected), "{expected}: {}", run.stderr);
+    }
+    let stats = sim.get("/_sim/stats").await;
+    assert_eq!(
+        mutations(&stats, "ReverseReplication").len(),
+        mutations(&before, "ReverseReplication").len(),
+        "nothing changed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failback_sets_each_a2s_launch_settings_so_a4_lands_in_the_target_groups_vpc() {
+    let sim = TestSim::start(600.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    failed_over(&sim, &db).await;
+    let group_vpc = failback_group_vpc(&sim).await;
+    let a1 = protected_instances(&sim).await.into_iter().next().unwrap();
+    let a1_subnet = sim
+        .ec2(SOURCE.0, SOURCE.1)
+        .describe_instances()
+        .instance_ids(&a1)
+        .send()
+        .await
+        .unwrap()
+        .reservations()[0]
+        .instances()[0]
+        .subnet_id()
+        .unwrap()
+        .to_string();
+    let before = sim.get("/_sim/stats").await;
+
+    let run = failback_with(
+        &sim,
+        &db,
+        &format!("subnet_id = \"{a1_subnet}\"\ninstance_type = \"m5.xlarge\"\n"),
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let stats = sim.get("/_sim/stats").await;
+    let new = |op: &str| mutations(&stats, op).split_off(mutations(&before, op).len());
+    // One new template version per A2 (subnet, instance type), made the default, with DRS's
+    // right-sizing off so that the type applies: in the origin, before any StartRecovery there.
+    let versions = new("CreateLaunchTemplateVersion");
+    assert_eq!(versions.len(), 3, "{versions:#?}");
+    for v in &versions {
+        assert_eq!(v["account"], SOURCE.0);
+        assert_eq!(v["params"]["data"]["subnet_id"], a1_subnet.as_str(), "{v:#}");
+        assert_eq!(v["params"]["data"]["instance_type"], "m5.xlarge", "{v:#}");
+    }
+    assert_eq!(new("ModifyLaunchTemplate").len(), 3);
+    let sizing: Vec<Value> = new("UpdateLaunchConfiguration")
+        .into_iter()
+        .filter(|m| m["account"] == SOURCE.0)
+        .collect();
+    assert_eq!(sizing.len(), 3, "{sizing:#?}");
+    // A4 runs in the subnet, in the failback target group's VPC, with the instance type.
+    let a4s: Vec<String> = recovery_instances(&sim, SOURCE)
+        .await
+        .iter()
+        .map(|a3| a3.ec2_instance_id().unwrap().to_string())
+        .collect();
+    assert_eq!(a4s.len(), 3);
+    let found = sim
+        .ec2(SOURCE.0, SOURCE.1)
+        .describe_instances()
+        .set_instance_ids(Some(a4s))
+        .send()
+        .await
+        .unwrap();
+    for a4 in found.reservations().iter().flat_map(|r| r.instances()) {
+        assert_eq!(a4.subnet_id(), Some(a1_subnet.as_str()), "{a4:#?}");
+        assert_eq!(a4.vpc_id(), Some(group_vpc.as_str()), "{a4:#?}");
+        assert_eq!(
+            a4.instance_type().map(|t| t.as_str()),
+            Some("m5.xlarge"),
+            "{a4:#?}"
+        );
+    }
+}
+
 /// The members of the origin's (failback) target group that are not draining, any health.
 async fn members(sim: &TestSim) -> Vec<String> {
     let health = sim
