@@ -723,7 +723,27 @@ async fn failback_reverses_replication_to_the_origin_and_launches_there() {
         Some("FAILBACK_IN_PROGRESS")
     );
 
-    sim.skip(10.0 * 60.0).await;
+    // The initial sync copies A2's whole disk across regions, at 20 MiB a second.
+    let info = a2.data_replication_info().unwrap();
+    let disk = info.replicated_disks()[0].total_storage_bytes();
+    let started = info
+        .data_replication_initiation()
+        .unwrap()
+        .start_date_time()
+        .unwrap();
+    let eta = info.eta_date_time().unwrap();
+    let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
+    assert_eq!(
+        (parse(eta) - parse(started)).num_seconds(),
+        60 + disk / (20 << 20),
+        "INITIATING for a minute, then the copy of {disk} bytes"
+    );
+    sim.skip((60 + disk / (20 << 20) - 30) as f64).await;
+    assert_eq!(
+        replication_state(&source_server(&origin, &a2_id).await),
+        "INITIAL_SYNC"
+    );
+    sim.skip(60.0).await;
     assert_eq!(
         replication_state(&source_server(&origin, &a2_id).await),
         "CONTINUOUS"

@@ -37,9 +37,12 @@ use crate::sim::ec2::InstanceState;
 use crate::sim::elbv2::model::{ElbRegion, traffic_until};
 use crate::sim::wire::random_hex;
 
-/// How long a fresh reverse replication stays INITIATING, and the range of its INITIAL_SYNC.
+/// How long a fresh reverse replication stays INITIATING.
 const INITIATING_SECS: i64 = 60;
-const SYNC_SECS: (i64, i64) = (120, 300);
+/// The initial sync of a reversed replication copies the whole disk across regions (user
+/// guide, failback: "All data is copied" from the recovery instance to the source Region), at
+/// this rate: 20 MiB a second, 7 minutes for 8 GiB, close to an hour for 64 GiB.
+const SYNC_BYTES_PER_SEC: i64 = 20 << 20;
 /// A restarted (previously stopped) replication only re-initiates.
 const RESTART_INITIATING_SECS: i64 = 30;
 
@@ -204,7 +207,7 @@ pub(super) fn reverse_replication(
     let replication = Replication::Active {
         since: ctx.now,
         initiating_secs: INITIATING_SECS,
-        sync_secs: jitter(&[&target_id, &id, "sync"], SYNC_SECS.0, SYNC_SECS.1),
+        sync_secs: initial_sync_secs(&target_id),
     };
     let pits_from = replication.continuous_from();
     let target_drs = ctx.world.drs.entry(origin.key.clone()).or_default();
@@ -274,6 +277,12 @@ pub(super) fn reverse_replication(
         Some(json!({ "reversedDirectionSourceServerArn": target_arn })),
         body,
     ))
+}
+
+/// How long the initial sync of a reversed replication into `server_id` takes: its disk size
+/// (as DescribeSourceServers reports it) at [`SYNC_BYTES_PER_SEC`].
+fn initial_sync_secs(server_id: &str) -> i64 {
+    views::hardware(server_id).disk_bytes / SYNC_BYTES_PER_SEC
 }
 
 /// How far behind its origin's writes a failback server (A2) is at `now`.
@@ -523,16 +532,31 @@ mod tests {
     use chrono::Duration;
 
     #[test]
-    fn a_fresh_reverse_replication_reaches_continuous_within_minutes() {
+    fn the_initial_sync_of_a_reversed_replication_grows_with_the_disk_size() {
+        let servers: Vec<String> = (0..64).map(|i| format!("s-{i:017}")).collect();
+        let (small, large) = (
+            servers
+                .iter()
+                .min_by_key(|s| views::hardware(s).disk_bytes)
+                .unwrap(),
+            servers
+                .iter()
+                .max_by_key(|s| views::hardware(s).disk_bytes)
+                .unwrap(),
+        );
+        assert_eq!(views::hardware(small).disk_bytes, 8 << 30);
+        assert_eq!(views::hardware(large).disk_bytes, 64 << 30);
+        assert_eq!(initial_sync_secs(small), 409, "8 GiB at 20 MiB/s");
+        assert_eq!(initial_sync_secs(large), 3276, "64 GiB: 8 times longer");
         let since = chrono::Utc::now();
         let r = Replication::Active {
             since,
             initiating_secs: INITIATING_SECS,
-            sync_secs: SYNC_SECS.1,
+            sync_secs: initial_sync_secs(large),
         };
         assert_eq!(r.state_at(since), "INITIATING");
-        assert_eq!(r.state_at(since + Duration::seconds(90)), "INITIAL_SYNC");
-        assert_eq!(r.state_at(since + Duration::minutes(10)), "CONTINUOUS");
+        assert_eq!(r.state_at(since + Duration::minutes(50)), "INITIAL_SYNC");
+        assert_eq!(r.state_at(since + Duration::minutes(56)), "CONTINUOUS");
     }
 
     #[test]
