@@ -114,7 +114,9 @@ pub fn check_instance_type(value: &str) -> Result<(), String> {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !size.is_empty()
-            && size.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && size
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
     });
     if ok {
         Ok(())

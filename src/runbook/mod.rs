@@ -423,7 +423,10 @@ servers = ["s-00000000000000004"]
             "{PAYMENTS}\n[failback]\nsubnet_id = \"subnet-0123456789abcdef0\"\nsecurity_group_ids = [\"sg-01234567\"]\ninstance_type = \"m5.large\"\n"
         );
         let failback = parse(&set, "t.toml").unwrap().failback;
-        assert_eq!(failback.subnet_id.as_deref(), Some("subnet-0123456789abcdef0"));
+        assert_eq!(
+            failback.subnet_id.as_deref(),
+            Some("subnet-0123456789abcdef0")
+        );
         assert_eq!(
             failback.security_group_ids,
             Some(vec!["sg-01234567".to_string()])
@@ -445,7 +448,10 @@ servers = ["s-00000000000000004"]
             "{problems:#?}"
         );
         assert_eq!(problems[0].line, line_of(&wrong, "subnet-xyz"));
-        assert!(problems[0].message.contains("not a subnet ID"), "{problems:#?}");
+        assert!(
+            problems[0].message.contains("not a subnet ID"),
+            "{problems:#?}"
+        );
         let unknown = format!("{PAYMENTS}\n[failback]\nsubnet = \"subnet-01234567\"\n");
         assert_eq!(problems_of(&unknown).len(), 1);
     }

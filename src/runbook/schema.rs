@@ -395,12 +395,18 @@ fn sections() -> Vec<(&'static str, Value)> {
                 vec![
                     key(
                         "subnet_id",
-                        pattern("^subnet-([0-9a-f]{8}|[0-9a-f]{17})$", "subnet-0123456789abcdef0"),
+                        pattern(
+                            "^subnet-([0-9a-f]{8}|[0-9a-f]{17})$",
+                            "subnet-0123456789abcdef0",
+                        ),
                         "The subnet A4 launches in (default: the old source instance A1's); preflight checks it is in the VPC of the failback target groups.",
                     ),
                     key(
                         "security_group_ids",
-                        strings(pattern("^sg-([0-9a-f]{8}|[0-9a-f]{17})$", "sg-0123456789abcdef0")),
+                        strings(pattern(
+                            "^sg-([0-9a-f]{8}|[0-9a-f]{17})$",
+                            "sg-0123456789abcdef0",
+                        )),
                         "The security groups of A4 (default: as in A2's launch template).",
                     ),
                     key(

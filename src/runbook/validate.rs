@@ -11,8 +11,8 @@ use std::ops::Range;
 use super::document::{did_you_mean, quoted_list};
 use super::duration::parse_duration;
 use super::formats::{
-    check_account_id, check_dns_name, check_external_id, check_hosted_zone_id, check_kms_key,
-    check_instance_type, check_name, check_region, check_role_name, check_security_group_id,
+    check_account_id, check_dns_name, check_external_id, check_hosted_zone_id, check_instance_type,
+    check_kms_key, check_name, check_region, check_role_name, check_security_group_id,
     check_source_server_id, check_subnet_id, parse_role_arn, parse_target_group_arn,
 };
 use super::model::{

@@ -371,31 +371,33 @@ async fn check_failback_subnets(ctx: &StepCtx<'_>, checks: &mut Vec<Check>) -> R
         let read = async {
             let group_vpc = source.target_group_vpc(group).await?.flatten();
             // (subnet, its VPC if it exists, whose subnet it is)
-            let subnets: Vec<(String, Option<String>, String)> = match &ctx.runbook.failback.subnet_id
-            {
-                Some(subnet) => {
-                    let found = source.describe_subnets(std::slice::from_ref(subnet)).await?;
-                    let vpc = found.first().map(|s| s.vpc_id.clone());
-                    vec![(subnet.clone(), vpc, "[failback] subnet_id".to_string())]
-                }
-                None => {
-                    let a1s: Vec<String> = target
-                        .describe_source_servers(&b1s)
-                        .await?
-                        .into_iter()
-                        .filter_map(|b1| b1.aws_instance_id)
-                        .collect();
-                    source
-                        .describe_instances(&a1s)
-                        .await?
-                        .into_iter()
-                        .filter_map(|a1| {
-                            let whose = format!("old source instance {}", a1.instance_id);
-                            Some((a1.subnet_id?, a1.vpc_id, whose))
-                        })
-                        .collect()
-                }
-            };
+            let subnets: Vec<(String, Option<String>, String)> =
+                match &ctx.runbook.failback.subnet_id {
+                    Some(subnet) => {
+                        let found = source
+                            .describe_subnets(std::slice::from_ref(subnet))
+                            .await?;
+                        let vpc = found.first().map(|s| s.vpc_id.clone());
+                        vec![(subnet.clone(), vpc, "[failback] subnet_id".to_string())]
+                    }
+                    None => {
+                        let a1s: Vec<String> = target
+                            .describe_source_servers(&b1s)
+                            .await?
+                            .into_iter()
+                            .filter_map(|b1| b1.aws_instance_id)
+                            .collect();
+                        source
+                            .describe_instances(&a1s)
+                            .await?
+                            .into_iter()
+                            .filter_map(|a1| {
+                                let whose = format!("old source instance {}", a1.instance_id);
+                                Some((a1.subnet_id?, a1.vpc_id, whose))
+                            })
+                            .collect()
+                    }
+                };
             Ok::<_, AwsError>((group_vpc, subnets))
         };
         let (group_vpc, subnets) = match read.await {

@@ -192,8 +192,7 @@ async fn wait_drained(
     loop {
         let mut left = Vec::new();
         for group in out.groups.iter().filter(|g| !g.targets.is_empty()) {
-            let health =
-                retry::read(ctx, || target.target_health(&group.target_group_arn)).await?;
+            let health = retry::read(ctx, || target.target_health(&group.target_group_arn)).await?;
             left.extend(
                 health
                     .into_iter()
@@ -327,8 +326,7 @@ pub(crate) async fn compensate(ctx: &mut StepCtx<'_>, undone: &Undone) -> Result
     if !out.planned {
         let quiesced: QuiesceOutput = undone.decode()?;
         for group in quiesced.groups {
-            let health =
-                retry::read(ctx, || target.target_health(&group.target_group_arn)).await?;
+            let health = retry::read(ctx, || target.target_health(&group.target_group_arn)).await?;
             let present = |id: &str| health.iter().any(|h| h.id == id && h.state != "draining");
             let absent = group
                 .targets

@@ -534,7 +534,9 @@ async fn new_template_version(
             },
         )
         .await?;
-    Ok(outcome.response["versionNumber"].as_i64().unwrap_or_default())
+    Ok(outcome.response["versionNumber"]
+        .as_i64()
+        .unwrap_or_default())
 }
 
 /// Polls the A2s (one DescribeSourceServers for the wave) until every one is CONTINUOUS with

@@ -696,7 +696,13 @@ async fn failback_with(sim: &TestSim, db: &Path, settings: &str) -> CliRun {
     cli(
         db,
         sim,
-        &["--output", "json", "failback", runbook.to_str().unwrap(), "--yes"],
+        &[
+            "--output",
+            "json",
+            "failback",
+            runbook.to_str().unwrap(),
+            "--yes",
+        ],
     )
     .await
 }
@@ -802,7 +808,11 @@ async fn a_failback_sets_each_a2s_launch_settings_so_a4_lands_in_the_target_grou
     assert_eq!(versions.len(), 3, "{versions:#?}");
     for v in &versions {
         assert_eq!(v["account"], SOURCE.0);
-        assert_eq!(v["params"]["data"]["subnet_id"], a1_subnet.as_str(), "{v:#}");
+        assert_eq!(
+            v["params"]["data"]["subnet_id"],
+            a1_subnet.as_str(),
+            "{v:#}"
+        );
         assert_eq!(v["params"]["data"]["instance_type"], "m5.xlarge", "{v:#}");
     }
     assert_eq!(new("ModifyLaunchTemplate").len(), 3);
@@ -897,16 +907,33 @@ async fn rollback_of_a_failback_puts_traffic_back_on_the_failover_and_stops_reve
     let b3s = failover_members(&sim).await;
     assert_eq!(b3s.len(), 2, "the app B3s serve in the failover group");
     let paused = cli(&db, &sim, &["--output", "json", "failback", RUNBOOK]).await;
-    assert_eq!(paused.code, 3, "paused at the quiesce approval: {paused:#?}");
+    assert_eq!(
+        paused.code, 3,
+        "paused at the quiesce approval: {paused:#?}"
+    );
     let failback_id = paused.json()["run_id"].as_str().unwrap().to_string();
-    assert_eq!(failover_members(&sim).await, b3s, "nothing quiesced before the approval");
+    assert_eq!(
+        failover_members(&sim).await,
+        b3s,
+        "nothing quiesced before the approval"
+    );
     let approved = cli(
         &db,
         &sim,
-        &["--output", "json", "approve", &failback_id, "--step", "quiesce"],
+        &[
+            "--output",
+            "json",
+            "approve",
+            &failback_id,
+            "--step",
+            "quiesce",
+        ],
     )
     .await;
-    assert_eq!(approved.code, 3, "paused at the DNS approval: {approved:#?}");
+    assert_eq!(
+        approved.code, 3,
+        "paused at the DNS approval: {approved:#?}"
+    );
     assert!(failover_members(&sim).await.is_empty(), "B3 quiesced");
     let approved = cli(
         &db,
@@ -1018,8 +1045,15 @@ async fn rollback_of_a_failback_puts_traffic_back_on_the_failover_and_stops_reve
     let (b3_back, a1_back): (Vec<Value>, Vec<Value>) = new("RegisterTargets")
         .into_iter()
         .partition(|m| m["account"] == TARGET.0);
-    assert_eq!(b3_back.len(), 1, "undo:quiesce, in the recovery account: {b3_back:#?}");
-    assert!(a1_back.is_empty(), "the stopped A1s are not registered: {a1_back:#?}");
+    assert_eq!(
+        b3_back.len(),
+        1,
+        "undo:quiesce, in the recovery account: {b3_back:#?}"
+    );
+    assert!(
+        a1_back.is_empty(),
+        "the stopped A1s are not registered: {a1_back:#?}"
+    );
     for op in [
         "StopReplication",
         "TerminateRecoveryInstances",

@@ -301,8 +301,7 @@ pub(super) fn behind_writes(
     elbv2: &std::collections::BTreeMap<String, ElbRegion>,
     now: DateTime<Utc>,
 ) -> Option<Behind> {
-    if server.direction != Direction::Failback || server.replication.state_at(now) != "CONTINUOUS"
-    {
+    if server.direction != Direction::Failback || server.replication.state_at(now) != "CONTINUOUS" {
         return None;
     }
     let region = elbv2.get(&crate::sim::scope_key(
@@ -608,7 +607,9 @@ mod tests {
         };
         let world = |group: &TargetGroup| {
             let mut region = ElbRegion::default();
-            region.target_groups.insert(group.arn.clone(), group.clone());
+            region
+                .target_groups
+                .insert(group.arn.clone(), group.clone());
             std::iter::once(("222222222222/us-west-2".to_string(), region)).collect()
         };
         let lag = Duration::seconds(jitter(&[&a2.id, "failback-lag"], 20, 90));

@@ -748,7 +748,9 @@ fn clamp_to_replicated(
         server.data_timestamp = Some(since);
     }
     if let Some(behind) = super::failback::behind_writes(source, fx.elbv2, at)
-        && server.data_timestamp.is_some_and(|t| t > behind.replicated_to)
+        && server
+            .data_timestamp
+            .is_some_and(|t| t > behind.replicated_to)
     {
         server.data_timestamp = Some(behind.replicated_to);
     }

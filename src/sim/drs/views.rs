@@ -558,7 +558,10 @@ fn apply_agent(item: &mut Value, agent: Agent, now: DateTime<Utc>) {
 fn apply_behind(item: &mut Value, behind: super::failback::Behind, now: DateTime<Utc>) {
     let info = &mut item["dataReplicationInfo"];
     info["lagDuration"] = json!(iso_duration(now - behind.replicated_to));
-    let left = (behind.last_write - behind.replicated_to).num_seconds().max(1) * (4 << 20);
+    let left = (behind.last_write - behind.replicated_to)
+        .num_seconds()
+        .max(1)
+        * (4 << 20);
     for disk in info["replicatedDisks"].as_array_mut().into_iter().flatten() {
         disk["backloggedStorageBytes"] = json!(left);
     }
