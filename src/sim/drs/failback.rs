@@ -198,8 +198,9 @@ pub(super) fn reverse_replication(
         .filter(|id| {
             views::region(ctx.world, &origin).is_some_and(|r| r.source_servers.contains_key(id))
         });
-    if let Some(existing) = &existing {
-        busy(ctx.world, &origin, existing)?;
+    match &existing {
+        Some(existing) => busy(ctx.world, &origin, existing)?,
+        None => super::templates::check_launch_into_source(ctx.world, &origin, &source)?,
     }
     let target_id = existing
         .clone()
