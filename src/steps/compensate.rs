@@ -20,8 +20,10 @@
 //! A compensation works on the side its original step used: for a failback, the target groups
 //! and the recovery jobs are in the origin (source) account and region; DNS is always changed
 //! with the credentials of the account that owns the zone. A rollback of a failback, newest first,
-//! terminates a wave's A3s before it stops its A2s, and stops every A2 before anything could
-//! terminate the B2s replicating into them (DRS refuses that order the other way round).
+//! registers the B3s again as soon as traffic points back at them (`undo:quiesce`, moved before
+//! the A3s' terminations), terminates a wave's A3s before it stops its A2s, and stops every A2
+//! before anything could terminate the B2s replicating into them (DRS refuses that order the
+//! other way round).
 
 use serde_json::Value;
 

@@ -988,9 +988,9 @@ async fn rollback_of_a_failback_puts_traffic_back_on_the_failover_and_stops_reve
         [
             "undo:dns_cutover",
             "undo:lb_switch:app",
+            "undo:quiesce",
             "undo:a2_recovery:app",
             "undo:a2_recovery:db",
-            "undo:quiesce",
             "undo:reversed_replication:app",
             "undo:reversed_replication:db"
         ]
