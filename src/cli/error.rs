@@ -116,7 +116,12 @@ pub enum CliError {
 
     // Everything else failed: exit 1.
     #[error("failed to open the run database {}: {cause}", path.display())]
-    OpenDatabase { path: PathBuf, cause: String },
+    OpenDatabase {
+        path: PathBuf,
+        cause: String,
+        /// The database could not be reached (exit 75), rather than refused the open.
+        unreachable: bool,
+    },
     #[error("failed to read the run database: {0}")]
     Database(String),
     #[error("{0}")]
@@ -161,6 +166,9 @@ impl CliError {
     /// The exit code of the CLI contract (DESIGN section 7).
     pub fn exit_code(&self) -> u8 {
         use CliError::*;
+        if self.store_unreachable() {
+            return exit::STORE_UNREACHABLE;
+        }
         match self {
             Runbook(_)
             | RunbooksInvalid { .. }
@@ -211,10 +219,24 @@ impl CliError {
         }
     }
 
+    /// Whether the run database could not be reached, at the open or on the way (exit 75):
+    /// the cause is the connection, not the command, so the same command can be retried.
+    fn store_unreachable(&self) -> bool {
+        matches!(
+            self,
+            CliError::OpenDatabase {
+                unreachable: true,
+                ..
+            }
+        ) || crate::store::is_unreachable(self)
+    }
+
     /// What to do next, when this edge knows more than the message says.
     pub fn hint(&self) -> Option<String> {
         use CliError::*;
         let hint = match self {
+            OpenDatabase { .. } if self.store_unreachable() => "check that the database server is up and reachable from this host, then run the command again; nothing was started".to_string(),
+            _ if self.store_unreachable() => "the run stopped at a safe point: what it did is committed, and AWS calls already sent are recorded as intents. Once the database answers again, `drs-runbook resume <run ID>` reconciles them with AWS and goes on, from this host or any other (another host waits until this process's lease expires, 30 s); other commands can simply be run again".to_string(),
             RunbooksInvalid { .. } => "fix the problems named above, then run `drs-runbook validate` again".to_string(),
             InvalidFromRun { .. } => "copy the run ID from `drs-runbook status`".to_string(),
             InvalidPointInTime { .. } => "use an RFC 3339 time such as 2026-11-27T03:00:00Z, or `latest`".to_string(),
@@ -244,6 +266,10 @@ impl CliError {
     /// The sentence without its hint.
     pub fn message(&self) -> String {
         match self {
+            CliError::OpenDatabase { .. } => self.to_string(),
+            _ if self.store_unreachable() => {
+                format!("lost the run database: {}", crate::store::error_chain(self))
+            }
             // The engine's generic failures are shown with their whole chain of causes.
             CliError::Engine(e) if !e.is_refusal() && !e.is_invalid() => error_chain(e),
             other => other.to_string(),
@@ -307,6 +333,38 @@ mod tests {
         };
         assert_eq!(e.exit_code(), exit::RUN_FAILED);
         assert_eq!(e.render(), "failed to start the embedded simulator: boom");
+    }
+
+    /// A lost connection anywhere in the chain is exit 75 with the resume hint; a query the
+    /// database refused stays exit 1.
+    #[test]
+    fn an_unreachable_database_is_exit_75_wherever_it_is_met() {
+        let lost = |source| {
+            CliError::from(EngineError::Store(StoreError::query(
+                source,
+                "begin a transaction on postgres://drs@db/runs".into(),
+            )))
+        };
+        let timed_out = lost(sqlx::Error::PoolTimedOut);
+        assert_eq!(timed_out.exit_code(), exit::STORE_UNREACHABLE);
+        assert!(
+            timed_out
+                .render()
+                .starts_with("lost the run database: failed to begin a transaction on postgres://drs@db/runs: pool timed out"),
+            "{}",
+            timed_out.render()
+        );
+        assert!(timed_out.render().contains("drs-runbook resume"));
+        let reset = lost(sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()));
+        assert_eq!(reset.exit_code(), exit::STORE_UNREACHABLE);
+        assert_eq!(lost(sqlx::Error::RowNotFound).exit_code(), exit::RUN_FAILED);
+        let at_open = CliError::OpenDatabase {
+            path: PathBuf::from("postgres://drs@db/runs"),
+            cause: "pool timed out while waiting for an open connection".into(),
+            unreachable: true,
+        };
+        assert_eq!(at_open.exit_code(), exit::STORE_UNREACHABLE);
+        assert!(at_open.render().contains("nothing was started"));
     }
 
     #[test]

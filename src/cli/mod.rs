@@ -3,7 +3,8 @@
 //! approve, status and show), and [`error`], which maps every error to its exit code
 //! (DESIGN section 7):
 //! `0` succeeded · `1` the run failed · `2` invalid input · `3` paused for an operator ·
-//! `4` refused, another run holds the resources · `130` interrupted by Ctrl-C, `143` by
+//! `4` refused, another run holds the resources · `75` the run database could not be reached
+//! (a run stopped at a safe point, resumable) · `130` interrupted by Ctrl-C, `143` by
 //! SIGTERM, `129` by SIGHUP · `141` stdout was a closed pipe.
 
 mod audit;

@@ -130,8 +130,12 @@ async fn start(
         Ok(report) => report,
         // A run that failed before it was stored (a read-only database, a full disk) is not
         // resumable: say so rather than give the resume hint.
+        // Not when the database is unreachable: the run may well be stored; resume tells.
         Err(e)
-            if !e.is_refusal() && !e.is_invalid() && !run_is_stored(&session.db, &run_id).await =>
+            if !e.is_refusal()
+                && !e.is_invalid()
+                && !crate::store::is_unreachable(&e)
+                && !run_is_stored(&session.db, &run_id).await =>
         {
             return Err(CliError::NotStored {
                 run_id,
@@ -212,7 +216,17 @@ pub fn render(cli: &Cli, report: &RunReport) {
             if let Some(error) = &report.error {
                 println!("  error: {}", safe_lines(error));
             }
+            let in_doubt = report.approvals.iter().any(|a| {
+                a.changes
+                    .iter()
+                    .any(|c| c.action == crate::run::progress::Change::DECIDE)
+            });
             match report.status.as_str() {
+                "paused" if in_doubt => println!(
+                    "  next: drs-runbook retry {0} --step {1} (run it again), or drs-runbook skip {0} --step {1} --reason ...",
+                    report.run_id,
+                    report.waiting_for.as_deref().unwrap_or("<step>")
+                ),
                 "paused" => println!(
                     "  next: drs-runbook approve {} --step {}",
                     report.run_id,

@@ -49,6 +49,7 @@ pub async fn open_location(location: &std::path::Path) -> Result<Database, CliEr
         .await
         .map_err(|e| CliError::OpenDatabase {
             cause: super::sim_serve::error_chain(&e),
+            unreachable: crate::store::is_unreachable(&e),
             path: if crate::store::is_postgres_url(&text) {
                 PathBuf::from(crate::store::redact_url(&text))
             } else {

@@ -67,6 +67,9 @@ pub mod exit {
     pub const INVALID_INPUT: u8 = 2;
     pub const PAUSED: u8 = 3;
     pub const REFUSED: u8 = 4;
+    /// The run database could not be reached (sysexits' `EX_TEMPFAIL`): a run stopped at a
+    /// safe point and is resumable, from any host, once the database answers again.
+    pub const STORE_UNREACHABLE: u8 = 75;
     pub const INTERRUPTED: u8 = 130;
     pub const HANGUP: u8 = 129;
     pub const TERMINATED: u8 = 143;
@@ -497,6 +500,12 @@ impl Driver<'_> {
     }
 
     async fn finish(&self, outcome: RunOutcome) -> Result<RunReport, DriverError> {
+        if outcome == RunOutcome::Failed {
+            let waiting = self.journal.awaiting_operator().await?;
+            if !waiting.is_empty() {
+                return self.wait_for_operator(waiting).await;
+            }
+        }
         let (rto, rpo) = self.measure().await?;
         let (status, error) = match outcome {
             RunOutcome::Succeeded => ("succeeded", None),
@@ -516,6 +525,45 @@ impl Driver<'_> {
             line.push_str(&format!("; snapshots within {}", human(spread)));
         }
         self.progress.run_line(self.clock.now(), &line);
+        Ok(report)
+    }
+
+    /// Pauses a run whose failed steps wait for an operator's decision (actions in doubt after
+    /// a crash): exit 3, each step named with what `retry` and `skip` would do.
+    async fn wait_for_operator(
+        &self,
+        waiting: Vec<(String, crate::run::StepFailure)>,
+    ) -> Result<RunReport, DriverError> {
+        let now = self.clock.now();
+        let keys = waiting
+            .iter()
+            .map(|(key, _)| key.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut approvals = Vec::new();
+        for (key, failure) in &waiting {
+            self.progress.line(now, key, &failure.to_string());
+            approvals.push(crate::run::progress::GatePreview {
+                step: key.clone(),
+                changes: vec![crate::run::progress::Change::new(
+                    crate::run::progress::Change::DECIDE,
+                    failure.to_string(),
+                )],
+                unavailable: None,
+            });
+        }
+        self.journal
+            .finish_run("paused", None, None, None, now)
+            .await?;
+        self.progress.run_line(
+            now,
+            &format!(
+                "paused: {keys} in doubt, waiting for an operator (drs-runbook retry {0} --step <step>, or skip {0} --step <step> --reason ...)",
+                self.run.id
+            ),
+        );
+        let mut report = self.report("paused", Some(keys)).await?;
+        report.approvals = approvals;
         Ok(report)
     }
 

@@ -53,13 +53,13 @@ pub struct RunSummaryView {
 impl Journal {
     /// Every step of the run as stored, in plan order (for reports).
     pub async fn stored_steps(&self) -> Result<Vec<store::Step>, JournalError> {
-        let mut conn = self.db().pool().acquire().await?;
+        let mut conn = self.db().acquire().await?;
         Ok(store::steps::list(&mut conn, self.run_id()).await?)
     }
 
     /// Every step of the run, in plan order.
     pub async fn steps(&self) -> Result<Vec<StepRow>, JournalError> {
-        let mut conn = self.db().pool().acquire().await?;
+        let mut conn = self.db().acquire().await?;
         let rows = store::steps::list(&mut conn, self.run_id()).await?;
         rows.into_iter()
             .map(|s| {
@@ -220,7 +220,7 @@ impl Journal {
 
     /// The first failed step's error, as one line.
     pub async fn first_failure(&self) -> Result<Option<String>, JournalError> {
-        let mut conn = self.db().pool().acquire().await?;
+        let mut conn = self.db().acquire().await?;
         let steps = store::steps::list(&mut conn, self.run_id()).await?;
         Ok(steps
             .iter()
@@ -239,7 +239,7 @@ impl Journal {
 
     /// Whether a failed step was refused because another run holds what it needs (exit 4).
     pub async fn refused(&self) -> Result<bool, JournalError> {
-        let mut conn = self.db().pool().acquire().await?;
+        let mut conn = self.db().acquire().await?;
         let steps = store::steps::list(&mut conn, self.run_id()).await?;
         Ok(steps.iter().any(|s| {
             s.status == StepStatus::Failed
@@ -250,8 +250,29 @@ impl Journal {
         }))
     }
 
-    pub async fn run_summary(&self) -> Result<RunSummaryView, JournalError> {
+    /// The failed steps when only an operator can decide about each (actions in doubt): the
+    /// run then pauses instead of failing. Empty when any failure is an ordinary one.
+    pub async fn awaiting_operator(&self) -> Result<Vec<(String, StepFailure)>, JournalError> {
         let mut conn = self.db().pool().acquire().await?;
+        let steps = store::steps::list(&mut conn, self.run_id()).await?;
+        let mut waiting = Vec::new();
+        for step in steps.iter().filter(|s| s.status == StepStatus::Failed) {
+            let failure = step
+                .error
+                .as_deref()
+                .and_then(|e| serde_json::from_str::<StepFailure>(e).ok());
+            match failure {
+                Some(failure) if failure.awaits_operator => {
+                    waiting.push((step.key.clone(), failure))
+                }
+                _ => return Ok(Vec::new()),
+            }
+        }
+        Ok(waiting)
+    }
+
+    pub async fn run_summary(&self) -> Result<RunSummaryView, JournalError> {
+        let mut conn = self.db().acquire().await?;
         let run = store::runs::get(&mut conn, self.run_id()).await?;
         Ok(RunSummaryView {
             id: run.id.to_string(),
@@ -264,7 +285,7 @@ impl Journal {
 
     /// Whether an operator asked (`cancel`, from any process) for this run to stop.
     pub async fn cancel_requested(&self) -> Result<bool, JournalError> {
-        let mut conn = self.db().pool().acquire().await?;
+        let mut conn = self.db().acquire().await?;
         Ok(store::events::has_kind(&mut conn, self.run_id(), "cancel_requested").await?)
     }
 

@@ -78,7 +78,8 @@ impl Evidence {
             | StepKind::RecoveryJob
             | StepKind::Cleanup
             | StepKind::ReversedReplication
-            | StepKind::A2Recovery => return Ok(None),
+            | StepKind::A2Recovery
+            | StepKind::Action => return Ok(None),
         }))
     }
 }

@@ -322,6 +322,7 @@ pub async fn start_planned_run(
         operation: request.operation,
         options: request.options.clone(),
         started_at: now,
+        runbook_path: request.runbook_path.to_string(),
     };
     drive(ctx, request.runbook, info, None).await
 }
@@ -381,6 +382,7 @@ pub async fn continue_run_after(
         operation,
         options,
         started_at,
+        runbook_path: run.runbook_path.clone(),
     };
     let report = drive(ctx, &runbook, info, action).await?;
     Ok((report, runbook))
@@ -519,6 +521,12 @@ async fn drive(
     };
     let result = driver.drive().await;
     heartbeat.abort();
+    let result = match result {
+        // The store is gone: nothing more can be written, not even the lease's release (which
+        // would only wait out the pool's acquire timeout again); the lease expires by itself.
+        Err(e) if store::is_unreachable(&e) => return Err(e.into()),
+        other => other,
+    };
     if let (Ok(report), Some(parent)) = (&result, rollback_parent(ctx, &run_id).await?)
         && report.status == "succeeded"
     {

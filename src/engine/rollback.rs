@@ -290,7 +290,7 @@ pub async fn start_rollback(
     })?;
     let mut options = super::stored_options(run)?;
     options.yes = yes;
-    let steps: Vec<(PlannedStep, serde_json::Value)> =
+    let mut steps: Vec<(PlannedStep, serde_json::Value)> =
         plan_rollback(original.operation, &original.steps)
             .into_iter()
             .map(|s| {
@@ -301,6 +301,13 @@ pub async fn start_rollback(
                 )
             })
             .collect();
+    // Then the runbook's actions that name `rollback` (none unless one does).
+    let last_undo = steps.last().map(|(s, _)| s.key.clone());
+    steps.extend(
+        super::plan::rollback_actions(&runbook, last_undo.as_deref())
+            .into_iter()
+            .map(|s| (s, json!({ "original_run": run.id.to_string() }))),
+    );
     let request = NewRunRequest {
         run_id: rollback_id,
         runbook: &runbook,

@@ -388,6 +388,40 @@ pub fn render(data: &ReportData) -> String {
         ));
     }
 
+    if !data.actions.is_empty() {
+        body.push_str("<h2>Actions</h2>");
+        body.push_str(&table(
+            &[
+                "step", "status", "kind", "runs", "started", "took", "result",
+            ],
+            data.actions
+                .iter()
+                .map(|a| {
+                    vec![
+                        format!("<code>{}</code>", text(&a.step)),
+                        badge(&a.status),
+                        text(&a.kind),
+                        format!("<code>{}</code>", text(&a.run)),
+                        at(a.started_at),
+                        seconds(a.duration_seconds),
+                        text(&super::markdown::action_result(a)),
+                    ]
+                })
+                .collect(),
+        ));
+        for a in &data.actions {
+            for (stream, output) in [("stdout", &a.stdout), ("stderr", &a.stderr)] {
+                if !output.is_empty() {
+                    body.push_str(&format!(
+                        "<p><code>{}</code> {stream}:</p><pre>{}</pre>",
+                        text(&a.step),
+                        escape(output)
+                    ));
+                }
+            }
+        }
+    }
+
     body.push_str("<h2>Approvals and skips</h2>");
     if data.operator_actions.is_empty() {
         body.push_str("<p>None.</p>");

@@ -61,6 +61,30 @@ fn measure(name: &str, m: &Measure) -> Vec<String> {
     ]
 }
 
+/// An action's result in a few words: exit or HTTP status, and why it failed.
+pub fn action_result(a: &crate::report::model::ActionFacts) -> String {
+    let mut parts = Vec::new();
+    if let Some(code) = a.exit_status {
+        parts.push(format!("exit {code}"));
+    }
+    if let Some(status) = a.http_status {
+        parts.push(format!(
+            "HTTP {status} after {} attempt(s)",
+            a.attempt_count
+        ));
+    }
+    if a.timed_out {
+        parts.push("timed out".to_owned());
+    }
+    if a.passed_over {
+        parts.push("optional, passed over".to_owned());
+    }
+    if let Some(error) = &a.error {
+        parts.push(error.clone());
+    }
+    parts.join("; ")
+}
+
 /// A code fence longer than the longest run of backticks in `text`.
 fn fence(text: &str) -> String {
     let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
@@ -256,6 +280,42 @@ pub fn render(data: &ReportData) -> String {
                 })
                 .collect(),
         );
+    }
+
+    if !data.actions.is_empty() {
+        out.push_str("## Actions\n\n");
+        table(
+            &mut out,
+            &[
+                "step", "status", "kind", "runs", "started", "took", "result",
+            ],
+            data.actions
+                .iter()
+                .map(|a| {
+                    vec![
+                        format!("`{}`", cell(&a.step)),
+                        cell(&a.status),
+                        cell(&a.kind),
+                        cell(&a.run),
+                        at(a.started_at),
+                        seconds(a.duration_seconds),
+                        cell(&action_result(a)),
+                    ]
+                })
+                .collect(),
+        );
+        for a in &data.actions {
+            for (stream, text) in [("stdout", &a.stdout), ("stderr", &a.stderr)] {
+                if !text.is_empty() {
+                    let fence = fence(text);
+                    out.push_str(&format!(
+                        "`{}` {stream}:\n\n{fence}text\n{}\n{fence}\n\n",
+                        cell(&a.step),
+                        text.trim_end()
+                    ));
+                }
+            }
+        }
     }
 
     out.push_str("## Approvals and skips\n\n");

@@ -21,6 +21,7 @@ use crate::aws::elbv2::Target;
 use crate::aws::route53::RecordSet;
 use crate::run::journal::{decode_value, output_type_name};
 use crate::run::{Operation, StepKind};
+use crate::steps::action::ActionOutput;
 use crate::steps::cleanup::CleanupOutput;
 use crate::steps::dns_cutover::DnsOutput;
 use crate::steps::launch::LaunchOutput;
@@ -44,6 +45,9 @@ pub struct ReportData {
     pub load_balancers: Vec<TargetGroupFacts>,
     /// Approvals and skips, in time order.
     pub operator_actions: Vec<OperatorAction>,
+    /// The runbook's actions (`[[wave.action]]`) the run planned, in plan order.
+    #[serde(default)]
+    pub actions: Vec<ActionFacts>,
     pub objectives: ObjectiveFacts,
     /// Drills only: what was launched and what was terminated.
     pub cleanup: Option<CleanupFacts>,
@@ -350,16 +354,75 @@ pub fn build(sources: Sources<'_>) -> Result<ReportData, ReportError> {
         dns: dns(&outputs),
         load_balancers: load_balancers(&outputs),
         operator_actions: operator_actions(sources.steps),
+        actions: actions(run, sources.steps)?,
         objectives: ObjectiveFacts {
             rto: measure(objectives.rto_seconds, run.rto_seconds),
             rpo: measure(objectives.rpo_seconds, run.rpo_seconds),
             snapshot_spread_seconds: snapshot_spread(&outputs),
         },
         cleanup: cleanup(&outputs),
-        aws_requests: sources.effects.iter().map(aws_request).collect(),
+        aws_requests: sources
+            .effects
+            .iter()
+            .filter(|e| !e.operation.starts_with("action:"))
+            .map(aws_request)
+            .collect(),
         audit: audit(run, sources.chain),
         trend: trend(sources.trend),
     })
+}
+
+/// An action step of the run: what it ran, when, its result and its captured output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionFacts {
+    pub step: String,
+    pub wave: Option<String>,
+    /// The step's status (`succeeded`, `failed`, `waiting_approval`, ...).
+    pub status: String,
+    /// `command`, `http` or `manual`.
+    pub kind: String,
+    /// The command line, the URL or the instructions.
+    pub run: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_seconds: Option<f64>,
+    pub exit_status: Option<i32>,
+    pub http_status: Option<u16>,
+    pub attempt_count: usize,
+    pub timed_out: bool,
+    pub passed_over: bool,
+    pub error: Option<String>,
+    /// The captured output, last 16 KiB of each stream (an HTTP check: the last body).
+    pub stdout: String,
+    pub stderr: String,
+}
+
+fn actions(run: &Run, steps: &[Step]) -> Result<Vec<ActionFacts>, ReportError> {
+    let mut facts = Vec::new();
+    for step in steps.iter().filter(|s| s.kind == StepKind::Action.as_str()) {
+        let out: ActionOutput = decode(run, step)?;
+        let started_at = time(&out.started_at);
+        let finished_at = time(&out.finished_at);
+        facts.push(ActionFacts {
+            step: step.key.clone(),
+            wave: step.wave.clone(),
+            status: step.status.as_str().to_owned(),
+            kind: out.kind,
+            run: out.run,
+            started_at,
+            finished_at,
+            duration_seconds: seconds_between(started_at, finished_at),
+            exit_status: out.exit_status,
+            http_status: out.http_status,
+            attempt_count: out.attempt_count,
+            timed_out: out.timed_out,
+            passed_over: out.passed_over,
+            error: out.error,
+            stdout: out.stdout,
+            stderr: out.stderr,
+        });
+    }
+    Ok(facts)
 }
 
 /// Newest minus oldest data timestamp over every wave's conversion.
@@ -493,7 +556,10 @@ impl StepOutputs {
                         .as_deref()
                         .and_then(crate::aws::parse_time);
                 }
-                StepKind::Preflight | StepKind::Validate | StepKind::ReversedReplication => {}
+                StepKind::Preflight
+                | StepKind::Validate
+                | StepKind::ReversedReplication
+                | StepKind::Action => {}
             }
         }
         Ok(out)

@@ -158,7 +158,7 @@ impl Journal {
 
     /// A step's output as JSON (`{}` when none yet).
     pub async fn output_value(&self, key: &str) -> Result<Value, JournalError> {
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.db.acquire().await?;
         Ok(store::steps::get(&mut conn, &self.run_id, key)
             .await?
             .output)
@@ -195,7 +195,7 @@ impl Journal {
         &self,
         call_key: &str,
     ) -> Result<Vec<Attempt>, JournalError> {
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.db.acquire().await?;
         Ok(store::effects::for_call(&mut conn, call_key)
             .await?
             .into_iter()
@@ -250,8 +250,16 @@ impl Journal {
     ) -> Result<(), JournalError> {
         let now = self.clock.now();
         let (_turn, mut tx) = self.write().await?;
-        store::effects::complete(&mut tx, id, &response, request_id.as_deref(), now).await?;
-        let (step, operation) = effect_names(&mut tx, id).await?;
+        store::effects::complete(
+            &mut tx,
+            &self.run_id,
+            id,
+            &response,
+            request_id.as_deref(),
+            now,
+        )
+        .await?;
+        let (step, operation) = effect_names(&mut tx, &self.run_id, id).await?;
         self.event(&mut tx, "effect_done", Some(&step), json!({ "effect": id.0, "operation": operation, "aws_request_id": request_id, "response": response }), now).await?;
         tx.commit().await?;
         crash_after_effect_hook();
@@ -266,8 +274,8 @@ impl Journal {
     ) -> Result<(), JournalError> {
         let now = self.clock.now();
         let (_turn, mut tx) = self.write().await?;
-        store::effects::fail(&mut tx, id, error, None, now).await?;
-        let (step, operation) = effect_names(&mut tx, id).await?;
+        store::effects::fail(&mut tx, &self.run_id, id, error, None, now).await?;
+        let (step, operation) = effect_names(&mut tx, &self.run_id, id).await?;
         self.event(
             &mut tx,
             "effect_failed",
@@ -288,8 +296,8 @@ impl Journal {
     ) -> Result<(), JournalError> {
         let now = self.clock.now();
         let (_turn, mut tx) = self.write().await?;
-        store::effects::reconciled(&mut tx, id, &response, now).await?;
-        let (step, operation) = effect_names(&mut tx, id).await?;
+        store::effects::reconciled(&mut tx, &self.run_id, id, &response, now).await?;
+        let (step, operation) = effect_names(&mut tx, &self.run_id, id).await?;
         self.event(
             &mut tx,
             "effect_reconciled",
@@ -310,7 +318,7 @@ impl Journal {
         step: &str,
         operation: &str,
     ) -> Result<bool, JournalError> {
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.db.acquire().await?;
         Ok(store::effects::for_step(&mut conn, run, step)
             .await?
             .iter()
@@ -352,9 +360,10 @@ pub fn output_type_name<T>() -> &'static str {
 /// The step key and operation of an effect, for its audit event (by primary key).
 async fn effect_names(
     conn: &mut sqlx::AnyConnection,
+    run_id: &RunId,
     id: EffectId,
 ) -> Result<(String, String), JournalError> {
-    let effect = store::effects::get(conn, id).await?;
+    let effect = store::effects::get(conn, run_id, id).await?;
     Ok((effect.step_key, effect.operation))
 }
 

@@ -82,6 +82,8 @@ pub struct RunInfo {
     pub operation: Operation,
     pub options: RunOptions,
     pub started_at: DateTime<Utc>,
+    /// The runbook's path as the run was started with it (actions run in its directory).
+    pub runbook_path: String,
 }
 
 /// The step being executed.
@@ -127,6 +129,10 @@ pub struct StepFailure {
     /// Another run holds what this step needs (a claimed server): the run ends with exit 4.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub refused: bool,
+    /// Only an operator can decide (an action in doubt after a crash): the run pauses (exit 3)
+    /// until `retry` or `skip`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaits_operator: bool,
 }
 
 impl StepFailure {
@@ -136,6 +142,7 @@ impl StepFailure {
             hint: hint.into(),
             aws: None,
             refused: false,
+            awaits_operator: false,
         }
     }
 }
@@ -155,6 +162,7 @@ impl From<AwsError> for StepFailure {
             hint: e.hint.clone(),
             aws: Some(Box::new(e)),
             refused: false,
+            awaits_operator: false,
         }
     }
 }

@@ -67,6 +67,10 @@ pub struct Change {
 }
 
 impl Change {
+    /// The action of the change a paused run shows for a step that waits for an operator's
+    /// decision rather than an approval (an action in doubt: `retry` or `skip`).
+    pub const DECIDE: &'static str = "decide:";
+
     pub fn new(action: &str, resource: impl Into<String>) -> Change {
         Change {
             action: action.to_string(),

@@ -379,6 +379,19 @@ fn locate(value: &Spanned<DeValue<'_>>, offset: usize) -> Vec<Step> {
                         continue 'descend;
                     }
                 }
+                // A nested array of tables (`[[wave.action]]`) spans its header only, while
+                // its keys follow on the next lines: the last one opened before the offset.
+                let opened = table
+                    .iter()
+                    .filter(|(key, child)| {
+                        matches!(child.get_ref(), DeValue::Array(_)) && key.span().start <= offset
+                    })
+                    .max_by_key(|(key, _)| key.span().start);
+                if let Some((key, child)) = opened {
+                    path.push(Step::Key(key.get_ref().to_string()));
+                    current = child;
+                    continue 'descend;
+                }
             }
             DeValue::Array(items) => {
                 for (index, child) in items.iter().enumerate() {
@@ -387,6 +400,14 @@ fn locate(value: &Spanned<DeValue<'_>>, offset: usize) -> Vec<Step> {
                         current = child;
                         continue 'descend;
                     }
+                }
+                let opened = items.iter().enumerate().rev().find(|(_, child)| {
+                    matches!(child.get_ref(), DeValue::Table(_)) && child.span().start <= offset
+                });
+                if let Some((index, child)) = opened {
+                    path.push(Step::Index(index));
+                    current = child;
+                    continue 'descend;
                 }
             }
             _ => {}

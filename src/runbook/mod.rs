@@ -559,4 +559,99 @@ servers = ["s-00000000000000004"]
         );
         assert!(lines[1].starts_with("hint: 1 problem in t.toml"), "{error}");
     }
+
+    #[test]
+    fn actions_are_modelled_and_every_mistake_in_them_named_with_its_key() {
+        let with = |action: &str| {
+            payments_with(
+                "servers = [\"s-1234567890abcdef0\"]\n",
+                &format!("servers = [\"s-1234567890abcdef0\"]\n[[wave.action]]\n{action}\n"),
+            )
+        };
+        let good = with(
+            "name = \"promote\"\nwhen = \"after_boot\"\nrun = { command = [\"./promote.sh\", \"--force\"], timeout = \"5m\" }\nidempotent = true\noperations = [\"failover\", \"rollback\"]",
+        );
+        let runbook = parse(&good, "t.toml").unwrap();
+        let action = runbook.action("db", "promote").unwrap();
+        assert_eq!(action.when, model::ActionWhen::AfterBoot);
+        assert_eq!(
+            action.run,
+            model::ActionRun::Command {
+                argv: vec!["./promote.sh".into(), "--force".into()],
+                timeout: Duration::from_secs(300),
+            }
+        );
+        assert!(action.idempotent && !action.optional);
+        assert!(action.runs_in(crate::store::Operation::Rollback));
+        assert!(!action.runs_in(crate::store::Operation::Drill));
+        let http = parse(
+            &with("name = \"smoke\"\nwhen = \"after_traffic\"\nrun = { http = \"https://app.example.org/health\" }"),
+            "t.toml",
+        )
+        .unwrap();
+        let smoke = http.action("db", "smoke").unwrap();
+        assert_eq!(
+            smoke.run,
+            model::ActionRun::Http {
+                url: "https://app.example.org/health".into(),
+                expect_status: 200,
+                expect_body: None,
+                timeout: model::ActionRun::DEFAULT_TIMEOUT,
+            }
+        );
+        assert_eq!(smoke.operations, model::Action::DEFAULT_OPERATIONS);
+
+        let problem = |action: &str| -> Vec<(String, String)> {
+            problems_of(&with(action))
+                .into_iter()
+                .map(|p| (p.key, p.message))
+                .collect()
+        };
+        // A kind this version does not run is an unknown key of `run`, listing the kinds.
+        let ssm = problem(
+            "name = \"a\"\nwhen = \"after_boot\"\nrun = { ssm_document = \"AWS-RunShellScript\" }",
+        );
+        assert_eq!(ssm.len(), 1, "{ssm:?}");
+        assert_eq!(ssm[0].0, "wave[0].action[0].run.ssm_document");
+        assert!(
+            ssm[0].1.contains("unknown key `ssm_document`")
+                && ssm[0].1.contains("`command`, `http`, `manual`"),
+            "{}",
+            ssm[0].1
+        );
+        let two = problem(
+            "name = \"a\"\nwhen = \"after_boot\"\nrun = { command = [\"x\"], manual = \"y\" }",
+        );
+        assert_eq!(two[0].0, "wave[0].action[0].run");
+        assert!(two[0].1.contains("an action runs one thing"), "{two:?}");
+        let many = problem(
+            "name = \"a b\"\nwhen = \"afterboot\"\nrun = { manual = \"go\", timeout = \"5m\" }\noperations = [\"dril\"]",
+        );
+        let keys: Vec<&str> = many.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "wave[0].action[0].name",
+                "wave[0].action[0].when",
+                "wave[0].action[0].run.timeout",
+                "wave[0].action[0].operations[0]"
+            ],
+            "{many:?}"
+        );
+        assert!(many[1].1.contains("did you mean `after_boot`"), "{many:?}");
+        assert!(many[3].1.contains("did you mean `drill`"), "{many:?}");
+        let duplicate = problem(
+            "name = \"a\"\nwhen = \"after_boot\"\nrun = { http = \"ftp://x\" }\n[[wave.action]]\nname = \"a\"\nwhen = \"after_boot\"\nrun = { command = [] }",
+        );
+        let keys: Vec<&str> = duplicate.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "wave[0].action[0].run.http",
+                "wave[0].action[1].name",
+                "wave[0].action[1].run.command"
+            ],
+            "{duplicate:?}"
+        );
+    }
 }

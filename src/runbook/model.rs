@@ -110,6 +110,111 @@ pub struct Wave {
     /// How long `launch:W` waits for the wave's jobs to end ([`DEFAULT_JOB_TIMEOUT`] unless
     /// `launch_timeout`); the health gate after it has `boot_timeout`.
     pub launch_timeout: std::time::Duration,
+    /// The wave's actions (`[[wave.action]]`), in file order; names unique in the wave.
+    pub actions: Vec<Action>,
+}
+
+/// A runbook action (`[[wave.action]]`): the step `action:<wave>:<name>` of the plans of the
+/// operations it names, ordered against its wave's steps by `when`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    pub name: String,
+    pub when: ActionWhen,
+    pub run: ActionRun,
+    /// A failed optional action is reported and passed over: the run goes on.
+    pub optional: bool,
+    /// Whether it may run again after a crash left it in doubt (started, no result recorded);
+    /// otherwise the run waits for an operator (`retry` or `skip`).
+    pub idempotent: bool,
+    /// The operations whose runs include it ([`Action::DEFAULT_OPERATIONS`] unless listed).
+    pub operations: Vec<crate::store::Operation>,
+}
+
+impl Action {
+    /// Every operation but rollback: a rollback runs an action only when it names `rollback`.
+    pub const DEFAULT_OPERATIONS: [crate::store::Operation; 3] = [
+        crate::store::Operation::Failover,
+        crate::store::Operation::Drill,
+        crate::store::Operation::Failback,
+    ];
+
+    /// The step key of the action of `wave` named `name`.
+    pub fn step_key(wave: &str, name: &str) -> String {
+        format!("{}:{wave}:{name}", StepKind::Action.as_str())
+    }
+
+    pub fn runs_in(&self, operation: crate::store::Operation) -> bool {
+        self.operations.contains(&operation)
+    }
+}
+
+/// Where an action runs among its wave's steps (see `engine::plan` for each operation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionWhen {
+    /// Before the wave's recovery job starts.
+    BeforeRecovery,
+    /// Once the wave's instances passed the health gate; before its target groups, validation
+    /// or DNS, and before the waves that are `after` it boot.
+    AfterBoot,
+    /// After the health gate and the `after_boot` actions, before the traffic moves.
+    BeforeTraffic,
+    /// After the traffic moved (the DNS cutover, or the wave's target group switch).
+    AfterTraffic,
+}
+
+impl ActionWhen {
+    pub const ALL: [ActionWhen; 4] = [
+        ActionWhen::BeforeRecovery,
+        ActionWhen::AfterBoot,
+        ActionWhen::BeforeTraffic,
+        ActionWhen::AfterTraffic,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionWhen::BeforeRecovery => "before_recovery",
+            ActionWhen::AfterBoot => "after_boot",
+            ActionWhen::BeforeTraffic => "before_traffic",
+            ActionWhen::AfterTraffic => "after_traffic",
+        }
+    }
+}
+
+/// What an action runs: one kind each (`run = { <kind> = ..., <its settings> }`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionRun {
+    /// A local process, no shell: `argv[0]` with the other arguments, in the runbook's
+    /// directory; its exit status decides.
+    Command {
+        argv: Vec<String>,
+        timeout: Duration,
+    },
+    /// GET `url` until it answers `expect_status` (and contains `expect_body`) or `timeout`.
+    Http {
+        url: String,
+        expect_status: u16,
+        expect_body: Option<String>,
+        timeout: Duration,
+    },
+    /// An approval gate whose preview is these instructions.
+    Manual { instructions: String },
+}
+
+impl ActionRun {
+    /// The run kinds, as the keys of `run` name them.
+    pub const KINDS: [&str; 3] = ["command", "http", "manual"];
+
+    /// The default `timeout` of a command or an HTTP check.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ActionRun::Command { .. } => "command",
+            ActionRun::Http { .. } => "http",
+            ActionRun::Manual { .. } => "manual",
+        }
+    }
 }
 
 /// The health gate's default boot timeout: 20 minutes, the time AWS gives a Windows instance
@@ -249,10 +354,12 @@ pub enum StepKind {
     Quiesce,
     A2Recovery,
     Cleanup,
+    /// A runbook action (`[[wave.action]]`): a command, an HTTP check or a manual step.
+    Action,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 13] = [
+    pub const ALL: [StepKind; 14] = [
         StepKind::Preflight,
         StepKind::FenceSource,
         StepKind::RecoveryJob,
@@ -266,6 +373,7 @@ impl StepKind {
         StepKind::Quiesce,
         StepKind::A2Recovery,
         StepKind::Cleanup,
+        StepKind::Action,
     ];
 
     /// The durable name, as written in runbooks and stored in the database.
@@ -284,6 +392,7 @@ impl StepKind {
             StepKind::Quiesce => "quiesce",
             StepKind::A2Recovery => "a2_recovery",
             StepKind::Cleanup => "cleanup",
+            StepKind::Action => "action",
         }
     }
 
@@ -496,6 +605,11 @@ impl Runbook {
     /// Whether the runbook asks for an operator's approval before steps of this kind.
     pub fn approval_required(&self, kind: StepKind) -> bool {
         self.approvals.before.contains(&kind)
+    }
+
+    /// The action of `wave` named `name`.
+    pub fn action(&self, wave: &str, name: &str) -> Option<&Action> {
+        self.wave(wave)?.actions.iter().find(|a| a.name == name)
     }
 
     /// The load balancers switched for this wave.

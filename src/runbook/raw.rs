@@ -103,6 +103,43 @@ pub struct RawWave {
     pub conversion_timeout: Option<Text>,
     #[serde(default)]
     pub launch_timeout: Option<Text>,
+    /// `[[wave.action]]`: the wave's actions.
+    #[serde(default)]
+    pub action: Vec<RawAction>,
+}
+
+/// `[[wave.action]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAction {
+    pub name: Text,
+    pub when: Text,
+    pub run: Spanned<RawActionRun>,
+    #[serde(default)]
+    pub optional: bool,
+    #[serde(default)]
+    pub idempotent: bool,
+    #[serde(default)]
+    pub operations: Option<Spanned<Vec<Text>>>,
+}
+
+/// An action's `run`: exactly one kind key (`command`, `http`, `manual`), and that kind's
+/// settings. A struct rather than an enum so that validation can name every wrong key at once.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawActionRun {
+    #[serde(default)]
+    pub command: Option<Spanned<Vec<Text>>>,
+    #[serde(default)]
+    pub http: Option<Text>,
+    #[serde(default)]
+    pub manual: Option<Text>,
+    #[serde(default)]
+    pub timeout: Option<Text>,
+    #[serde(default)]
+    pub expect_status: Option<Spanned<u16>>,
+    #[serde(default)]
+    pub expect_body: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

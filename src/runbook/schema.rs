@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::model::{RecordType, StepKind};
+use super::model::{ActionWhen, RecordType, StepKind};
 
 /// The `$id` of the schema (its version follows the runbook format's).
 pub const SCHEMA_ID: &str = "https://drs-runbook.dev/schema/runbook-1.json";
@@ -98,6 +98,76 @@ fn object(description: &str, keys: Vec<Key>) -> Value {
         object["required"] = json!(needed);
     }
     object
+}
+
+/// `[[wave.action]]`: one action and its `run` (one kind key and that kind's settings).
+fn action() -> Value {
+    let run = object(
+        "What the action runs: exactly one of command, http, manual, with that kind's settings.",
+        vec![
+            key(
+                "command",
+                json!({ "type": "array", "minItems": 1, "items": { "type": "string" } }),
+                "A local process (no shell), run in the runbook's directory; its exit status decides.",
+            ),
+            key(
+                "http",
+                pattern("^https?://.+$", "https://app.internal.example.org/health"),
+                "GET this URL until it answers expect_status (and contains expect_body) or the timeout.",
+            ),
+            key(
+                "manual",
+                string(),
+                "Instructions for the operator: the action is an approval gate that shows them.",
+            ),
+            key(
+                "timeout",
+                duration(),
+                "command and http: how long it may take (default 10m).",
+            ),
+            key(
+                "expect_status",
+                json!({ "type": "integer", "minimum": 100, "maximum": 599 }),
+                "http: the status that passes (default 200).",
+            ),
+            key(
+                "expect_body",
+                string(),
+                "http: a substring the body must contain to pass.",
+            ),
+        ],
+    );
+    object(
+        "A runbook action of the wave.",
+        vec![
+            required(
+                "name",
+                string(),
+                "Unique in the wave; the step is action:<wave>:<name>.",
+            ),
+            required(
+                "when",
+                one_of_strings(ActionWhen::ALL.map(ActionWhen::as_str)),
+                "Where it runs among the wave's steps.",
+            ),
+            required("run", run, "What it runs."),
+            key(
+                "optional",
+                json!({ "type": "boolean" }),
+                "A failed optional action is reported and passed over (default false).",
+            ),
+            key(
+                "idempotent",
+                json!({ "type": "boolean" }),
+                "Whether it may run again after a crash left it in doubt (default false: the run waits for an operator).",
+            ),
+            key(
+                "operations",
+                json!({ "type": "array", "minItems": 1, "items": { "type": "string", "enum": ["failover", "drill", "failback", "rollback"] } }),
+                "The operations that run it (default: failover, drill, failback).",
+            ),
+        ],
+    )
 }
 
 /// Every section with its keys, by the name serde reads it under in `raw`.
@@ -200,6 +270,11 @@ fn sections() -> Vec<(&'static str, Value)> {
                         "launch_timeout",
                         duration(),
                         "How long launch waits for the wave's jobs to end before it fails as stuck (default 2h).",
+                    ),
+                    key(
+                        "action",
+                        json!({ "type": "array", "items": action() }),
+                        "The wave's actions ([[wave.action]]): steps action:<wave>:<name> of the plan.",
                     ),
                 ],
             ),
@@ -585,6 +660,18 @@ mod tests {
             schema_keys(&wave["properties"]["select"]),
             accepted_keys::<raw::RawSelect>()
         );
+        let action = &wave["properties"]["action"]["items"];
+        assert_eq!(schema_keys(action), accepted_keys::<raw::RawAction>());
+        assert_eq!(
+            schema_keys(&action["properties"]["run"]),
+            accepted_keys::<raw::RawActionRun>()
+        );
+        let operations = &action["properties"]["operations"]["items"]["enum"];
+        let names: Vec<&str> = crate::store::Operation::ALL
+            .iter()
+            .map(|o| o.as_str())
+            .collect();
+        assert_eq!(operations, &json!(names));
         assert_eq!(
             schema_keys(&sections["dns"]["properties"]["points_to"]),
             accepted_keys::<raw::RawPointsTo>()

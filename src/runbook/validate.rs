@@ -16,16 +16,17 @@ use super::formats::{
     check_source_server_id, check_subnet_id, parse_role_arn, parse_target_group_arn,
 };
 use super::model::{
-    Account, Approvals, Cleanup, ClusterEndpoint, Credentials, DnsRecord, DoctorSettings,
-    LoadBalancer, Objectives, PointsTo, RecordType, Recovery, RoutingControl, Runbook, Select,
-    Side, SourceInstances, StepKind, Wave,
+    Account, Action, ActionRun, ActionWhen, Approvals, Cleanup, ClusterEndpoint, Credentials,
+    DnsRecord, DoctorSettings, LoadBalancer, Objectives, PointsTo, RecordType, Recovery,
+    RoutingControl, Runbook, Select, Side, SourceInstances, StepKind, Wave,
 };
 use super::order::topological_order;
 use super::problem::Problems;
 use super::raw::{
-    Element, RawDnsRecord, RawDoctor, RawLoadBalancer, RawRoutingControl, RawRunbook, RawSide,
-    RawWave, ReadStatus, Text,
+    Element, RawActionRun, RawDnsRecord, RawDoctor, RawLoadBalancer, RawRoutingControl, RawRunbook,
+    RawSide, RawWave, ReadStatus, Text,
 };
+use crate::store::Operation;
 
 /// Where a problem about something absent is reported: the top of the file.
 const FILE_START: Range<usize> = 0..0;
@@ -534,6 +535,7 @@ fn waves(raw: &[Element<RawWave>], status: &ReadStatus, problems: &mut Problems<
             &wave.launch_timeout,
             super::model::DEFAULT_JOB_TIMEOUT,
         );
+        let actions = wave_actions(element, status, problems);
         waves.push(Wave {
             name: name.to_string(),
             after: wave.after.iter().map(|a| a.get_ref().clone()).collect(),
@@ -545,9 +547,261 @@ fn waves(raw: &[Element<RawWave>], status: &ReadStatus, problems: &mut Problems<
             boot_timeout,
             conversion_timeout,
             launch_timeout,
+            actions,
         });
     }
     waves
+}
+
+/// `[[wave.action]]`: names unique in the wave, a known `when`, exactly one run kind with only
+/// its own settings, known operations.
+fn wave_actions(
+    element: &Element<RawWave>,
+    status: &ReadStatus,
+    problems: &mut Problems<'_>,
+) -> Vec<Action> {
+    let mut first_name: HashMap<&str, usize> = HashMap::new();
+    let mut actions = Vec::new();
+    for (index, raw) in element.value.action.iter().enumerate() {
+        let prefix = format!("wave[{}].action[{index}]", element.index);
+        let name = raw.name.get_ref().as_str();
+        check(
+            problems,
+            &format!("{prefix}.name"),
+            &raw.name,
+            check_name(name, "action"),
+        );
+        if let Some(first) = first_name.insert(name, index) {
+            problems.at(
+                &raw.name.span(),
+                format!("{prefix}.name"),
+                format!("duplicate action name {name:?} (action[{first}] of this wave has it already; action names must be unique in their wave)"),
+            );
+            first_name.insert(name, first);
+        }
+        let when = ActionWhen::ALL
+            .into_iter()
+            .find(|w| w.as_str() == raw.when.get_ref());
+        if when.is_none() {
+            let known = ActionWhen::ALL.map(ActionWhen::as_str);
+            problems.at(
+                &raw.when.span(),
+                format!("{prefix}.when"),
+                format!(
+                    "`{}` is not a moment of the wave{} (expected one of {})",
+                    raw.when.get_ref(),
+                    did_you_mean(raw.when.get_ref(), &known),
+                    quoted_list(&known)
+                ),
+            );
+        }
+        let run = action_run(&prefix, &raw.run, status, problems);
+        let operations = match &raw.operations {
+            None => Action::DEFAULT_OPERATIONS.to_vec(),
+            Some(list) => action_operations(&prefix, list, problems),
+        };
+        if let (Some(when), Some(run)) = (when, run) {
+            actions.push(Action {
+                name: name.to_string(),
+                when,
+                run,
+                optional: raw.optional,
+                idempotent: raw.idempotent,
+                operations,
+            });
+        }
+    }
+    actions
+}
+
+/// An action's `operations`: a non-empty list of operation names.
+fn action_operations(
+    prefix: &str,
+    list: &serde_spanned::Spanned<Vec<Text>>,
+    problems: &mut Problems<'_>,
+) -> Vec<Operation> {
+    let known: Vec<&str> = Operation::ALL.iter().map(|o| o.as_str()).collect();
+    if list.get_ref().is_empty() {
+        problems.at(
+            &list.span(),
+            format!("{prefix}.operations"),
+            format!(
+                "`operations` is empty, so the action would never run (expected some of {}, or no `operations` for all but rollback)",
+                quoted_list(&known)
+            ),
+        );
+    }
+    let mut operations = Vec::new();
+    for (i, text) in list.get_ref().iter().enumerate() {
+        match text.get_ref().parse::<Operation>() {
+            Ok(operation) => operations.push(operation),
+            Err(_) => problems.at(
+                &text.span(),
+                format!("{prefix}.operations[{i}]"),
+                format!(
+                    "`{}` is not an operation{} (expected one of {})",
+                    text.get_ref(),
+                    did_you_mean(text.get_ref(), &known),
+                    quoted_list(&known)
+                ),
+            ),
+        }
+    }
+    operations
+}
+
+/// A setting of an action's `run`: its key, where it is written, and the kinds that take it.
+type RunSetting = (&'static str, Option<Range<usize>>, &'static [&'static str]);
+
+/// An action's `run`: exactly one of the kinds of [`ActionRun::KINDS`], with only the settings
+/// that kind takes.
+fn action_run(
+    prefix: &str,
+    run: &serde_spanned::Spanned<RawActionRun>,
+    status: &ReadStatus,
+    problems: &mut Problems<'_>,
+) -> Option<ActionRun> {
+    let raw = run.get_ref();
+    let key = |field: &str| format!("{prefix}.run.{field}");
+    let kinds: Vec<&str> = [
+        raw.command.as_ref().map(|_| "command"),
+        raw.http.as_ref().map(|_| "http"),
+        raw.manual.as_ref().map(|_| "manual"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match kinds.as_slice() {
+        [] => {
+            // An unknown kind (a typo, or a kind this version does not run) was reported as
+            // an unknown key already.
+            let dropped = status
+                .dropped_keys
+                .iter()
+                .any(|k| k.starts_with(&format!("{prefix}.run.")));
+            if !dropped {
+                problems.at(
+                    &run.span(),
+                    format!("{prefix}.run"),
+                    format!(
+                        "`run` names no action kind (expected one of {}, e.g. run = {{ command = [\"./scripts/promote.sh\"] }})",
+                        quoted_list(&ActionRun::KINDS)
+                    ),
+                );
+            }
+            return None;
+        }
+        [_] => {}
+        several => {
+            problems.at(
+                &run.span(),
+                format!("{prefix}.run"),
+                format!(
+                    "`run` names {}: an action runs one thing (split it into several actions)",
+                    quoted_list(several)
+                ),
+            );
+            return None;
+        }
+    }
+    let kind = kinds[0];
+    // A setting that the kind does not take is a mistake, not something to ignore.
+    let settings: [RunSetting; 3] = [
+        (
+            "timeout",
+            raw.timeout.as_ref().map(|t| t.span()),
+            &["command", "http"],
+        ),
+        (
+            "expect_status",
+            raw.expect_status.as_ref().map(|t| t.span()),
+            &["http"],
+        ),
+        (
+            "expect_body",
+            raw.expect_body.as_ref().map(|t| t.span()),
+            &["http"],
+        ),
+    ];
+    for (setting, span, kinds) in settings {
+        if let Some(span) = span
+            && !kinds.contains(&kind)
+        {
+            problems.at(
+                &span,
+                key(setting),
+                format!(
+                    "a {kind} action takes no `{setting}` (it applies to {})",
+                    quoted_list(kinds)
+                ),
+            );
+        }
+    }
+    let day = std::time::Duration::from_secs(24 * 3600);
+    let timeout = duration_key(problems, &key("timeout"), raw.timeout.as_ref(), day)
+        .unwrap_or(ActionRun::DEFAULT_TIMEOUT);
+    if let Some(argv) = &raw.command {
+        let argv: Vec<String> = argv.get_ref().iter().map(|a| a.get_ref().clone()).collect();
+        if argv.first().is_none_or(|program| program.trim().is_empty()) {
+            problems.at(
+                &raw.command.as_ref().map(|c| c.span()).unwrap_or_default(),
+                key("command"),
+                "`command` needs a program first (e.g. command = [\"./scripts/promote.sh\", \"--force\"]; no shell runs it unless you name one, e.g. [\"sh\", \"-c\", \"...\"])",
+            );
+            return None;
+        }
+        return Some(ActionRun::Command { argv, timeout });
+    }
+    if let Some(url) = &raw.http {
+        let parsed = url::Url::parse(url.get_ref());
+        let ok = parsed
+            .as_ref()
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+        if !ok {
+            problems.at(
+                &url.span(),
+                key("http"),
+                format!(
+                    "{:?} is not an http:// or https:// URL (e.g. \"https://app.internal.example.org/health\")",
+                    url.get_ref()
+                ),
+            );
+            return None;
+        }
+        let expect_status = match &raw.expect_status {
+            Some(status) if !(100..=599).contains(status.get_ref()) => {
+                problems.at(
+                    &status.span(),
+                    key("expect_status"),
+                    format!(
+                        "{} is not an HTTP status (expected 100 to 599, e.g. 200)",
+                        status.get_ref()
+                    ),
+                );
+                return None;
+            }
+            Some(status) => *status.get_ref(),
+            None => 200,
+        };
+        return Some(ActionRun::Http {
+            url: url.get_ref().clone(),
+            expect_status,
+            expect_body: raw.expect_body.as_ref().map(|b| b.get_ref().clone()),
+            timeout,
+        });
+    }
+    let manual = raw.manual.as_ref()?;
+    if manual.get_ref().trim().is_empty() {
+        problems.at(
+            &manual.span(),
+            key("manual"),
+            "the instructions are empty (say what the operator does before approving, e.g. manual = \"Promote the read replica (wiki DR-42), then approve.\")",
+        );
+        return None;
+    }
+    Some(ActionRun::Manual {
+        instructions: manual.get_ref().clone(),
+    })
 }
 
 /// Server IDs, servers in two waves, optional servers outside the wave.

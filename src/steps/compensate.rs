@@ -66,6 +66,8 @@ pub fn compensates(kind: StepKind) -> bool {
         | StepKind::Cleanup => false,
         // StartInstances of instances the recovery's undo terminates anyway.
         StepKind::Boot => false,
+        // An action has no undo: a rollback runs the actions that name `rollback` instead.
+        StepKind::Action => false,
     }
 }
 

@@ -6,6 +6,7 @@
 //! committed before the call, the effect (IDs, request ID) with the step's new output after it.
 
 pub mod a2_recovery;
+pub mod action;
 pub mod boot;
 pub mod cleanup;
 pub mod compensate;
@@ -37,7 +38,8 @@ use crate::run::{Operation, StepKind};
 /// Executes one step.
 pub async fn execute(mut ctx: StepCtx<'_>) -> StepResult {
     // A rollback's steps carry the kind of the step they undo (`undo:<key>`).
-    if ctx.run.operation == Operation::Rollback {
+    // A rollback runs the actions that name `rollback` as themselves.
+    if ctx.run.operation == Operation::Rollback && ctx.step.kind != StepKind::Action {
         return compensate::run(&mut ctx).await.into();
     }
     let result = match ctx.step.kind {
@@ -60,6 +62,7 @@ pub async fn execute(mut ctx: StepCtx<'_>) -> StepResult {
         StepKind::ReversedReplication => reversed_replication::run(&mut ctx).await,
         StepKind::Quiesce => quiesce::run(&mut ctx).await,
         StepKind::A2Recovery => a2_recovery::run(&mut ctx).await,
+        StepKind::Action => action::run(&mut ctx).await,
     };
     result.into()
 }
@@ -68,7 +71,9 @@ pub async fn execute(mut ctx: StepCtx<'_>) -> StepResult {
 /// own changes from the plan, its captured state and read calls (never a mutating call, and
 /// nothing is journaled: the step computes its changes again when it runs).
 pub async fn preview(mut ctx: StepCtx<'_>) -> GatePreview {
-    let changes = if ctx.run.operation == Operation::Rollback {
+    let changes = if ctx.step.kind == StepKind::Action {
+        action::preview(&mut ctx).await
+    } else if ctx.run.operation == Operation::Rollback {
         compensate::preview(&mut ctx).await
     } else {
         match ctx.step.kind {

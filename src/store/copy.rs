@@ -3,7 +3,8 @@
 //! seal there.
 //!
 //! ```text
-//!   source runs ──► refuse if a run ID (or an effect ID, which seals cover) is in the target
+//!   source runs ──► refuse if a run ID is in the target (into a SQLite file, an effect ID
+//!        │          too: there effect IDs are rowids; in PostgreSQL they are unique per run)
 //!        │
 //!        ▼  target.begin()   runs ► steps ► effects ► events ► leases ► claims ► seals
 //!   rows copied column by column as stored (text stays text, numbers numbers)
@@ -76,21 +77,25 @@ pub async fn copy_all(source: &Database, target: &Database) -> Result<CopyReport
             target: target.path().to_path_buf(),
         });
     }
-    let present_effects: HashSet<String> = ids(&mut to, "SELECT CAST(id AS TEXT) FROM effects")
-        .await?
-        .into_iter()
-        .collect();
-    let effects = ids(&mut from, "SELECT CAST(id AS TEXT) FROM effects").await?;
-    let both: Vec<String> = effects
-        .into_iter()
-        .filter(|id| present_effects.contains(id))
-        .collect();
-    if !both.is_empty() {
-        return Err(StoreError::CopyConflict {
-            what: "effect",
-            ids: both,
-            target: target.path().to_path_buf(),
-        });
+    // A SQLite file's effect IDs are its rowids, unique in the file; PostgreSQL's are unique
+    // per run (migration 0019), so runs from several files with the same effect IDs fit.
+    if target.engine() == Engine::Sqlite {
+        let present_effects: HashSet<String> = ids(&mut to, "SELECT CAST(id AS TEXT) FROM effects")
+            .await?
+            .into_iter()
+            .collect();
+        let effects = ids(&mut from, "SELECT CAST(id AS TEXT) FROM effects").await?;
+        let both: Vec<String> = effects
+            .into_iter()
+            .filter(|id| present_effects.contains(id))
+            .collect();
+        if !both.is_empty() {
+            return Err(StoreError::CopyConflict {
+                what: "effect",
+                ids: both,
+                target: target.path().to_path_buf(),
+            });
+        }
     }
     drop(to);
 

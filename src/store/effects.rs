@@ -128,80 +128,87 @@ pub async fn begin(
 /// Records the call's success: its response (job ID, change ID, ARNs) and AWS request ID.
 pub async fn complete(
     conn: &mut AnyConnection,
+    run_id: &RunId,
     id: EffectId,
     response: &Value,
     aws_request_id: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    close(
-        conn,
-        id,
-        EffectState::Done,
-        Some(response),
-        None,
+    let outcome = Outcome {
+        state: EffectState::Done,
+        response: Some(response),
+        error: None,
         aws_request_id,
-        now,
-    )
-    .await
+    };
+    close(conn, run_id, id, outcome, now).await
 }
 
 /// Records the call's failure (an error AWS returned, so the call is known not to have acted).
 pub async fn fail(
     conn: &mut AnyConnection,
+    run_id: &RunId,
     id: EffectId,
     error: &str,
     aws_request_id: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    close(
-        conn,
-        id,
-        EffectState::Failed,
-        None,
-        Some(error),
+    let outcome = Outcome {
+        state: EffectState::Failed,
+        response: None,
+        error: Some(error),
         aws_request_id,
-        now,
-    )
-    .await
+    };
+    close(conn, run_id, id, outcome, now).await
 }
 
 /// Records what reconciliation found out about an interrupted call (e.g. the job found by its
 /// tags, or `{"found": false}`, after which the engine may begin a new intent with a new key).
 pub async fn reconciled(
     conn: &mut AnyConnection,
+    run_id: &RunId,
     id: EffectId,
     response: &Value,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    close(
-        conn,
-        id,
-        EffectState::Reconciled,
-        Some(response),
-        None,
-        None,
-        now,
-    )
-    .await
+    let outcome = Outcome {
+        state: EffectState::Reconciled,
+        response: Some(response),
+        error: None,
+        aws_request_id: None,
+    };
+    close(conn, run_id, id, outcome, now).await
+}
+
+/// How an intent closes: its new state and what is recorded with it.
+struct Outcome<'a> {
+    state: EffectState,
+    response: Option<&'a Value>,
+    error: Option<&'a str>,
+    aws_request_id: Option<&'a str>,
 }
 
 async fn close(
     conn: &mut AnyConnection,
+    run_id: &RunId,
     id: EffectId,
-    state: EffectState,
-    response: Option<&Value>,
-    error: Option<&str>,
-    aws_request_id: Option<&str>,
+    outcome: Outcome<'_>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    let Outcome {
+        state,
+        response,
+        error,
+        aws_request_id,
+    } = outcome;
     let closed: Option<RunId> = sqlx::query_scalar(
         r#"
         UPDATE effects
-        SET state = $2, response = $3, error = $4, aws_request_id = $5, completed_at = $6
-        WHERE id = $1 AND state = 'intent'
+        SET state = $3, response = $4, error = $5, aws_request_id = $6, completed_at = $7
+        WHERE run_id = $1 AND id = $2 AND state = 'intent'
         RETURNING run_id
         "#,
     )
+    .bind(run_id)
     .bind(id)
     .bind(state)
     .bind(response.map(Value::to_string))
@@ -216,11 +223,12 @@ async fn close(
             format!("record the outcome ({state}) of effect {id}"),
         )
     })?;
-    if let Some(run_id) = closed {
-        return super::seal::refresh(conn, &run_id).await;
+    if closed.is_some() {
+        return super::seal::refresh(conn, run_id).await;
     }
     let current: Option<EffectState> =
-        sqlx::query_scalar(r#"SELECT state FROM effects WHERE id = $1"#)
+        sqlx::query_scalar(r#"SELECT state FROM effects WHERE run_id = $1 AND id = $2"#)
+            .bind(run_id)
             .bind(id)
             .fetch_optional(conn)
             .await
@@ -264,9 +272,14 @@ pub async fn for_step(
         })
 }
 
-/// One effect by its ID (the primary key).
-pub async fn get(conn: &mut AnyConnection, id: EffectId) -> Result<Effect, StoreError> {
-    sqlx::query_as(r#"SELECT * FROM effects WHERE id = $1"#)
+/// One effect of the run by its ID (the primary key, with the run's).
+pub async fn get(
+    conn: &mut AnyConnection,
+    run_id: &RunId,
+    id: EffectId,
+) -> Result<Effect, StoreError> {
+    sqlx::query_as(r#"SELECT * FROM effects WHERE run_id = $1 AND id = $2"#)
+        .bind(run_id)
         .bind(id)
         .fetch_optional(conn)
         .await
@@ -369,7 +382,7 @@ mod tests {
         );
 
         let response = json!({"job": {"jobID": "drsjob-0123456789abcdef0"}});
-        complete(&mut conn, id, &response, Some("req-1"), at(2))
+        complete(&mut conn, &run_id, id, &response, Some("req-1"), at(2))
             .await
             .unwrap();
         assert!(open_intents(&mut conn, &run_id).await.unwrap().is_empty());
@@ -403,10 +416,12 @@ mod tests {
         let id = begin(&mut conn, &run_id, &start_recovery(&run_id, 1), at(1))
             .await
             .unwrap();
-        complete(&mut conn, id, &json!({}), None, at(2))
+        complete(&mut conn, &run_id, id, &json!({}), None, at(2))
             .await
             .unwrap();
-        let err = fail(&mut conn, id, "late", None, at(3)).await.unwrap_err();
+        let err = fail(&mut conn, &run_id, id, "late", None, at(3))
+            .await
+            .unwrap_err();
         assert!(
             matches!(
                 err,
@@ -417,7 +432,7 @@ mod tests {
             ),
             "{err:?}"
         );
-        let err = reconciled(&mut conn, EffectId(9999), &json!({}), at(3))
+        let err = reconciled(&mut conn, &run_id, EffectId(9999), &json!({}), at(3))
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::EffectNotFound { .. }), "{err:?}");
@@ -439,6 +454,7 @@ mod tests {
             .unwrap();
         fail(
             &mut conn,
+            &run_id,
             failed,
             "ConflictException: server already in a job",
             Some("req-9"),
@@ -448,6 +464,7 @@ mod tests {
         .unwrap();
         reconciled(
             &mut conn,
+            &run_id,
             interrupted,
             &json!({"found": true, "jobID": "drsjob-1"}),
             at(3),
@@ -549,6 +566,7 @@ mod tests {
             .unwrap();
         complete(
             &mut conn,
+            &run_id,
             id,
             &json!({"id": "drsjob-0123456789abcdef0"}),
             None,

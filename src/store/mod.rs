@@ -33,6 +33,7 @@ pub mod claims;
 pub mod copy;
 pub mod effects;
 pub mod events;
+pub mod iam;
 pub mod leases;
 pub mod runs;
 pub mod seal;
@@ -41,6 +42,7 @@ pub mod steps;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -63,7 +65,9 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The migrations in `migrations/`, embedded at build time (SQLite).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// The same schema in PostgreSQL's dialect, `migrations/postgres/`, one file per SQLite one.
+/// The same schema in PostgreSQL's dialect, `migrations/postgres/`: one file per SQLite one
+/// (the same version), and the PostgreSQL-only 0019 (effect IDs unique per run, for
+/// `db migrate-to`).
 static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// The key of the transaction-level advisory lock every PostgreSQL write transaction takes
@@ -127,6 +131,9 @@ pub struct Database {
     engine: Engine,
     /// The file, or the URL of a PostgreSQL store with its password removed.
     path: PathBuf,
+    /// Why the database stopped answering, once a write transaction could not begin for that
+    /// reason (see [`Database::begin`]); shared by the clones.
+    lost: Arc<OnceLock<String>>,
 }
 
 impl Database {
@@ -197,6 +204,7 @@ impl Database {
             pool,
             engine: Engine::Sqlite,
             path,
+            lost: Arc::default(),
         })
     }
 
@@ -204,13 +212,22 @@ impl Database {
     /// `~/.pgpass`) and brings its schema up to date. sqlx's migrator holds a session-level
     /// advisory lock while it checks and applies migrations, so two processes starting at
     /// once are safe.
+    ///
+    /// With `aws_iam_auth=true` in the URL the password is an RDS IAM authentication token
+    /// ([`iam`]), renewed for new connections while the store is open.
     pub async fn connect_postgres(url: &str) -> Result<Database, StoreError> {
         sqlx::any::install_default_drivers();
         let path = PathBuf::from(redact_url(url));
-        let options = AnyConnectOptions::from_str(url).map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source,
-        })?;
+        let iam_url = iam::requested(url);
+        let connect_url = match &iam_url {
+            Some(plain) => iam::with_token(plain).await?,
+            None => url.to_owned(),
+        };
+        let options =
+            AnyConnectOptions::from_str(&connect_url).map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
         let pool = AnyPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
@@ -220,6 +237,9 @@ impl Database {
                 path: path.clone(),
                 source,
             })?;
+        if let Some(plain) = iam_url {
+            tokio::spawn(renew_iam_token(pool.clone(), plain));
+        }
         PG_MIGRATOR
             .run(&pool)
             .await
@@ -228,6 +248,7 @@ impl Database {
             pool,
             engine: Engine::Postgres,
             path,
+            lost: Arc::default(),
         })
     }
 
@@ -255,7 +276,48 @@ impl Database {
     /// PostgreSQL takes one transaction-level advisory lock ([`PG_WRITE_LOCK`]) first, released
     /// by commit or rollback, waiting up to [`BUSY_TIMEOUT`] (`lock_timeout`) like SQLite's
     /// busy timeout. Readers are never blocked on either engine.
+    ///
+    /// Once the database could not be reached ([`is_unreachable`]) by a `begin` or an
+    /// [`acquire`](Database::acquire), every later one in this process fails at once with
+    /// [`StoreError::Lost`], naming the first cause: the run's writers queue for their turn,
+    /// and each waiting out the pool's acquire timeout in turn would delay the run's stop by
+    /// as many timeouts.
     pub async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        self.check_lost()?;
+        let began = self.begin_on_engine().await;
+        self.note_lost(began)
+    }
+
+    /// A connection for reads that need no transaction (see [`Database::begin`] for how a
+    /// lost database fails it at once).
+    pub async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<Any>, StoreError> {
+        self.check_lost()?;
+        let acquired = self.pool.acquire().await.map_err(|source| {
+            StoreError::query(source, format!("connect to {}", self.path.display()))
+        });
+        self.note_lost(acquired)
+    }
+
+    fn check_lost(&self) -> Result<(), StoreError> {
+        match self.lost.get() {
+            Some(cause) => Err(StoreError::Lost {
+                path: self.path.clone(),
+                cause: LostCause(cause.clone()),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn note_lost<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &result
+            && is_unreachable(e)
+        {
+            let _ = self.lost.set(error_chain(e));
+        }
+        result
+    }
+
+    async fn begin_on_engine(&self) -> Result<Transaction<'static, Any>, StoreError> {
         let action = || format!("begin a transaction on {}", self.path.display());
         match self.engine {
             Engine::Sqlite => self
@@ -289,6 +351,28 @@ impl Database {
     /// Closes every connection (checkpointing a SQLite WAL).
     pub async fn close(self) {
         self.pool.close().await;
+    }
+}
+
+/// Signs a new RDS IAM token for the connections `pool` opens next, every
+/// [`iam::RENEW_EVERY`], until the pool is closed. A failed renewal keeps the last token (valid
+/// for five more minutes) and says why; a connection opened with an expired one fails to
+/// authenticate, which stops a run as an unreachable database does.
+async fn renew_iam_token(pool: AnyPool, url: url::Url) {
+    loop {
+        tokio::time::sleep(iam::RENEW_EVERY).await;
+        if pool.is_closed() {
+            return;
+        }
+        match iam::with_token(&url).await.and_then(|with_token| {
+            AnyConnectOptions::from_str(&with_token).map_err(|source| StoreError::Open {
+                path: PathBuf::from(redact_url(url.as_str())),
+                source,
+            })
+        }) {
+            Ok(options) => pool.set_connect_options(options),
+            Err(e) => tracing::warn!(error = %e, "failed to renew the RDS IAM token"),
+        }
     }
 }
 
@@ -495,6 +579,62 @@ fn is_lock_timeout(error: &sqlx::Error) -> bool {
             .is_some_and(|code| code == PG_LOCK_NOT_AVAILABLE)
 }
 
+/// Whether `error`, or one of its causes, says that the database could not be reached or that
+/// the connection to it was lost (a stopped or restarting server, a dropped network, a
+/// terminated backend), rather than that a query was refused. A run that meets it stops: no
+/// write can be trusted to land, and every write before it is committed.
+pub fn is_unreachable(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<sqlx::Error>().is_some_and(connection_lost)
+            || e.downcast_ref::<LostCause>().is_some()
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// `error` and its causes, `: `-separated, each cause once (a wrapper often repeats the
+/// message of what it wraps).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let message = e.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        cause = e.source();
+    }
+    text
+}
+
+/// PostgreSQL's connection exceptions (class 08) and the server's shutdown codes:
+/// `admin_shutdown` (`pg_terminate_backend`, a fast stop), `crash_shutdown`,
+/// `cannot_connect_now` (starting up or shutting down).
+fn connection_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
+
+/// Why the database stopped answering, as first seen by this process (the source of
+/// [`StoreError::Lost`]: a source, so that [`is_unreachable`] finds it through the engine's
+/// transparent wrappers).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct LostCause(String);
+
 /// Errors of the run store. Messages fit "failed to ..." and end with what to do next.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -520,6 +660,10 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    #[error(
+        "failed to make an RDS IAM authentication token for {url}: {reason} (hint: check the AWS credentials and region this host uses, e.g. with `aws sts get-caller-identity`)"
+    )]
+    IamToken { url: String, reason: String },
     #[error("{path} is not a drs-runbook database (hint: pass --db PATH to use another file)")]
     NotOurs { path: PathBuf },
     #[error(
@@ -545,6 +689,12 @@ pub enum StoreError {
         action: String,
         #[source]
         source: sqlx::Error,
+    },
+    #[error("failed to use the run database {path}: it stopped answering earlier in this process")]
+    Lost {
+        path: PathBuf,
+        #[source]
+        cause: LostCause,
     },
     #[error("failed to {action}")]
     Query {
@@ -1305,11 +1455,14 @@ mod tests {
         for opener in openers {
             assert_eq!(opener.join().unwrap(), PG_MIGRATOR.iter().count() as i64);
         }
-        assert_eq!(
-            PG_MIGRATOR.iter().count(),
-            MIGRATOR.iter().count(),
-            "one PostgreSQL migration per SQLite one"
-        );
+        let postgres: Vec<i64> = PG_MIGRATOR.iter().map(|m| m.version).collect();
+        for sqlite in MIGRATOR.iter() {
+            assert!(
+                postgres.contains(&sqlite.version),
+                "SQLite migration {} has no PostgreSQL twin",
+                sqlite.version
+            );
+        }
     }
 
     /// PostgreSQL's `BEGIN IMMEDIATE`: a second writer waits for the first, then gives up
@@ -1363,7 +1516,7 @@ mod tests {
             .unwrap();
             let finish = Finish {
                 status: RunStatus::Failed,
-                rto_seconds: Some(1234.567_890_123_4),
+                rto_seconds: Some(1_234.567_890_123_4),
                 rpo_seconds: Some(0.1 + 0.2),
                 error: Some("line one\nline \"two\" \u{2603}".to_owned()),
             };
@@ -1381,6 +1534,62 @@ mod tests {
         assert_eq!(seals[0], seals[1]);
     }
 
+    /// A SQLite store with one run: an effect done (with its event), a claim on `resource`, a
+    /// lease. Its effect is effect 1, as the first effect of every SQLite file.
+    async fn sqlite_run_with_an_effect(resource: &str) -> (tempfile::TempDir, Database, RunId) {
+        let (dir, sqlite) = temp_sqlite_db().await;
+        let run_id = run_with_steps(&sqlite).await;
+        let mut tx = sqlite.begin().await.unwrap();
+        let effect = NewEffect {
+            step_key: "preflight".to_owned(),
+            idempotency_key: effects::idempotency_key(&run_id, "preflight", 1, 1),
+            operation: "drs:StartRecovery".to_owned(),
+            account: "111111111111".to_owned(),
+            region: "us-east-1".to_owned(),
+            request: serde_json::json!({"sourceServers": [resource]}),
+        };
+        let id = effects::begin(&mut tx, &run_id, &effect, at(1))
+            .await
+            .unwrap();
+        effects::complete(
+            &mut tx,
+            &run_id,
+            id,
+            &serde_json::json!({"job": "drsjob-1"}),
+            Some("req-1"),
+            at(2),
+        )
+        .await
+        .unwrap();
+        events::append(
+            &mut tx,
+            &run_id,
+            at(3),
+            "effect_done",
+            "t",
+            Some("preflight"),
+            &serde_json::json!({"effect": id.0}),
+        )
+        .await
+        .unwrap();
+        claims::claim_all(&mut tx, &run_id, &[resource][..], at(3))
+            .await
+            .unwrap();
+        leases::acquire(
+            &mut tx,
+            &run_id,
+            "driver",
+            "ops-1",
+            7,
+            Duration::from_secs(30),
+            at(3),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        (dir, sqlite, run_id)
+    }
+
     /// `db migrate-to`: everything of a SQLite store arrives in PostgreSQL and verifies there;
     /// a second copy of the same runs is refused before anything is written.
     #[tokio::test]
@@ -1388,57 +1597,7 @@ mod tests {
         if postgres_server().is_none() {
             return;
         }
-        let (_dir, sqlite) = temp_sqlite_db().await;
-        let run_id = run_with_steps(&sqlite).await;
-        {
-            let mut tx = sqlite.begin().await.unwrap();
-            let effect = NewEffect {
-                step_key: "preflight".to_owned(),
-                idempotency_key: effects::idempotency_key(&run_id, "preflight", 1, 1),
-                operation: "drs:StartRecovery".to_owned(),
-                account: "111111111111".to_owned(),
-                region: "us-east-1".to_owned(),
-                request: serde_json::json!({"sourceServers": ["s-1"]}),
-            };
-            let id = effects::begin(&mut tx, &run_id, &effect, at(1))
-                .await
-                .unwrap();
-            effects::complete(
-                &mut tx,
-                id,
-                &serde_json::json!({"job": "drsjob-1"}),
-                Some("req-1"),
-                at(2),
-            )
-            .await
-            .unwrap();
-            events::append(
-                &mut tx,
-                &run_id,
-                at(3),
-                "effect_done",
-                "t",
-                Some("preflight"),
-                &serde_json::json!({"effect": id.0}),
-            )
-            .await
-            .unwrap();
-            claims::claim_all(&mut tx, &run_id, &["drs:s-1"][..], at(3))
-                .await
-                .unwrap();
-            leases::acquire(
-                &mut tx,
-                &run_id,
-                "driver",
-                "ops-1",
-                7,
-                Duration::from_secs(30),
-                at(3),
-            )
-            .await
-            .unwrap();
-            tx.commit().await.unwrap();
-        }
+        let (_dir, sqlite, run_id) = sqlite_run_with_an_effect("drs:s-1").await;
         let postgres = Database::connect_postgres(&scratch_postgres().await)
             .await
             .unwrap();
@@ -1462,6 +1621,65 @@ mod tests {
         let err = copy::copy_all(&sqlite, &postgres).await.unwrap_err();
         assert!(matches!(err, StoreError::CopyConflict { .. }), "{err:?}");
         assert!(err.to_string().contains(run_id.as_str()), "{err}");
+    }
+
+    /// Two SQLite files, each with its effect 1 and an audit event naming it, migrated into
+    /// one PostgreSQL store: both copies verify, each run keeps its effect 1, and effects are
+    /// closed and found per run; a new effect takes an ID past every copied one.
+    #[tokio::test]
+    async fn copy_all_takes_two_sqlite_files_whose_effect_ids_collide() {
+        if postgres_server().is_none() {
+            return;
+        }
+        let postgres = Database::connect_postgres(&scratch_postgres().await)
+            .await
+            .unwrap();
+        let mut copied = Vec::new();
+        for resource in ["drs:s-1", "drs:s-2"] {
+            let (_dir, sqlite, run_id) = sqlite_run_with_an_effect(resource).await;
+            let report = copy::copy_all(&sqlite, &postgres).await.unwrap();
+            assert_eq!(report.runs, vec![run_id.clone()]);
+            copied.push(run_id);
+        }
+        let mut conn = postgres.pool().acquire().await.unwrap();
+        for run_id in &copied {
+            assert!(events::verify(&mut conn, run_id).await.unwrap().is_ok());
+            let effects = effects::for_run(&mut conn, run_id).await.unwrap();
+            assert_eq!(effects.len(), 1);
+            assert_eq!((effects[0].id, &effects[0].run_id), (EffectId(1), run_id));
+        }
+        drop(conn);
+
+        let (first, second) = (&copied[0], &copied[1]);
+        let mut tx = postgres.begin().await.unwrap();
+        let effect = NewEffect {
+            step_key: "preflight".to_owned(),
+            idempotency_key: effects::idempotency_key(second, "preflight", 2, 1),
+            operation: "drs:StartRecovery".to_owned(),
+            account: "111111111111".to_owned(),
+            region: "us-east-1".to_owned(),
+            request: serde_json::json!({"sourceServers": ["s-2"]}),
+        };
+        let new = effects::begin(&mut tx, second, &effect, at(10))
+            .await
+            .unwrap();
+        assert!(new.0 > 1, "{new}");
+        effects::fail(&mut tx, second, new, "AccessDenied", None, at(11))
+            .await
+            .unwrap();
+        let err = effects::complete(&mut tx, first, new, &serde_json::json!({}), None, at(11))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::EffectNotFound { .. }), "{err:?}");
+        tx.commit().await.unwrap();
+        let mut conn = postgres.pool().acquire().await.unwrap();
+        for run_id in &copied {
+            assert!(events::verify(&mut conn, run_id).await.unwrap().is_ok());
+        }
+        assert_eq!(
+            effects::get(&mut conn, second, new).await.unwrap().state,
+            EffectState::Failed
+        );
     }
 
     #[test]

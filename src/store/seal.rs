@@ -122,9 +122,10 @@ async fn rows(
 }
 
 /// `(label, json_array(columns))` of each row `from` selects. SQLite builds the array itself;
-/// on PostgreSQL the values are read as they are stored and the array is built by an in-memory
-/// SQLite from them, so that a row encodes to the same text on both engines (number and string
-/// formatting included) and a run's seal survives `db migrate-to`.
+/// on PostgreSQL the values are read as they are stored and the array is built by the
+/// process's in-memory SQLite ([`ENCODER`]) from them, so that a row encodes to the same text
+/// on both engines (number and string formatting included) and a run's seal survives
+/// `db migrate-to`.
 async fn row_arrays(
     conn: &mut AnyConnection,
     engine: Engine,
@@ -141,7 +142,6 @@ async fn row_arrays(
         .fetch_all(&mut *conn)
         .await;
     }
-    use sqlx::{Column, Connection, Row};
     let stored: Vec<AnyRow> = sqlx::query(&format!("SELECT {label} AS label, {columns} {from}"))
         .bind(run_id)
         .fetch_all(&mut *conn)
@@ -149,10 +149,36 @@ async fn row_arrays(
     if stored.is_empty() {
         return Ok(Vec::new());
     }
-    let mut encoder = sqlx::SqliteConnection::connect("sqlite::memory:").await?;
-    let mut arrays = Vec::with_capacity(stored.len());
-    for row in &stored {
-        let placeholders: Vec<String> = (2..=row.len()).map(|i| format!("${}", i - 1)).collect();
+    let mut encoder = ENCODER.lock().await;
+    let encoded = encode(&mut encoder, &stored).await;
+    if encoded.is_err() {
+        // A connection that failed once is not trusted again: the next seal opens a new one.
+        *encoder = None;
+    }
+    encoded
+}
+
+/// The in-memory SQLite that encodes PostgreSQL rows as SQLite's `json_array` does, one per
+/// process and opened on first use: a connection per seal would start a SQLite worker thread
+/// for every write (the PostgreSQL benchmark spent most of its time there). Encoding is pure
+/// (no table is read or written), so one connection serves every store of the process.
+static ENCODER: tokio::sync::Mutex<Option<sqlx::SqliteConnection>> =
+    tokio::sync::Mutex::const_new(None);
+
+/// `(label, json_array(values))` of each of `rows` (label first, then the values), on the
+/// encoder connection (opened here if there is none).
+async fn encode(
+    encoder: &mut Option<sqlx::SqliteConnection>,
+    rows: &[AnyRow],
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    use sqlx::{Column, Connection, Row};
+    let connection = match encoder {
+        Some(connection) => connection,
+        None => encoder.insert(sqlx::SqliteConnection::connect("sqlite::memory:").await?),
+    };
+    let mut arrays = Vec::with_capacity(rows.len());
+    for row in rows {
+        let placeholders: Vec<String> = (1..row.len()).map(|i| format!("${i}")).collect();
         let sql = format!("SELECT json_array({})", placeholders.join(", "));
         let mut query = sqlx::query_scalar::<_, String>(&sql);
         for index in 1..row.len() {
@@ -166,10 +192,9 @@ async fn row_arrays(
                 _ => query.bind(row.try_get::<Option<String>, _>(index)?),
             };
         }
-        let array = query.fetch_one(&mut encoder).await?;
+        let array = query.fetch_one(&mut *connection).await?;
         arrays.push((row.try_get::<String, _>(0)?, array));
     }
-    encoder.close().await?;
     Ok(arrays)
 }
 
@@ -324,6 +349,7 @@ mod tests {
             .unwrap();
         effects::complete(
             &mut tx,
+            &run_id,
             id,
             &json!({"jobID": "drsjob-1"}),
             Some("req-1"),

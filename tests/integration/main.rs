@@ -3,6 +3,7 @@
 
 mod support;
 
+mod actions;
 mod audit_report;
 mod boot_order;
 mod budget;

@@ -187,7 +187,7 @@ async fn two_commanders_on_two_hosts_race_one_proceeds_the_other_exits_4_naming_
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn migrate_to_copies_a_sqlite_store_into_postgres_and_its_chains_verify_there() {
+async fn migrate_to_copies_two_sqlite_stores_into_postgres_and_their_chains_verify_there() {
     let Some(server) = postgres_server() else {
         return;
     };
@@ -252,4 +252,213 @@ async fn migrate_to_copies_a_sqlite_store_into_postgres_and_its_chains_verify_th
         "{}",
         again.stderr
     );
+
+    // A second laptop's file (another world, the same effect and event IDs) joins the store.
+    let other = Team::new(&server).await;
+    let file_2 = other.dir.path().join("laptop-2.db");
+    let failover_2 = other
+        .cli_on(
+            &file_2,
+            "laptop-2",
+            &[
+                "--output",
+                "json",
+                "failover",
+                other.runbook.to_str().unwrap(),
+                "--yes",
+            ],
+        )
+        .await;
+    assert_eq!(failover_2.code, 0, "{failover_2:#?}");
+    let run_id_2 = failover_2.json()["run_id"].as_str().unwrap().to_string();
+    let migrated_2 = other
+        .cli_on(
+            &file_2,
+            "laptop-2",
+            &["--output", "json", "db", "migrate-to", url],
+        )
+        .await;
+    assert_eq!(migrated_2.code, 0, "{migrated_2:#?}");
+    assert_eq!(migrated_2.json()["runs"], serde_json::json!([run_id_2]));
+    let verified = team
+        .cli("host-b", &["--output", "json", "audit", "verify"])
+        .await;
+    assert_eq!(verified.code, 0, "{verified:#?}");
+    assert_eq!(verified.json()["ok"], true);
+    assert_eq!(verified.json()["runs"].as_array().unwrap().len(), 2);
+    let history = team
+        .cli("host-b", &["--output", "json", "history"])
+        .await
+        .json();
+    let listed: Vec<&str> = history["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run["run_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        listed.len() == 2
+            && listed.contains(&run_id.as_str())
+            && listed.contains(&run_id_2.as_str()),
+        "{listed:?}"
+    );
+    let second_file = other
+        .cli_on(&file_2, "host-b", &["--output", "json", "show", &run_id_2])
+        .await
+        .json();
+    assert_eq!(
+        second_file,
+        team.cli("host-b", &["--output", "json", "show", &run_id_2])
+            .await
+            .json()
+    );
+}
+
+/// A TCP relay to the PostgreSQL server that the test cuts: every relayed connection closed
+/// and the port refusing new ones, as when the database server stops or the network to it is
+/// lost. The relay's task owns the listener and every link: aborting it drops them all.
+struct Relay {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(server: &str) -> Relay {
+        let url = url::Url::parse(server).unwrap();
+        let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut links = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                links.spawn(async move {
+                    let mut server = tokio::net::TcpStream::connect(upstream).await?;
+                    tokio::io::copy_bidirectional(&mut client, &mut server).await
+                });
+            }
+        });
+        Relay { port, task }
+    }
+
+    /// `url` (a database on the relayed server) through the relay.
+    fn url_of(&self, url: &Path) -> PathBuf {
+        let mut url = url::Url::parse(url.to_str().unwrap()).unwrap();
+        url.set_port(Some(self.port)).unwrap();
+        PathBuf::from(url.to_string())
+    }
+
+    /// Cuts the database off: open connections closed, new ones refused.
+    async fn cut(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// The database goes away in the middle of a failover: the run stops at a safe point with
+/// exit 75 and a message saying what to do; once the database answers again, another host
+/// resumes the run to its end, with each mutating AWS call made once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failover_whose_database_goes_away_stops_with_75_and_resumes_from_another_host() {
+    let Some(server) = postgres_server() else {
+        return;
+    };
+    let team = Team::new(&server).await;
+    let runbook = team.runbook.to_str().unwrap();
+    let relay = Relay::start(&server).await;
+    let through_relay = relay.url_of(&team.db);
+    let stderr_path = team.dir.path().join("host-a.stderr");
+    let mut child = binary()
+        .current_dir(repo_path(""))
+        .arg("--db")
+        .arg(&through_relay)
+        .arg("--endpoint-url")
+        .arg(&team.sim.endpoint)
+        .args(["failover", runbook, "--yes"])
+        .env_remove("DRS_RUNBOOK_DB")
+        .env("DRS_RUNBOOK_HOST", "host-a")
+        .env("DRS_RUNBOOK_OPERATOR", "alice")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while team.start_recoveries().await == 0 {
+        assert!(Instant::now() < deadline, "host A started no recovery");
+        assert!(child.try_wait().unwrap().is_none(), "host A ended early");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    relay.cut().await;
+    let cut_at = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            cut_at.elapsed() < Duration::from_secs(120),
+            "host A did not stop after losing its database"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert_eq!(status.code(), Some(75), "{stderr}");
+    let run_id = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("run "))
+        .expect("the run's ID is printed first")
+        .trim()
+        .to_string();
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("an error line: {stderr}"));
+    assert!(
+        error.contains("lost the run database")
+            && error.contains("stopped at a safe point")
+            && error.contains("drs-runbook resume"),
+        "{error}"
+    );
+    let recoveries_at_the_cut = team.start_recoveries().await;
+
+    // The database answers again (host B reaches it directly): the run is as host A left it.
+    let shown = team
+        .cli("host-b", &["--output", "json", "show", &run_id])
+        .await
+        .json();
+    assert_eq!(shown["status"], "running", "{shown}");
+
+    let resumed = loop {
+        let run = team
+            .cli("host-b", &["--output", "json", "resume", &run_id, "--yes"])
+            .await;
+        if run.code != 4 {
+            break run;
+        }
+        assert!(
+            cut_at.elapsed() < Duration::from_secs(150),
+            "host A's lease never expired: {run:#?}"
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    };
+    assert_eq!(resumed.code, 0, "{resumed:#?}");
+    assert_eq!(resumed.json()["status"], "succeeded");
+    assert_eq!(
+        team.start_recoveries().await,
+        3,
+        "each wave's recovery started once across both hosts ({recoveries_at_the_cut} before the cut)"
+    );
+    let stats = team.sim.get("/_sim/stats").await;
+    let mut seen = std::collections::BTreeSet::new();
+    for mutation in stats["mutations"].as_array().unwrap() {
+        let call = (
+            mutation["operation"].to_string(),
+            mutation["account"].to_string(),
+            mutation["region"].to_string(),
+            mutation["params"].to_string(),
+        );
+        assert!(seen.insert(call.clone()), "sent twice: {call:?}");
+    }
+    let verified = team.cli("host-b", &["audit", "verify", &run_id]).await;
+    assert_eq!(verified.code, 0, "{verified:#?}");
 }
