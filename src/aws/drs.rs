@@ -670,6 +670,37 @@ impl SideClients {
         .await
     }
 
+    /// UpdateLaunchConfiguration of one member, `targetInstanceTypeRightSizingMethod` `NONE`: DRS
+    /// launches the launch template's instance type instead of one it picks. Idempotent.
+    pub async fn turn_off_right_sizing(
+        &self,
+        source_server_id: &str,
+    ) -> Result<Called<Option<String>>, AwsError> {
+        let site = self.site("drs:UpdateLaunchConfiguration", source_server_id);
+        with_throttle_retry(|| async {
+            let output = self
+                .drs
+                .update_launch_configuration()
+                .source_server_id(source_server_id)
+                .target_instance_type_right_sizing_method(
+                    aws_sdk_drs::types::TargetInstanceTypeRightSizingMethod::None,
+                )
+                .customize()
+                .config_override(single_attempt())
+                .send()
+                .await
+                .map_err(|e| classify(&site, &e))?;
+            use aws_sdk_drs::operation::RequestId;
+            Ok(Called {
+                value: output
+                    .target_instance_type_right_sizing_method()
+                    .map(|m| m.as_str().to_string()),
+                request_id: output.request_id().map(str::to_string),
+            })
+        })
+        .await
+    }
+
     /// StopReplication of a source server (its snapshots are deleted, as AWS warns).
     pub async fn stop_replication(
         &self,

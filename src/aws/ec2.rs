@@ -102,6 +102,108 @@ impl SideClients {
             .collect())
     }
 
+    /// The latest version of one launch template (DescribeLaunchTemplateVersions `$Latest`): its
+    /// number and description.
+    pub async fn latest_launch_template_version(
+        &self,
+        template_id: &str,
+    ) -> Result<(i64, String), AwsError> {
+        let site = self.site("ec2:DescribeLaunchTemplateVersions", template_id);
+        let output = self
+            .ec2
+            .describe_launch_template_versions()
+            .launch_template_id(template_id)
+            .versions("$Latest")
+            .send()
+            .await
+            .map_err(|e| classify(&site, &e))?;
+        let latest = output.launch_template_versions().first();
+        Ok((
+            latest.and_then(|v| v.version_number()).unwrap_or_default(),
+            latest
+                .and_then(|v| v.version_description())
+                .unwrap_or_default()
+                .to_string(),
+        ))
+    }
+
+    /// CreateLaunchTemplateVersion from the template's default version, with the primary
+    /// network interface in `subnet_id` (and `security_group_ids` when given) and
+    /// `instance_type` when given; answers the new version's number.
+    pub async fn create_launch_template_version(
+        &self,
+        template_id: &str,
+        description: &str,
+        subnet_id: &str,
+        security_group_ids: Option<&[String]>,
+        instance_type: Option<&str>,
+    ) -> Result<Called<i64>, AwsError> {
+        use aws_sdk_ec2::types::{
+            InstanceType, LaunchTemplateInstanceNetworkInterfaceSpecificationRequest,
+            RequestLaunchTemplateData,
+        };
+        let site = self.site("ec2:CreateLaunchTemplateVersion", template_id);
+        let nic = LaunchTemplateInstanceNetworkInterfaceSpecificationRequest::builder()
+            .device_index(0)
+            .subnet_id(subnet_id)
+            .set_groups(security_group_ids.map(<[String]>::to_vec))
+            .build();
+        let data = RequestLaunchTemplateData::builder()
+            .network_interfaces(nic)
+            .set_instance_type(instance_type.map(InstanceType::from))
+            .build();
+        with_throttle_retry(|| async {
+            let output = self
+                .ec2
+                .create_launch_template_version()
+                .launch_template_id(template_id)
+                .source_version("$Default")
+                .version_description(description)
+                .launch_template_data(data.clone())
+                .customize()
+                .config_override(single_attempt())
+                .send()
+                .await
+                .map_err(|e| classify(&site, &e))?;
+            use aws_sdk_ec2::operation::RequestId;
+            Ok(Called {
+                value: output
+                    .launch_template_version()
+                    .and_then(|v| v.version_number())
+                    .unwrap_or_default(),
+                request_id: output.request_id().map(str::to_string),
+            })
+        })
+        .await
+    }
+
+    /// ModifyLaunchTemplate: `version` becomes the default (the one DRS launches from).
+    pub async fn set_default_launch_template_version(
+        &self,
+        template_id: &str,
+        version: i64,
+    ) -> Result<Called<()>, AwsError> {
+        let site = self.site("ec2:ModifyLaunchTemplate", template_id);
+        with_throttle_retry(|| async {
+            let output = self
+                .ec2
+                .modify_launch_template()
+                .launch_template_id(template_id)
+                .default_version(version.to_string())
+                .customize()
+                .config_override(single_attempt())
+                .send()
+                .await
+                .map_err(|e| classify(&site, &e))?;
+            use aws_sdk_ec2::operation::RequestId;
+            Ok(Called {
+                value: (),
+                request_id: output.request_id().map(str::to_string),
+            })
+        })
+        .await
+    }
+
     /// DescribeSubnets of the given IDs through the `subnet-id` filter (a missing subnet is
     /// left out instead of failing the call, as `SubnetId.N` would), in chunks of
     /// [`MAX_IDS_PER_CALL`], every page read.

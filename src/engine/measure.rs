@@ -8,7 +8,8 @@
 //!   than that lost nothing: RPO 0. The last write is the run start (the declaration), or, when
 //!   the run fenced the source (`fence_source`), the moment every source instance was stopped
 //!   and its replication caught up (`fenced_at`): a source that kept running after the start
-//!   until the fence wrote data that only a snapshot after the fence holds.
+//!   until the fence wrote data that only a snapshot after the fence holds. A failback's last
+//!   write is its quiesce (`quiesced_at`): B3 took traffic until then.
 //! - Consistency ([`snapshot_spread`]): the newest minus the oldest data timestamp of the run's
 //!   servers, all waves together; converting ahead takes every wave's snapshots within seconds
 //!   of each other.
@@ -22,6 +23,7 @@ use crate::steps::dns_cutover::{DnsOutput, UndoDnsOutput};
 use crate::steps::fence_source::FenceOutput;
 use crate::steps::launch::LaunchOutput;
 use crate::steps::lb_switch::LbSwitchOutput;
+use crate::steps::quiesce::QuiesceOutput;
 use crate::steps::snapshot_conversion::ConversionOutput;
 use crate::steps::validate::ValidateOutput;
 use crate::store::RunId;
@@ -38,6 +40,8 @@ pub enum Evidence {
     DnsCutover(DnsOutput),
     /// The fence of a planned failover: when the source stopped writing.
     Fence(FenceOutput),
+    /// The quiesce of a failback: when B3 stopped taking writes.
+    Quiesce(QuiesceOutput),
     /// A rollback's `undo:dns_cutover`: traffic is back when its restore is INSYNC.
     DnsRestore(UndoDnsOutput),
 }
@@ -69,6 +73,7 @@ impl Evidence {
             StepKind::LbSwitch => Evidence::LbSwitch(decode_output(run, key, output)?),
             StepKind::DnsCutover => Evidence::DnsCutover(decode_output(run, key, output)?),
             StepKind::FenceSource => Evidence::Fence(decode_output(run, key, output)?),
+            StepKind::Quiesce => Evidence::Quiesce(decode_output(run, key, output)?),
             StepKind::Preflight
             | StepKind::RecoveryJob
             | StepKind::Cleanup
@@ -94,6 +99,10 @@ pub fn measure(operation: Operation, start: DateTime<Utc>, evidence: &[Evidence]
         .iter()
         .find_map(|item| match item {
             Evidence::Fence(fence) => fence.fenced_at.as_deref().and_then(crate::aws::parse_time),
+            Evidence::Quiesce(quiesce) => quiesce
+                .quiesced_at
+                .as_deref()
+                .and_then(crate::aws::parse_time),
             _ => None,
         })
         .unwrap_or(start);
@@ -139,7 +148,7 @@ pub fn measure(operation: Operation, start: DateTime<Utc>, evidence: &[Evidence]
                     serve(zone.insync_at.as_ref());
                 }
             }
-            Evidence::Fence(_) => {}
+            Evidence::Fence(_) | Evidence::Quiesce(_) => {}
         }
     }
     Measurement {
@@ -281,6 +290,27 @@ mod tests {
             measure(Operation::Failover, t(0), &[conversion(&[90])]).rpo_seconds,
             Some(0.0)
         );
+    }
+
+    #[test]
+    fn a_failback_measures_its_rpo_from_the_quiesce() {
+        let quiesce = |at: i64| {
+            Evidence::Quiesce(QuiesceOutput {
+                quiesced_at: Some(t(at).to_rfc3339()),
+                ..Default::default()
+            })
+        };
+        let failback = |data: &[i64]| {
+            measure(
+                Operation::Failback,
+                t(0),
+                &[quiesce(900), conversion(data), launch(1500)],
+            )
+            .rpo_seconds
+        };
+        assert_eq!(failback(&[960, 990]), Some(0.0), "A3 after the quiesce");
+        // A snapshot of writes before the quiesce: what B3 took after it is lost.
+        assert_eq!(failback(&[840, 990]), Some(60.0));
     }
 
     #[test]

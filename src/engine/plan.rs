@@ -12,11 +12,14 @@
 //!                                                                                             dns_cutover ◄───────┘
 //!   (fence_source: a planned failover, unless `[failover] fence_source = false`)
 //! drill:     the same without fence_source, with validate:W for lb_switch:W, then cleanup
-//! failback:  preflight ─► reversed_replication:W ─► a2_recovery:W ─► snapshot_conversion:W ─► launch:W
-//!            ─► lb_switch:W (failback target groups) ─► dns_cutover (back) ─► cleanup
+//! failback:  preflight ─► reversed_replication:W (every wave) ─► quiesce (approved) ─► a2_recovery:W
+//!            ─► snapshot_conversion:W ─► launch:W ─► lb_switch:W (failback target groups)
+//!            ─► dns_cutover (back) ─► cleanup
+//!            (quiesce: traffic to every B3 stopped, A2s caught up: A3 recovers the last write)
 //!            (cleanup: re-protect, fence the old source, then AWS's order; always approved
 //!            when it terminates anything)
-//!            (a failback drill moves no traffic: launch:W ─► cleanup)
+//!            (a failback drill moves no traffic: no quiesce, reversed_replication:W ─►
+//!            a2_recovery:W, launch:W ─► cleanup)
 //! ```
 //!
 //! With `[recovery] convert_ahead = false` (and in a failback) nothing is held: `recovery_job:W`
@@ -317,23 +320,41 @@ pub fn fences_source(operation: Operation, runbook: &Runbook, options: &PlanOpti
 }
 
 /// Plans a failback (DESIGN section 5): per wave, reversed replication of the failover's
-/// recovery instances (B2 -> A2), then recovery of A2 in the origin account and region, with
-/// the wave's `after` waves launched first; then traffic back and the cleanup `[cleanup]` asks for.
+/// recovery instances (B2 -> A2); then (not in a drill) the quiesce of every B3; then per wave
+/// recovery of A2 in the origin account and region, with the wave's `after` waves launched
+/// first; then traffic back and the cleanup `[cleanup]` asks for.
 fn plan_failback(runbook: &Runbook, options: &PlanOptions) -> Vec<PlannedStep> {
     let operation = Operation::Failback;
     let mut steps = vec![step(StepKind::Preflight, None, vec![], runbook)];
+    for wave_name in wave_order(runbook) {
+        steps.push(step(
+            StepKind::ReversedReplication,
+            Some(wave_name),
+            vec!["preflight".to_string()],
+            runbook,
+        ));
+    }
+    // A failback (not a drill) stops the traffic to every B3 at once, behind an operator's
+    // approval whatever `[approvals]` says, and recovers from data after that moment.
+    if !options.drill {
+        let reversed = wave_order(runbook)
+            .into_iter()
+            .map(|w| format!("reversed_replication:{w}"))
+            .collect();
+        let mut quiesce = step(StepKind::Quiesce, None, reversed, runbook);
+        quiesce.needs_approval = true;
+        steps.push(quiesce);
+    }
     let mut finals = Vec::new();
     let mut actions = WaveActions::new(operation, runbook);
     for wave_name in wave_order(runbook) {
         let wave = runbook.wave(wave_name).expect("wave exists");
         let w = Some(wave_name);
-        steps.push(step(
-            StepKind::ReversedReplication,
-            w,
-            vec!["preflight".to_string()],
-            runbook,
-        ));
-        let mut deps = vec![format!("reversed_replication:{wave_name}")];
+        let mut deps = if options.drill {
+            vec![format!("reversed_replication:{wave_name}")]
+        } else {
+            vec![StepKind::Quiesce.as_str().to_string()]
+        };
         deps.extend(
             wave.after
                 .iter()
@@ -572,10 +593,11 @@ mod tests {
             [
                 "preflight",
                 "reversed_replication:db",
+                "reversed_replication:app",
+                "quiesce",
                 "a2_recovery:db",
                 "snapshot_conversion:db",
                 "launch:db",
-                "reversed_replication:app",
                 "a2_recovery:app",
                 "snapshot_conversion:app",
                 "launch:app",
@@ -584,8 +606,19 @@ mod tests {
                 "cleanup"
             ]
         );
+        let quiesce = steps.iter().find(|s| s.key == "quiesce").unwrap();
+        assert_eq!(
+            quiesce.depends_on,
+            ["reversed_replication:db", "reversed_replication:app"],
+            "traffic stops once every A2 replicates"
+        );
+        assert!(
+            quiesce.needs_approval,
+            "stopping the traffic always waits for an operator"
+        );
+        assert_eq!(depends_on(&steps, "a2_recovery:db"), ["quiesce"]);
         let app = steps.iter().find(|s| s.key == "a2_recovery:app").unwrap();
-        assert_eq!(app.depends_on, ["reversed_replication:app", "launch:db"]);
+        assert_eq!(app.depends_on, ["quiesce", "launch:db"]);
         let reversed = steps
             .iter()
             .find(|s| s.key == "reversed_replication:app")
@@ -657,8 +690,14 @@ mod tests {
         );
         let keys = keys(&steps);
         assert!(
-            !keys.contains(&"dns_cutover") && !keys.contains(&"lb_switch:app"),
+            !keys.contains(&"dns_cutover")
+                && !keys.contains(&"lb_switch:app")
+                && !keys.contains(&"quiesce"),
             "{keys:?}"
+        );
+        assert_eq!(
+            depends_on(&steps, "a2_recovery:app"),
+            ["reversed_replication:app", "launch:db"]
         );
         assert_eq!(steps.last().unwrap().key, "cleanup");
         assert_eq!(
@@ -799,18 +838,16 @@ mod tests {
     fn failback_actions_surround_a2_recovery_and_the_cutback() {
         let runbook = payments_with_actions("");
         let steps = plan(Operation::Failback, &runbook, &PlanOptions::default());
+        // (after the quiesce, which waits for every wave's reversed replication)
         assert_eq!(
             depends_on(&steps, "a2_recovery:db"),
-            ["reversed_replication:db", "action:db:freeze"]
+            ["quiesce", "action:db:freeze"]
         );
-        assert_eq!(
-            depends_on(&steps, "action:db:freeze"),
-            ["reversed_replication:db"]
-        );
+        assert_eq!(depends_on(&steps, "action:db:freeze"), ["quiesce"]);
         assert_eq!(depends_on(&steps, "action:db:promote"), ["launch:db"]);
         assert_eq!(
             depends_on(&steps, "a2_recovery:app"),
-            ["reversed_replication:app", "launch:db", "action:db:promote"]
+            ["quiesce", "launch:db", "action:db:promote"]
         );
         assert_eq!(
             depends_on(&steps, "lb_switch:app"),

@@ -134,10 +134,20 @@ pub struct OriginalStep {
     pub attempts: i64,
 }
 
-/// The compensation steps of `original` (in plan order), newest first. Pure.
+/// The compensation steps of `original` (in plan order), newest first, but for a failback's
+/// quiesce: its B3s serve again before any A3 is terminated, as soon as the traffic undos
+/// pointed back at them. Pure.
 pub fn plan_rollback(operation: Operation, original: &[OriginalStep]) -> Vec<PlannedStep> {
+    let mut order: Vec<&OriginalStep> = original.iter().rev().collect();
+    if let Some(quiesce) = order.iter().position(|s| s.kind == StepKind::Quiesce)
+        && let Some(first_a3) = order.iter().position(|s| s.kind == StepKind::A2Recovery)
+        && first_a3 < quiesce
+    {
+        let step = order.remove(quiesce);
+        order.insert(first_a3, step);
+    }
     let mut planned: Vec<PlannedStep> = Vec::new();
-    for step in original.iter().rev() {
+    for step in order {
         if step.attempts == 0 || !compensates(step.kind) {
             continue;
         }
@@ -449,13 +459,14 @@ mod tests {
         }
 
         #[test]
-        fn a_failback_is_undone_a3_before_a2_wave_by_wave_newest_first() {
+        fn a_failback_is_undone_b3_back_first_then_a3_before_a2_newest_first() {
             let failback = [
                 step("preflight", StepKind::Preflight),
                 step("reversed_replication:db", StepKind::ReversedReplication),
+                step("reversed_replication:app", StepKind::ReversedReplication),
+                step("quiesce", StepKind::Quiesce),
                 step("a2_recovery:db", StepKind::A2Recovery),
                 step("launch:db", StepKind::Launch),
-                step("reversed_replication:app", StepKind::ReversedReplication),
                 step("a2_recovery:app", StepKind::A2Recovery),
                 step("launch:app", StepKind::Launch),
                 step("lb_switch:app", StepKind::LbSwitch),
@@ -469,11 +480,17 @@ mod tests {
                 [
                     "undo:dns_cutover",
                     "undo:lb_switch:app",
+                    "undo:quiesce",
                     "undo:a2_recovery:app",
-                    "undo:reversed_replication:app",
                     "undo:a2_recovery:db",
+                    "undo:reversed_replication:app",
                     "undo:reversed_replication:db"
                 ]
+            );
+            assert_eq!(
+                plan[2].depends_on,
+                ["undo:lb_switch:app"],
+                "B3 serves again as soon as traffic points back at it"
             );
             // Terminating A3s that may serve production waits for an operator (or --yes).
             let gated: Vec<&str> = plan

@@ -335,7 +335,8 @@ pub fn build(sources: Sources<'_>) -> Result<ReportData, ReportError> {
     let run = sources.run;
     let (objectives, description) = Objectives::of_text(&run.runbook_text, &run.runbook_path);
     let outputs = StepOutputs::read(run, sources.steps)?;
-    // Data is lost against the source's last write: the fence, or else the declaration.
+    // Data is lost against the source's last write: the fence (a failback's quiesce), or else
+    // the declaration.
     let rpo_reference = outputs.fenced_at.or(run.declared_at).or(run.started_at);
     Ok(ReportData {
         generated_at: sources.generated_at,
@@ -484,7 +485,8 @@ struct StepOutputs {
     dns: Vec<DnsOutput>,
     lb: Vec<LbSwitchOutput>,
     cleanup: Option<CleanupOutput>,
-    /// When the fence of a planned failover saw the source stopped and caught up.
+    /// When the fence of a planned failover saw the source stopped and caught up, or the
+    /// quiesce of a failback saw B3 out of its target groups.
     fenced_at: Option<DateTime<Utc>>,
     /// Waves in plan order.
     waves: Vec<String>,
@@ -546,6 +548,13 @@ impl StepOutputs {
                 StepKind::FenceSource => {
                     let fence: crate::steps::fence_source::FenceOutput = decode(run, step)?;
                     out.fenced_at = fence.fenced_at.as_deref().and_then(crate::aws::parse_time);
+                }
+                StepKind::Quiesce => {
+                    let quiesce: crate::steps::quiesce::QuiesceOutput = decode(run, step)?;
+                    out.fenced_at = quiesce
+                        .quiesced_at
+                        .as_deref()
+                        .and_then(crate::aws::parse_time);
                 }
                 StepKind::Preflight
                 | StepKind::Validate

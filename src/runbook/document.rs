@@ -19,7 +19,7 @@ use super::problem::Problems;
 use super::raw::{Element, RawRunbook, ReadStatus};
 
 /// The top-level keys; the sections' own keys are in the serde types of `raw`.
-pub(super) const TOP_LEVEL_KEYS: [&str; 14] = [
+pub(super) const TOP_LEVEL_KEYS: [&str; 15] = [
     "name",
     "description",
     "objectives",
@@ -34,6 +34,7 @@ pub(super) const TOP_LEVEL_KEYS: [&str; 14] = [
     "recovery",
     "doctor",
     "failover",
+    "failback",
 ];
 
 /// One step of a key path: a table key or an array index.
@@ -101,6 +102,7 @@ fn read_top_level(
         "recovery" => raw.recovery = read_value(value, name, &mut raw.status, problems),
         "doctor" => raw.doctor = read_value(value, name, &mut raw.status, problems),
         "failover" => raw.failover = read_value(value, name, &mut raw.status, problems),
+        "failback" => raw.failback = read_value(value, name, &mut raw.status, problems),
         "wave" => raw.waves = read_elements(value, name, &mut raw.status, problems),
         "load_balancer" => {
             raw.load_balancers = read_elements(value, name, &mut raw.status, problems)

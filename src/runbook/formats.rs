@@ -78,6 +78,55 @@ pub fn check_source_server_id(value: &str) -> Result<(), String> {
     }
 }
 
+/// An EC2 resource ID: `prefix` and 8 or 17 lowercase hex digits.
+fn check_ec2_id(value: &str, prefix: &str, what: &str, example: &str) -> Result<(), String> {
+    let ok = value.strip_prefix(prefix).is_some_and(|rest| {
+        matches!(rest.len(), 8 | 17)
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{value:?} is not {what} (expected {prefix} and 8 or 17 hex digits, e.g. {example})"
+        ))
+    }
+}
+
+/// An EC2 subnet ID: `subnet-` and 8 or 17 hex digits.
+pub fn check_subnet_id(value: &str) -> Result<(), String> {
+    check_ec2_id(value, "subnet-", "a subnet ID", "subnet-0123456789abcdef0")
+}
+
+/// An EC2 security group ID: `sg-` and 8 or 17 hex digits.
+pub fn check_security_group_id(value: &str) -> Result<(), String> {
+    check_ec2_id(value, "sg-", "a security group ID", "sg-0123456789abcdef0")
+}
+
+/// An EC2 instance type: family and size, e.g. `m5.large`, `c7gn.16xlarge`.
+pub fn check_instance_type(value: &str) -> Result<(), String> {
+    let ok = value.split_once('.').is_some_and(|(family, size)| {
+        family.len() >= 2
+            && family.starts_with(|c: char| c.is_ascii_lowercase())
+            && family
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !size.is_empty()
+            && size
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{value:?} is not an EC2 instance type (expected family.size, e.g. m5.large)"
+        ))
+    }
+}
+
 /// The parts of an ELBv2 target group ARN that validation compares with the runbook's sides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetGroupArn {

@@ -416,6 +416,47 @@ servers = ["s-00000000000000004"]
     }
 
     #[test]
+    fn failback_launch_settings_are_optional_and_each_checked_for_its_ec2_format() {
+        let payments = parse(PAYMENTS, "payments.toml").unwrap();
+        assert_eq!(payments.failback, Default::default());
+        let set = format!(
+            "{PAYMENTS}\n[failback]\nsubnet_id = \"subnet-0123456789abcdef0\"\nsecurity_group_ids = [\"sg-01234567\"]\ninstance_type = \"m5.large\"\n"
+        );
+        let failback = parse(&set, "t.toml").unwrap().failback;
+        assert_eq!(
+            failback.subnet_id.as_deref(),
+            Some("subnet-0123456789abcdef0")
+        );
+        assert_eq!(
+            failback.security_group_ids,
+            Some(vec!["sg-01234567".to_string()])
+        );
+        assert_eq!(failback.instance_type.as_deref(), Some("m5.large"));
+        let wrong = set
+            .replace("subnet-0123456789abcdef0", "subnet-xyz")
+            .replace("\"sg-01234567\"", "\"sg-1\"")
+            .replace("m5.large", "large");
+        let problems = problems_of(&wrong);
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "failback.subnet_id",
+                "failback.security_group_ids",
+                "failback.instance_type"
+            ],
+            "{problems:#?}"
+        );
+        assert_eq!(problems[0].line, line_of(&wrong, "subnet-xyz"));
+        assert!(
+            problems[0].message.contains("not a subnet ID"),
+            "{problems:#?}"
+        );
+        let unknown = format!("{PAYMENTS}\n[failback]\nsubnet = \"subnet-01234567\"\n");
+        assert_eq!(problems_of(&unknown).len(), 1);
+    }
+
+    #[test]
     fn a_drill_target_group_is_optional_and_checked_like_the_failover_one() {
         const DRILL_LINE: &str = "drill_target_group_arn = \"arn:aws:elasticloadbalancing:us-west-2:222222222222:targetgroup/payments-drill/0123456789abcd01\"\n";
         let payments = parse(PAYMENTS, "payments.toml").unwrap();

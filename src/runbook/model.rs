@@ -33,6 +33,8 @@ pub struct Runbook {
     pub doctor: DoctorSettings,
     /// How a planned failover fences the source (the optional `[failover]` table).
     pub failover: FailoverSettings,
+    /// Where a failback launches A3 (the optional `[failback]` table).
+    pub failback: FailbackSettings,
     /// Indexes into `waves`, topologically sorted (computed once by validation).
     pub(super) wave_order: Vec<usize>,
 }
@@ -385,6 +387,9 @@ pub enum StepKind {
     DnsCutover,
     Validate,
     ReversedReplication,
+    /// A failback stops the traffic to the failover's recovery instances (B3) and waits until
+    /// their last writes reached A2.
+    Quiesce,
     A2Recovery,
     Cleanup,
     /// A runbook action (`[[wave.action]]`): a command, an HTTP check or a manual step.
@@ -392,7 +397,7 @@ pub enum StepKind {
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 13] = [
+    pub const ALL: [StepKind; 14] = [
         StepKind::Preflight,
         StepKind::FenceSource,
         StepKind::RecoveryJob,
@@ -403,6 +408,7 @@ impl StepKind {
         StepKind::DnsCutover,
         StepKind::Validate,
         StepKind::ReversedReplication,
+        StepKind::Quiesce,
         StepKind::A2Recovery,
         StepKind::Cleanup,
         StepKind::Action,
@@ -421,6 +427,7 @@ impl StepKind {
             StepKind::DnsCutover => "dns_cutover",
             StepKind::Validate => "validate",
             StepKind::ReversedReplication => "reversed_replication",
+            StepKind::Quiesce => "quiesce",
             StepKind::A2Recovery => "a2_recovery",
             StepKind::Cleanup => "cleanup",
             StepKind::Action => "action",
@@ -530,6 +537,17 @@ impl Default for FailoverSettings {
             fence_timeout: Duration::from_secs(30 * 60),
         }
     }
+}
+
+/// `[failback]`: the launch settings a failback gives every A2 before it launches A3 (A2 is a
+/// new source server: without them it launches with the origin's defaults). Unset, the subnet is
+/// the old source instance's (A1), and the security groups and instance type stay as in A2's
+/// launch template.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FailbackSettings {
+    pub subnet_id: Option<String>,
+    pub security_group_ids: Option<Vec<String>>,
+    pub instance_type: Option<String>,
 }
 
 /// The roles and keys of the cross-account setup that `drs-runbook doctor` checks. Every value

@@ -37,6 +37,7 @@ pub struct RawRunbook {
     pub recovery: Option<RawRecovery>,
     pub doctor: Option<RawDoctor>,
     pub failover: Option<RawFailover>,
+    pub failback: Option<RawFailback>,
     pub status: ReadStatus,
 }
 
@@ -244,6 +245,18 @@ pub struct RawFailover {
     pub fence_source: Option<bool>,
     #[serde(default)]
     pub fence_timeout: Option<Text>,
+}
+
+/// `[failback]`: the launch settings of the failback servers (A2); every key optional.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailback {
+    #[serde(default)]
+    pub subnet_id: Option<Text>,
+    #[serde(default)]
+    pub security_group_ids: Option<Vec<Text>>,
+    #[serde(default)]
+    pub instance_type: Option<Text>,
 }
 
 /// `[recovery]`: how a failover or drill orders its waves' recovery.

@@ -498,6 +498,35 @@ fn sections() -> Vec<(&'static str, Value)> {
             ),
         ),
         (
+            "failback",
+            object(
+                "The launch settings a failback gives each A2 (a new source server in the origin) before it launches A3.",
+                vec![
+                    key(
+                        "subnet_id",
+                        pattern(
+                            "^subnet-([0-9a-f]{8}|[0-9a-f]{17})$",
+                            "subnet-0123456789abcdef0",
+                        ),
+                        "The subnet A4 launches in (default: the old source instance A1's); preflight checks it is in the VPC of the failback target groups.",
+                    ),
+                    key(
+                        "security_group_ids",
+                        strings(pattern(
+                            "^sg-([0-9a-f]{8}|[0-9a-f]{17})$",
+                            "sg-0123456789abcdef0",
+                        )),
+                        "The security groups of A4 (default: as in A2's launch template).",
+                    ),
+                    key(
+                        "instance_type",
+                        pattern("^[a-z][a-z0-9-]+\\.[a-z0-9]+$", "m5.large"),
+                        "The instance type of A4 (default: as in A2's launch template); right-sizing is turned off so that it applies.",
+                    ),
+                ],
+            ),
+        ),
+        (
             "recovery",
             object(
                 "How a failover or drill orders its waves' recovery.",
@@ -646,6 +675,7 @@ mod tests {
             ("recovery", accepted_keys::<raw::RawRecovery>()),
             ("doctor", accepted_keys::<raw::RawDoctor>()),
             ("failover", accepted_keys::<raw::RawFailover>()),
+            ("failback", accepted_keys::<raw::RawFailback>()),
         ];
         for (name, keys) in &accepted {
             assert_eq!(

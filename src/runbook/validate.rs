@@ -11,9 +11,9 @@ use std::ops::Range;
 use super::document::{did_you_mean, quoted_list};
 use super::duration::parse_duration;
 use super::formats::{
-    check_account_id, check_dns_name, check_external_id, check_hosted_zone_id, check_kms_key,
-    check_name, check_region, check_role_name, check_source_server_id, parse_role_arn,
-    parse_target_group_arn,
+    check_account_id, check_dns_name, check_external_id, check_hosted_zone_id, check_instance_type,
+    check_kms_key, check_name, check_region, check_role_name, check_security_group_id,
+    check_source_server_id, check_subnet_id, parse_role_arn, parse_target_group_arn,
 };
 use super::model::{
     Account, Action, ActionRun, ActionWhen, Approvals, Cleanup, ClusterEndpoint, Credentials,
@@ -59,6 +59,7 @@ pub(super) fn validate(raw: RawRunbook, problems: &mut Problems<'_>) -> Option<R
     };
     let doctor = doctor_settings(raw.doctor.as_ref(), problems);
     let failover = failover_settings(raw.failover.as_ref(), problems);
+    let failback = failback_settings(raw.failback.as_ref(), problems);
     if !problems.is_empty() {
         return None;
     }
@@ -77,6 +78,7 @@ pub(super) fn validate(raw: RawRunbook, problems: &mut Problems<'_>) -> Option<R
         recovery,
         doctor,
         failover,
+        failback,
         wave_order: wave_order?,
     })
 }
@@ -235,6 +237,41 @@ fn failover_settings(
         settings.fence_timeout = d;
     }
     settings
+}
+
+/// `[failback]`: every key optional; each one checked for its EC2 format.
+fn failback_settings(
+    raw: Option<&super::raw::RawFailback>,
+    problems: &mut Problems<'_>,
+) -> super::model::FailbackSettings {
+    let Some(raw) = raw else {
+        return Default::default();
+    };
+    let mut text = |key: &str, value: &Text, check_value: fn(&str) -> Result<(), String>| {
+        check(
+            problems,
+            &format!("failback.{key}"),
+            value,
+            check_value(value.get_ref()),
+        );
+        value.get_ref().clone()
+    };
+    super::model::FailbackSettings {
+        subnet_id: raw
+            .subnet_id
+            .as_ref()
+            .map(|v| text("subnet_id", v, check_subnet_id)),
+        security_group_ids: raw.security_group_ids.as_ref().map(|groups| {
+            groups
+                .iter()
+                .map(|v| text("security_group_ids", v, check_security_group_id))
+                .collect()
+        }),
+        instance_type: raw
+            .instance_type
+            .as_ref()
+            .map(|v| text("instance_type", v, check_instance_type)),
+    }
 }
 
 /// Records the problem of a value that failed a format check.

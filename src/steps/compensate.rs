@@ -13,19 +13,24 @@
 //! | `validate:W` (drill) | the drill instances it registered in a drill target group deregistered |
 //! | `recovery_job:W` | the launch dispositions it held `STOPPED` given back ([`super::boot`]); the recovery instances of its jobs (found by the jobs' tags) terminated; planned with an approval gate unless the run was a drill |
 //! | `a2_recovery:W` | the same, in the origin: the failback instances (A3) of its jobs terminated |
+//! | `quiesce` (failback) | the recovery instances (B3) it deregistered registered again in the failover target groups (recovery account) |
 //! | `reversed_replication:W` | StopReplication of each A2 the step created, reconciled or adopted (origin) |
 //! | `fence_source` | StartInstances on the source instances (A1) the fence stopped, then a wait until they run (last: after the recovery instances are gone) |
 //!
 //! A compensation works on the side its original step used: for a failback, the target groups
 //! and the recovery jobs are in the origin (source) account and region; DNS is always changed
 //! with the credentials of the account that owns the zone. A rollback of a failback, newest first,
-//! terminates a wave's A3s before it stops its A2s, and stops every A2 before anything could
-//! terminate the B2s replicating into them (DRS refuses that order the other way round).
+//! registers the B3s again as soon as traffic points back at them (`undo:quiesce`, moved before
+//! the A3s' terminations), terminates a wave's A3s before it stops its A2s, and stops every A2
+//! before anything could terminate the B2s replicating into them (DRS refuses that order the
+//! other way round).
 
 use serde_json::Value;
 
 use super::{Halt, StepCtx, StepFailure};
-use super::{dns_cutover, fence_source, lb_switch, recovery_job, reversed_replication, validate};
+use super::{
+    dns_cutover, fence_source, lb_switch, quiesce, recovery_job, reversed_replication, validate,
+};
 use crate::run::StepKind;
 use crate::runbook::Account;
 use crate::store::{self, RunId};
@@ -34,6 +39,7 @@ use crate::store::{self, RunId};
 pub use super::dns_cutover::{UndoDnsOutput, ZoneRestore};
 pub use super::fence_source::UndoFenceOutput;
 pub use super::lb_switch::{GroupRestore, UndoLbOutput};
+pub use super::quiesce::UndoQuiesceOutput;
 pub use super::recovery_job::UndoRecoveryOutput;
 pub use super::reversed_replication::UndoReversedOutput;
 
@@ -48,6 +54,7 @@ pub fn compensates(kind: StepKind) -> bool {
         | StepKind::RecoveryJob
         | StepKind::A2Recovery
         | StepKind::ReversedReplication
+        | StepKind::Quiesce
         | StepKind::FenceSource => true,
         // A drill's validate registers the drill instances in the runbook's drill target
         // groups; undone before the instances are terminated (it is newer than their job).
@@ -107,6 +114,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
         StepKind::ReversedReplication => reversed_replication::compensate(ctx, &undone).await,
         StepKind::Validate => validate::compensate(ctx, &undone).await,
         StepKind::FenceSource => fence_source::compensate(ctx, &undone).await,
+        StepKind::Quiesce => quiesce::compensate(ctx, &undone).await,
         kind => Err(Halt::Failed(StepFailure::new(
             format!("a {kind} step has no compensation"),
             format!(

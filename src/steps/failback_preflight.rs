@@ -2,7 +2,8 @@
 //! failover's recovery instances (B2) run in the target account, DRS is initialized in the
 //! origin (source) account and region, no failback of these servers is in progress (in the run
 //! database or in DRS), the launch settings of the A2s that already exist launch into the VPC of
-//! the failback target groups, and the failback target groups and hosted zones exist.
+//! the failback target groups, the subnet the failback gives every A2 (`[failback] subnet_id`,
+//! else A1's) is in that VPC too, and the failback target groups and hosted zones exist.
 
 use super::launch_settings;
 use super::preflight::{Check, PreflightOutput, launch_checks};
@@ -43,6 +44,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let launch_settings = check_a2_launch_settings(ctx, &mut checks).await?;
     if !ctx.run.options.drill {
         check_traffic_targets(ctx, &mut checks).await;
+        check_failback_subnets(ctx, &mut checks).await?;
         check_cleanup_settings(&ctx.runbook.cleanup, &mut checks);
     }
     let servers: Vec<String> = ctx
@@ -350,6 +352,104 @@ async fn check_a2_launch_settings(
 }
 
 /// The failback target groups (origin) and the hosted zones exist.
+/// The subnet each wave's A4s launch into (`[failback] subnet_id`, else each old source
+/// instance's, as `reversed_replication` sets them) is in the VPC of the wave's failback target
+/// groups: ELBv2 refuses a target outside its group's VPC.
+async fn check_failback_subnets(ctx: &StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(), Halt> {
+    let failover = failback::failover_run_id(ctx).await?;
+    let (target, source) = (&ctx.clients.target, &ctx.clients.source);
+    for lb in &ctx.runbook.load_balancers {
+        let Some(group) = &lb.failback_target_group_arn else {
+            continue;
+        };
+        let name = format!("failback subnet (wave {})", lb.wave);
+        let b1s: Vec<String> = failback::failed_over(ctx, &failover, &lb.wave)
+            .await?
+            .into_iter()
+            .map(|r| r.source_server_id)
+            .collect();
+        let read = async {
+            let group_vpc = source.target_group_vpc(group).await?.flatten();
+            // (subnet, its VPC if it exists, whose subnet it is)
+            let subnets: Vec<(String, Option<String>, String)> =
+                match &ctx.runbook.failback.subnet_id {
+                    Some(subnet) => {
+                        let found = source
+                            .describe_subnets(std::slice::from_ref(subnet))
+                            .await?;
+                        let vpc = found.first().map(|s| s.vpc_id.clone());
+                        vec![(subnet.clone(), vpc, "[failback] subnet_id".to_string())]
+                    }
+                    None => {
+                        let a1s: Vec<String> = target
+                            .describe_source_servers(&b1s)
+                            .await?
+                            .into_iter()
+                            .filter_map(|b1| b1.aws_instance_id)
+                            .collect();
+                        source
+                            .describe_instances(&a1s)
+                            .await?
+                            .into_iter()
+                            .filter_map(|a1| {
+                                let whose = format!("old source instance {}", a1.instance_id);
+                                Some((a1.subnet_id?, a1.vpc_id, whose))
+                            })
+                            .collect()
+                    }
+                };
+            Ok::<_, AwsError>((group_vpc, subnets))
+        };
+        let (group_vpc, subnets) = match read.await {
+            Ok(read) => read,
+            Err(e) => {
+                checks.push(aws_fail(name, &e));
+                continue;
+            }
+        };
+        let Some(group_vpc) = group_vpc else {
+            continue; // a missing group is the target group check's finding
+        };
+        let wrong: Vec<String> = subnets
+            .iter()
+            .filter(|(_, vpc, _)| vpc.as_deref() != Some(group_vpc.as_str()))
+            .map(|(subnet, vpc, whose)| match vpc {
+                Some(vpc) => format!("{subnet} ({whose}) is in {vpc}"),
+                None => format!(
+                    "{subnet} ({whose}) does not exist in account {} ({})",
+                    source.account_id, source.region
+                ),
+            })
+            .collect();
+        if wrong.is_empty() {
+            checks.push(pass(
+                name,
+                format!(
+                    "A4 launches in {group_vpc}, the VPC of {group}: {}",
+                    subnets
+                        .iter()
+                        .map(|(s, _, _)| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        } else {
+            checks.push(fail(
+                name,
+                format!(
+                    "A4 would launch outside {group_vpc}, the VPC of failback target group {group}: subnet {}; ELBv2 refuses a target outside the group's VPC",
+                    wrong.join(", subnet ")
+                ),
+                format!(
+                    "set `[failback] subnet_id` to a subnet of {group_vpc} (aws ec2 describe-subnets --filters Name=vpc-id,Values={group_vpc} --region {})",
+                    source.region
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 async fn check_traffic_targets(ctx: &StepCtx<'_>, checks: &mut Vec<Check>) {
     let source = &ctx.clients.source;
     for arn in ctx

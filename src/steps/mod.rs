@@ -22,6 +22,7 @@ pub mod launch_settings;
 pub mod lb_switch;
 pub mod native_plans;
 pub mod preflight;
+pub mod quiesce;
 pub mod recovery_job;
 pub mod reprotect;
 pub mod retry;
@@ -60,6 +61,7 @@ pub async fn execute(mut ctx: StepCtx<'_>) -> StepResult {
         }
         StepKind::Cleanup => cleanup::run(&mut ctx).await,
         StepKind::ReversedReplication => reversed_replication::run(&mut ctx).await,
+        StepKind::Quiesce => quiesce::run(&mut ctx).await,
         StepKind::A2Recovery => a2_recovery::run(&mut ctx).await,
         StepKind::Action => action::run(&mut ctx).await,
     };
@@ -79,6 +81,7 @@ pub async fn preview(mut ctx: StepCtx<'_>) -> GatePreview {
             StepKind::DnsCutover => dns_cutover::preview(&mut ctx).await,
             StepKind::LbSwitch => lb_switch::preview(&mut ctx).await,
             StepKind::RecoveryJob => recovery_job::preview(&mut ctx).await,
+            StepKind::Quiesce => quiesce::preview(&mut ctx).await,
             StepKind::Cleanup if ctx.run.operation == Operation::Failback => {
                 failback_cleanup::preview(&mut ctx).await
             }

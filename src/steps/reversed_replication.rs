@@ -1,7 +1,8 @@
 //! `reversed_replication:<wave>` (failback): ReverseReplication on every recovery instance (B2)
 //! the failover launched for the wave, so that DRS creates A2 in the origin account and region
-//! and replicates B3's data into it; then waits until every A2 replicates CONTINUOUS with its
-//! lag within the RPO objective.
+//! and replicates B3's data into it; then sets each A2's launch settings ([`set_launch`]: A2 is
+//! a new source server, with the origin's defaults); then waits until every A2 replicates
+//! CONTINUOUS with its lag within the RPO objective.
 //!
 //! ReverseReplication is not idempotent (a second call on the same B2 is refused while A2
 //! exists). Before any call the step looks for an A2 already linked to B1 (DescribeSourceServers
@@ -45,6 +46,25 @@ pub struct ReversedServer {
     pub replication_state: Option<String>,
     pub lag: Option<String>,
     pub ready_at: Option<String>,
+    /// The instance B1 protected before the failover (A1), as DRS named it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub a1_instance_id: Option<String>,
+    /// A2's launch settings, once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch: Option<A2Launch>,
+}
+
+/// The launch settings a failback gave A2: its launch template's new default version.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct A2Launch {
+    pub launch_template_id: String,
+    pub version: i64,
+    /// From `[failback] subnet_id`, else A1's subnet.
+    pub subnet_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_group_ids: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
 }
 
 /// How long A2s may take to become ready before the step fails (reverse replication copies
@@ -79,6 +99,9 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
             ctx.save(&out).await?;
         }
     }
+    if out.servers.values().any(|s| s.launch.is_none()) {
+        set_launch(ctx, &mut out).await?;
+    }
     if out.ready_at.is_none() {
         wait_ready(ctx, &mut out).await?;
         out.ready_at = Some(ctx.clock.now().to_rfc3339());
@@ -110,8 +133,13 @@ async fn inventory(ctx: &mut StepCtx<'_>) -> Result<ReversedReplicationOutput, H
                 .iter()
                 .find(|s| s.id == r.source_server_id)
                 .and_then(|s| s.arn.clone());
+            let a1_instance_id = b1s
+                .iter()
+                .find(|s| s.id == r.source_server_id)
+                .and_then(|s| s.aws_instance_id.clone());
             let server = ReversedServer {
                 b1_arn,
+                a1_instance_id,
                 recovery_instance_id: r.recovery_instance_id,
                 ec2_instance_id: r.ec2_instance_id,
                 ..Default::default()
@@ -310,6 +338,205 @@ async fn reconcile_restart(ctx: &mut StepCtx<'_>, a2: &SourceServer) -> Result<b
         })
         .await?;
     Ok(outcome.is_some_and(|o| o.how == How::Reconciled))
+}
+
+/// Sets each A2's launch settings before anything launches from it (real-aws-gaps.md 4: a new
+/// A2 gets the origin's default launch settings, and A4 can land outside the failback target
+/// group's VPC): a new version of A2's EC2 launch template from its default one, with the
+/// subnet of `[failback] subnet_id` (else A1's), and the security groups and instance type of
+/// `[failback]` when set; that version made the default (DRS launches the default version);
+/// with an instance type, right-sizing turned off in A2's DRS launch configuration so that the
+/// type applies. Each call is durable: after a crash the new version is found again by its
+/// description, the default version by DescribeLaunchTemplateVersions, and the right-sizing
+/// by GetLaunchConfiguration.
+async fn set_launch(
+    ctx: &mut StepCtx<'_>,
+    out: &mut ReversedReplicationOutput,
+) -> Result<(), Halt> {
+    let settings = ctx.runbook.failback.clone();
+    let origin = ctx.clients.source.clone();
+    let a1_subnets: BTreeMap<String, String> = if settings.subnet_id.is_some() {
+        BTreeMap::new()
+    } else {
+        let a1s: Vec<String> = out
+            .servers
+            .values()
+            .filter_map(|s| s.a1_instance_id.clone())
+            .collect();
+        retry::read(ctx, || origin.describe_instances(&a1s))
+            .await?
+            .into_iter()
+            .filter_map(|i| Some((i.instance_id, i.subnet_id?)))
+            .collect()
+    };
+    for b1 in out.servers.keys().cloned().collect::<Vec<_>>() {
+        let server = &out.servers[&b1];
+        if server.launch.is_some() {
+            continue;
+        }
+        let a2 = server.a2_id.clone().expect("every A2 exists by now");
+        let subnet = settings.subnet_id.clone().or_else(|| {
+            server
+                .a1_instance_id
+                .as_ref()
+                .and_then(|a1| a1_subnets.get(a1).cloned())
+        });
+        let Some(subnet_id) = subnet else {
+            return Err(Halt::Failed(StepFailure::new(
+                format!(
+                    "{b1}: no subnet for A2 {a2}: the instance B1 protected ({}) is not found in account {} ({})",
+                    server.a1_instance_id.as_deref().unwrap_or("none named"),
+                    origin.account_id,
+                    origin.region
+                ),
+                "set `[failback] subnet_id` to a subnet of the failback target group's VPC, then `retry` this step",
+            )));
+        };
+        let config = retry::read(ctx, || origin.get_launch_configuration(&a2)).await?;
+        let template = config.ec2_launch_template_id.ok_or_else(|| {
+            Halt::Failed(StepFailure::new(
+                format!("{b1}: DRS names no EC2 launch template for A2 {a2}"),
+                "check A2's launch settings in the DRS console of the origin, then `retry` this step",
+            ))
+        })?;
+        let mut launch = A2Launch {
+            launch_template_id: template.clone(),
+            version: 0,
+            subnet_id,
+            security_group_ids: settings.security_group_ids.clone(),
+            instance_type: settings.instance_type.clone(),
+        };
+        launch.version = new_template_version(ctx, &b1, &a2, &launch).await?;
+        let version = launch.version;
+        let call = Call::on(
+            &origin,
+            format!("default-version/{a2}"),
+            "ec2:ModifyLaunchTemplate",
+            serde_json::json!({ "launchTemplateId": template, "defaultVersion": version }),
+        );
+        ctx.call(
+            &call,
+            // An open intent: the version is the default already, or the call is sent.
+            async |ctx: &mut StepCtx<'_>| {
+                let defaults = retry::read(ctx, || origin.default_launch_template_versions()).await?;
+                Ok(
+                    if defaults
+                        .iter()
+                        .any(|v| v.launch_template_id == template && v.version == version)
+                    {
+                        Found::TookEffect(serde_json::json!({ "defaultVersion": version, "found_by": "DescribeLaunchTemplateVersions $Default" }))
+                    } else {
+                        Found::Resend
+                    },
+                )
+            },
+            async || {
+                let called = origin
+                    .set_default_launch_template_version(&template, version)
+                    .await?;
+                Ok(called.map(|_| serde_json::json!({ "defaultVersion": version })))
+            },
+        )
+        .await?;
+        if launch.instance_type.is_some() {
+            let call = Call::on(
+                &origin,
+                format!("right-sizing/{a2}"),
+                "drs:UpdateLaunchConfiguration",
+                serde_json::json!({ "sourceServerID": a2, "targetInstanceTypeRightSizingMethod": "NONE" }),
+            );
+            ctx.call(
+                &call,
+                async |ctx: &mut StepCtx<'_>| {
+                    let config = retry::read(ctx, || origin.get_launch_configuration(&a2)).await?;
+                    Ok(if config.right_sizing.as_deref() == Some("NONE") {
+                        Found::TookEffect(serde_json::json!({ "targetInstanceTypeRightSizingMethod": "NONE", "found_by": "GetLaunchConfiguration" }))
+                    } else {
+                        Found::Resend
+                    })
+                },
+                async || {
+                    let called = origin.turn_off_right_sizing(&a2).await?;
+                    Ok(called.map(|m| serde_json::json!({ "targetInstanceTypeRightSizingMethod": m })))
+                },
+            )
+            .await?;
+        }
+        ctx.say(format!(
+            "{b1}: A2 {a2} launches into {}{}{} (launch template {template} version {version})",
+            launch.subnet_id,
+            launch
+                .instance_type
+                .as_deref()
+                .map(|t| format!(" as {t}"))
+                .unwrap_or_default(),
+            launch
+                .security_group_ids
+                .as_ref()
+                .map(|g| format!(" with {}", g.join(", ")))
+                .unwrap_or_default(),
+        ));
+        out.servers.get_mut(&b1).expect("listed").launch = Some(launch);
+        ctx.save(&*out).await?;
+    }
+    Ok(())
+}
+
+/// Intent -> CreateLaunchTemplateVersion -> effect; answers the new version's number. An open
+/// intent is reconciled by the template's latest version: this run's if its description is
+/// this call's.
+async fn new_template_version(
+    ctx: &mut StepCtx<'_>,
+    b1: &str,
+    a2: &str,
+    launch: &A2Launch,
+) -> Result<i64, Halt> {
+    let origin = ctx.clients.source.clone();
+    let description = format!("drs-runbook {} failback of {b1}", ctx.run.id);
+    let call = Call::on(
+        &origin,
+        format!("launch-template/{a2}"),
+        "ec2:CreateLaunchTemplateVersion",
+        serde_json::json!({
+            "launchTemplateId": launch.launch_template_id,
+            "sourceVersion": "$Default",
+            "versionDescription": description,
+            "subnetId": launch.subnet_id,
+            "securityGroupIds": launch.security_group_ids,
+            "instanceType": launch.instance_type,
+        }),
+    )
+    .reconciling_ambiguous();
+    let template = launch.launch_template_id.clone();
+    let outcome = ctx
+        .call(
+            &call,
+            async |ctx: &mut StepCtx<'_>| {
+                let (version, found) =
+                    retry::read(ctx, || origin.latest_launch_template_version(&template)).await?;
+                Ok(if found == description {
+                    Found::TookEffect(serde_json::json!({ "versionNumber": version, "found_by": "DescribeLaunchTemplateVersions $Latest" }))
+                } else {
+                    Found::Resend
+                })
+            },
+            async || {
+                let called = origin
+                    .create_launch_template_version(
+                        &template,
+                        &description,
+                        &launch.subnet_id,
+                        launch.security_group_ids.as_deref(),
+                        launch.instance_type.as_deref(),
+                    )
+                    .await?;
+                Ok(called.map(|n| serde_json::json!({ "versionNumber": n })))
+            },
+        )
+        .await?;
+    Ok(outcome.response["versionNumber"]
+        .as_i64()
+        .unwrap_or_default())
 }
 
 /// Polls the A2s (one DescribeSourceServers for the wave) until every one is CONTINUOUS with

@@ -109,11 +109,18 @@ impl World {
         let sim = TestSim::start(SPEED).await;
         sim.seed(PAYMENTS).await;
         let dir = tempfile::tempdir().unwrap();
+        // With an instance type, each A2's launch settings take every kind of call.
+        let runbook = dir.path().join("payments.toml");
+        std::fs::write(
+            &runbook,
+            format!("{PAYMENTS}\n[failback]\ninstance_type = \"m5.large\"\n"),
+        )
+        .unwrap();
         let world = World {
             sim,
             db: test_db(dir.path()).await,
             _dir: dir,
-            runbook: repo_path("runbooks/payments.toml"),
+            runbook,
         };
         // Unplanned: the old source instances (A1) still run, so the failback's cleanup fences them.
         let failover = world
@@ -725,6 +732,19 @@ async fn failback_killed_at_many_points_resumes_to_the_same_world_with_each_muta
         expected.mutations.get("drs:TerminateRecoveryInstances"),
         Some(&1)
     );
+    // The quiesce (B3 out of the recovery group), then the A1s out of the origin group.
+    assert_eq!(expected.mutations.get("elbv2:DeregisterTargets"), Some(&2));
+    // Each A2's launch settings: a template version made the default, right-sizing off (one
+    // UpdateLaunchConfiguration per A2 after the failover's four launch dispositions).
+    assert_eq!(
+        expected.mutations.get("ec2:CreateLaunchTemplateVersion"),
+        Some(&3)
+    );
+    assert_eq!(expected.mutations.get("ec2:ModifyLaunchTemplate"), Some(&3));
+    assert_eq!(
+        expected.mutations.get("drs:UpdateLaunchConfiguration"),
+        Some(&7)
+    );
     let world = &expected.world;
     assert_eq!(world["recovery_instances"]["B2"], json!([]), "{world:#}");
     assert_eq!(
@@ -767,6 +787,8 @@ async fn failback_paused_before_cleanup(world: &World) -> String {
     let paused = world.cli(&["--output", "json", "failback", runbook]).await;
     assert_eq!(paused.code, 3, "{paused:#?}");
     let run_id = paused.json()["run_id"].as_str().unwrap().to_string();
+    let approved = world.cli(&["approve", &run_id, "--step", "quiesce"]).await;
+    assert_eq!(approved.code, 3, "paused before dns_cutover: {approved:#?}");
     let approved = world
         .cli(&["approve", &run_id, "--step", "dns_cutover"])
         .await;
@@ -786,14 +808,20 @@ async fn a_failback_rollback_killed_after_each_intent_and_effect_resumes_to_the_
     let expected = world.mutation_counts().await;
     let intents = expected.values().sum::<u64>() - before;
     // DNS restore, deregister, register the A1s again (the unplanned failover left them
-    // running), two terminations (one per wave), three StopReplication.
-    assert_eq!(intents, 8, "{expected:?}");
+    // running), two terminations (one per wave), the B3s registered again (the quiesce's
+    // undo), three StopReplication.
+    assert_eq!(intents, 9, "{expected:?}");
     let expected_world = world.failback_snapshot().await;
     assert_eq!(
         expected_world["a2_replication"],
         json!({ "s-1234567890abcdef0": "STOPPED", "s-234567890abcdef01": "STOPPED", "s-34567890abcdef012": "STOPPED" })
     );
     assert_eq!(expected_world["recovery_instances"]["A3"], json!([]));
+    assert_eq!(
+        expected_world["targets"][payments::RECOVERY_GROUP],
+        json!(["B3-of:s-234567890abcdef01", "B3-of:s-34567890abcdef012"]),
+        "the B3s serve again: {expected_world:#}"
+    );
 
     // Right after each intent commits (before its call), and after each outcome commits
     // (before the step saves the output that uses it).

@@ -15,6 +15,8 @@ const SOURCE: (&str, &str) = ("111111111111", "us-east-1");
 const TARGET: (&str, &str) = ("222222222222", "us-west-2");
 const ZONE: &str = "Z0123456789ABCDEFGHIJ";
 const NAME: &str = "api.payments.example.com.";
+const FAILOVER_TG: &str =
+    "arn:aws:elasticloadbalancing:us-west-2:222222222222:targetgroup/payments/0123456789abcdef";
 const FAILBACK_TG: &str =
     "arn:aws:elasticloadbalancing:us-east-1:111111111111:targetgroup/payments/fedcba9876543210";
 const APP_SERVERS: [&str; 2] = ["s-234567890abcdef01", "s-34567890abcdef012"];
@@ -174,10 +176,11 @@ async fn failover_then_failback_returns_traffic_to_the_origin_and_cleans_up() {
         [
             "preflight",
             "reversed_replication:db",
+            "reversed_replication:app",
+            "quiesce",
             "a2_recovery:db",
             "snapshot_conversion:db",
             "launch:db",
-            "reversed_replication:app",
             "a2_recovery:app",
             "snapshot_conversion:app",
             "launch:app",
@@ -397,8 +400,17 @@ async fn protected_instances(sim: &TestSim) -> BTreeSet<String> {
 
 /// The EC2 state of each of these instances in the origin.
 async fn ec2_states(sim: &TestSim, ids: &BTreeSet<String>) -> Vec<String> {
+    ec2_states_in(sim, SOURCE, ids).await
+}
+
+/// The EC2 state of each of these instances in `account`/`region`.
+async fn ec2_states_in(
+    sim: &TestSim,
+    (account, region): (&str, &str),
+    ids: &BTreeSet<String>,
+) -> Vec<String> {
     let found = sim
-        .ec2(SOURCE.0, SOURCE.1)
+        .ec2(account, region)
         .describe_instances()
         .set_instance_ids(Some(ids.iter().cloned().collect()))
         .send()
@@ -581,6 +593,259 @@ fn history(db: &Path) -> std::collections::BTreeMap<String, Value> {
         .collect()
 }
 
+/// The failover's target group in the recovery account: its members, draining ones included
+/// (a draining B3 still completes requests), any health.
+async fn failover_members(sim: &TestSim) -> Vec<String> {
+    let health = sim
+        .elbv2(TARGET.0, TARGET.1)
+        .describe_target_health()
+        .target_group_arn(FAILOVER_TG)
+        .send()
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = health
+        .target_health_descriptions()
+        .iter()
+        .map(|d| d.target().unwrap().id().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The step of a `show --output json` report.
+fn step<'a>(shown: &'a Value, key: &str) -> &'a Value {
+    shown["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == key)
+        .unwrap_or_else(|| panic!("step {key} in {shown:#}"))
+}
+
+fn time(value: &Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(value.as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failback_quiesces_b3_first_so_a3_recovers_its_last_write_with_rpo_0() {
+    let sim = TestSim::start(600.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    failed_over(&sim, &db).await;
+    let b3s = failover_members(&sim).await;
+    assert_eq!(b3s.len(), 2);
+    // Writes arrive on B3 while it serves.
+    sim.skip(15.0 * 60.0).await;
+    let before = sim.get("/_sim/stats").await;
+
+    let run = cli(
+        &db,
+        &sim,
+        &["--output", "json", "failback", RUNBOOK, "--yes"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let report = run.json();
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(report["rpo_seconds"], 0.0, "{report:#}");
+    let run_id = report["run_id"].as_str().unwrap();
+    let shown = drs_runbook(&db, None, &["--output", "json", "show", run_id]).json();
+
+    // While B3 took writes, reversed replication ran behind them (the A2s' lag).
+    let lags: Vec<&str> = step(&shown, "reversed_replication:app")["output"]["servers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|s| s["lag"].as_str().unwrap())
+        .collect();
+    assert!(lags.iter().all(|lag| *lag != "P0D"), "{lags:?}");
+    // The quiesce took every B3 out of the failover group, then waited for the A2s.
+    let quiesce = &step(&shown, "quiesce")["output"];
+    let quiesced_at = time(&quiesce["quiesced_at"]);
+    assert!(time(&quiesce["caught_up_at"]) > quiesced_at, "{quiesce:#}");
+    let stats = sim.get("/_sim/stats").await;
+    let new = |op: &str| mutations(&stats, op).split_off(mutations(&before, op).len());
+    let deregistered: Vec<Value> = new("DeregisterTargets")
+        .into_iter()
+        .filter(|m| m["account"] == TARGET.0)
+        .collect();
+    assert_eq!(deregistered.len(), 1, "{deregistered:#?}");
+    let mut ids: Vec<String> = deregistered[0]["params"]["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, b3s);
+    // Every A3 holds data from after the quiesce: nothing B3 accepted is lost.
+    let a3s = recovery_instances(&sim, SOURCE).await;
+    assert_eq!(a3s.len(), 3);
+    for a3 in &a3s {
+        let data = time(&Value::from(a3.point_in_time_snapshot_date_time().unwrap()));
+        assert!(data >= quiesced_at, "{a3:#?} before {quiesced_at}");
+    }
+}
+
+/// Fails back with `[failback]` set to `settings` (appended to payments, written beside `db`).
+async fn failback_with(sim: &TestSim, db: &Path, settings: &str) -> CliRun {
+    let runbook = db.with_file_name("payments-failback.toml");
+    std::fs::write(&runbook, format!("{PAYMENTS}\n[failback]\n{settings}")).unwrap();
+    cli(
+        db,
+        sim,
+        &[
+            "--output",
+            "json",
+            "failback",
+            runbook.to_str().unwrap(),
+            "--yes",
+        ],
+    )
+    .await
+}
+
+async fn failback_group_vpc(sim: &TestSim) -> String {
+    sim.elbv2(SOURCE.0, SOURCE.1)
+        .describe_target_groups()
+        .target_group_arns(FAILBACK_TG)
+        .send()
+        .await
+        .unwrap()
+        .target_groups()[0]
+        .vpc_id()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failback_subnet_outside_the_target_groups_vpc_fails_preflight_naming_the_fix() {
+    let sim = TestSim::start(600.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    failed_over(&sim, &db).await;
+    let ec2 = sim.ec2(SOURCE.0, SOURCE.1);
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.88.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .vpc()
+        .unwrap()
+        .vpc_id()
+        .unwrap()
+        .to_string();
+    let subnet = ec2
+        .create_subnet()
+        .vpc_id(&vpc)
+        .cidr_block("10.88.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .subnet()
+        .unwrap()
+        .subnet_id()
+        .unwrap()
+        .to_string();
+    let group_vpc = failback_group_vpc(&sim).await;
+    assert_ne!(vpc, group_vpc);
+    let before = sim.get("/_sim/stats").await;
+
+    let run = failback_with(&sim, &db, &format!("subnet_id = \"{subnet}\"\n")).await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    for expected in [
+        format!("{subnet} ([failback] subnet_id) is in {vpc}"),
+        format!("outside {group_vpc}"),
+        format!("set `[failback] subnet_id` to a subnet of {group_vpc}"),
+    ] {
+        assert!(run.stderr.contains(&expected), "{expected}: {}", run.stderr);
+    }
+    let stats = sim.get("/_sim/stats").await;
+    assert_eq!(
+        mutations(&stats, "ReverseReplication").len(),
+        mutations(&before, "ReverseReplication").len(),
+        "nothing changed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failback_sets_each_a2s_launch_settings_so_a4_lands_in_the_target_groups_vpc() {
+    let sim = TestSim::start(600.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    failed_over(&sim, &db).await;
+    let group_vpc = failback_group_vpc(&sim).await;
+    let a1 = protected_instances(&sim).await.into_iter().next().unwrap();
+    let a1_subnet = sim
+        .ec2(SOURCE.0, SOURCE.1)
+        .describe_instances()
+        .instance_ids(&a1)
+        .send()
+        .await
+        .unwrap()
+        .reservations()[0]
+        .instances()[0]
+        .subnet_id()
+        .unwrap()
+        .to_string();
+    let before = sim.get("/_sim/stats").await;
+
+    let run = failback_with(
+        &sim,
+        &db,
+        &format!("subnet_id = \"{a1_subnet}\"\ninstance_type = \"m5.xlarge\"\n"),
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let stats = sim.get("/_sim/stats").await;
+    let new = |op: &str| mutations(&stats, op).split_off(mutations(&before, op).len());
+    // One new template version per A2 (subnet, instance type), made the default, with DRS's
+    // right-sizing off so that the type applies: in the origin, before any StartRecovery there.
+    let versions = new("CreateLaunchTemplateVersion");
+    assert_eq!(versions.len(), 3, "{versions:#?}");
+    for v in &versions {
+        assert_eq!(v["account"], SOURCE.0);
+        assert_eq!(
+            v["params"]["data"]["subnet_id"],
+            a1_subnet.as_str(),
+            "{v:#}"
+        );
+        assert_eq!(v["params"]["data"]["instance_type"], "m5.xlarge", "{v:#}");
+    }
+    assert_eq!(new("ModifyLaunchTemplate").len(), 3);
+    let sizing: Vec<Value> = new("UpdateLaunchConfiguration")
+        .into_iter()
+        .filter(|m| m["account"] == SOURCE.0)
+        .collect();
+    assert_eq!(sizing.len(), 3, "{sizing:#?}");
+    // A4 runs in the subnet, in the failback target group's VPC, with the instance type.
+    let a4s: Vec<String> = recovery_instances(&sim, SOURCE)
+        .await
+        .iter()
+        .map(|a3| a3.ec2_instance_id().unwrap().to_string())
+        .collect();
+    assert_eq!(a4s.len(), 3);
+    let found = sim
+        .ec2(SOURCE.0, SOURCE.1)
+        .describe_instances()
+        .set_instance_ids(Some(a4s))
+        .send()
+        .await
+        .unwrap();
+    for a4 in found.reservations().iter().flat_map(|r| r.instances()) {
+        assert_eq!(a4.subnet_id(), Some(a1_subnet.as_str()), "{a4:#?}");
+        assert_eq!(a4.vpc_id(), Some(group_vpc.as_str()), "{a4:#?}");
+        assert_eq!(
+            a4.instance_type().map(|t| t.as_str()),
+            Some("m5.xlarge"),
+            "{a4:#?}"
+        );
+    }
+}
+
 /// The members of the origin's (failback) target group that are not draining, any health.
 async fn members(sim: &TestSim) -> Vec<String> {
     let health = sim
@@ -637,10 +902,39 @@ async fn rollback_of_a_failback_puts_traffic_back_on_the_failover_and_stops_reve
     let b2s = live_instances(&sim, TARGET).await;
     assert_eq!(b2s.len(), 3);
 
-    // The failback cuts traffic back (dns_cutover approved) and waits before its cleanup.
+    // The failback quiesces B3 and cuts traffic back (both approved), then waits before its
+    // cleanup.
+    let b3s = failover_members(&sim).await;
+    assert_eq!(b3s.len(), 2, "the app B3s serve in the failover group");
     let paused = cli(&db, &sim, &["--output", "json", "failback", RUNBOOK]).await;
-    assert_eq!(paused.code, 3, "paused at the DNS approval: {paused:#?}");
+    assert_eq!(
+        paused.code, 3,
+        "paused at the quiesce approval: {paused:#?}"
+    );
     let failback_id = paused.json()["run_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        failover_members(&sim).await,
+        b3s,
+        "nothing quiesced before the approval"
+    );
+    let approved = cli(
+        &db,
+        &sim,
+        &[
+            "--output",
+            "json",
+            "approve",
+            &failback_id,
+            "--step",
+            "quiesce",
+        ],
+    )
+    .await;
+    assert_eq!(
+        approved.code, 3,
+        "paused at the DNS approval: {approved:#?}"
+    );
+    assert!(failover_members(&sim).await.is_empty(), "B3 quiesced");
     let approved = cli(
         &db,
         &sim,
@@ -694,11 +988,17 @@ async fn rollback_of_a_failback_puts_traffic_back_on_the_failover_and_stops_reve
         [
             "undo:dns_cutover",
             "undo:lb_switch:app",
+            "undo:quiesce",
             "undo:a2_recovery:app",
-            "undo:reversed_replication:app",
             "undo:a2_recovery:db",
+            "undo:reversed_replication:app",
             "undo:reversed_replication:db"
         ]
+    );
+    assert_eq!(
+        failover_members(&sim).await,
+        b3s,
+        "the B3s serve in the failover group again"
     );
 
     // Traffic is where the failover had put it.
@@ -742,10 +1042,21 @@ async fn rollback_of_a_failback_puts_traffic_back_on_the_failover_and_stops_reve
         .collect();
     terminated.sort();
     assert_eq!(terminated, a3s, "exactly the A3s");
+    let (b3_back, a1_back): (Vec<Value>, Vec<Value>) = new("RegisterTargets")
+        .into_iter()
+        .partition(|m| m["account"] == TARGET.0);
+    assert_eq!(
+        b3_back.len(),
+        1,
+        "undo:quiesce, in the recovery account: {b3_back:#?}"
+    );
+    assert!(
+        a1_back.is_empty(),
+        "the stopped A1s are not registered: {a1_back:#?}"
+    );
     for op in [
         "StopReplication",
         "TerminateRecoveryInstances",
-        "RegisterTargets",
         "DeregisterTargets",
         "ChangeResourceRecordSets",
     ] {
@@ -794,6 +1105,13 @@ async fn a_failback_drill_leaves_nothing_behind_and_a_real_failback_reuses_its_a
     };
     let b2s_before = running(recovery_instances(&sim, TARGET).await);
     assert_eq!(b2s_before.len(), 3);
+    let b3s_serving = failover_members(&sim).await;
+    assert_eq!(b3s_serving.len(), 2);
+    let b3s: BTreeSet<String> = recovery_instances(&sim, TARGET)
+        .await
+        .iter()
+        .map(|i| i.ec2_instance_id().unwrap().to_string())
+        .collect();
 
     let run = cli(
         &db,
@@ -804,6 +1122,7 @@ async fn a_failback_drill_leaves_nothing_behind_and_a_real_failback_reuses_its_a
     assert_eq!(run.code, 0, "{run:#?}");
     let report = run.json();
     assert_eq!(report["status"], "succeeded");
+    let drill_id = report["run_id"].as_str().unwrap();
     let keys: Vec<&str> = report["steps"]
         .as_array()
         .unwrap()
@@ -811,7 +1130,9 @@ async fn a_failback_drill_leaves_nothing_behind_and_a_real_failback_reuses_its_a
         .map(|s| s["key"].as_str().unwrap())
         .collect();
     assert!(
-        !keys.contains(&"dns_cutover") && !keys.contains(&"lb_switch:app"),
+        !keys.contains(&"dns_cutover")
+            && !keys.contains(&"lb_switch:app")
+            && !keys.contains(&"quiesce"),
         "a drill moves no traffic: {keys:?}"
     );
 
@@ -847,6 +1168,44 @@ async fn a_failback_drill_leaves_nothing_behind_and_a_real_failback_reuses_its_a
         "the failover's recovery instances keep serving"
     );
     assert!(b2s_before.iter().all(|(_, state)| state == "RUNNING"));
+    // As EC2 and ELBv2 say it: the B3s run and still serve in the failover's target group; the
+    // drill's A4s are terminated.
+    assert_eq!(
+        ec2_states_in(&sim, TARGET, &b3s).await,
+        ["running", "running", "running"]
+    );
+    assert_eq!(failover_members(&sim).await, b3s_serving);
+    let failover_health = sim
+        .elbv2(TARGET.0, TARGET.1)
+        .describe_target_health()
+        .target_group_arn(FAILOVER_TG)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        failover_health
+            .target_health_descriptions()
+            .iter()
+            .all(|d| d.target_health().unwrap().state().unwrap().as_str() == "healthy"),
+        "{failover_health:#?}"
+    );
+    let shown = drs_runbook(&db, None, &["--output", "json", "show", drill_id]).json();
+    let a4s: BTreeSet<String> = shown["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "launch")
+        .flat_map(|s| s["output"]["servers"].as_object().unwrap().values())
+        .map(|v| v["ec2_instance_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(a4s.len(), 3, "{shown:#}");
+    assert!(
+        ec2_states_in(&sim, SOURCE, &a4s)
+            .await
+            .iter()
+            .all(|s| s == "terminated" || s == "shutting-down"),
+        "{a4s:?}"
+    );
 
     // A real failback afterwards restarts the stopped A2s instead of reversing again.
     let run = cli(

@@ -723,7 +723,27 @@ async fn failback_reverses_replication_to_the_origin_and_launches_there() {
         Some("FAILBACK_IN_PROGRESS")
     );
 
-    sim.skip(10.0 * 60.0).await;
+    // The initial sync copies A2's whole disk across regions, at 20 MiB a second.
+    let info = a2.data_replication_info().unwrap();
+    let disk = info.replicated_disks()[0].total_storage_bytes();
+    let started = info
+        .data_replication_initiation()
+        .unwrap()
+        .start_date_time()
+        .unwrap();
+    let eta = info.eta_date_time().unwrap();
+    let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
+    assert_eq!(
+        (parse(eta) - parse(started)).num_seconds(),
+        60 + disk / (20 << 20),
+        "INITIATING for a minute, then the copy of {disk} bytes"
+    );
+    sim.skip((60 + disk / (20 << 20) - 30) as f64).await;
+    assert_eq!(
+        replication_state(&source_server(&origin, &a2_id).await),
+        "INITIAL_SYNC"
+    );
+    sim.skip(60.0).await;
     assert_eq!(
         replication_state(&source_server(&origin, &a2_id).await),
         "CONTINUOUS"
@@ -790,6 +810,106 @@ async fn failback_reverses_replication_to_the_origin_and_launches_there() {
         .send()
         .await
         .unwrap();
+}
+
+/// Fails DB over, then gives the origin default launch settings that launch into the source
+/// instance (and transfer the server tags with `copy_tags`); returns the world, B2 and A1.
+async fn launching_into_the_source_by_default(
+    copy_tags: bool,
+) -> (TestSim, Client, String, String) {
+    let (sim, drs) = seeded().await;
+    let origin = sim.drs(SOURCE.0, SOURCE.1);
+    let templates = origin
+        .describe_launch_configuration_templates()
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        templates.items().is_empty(),
+        "seeding sets no default launch settings: launch into source instance is off"
+    );
+    start(&drs, &[DB], false).await;
+    sim.skip(JOB_DONE_SECS).await;
+    let b2 = recovery_instances(&drs).await[0]
+        .recovery_instance_id()
+        .unwrap()
+        .to_string();
+    let a1 = source_server(&drs, DB)
+        .await
+        .source_properties()
+        .unwrap()
+        .identification_hints()
+        .unwrap()
+        .aws_instance_id()
+        .unwrap()
+        .to_string();
+    let created = origin
+        .create_launch_configuration_template()
+        .launch_into_source_instance(true)
+        .copy_tags(copy_tags)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        created
+            .launch_configuration_template()
+            .unwrap()
+            .launch_into_source_instance(),
+        Some(true)
+    );
+    (sim, drs, b2, a1)
+}
+
+async fn tag_for_launching_into(sim: &TestSim, a1: &str) {
+    sim.ec2(SOURCE.0, SOURCE.1)
+        .create_tags()
+        .resources(a1)
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("AWSDRS")
+                .value("AllowLaunchingIntoThisInstance")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn launching_into_the_source_instance_by_default_needs_a1_tagged_and_no_copied_ip_or_tags() {
+    let (sim, drs, b2, a1) = launching_into_the_source_by_default(false).await;
+    let err = drs
+        .reverse_replication()
+        .recovery_instance_id(&b2)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_conflict_exception(), "{err:?}");
+    let message = err.message().unwrap();
+    assert!(
+        message.contains(&a1) && message.contains("AWSDRS=AllowLaunchingIntoThisInstance"),
+        "{message}"
+    );
+    tag_for_launching_into(&sim, &a1).await;
+    drs.reverse_replication()
+        .recovery_instance_id(&b2)
+        .send()
+        .await
+        .unwrap();
+
+    // Transferring the server's tags is incompatible with launching into an instance.
+    let (sim, drs, b2, a1) = launching_into_the_source_by_default(true).await;
+    tag_for_launching_into(&sim, &a1).await;
+    let err = drs
+        .reverse_replication()
+        .recovery_instance_id(&b2)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_conflict_exception(), "{err:?}");
+    assert!(err.message().unwrap().contains("copyTags"), "{err:?}");
 }
 
 #[tokio::test]

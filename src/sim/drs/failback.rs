@@ -13,7 +13,16 @@
 //!
 //! The replication phases are derived from the time replication (re)started, so A2 reaches
 //! CONTINUOUS by the clock alone; nothing here needs `advance`.
+//!
+//! Writes on B3 ([`behind_writes`]): B3 takes the application's writes while the application
+//! in its account and region receives traffic (a target of one of the load balancers there is
+//! registered or draining: [`crate::sim::elbv2::model::traffic_until`]). Reversed replication
+//! crosses regions and carries them a lag behind (20 to 90 seconds, per server): A2 reports it
+//! (`lagDuration`, `backloggedStorageBytes`) and an on-demand snapshot of A2 holds data only that
+//! old. Once the traffic stops (the failback's quiesce deregisters B3), so do the writes, and A2
+//! has caught up one lag later.
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -25,11 +34,15 @@ use super::{
 };
 use crate::sim::World;
 use crate::sim::ec2::InstanceState;
+use crate::sim::elbv2::model::{ElbRegion, traffic_until};
 use crate::sim::wire::random_hex;
 
-/// How long a fresh reverse replication stays INITIATING, and the range of its INITIAL_SYNC.
+/// How long a fresh reverse replication stays INITIATING.
 const INITIATING_SECS: i64 = 60;
-const SYNC_SECS: (i64, i64) = (120, 300);
+/// The initial sync of a reversed replication copies the whole disk across regions (user
+/// guide, failback: "All data is copied" from the recovery instance to the source Region), at
+/// this rate: 20 MiB a second, 7 minutes for 8 GiB, close to an hour for 64 GiB.
+const SYNC_BYTES_PER_SEC: i64 = 20 << 20;
 /// A restarted (previously stopped) replication only re-initiates.
 const RESTART_INITIATING_SECS: i64 = 30;
 
@@ -185,8 +198,9 @@ pub(super) fn reverse_replication(
         .filter(|id| {
             views::region(ctx.world, &origin).is_some_and(|r| r.source_servers.contains_key(id))
         });
-    if let Some(existing) = &existing {
-        busy(ctx.world, &origin, existing)?;
+    match &existing {
+        Some(existing) => busy(ctx.world, &origin, existing)?,
+        None => super::templates::check_launch_into_source(ctx.world, &origin, &source)?,
     }
     let target_id = existing
         .clone()
@@ -194,7 +208,7 @@ pub(super) fn reverse_replication(
     let replication = Replication::Active {
         since: ctx.now,
         initiating_secs: INITIATING_SECS,
-        sync_secs: jitter(&[&target_id, &id, "sync"], SYNC_SECS.0, SYNC_SECS.1),
+        sync_secs: initial_sync_secs(&target_id),
     };
     let pits_from = replication.continuous_from();
     let target_drs = ctx.world.drs.entry(origin.key.clone()).or_default();
@@ -264,6 +278,44 @@ pub(super) fn reverse_replication(
         Some(json!({ "reversedDirectionSourceServerArn": target_arn })),
         body,
     ))
+}
+
+/// How long the initial sync of a reversed replication into `server_id` takes: its disk size
+/// (as DescribeSourceServers reports it) at [`SYNC_BYTES_PER_SEC`].
+fn initial_sync_secs(server_id: &str) -> i64 {
+    views::hardware(server_id).disk_bytes / SYNC_BYTES_PER_SEC
+}
+
+/// How far behind its origin's writes a failback server (A2) is at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Behind {
+    /// The newest write that reached A2.
+    pub replicated_to: DateTime<Utc>,
+    /// The newest write on B3 (`now` while traffic arrives).
+    pub last_write: DateTime<Utc>,
+}
+
+/// Where a CONTINUOUS failback server (A2) is behind the writes on its origin B3, or `None`
+/// when it holds all of them (see the module's "Writes on B3").
+pub(super) fn behind_writes(
+    server: &SourceServer,
+    elbv2: &std::collections::BTreeMap<String, ElbRegion>,
+    now: DateTime<Utc>,
+) -> Option<Behind> {
+    if server.direction != Direction::Failback || server.replication.state_at(now) != "CONTINUOUS" {
+        return None;
+    }
+    let region = elbv2.get(&crate::sim::scope_key(
+        &server.origin.account,
+        &server.origin.region,
+    ))?;
+    let last_write = traffic_until(region, now)?;
+    let lag = chrono::Duration::seconds(jitter(&[&server.id, "failback-lag"], 20, 90));
+    let replicated_to = now - lag;
+    (replicated_to < last_write).then_some(Behind {
+        replicated_to,
+        last_write,
+    })
 }
 
 fn server_mut<'w>(
@@ -480,15 +532,107 @@ mod tests {
     use chrono::Duration;
 
     #[test]
-    fn a_fresh_reverse_replication_reaches_continuous_within_minutes() {
+    fn the_initial_sync_of_a_reversed_replication_grows_with_the_disk_size() {
+        let servers: Vec<String> = (0..64).map(|i| format!("s-{i:017}")).collect();
+        let (small, large) = (
+            servers
+                .iter()
+                .min_by_key(|s| views::hardware(s).disk_bytes)
+                .unwrap(),
+            servers
+                .iter()
+                .max_by_key(|s| views::hardware(s).disk_bytes)
+                .unwrap(),
+        );
+        assert_eq!(views::hardware(small).disk_bytes, 8 << 30);
+        assert_eq!(views::hardware(large).disk_bytes, 64 << 30);
+        assert_eq!(initial_sync_secs(small), 409, "8 GiB at 20 MiB/s");
+        assert_eq!(initial_sync_secs(large), 3276, "64 GiB: 8 times longer");
         let since = chrono::Utc::now();
         let r = Replication::Active {
             since,
             initiating_secs: INITIATING_SECS,
-            sync_secs: SYNC_SECS.1,
+            sync_secs: initial_sync_secs(large),
         };
         assert_eq!(r.state_at(since), "INITIATING");
-        assert_eq!(r.state_at(since + Duration::seconds(90)), "INITIAL_SYNC");
-        assert_eq!(r.state_at(since + Duration::minutes(10)), "CONTINUOUS");
+        assert_eq!(r.state_at(since + Duration::minutes(50)), "INITIAL_SYNC");
+        assert_eq!(r.state_at(since + Duration::minutes(56)), "CONTINUOUS");
+    }
+
+    #[test]
+    fn a2_runs_behind_the_writes_on_b3_until_its_traffic_stopped_and_one_lag_more() {
+        use crate::sim::elbv2::model::{DRAINING, Target, TargetGroup, TargetType};
+        let t0 = chrono::Utc::now();
+        let a2 = SourceServer {
+            id: "s-1234567890abcdef0".into(),
+            added_at: t0,
+            origin: Origin {
+                account: "222222222222".into(),
+                region: "us-west-2".into(),
+                availability_zone: "us-west-2a".into(),
+                instance_id: "i-0b3".into(),
+                private_ip: "10.1.0.1".into(),
+                hostname: "b3".into(),
+            },
+            direction: Direction::Failback,
+            replication: Replication::Active {
+                since: t0,
+                initiating_secs: 0,
+                sync_secs: 0,
+            },
+            pits_from: None,
+            recovery_instance_id: None,
+            last_launch: None,
+            reversed_arn: None,
+            tags: Default::default(),
+            ebs_encryption: None,
+            ebs_encryption_key_arn: None,
+            launch_settings: Default::default(),
+            replication_settings: Default::default(),
+        };
+        let mut group = TargetGroup {
+            arn: "arn:aws:elasticloadbalancing:us-west-2:222222222222:targetgroup/app/0123456789abcdef".into(),
+            name: "app".into(),
+            protocol: "HTTPS".into(),
+            port: 443,
+            vpc_id: "vpc-1".into(),
+            target_type: TargetType::Instance,
+            health_check_path: "/".into(),
+            load_balancer_arns: vec![],
+            targets: vec![Target {
+                id: "i-0b3".into(),
+                port: 443,
+                registered_at: t0,
+                deregistered_at: None,
+            }],
+        };
+        let world = |group: &TargetGroup| {
+            let mut region = ElbRegion::default();
+            region
+                .target_groups
+                .insert(group.arn.clone(), group.clone());
+            std::iter::once(("222222222222/us-west-2".to_string(), region)).collect()
+        };
+        let lag = Duration::seconds(jitter(&[&a2.id, "failback-lag"], 20, 90));
+        // Serving: behind by the lag, the newest write being now.
+        let now = t0 + Duration::minutes(15);
+        let behind = behind_writes(&a2, &world(&group), now).expect("behind while serving");
+        assert_eq!((behind.replicated_to, behind.last_write), (now - lag, now));
+        // Deregistered: the writes stop when the draining ends; A2 holds them one lag later.
+        group.targets[0].deregistered_at = Some(now);
+        let ended = now + DRAINING;
+        let elb = world(&group);
+        assert_eq!(
+            behind_writes(&a2, &elb, ended + lag - Duration::seconds(1)).map(|b| b.last_write),
+            Some(ended)
+        );
+        assert_eq!(behind_writes(&a2, &elb, ended + lag), None);
+        // A failover-direction server is never behind this way; nor one with no traffic.
+        let b1 = SourceServer {
+            direction: Direction::Failover,
+            ..a2.clone()
+        };
+        assert_eq!(behind_writes(&b1, &world(&group), now), None);
+        assert_eq!(behind_writes(&a2, &Default::default(), now), None);
     }
 }

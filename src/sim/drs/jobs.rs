@@ -549,6 +549,7 @@ struct Effects<'a> {
     source_servers: &'a mut BTreeMap<String, SourceServer>,
     recovery_instances: &'a mut BTreeMap<String, RecoveryInstance>,
     ec2: &'a mut Ec2,
+    elbv2: &'a BTreeMap<String, crate::sim::elbv2::model::ElbRegion>,
 }
 
 impl Effects<'_> {
@@ -582,7 +583,9 @@ impl Effects<'_> {
 
 /// Brings every active job of every region up to `now`.
 pub fn advance(world: &mut World, now: DateTime<Utc>, faults: &[Fault]) {
-    let World { drs, ec2, .. } = world;
+    let World {
+        drs, ec2, elbv2, ..
+    } = world;
     for (key, region) in drs.iter_mut() {
         if region.jobs.iter().all(|j| j.status == JobStatus::Completed) {
             continue;
@@ -600,6 +603,7 @@ pub fn advance(world: &mut World, now: DateTime<Utc>, faults: &[Fault]) {
             source_servers,
             recovery_instances,
             ec2,
+            elbv2,
         };
         for job in jobs.iter_mut().filter(|j| j.status != JobStatus::Completed) {
             advance_job(job, &mut effects, now, faults);
@@ -720,7 +724,9 @@ fn past_retried_failures(server: &JobServer, mut faults: ServerFaults) -> Server
 /// - under a `source_outage` of the origin, the data stopped at the outage: its data timestamp
 ///   is the outage's start;
 /// - while a stopped origin's last writes are still on their way ([`super::model::Agent`]),
-///   the data stops where the stop was asked for, without the writes made since.
+///   the data stops where the stop was asked for, without the writes made since;
+/// - a failback server (A2) behind the writes on its origin B3 holds them up to its lag
+///   (`failback::behind_writes`).
 fn clamp_to_replicated(
     job: &mut Job,
     index: usize,
@@ -742,6 +748,13 @@ fn clamp_to_replicated(
         && server.data_timestamp.is_some_and(|t| t > since)
     {
         server.data_timestamp = Some(since);
+    }
+    if let Some(behind) = super::failback::behind_writes(source, fx.elbv2, at)
+        && server
+            .data_timestamp
+            .is_some_and(|t| t > behind.replicated_to)
+    {
+        server.data_timestamp = Some(behind.replicated_to);
     }
 }
 

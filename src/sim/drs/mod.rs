@@ -30,6 +30,7 @@ mod model;
 mod plans;
 mod snapshots;
 mod tags;
+mod templates;
 mod views;
 
 use chrono::{DateTime, Duration, Utc};
@@ -62,6 +63,8 @@ const IMPLEMENTED: &[&str] = &[
     "GetReplicationConfiguration",
     "UpdateReplicationConfiguration",
     "UpdateLaunchConfiguration",
+    "CreateLaunchConfigurationTemplate",
+    "DescribeLaunchConfigurationTemplates",
     "TagResource",
     "UntagResource",
     "ListTagsForResource",
@@ -395,6 +398,8 @@ fn route(ctx: &mut Ctx<'_>, operation: &str, req: &SimRequest) -> Result<Done, D
             views::update_replication_configuration(ctx, &scope, body)
         }
         "UpdateLaunchConfiguration" => views::update_launch_configuration(ctx, &scope, body),
+        "CreateLaunchConfigurationTemplate" => templates::create(ctx, &scope, body),
+        "DescribeLaunchConfigurationTemplates" => templates::describe(ctx, &scope, body),
         "DescribeRecoverySnapshots" => snapshots::describe(ctx, &scope, body),
         "StartRecovery" => jobs::start_recovery(ctx, &scope, body),
         "TerminateRecoveryInstances" => jobs::terminate_recovery_instances(ctx, &scope, body),

@@ -32,6 +32,16 @@ pub struct DrsRegion {
     /// The `clientToken`s of the recovery-plan calls, by token.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub client_tokens: BTreeMap<String, ClientToken>,
+    /// The default launch settings of new source servers, in creation order (`templates.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub launch_configuration_templates: Vec<LaunchConfigurationTemplate>,
+}
+
+/// A launch configuration template: its ID and the members it was created with (wire names).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LaunchConfigurationTemplate {
+    pub id: String,
+    pub settings: serde_json::Map<String, serde_json::Value>,
 }
 
 impl DrsRegion {

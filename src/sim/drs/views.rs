@@ -557,6 +557,21 @@ fn apply_agent(item: &mut Value, agent: Agent, now: DateTime<Utc>) {
     }
 }
 
+/// A failback server behind its origin's writes (`failback::behind_writes`): still CONTINUOUS,
+/// with the lag of the newest write it holds and the writes still to come as backlog (4 MiB a
+/// second of writes).
+fn apply_behind(item: &mut Value, behind: super::failback::Behind, now: DateTime<Utc>) {
+    let info = &mut item["dataReplicationInfo"];
+    info["lagDuration"] = json!(iso_duration(now - behind.replicated_to));
+    let left = (behind.last_write - behind.replicated_to)
+        .num_seconds()
+        .max(1)
+        * (4 << 20);
+    for disk in info["replicatedDisks"].as_array_mut().into_iter().flatten() {
+        disk["backloggedStorageBytes"] = json!(left);
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct UpdateReplicationInput {
@@ -784,6 +799,9 @@ pub(super) fn describe_source_servers(
             let mut item = source_server_json(scope, s, ctx.now);
             apply_health_faults(&mut item, ctx.faults, s, ctx.now);
             apply_agent(&mut item, Agent::of(s, &ctx.world.ec2, ctx.now), ctx.now);
+            if let Some(behind) = super::failback::behind_writes(s, &ctx.world.elbv2, ctx.now) {
+                apply_behind(&mut item, behind, ctx.now);
+            }
             item
         })
         .collect();

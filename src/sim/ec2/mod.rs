@@ -154,6 +154,7 @@ pub fn handle(ctx: &mut Ctx<'_>, operation: &str, req: &SimRequest) -> Outcome {
         "DescribeLaunchTemplateVersions" => describe_launch_template_versions(ctx, &params),
         "CreateLaunchTemplateVersion" => create_launch_template_version(ctx, &params),
         "ModifyLaunchTemplate" => modify_launch_template(ctx, &params),
+        "CreateTags" => create_tags(ctx, &params),
         other => Err(ApiError::new(
             "InvalidAction",
             format!(
@@ -856,6 +857,46 @@ fn create_subnet(ctx: &mut Ctx<'_>, params: &Params) -> Handled {
     write_subnet(&mut w, "subnet", &ctx.world.ec2, &subnet);
     let mutation =
         json!({ "subnet_id": subnet.subnet_id, "vpc_id": vpc.vpc_id, "cidr_block": cidr });
+    Ok(Outcome::mutated(finish(w, ctx.request_id), mutation))
+}
+
+/// CreateTags on instances of the caller (EC2 API Reference, CreateTags: `ResourceId.N`,
+/// `Tag.N.Key` / `Tag.N.Value`; an existing key is overwritten). Other resource kinds are not
+/// modelled: InvalidID.
+fn create_tags(ctx: &mut Ctx<'_>, params: &Params) -> Handled {
+    let ids = params.list("ResourceId");
+    if ids.is_empty() {
+        return Err(ApiError::new(
+            "MissingParameter",
+            "The request must contain the parameter ResourceId",
+        ));
+    }
+    if let Some(other) = ids.iter().find(|id| !id.starts_with("i-")) {
+        return Err(ApiError::new(
+            "InvalidID",
+            format!("The ID '{other}' is not valid (the simulated EC2 tags instances only)"),
+        ));
+    }
+    let found: Vec<String> = select(ctx, &ids)?
+        .into_iter()
+        .map(|i| i.instance_id.clone())
+        .collect();
+    let mut tags = Vec::new();
+    for n in 1.. {
+        let Some(key) = params.get(&format!("Tag.{n}.Key")) else {
+            break;
+        };
+        let value = params.get(&format!("Tag.{n}.Value")).unwrap_or("");
+        tags.push((key.to_string(), value.to_string()));
+    }
+    for id in &found {
+        if let Some(instance) = ctx.world.ec2.get_mut(id) {
+            instance.tags.extend(tags.iter().cloned());
+        }
+    }
+    let mut w = response("CreateTagsResponse", ctx.request_id);
+    w.leaf("return", "true");
+    let mutation = json!({ "resources": found, "tags": tags });
     Ok(Outcome::mutated(finish(w, ctx.request_id), mutation))
 }
 

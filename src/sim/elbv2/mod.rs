@@ -703,11 +703,12 @@ fn write_target_group(w: &mut XmlWriter, group: &TargetGroup) {
         .close();
 }
 
-/// Drained targets disappear.
+/// Drained targets disappear (the region remembers when the last one did).
 pub fn advance(world: &mut World, now: DateTime<Utc>, _faults: &[Fault]) {
     for region in world.elbv2.values_mut() {
         for group in region.target_groups.values_mut() {
-            model::finish_draining(group, now);
+            let drained = model::finish_draining(group, now);
+            region.last_drained_at = region.last_drained_at.max(drained);
         }
     }
 }

@@ -25,6 +25,9 @@ pub struct ElbRegion {
     /// Target groups by ARN.
     #[serde(default)]
     pub target_groups: BTreeMap<String, TargetGroup>,
+    /// When the last drained target of this region's groups was removed: see [`traffic_until`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drained_at: Option<DateTime<Utc>>,
 }
 
 /// An application load balancer.
@@ -163,11 +166,35 @@ pub fn health_of(
     }
 }
 
-/// Removes the targets whose draining is over.
-pub fn finish_draining(group: &mut TargetGroup, now: DateTime<Utc>) {
+/// Removes the targets whose draining is over; returns when the last of them finished draining.
+pub fn finish_draining(group: &mut TargetGroup, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let drained = group
+        .targets
+        .iter()
+        .filter_map(|t| t.deregistered_at)
+        .map(|at| at + DRAINING)
+        .filter(|end| *end <= now)
+        .max();
     group
         .targets
         .retain(|t| t.deregistered_at.is_none_or(|at| now - at < DRAINING));
+    drained
+}
+
+/// Until when the application behind this region's load balancers receives traffic (and so
+/// writes): `now` while a target of one of its groups is registered or draining (deregistration
+/// lets in-flight requests complete), otherwise the end of the last draining; `None` when no
+/// target ever served. This is the simulator's model of the writes that a failback's quiesce
+/// stops (see `sim::drs::failback::behind_writes`).
+pub fn traffic_until(region: &ElbRegion, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let mut ended = region.last_drained_at;
+    for target in region.target_groups.values().flat_map(|g| &g.targets) {
+        match target.deregistered_at {
+            Some(at) if now - at >= DRAINING => ended = ended.max(Some(at + DRAINING)),
+            _ => return Some(now),
+        }
+    }
+    ended
 }
 
 /// The parts of an ELBv2 ARN: `arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID`.
