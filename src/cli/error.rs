@@ -122,8 +122,9 @@ pub enum CliError {
         /// The database could not be reached (exit 75), rather than refused the open.
         unreachable: bool,
     },
+    /// The cause is kept (not flattened to text) so that a lost connection is still exit 75.
     #[error("failed to read the run database: {0}")]
-    Database(String),
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -365,6 +366,12 @@ mod tests {
         };
         assert_eq!(at_open.exit_code(), exit::STORE_UNREACHABLE);
         assert!(at_open.render().contains("nothing was started"));
+        // `resume`, `show` and `history` read the run first: a connection lost there is 75 too.
+        let at_read = CliError::Database(sqlx::Error::PoolTimedOut.into());
+        assert_eq!(at_read.exit_code(), exit::STORE_UNREACHABLE);
+        assert!(at_read.render().contains("drs-runbook resume"));
+        let refused = CliError::Database(sqlx::Error::RowNotFound.into());
+        assert_eq!(refused.exit_code(), exit::RUN_FAILED);
     }
 
     #[test]

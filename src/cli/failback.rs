@@ -56,8 +56,8 @@ pub async fn run(cli: &Cli, args: &FailbackArgs) -> Result<u8, CliError> {
                 run_id: run_id.to_string(),
                 db: db.path().to_path_buf(),
             },
-            EngineError::Store(e) => CliError::Database(e.to_string()),
-            EngineError::Sql(e) => CliError::Database(e.to_string()),
+            EngineError::Store(e) => CliError::Database(e.into()),
+            EngineError::Sql(e) => CliError::Database(e.into()),
             other => other.into(),
         })?;
     let session = Session::connect(cli, db, &runbook, &text).await?;

@@ -82,7 +82,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<u8, CliError> {
         .pool()
         .acquire()
         .await
-        .map_err(|e| CliError::Database(e.to_string()))?;
+        .map_err(|e| CliError::Database(e.into()))?;
     let runs = store::runs::list(&mut conn, &filter)
         .await
         .map_err(|e| report_error(cli, e.into()))?;

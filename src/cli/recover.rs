@@ -75,14 +75,14 @@ pub async fn load(db: &store::Database, run_id: &str) -> Result<store::runs::Run
         .pool()
         .acquire()
         .await
-        .map_err(|e| CliError::Database(e.to_string()))?;
+        .map_err(|e| CliError::Database(e.into()))?;
     match store::runs::get(&mut conn, &id).await {
         Ok(run) => Ok(run),
         Err(store::StoreError::RunNotFound { .. }) => Err(CliError::RunNotFound {
             run_id: run_id.to_string(),
             db: db.path().to_path_buf(),
         }),
-        Err(e) => Err(CliError::Database(e.to_string())),
+        Err(e) => Err(CliError::Database(e.into())),
     }
 }
 
@@ -93,10 +93,10 @@ pub async fn verify_trail(db: &store::Database, run_id: &RunId) -> Result<(), Cl
         .pool()
         .acquire()
         .await
-        .map_err(|e| CliError::Database(e.to_string()))?;
+        .map_err(|e| CliError::Database(e.into()))?;
     match store::events::verify(&mut conn, run_id)
         .await
-        .map_err(|e| CliError::Database(e.to_string()))?
+        .map_err(|e| CliError::Database(e.into()))?
     {
         Ok(_) => Ok(()),
         Err(broken) => Err(CliError::TrailRefused {
