@@ -50,22 +50,34 @@ async fn record_values(sim: &TestSim) -> Vec<String> {
     values
 }
 
-async fn healthy_targets(sim: &TestSim) -> Vec<String> {
+/// The members of a target group in `scope`, sorted: every one, or only the healthy ones.
+async fn target_group_members(
+    sim: &TestSim,
+    scope: (&str, &str),
+    target_group: &str,
+    healthy_only: bool,
+) -> Vec<String> {
     let health = sim
-        .elbv2(SOURCE.0, SOURCE.1)
+        .elbv2(scope.0, scope.1)
         .describe_target_health()
-        .target_group_arn(FAILBACK_TG)
+        .target_group_arn(target_group)
         .send()
         .await
         .unwrap();
     let mut ids: Vec<String> = health
         .target_health_descriptions()
         .iter()
-        .filter(|d| d.target_health().unwrap().state().unwrap().as_str() == "healthy")
+        .filter(|d| {
+            !healthy_only || d.target_health().unwrap().state().unwrap().as_str() == "healthy"
+        })
         .map(|d| d.target().unwrap().id().unwrap().to_string())
         .collect();
     ids.sort();
     ids
+}
+
+async fn healthy_targets(sim: &TestSim) -> Vec<String> {
+    target_group_members(sim, SOURCE, FAILBACK_TG, true).await
 }
 
 async fn recovery_instances(
@@ -596,20 +608,7 @@ fn history(db: &Path) -> std::collections::BTreeMap<String, Value> {
 /// The failover's target group in the recovery account: its members, draining ones included
 /// (a draining B3 still completes requests), any health.
 async fn failover_members(sim: &TestSim) -> Vec<String> {
-    let health = sim
-        .elbv2(TARGET.0, TARGET.1)
-        .describe_target_health()
-        .target_group_arn(FAILOVER_TG)
-        .send()
-        .await
-        .unwrap();
-    let mut ids: Vec<String> = health
-        .target_health_descriptions()
-        .iter()
-        .map(|d| d.target().unwrap().id().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids
+    target_group_members(sim, TARGET, FAILOVER_TG, false).await
 }
 
 /// The step of a `show --output json` report.
