@@ -33,6 +33,9 @@ pub const SPARSEST: Duration = Duration::from_secs(60);
 /// How often an overdue phase is looked at: the documented procedure's interval.
 pub const OVERDUE: Duration = Duration::from_secs(30);
 
+/// The chance that the last of many phases ends before [`Phase::last_of`]'s earliest end.
+const LATE_QUANTILE: f64 = 0.05;
+
 /// A phase expected to end between `earliest` and `latest` after it began.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Phase {
@@ -70,6 +73,23 @@ impl Phase {
         } else {
             (self.latest - elapsed) / 2
         })
+    }
+
+    /// The window in which the last of `n` such phases, begun together, ends: a wave's boot
+    /// ends with its last instance's, a job's conversion with its last server's. Each end
+    /// uniform in the window, the last of `n` comes before `t` with probability
+    /// `((t - earliest) / (latest - earliest))^n`, so 19 times out of 20 it comes after
+    /// `earliest + (latest - earliest) * 0.05^(1/n)`: for 50 servers, in the last 6% of the
+    /// window. Looks before that would almost always find some still going.
+    pub fn last_of(&self, n: usize) -> Phase {
+        if n <= 1 {
+            return *self;
+        }
+        let span = self.latest - self.earliest;
+        Phase {
+            earliest: self.earliest + span.mul_f64(LATE_QUANTILE.powf(1.0 / n as f64)),
+            latest: self.latest,
+        }
     }
 
     /// The interval before the next look, `elapsed` into the phase.
@@ -165,6 +185,35 @@ mod tests {
         // A 12-minute job is looked at about 20 times, not every 5 s (144) or 30 s (24).
         let job = looks(JOB, 720);
         assert!((15..=24).contains(&job.len()), "{job:?}");
+    }
+
+    #[test]
+    fn the_last_of_many_is_looked_for_near_the_latest_end() {
+        let s = Duration::from_secs;
+        assert_eq!(BOOT.last_of(1), BOOT);
+        assert_eq!(BOOT.last_of(0), BOOT);
+        for phase in [CONVERSION, JOB, BOOT] {
+            let mut before = phase.earliest;
+            for n in [2, 6, 50, 300] {
+                let last = phase.last_of(n);
+                assert_eq!(last.latest, phase.latest);
+                assert!(last.earliest > before && last.earliest < phase.latest, "{n}");
+                before = last.earliest;
+            }
+        }
+        // 50 instances booting for 60 to 180 s: the last ends after about 173 s 19 times out
+        // of 20 (0.05^(1/50) = 0.942), so the gate looks about three times, not twelve.
+        let fifty = BOOT.last_of(50);
+        assert!(fifty.earliest > s(172) && fifty.earliest < s(174), "{fifty:?}");
+        let began = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let mut now = began + chrono::Duration::from_std(fifty.earliest).unwrap();
+        let mut gate_looks = 0;
+        while now - began < chrono::Duration::seconds(180) {
+            gate_looks += 1;
+            now += fifty.pause(began, now);
+        }
+        assert!(gate_looks <= 3, "{gate_looks}");
+        assert!(gate_looks < looks(BOOT, 180).len(), "{gate_looks}");
     }
 
     #[test]

@@ -278,8 +278,16 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let started = match out.started.clone() {
         Some(started) => started,
         None => {
+            let found = settled_instances(ctx, side, &out).await?;
+            out.record_addresses(&found, ctx.clock.now().to_rfc3339());
+            let mut stopped: Vec<String> = found
+                .into_iter()
+                .filter(|i| i.state == "stopped")
+                .map(|i| i.instance_id)
+                .collect();
+            stopped.sort();
             let started = Started {
-                instances: stopped_instances(ctx, side, &out).await?,
+                instances: stopped,
                 at: None,
             };
             out.started = Some(started.clone());
@@ -313,13 +321,13 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     super::launch::health_gate(ctx, &jobs, &mut out, booted).await
 }
 
-/// The wave's gated instances that are `stopped` (sorted), once none is still `stopping` (DRS
-/// launches a held instance, then stops it; EC2 refuses to start a stopping one).
-async fn stopped_instances(
+/// The wave's gated instances as EC2 describes them once none is still `stopping` (DRS launches
+/// a held instance, then stops it; EC2 refuses to start a stopping one).
+async fn settled_instances(
     ctx: &mut StepCtx<'_>,
     side: &SideClients,
     out: &LaunchOutput,
-) -> Result<Vec<String>, Halt> {
+) -> Result<Vec<crate::aws::ec2::Instance>, Halt> {
     let ids: Vec<String> = out.gate_instances().into_iter().map(|(_, id)| id).collect();
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -328,13 +336,7 @@ async fn stopped_instances(
         let found = retry::read(ctx, || side.describe_instances(&ids)).await?;
         let stopping = found.iter().filter(|i| i.state == "stopping").count();
         if stopping == 0 {
-            let mut stopped: Vec<String> = found
-                .into_iter()
-                .filter(|i| i.state == "stopped")
-                .map(|i| i.instance_id)
-                .collect();
-            stopped.sort();
-            return Ok(stopped);
+            return Ok(found);
         }
         ctx.say(format!(
             "{stopping} instance(s) still stopping after their launch; waiting"

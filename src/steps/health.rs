@@ -8,7 +8,8 @@
 //! [`decide`] is the pure decision over one round of DescribeInstanceStatus answers; [`wait`]
 //! polls until it decides, through the run's shared watch ([`crate::run::instances`]: one
 //! DescribeInstanceStatus per 100 instances per round for every gate of the run, not per wave),
-//! at the intervals of the boot phase ([`crate::run::poll::BOOT`]: sparse early, dense near
+//! at the intervals of the boot phase of the last of its instances
+//! ([`crate::run::poll::BOOT`], [`crate::run::poll::Phase::last_of`]: sparse early, dense near
 //! the end). Used by `launch`, `boot` and drill `validate`.
 
 use chrono::{DateTime, Utc};
@@ -119,8 +120,15 @@ pub fn decide(gated: &[Gated], statuses: &[InstanceStatus], timed_out: bool) -> 
     Decision::Recovered { passed_over }
 }
 
-/// Polls DescribeInstanceStatus until the gate decides; `Ok` carries the passed-over optional
-/// servers, a failure names each failing source server, its instance and the failed check.
+/// A gate passed: the optional servers passed over (source server ID, why), and each gated
+/// instance's state (`running`, ...) at the look that decided.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Passed {
+    pub passed_over: Vec<(String, String)>,
+    pub states: std::collections::BTreeMap<String, String>,
+}
+
+/// Polls DescribeInstanceStatus until the gate decides; `Ok` says what passed, a failure names each failing source server, its instance and the failed check.
 /// `booted`: when the last of the instances began to boot, if known (engine clock): the
 /// StartInstances of a held wave, the end of the wave's jobs (the last LAUNCH_END). The gate
 /// cannot pass before the boot phase's earliest end after it, so the first look waits for that;
@@ -131,9 +139,9 @@ pub async fn wait(
     gated: &[Gated],
     timeout: Duration,
     booted: Option<DateTime<Utc>>,
-) -> Result<Vec<(String, String)>, Halt> {
+) -> Result<Passed, Halt> {
     if gated.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Passed::default());
     }
     let ids: Vec<String> = gated.iter().map(|g| g.instance_id.clone()).collect();
     let decided = gate(ctx, side, gated, &ids, timeout, booted).await;
@@ -149,12 +157,14 @@ async fn gate(
     ids: &[String],
     timeout: Duration,
     last_booted: Option<DateTime<Utc>>,
-) -> Result<Vec<(String, String)>, Halt> {
+) -> Result<Passed, Halt> {
     let started = ctx.clock.now();
     let booted = last_booted.unwrap_or(started);
+    // The gate passes when the last of its instances has booted.
+    let phase = poll::BOOT.last_of(ids.len());
     if let Some(at) = last_booted {
         let booting = (started - at).to_std().unwrap_or_default();
-        if let Some(early) = poll::BOOT.earliest.checked_sub(booting) {
+        if let Some(early) = phase.earliest.checked_sub(booting) {
             ctx.pause(early).await?;
         }
     }
@@ -186,7 +196,14 @@ async fn gate(
                         "optional server {server} did not pass the health gate ({reason}); the wave goes on without it"
                     ));
                 }
-                return Ok(passed_over);
+                let states = statuses
+                    .iter()
+                    .map(|s| (s.instance_id.clone(), s.state.clone()))
+                    .collect();
+                return Ok(Passed {
+                    passed_over,
+                    states,
+                });
             }
             Decision::Failed(failed) => {
                 let list: Vec<String> = failed
@@ -208,7 +225,7 @@ async fn gate(
                 )));
             }
             Decision::Wait => {
-                let pause = poll::BOOT.pause(booted, ctx.clock.now());
+                let pause = phase.pause(booted, ctx.clock.now());
                 ctx.pause(pause).await?;
             }
         }

@@ -4,8 +4,8 @@
 //! every critical instance running with both EC2 status checks passed within the wave's
 //! `boot_timeout`) and reads the instances' IPs from EC2 (primary private IPv4, and IPv6
 //! apart). Polls the run's shared DescribeJobs ([`crate::run::jobs`]) for the wave's jobs, at
-//! the intervals of a job's phase ([`crate::run::poll::JOB`]: sparse early, dense near the
-//! end). Each job's log is read once, after its end: DRS's own record, kept for the audit.
+//! the intervals of the job phase of the last of its servers ([`crate::run::poll::JOB`],
+//! [`crate::run::poll::Phase::last_of`]: sparse early, dense near the end). Each job's log is read once, after its end: DRS's own record, kept for the audit.
 //!
 //! A wave launched `STOPPED` (convert ahead, boot in order: [`super::boot`]) gets its servers'
 //! launch dispositions back as soon as its jobs have ended, and goes through the gate in
@@ -35,6 +35,9 @@ pub struct LaunchOutput {
     /// A wave launched `STOPPED`: the instances `boot:W` started (its output only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started: Option<super::boot::Started>,
+    /// When the instances' addresses were read from EC2 (engine clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses_read_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -65,6 +68,20 @@ impl LaunchOutput {
                 && s.recovery_instance_id.is_some()
                 && s.passed_over.is_none()
         })
+    }
+
+    /// Records the gated instances' addresses as EC2 describes them (EC2 is the source of truth
+    /// for addresses): the primary private IPv4, and IPv6 apart.
+    pub fn record_addresses(&mut self, found: &[crate::aws::ec2::Instance], at: String) {
+        for (server, id) in self.gate_instances() {
+            let Some(found) = found.iter().find(|i| i.instance_id == id) else {
+                continue;
+            };
+            let entry = self.servers.get_mut(&server).expect("gated server");
+            entry.private_ips = found.private_ip.clone().into_iter().collect();
+            entry.ipv6 = found.ipv6.clone();
+        }
+        self.addresses_read_at = Some(at);
     }
 
     /// The instances the health gate waits for: (source server, EC2 instance ID).
@@ -140,7 +157,9 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
             )));
         }
         let began = crate::run::jobs::latest_created(&described).unwrap_or(since);
-        let pause = crate::run::poll::JOB.pause(began, ctx.clock.now());
+        let pause = crate::run::poll::JOB
+            .last_of(total)
+            .pause(began, ctx.clock.now());
         ctx.pause(pause).await?;
     };
     for job in &final_jobs {
@@ -283,23 +302,23 @@ pub(super) async fn health_gate(
         })
         .collect();
     let timeout = ctx.wave().boot_timeout;
-    let passed_over = super::health::wait(ctx, &side, &gated, timeout, booted).await?;
-    for (server, reason) in passed_over {
+    let passed = super::health::wait(ctx, &side, &gated, timeout, booted).await?;
+    for (server, id) in out.gate_instances() {
+        let entry = out.servers.get_mut(&server).expect("gated server");
+        entry.ec2_state = passed.states.get(&id).map(|s| s.to_ascii_uppercase());
+    }
+    for (server, reason) in passed.passed_over {
         if let Some(entry) = out.servers.get_mut(&server) {
             entry.passed_over = Some(reason);
         }
     }
-    // EC2 is the source of truth for addresses: the primary private IPv4, and IPv6 apart.
-    let ids: Vec<String> = out.gate_instances().into_iter().map(|(_, id)| id).collect();
-    let instances = super::retry::read(ctx, || side.describe_instances(&ids)).await?;
-    for (server, id) in out.gate_instances() {
-        let Some(found) = instances.iter().find(|i| i.instance_id == id) else {
-            continue;
-        };
-        let entry = out.servers.get_mut(&server).expect("gated server");
-        entry.ec2_state = Some(found.state.to_ascii_uppercase());
-        entry.private_ips = found.private_ip.clone().into_iter().collect();
-        entry.ipv6 = found.ipv6.clone();
+    // A held wave's addresses were read while its instances stood stopped (`boot:W`): an
+    // instance keeps its private IPv4 and IPv6 addresses through a stop and start (EC2 user
+    // guide, "Stop and start your instance").
+    if out.addresses_read_at.is_none() {
+        let ids: Vec<String> = out.gate_instances().into_iter().map(|(_, id)| id).collect();
+        let instances = super::retry::read(ctx, || side.describe_instances(&ids)).await?;
+        out.record_addresses(&instances, ctx.clock.now().to_rfc3339());
     }
     out.healthy_at = Some(ctx.clock.now().to_rfc3339());
     ctx.save(&*out).await?;

@@ -3,7 +3,8 @@
 //! not converted) until every server's data is converted, and records
 //! each server's data timestamp (for the RPO). Read-only, and polling per run, not per job: it
 //! asks the run's shared DescribeJobs ([`crate::run::jobs`]) at the intervals of the conversion
-//! phase ([`crate::run::poll::CONVERSION`]), and reads a job's log only when DescribeJobs can no
+//! phase of the last of its servers ([`crate::run::poll::CONVERSION`],
+//! [`crate::run::poll::Phase::last_of`]), and reads a job's log only when DescribeJobs can no
 //! longer tell more: once every server of the job is past its conversion (`participatingServers`
 //! name its recovery instance, or its `launchStatus` is final), or the job ended, or the
 //! deadline passed. So a job's log is read once, not once per poll.
@@ -198,7 +199,9 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
             )));
         }
         let began = crate::run::jobs::latest_created(&described).unwrap_or(since);
-        let pause = crate::run::poll::CONVERSION.pause(began, ctx.clock.now());
+        let pause = crate::run::poll::CONVERSION
+            .last_of(total)
+            .pause(began, ctx.clock.now());
         ctx.pause(pause).await?;
     }
     check_failures(ctx, &out, &jobs)

@@ -82,9 +82,13 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
             .collect();
         let side = ctx.clients.target.clone();
         let timeout = ctx.wave().boot_timeout;
-        let passed_over = super::health::wait(ctx, &side, &gated, timeout, None).await?;
-        out.instances
-            .retain(|i| !passed_over.iter().any(|(s, _)| s == &i.source_server_id));
+        let passed = super::health::wait(ctx, &side, &gated, timeout, None).await?;
+        out.instances.retain(|i| {
+            !passed
+                .passed_over
+                .iter()
+                .any(|(s, _)| s == &i.source_server_id)
+        });
         out.running_at = Some(ctx.clock.now().to_rfc3339());
         ctx.save(&out).await?;
     }
