@@ -1,6 +1,8 @@
 //! Benchmark: a failover of N servers in W chained waves against `drs-runbook sim serve`, and in
 //! the same run the customer's documented procedure (reference `drs-cross-account-setup.md`,
-//! "Failover") scripted sequentially against a fresh simulator: per wave StartRecovery, then
+//! "Failover") scripted sequentially against a fresh simulator: its step 1 ("Configure launch
+//! settings": one GetLaunchConfiguration per server, before the first StartRecovery, its reads
+//! reported apart), then per wave StartRecovery, then
 //! DescribeJobs every 30 s until the job completes; then RegisterTargets and DescribeTargetHealth
 //! every 15 s; then the UPSERT and GetChange every 30 s (simulated seconds).
 //!
@@ -182,6 +184,17 @@ async fn documented_procedure(endpoint: &str, servers: usize, waves: usize, spee
             .build(),
     );
     let per_wave = servers.div_ceil(waves);
+    // Step 1 of the documented procedure, "Configure launch settings (instance type, subnet,
+    // security groups)": each server's launch settings looked at (one GetLaunchConfiguration
+    // each: DRS has no batch read), all before the first StartRecovery so the span does not
+    // count them. Reported apart: the issue's script of the procedure leaves this step out.
+    for i in 0..servers {
+        drs.get_launch_configuration()
+            .source_server_id(format!("s-{i:017x}"))
+            .send()
+            .await
+            .expect("GetLaunchConfiguration");
+    }
     let mut last_wave = Vec::new();
     for w in 0..waves {
         let ids: Vec<String> = (w * per_wave..((w + 1) * per_wave).min(servers))
@@ -423,7 +436,10 @@ async fn main() {
 
     let (engine_span, procedure_span) = (span(&engine), span(&procedure));
     let (engine_drs, engine_lc, engine_ec2) = reads(&engine);
-    let (procedure_drs, _, procedure_ec2) = reads(&procedure);
+    let (procedure_drs, procedure_lc, procedure_ec2) = reads(&procedure);
+    // The issue's script of the procedure, which leaves step 1's reads out, is what the target
+    // compares with.
+    let procedure_drs = procedure_drs - procedure_lc;
     let profile = if cfg!(debug_assertions) {
         "debug"
     } else {
@@ -467,6 +483,10 @@ async fn main() {
         engine_drs + engine_ec2,
         procedure_drs + procedure_ec2,
         engine_drs + engine_ec2 - engine_lc
+    );
+    println!(
+        "    with the documented step 1 (\"Configure launch settings\": GetLaunchConfiguration {procedure_lc}, one a server) the procedure reads {}",
+        procedure_drs + procedure_ec2 + procedure_lc
     );
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(

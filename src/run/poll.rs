@@ -197,14 +197,20 @@ mod tests {
             for n in [2, 6, 50, 300] {
                 let last = phase.last_of(n);
                 assert_eq!(last.latest, phase.latest);
-                assert!(last.earliest > before && last.earliest < phase.latest, "{n}");
+                assert!(
+                    last.earliest > before && last.earliest < phase.latest,
+                    "{n}"
+                );
                 before = last.earliest;
             }
         }
         // 50 instances booting for 60 to 180 s: the last ends after about 173 s 19 times out
         // of 20 (0.05^(1/50) = 0.942), so the gate looks about three times, not twelve.
         let fifty = BOOT.last_of(50);
-        assert!(fifty.earliest > s(172) && fifty.earliest < s(174), "{fifty:?}");
+        assert!(
+            fifty.earliest > s(172) && fifty.earliest < s(174),
+            "{fifty:?}"
+        );
         let began = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let mut now = began + chrono::Duration::from_std(fifty.earliest).unwrap();
         let mut gate_looks = 0;

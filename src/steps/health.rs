@@ -165,6 +165,11 @@ async fn gate(
     if let Some(at) = last_booted {
         let booting = (started - at).to_std().unwrap_or_default();
         if let Some(early) = phase.earliest.checked_sub(booting) {
+            ctx.say(format!(
+                "{} instance(s) booting; their status checks are looked at in {} (when the last of them can have passed)",
+                ids.len(),
+                human(early)
+            ));
             ctx.pause(early).await?;
         }
     }
