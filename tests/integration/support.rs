@@ -3,6 +3,7 @@
 //! of Route 53 and ELBv2 requests. Test modules import helpers from here, never from each other.
 
 use aws_sdk_drs::config::{Credentials, Region};
+use aws_sdk_drs::types::{Job, StartRecoveryRequestSourceServer};
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
@@ -181,6 +182,51 @@ impl TestSim {
             .as_u64()
             .unwrap_or(0)
     }
+
+    /// The built binary against this simulator, off the async runtime.
+    pub async fn cli(&self, db: &Path, args: &[&str]) -> CliRun {
+        drs_runbook_async(db, Some(&self.endpoint), args, &[]).await
+    }
+
+    /// The values of the `A` records `name` in hosted zone `zone` of `account`, sorted.
+    pub async fn a_record_values(&self, account: &str, zone: &str, name: &str) -> Vec<String> {
+        let sets = self
+            .route53(account)
+            .list_resource_record_sets()
+            .hosted_zone_id(zone)
+            .send()
+            .await
+            .unwrap();
+        let mut values: Vec<String> = sets
+            .resource_record_sets()
+            .iter()
+            .filter(|r| r.name() == name && r.r#type().as_str() == "A")
+            .flat_map(|r| r.resource_records().iter().map(|v| v.value().to_string()))
+            .collect();
+        values.sort();
+        values
+    }
+
+    /// The EC2 state name (`running`, `stopped`, ...) of each of `ids` in `account`/`region`.
+    pub async fn instance_states(
+        &self,
+        (account, region): (&str, &str),
+        ids: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Vec<String> {
+        let found = self
+            .ec2(account, region)
+            .describe_instances()
+            .set_instance_ids(Some(ids.into_iter().map(Into::into).collect()))
+            .send()
+            .await
+            .unwrap();
+        found
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .map(|i| i.state().unwrap().name().unwrap().as_str().to_string())
+            .collect()
+    }
 }
 
 /// The path of a file in the repository.
@@ -278,6 +324,42 @@ pub fn step_output(shown: &Value, key: &str) -> Value {
         Value::String(text) => serde_json::from_str(text).expect("the output is JSON"),
         other => other.clone(),
     }
+}
+
+/// The `field` (`key`, `kind`, `status`) of each step of a run report, in the report's order.
+pub fn step_fields(report: &Value, field: &str) -> Vec<String> {
+    report["steps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no steps in {report}"))
+        .iter()
+        .map(|s| s[field].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A run read back with `show --output json`, which must succeed.
+pub fn shown(db: &Path, run_id: &str) -> Value {
+    let show = drs_runbook(db, None, &["--output", "json", "show", run_id]);
+    assert_eq!(show.code, 0, "{show:#?}");
+    show.json()
+}
+
+/// Starts one DRS recovery job (a drill when `drill`) of the source servers `ids`; returns it.
+pub async fn start_recovery(drs: &aws_sdk_drs::Client, ids: &[&str], drill: bool) -> Job {
+    let mut call = drs.start_recovery().is_drill(drill);
+    for id in ids {
+        call = call.source_servers(
+            StartRecoveryRequestSourceServer::builder()
+                .source_server_id(*id)
+                .build()
+                .expect("sourceServerID is set"),
+        );
+    }
+    call.send()
+        .await
+        .expect("StartRecovery succeeds")
+        .job()
+        .expect("a job")
+        .clone()
 }
 
 /// The run ID a run command printed first on stderr (`run <RUN_ID>`), also when it crashed.
