@@ -207,6 +207,54 @@ impl TestSim {
         values
     }
 
+    /// A new VPC of `cidr` in `account`/`region` with one subnet spanning it, as an operator
+    /// would make one: returns (VPC ID, subnet ID).
+    pub async fn vpc_with_subnet(
+        &self,
+        (account, region): (&str, &str),
+        cidr: &str,
+    ) -> (String, String) {
+        let ec2 = self.ec2(account, region);
+        let vpc = ec2
+            .create_vpc()
+            .cidr_block(cidr)
+            .send()
+            .await
+            .unwrap()
+            .vpc()
+            .unwrap()
+            .vpc_id()
+            .unwrap()
+            .to_string();
+        let subnet = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(cidr)
+            .send()
+            .await
+            .unwrap()
+            .subnet()
+            .unwrap()
+            .subnet_id()
+            .unwrap()
+            .to_string();
+        (vpc, subnet)
+    }
+
+    /// The VPC of the ELBv2 target group `arn` in `account`/`region`.
+    pub async fn target_group_vpc(&self, (account, region): (&str, &str), arn: &str) -> String {
+        self.elbv2(account, region)
+            .describe_target_groups()
+            .target_group_arns(arn)
+            .send()
+            .await
+            .unwrap()
+            .target_groups()[0]
+            .vpc_id()
+            .unwrap()
+            .to_string()
+    }
+
     /// The EC2 state name (`running`, `stopped`, ...) of each of `ids` in `account`/`region`.
     pub async fn instance_states(
         &self,
@@ -341,6 +389,16 @@ pub fn shown(db: &Path, run_id: &str) -> Value {
     let show = drs_runbook(db, None, &["--output", "json", "show", run_id]);
     assert_eq!(show.code, 0, "{show:#?}");
     show.json()
+}
+
+/// The check `id` of a `doctor --output json` report.
+pub fn doctor_check<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no check {id} in {report:#}"))
 }
 
 /// Starts one DRS recovery job (a drill when `drill`) of the source servers `ids`; returns it.
