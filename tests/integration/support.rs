@@ -143,6 +143,14 @@ impl TestSim {
         response.json().await.expect("seed answers JSON")
     }
 
+    /// Arms `faults` (a JSON array of fault objects) through `/_sim/faults`, which must accept them.
+    pub async fn faults(&self, faults: Value) {
+        let (status, body) = self
+            .post("/_sim/faults", &serde_json::json!({ "faults": faults }))
+            .await;
+        assert_eq!(status, 200, "faults refused: {body}");
+    }
+
     /// Jumps the simulated clock forward.
     pub async fn skip(&self, seconds: f64) {
         let (status, _) = self
@@ -375,12 +383,12 @@ pub fn step_output(shown: &Value, key: &str) -> Value {
 }
 
 /// The `field` (`key`, `kind`, `status`) of each step of a run report, in the report's order.
-pub fn step_fields(report: &Value, field: &str) -> Vec<String> {
+pub fn step_fields<'a>(report: &'a Value, field: &str) -> Vec<&'a str> {
     report["steps"]
         .as_array()
         .unwrap_or_else(|| panic!("no steps in {report}"))
         .iter()
-        .map(|s| s[field].as_str().unwrap().to_string())
+        .map(|s| s[field].as_str().unwrap())
         .collect()
 }
 
