@@ -196,6 +196,21 @@ impl TestSim {
         drs_runbook_async(db, Some(&self.endpoint), args, &[]).await
     }
 
+    /// A failover (`--output json failover <runbook> --yes`) of the runbook `text`, written to
+    /// `dir/runbook.toml`, with its run database `dir/runs.db`.
+    pub async fn failover_text(&self, dir: &Path, text: &str) -> CliRun {
+        let runbook = dir.join("runbook.toml");
+        std::fs::write(&runbook, text).unwrap();
+        let args = [
+            "--output",
+            "json",
+            "failover",
+            runbook.to_str().unwrap(),
+            "--yes",
+        ];
+        self.cli(&dir.join("runs.db"), &args).await
+    }
+
     /// The values of the `A` records `name` in hosted zone `zone` of `account`, sorted.
     pub async fn a_record_values(&self, account: &str, zone: &str, name: &str) -> Vec<String> {
         let sets = self
