@@ -209,16 +209,10 @@ async fn a_recovery_runs_the_active_actions_and_a_fault_fails_one() {
     )
     .await
     .unwrap();
-    let (status, _) = sim
-        .post(
-            "/_sim/faults",
-            &json!({"faults": [
+    sim.faults(json!([
                 {"kind": "launch_action_failure", "source_server_id": DB, "action_code": "AWS-ConfigureAWSPackage"},
                 {"kind": "launch_action_failure", "source_server_id": APP1, "action_code": "AWS-RunShellScript"},
-            ]}),
-        )
-        .await;
-    assert_eq!(status, 200);
+            ])).await;
     let job_id = start_recovery(&sim, &[DB, APP1]).await;
 
     // Step the clock: the runs appear IN_PROGRESS once the SSM agent is found, then end.
@@ -447,34 +441,9 @@ fn payments_with_ssm_action() -> String {
     )
 }
 
-async fn failover(sim: &TestSim, dir: &std::path::Path, text: &str) -> crate::support::CliRun {
-    let runbook = dir.join("runbook.toml");
-    std::fs::write(&runbook, text).unwrap();
-    crate::support::drs_runbook_async(
-        &dir.join("runs.db"),
-        Some(&sim.endpoint),
-        &[
-            "--output",
-            "json",
-            "failover",
-            runbook.to_str().unwrap(),
-            "--yes",
-        ],
-        &[],
-    )
-    .await
-}
-
-async fn action_step(sim: &TestSim, dir: &std::path::Path, run_id: &str) -> serde_json::Value {
-    let shown = crate::support::drs_runbook_async(
-        &dir.join("runs.db"),
-        Some(&sim.endpoint),
-        &["--output", "json", "show", run_id],
-        &[],
-    )
-    .await;
-    assert_eq!(shown.code, 0, "{shown:#?}");
-    crate::support::step_output(&shown.json(), "action:app:app-check")
+async fn action_step(dir: &std::path::Path, run_id: &str) -> serde_json::Value {
+    let shown = crate::support::shown(&dir.join("runs.db"), run_id);
+    crate::support::step_output(&shown, "action:app:app-check")
 }
 
 /// What the run left on the app servers: their launch actions and `postLaunchEnabled`.
@@ -504,7 +473,9 @@ async fn an_ssm_action_runs_in_the_recovery_job_and_is_removed_after_the_run() {
     let sim = TestSim::start(600.0).await;
     sim.seed(PAYMENTS).await;
     let dir = tempfile::tempdir().unwrap();
-    let run = failover(&sim, dir.path(), &payments_with_ssm_action()).await;
+    let run = sim
+        .failover_text(dir.path(), &payments_with_ssm_action())
+        .await;
     assert_eq!(run.code, 0, "{run:#?}");
     let run_id = crate::support::run_id_of(&run);
 
@@ -529,7 +500,7 @@ async fn an_ssm_action_runs_in_the_recovery_job_and_is_removed_after_the_run() {
     }
 
     // The step read each launched server's run from the job.
-    let step = action_step(&sim, dir.path(), &run_id).await;
+    let step = action_step(dir.path(), &run_id).await;
     assert_eq!(step["kind"], "ssm_document");
     let runs = step["launch_action_runs"].as_array().unwrap();
     assert!(!runs.is_empty());
@@ -549,15 +520,11 @@ async fn an_ssm_action_runs_in_the_recovery_job_and_is_removed_after_the_run() {
 async fn a_failed_ssm_action_fails_the_wave_and_is_removed() {
     let sim = TestSim::start(600.0).await;
     sim.seed(PAYMENTS).await;
-    let (status, _) = sim
-        .post(
-            "/_sim/faults",
-            &json!({"faults": [{"kind": "launch_action_failure", "source_server_id": APP1, "action_code": "AWS-RunShellScript"}]}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    sim.faults(json!([{"kind": "launch_action_failure", "source_server_id": APP1, "action_code": "AWS-RunShellScript"}])).await;
     let dir = tempfile::tempdir().unwrap();
-    let run = failover(&sim, dir.path(), &payments_with_ssm_action()).await;
+    let run = sim
+        .failover_text(dir.path(), &payments_with_ssm_action())
+        .await;
     assert_eq!(run.code, 1, "{run:#?}");
     let run_id = crate::support::run_id_of(&run);
     let text = format!("{}{}", run.stdout, run.stderr);
@@ -566,7 +533,7 @@ async fn a_failed_ssm_action_fails_the_wave_and_is_removed() {
         text.contains("launch_action_failure"),
         "the failureReason is shown: {text}"
     );
-    let step = action_step(&sim, dir.path(), &run_id).await;
+    let step = action_step(dir.path(), &run_id).await;
     let failed: Vec<&serde_json::Value> = step["launch_action_runs"]
         .as_array()
         .unwrap()
@@ -589,15 +556,12 @@ async fn a_failed_ssm_action_fails_the_wave_and_is_removed() {
 async fn a_run_that_stops_before_its_ssm_action_is_rolled_back_without_the_installed_actions() {
     let sim = TestSim::start(600.0).await;
     sim.seed(PAYMENTS).await;
-    let (status, _) = sim
-        .post(
-            "/_sim/faults",
-            &json!({"faults": [{"kind": "launch_failure", "source_server_id": APP1}]}),
-        )
+    sim.faults(json!([{"kind": "launch_failure", "source_server_id": APP1}]))
         .await;
-    assert_eq!(status, 200);
     let dir = tempfile::tempdir().unwrap();
-    let run = failover(&sim, dir.path(), &payments_with_ssm_action()).await;
+    let run = sim
+        .failover_text(dir.path(), &payments_with_ssm_action())
+        .await;
     assert_eq!(run.code, 1, "{run:#?}");
     let run_id = crate::support::run_id_of(&run);
     // launch:app failed: the action step never ran, its launch actions are still installed.
