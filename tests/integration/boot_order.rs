@@ -137,20 +137,7 @@ async fn last_launch_end(
 
 /// Runs a failover of `text` (written to a file in `dir`) and returns its JSON report.
 async fn failover(sim: &TestSim, dir: &Path, text: &str) -> Value {
-    let runbook = dir.join("runbook.toml");
-    std::fs::write(&runbook, text).unwrap();
-    let run = drs_runbook_async(
-        &dir.join("runs.db"),
-        &sim.endpoint,
-        &[
-            "--output",
-            "json",
-            "failover",
-            runbook.to_str().unwrap(),
-            "--yes",
-        ],
-    )
-    .await;
+    let run = sim.failover_text(dir, text).await;
     assert_eq!(run.code, 0, "{run:#?}");
     run.json()
 }
@@ -306,13 +293,7 @@ async fn a_chained_failover_converts_every_wave_ahead_and_boots_each_after_its_p
 async fn a_rolled_back_run_gives_the_held_launch_configurations_back() {
     let sim = TestSim::start(600.0).await;
     sim.seed(PAYMENTS).await;
-    let (status, _) = sim
-        .post(
-            "/_sim/faults",
-            &json!({"faults": [{"kind": "api_error", "service": "drs", "operation": "StartRecovery", "error": "AccessDeniedException", "count": 1}]}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    sim.faults(json!([{"kind": "api_error", "service": "drs", "operation": "StartRecovery", "error": "AccessDeniedException", "count": 1}])).await;
     let dir = tempfile::tempdir().unwrap();
     let runbook = dir.path().join("payments.toml");
     std::fs::write(&runbook, PAYMENTS).unwrap();
