@@ -7,7 +7,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{CliRun, TestSim, drs_runbook, mutations, shown, step_fields, time_of};
+use crate::support::{
+    CliRun, TestSim, drs_runbook, mutations, shown, step_fields, target_ids, time_of,
+};
 
 const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
 const RUNBOOK: &str = "runbooks/payments.toml";
@@ -26,32 +28,9 @@ async fn record_values(sim: &TestSim) -> Vec<String> {
     sim.a_record_values(SOURCE.0, ZONE, NAME).await
 }
 
-/// The members of a target group in `scope` whose health state `keep` accepts, sorted.
-async fn target_group_members(
-    sim: &TestSim,
-    scope: (&str, &str),
-    target_group: &str,
-    keep: fn(&str) -> bool,
-) -> Vec<String> {
-    let health = sim
-        .elbv2(scope.0, scope.1)
-        .describe_target_health()
-        .target_group_arn(target_group)
-        .send()
-        .await
-        .unwrap();
-    let mut ids: Vec<String> = health
-        .target_health_descriptions()
-        .iter()
-        .filter(|d| keep(d.target_health().unwrap().state().unwrap().as_str()))
-        .map(|d| d.target().unwrap().id().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids
-}
-
 async fn healthy_targets(sim: &TestSim) -> Vec<String> {
-    target_group_members(sim, SOURCE, FAILBACK_TG, |state| state == "healthy").await
+    sim.target_group_members(SOURCE, FAILBACK_TG, |state| state == "healthy")
+        .await
 }
 
 async fn recovery_instances(
@@ -539,7 +518,8 @@ fn history(db: &Path) -> std::collections::BTreeMap<String, Value> {
 /// The failover's target group in the recovery account: its members, draining ones included
 /// (a draining B3 still completes requests), any health.
 async fn failover_members(sim: &TestSim) -> Vec<String> {
-    target_group_members(sim, TARGET, FAILOVER_TG, |_| true).await
+    sim.target_group_members(TARGET, FAILOVER_TG, |_| true)
+        .await
 }
 
 /// The step of a `show --output json` report.
@@ -596,14 +576,7 @@ async fn a_failback_quiesces_b3_first_so_a3_recovers_its_last_write_with_rpo_0()
         .filter(|m| m["account"] == TARGET.0)
         .collect();
     assert_eq!(deregistered.len(), 1, "{deregistered:#?}");
-    let mut ids: Vec<String> = deregistered[0]["params"]["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    assert_eq!(ids, b3s);
+    assert_eq!(target_ids(&deregistered[0]), b3s);
     // Every A3 holds data from after the quiesce: nothing B3 accepted is lost.
     let a3s = recovery_instances(&sim, SOURCE).await;
     assert_eq!(a3s.len(), 3);
@@ -739,7 +712,8 @@ async fn a_failback_sets_each_a2s_launch_settings_so_a4_lands_in_the_target_grou
 
 /// The members of the origin's (failback) target group that are not draining, any health.
 async fn members(sim: &TestSim) -> Vec<String> {
-    target_group_members(sim, SOURCE, FAILBACK_TG, |state| state != "draining").await
+    sim.target_group_members(SOURCE, FAILBACK_TG, |state| state != "draining")
+        .await
 }
 
 fn replication_state(server: &aws_sdk_drs::types::SourceServer) -> String {

@@ -264,6 +264,37 @@ impl TestSim {
         (vpc, subnet)
     }
 
+    /// The IDs of the members of the ELBv2 target group `arn` in `account`/`region` whose health
+    /// state (`healthy`, `draining`, ...) `keep` accepts, sorted.
+    pub async fn target_group_members(
+        &self,
+        (account, region): (&str, &str),
+        arn: &str,
+        keep: fn(&str) -> bool,
+    ) -> Vec<String> {
+        let health = self
+            .elbv2(account, region)
+            .describe_target_health()
+            .target_group_arn(arn)
+            .send()
+            .await
+            .unwrap();
+        let mut ids: Vec<String> = health
+            .target_health_descriptions()
+            .iter()
+            .filter(|d| {
+                keep(
+                    d.target_health()
+                        .and_then(|h| h.state())
+                        .map_or("", |s| s.as_str()),
+                )
+            })
+            .map(|d| d.target().unwrap().id().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// The VPC of the ELBv2 target group `arn` in `account`/`region`.
     pub async fn target_group_vpc(&self, (account, region): (&str, &str), arn: &str) -> String {
         self.elbv2(account, region)
@@ -522,6 +553,18 @@ pub fn mutations(stats: &Value, operation: &str) -> Vec<Value> {
         .filter(|m| m["operation"] == operation)
         .cloned()
         .collect()
+}
+
+/// The target IDs of a RegisterTargets or DeregisterTargets call in `/_sim/stats`, sorted.
+pub fn target_ids(mutation: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = mutation["params"]["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
 }
 
 /// The Python venv with awscli and moto: `$DRS_RUNBOOK_VENV`, else `.venv` in the repository.
