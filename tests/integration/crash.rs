@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{CliRun, TestSim, binary, drs_runbook, repo_path, test_db};
+use crate::support::{CliRun, TestSim, binary, repo_path, step_fields, test_db};
 
 const THREE_WAVES: &str = include_str!("../fixtures/engine/three-waves.toml");
 const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
@@ -145,14 +145,7 @@ impl World {
 
     /// Runs the CLI to its end (on a blocking thread, the simulator serves meanwhile).
     async fn cli(&self, args: &[&str]) -> CliRun {
-        let (db, endpoint) = (self.db(), self.sim.endpoint.clone());
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            drs_runbook(&db, Some(&endpoint), &args)
-        })
-        .await
-        .unwrap()
+        self.sim.cli(&self.db, args).await
     }
 
     /// Starts the scenario as a child and interrupts it; returns the run ID (from stderr) and
@@ -352,47 +345,14 @@ impl World {
             live.insert(role, here);
         }
         let rename = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_string());
-        let records = self
-            .sim
-            .route53(SOURCE.0)
-            .list_resource_record_sets()
-            .hosted_zone_id(ZONE)
-            .send()
-            .await
-            .unwrap();
-        let mut dns: Vec<Value> = records
-            .resource_record_sets()
-            .iter()
-            .map(|r| {
-                let mut values: Vec<String> =
-                    r.resource_records().iter().map(|v| rename(v.value())).collect();
-                values.sort();
-                json!({ "name": r.name(), "type": r.r#type().as_str(), "ttl": r.ttl(), "values": values })
-            })
-            .collect();
-        dns.sort_by_key(|v| v.to_string());
+        let dns = renamed_records(&self.sim, SOURCE.0, ZONE, rename).await;
         let mut groups = BTreeMap::new();
-        for ((account, region), group) in [(SOURCE, ORIGIN_GROUP), (TARGET, RECOVERY_GROUP)] {
-            let health = self
-                .sim
-                .elbv2(account, region)
-                .describe_target_health()
-                .target_group_arn(group)
-                .send()
+        for (side, group) in [(SOURCE, ORIGIN_GROUP), (TARGET, RECOVERY_GROUP)] {
+            // B3s are gone from DRS once their B2 is terminated: count them, unnamed.
+            let mut members: Vec<String> = serving_members(&self.sim, side, group)
                 .await
-                .unwrap();
-            let mut members: Vec<String> = health
-                .target_health_descriptions()
                 .iter()
-                .filter(|d| {
-                    d.target_health()
-                        .and_then(|h| h.state())
-                        .map(|s| s.as_str())
-                        != Some("draining")
-                })
-                .map(|d| {
-                    // B3s are gone from DRS once their B2 is terminated: count them, unnamed.
-                    let id = d.target().unwrap().id().unwrap_or_default();
+                .map(|id| {
                     names
                         .get(id)
                         .cloned()
@@ -483,47 +443,17 @@ impl World {
             }
         }
         recovery.sort_by_key(|v| v.to_string());
-        let records = self
-            .sim
-            .route53(TARGET)
-            .list_resource_record_sets()
-            .hosted_zone_id(ZONE)
-            .send()
+        let dns = renamed_records(&self.sim, TARGET, ZONE, |ip| {
+            by_ip
+                .get(ip)
+                .map(|s| format!("ip-of:{s}"))
+                .unwrap_or_else(|| ip.to_string())
+        })
+        .await;
+        let mut members: Vec<String> = serving_members(&self.sim, (TARGET, REGION), GROUP)
             .await
-            .unwrap();
-        let mut dns: Vec<Value> = records
-            .resource_record_sets()
             .iter()
-            .map(|r| {
-                let mut values: Vec<String> = r
-                    .resource_records()
-                    .iter()
-                    .map(|v| by_ip.get(v.value()).map(|s| format!("ip-of:{s}")).unwrap_or_else(|| v.value().to_string()))
-                    .collect();
-                values.sort();
-                json!({ "name": r.name(), "type": r.r#type().as_str(), "ttl": r.ttl(), "values": values })
-            })
-            .collect();
-        dns.sort_by_key(|v| v.to_string());
-        let health = self
-            .sim
-            .elbv2(TARGET, REGION)
-            .describe_target_health()
-            .target_group_arn(GROUP)
-            .send()
-            .await
-            .unwrap();
-        let mut members: Vec<String> = health
-            .target_health_descriptions()
-            .iter()
-            .filter(|d| {
-                d.target_health()
-                    .and_then(|h| h.state())
-                    .map(|s| s.as_str())
-                    != Some("draining")
-            })
-            .map(|d| {
-                let id = d.target().unwrap().id().unwrap_or_default();
+            .map(|id| {
                 by_ec2
                     .get(id)
                     .map(|s| format!("instance-of:{s}"))
@@ -533,6 +463,40 @@ impl World {
         members.sort();
         json!({ "dns": dns, "targets": members, "recovery_instances": recovery })
     }
+}
+
+/// Every record set of `zone` in `account`, its values renamed by `rename` and sorted.
+async fn renamed_records(
+    sim: &TestSim,
+    account: &str,
+    zone: &str,
+    rename: impl Fn(&str) -> String,
+) -> Vec<Value> {
+    let records = sim
+        .route53(account)
+        .list_resource_record_sets()
+        .hosted_zone_id(zone)
+        .send()
+        .await
+        .unwrap();
+    let mut dns: Vec<Value> = records
+        .resource_record_sets()
+        .iter()
+        .map(|r| {
+            let mut values: Vec<String> =
+                r.resource_records().iter().map(|v| rename(v.value())).collect();
+            values.sort();
+            json!({ "name": r.name(), "type": r.r#type().as_str(), "ttl": r.ttl(), "values": values })
+        })
+        .collect();
+    dns.sort_by_key(|v| v.to_string());
+    dns
+}
+
+/// The members of target group `group` that are not draining (a snapshot counts what serves).
+async fn serving_members(sim: &TestSim, side: (&str, &str), group: &str) -> Vec<String> {
+    sim.target_group_members(side, group, |state| state != "draining")
+        .await
 }
 
 fn child_command(db: &Path, endpoint: &str) -> Command {
@@ -985,12 +949,7 @@ async fn rollback_after_failover_restores_dns_byte_for_byte_and_target_membershi
     assert_eq!(rollback.code, 0, "{rollback:#?}");
     let report = rollback.json();
     assert_eq!(report["operation"], "rollback");
-    let keys: Vec<&str> = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["key"].as_str().unwrap())
-        .collect();
+    let keys = step_fields(&report, "key");
     assert_eq!(
         keys,
         [
