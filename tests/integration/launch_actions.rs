@@ -4,13 +4,13 @@
 //! instance launched STOPPED running its actions only once started.
 
 use aws_sdk_drs::error::ProvideErrorMetadata;
-use aws_sdk_drs::types::{LaunchActionCategory, StartRecoveryRequestSourceServer};
+use aws_sdk_drs::types::LaunchActionCategory;
 use drs_runbook::aws::SideClients;
 use drs_runbook::aws::drs_launch_actions::{LaunchAction, LaunchActionParam};
 use serde_json::json;
 use std::collections::BTreeMap;
 
-use crate::support::{TestSim, aws};
+use crate::support::{TestSim, aws, start_recovery};
 
 const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
 const TARGET: (&str, &str) = ("222222222222", "us-west-2");
@@ -67,18 +67,12 @@ async fn set_launch(sim: &TestSim, server: &str, stopped: bool) {
         .expect("UpdateLaunchConfiguration succeeds");
 }
 
-async fn start_recovery(sim: &TestSim, servers: &[&str]) -> String {
-    let mut call = sim.drs(TARGET.0, TARGET.1).start_recovery().is_drill(true);
-    for id in servers {
-        call = call.source_servers(
-            StartRecoveryRequestSourceServer::builder()
-                .source_server_id(*id)
-                .build()
-                .unwrap(),
-        );
-    }
-    let out = call.send().await.expect("StartRecovery succeeds");
-    out.job().unwrap().job_id().to_string()
+async fn start_drill(sim: &TestSim, servers: &[&str]) -> String {
+    let drs = sim.drs(TARGET.0, TARGET.1);
+    start_recovery(&drs, servers, true)
+        .await
+        .job_id()
+        .to_string()
 }
 
 async fn job(side: &SideClients, job_id: &str) -> drs_runbook::aws::drs::Job {
@@ -210,10 +204,11 @@ async fn a_recovery_runs_the_active_actions_and_a_fault_fails_one() {
     .await
     .unwrap();
     sim.faults(json!([
-                {"kind": "launch_action_failure", "source_server_id": DB, "action_code": "AWS-ConfigureAWSPackage"},
-                {"kind": "launch_action_failure", "source_server_id": APP1, "action_code": "AWS-RunShellScript"},
-            ])).await;
-    let job_id = start_recovery(&sim, &[DB, APP1]).await;
+        {"kind": "launch_action_failure", "source_server_id": DB, "action_code": "AWS-ConfigureAWSPackage"},
+        {"kind": "launch_action_failure", "source_server_id": APP1, "action_code": "AWS-RunShellScript"},
+    ]))
+    .await;
+    let job_id = start_drill(&sim, &[DB, APP1]).await;
 
     // Step the clock: the runs appear IN_PROGRESS once the SSM agent is found, then end.
     let mut seen_in_progress = false;
@@ -303,7 +298,7 @@ async fn an_instance_launched_stopped_runs_its_actions_once_started() {
     side.put_launch_action(APP1, &action(CHECK_ID, "AWS-RunShellScript", 1001, false))
         .await
         .unwrap();
-    let job_id = start_recovery(&sim, &[DB, APP1]).await;
+    let job_id = start_drill(&sim, &[DB, APP1]).await;
     sim.skip(40.0 * 60.0).await;
     let launched = job(&side, &job_id).await;
     assert!(launched.is_completed());
