@@ -10,9 +10,7 @@ use aws_sdk_route53::types::{
 };
 use serde_json::{Value, json};
 
-use crate::support::{
-    CliRun, TestSim, a_record, aws, batch, drs_runbook_async, mutations, step_output,
-};
+use crate::support::{CliRun, TestSim, a_record, aws, batch, mutations, step_output};
 
 const THREE_WAVES: &str = include_str!("../fixtures/engine/three-waves.toml");
 const TARGET: &str = "555555555555";
@@ -56,7 +54,7 @@ impl Routed {
                 }
             })
             .collect();
-        drs_runbook_async(&db, Some(&self.sim.endpoint), &args, &[]).await
+        self.sim.cli(&db, &args).await
     }
 
     fn route53(&self) -> aws_sdk_route53::Client {
@@ -300,6 +298,19 @@ async fn a_failover_pair_gets_its_secondary_and_the_primary_health_check_is_inve
             .unwrap()
             .to_string()
     };
+    let inverted = async |r53: &aws_sdk_route53::Client| {
+        let got = r53
+            .get_health_check()
+            .health_check_id(&check_id)
+            .send()
+            .await
+            .unwrap();
+        got.health_check()
+            .unwrap()
+            .health_check_config()
+            .unwrap()
+            .inverted()
+    };
     assert!(reports(&r53).await.starts_with("Success"));
 
     let run_id = world.failover().await;
@@ -311,40 +322,14 @@ async fn a_failover_pair_gets_its_secondary_and_the_primary_health_check_is_inve
     );
     let primary = set_of(&r53, "primary").await;
     assert_eq!(values(&primary), ["10.9.0.1"]);
-    let got = r53
-        .get_health_check()
-        .health_check_id(&check_id)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        got.health_check()
-            .unwrap()
-            .health_check_config()
-            .unwrap()
-            .inverted(),
-        Some(true)
-    );
+    assert_eq!(inverted(&r53).await, Some(true));
     assert!(
         reports(&r53).await.starts_with("Failure"),
         "Route 53 now answers with the SECONDARY"
     );
 
     world.rollback(&run_id).await;
-    let got = r53
-        .get_health_check()
-        .health_check_id(&check_id)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        got.health_check()
-            .unwrap()
-            .health_check_config()
-            .unwrap()
-            .inverted(),
-        Some(false)
-    );
+    assert_eq!(inverted(&r53).await, Some(false));
     assert!(reports(&r53).await.starts_with("Success"));
     assert_eq!(
         world.listed().await,
