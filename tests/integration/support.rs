@@ -196,6 +196,13 @@ impl TestSim {
         drs_runbook_async(db, Some(&self.endpoint), args, &[]).await
     }
 
+    /// `--output json <command> <target> --yes` against this simulator: a failover, drill or
+    /// failback of a runbook file, or a rollback or resume of a run ID, that asks nothing.
+    pub async fn run(&self, db: &Path, command: &str, target: &str) -> CliRun {
+        self.cli(db, &["--output", "json", command, target, "--yes"])
+            .await
+    }
+
     /// A failover (`--output json failover <runbook> --yes`) of the runbook `text`, written to
     /// `dir/runbook.toml`, with its run database `dir/runs.db`.
     pub async fn failover_text(&self, dir: &Path, text: &str) -> CliRun {
@@ -416,13 +423,17 @@ pub async fn drs_runbook_async(
     .expect("the binary's thread joins")
 }
 
-/// The output of step `key` in a `show --output json` document.
-pub fn step_output(shown: &Value, key: &str) -> Value {
-    let step = shown["steps"]
+/// Step `key` of a run report (a run command's JSON or `show --output json`).
+pub fn step<'a>(report: &'a Value, key: &str) -> &'a Value {
+    report["steps"]
         .as_array()
         .and_then(|steps| steps.iter().find(|s| s["key"] == key))
-        .unwrap_or_else(|| panic!("no step {key} in {shown}"));
-    match &step["output"] {
+        .unwrap_or_else(|| panic!("no step {key} in {report}"))
+}
+
+/// The output of step `key` in a `show --output json` document.
+pub fn step_output(shown: &Value, key: &str) -> Value {
+    match &step(shown, key)["output"] {
         Value::String(text) => serde_json::from_str(text).expect("the output is JSON"),
         other => other.clone(),
     }
