@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{TestSim, mutations};
+use crate::support::{TestSim, mutations, step};
 
 /// A runbook of waves of `sizes` servers, all independent of each other.
 fn runbook(sizes: &[usize]) -> String {
@@ -114,13 +114,7 @@ async fn a_budget_that_is_never_freed_fails_the_step_naming_the_quota_and_the_jo
     assert_eq!(run.code, 1, "{run:#?}");
     let report = run.json();
     assert_eq!(report["status"], "failed");
-    let step = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["key"] == "recovery_job:w0")
-        .unwrap()
-        .clone();
+    let step = step(&report, "recovery_job:w0");
     assert_eq!(step["status"], "failed", "{step:#?}");
     let quota = "at most 20 jobs in progress and 500 servers in active jobs per account and region";
     assert!(run.stderr.contains(quota), "{}", run.stderr);
