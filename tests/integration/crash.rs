@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{CliRun, TestSim, binary, repo_path, step_fields, test_db};
+use crate::support::{CliRun, TestSim, binary, repo_path, step, step_fields, test_db};
 
 const THREE_WAVES: &str = include_str!("../fixtures/engine/three-waves.toml");
 const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
@@ -148,6 +148,11 @@ impl World {
         self.sim.cli(&self.db, args).await
     }
 
+    /// `--output json <command> <target> --yes` (see [`TestSim::run`]).
+    async fn run(&self, command: &str, target: &str) -> CliRun {
+        self.sim.run(&self.db, command, target).await
+    }
+
     /// Starts the scenario as a child and interrupts it; returns the run ID (from stderr) and
     /// whether the child was interrupted before it finished on its own.
     async fn interrupted(&self, scenario: Scenario, kill: Kill) -> (Option<String>, bool) {
@@ -228,8 +233,7 @@ impl World {
                 .await
                 .unwrap()
             } else {
-                self.cli(&["--output", "json", "resume", run_id, "--yes"])
-                    .await
+                self.run("resume", run_id).await
             };
             if run.code == 0 {
                 return run;
@@ -765,9 +769,7 @@ async fn a_failback_rollback_killed_after_each_intent_and_effect_resumes_to_the_
     let world = World::for_scenario(Scenario::Failback).await;
     let failback_id = failback_paused_before_cleanup(&world).await;
     let before: u64 = world.mutation_counts().await.values().sum();
-    let rollback = world
-        .cli(&["--output", "json", "rollback", &failback_id, "--yes"])
-        .await;
+    let rollback = world.run("rollback", &failback_id).await;
     assert_eq!(rollback.code, 0, "{rollback:#?}");
     let expected = world.mutation_counts().await;
     let intents = expected.values().sum::<u64>() - before;
@@ -882,15 +884,7 @@ async fn failover_succeeds_with_thirty_percent_of_the_hot_calls_throttled() {
         .post("/_sim/faults", &json!({ "faults": faults }))
         .await;
     assert_eq!(status, 200);
-    let run = world
-        .cli(&[
-            "--output",
-            "json",
-            "failover",
-            world.runbook.to_str().unwrap(),
-            "--yes",
-        ])
-        .await;
+    let run = world.run("failover", world.runbook.to_str().unwrap()).await;
     assert_eq!(run.code, 0, "{run:#?}");
     assert_eq!(run.json()["status"], "succeeded");
     let stats = world.sim.get("/_sim/stats").await;
@@ -917,15 +911,7 @@ async fn rollback_after_failover_restores_dns_byte_for_byte_and_target_membershi
         .await
         .unwrap();
     let before_world = world.snapshot().await;
-    let run = world
-        .cli(&[
-            "--output",
-            "json",
-            "failover",
-            world.runbook.to_str().unwrap(),
-            "--yes",
-        ])
-        .await;
+    let run = world.run("failover", world.runbook.to_str().unwrap()).await;
     assert_eq!(run.code, 0, "{run:#?}");
     let run_id = run.json()["run_id"].as_str().unwrap().to_string();
     assert_ne!(
@@ -943,9 +929,7 @@ async fn rollback_after_failover_restores_dns_byte_for_byte_and_target_membershi
         refused.stderr
     );
 
-    let rollback = world
-        .cli(&["--output", "json", "rollback", &run_id, "--yes"])
-        .await;
+    let rollback = world.run("rollback", &run_id).await;
     assert_eq!(rollback.code, 0, "{rollback:#?}");
     let report = rollback.json();
     assert_eq!(report["operation"], "rollback");
@@ -1005,15 +989,7 @@ async fn rollback_after_failover_restores_dns_byte_for_byte_and_target_membershi
 async fn a_killed_rollback_resumes_and_restores_the_same_world() {
     let world = World::new().await;
     let before_world = world.snapshot().await;
-    let run = world
-        .cli(&[
-            "--output",
-            "json",
-            "failover",
-            world.runbook.to_str().unwrap(),
-            "--yes",
-        ])
-        .await;
+    let run = world.run("failover", world.runbook.to_str().unwrap()).await;
     assert_eq!(run.code, 0, "{run:#?}");
     let run_id = run.json()["run_id"].as_str().unwrap().to_string();
     // The rollback dies right after its first intent (the DNS restore), before the call.
@@ -1075,15 +1051,7 @@ async fn a_failed_step_is_retried_or_skipped_with_a_reason_and_a_run_is_cancelle
         )
         .await;
     assert_eq!(status, 200);
-    let run = world
-        .cli(&[
-            "--output",
-            "json",
-            "failover",
-            world.runbook.to_str().unwrap(),
-            "--yes",
-        ])
-        .await;
+    let run = world.run("failover", world.runbook.to_str().unwrap()).await;
     assert_eq!(run.code, 1, "{run:#?}");
     let run_id = run.json()["run_id"].as_str().unwrap().to_string();
     assert!(
@@ -1168,13 +1136,7 @@ async fn a_failed_step_is_retried_or_skipped_with_a_reason_and_a_run_is_cancelle
         .cli(&["--output", "json", "show", &paused_id])
         .await
         .json();
-    let dns = shown["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["key"] == "dns_cutover")
-        .unwrap()
-        .clone();
+    let dns = step(&shown, "dns_cutover");
     assert_eq!(dns["status"], "skipped");
     assert_eq!(dns["skip_reason"], "DNS is switched by the network team");
 
@@ -1192,19 +1154,9 @@ async fn a_failed_step_is_retried_or_skipped_with_a_reason_and_a_run_is_cancelle
     assert_eq!(cancelled.code, 0, "{cancelled:#?}");
     assert_eq!(cancelled.json()["status"], "cancelled");
     // The servers are free again, and the cancelled run can be rolled back.
-    let rollback = world
-        .cli(&["--output", "json", "rollback", &paused_id, "--yes"])
-        .await;
+    let rollback = world.run("rollback", &paused_id).await;
     assert_eq!(rollback.code, 0, "{rollback:#?}");
-    let again = world
-        .cli(&[
-            "--output",
-            "json",
-            "failover",
-            world.runbook.to_str().unwrap(),
-            "--yes",
-        ])
-        .await;
+    let again = world.run("failover", world.runbook.to_str().unwrap()).await;
     assert_eq!(again.code, 0, "{again:#?}");
 }
 
