@@ -18,9 +18,7 @@ async fn a_drill_after_a_succeeded_failover_is_refused_and_production_keeps_runn
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
     let runbook = "runbooks/reporting-drill.toml";
-    let failover = sim
-        .cli(&db, &["--output", "json", "failover", runbook, "--yes"])
-        .await;
+    let failover = sim.run(&db, "failover", runbook).await;
     assert_eq!(failover.code, 0, "{failover:#?}");
     let failover_id = failover.json()["run_id"].as_str().unwrap().to_string();
     let drs = sim.drs(ACCOUNT, TARGET);
@@ -161,12 +159,7 @@ async fn a_300_server_drill_cleans_up_with_every_call_inside_the_models_limits()
     let db = dir.path().join("runs.db");
     let path = dir.path().join("big.toml");
     std::fs::write(&path, &text).unwrap();
-    let drill = sim
-        .cli(
-            &db,
-            &["--output", "json", "drill", path.to_str().unwrap(), "--yes"],
-        )
-        .await;
+    let drill = sim.run(&db, "drill", path.to_str().unwrap()).await;
     assert_eq!(drill.code, 0, "{drill:#?}");
     let stats = sim.get("/_sim/stats").await;
     // The simulator refuses an over-limit list (ValidationException) or job (quota): the run
@@ -329,9 +322,7 @@ async fn with_the_source_region_down_an_unplanned_failover_succeeds_without_call
     assert!(before >= 1, "{before}");
 
     // Planned mode: preflight fails, with the hint to use --mode unplanned.
-    let planned = sim
-        .cli(&db, &["--output", "json", "failover", runbook, "--yes"])
-        .await;
+    let planned = sim.run(&db, "failover", runbook).await;
     assert_eq!(planned.code, 1, "{planned:#?}");
     assert_eq!(planned.json()["status"], "failed");
     assert!(
@@ -495,12 +486,7 @@ async fn a_stuck_job_fails_its_step_at_the_deadline_and_retry_continues_once_it_
             .unwrap()
             .contains("conversion_timeout")
     );
-    let drill = sim
-        .cli(
-            &db,
-            &["--output", "json", "drill", path.to_str().unwrap(), "--yes"],
-        )
-        .await;
+    let drill = sim.run(&db, "drill", path.to_str().unwrap()).await;
     assert_eq!(drill.code, 1, "{drill:#?}");
     let report = drill.json();
     let run_id = report["run_id"].as_str().unwrap().to_string();
@@ -585,12 +571,7 @@ async fn a_launch_past_its_launch_timeout_fails_naming_the_job_and_retry_finishe
         ),
     )
     .unwrap();
-    let drill = sim
-        .cli(
-            &db,
-            &["--output", "json", "drill", path.to_str().unwrap(), "--yes"],
-        )
-        .await;
+    let drill = sim.run(&db, "drill", path.to_str().unwrap()).await;
     assert_eq!(drill.code, 1, "{drill:#?}");
     let report = drill.json();
     let run_id = report["run_id"].as_str().unwrap().to_string();
@@ -652,14 +633,10 @@ async fn a_failback_drill_after_a_failback_is_refused_to_protect_the_a3s() {
     sim.seed(PAYMENTS).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let failover = sim
-        .cli(&db, &["--output", "json", "failover", runbook, "--yes"])
-        .await;
+    let failover = sim.run(&db, "failover", runbook).await;
     assert_eq!(failover.code, 0, "{failover:#?}");
     let failover_id = failover.json()["run_id"].as_str().unwrap().to_string();
-    let failback = sim
-        .cli(&db, &["--output", "json", "failback", runbook, "--yes"])
-        .await;
+    let failback = sim.run(&db, "failback", runbook).await;
     assert_eq!(failback.code, 0, "{failback:#?}");
     let failback_id = failback.json()["run_id"].as_str().unwrap().to_string();
     // Production now runs on the A3s in the origin: non-drill recovery instances of the A2s.
