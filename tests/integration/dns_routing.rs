@@ -57,6 +57,12 @@ impl Routed {
         self.sim.cli(&db, &args).await
     }
 
+    /// `--output json <command> <target> --yes`; `RUNBOOK` stands for the runbook's path.
+    async fn run(&self, command: &str, target: &str) -> CliRun {
+        self.cli(&["--output", "json", command, target, "--yes"])
+            .await
+    }
+
     fn route53(&self) -> aws_sdk_route53::Client {
         self.sim.route53(TARGET)
     }
@@ -92,9 +98,7 @@ impl Routed {
 
     /// A failover run to its end; returns its ID.
     async fn failover(&self) -> String {
-        let run = self
-            .cli(&["--output", "json", "failover", "RUNBOOK", "--yes"])
-            .await;
+        let run = self.run("failover", "RUNBOOK").await;
         assert_eq!(run.code, 0, "{run:#?}");
         run.json()["run_id"].as_str().unwrap().to_string()
     }
@@ -115,9 +119,7 @@ impl Routed {
     }
 
     async fn rollback(&self, run_id: &str) {
-        let run = self
-            .cli(&["--output", "json", "rollback", run_id, "--yes"])
-            .await;
+        let run = self.run("rollback", run_id).await;
         assert_eq!(run.code, 0, "{run:#?}");
     }
 }
@@ -416,9 +418,7 @@ async fn a_simple_record_over_policy_records_fails_preflight_with_the_fix_and_ro
     assert_eq!(code, "InvalidChangeBatch");
     assert!(message.contains("non-failover set exists"), "{message}");
 
-    let run = world
-        .cli(&["--output", "json", "failover", "RUNBOOK", "--yes"])
-        .await;
+    let run = world.run("failover", "RUNBOOK").await;
     assert_eq!(run.code, 1, "{run:#?}");
     let said = format!("{}\n{}", run.stdout, run.stderr);
     for part in [
@@ -460,9 +460,7 @@ type = "A"
 points_to = {{ load_balancer = "{dns_name}", zone = "Z35SXDOTRQ7X7K" }}"#
     ))
     .await;
-    let run = world
-        .cli(&["--output", "json", "failover", "RUNBOOK", "--yes"])
-        .await;
+    let run = world.run("failover", "RUNBOOK").await;
     assert_eq!(run.code, 1, "{run:#?}");
     let said = format!("{}\n{}", run.stdout, run.stderr);
     assert!(
@@ -526,9 +524,7 @@ async fn ipv4_never_reaches_an_aaaa_record() {
     assert!(message.contains("ARRDATAIllegalIPv4Address"), "{message}");
 
     // The recovered instances have IPv4 addresses only: the cutover writes no AAAA record.
-    let run = world
-        .cli(&["--output", "json", "failover", "RUNBOOK", "--yes"])
-        .await;
+    let run = world.run("failover", "RUNBOOK").await;
     assert_ne!(run.code, 0, "{run:#?}");
     let said = format!("{}\n{}", run.stdout, run.stderr);
     assert!(
