@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{CliRun, TestSim, mutations, shown, target_ids};
+use crate::support::{TestSim, mutations, shown, step, target_ids};
 
 const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
 const DRILL_GROUP: &str = "arn:aws:elasticloadbalancing:us-west-2:222222222222:targetgroup/payments-drill/0123456789abcd01";
@@ -39,20 +39,6 @@ async fn targets_in(sim: &TestSim, arn: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn drill_payments(sim: &TestSim, db: &std::path::Path) -> CliRun {
-    sim.cli(
-        db,
-        &[
-            "--output",
-            "json",
-            "drill",
-            "runbooks/payments.toml",
-            "--yes",
-        ],
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_drill_checks_its_instances_healthy_in_the_drill_group_and_leaves_it_empty() {
     let sim = TestSim::start(600.0).await;
@@ -63,7 +49,7 @@ async fn a_drill_checks_its_instances_healthy_in_the_drill_group_and_leaves_it_e
     );
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let run = drill_payments(&sim, &db).await;
+    let run = sim.run(&db, "drill", "runbooks/payments.toml").await;
     assert_eq!(run.code, 0, "{run:#?}");
     let report = run.json();
     assert_eq!(report["status"], "succeeded");
@@ -92,13 +78,12 @@ async fn a_drill_checks_its_instances_healthy_in_the_drill_group_and_leaves_it_e
 
     // validate recorded them healthy in the drill group.
     let shown = shown(&db, &run_id);
-    let steps = shown["steps"].as_array().unwrap();
-    let validate = steps.iter().find(|s| s["key"] == "validate:app").unwrap();
+    let validate = step(&shown, "validate:app");
     let group = &validate["output"]["drill_groups"][0];
     assert_eq!(group["target_group_arn"], DRILL_GROUP);
     assert_eq!(group["registered_done"], true);
     assert!(group["healthy_at"].as_str().is_some(), "{validate:#}");
-    let db_wave = steps.iter().find(|s| s["key"] == "validate:db").unwrap();
+    let db_wave = step(&shown, "validate:db");
     assert!(
         db_wave["output"]["drill_groups"].is_null(),
         "the db wave has no load balancer: {db_wave:#}"
@@ -165,7 +150,7 @@ async fn unhealthy_drill_targets_fail_the_drill_naming_them_with_a_hint() {
         .await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let run = drill_payments(&sim, &db).await;
+    let run = sim.run(&db, "drill", "runbooks/payments.toml").await;
     assert_eq!(run.code, 1, "{run:#?}");
     let report = run.json();
     assert_eq!(report["status"], "failed");
