@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use serde_json::{Value, json};
 
 use crate::support::{
-    CliRun, TestSim, binary, drs_runbook, mutations, repo_path, shown, step_fields,
+    CliRun, TestSim, binary, drs_runbook, mutations, repo_path, shown, step, step_fields,
 };
 
 const THREE_WAVES: &str = include_str!("../fixtures/engine/three-waves.toml");
@@ -49,18 +49,7 @@ async fn failover_of_three_waves_recovers_in_order_switches_traffic_and_measures
     let dir = tempfile::tempdir().unwrap();
     let runbook = runbook_file(dir.path(), "shop.toml", THREE_WAVES);
     let db = dir.path().join("runs.db");
-    let run = sim
-        .cli(
-            &db,
-            &[
-                "--output",
-                "json",
-                "failover",
-                runbook.to_str().unwrap(),
-                "--yes",
-            ],
-        )
-        .await;
+    let run = sim.run(&db, "failover", runbook.to_str().unwrap()).await;
     assert_eq!(run.code, 0, "{run:#?}");
     assert!(
         run.stderr.starts_with("run "),
@@ -189,18 +178,7 @@ async fn drill_launches_validates_and_cleans_up_and_keep_keeps() {
     sim.seed(REPORTING).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let run = sim
-        .cli(
-            &db,
-            &[
-                "--output",
-                "json",
-                "drill",
-                "runbooks/reporting-drill.toml",
-                "--yes",
-            ],
-        )
-        .await;
+    let run = sim.run(&db, "drill", "runbooks/reporting-drill.toml").await;
     assert_eq!(run.code, 0, "{run:#?}");
     let report = run.json();
     assert_eq!(report["status"], "succeeded");
@@ -260,12 +238,7 @@ async fn an_optional_server_may_fail_but_a_critical_one_fails_the_run_before_dns
         .await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let run = sim
-        .cli(
-            &db,
-            &["--output", "json", "failover", PAYMENTS_RUNBOOK, "--yes"],
-        )
-        .await;
+    let run = sim.run(&db, "failover", PAYMENTS_RUNBOOK).await;
     assert_eq!(run.code, 0, "{run:#?}");
     assert!(
         run.stderr.contains("optional server s-34567890abcdef012"),
@@ -296,12 +269,7 @@ async fn an_optional_server_may_fail_but_a_critical_one_fails_the_run_before_dns
         .await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let run = sim
-        .cli(
-            &db,
-            &["--output", "json", "failover", PAYMENTS_RUNBOOK, "--yes"],
-        )
-        .await;
+    let run = sim.run(&db, "failover", PAYMENTS_RUNBOOK).await;
     assert_eq!(run.code, 1, "{run:#?}");
     let report = run.json();
     assert_eq!(report["status"], "failed");
@@ -338,13 +306,7 @@ async fn without_yes_and_a_tty_the_run_pauses_before_dns_and_approve_finishes_it
     let report = run.json();
     assert_eq!(report["status"], "paused");
     assert_eq!(report["waiting_for"], "dns_cutover");
-    let dns = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["key"] == "dns_cutover")
-        .unwrap()
-        .clone();
+    let dns = step(&report, "dns_cutover");
     assert_eq!(dns["status"], "waiting_approval");
     assert!(mutations(&sim.get("/_sim/stats").await, "ChangeResourceRecordSets").is_empty());
     assert_eq!(payments_dns(&sim).await, before);
@@ -523,18 +485,7 @@ async fn a_failed_preflight_changes_nothing_says_why_and_does_not_block_the_corr
     sim.faults(json!([{"kind": "api_error", "service": "drs", "operation": "DescribeSourceServers", "error": "AccessDeniedException", "count": 1}])).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let run = sim
-        .cli(
-            &db,
-            &[
-                "--output",
-                "json",
-                "drill",
-                "runbooks/reporting-drill.toml",
-                "--yes",
-            ],
-        )
-        .await;
+    let run = sim.run(&db, "drill", "runbooks/reporting-drill.toml").await;
     assert_eq!(run.code, 1, "{run:#?}");
     let error = run.json()["error"].as_str().unwrap().to_string();
     assert!(error.contains("drs:DescribeSourceServers"), "{error}");
@@ -551,18 +502,7 @@ async fn a_failed_preflight_changes_nothing_says_why_and_does_not_block_the_corr
             .is_empty()
     );
     // The fix made, the same drill runs again at once: the failed run holds no servers.
-    let again = sim
-        .cli(
-            &db,
-            &[
-                "--output",
-                "json",
-                "drill",
-                "runbooks/reporting-drill.toml",
-                "--yes",
-            ],
-        )
-        .await;
+    let again = sim.run(&db, "drill", "runbooks/reporting-drill.toml").await;
     assert_eq!(again.code, 0, "{again:#?}");
 }
 
@@ -572,20 +512,10 @@ async fn a_failed_back_failover_is_not_rolled_back_before_its_failback() {
     sim.seed(PAYMENTS).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let failover = sim
-        .cli(
-            &db,
-            &["--output", "json", "failover", PAYMENTS_RUNBOOK, "--yes"],
-        )
-        .await;
+    let failover = sim.run(&db, "failover", PAYMENTS_RUNBOOK).await;
     assert_eq!(failover.code, 0, "{failover:#?}");
     let failover_id = failover.json()["run_id"].as_str().unwrap().to_string();
-    let failback = sim
-        .cli(
-            &db,
-            &["--output", "json", "failback", PAYMENTS_RUNBOOK, "--yes"],
-        )
-        .await;
+    let failback = sim.run(&db, "failback", PAYMENTS_RUNBOOK).await;
     assert_eq!(failback.code, 0, "{failback:#?}");
     let failback_id = failback.json()["run_id"].as_str().unwrap().to_string();
     let mutations_before = sim.get("/_sim/stats").await["mutations"]
@@ -843,13 +773,7 @@ async fn a_paused_run_says_in_json_what_its_gate_would_change() {
         ],
     )
     .json();
-    let launch = shown["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["key"] == "launch:app")
-        .unwrap()
-        .clone();
+    let launch = step(&shown, "launch:app");
     let mut recovered: Vec<String> = launch["output"]["servers"]
         .as_object()
         .unwrap()
