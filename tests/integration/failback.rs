@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::support::{
-    CliRun, TestSim, drs_runbook, mutations, shown, step_fields, target_ids, time_of,
+    CliRun, TestSim, drs_runbook, mutations, shown, step, step_fields, target_ids, time_of,
 };
 
 const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
@@ -72,9 +72,7 @@ fn ips(instance: &aws_sdk_drs::types::RecoveryInstance) -> Vec<String> {
 /// Seeds the payments world and fails it over; returns the failover run's ID.
 async fn failed_over(sim: &TestSim, db: &Path) -> String {
     sim.seed(PAYMENTS).await;
-    let run = sim
-        .cli(db, &["--output", "json", "failover", RUNBOOK, "--yes"])
-        .await;
+    let run = sim.run(db, "failover", RUNBOOK).await;
     assert_eq!(run.code, 0, "{run:#?}");
     run.json()["run_id"].as_str().unwrap().to_string()
 }
@@ -116,9 +114,7 @@ async fn failover_then_failback_returns_traffic_to_the_origin_and_cleans_up() {
     assert_eq!(b2s.len(), 3);
     let before = sim.get("/_sim/stats").await;
 
-    let run = sim
-        .cli(&db, &["--output", "json", "failback", RUNBOOK, "--yes"])
-        .await;
+    let run = sim.run(&db, "failback", RUNBOOK).await;
     assert_eq!(run.code, 0, "{run:#?}");
     assert!(
         run.stderr
@@ -381,9 +377,7 @@ async fn failed_over_in_an_outage_and_back(
             .all(|b1| replication_state(b1) == "CONTINUOUS"),
         "the old source's agents replicate into B1 again"
     );
-    let failback = sim
-        .cli(db, &["--output", "json", "failback", runbook, "--yes"])
-        .await;
+    let failback = sim.run(db, "failback", runbook).await;
     assert_eq!(failback.code, 0, "{failback:#?}");
     a1s
 }
@@ -412,9 +406,7 @@ async fn after_the_outage_the_failback_fences_the_old_source_and_the_next_failov
     assert!(a1s.is_disjoint(&a4s));
 
     // The next (planned) failover fences and recovers the failed-back instances, not A1.
-    let next = sim
-        .cli(&db, &["--output", "json", "failover", RUNBOOK, "--yes"])
-        .await;
+    let next = sim.run(&db, "failover", RUNBOOK).await;
     assert_eq!(next.code, 0, "{next:#?}");
     let run_id = next.json()["run_id"].as_str().unwrap().to_string();
     let shown = shown(&db, &run_id);
@@ -522,16 +514,6 @@ async fn failover_members(sim: &TestSim) -> Vec<String> {
         .await
 }
 
-/// The step of a `show --output json` report.
-fn step<'a>(shown: &'a Value, key: &str) -> &'a Value {
-    shown["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["key"] == key)
-        .unwrap_or_else(|| panic!("step {key} in {shown:#}"))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failback_quiesces_b3_first_so_a3_recovers_its_last_write_with_rpo_0() {
     let sim = TestSim::start(600.0).await;
@@ -544,9 +526,7 @@ async fn a_failback_quiesces_b3_first_so_a3_recovers_its_last_write_with_rpo_0()
     sim.skip(15.0 * 60.0).await;
     let before = sim.get("/_sim/stats").await;
 
-    let run = sim
-        .cli(&db, &["--output", "json", "failback", RUNBOOK, "--yes"])
-        .await;
+    let run = sim.run(&db, "failback", RUNBOOK).await;
     assert_eq!(run.code, 0, "{run:#?}");
     let report = run.json();
     assert_eq!(report["status"], "succeeded");
@@ -590,17 +570,7 @@ async fn a_failback_quiesces_b3_first_so_a3_recovers_its_last_write_with_rpo_0()
 async fn failback_with(sim: &TestSim, db: &Path, settings: &str) -> CliRun {
     let runbook = db.with_file_name("payments-failback.toml");
     std::fs::write(&runbook, format!("{PAYMENTS}\n[failback]\n{settings}")).unwrap();
-    sim.cli(
-        db,
-        &[
-            "--output",
-            "json",
-            "failback",
-            runbook.to_str().unwrap(),
-            "--yes",
-        ],
-    )
-    .await
+    sim.run(db, "failback", runbook.to_str().unwrap()).await
 }
 
 async fn failback_group_vpc(sim: &TestSim) -> String {
@@ -821,12 +791,7 @@ async fn rollback_of_a_failback_puts_traffic_back_on_the_failover_and_stops_reve
     );
     let before = sim.get("/_sim/stats").await;
 
-    let rollback = sim
-        .cli(
-            &db,
-            &["--output", "json", "rollback", &failback_id, "--yes"],
-        )
-        .await;
+    let rollback = sim.run(&db, "rollback", &failback_id).await;
     assert_eq!(rollback.code, 0, "{rollback:#?}");
     let report = rollback.json();
     let rollback_id = report["run_id"].as_str().unwrap().to_string();
@@ -1043,9 +1008,7 @@ async fn a_failback_drill_leaves_nothing_behind_and_a_real_failback_reuses_its_a
     );
 
     // A real failback afterwards restarts the stopped A2s instead of reversing again.
-    let run = sim
-        .cli(&db, &["--output", "json", "failback", RUNBOOK, "--yes"])
-        .await;
+    let run = sim.run(&db, "failback", RUNBOOK).await;
     assert_eq!(run.code, 0, "{run:#?}");
     let stats = sim.get("/_sim/stats").await;
     let reversed_b2s = mutations(&stats, "ReverseReplication")
@@ -1079,9 +1042,7 @@ async fn failback_without_a_succeeded_failover_is_refused() {
     );
 
     // A drill is not a failover to reverse.
-    let drill = sim
-        .cli(&db, &["--output", "json", "drill", RUNBOOK, "--yes"])
-        .await;
+    let drill = sim.run(&db, "drill", RUNBOOK).await;
     assert_eq!(drill.code, 0, "{drill:#?}");
     let drill_id = drill.json()["run_id"].as_str().unwrap().to_string();
     let run = sim
@@ -1106,9 +1067,7 @@ async fn an_uninitialized_origin_fails_preflight_naming_the_account_and_what_to_
     // The failback's first DescribeSourceServers is its look at the origin (source) side.
     let fault = serde_json::json!({ "faults": [{ "kind": "api_error", "service": "drs", "operation": "DescribeSourceServers", "error": "UninitializedAccountException", "count": 1 }] });
     assert_eq!(sim.post("/_sim/faults", &fault).await.0, 200);
-    let run = sim
-        .cli(&db, &["--output", "json", "failback", RUNBOOK, "--yes"])
-        .await;
+    let run = sim.run(&db, "failback", RUNBOOK).await;
     assert_eq!(run.code, 1, "{run:#?}");
     let report = run.json();
     assert_eq!(report["status"], "failed");
