@@ -36,9 +36,7 @@ async fn a_planned_failover_fences_the_source_recovers_with_rpo_0_and_its_rollba
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
 
-    let failover = sim
-        .cli(&db, &["--output", "json", "failover", RUNBOOK, "--yes"])
-        .await;
+    let failover = sim.run(&db, "failover", RUNBOOK).await;
     assert_eq!(failover.code, 0, "{failover:#?}");
     let report = failover.json();
     let run_id = report["run_id"].as_str().unwrap().to_string();
@@ -87,9 +85,7 @@ async fn a_planned_failover_fences_the_source_recovers_with_rpo_0_and_its_rollba
     );
 
     // The rollback terminates the recovery instances, then starts A1 again.
-    let rollback = sim
-        .cli(&db, &["--output", "json", "rollback", &run_id, "--yes"])
-        .await;
+    let rollback = sim.run(&db, "rollback", &run_id).await;
     assert_eq!(rollback.code, 0, "{rollback:#?}");
     assert_eq!(states(&sim, &a1).await, ["running", "running"]);
     let stats = sim.get("/_sim/stats").await;
@@ -133,9 +129,7 @@ async fn a_crash_right_after_the_stop_intent_resumes_without_stopping_twice() {
     assert_eq!(states(&sim, &a1).await, ["running", "running"]);
 
     let run_id = run_id_of(&crashed);
-    let resumed = sim
-        .cli(&db, &["--output", "json", "resume", &run_id, "--yes"])
-        .await;
+    let resumed = sim.run(&db, "resume", &run_id).await;
     assert_eq!(resumed.code, 0, "{resumed:#?}");
     assert_eq!(states(&sim, &a1).await, ["stopped", "stopped"]);
     assert_eq!(
@@ -156,9 +150,7 @@ async fn unplanned_failovers_and_drills_do_not_fence() {
     let a1 = source_instances(&sim).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let drill = sim
-        .cli(&db, &["--output", "json", "drill", RUNBOOK, "--yes"])
-        .await;
+    let drill = sim.run(&db, "drill", RUNBOOK).await;
     assert!(drill.json()["status"] == "succeeded", "{drill:#?}");
     let unplanned = sim
         .cli(
