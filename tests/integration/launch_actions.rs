@@ -564,13 +564,9 @@ async fn a_run_that_stops_before_its_ssm_action_is_rolled_back_without_the_insta
         left_on_app_servers(&sim).await,
         [(1, Some(true)), (1, Some(true))]
     );
-    let rollback = crate::support::drs_runbook_async(
-        &dir.path().join("runs.db"),
-        Some(&sim.endpoint),
-        &["--output", "json", "rollback", &run_id, "--yes"],
-        &[],
-    )
-    .await;
+    let rollback = sim
+        .run(&dir.path().join("runs.db"), "rollback", &run_id)
+        .await;
     assert_eq!(rollback.code, 0, "{rollback:#?}");
     assert_eq!(
         left_on_app_servers(&sim).await,
