@@ -142,9 +142,7 @@ async fn a_template_moved_to_another_vpc_fails_preflight_with_the_fix_and_doctor
     assert_ne!(group_vpc, vpc);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let run = sim
-        .cli(&db, &["--output", "json", "failover", RUNBOOK, "--yes"])
-        .await;
+    let run = sim.run(&db, "failover", RUNBOOK).await;
     assert_eq!(run.code, 1, "{run:#?}");
     let said = format!("{}\n{}", run.stdout, run.stderr);
     for part in [
@@ -369,9 +367,7 @@ async fn a_failback_checks_the_launch_settings_of_the_a2s_it_adopts() {
     sim.seed(PAYMENTS).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let failover = sim
-        .cli(&db, &["--output", "json", "failover", RUNBOOK, "--yes"])
-        .await;
+    let failover = sim.run(&db, "failover", RUNBOOK).await;
     assert_eq!(failover.code, 0, "{failover:#?}");
     // Replication reversed ahead of the failback, as operators often do: the A2s exist, each
     // with its launch template in the origin region.
@@ -409,9 +405,7 @@ async fn a_failback_checks_the_launch_settings_of_the_a2s_it_adopts() {
     let (template, version, subnet, vpc) = move_to_another_vpc(&sim, SOURCE, &a2).await;
     let starts_before = mutations(&sim.get("/_sim/stats").await, "StartRecovery").len();
 
-    let failback = sim
-        .cli(&db, &["--output", "json", "failback", RUNBOOK, "--yes"])
-        .await;
+    let failback = sim.run(&db, "failback", RUNBOOK).await;
     assert_eq!(failback.code, 1, "{failback:#?}");
     let said = format!("{}\n{}", failback.stdout, failback.stderr);
     for part in [
