@@ -177,9 +177,7 @@ async fn a_resume_after_a_kill_recovers_the_servers_preflight_resolved_even_if_t
     // Meanwhile the tags change: S3 leaves the selection, S4 joins it.
     retag(&sim, S3, &[], &["App"]).await;
     retag(&sim, S4, &[("App", "pay")], &[]).await;
-    let resumed = sim
-        .cli(&db, &["--output", "json", "resume", &run_id, "--yes"])
-        .await;
+    let resumed = sim.run(&db, "resume", &run_id).await;
     assert_eq!(resumed.code, 0, "{resumed:#?}");
     assert_eq!(resumed.json()["status"], "succeeded");
     let stats = sim.get("/_sim/stats").await;
@@ -245,9 +243,7 @@ async fn a_selected_server_claimed_by_another_run_is_refused_with_exit_4() {
     assert_ne!(holder.code, 0, "{holder:#?}");
     let holder_id = run_id_of(&holder);
     let path = write(dir.path(), "runbook.toml", &selecting_runbook("sel", ""));
-    let run = sim
-        .cli(&db, &["--output", "json", "failover", &path, "--yes"])
-        .await;
+    let run = sim.run(&db, "failover", &path).await;
     assert_eq!(run.code, 4, "{run:#?}");
     assert_eq!(run.json()["status"], "failed");
     assert!(
@@ -295,13 +291,9 @@ async fn a_failback_after_a_failover_of_a_selected_wave_recovers_the_selected_se
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "runbook.toml", &selecting_runbook("sel", ""));
     let db = dir.path().join("runs.db");
-    let failover = sim
-        .cli(&db, &["--output", "json", "failover", &path, "--yes"])
-        .await;
+    let failover = sim.run(&db, "failover", &path).await;
     assert_eq!(failover.code, 0, "{failover:#?}");
-    let failback = sim
-        .cli(&db, &["--output", "json", "failback", &path, "--yes"])
-        .await;
+    let failback = sim.run(&db, "failback", &path).await;
     assert_eq!(failback.code, 0, "{failback:#?}");
     assert_eq!(failback.json()["status"], "succeeded");
     let stats = sim.get("/_sim/stats").await;
