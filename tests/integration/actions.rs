@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::support::{
-    ChildGuard, CliRun, TestSim, certificates, cli_child, drs_runbook_async, step_output,
+    ChildGuard, CliRun, TestSim, certificates, cli_child, drs_runbook_async, step, step_output,
 };
 
 const REPORTING: &str = include_str!("../../runbooks/reporting-drill.toml");
@@ -75,15 +75,7 @@ impl World {
 }
 
 fn status_of(report: &Value, key: &str) -> String {
-    report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["key"] == key)
-        .unwrap_or_else(|| panic!("no step {key} in {report}"))["status"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    step(report, key)["status"].as_str().unwrap().to_string()
 }
 
 fn lines(path: &Path) -> Vec<String> {
@@ -369,13 +361,7 @@ run = { manual = "Promote the read replica (wiki DR-42), then approve." }"#,
     let report = approved.json();
     assert_eq!(report["status"], "succeeded");
     assert_eq!(status_of(&report, STEP), "succeeded");
-    let step = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["key"] == STEP)
-        .unwrap()
-        .clone();
+    let step = step(&report, STEP);
     assert_eq!(step["approved_by"], "test-operator");
 }
 

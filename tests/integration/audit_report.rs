@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
-use crate::support::{TestSim, repo_path};
+use crate::support::{TestSim, repo_path, step_fields, time_of};
 
 const OPERATOR: &str = "auditor-test";
 const HOSTILE_RUNBOOK: &str = "tests/fixtures/runbooks/valid-hostile-description.toml";
@@ -96,21 +96,12 @@ fn run_id_of(output: &Output) -> String {
 }
 
 async fn a_records(sim: &TestSim) -> Vec<String> {
-    let sets = sim
-        .route53("111111111111")
-        .list_resource_record_sets()
-        .hosted_zone_id("Z0123456789ABCDEFGHIJ")
-        .send()
-        .await
-        .expect("records list");
-    let mut values: Vec<String> = sets
-        .resource_record_sets()
-        .iter()
-        .filter(|r| r.name() == "api.payments.example.com." && r.r#type().as_str() == "A")
-        .flat_map(|r| r.resource_records().iter().map(|v| v.value().to_owned()))
-        .collect();
-    values.sort();
-    values
+    sim.a_record_values(
+        "111111111111",
+        "Z0123456789ABCDEFGHIJ",
+        "api.payments.example.com.",
+    )
+    .await
 }
 
 async fn make_runs() -> Fixture {
@@ -446,16 +437,6 @@ fn sorted_strings(value: &Value) -> Vec<String> {
     list
 }
 
-fn time(value: &Value) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::parse_from_rfc3339(
-        value
-            .as_str()
-            .unwrap_or_else(|| panic!("a time, got {value}")),
-    )
-    .unwrap()
-    .into()
-}
-
 #[test]
 fn the_json_report_of_a_failover_holds_every_figure() {
     let f = fixture();
@@ -483,12 +464,7 @@ fn the_json_report_of_a_failover_holds_every_figure() {
     );
 
     // Every step, in plan order, with consistent timings.
-    let keys: Vec<&str> = r["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["key"].as_str().unwrap())
-        .collect();
+    let keys = step_fields(&r, "key");
     assert_eq!(
         keys,
         [
@@ -508,7 +484,7 @@ fn the_json_report_of_a_failover_holds_every_figure() {
     for step in r["steps"].as_array().unwrap() {
         assert_eq!(step["status"], "succeeded", "{step}");
         assert!(step["attempts"].as_i64().unwrap() >= 1, "{step}");
-        let (start, end) = (time(&step["started_at"]), time(&step["finished_at"]));
+        let (start, end) = (time_of(&step["started_at"]), time_of(&step["finished_at"]));
         assert!(start <= end, "{step}");
         let duration = step["duration_seconds"].as_f64().unwrap();
         assert!(
@@ -538,7 +514,7 @@ fn the_json_report_of_a_failover_holds_every_figure() {
             ("s-34567890abcdef012", "app")
         ]
     );
-    let started = time(&r["run"]["declared_at"]);
+    let started = time_of(&r["run"]["declared_at"]);
     for s in servers {
         let job = s["job_id"].as_str().unwrap();
         let (_, job_servers) = f
@@ -565,9 +541,12 @@ fn the_json_report_of_a_failover_holds_every_figure() {
         );
         let rpo = s["rpo_seconds"].as_f64().unwrap();
         let expected =
-            ((started - time(&s["data_timestamp"])).num_milliseconds() as f64 / 1000.0).max(0.0);
+            ((started - time_of(&s["data_timestamp"])).num_milliseconds() as f64 / 1000.0).max(0.0);
         assert!((rpo - expected).abs() < 0.01, "{s}");
-        assert!(time(&s["started_at"]) <= time(&s["launched_at"]), "{s}");
+        assert!(
+            time_of(&s["started_at"]) <= time_of(&s["launched_at"]),
+            "{s}"
+        );
     }
 
     // DRS jobs: the ones DRS has, each with the request ID of the call that made it and a log.

@@ -13,13 +13,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::support::{
-    CliRun, TestSim, cli_child, launch_dispositions, mutations, step_output, time_of,
+    TestSim, cli_child, launch_dispositions, mutations, shown, step_output, time_of,
 };
-
-/// The CLI against the test simulator, off the async runtime.
-async fn drs_runbook_async(db: &Path, endpoint: &str, args: &[&str]) -> CliRun {
-    crate::support::drs_runbook_async(db, Some(endpoint), args, &[]).await
-}
 
 const SHOP: &str = include_str!("../fixtures/engine/three-waves.toml");
 const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
@@ -32,13 +27,6 @@ const SHOP_SERVERS: [&str; 4] = [
 ];
 const PAYMENTS_TARGET: (&str, &str) = ("222222222222", "us-west-2");
 const PAYMENTS_APP: [&str; 2] = ["s-234567890abcdef01", "s-34567890abcdef012"];
-
-/// The step outputs of a run (`show --output json`).
-async fn show(db: &Path, endpoint: &str, run_id: &str) -> Value {
-    let run = drs_runbook_async(db, endpoint, &["--output", "json", "show", run_id]).await;
-    assert_eq!(run.code, 0, "{run:#?}");
-    run.json()
-}
 
 /// The step each recovery job belongs to (its `drs-runbook:step` tag), and when it was created
 /// and when it ended.
@@ -137,20 +125,7 @@ async fn last_launch_end(
 
 /// Runs a failover of `text` (written to a file in `dir`) and returns its JSON report.
 async fn failover(sim: &TestSim, dir: &Path, text: &str) -> Value {
-    let runbook = dir.join("runbook.toml");
-    std::fs::write(&runbook, text).unwrap();
-    let run = drs_runbook_async(
-        &dir.join("runs.db"),
-        &sim.endpoint,
-        &[
-            "--output",
-            "json",
-            "failover",
-            runbook.to_str().unwrap(),
-            "--yes",
-        ],
-    )
-    .await;
+    let run = sim.failover_text(dir, text).await;
     assert_eq!(run.code, 0, "{run:#?}");
     run.json()
 }
@@ -232,7 +207,7 @@ async fn a_chained_failover_converts_every_wave_ahead_and_boots_each_after_its_p
     );
     // Engine clock: the run's own records say the same.
     let run_id = report["run_id"].as_str().unwrap();
-    let shown = show(&dir.path().join("runs.db"), &sim.endpoint, run_id).await;
+    let shown = shown(&dir.path().join("runs.db"), run_id);
     let db_healthy = time_of(&step_output(&shown, "launch:db")["healthy_at"]);
     let app = step_output(&shown, "boot:app");
     let web = step_output(&shown, "boot:web");
@@ -252,12 +227,12 @@ async fn a_chained_failover_converts_every_wave_ahead_and_boots_each_after_its_p
         spread < db_job,
         "snapshots within {spread} s, the db job took {db_job} s"
     );
-    let audit = drs_runbook_async(
-        &dir.path().join("runs.db"),
-        &sim.endpoint,
-        &["report", run_id, "--format", "json"],
-    )
-    .await;
+    let audit = sim
+        .cli(
+            &dir.path().join("runs.db"),
+            &["report", run_id, "--format", "json"],
+        )
+        .await;
     assert_eq!(audit.code, 0, "{audit:#?}");
     assert_eq!(
         audit.json()["objectives"]["snapshot_spread_seconds"].as_f64(),
@@ -306,40 +281,18 @@ async fn a_chained_failover_converts_every_wave_ahead_and_boots_each_after_its_p
 async fn a_rolled_back_run_gives_the_held_launch_configurations_back() {
     let sim = TestSim::start(600.0).await;
     sim.seed(PAYMENTS).await;
-    let (status, _) = sim
-        .post(
-            "/_sim/faults",
-            &json!({"faults": [{"kind": "api_error", "service": "drs", "operation": "StartRecovery", "error": "AccessDeniedException", "count": 1}]}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    sim.faults(json!([{"kind": "api_error", "service": "drs", "operation": "StartRecovery", "error": "AccessDeniedException", "count": 1}])).await;
     let dir = tempfile::tempdir().unwrap();
     let runbook = dir.path().join("payments.toml");
     std::fs::write(&runbook, PAYMENTS).unwrap();
     let db = dir.path().join("runs.db");
-    let run = drs_runbook_async(
-        &db,
-        &sim.endpoint,
-        &[
-            "--output",
-            "json",
-            "failover",
-            runbook.to_str().unwrap(),
-            "--yes",
-        ],
-    )
-    .await;
+    let run = sim.run(&db, "failover", runbook.to_str().unwrap()).await;
     assert_eq!(run.code, 1, "{run:#?}");
     let run_id = run.json()["run_id"].as_str().unwrap().to_string();
     // The failed run stopped before the app wave's launch: its servers are still held.
     let held = launch_dispositions(&sim, PAYMENTS_TARGET.0, PAYMENTS_TARGET.1, &PAYMENTS_APP).await;
     assert!(held.values().all(|d| d == "STOPPED"), "{held:?}");
-    let rollback = drs_runbook_async(
-        &db,
-        &sim.endpoint,
-        &["--output", "json", "rollback", &run_id, "--yes"],
-    )
-    .await;
+    let rollback = sim.run(&db, "rollback", &run_id).await;
     assert_eq!(rollback.code, 0, "{rollback:#?}");
     let after =
         launch_dispositions(&sim, PAYMENTS_TARGET.0, PAYMENTS_TARGET.1, &PAYMENTS_APP).await;
@@ -390,12 +343,7 @@ async fn a_resume_after_a_kill_in_the_boot_phase_starts_no_instance_twice() {
         .unwrap()
         .to_string();
     assert_eq!(sim.calls("ec2:StartInstances").await, 1);
-    let resumed = drs_runbook_async(
-        &db,
-        &sim.endpoint,
-        &["--output", "json", "resume", &run_id, "--yes"],
-    )
-    .await;
+    let resumed = sim.run(&db, "resume", &run_id).await;
     assert_eq!(resumed.code, 0, "{resumed:#?}");
     assert_eq!(resumed.json()["status"], "succeeded");
     let stats = sim.get("/_sim/stats").await;

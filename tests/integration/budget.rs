@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{TestSim, drs_runbook, mutations};
+use crate::support::{TestSim, mutations, step};
 
 /// A runbook of waves of `sizes` servers, all independent of each other.
 fn runbook(sizes: &[usize]) -> String {
@@ -36,25 +36,7 @@ fn server(n: usize) -> String {
 
 async fn failover(sim: &TestSim, text: &str) -> (crate::support::CliRun, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("runbook.toml");
-    std::fs::write(&path, text).unwrap();
-    let db = dir.path().join("runs.db");
-    let endpoint = sim.endpoint.clone();
-    let run = tokio::task::spawn_blocking(move || {
-        drs_runbook(
-            &db,
-            Some(&endpoint),
-            &[
-                "--output",
-                "json",
-                "failover",
-                path.to_str().unwrap(),
-                "--yes",
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let run = sim.failover_text(dir.path(), text).await;
     (run, dir)
 }
 
@@ -127,19 +109,12 @@ async fn a_budget_that_is_never_freed_fails_the_step_naming_the_quota_and_the_jo
     let faults: Vec<Value> = (0..5)
         .map(|b| json!({"kind": "stuck_job", "source_server_id": server(b * 100 + 1)}))
         .collect();
-    let (status, _) = sim.post("/_sim/faults", &json!({ "faults": faults })).await;
-    assert_eq!(status, 200);
+    sim.faults(json!(faults)).await;
     let (run, _dir) = failover(&sim, &text).await;
     assert_eq!(run.code, 1, "{run:#?}");
     let report = run.json();
     assert_eq!(report["status"], "failed");
-    let step = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["key"] == "recovery_job:w0")
-        .unwrap()
-        .clone();
+    let step = step(&report, "recovery_job:w0");
     assert_eq!(step["status"], "failed", "{step:#?}");
     let quota = "at most 20 jobs in progress and 500 servers in active jobs per account and region";
     assert!(run.stderr.contains(quota), "{}", run.stderr);

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{CliRun, TestSim, binary, drs_runbook, repo_path, test_db};
+use crate::support::{CliRun, TestSim, binary, repo_path, step, step_fields, test_db};
 
 const THREE_WAVES: &str = include_str!("../fixtures/engine/three-waves.toml");
 const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
@@ -145,14 +145,12 @@ impl World {
 
     /// Runs the CLI to its end (on a blocking thread, the simulator serves meanwhile).
     async fn cli(&self, args: &[&str]) -> CliRun {
-        let (db, endpoint) = (self.db(), self.sim.endpoint.clone());
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            drs_runbook(&db, Some(&endpoint), &args)
-        })
-        .await
-        .unwrap()
+        self.sim.cli(&self.db, args).await
+    }
+
+    /// `--output json <command> <target> --yes` (see [`TestSim::run`]).
+    async fn run(&self, command: &str, target: &str) -> CliRun {
+        self.sim.run(&self.db, command, target).await
     }
 
     /// Starts the scenario as a child and interrupts it; returns the run ID (from stderr) and
@@ -235,8 +233,7 @@ impl World {
                 .await
                 .unwrap()
             } else {
-                self.cli(&["--output", "json", "resume", run_id, "--yes"])
-                    .await
+                self.run("resume", run_id).await
             };
             if run.code == 0 {
                 return run;
@@ -352,47 +349,14 @@ impl World {
             live.insert(role, here);
         }
         let rename = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_string());
-        let records = self
-            .sim
-            .route53(SOURCE.0)
-            .list_resource_record_sets()
-            .hosted_zone_id(ZONE)
-            .send()
-            .await
-            .unwrap();
-        let mut dns: Vec<Value> = records
-            .resource_record_sets()
-            .iter()
-            .map(|r| {
-                let mut values: Vec<String> =
-                    r.resource_records().iter().map(|v| rename(v.value())).collect();
-                values.sort();
-                json!({ "name": r.name(), "type": r.r#type().as_str(), "ttl": r.ttl(), "values": values })
-            })
-            .collect();
-        dns.sort_by_key(|v| v.to_string());
+        let dns = renamed_records(&self.sim, SOURCE.0, ZONE, rename).await;
         let mut groups = BTreeMap::new();
-        for ((account, region), group) in [(SOURCE, ORIGIN_GROUP), (TARGET, RECOVERY_GROUP)] {
-            let health = self
-                .sim
-                .elbv2(account, region)
-                .describe_target_health()
-                .target_group_arn(group)
-                .send()
+        for (side, group) in [(SOURCE, ORIGIN_GROUP), (TARGET, RECOVERY_GROUP)] {
+            // B3s are gone from DRS once their B2 is terminated: count them, unnamed.
+            let mut members: Vec<String> = serving_members(&self.sim, side, group)
                 .await
-                .unwrap();
-            let mut members: Vec<String> = health
-                .target_health_descriptions()
                 .iter()
-                .filter(|d| {
-                    d.target_health()
-                        .and_then(|h| h.state())
-                        .map(|s| s.as_str())
-                        != Some("draining")
-                })
-                .map(|d| {
-                    // B3s are gone from DRS once their B2 is terminated: count them, unnamed.
-                    let id = d.target().unwrap().id().unwrap_or_default();
+                .map(|id| {
                     names
                         .get(id)
                         .cloned()
@@ -483,47 +447,17 @@ impl World {
             }
         }
         recovery.sort_by_key(|v| v.to_string());
-        let records = self
-            .sim
-            .route53(TARGET)
-            .list_resource_record_sets()
-            .hosted_zone_id(ZONE)
-            .send()
+        let dns = renamed_records(&self.sim, TARGET, ZONE, |ip| {
+            by_ip
+                .get(ip)
+                .map(|s| format!("ip-of:{s}"))
+                .unwrap_or_else(|| ip.to_string())
+        })
+        .await;
+        let mut members: Vec<String> = serving_members(&self.sim, (TARGET, REGION), GROUP)
             .await
-            .unwrap();
-        let mut dns: Vec<Value> = records
-            .resource_record_sets()
             .iter()
-            .map(|r| {
-                let mut values: Vec<String> = r
-                    .resource_records()
-                    .iter()
-                    .map(|v| by_ip.get(v.value()).map(|s| format!("ip-of:{s}")).unwrap_or_else(|| v.value().to_string()))
-                    .collect();
-                values.sort();
-                json!({ "name": r.name(), "type": r.r#type().as_str(), "ttl": r.ttl(), "values": values })
-            })
-            .collect();
-        dns.sort_by_key(|v| v.to_string());
-        let health = self
-            .sim
-            .elbv2(TARGET, REGION)
-            .describe_target_health()
-            .target_group_arn(GROUP)
-            .send()
-            .await
-            .unwrap();
-        let mut members: Vec<String> = health
-            .target_health_descriptions()
-            .iter()
-            .filter(|d| {
-                d.target_health()
-                    .and_then(|h| h.state())
-                    .map(|s| s.as_str())
-                    != Some("draining")
-            })
-            .map(|d| {
-                let id = d.target().unwrap().id().unwrap_or_default();
+            .map(|id| {
                 by_ec2
                     .get(id)
                     .map(|s| format!("instance-of:{s}"))
@@ -533,6 +467,40 @@ impl World {
         members.sort();
         json!({ "dns": dns, "targets": members, "recovery_instances": recovery })
     }
+}
+
+/// Every record set of `zone` in `account`, its values renamed by `rename` and sorted.
+async fn renamed_records(
+    sim: &TestSim,
+    account: &str,
+    zone: &str,
+    rename: impl Fn(&str) -> String,
+) -> Vec<Value> {
+    let records = sim
+        .route53(account)
+        .list_resource_record_sets()
+        .hosted_zone_id(zone)
+        .send()
+        .await
+        .unwrap();
+    let mut dns: Vec<Value> = records
+        .resource_record_sets()
+        .iter()
+        .map(|r| {
+            let mut values: Vec<String> =
+                r.resource_records().iter().map(|v| rename(v.value())).collect();
+            values.sort();
+            json!({ "name": r.name(), "type": r.r#type().as_str(), "ttl": r.ttl(), "values": values })
+        })
+        .collect();
+    dns.sort_by_key(|v| v.to_string());
+    dns
+}
+
+/// The members of target group `group` that are not draining (a snapshot counts what serves).
+async fn serving_members(sim: &TestSim, side: (&str, &str), group: &str) -> Vec<String> {
+    sim.target_group_members(side, group, |state| state != "draining")
+        .await
 }
 
 fn child_command(db: &Path, endpoint: &str) -> Command {
@@ -801,9 +769,7 @@ async fn a_failback_rollback_killed_after_each_intent_and_effect_resumes_to_the_
     let world = World::for_scenario(Scenario::Failback).await;
     let failback_id = failback_paused_before_cleanup(&world).await;
     let before: u64 = world.mutation_counts().await.values().sum();
-    let rollback = world
-        .cli(&["--output", "json", "rollback", &failback_id, "--yes"])
-        .await;
+    let rollback = world.run("rollback", &failback_id).await;
     assert_eq!(rollback.code, 0, "{rollback:#?}");
     let expected = world.mutation_counts().await;
     let intents = expected.values().sum::<u64>() - before;
@@ -918,15 +884,7 @@ async fn failover_succeeds_with_thirty_percent_of_the_hot_calls_throttled() {
         .post("/_sim/faults", &json!({ "faults": faults }))
         .await;
     assert_eq!(status, 200);
-    let run = world
-        .cli(&[
-            "--output",
-            "json",
-            "failover",
-            world.runbook.to_str().unwrap(),
-            "--yes",
-        ])
-        .await;
+    let run = world.run("failover", world.runbook.to_str().unwrap()).await;
     assert_eq!(run.code, 0, "{run:#?}");
     assert_eq!(run.json()["status"], "succeeded");
     let stats = world.sim.get("/_sim/stats").await;
@@ -953,15 +911,7 @@ async fn rollback_after_failover_restores_dns_byte_for_byte_and_target_membershi
         .await
         .unwrap();
     let before_world = world.snapshot().await;
-    let run = world
-        .cli(&[
-            "--output",
-            "json",
-            "failover",
-            world.runbook.to_str().unwrap(),
-            "--yes",
-        ])
-        .await;
+    let run = world.run("failover", world.runbook.to_str().unwrap()).await;
     assert_eq!(run.code, 0, "{run:#?}");
     let run_id = run.json()["run_id"].as_str().unwrap().to_string();
     assert_ne!(
@@ -979,18 +929,11 @@ async fn rollback_after_failover_restores_dns_byte_for_byte_and_target_membershi
         refused.stderr
     );
 
-    let rollback = world
-        .cli(&["--output", "json", "rollback", &run_id, "--yes"])
-        .await;
+    let rollback = world.run("rollback", &run_id).await;
     assert_eq!(rollback.code, 0, "{rollback:#?}");
     let report = rollback.json();
     assert_eq!(report["operation"], "rollback");
-    let keys: Vec<&str> = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["key"].as_str().unwrap())
-        .collect();
+    let keys = step_fields(&report, "key");
     assert_eq!(
         keys,
         [
@@ -1046,15 +989,7 @@ async fn rollback_after_failover_restores_dns_byte_for_byte_and_target_membershi
 async fn a_killed_rollback_resumes_and_restores_the_same_world() {
     let world = World::new().await;
     let before_world = world.snapshot().await;
-    let run = world
-        .cli(&[
-            "--output",
-            "json",
-            "failover",
-            world.runbook.to_str().unwrap(),
-            "--yes",
-        ])
-        .await;
+    let run = world.run("failover", world.runbook.to_str().unwrap()).await;
     assert_eq!(run.code, 0, "{run:#?}");
     let run_id = run.json()["run_id"].as_str().unwrap().to_string();
     // The rollback dies right after its first intent (the DNS restore), before the call.
@@ -1116,15 +1051,7 @@ async fn a_failed_step_is_retried_or_skipped_with_a_reason_and_a_run_is_cancelle
         )
         .await;
     assert_eq!(status, 200);
-    let run = world
-        .cli(&[
-            "--output",
-            "json",
-            "failover",
-            world.runbook.to_str().unwrap(),
-            "--yes",
-        ])
-        .await;
+    let run = world.run("failover", world.runbook.to_str().unwrap()).await;
     assert_eq!(run.code, 1, "{run:#?}");
     let run_id = run.json()["run_id"].as_str().unwrap().to_string();
     assert!(
@@ -1209,13 +1136,7 @@ async fn a_failed_step_is_retried_or_skipped_with_a_reason_and_a_run_is_cancelle
         .cli(&["--output", "json", "show", &paused_id])
         .await
         .json();
-    let dns = shown["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["key"] == "dns_cutover")
-        .unwrap()
-        .clone();
+    let dns = step(&shown, "dns_cutover");
     assert_eq!(dns["status"], "skipped");
     assert_eq!(dns["skip_reason"], "DNS is switched by the network team");
 
@@ -1233,19 +1154,9 @@ async fn a_failed_step_is_retried_or_skipped_with_a_reason_and_a_run_is_cancelle
     assert_eq!(cancelled.code, 0, "{cancelled:#?}");
     assert_eq!(cancelled.json()["status"], "cancelled");
     // The servers are free again, and the cancelled run can be rolled back.
-    let rollback = world
-        .cli(&["--output", "json", "rollback", &paused_id, "--yes"])
-        .await;
+    let rollback = world.run("rollback", &paused_id).await;
     assert_eq!(rollback.code, 0, "{rollback:#?}");
-    let again = world
-        .cli(&[
-            "--output",
-            "json",
-            "failover",
-            world.runbook.to_str().unwrap(),
-            "--yes",
-        ])
-        .await;
+    let again = world.run("failover", world.runbook.to_str().unwrap()).await;
     assert_eq!(again.code, 0, "{again:#?}");
 }
 

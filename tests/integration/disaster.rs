@@ -11,10 +11,6 @@ const REPORTING: &str = include_str!("../../runbooks/reporting-drill.toml");
 const ACCOUNT: &str = "444444444444";
 const TARGET: &str = "eu-central-1";
 
-async fn cli(db: &std::path::Path, endpoint: &str, args: &[&str]) -> crate::support::CliRun {
-    crate::support::drs_runbook_async(db, Some(endpoint), args, &[]).await
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_drill_after_a_succeeded_failover_is_refused_and_production_keeps_running() {
     let sim = TestSim::start(600.0).await;
@@ -22,12 +18,7 @@ async fn a_drill_after_a_succeeded_failover_is_refused_and_production_keeps_runn
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
     let runbook = "runbooks/reporting-drill.toml";
-    let failover = cli(
-        &db,
-        &sim.endpoint,
-        &["--output", "json", "failover", runbook, "--yes"],
-    )
-    .await;
+    let failover = sim.run(&db, "failover", runbook).await;
     assert_eq!(failover.code, 0, "{failover:#?}");
     let failover_id = failover.json()["run_id"].as_str().unwrap().to_string();
     let drs = sim.drs(ACCOUNT, TARGET);
@@ -43,21 +34,12 @@ async fn a_drill_after_a_succeeded_failover_is_refused_and_production_keeps_runn
     assert_eq!(production.len(), 2);
 
     // Make another preflight check fail too: the guard runs first and wins.
-    let (status, _) = sim
-        .post(
-            "/_sim/faults",
-            &json!({"faults": [{"kind": "replication_lag", "source_server_id": "s-4567890abcdef0123", "lag_seconds": 7200}]}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    sim.faults(json!([{"kind": "replication_lag", "source_server_id": "s-4567890abcdef0123", "lag_seconds": 7200}])).await;
     let starts_before = mutations(&sim.get("/_sim/stats").await, "StartRecovery").len();
     for operation in ["drill", "failover"] {
-        let refused = cli(
-            &db,
-            &sim.endpoint,
-            &["--output", "json", operation, runbook, "--yes"],
-        )
-        .await;
+        let refused = sim
+            .cli(&db, &["--output", "json", operation, runbook, "--yes"])
+            .await;
         assert_eq!(refused.code, 4, "{operation}: {refused:#?}");
         let message = refused.stderr.as_str();
         assert!(message.contains("refused"), "{message}");
@@ -92,25 +74,20 @@ async fn a_drill_after_a_succeeded_failover_is_refused_and_production_keeps_runn
     sim.skip(60.0).await;
 
     // The commander who means it: the override is logged, and the drill replaces production.
-    sim.post("/_sim/faults", &json!({"faults": []})).await;
-    let _ = reqwest::Client::new()
-        .delete(format!("{}/_sim/faults", sim.endpoint))
-        .send()
-        .await
-        .unwrap();
-    let overridden = cli(
-        &db,
-        &sim.endpoint,
-        &[
-            "--output",
-            "json",
-            "drill",
-            runbook,
-            "--yes",
-            "--override-production-guard",
-        ],
-    )
-    .await;
+    assert_eq!(sim.delete("/_sim/faults").await, 200);
+    let overridden = sim
+        .cli(
+            &db,
+            &[
+                "--output",
+                "json",
+                "drill",
+                runbook,
+                "--yes",
+                "--override-production-guard",
+            ],
+        )
+        .await;
     assert_eq!(overridden.code, 0, "{overridden:#?}");
     assert!(
         overridden.stderr.contains("--override-production-guard")
@@ -182,12 +159,7 @@ async fn a_300_server_drill_cleans_up_with_every_call_inside_the_models_limits()
     let db = dir.path().join("runs.db");
     let path = dir.path().join("big.toml");
     std::fs::write(&path, &text).unwrap();
-    let drill = cli(
-        &db,
-        &sim.endpoint,
-        &["--output", "json", "drill", path.to_str().unwrap(), "--yes"],
-    )
-    .await;
+    let drill = sim.run(&db, "drill", path.to_str().unwrap()).await;
     assert_eq!(drill.code, 0, "{drill:#?}");
     let stats = sim.get("/_sim/stats").await;
     // The simulator refuses an over-limit list (ValidationException) or job (quota): the run
@@ -279,13 +251,8 @@ async fn the_simulator_refuses_id_lists_over_the_models_limits() {
 async fn with_the_source_region_down_an_unplanned_failover_succeeds_without_calling_it() {
     let sim = TestSim::start(600.0).await;
     sim.seed(REPORTING).await;
-    let (status, _) = sim
-        .post(
-            "/_sim/faults",
-            &json!({"faults": [{"kind": "source_outage", "account_id": ACCOUNT, "region": "eu-west-1"}]}),
-        )
+    sim.faults(json!([{"kind": "source_outage", "account_id": ACCOUNT, "region": "eu-west-1"}]))
         .await;
-    assert_eq!(status, 200);
     sim.skip(30.0 * 60.0).await;
 
     // What DRS shows after 30 minutes: agents unseen, lag growing, DISCONNECTED.
@@ -355,12 +322,7 @@ async fn with_the_source_region_down_an_unplanned_failover_succeeds_without_call
     assert!(before >= 1, "{before}");
 
     // Planned mode: preflight fails, with the hint to use --mode unplanned.
-    let planned = cli(
-        &db,
-        &sim.endpoint,
-        &["--output", "json", "failover", runbook, "--yes"],
-    )
-    .await;
+    let planned = sim.run(&db, "failover", runbook).await;
     assert_eq!(planned.code, 1, "{planned:#?}");
     assert_eq!(planned.json()["status"], "failed");
     assert!(
@@ -369,20 +331,20 @@ async fn with_the_source_region_down_an_unplanned_failover_succeeds_without_call
     );
     assert!(mutations(&sim.get("/_sim/stats").await, "StartRecovery").is_empty());
 
-    let unplanned = cli(
-        &db,
-        &sim.endpoint,
-        &[
-            "--output",
-            "json",
-            "failover",
-            runbook,
-            "--mode",
-            "unplanned",
-            "--yes",
-        ],
-    )
-    .await;
+    let unplanned = sim
+        .cli(
+            &db,
+            &[
+                "--output",
+                "json",
+                "failover",
+                runbook,
+                "--mode",
+                "unplanned",
+                "--yes",
+            ],
+        )
+        .await;
     assert_eq!(unplanned.code, 0, "{unplanned:#?}");
     let report = unplanned.json();
     assert_eq!(report["status"], "succeeded");
@@ -436,34 +398,29 @@ async fn with_the_source_region_down_an_unplanned_failover_succeeds_without_call
 async fn a_conversion_drs_retried_once_passes_and_its_failed_attempt_is_recorded() {
     let sim = TestSim::start(600.0).await;
     sim.seed(REPORTING).await;
-    let (status, _) = sim
-        .post(
-            "/_sim/faults",
-            &json!({"faults": [
-                {"kind": "conversion_failure", "source_server_id": "s-4567890abcdef0123", "attempts": 1},
-                {"kind": "launch_failure", "source_server_id": "s-567890abcdef01234", "attempts": 1}
-            ]}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    sim.faults(json!([
+        {"kind": "conversion_failure", "source_server_id": "s-4567890abcdef0123", "attempts": 1},
+        {"kind": "launch_failure", "source_server_id": "s-567890abcdef01234", "attempts": 1}
+    ]))
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
     // The retried phases take minutes of their own: an RTO that load cannot make this miss.
     let path = dir.path().join("reporting.toml");
     std::fs::write(&path, REPORTING.replace("rto = \"20m\"", "rto = \"4h\"")).unwrap();
-    let drill = cli(
-        &db,
-        &sim.endpoint,
-        &[
-            "--output",
-            "json",
-            "drill",
-            path.to_str().unwrap(),
-            "--yes",
-            "--keep",
-        ],
-    )
-    .await;
+    let drill = sim
+        .cli(
+            &db,
+            &[
+                "--output",
+                "json",
+                "drill",
+                path.to_str().unwrap(),
+                "--yes",
+                "--keep",
+            ],
+        )
+        .await;
     assert_eq!(drill.code, 0, "{drill:#?}");
     // DRS's log shows the failed attempts with their counters, then the success.
     let drs = sim.drs(ACCOUNT, TARGET);
@@ -498,7 +455,7 @@ async fn a_conversion_drs_retried_once_passes_and_its_failed_attempt_is_recorded
     assert_eq!(instances.items().len(), 2);
     // The step recorded the retried attempt rather than failing on it.
     let run_id = drill.json()["run_id"].as_str().unwrap().to_string();
-    let show = cli(&db, &sim.endpoint, &["--output", "json", "show", &run_id]).await;
+    let show = sim.cli(&db, &["--output", "json", "show", &run_id]).await;
     assert!(
         show.stdout.contains("CONVERSION_FAIL attempt 1/2"),
         "{}",
@@ -510,13 +467,8 @@ async fn a_conversion_drs_retried_once_passes_and_its_failed_attempt_is_recorded
 async fn a_stuck_job_fails_its_step_at_the_deadline_and_retry_continues_once_it_moves() {
     let sim = TestSim::start(600.0).await;
     sim.seed(REPORTING).await;
-    let (status, _) = sim
-        .post(
-            "/_sim/faults",
-            &json!({"faults": [{"kind": "stuck_job", "source_server_id": "s-4567890abcdef0123"}]}),
-        )
+    sim.faults(json!([{"kind": "stuck_job", "source_server_id": "s-4567890abcdef0123"}]))
         .await;
-    assert_eq!(status, 200);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
     // The runbook's deadline, far shorter than the 2 h default.
@@ -534,12 +486,7 @@ async fn a_stuck_job_fails_its_step_at_the_deadline_and_retry_continues_once_it_
             .unwrap()
             .contains("conversion_timeout")
     );
-    let drill = cli(
-        &db,
-        &sim.endpoint,
-        &["--output", "json", "drill", path.to_str().unwrap(), "--yes"],
-    )
-    .await;
+    let drill = sim.run(&db, "drill", path.to_str().unwrap()).await;
     assert_eq!(drill.code, 1, "{drill:#?}");
     let report = drill.json();
     let run_id = report["run_id"].as_str().unwrap().to_string();
@@ -579,25 +526,21 @@ async fn a_stuck_job_fails_its_step_at_the_deadline_and_retry_continues_once_it_
     );
 
     // The job moves again: `retry` continues and the drill ends as it should.
-    let _ = reqwest::Client::new()
-        .delete(format!("{}/_sim/faults", sim.endpoint))
-        .send()
-        .await
-        .unwrap();
-    let retried = cli(
-        &db,
-        &sim.endpoint,
-        &[
-            "--output",
-            "json",
-            "retry",
-            &run_id,
-            "--step",
-            step["key"].as_str().unwrap(),
-            "--yes",
-        ],
-    )
-    .await;
+    assert_eq!(sim.delete("/_sim/faults").await, 200);
+    let retried = sim
+        .cli(
+            &db,
+            &[
+                "--output",
+                "json",
+                "retry",
+                &run_id,
+                "--step",
+                step["key"].as_str().unwrap(),
+                "--yes",
+            ],
+        )
+        .await;
     let report = retried.json();
     assert_eq!(report["status"], "succeeded", "{retried:#?}");
     // The stuck minutes count in the drill's RTO: a missed objective exits 1 (a drill).
@@ -628,12 +571,7 @@ async fn a_launch_past_its_launch_timeout_fails_naming_the_job_and_retry_finishe
         ),
     )
     .unwrap();
-    let drill = cli(
-        &db,
-        &sim.endpoint,
-        &["--output", "json", "drill", path.to_str().unwrap(), "--yes"],
-    )
-    .await;
+    let drill = sim.run(&db, "drill", path.to_str().unwrap()).await;
     assert_eq!(drill.code, 1, "{drill:#?}");
     let report = drill.json();
     let run_id = report["run_id"].as_str().unwrap().to_string();
@@ -665,20 +603,20 @@ async fn a_launch_past_its_launch_timeout_fails_naming_the_job_and_retry_finishe
 
     // Once the job has ended, `retry` follows it to the end (within a fresh deadline).
     sim.skip(600.0).await;
-    let retried = cli(
-        &db,
-        &sim.endpoint,
-        &[
-            "--output",
-            "json",
-            "retry",
-            &run_id,
-            "--step",
-            "launch:reporting",
-            "--yes",
-        ],
-    )
-    .await;
+    let retried = sim
+        .cli(
+            &db,
+            &[
+                "--output",
+                "json",
+                "retry",
+                &run_id,
+                "--step",
+                "launch:reporting",
+                "--yes",
+            ],
+        )
+        .await;
     assert_eq!(retried.json()["status"], "succeeded", "{retried:#?}");
     assert_eq!(
         mutations(&sim.get("/_sim/stats").await, "StartRecovery").len(),
@@ -695,20 +633,10 @@ async fn a_failback_drill_after_a_failback_is_refused_to_protect_the_a3s() {
     sim.seed(PAYMENTS).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let failover = cli(
-        &db,
-        &sim.endpoint,
-        &["--output", "json", "failover", runbook, "--yes"],
-    )
-    .await;
+    let failover = sim.run(&db, "failover", runbook).await;
     assert_eq!(failover.code, 0, "{failover:#?}");
     let failover_id = failover.json()["run_id"].as_str().unwrap().to_string();
-    let failback = cli(
-        &db,
-        &sim.endpoint,
-        &["--output", "json", "failback", runbook, "--yes"],
-    )
-    .await;
+    let failback = sim.run(&db, "failback", runbook).await;
     assert_eq!(failback.code, 0, "{failback:#?}");
     let failback_id = failback.json()["run_id"].as_str().unwrap().to_string();
     // Production now runs on the A3s in the origin: non-drill recovery instances of the A2s.
@@ -725,19 +653,19 @@ async fn a_failback_drill_after_a_failback_is_refused_to_protect_the_a3s() {
         .collect();
     assert!(!a3s.is_empty());
     let starts = mutations(&sim.get("/_sim/stats").await, "StartRecovery").len();
-    let drill = cli(
-        &db,
-        &sim.endpoint,
-        &[
-            "failback",
-            runbook,
-            "--drill",
-            "--from-run",
-            &failover_id,
-            "--yes",
-        ],
-    )
-    .await;
+    let drill = sim
+        .cli(
+            &db,
+            &[
+                "failback",
+                runbook,
+                "--drill",
+                "--from-run",
+                &failover_id,
+                "--yes",
+            ],
+        )
+        .await;
     assert_eq!(drill.code, 4, "{drill:#?}");
     for id in &a3s {
         assert!(drill.stderr.contains(id.as_str()), "{}", drill.stderr);
@@ -759,13 +687,7 @@ async fn a_failback_drill_after_a_failback_is_refused_to_protect_the_a3s() {
 async fn a_throttled_call_reports_the_services_retry_after() {
     let sim = TestSim::start(60.0).await;
     sim.seed(REPORTING).await;
-    let (status, _) = sim
-        .post(
-            "/_sim/faults",
-            &json!({"faults": [{"kind": "api_error", "service": "drs", "operation": "DescribeSourceServers", "error": "ThrottlingException", "count": 10}]}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    sim.faults(json!([{"kind": "api_error", "service": "drs", "operation": "DescribeSourceServers", "error": "ThrottlingException", "count": 10}])).await;
     let runbook = drs_runbook::runbook::parse(REPORTING, "reporting-drill.toml").unwrap();
     let clients = drs_runbook::aws::connect(
         &runbook,

@@ -10,9 +10,7 @@ use aws_sdk_route53::types::{
 };
 use serde_json::{Value, json};
 
-use crate::support::{
-    CliRun, TestSim, a_record, aws, batch, drs_runbook_async, mutations, step_output,
-};
+use crate::support::{CliRun, TestSim, a_record, aws, batch, mutations, step_output};
 
 const THREE_WAVES: &str = include_str!("../fixtures/engine/three-waves.toml");
 const TARGET: &str = "555555555555";
@@ -56,7 +54,13 @@ impl Routed {
                 }
             })
             .collect();
-        drs_runbook_async(&db, Some(&self.sim.endpoint), &args, &[]).await
+        self.sim.cli(&db, &args).await
+    }
+
+    /// `--output json <command> <target> --yes`; `RUNBOOK` stands for the runbook's path.
+    async fn run(&self, command: &str, target: &str) -> CliRun {
+        self.cli(&["--output", "json", command, target, "--yes"])
+            .await
     }
 
     fn route53(&self) -> aws_sdk_route53::Client {
@@ -94,9 +98,7 @@ impl Routed {
 
     /// A failover run to its end; returns its ID.
     async fn failover(&self) -> String {
-        let run = self
-            .cli(&["--output", "json", "failover", "RUNBOOK", "--yes"])
-            .await;
+        let run = self.run("failover", "RUNBOOK").await;
         assert_eq!(run.code, 0, "{run:#?}");
         run.json()["run_id"].as_str().unwrap().to_string()
     }
@@ -117,9 +119,7 @@ impl Routed {
     }
 
     async fn rollback(&self, run_id: &str) {
-        let run = self
-            .cli(&["--output", "json", "rollback", run_id, "--yes"])
-            .await;
+        let run = self.run("rollback", run_id).await;
         assert_eq!(run.code, 0, "{run:#?}");
     }
 }
@@ -300,6 +300,19 @@ async fn a_failover_pair_gets_its_secondary_and_the_primary_health_check_is_inve
             .unwrap()
             .to_string()
     };
+    let inverted = async |r53: &aws_sdk_route53::Client| {
+        let got = r53
+            .get_health_check()
+            .health_check_id(&check_id)
+            .send()
+            .await
+            .unwrap();
+        got.health_check()
+            .unwrap()
+            .health_check_config()
+            .unwrap()
+            .inverted()
+    };
     assert!(reports(&r53).await.starts_with("Success"));
 
     let run_id = world.failover().await;
@@ -311,40 +324,14 @@ async fn a_failover_pair_gets_its_secondary_and_the_primary_health_check_is_inve
     );
     let primary = set_of(&r53, "primary").await;
     assert_eq!(values(&primary), ["10.9.0.1"]);
-    let got = r53
-        .get_health_check()
-        .health_check_id(&check_id)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        got.health_check()
-            .unwrap()
-            .health_check_config()
-            .unwrap()
-            .inverted(),
-        Some(true)
-    );
+    assert_eq!(inverted(&r53).await, Some(true));
     assert!(
         reports(&r53).await.starts_with("Failure"),
         "Route 53 now answers with the SECONDARY"
     );
 
     world.rollback(&run_id).await;
-    let got = r53
-        .get_health_check()
-        .health_check_id(&check_id)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        got.health_check()
-            .unwrap()
-            .health_check_config()
-            .unwrap()
-            .inverted(),
-        Some(false)
-    );
+    assert_eq!(inverted(&r53).await, Some(false));
     assert!(reports(&r53).await.starts_with("Success"));
     assert_eq!(
         world.listed().await,
@@ -431,9 +418,7 @@ async fn a_simple_record_over_policy_records_fails_preflight_with_the_fix_and_ro
     assert_eq!(code, "InvalidChangeBatch");
     assert!(message.contains("non-failover set exists"), "{message}");
 
-    let run = world
-        .cli(&["--output", "json", "failover", "RUNBOOK", "--yes"])
-        .await;
+    let run = world.run("failover", "RUNBOOK").await;
     assert_eq!(run.code, 1, "{run:#?}");
     let said = format!("{}\n{}", run.stdout, run.stderr);
     for part in [
@@ -475,9 +460,7 @@ type = "A"
 points_to = {{ load_balancer = "{dns_name}", zone = "Z35SXDOTRQ7X7K" }}"#
     ))
     .await;
-    let run = world
-        .cli(&["--output", "json", "failover", "RUNBOOK", "--yes"])
-        .await;
+    let run = world.run("failover", "RUNBOOK").await;
     assert_eq!(run.code, 1, "{run:#?}");
     let said = format!("{}\n{}", run.stdout, run.stderr);
     assert!(
@@ -541,9 +524,7 @@ async fn ipv4_never_reaches_an_aaaa_record() {
     assert!(message.contains("ARRDATAIllegalIPv4Address"), "{message}");
 
     // The recovered instances have IPv4 addresses only: the cutover writes no AAAA record.
-    let run = world
-        .cli(&["--output", "json", "failover", "RUNBOOK", "--yes"])
-        .await;
+    let run = world.run("failover", "RUNBOOK").await;
     assert_ne!(run.code, 0, "{run:#?}");
     let said = format!("{}\n{}", run.stdout, run.stderr);
     assert!(

@@ -7,7 +7,7 @@
 use serde_json::Value;
 use std::path::Path;
 
-use crate::support::{ChildGuard, TestSim, binary, moto};
+use crate::support::{ChildGuard, TestSim, binary, doctor_check, moto};
 
 const SOURCE: &str = "111111111111";
 const TARGET: &str = "222222222222";
@@ -282,18 +282,9 @@ async fn seed_key(kms: &aws_sdk_kms::Client, key: &Value) -> String {
     meta.arn().unwrap().to_string()
 }
 
-fn check<'a>(report: &'a Value, id: &str) -> &'a Value {
-    report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("no check {id} in {report:#}"))
-}
-
 /// Asserts the check failed, its finding says `found` and its fix says `fix`.
 fn assert_fails(report: &Value, id: &str, found: &str, fix: &str) {
-    let c = check(report, id);
+    let c = doctor_check(report, id);
     assert_eq!(c["status"], "FAIL", "{c:#}");
     assert!(
         c["found"].as_str().unwrap().contains(found),
@@ -331,7 +322,7 @@ async fn a_correct_setup_passes_and_iam_mistakes_fail_with_their_fix() {
         16 + 6 + 2 + 2 + 10
     );
     assert!(
-        check(&report, &format!("drs.encryption:{}", SERVERS[0]))["found"]
+        doctor_check(&report, &format!("drs.encryption:{}", SERVERS[0]))["found"]
             .as_str()
             .unwrap()
             .contains(&setup.target_key_arn)

@@ -6,23 +6,12 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{CliRun, TestSim, drs_runbook, mutations};
+use crate::support::{TestSim, mutations, shown, step, target_ids};
 
 const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
 const DRILL_GROUP: &str = "arn:aws:elasticloadbalancing:us-west-2:222222222222:targetgroup/payments-drill/0123456789abcd01";
 const PRODUCTION_GROUP: &str =
     "arn:aws:elasticloadbalancing:us-west-2:222222222222:targetgroup/payments/0123456789abcdef";
-
-fn target_ids(mutation: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = mutation["params"]["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids
-}
 
 /// The targets of a group with their states, read through the SDK.
 async fn targets_in(sim: &TestSim, arn: &str) -> Vec<(String, String)> {
@@ -50,25 +39,6 @@ async fn targets_in(sim: &TestSim, arn: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn drill_payments(sim: &TestSim, db: &std::path::Path) -> CliRun {
-    let (db, endpoint) = (db.to_path_buf(), sim.endpoint.clone());
-    tokio::task::spawn_blocking(move || {
-        drs_runbook(
-            &db,
-            Some(&endpoint),
-            &[
-                "--output",
-                "json",
-                "drill",
-                "runbooks/payments.toml",
-                "--yes",
-            ],
-        )
-    })
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_drill_checks_its_instances_healthy_in_the_drill_group_and_leaves_it_empty() {
     let sim = TestSim::start(600.0).await;
@@ -79,7 +49,7 @@ async fn a_drill_checks_its_instances_healthy_in_the_drill_group_and_leaves_it_e
     );
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let run = drill_payments(&sim, &db).await;
+    let run = sim.run(&db, "drill", "runbooks/payments.toml").await;
     assert_eq!(run.code, 0, "{run:#?}");
     let report = run.json();
     assert_eq!(report["status"], "succeeded");
@@ -107,16 +77,13 @@ async fn a_drill_checks_its_instances_healthy_in_the_drill_group_and_leaves_it_e
     assert!(registered.iter().all(|id| id.starts_with("i-")));
 
     // validate recorded them healthy in the drill group.
-    let show = drs_runbook(&db, None, &["--output", "json", "show", &run_id]);
-    assert_eq!(show.code, 0, "{show:#?}");
-    let shown = show.json();
-    let steps = shown["steps"].as_array().unwrap();
-    let validate = steps.iter().find(|s| s["key"] == "validate:app").unwrap();
+    let shown = shown(&db, &run_id);
+    let validate = step(&shown, "validate:app");
     let group = &validate["output"]["drill_groups"][0];
     assert_eq!(group["target_group_arn"], DRILL_GROUP);
     assert_eq!(group["registered_done"], true);
     assert!(group["healthy_at"].as_str().is_some(), "{validate:#}");
-    let db_wave = steps.iter().find(|s| s["key"] == "validate:db").unwrap();
+    let db_wave = step(&shown, "validate:db");
     assert!(
         db_wave["output"]["drill_groups"].is_null(),
         "the db wave has no load balancer: {db_wave:#}"
@@ -179,16 +146,11 @@ async fn a_drill_checks_its_instances_healthy_in_the_drill_group_and_leaves_it_e
 async fn unhealthy_drill_targets_fail_the_drill_naming_them_with_a_hint() {
     let sim = TestSim::start(600.0).await;
     sim.seed(PAYMENTS).await;
-    let (status, _) = sim
-        .post(
-            "/_sim/faults",
-            &json!({"faults": [{"kind": "unhealthy_target", "target_group_arn": DRILL_GROUP}]}),
-        )
+    sim.faults(json!([{"kind": "unhealthy_target", "target_group_arn": DRILL_GROUP}]))
         .await;
-    assert_eq!(status, 200);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let run = drill_payments(&sim, &db).await;
+    let run = sim.run(&db, "drill", "runbooks/payments.toml").await;
     assert_eq!(run.code, 1, "{run:#?}");
     let report = run.json();
     assert_eq!(report["status"], "failed");
@@ -219,16 +181,9 @@ async fn unhealthy_drill_targets_fail_the_drill_naming_them_with_a_hint() {
         error.contains(&format!("drs-runbook rollback {run_id}")),
         "{error}"
     );
-    let endpoint = sim.endpoint.clone();
-    let rollback = tokio::task::spawn_blocking(move || {
-        drs_runbook(
-            &db,
-            Some(&endpoint),
-            &["--output", "json", "rollback", &run_id],
-        )
-    })
-    .await
-    .unwrap();
+    let rollback = sim
+        .cli(&db, &["--output", "json", "rollback", &run_id])
+        .await;
     assert_eq!(
         rollback.code, 0,
         "a drill's rollback needs no confirmation: {rollback:#?}"

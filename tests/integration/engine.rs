@@ -8,11 +8,21 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::support::{CliRun, TestSim, binary, drs_runbook, mutations, repo_path};
+use crate::support::{
+    CliRun, TestSim, binary, drs_runbook, mutations, repo_path, shown, step, step_fields,
+};
 
 const THREE_WAVES: &str = include_str!("../fixtures/engine/three-waves.toml");
 const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
 const REPORTING: &str = include_str!("../../runbooks/reporting-drill.toml");
+const PAYMENTS_RUNBOOK: &str = "runbooks/payments.toml";
+
+/// The values of the payments API's A record (`runbooks/payments.toml`'s zone, in the source
+/// account).
+async fn payments_dns(sim: &TestSim) -> Vec<String> {
+    sim.a_record_values("111111111111", PAYMENTS_ZONE, PAYMENTS_NAME)
+        .await
+}
 
 /// Writes a runbook text into the temp dir and returns its path.
 fn runbook_file(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -32,24 +42,6 @@ fn servers_of(mutation: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn record_values(sim: &TestSim, account: &str, zone: &str, name: &str) -> Vec<String> {
-    let sets = sim
-        .route53(account)
-        .list_resource_record_sets()
-        .hosted_zone_id(zone)
-        .send()
-        .await
-        .unwrap();
-    let mut values: Vec<String> = sets
-        .resource_record_sets()
-        .iter()
-        .filter(|r| r.name() == name && r.r#type().as_str() == "A")
-        .flat_map(|r| r.resource_records().iter().map(|v| v.value().to_string()))
-        .collect();
-    values.sort();
-    values
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn failover_of_three_waves_recovers_in_order_switches_traffic_and_measures() {
     let sim = TestSim::start(600.0).await;
@@ -57,23 +49,7 @@ async fn failover_of_three_waves_recovers_in_order_switches_traffic_and_measures
     let dir = tempfile::tempdir().unwrap();
     let runbook = runbook_file(dir.path(), "shop.toml", THREE_WAVES);
     let db = dir.path().join("runs.db");
-    let endpoint = sim.endpoint.clone();
-    let db_for_run = db.clone();
-    let run = tokio::task::spawn_blocking(move || {
-        drs_runbook(
-            &db_for_run,
-            Some(&endpoint),
-            &[
-                "--output",
-                "json",
-                "failover",
-                runbook.to_str().unwrap(),
-                "--yes",
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let run = sim.run(&db, "failover", runbook.to_str().unwrap()).await;
     assert_eq!(run.code, 0, "{run:#?}");
     assert!(
         run.stderr.starts_with("run "),
@@ -83,12 +59,7 @@ async fn failover_of_three_waves_recovers_in_order_switches_traffic_and_measures
     let report = run.json();
     assert_eq!(report["status"], "succeeded");
     assert_eq!(report["operation"], "failover");
-    let keys: Vec<&str> = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["key"].as_str().unwrap())
-        .collect();
+    let keys = step_fields(&report, "key");
     assert_eq!(keys.first(), Some(&"preflight"));
     assert_eq!(keys.last(), Some(&"dns_cutover"));
     assert!(
@@ -176,8 +147,7 @@ async fn failover_of_three_waves_recovers_in_order_switches_traffic_and_measures
         .collect();
     assert_eq!(web_ips.len(), 1);
     assert_eq!(
-        record_values(
-            &sim,
+        sim.a_record_values(
             "555555555555",
             "Z00000000000000SHOP1",
             "www.shop.example.com."
@@ -187,9 +157,7 @@ async fn failover_of_three_waves_recovers_in_order_switches_traffic_and_measures
     );
 
     // `show` reads the run back with its AWS request IDs.
-    let show = drs_runbook(&db, None, &["--output", "json", "show", run_id]);
-    assert_eq!(show.code, 0, "{show:#?}");
-    let shown = show.json();
+    let shown = shown(&db, run_id);
     assert_eq!(shown["status"], "succeeded");
     let effects = shown["effects"].as_array().unwrap();
     assert_eq!(
@@ -210,23 +178,7 @@ async fn drill_launches_validates_and_cleans_up_and_keep_keeps() {
     sim.seed(REPORTING).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let endpoint = sim.endpoint.clone();
-    let (db2, endpoint2) = (db.clone(), endpoint.clone());
-    let run = tokio::task::spawn_blocking(move || {
-        drs_runbook(
-            &db2,
-            Some(&endpoint2),
-            &[
-                "--output",
-                "json",
-                "drill",
-                "runbooks/reporting-drill.toml",
-                "--yes",
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let run = sim.run(&db, "drill", "runbooks/reporting-drill.toml").await;
     assert_eq!(run.code, 0, "{run:#?}");
     let report = run.json();
     assert_eq!(report["status"], "succeeded");
@@ -247,10 +199,9 @@ async fn drill_launches_validates_and_cleans_up_and_keep_keeps() {
     assert!(mutations(&stats, "RegisterTargets").is_empty());
 
     // --keep: the drill instances stay, marked as drills.
-    let run = tokio::task::spawn_blocking(move || {
-        drs_runbook(
+    let run = sim
+        .cli(
             &db,
-            Some(&endpoint),
             &[
                 "--output",
                 "json",
@@ -260,9 +211,7 @@ async fn drill_launches_validates_and_cleans_up_and_keep_keeps() {
                 "--keep",
             ],
         )
-    })
-    .await
-    .unwrap();
+        .await;
     assert_eq!(run.code, 0, "{run:#?}");
     assert!(
         !run.json()["steps"]
@@ -285,25 +234,11 @@ async fn an_optional_server_may_fail_but_a_critical_one_fails_the_run_before_dns
     // Optional server fails: the run succeeds and DNS lists only the launched app server.
     let sim = TestSim::start(600.0).await;
     sim.seed(PAYMENTS).await;
-    let (status, _) = sim.post("/_sim/faults", &json!({"faults": [{"kind": "launch_failure", "source_server_id": "s-34567890abcdef012"}]})).await;
-    assert_eq!(status, 200);
+    sim.faults(json!([{"kind": "launch_failure", "source_server_id": "s-34567890abcdef012"}]))
+        .await;
     let dir = tempfile::tempdir().unwrap();
-    let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
-    let run = tokio::task::spawn_blocking(move || {
-        drs_runbook(
-            &db,
-            Some(&endpoint),
-            &[
-                "--output",
-                "json",
-                "failover",
-                "runbooks/payments.toml",
-                "--yes",
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let db = dir.path().join("runs.db");
+    let run = sim.run(&db, "failover", PAYMENTS_RUNBOOK).await;
     assert_eq!(run.code, 0, "{run:#?}");
     assert!(
         run.stderr.contains("optional server s-34567890abcdef012"),
@@ -324,49 +259,17 @@ async fn an_optional_server_may_fail_but_a_critical_one_fails_the_run_before_dns
                 .flat_map(|n| n.ips().to_vec())
         })
         .collect();
-    assert_eq!(
-        record_values(
-            &sim,
-            "111111111111",
-            "Z0123456789ABCDEFGHIJ",
-            "api.payments.example.com."
-        )
-        .await,
-        app_ip
-    );
+    assert_eq!(payments_dns(&sim).await, app_ip);
 
     // Critical server fails: exit 1 naming the server, the log event and a hint; no DNS change.
     let sim = TestSim::start(600.0).await;
     sim.seed(PAYMENTS).await;
-    let before = record_values(
-        &sim,
-        "111111111111",
-        "Z0123456789ABCDEFGHIJ",
-        "api.payments.example.com.",
-    )
-    .await;
-    sim.post(
-        "/_sim/faults",
-        &json!({"faults": [{"kind": "launch_failure", "source_server_id": "s-1234567890abcdef0"}]}),
-    )
-    .await;
+    let before = payments_dns(&sim).await;
+    sim.faults(json!([{"kind": "launch_failure", "source_server_id": "s-1234567890abcdef0"}]))
+        .await;
     let dir = tempfile::tempdir().unwrap();
-    let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
-    let run = tokio::task::spawn_blocking(move || {
-        drs_runbook(
-            &db,
-            Some(&endpoint),
-            &[
-                "--output",
-                "json",
-                "failover",
-                "runbooks/payments.toml",
-                "--yes",
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let db = dir.path().join("runs.db");
+    let run = sim.run(&db, "failover", PAYMENTS_RUNBOOK).await;
     assert_eq!(run.code, 1, "{run:#?}");
     let report = run.json();
     assert_eq!(report["status"], "failed");
@@ -386,77 +289,31 @@ async fn an_optional_server_may_fail_but_a_critical_one_fails_the_run_before_dns
         mutations(&stats, "StartInstances").is_empty(),
         "the app wave never booted"
     );
-    assert_eq!(
-        record_values(
-            &sim,
-            "111111111111",
-            "Z0123456789ABCDEFGHIJ",
-            "api.payments.example.com."
-        )
-        .await,
-        before
-    );
+    assert_eq!(payments_dns(&sim).await, before);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_yes_and_a_tty_the_run_pauses_before_dns_and_approve_finishes_it() {
     let sim = TestSim::start(600.0).await;
     sim.seed(PAYMENTS).await;
-    let before = record_values(
-        &sim,
-        "111111111111",
-        "Z0123456789ABCDEFGHIJ",
-        "api.payments.example.com.",
-    )
-    .await;
+    let before = payments_dns(&sim).await;
     let dir = tempfile::tempdir().unwrap();
-    let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
-    let (db2, endpoint2) = (db.clone(), endpoint.clone());
-    let run = tokio::task::spawn_blocking(move || {
-        drs_runbook(
-            &db2,
-            Some(&endpoint2),
-            &["--output", "json", "failover", "runbooks/payments.toml"],
-        )
-    })
-    .await
-    .unwrap();
+    let db = dir.path().join("runs.db");
+    let run = sim
+        .cli(&db, &["--output", "json", "failover", PAYMENTS_RUNBOOK])
+        .await;
     assert_eq!(run.code, 3, "{run:#?}");
     let report = run.json();
     assert_eq!(report["status"], "paused");
     assert_eq!(report["waiting_for"], "dns_cutover");
-    let dns = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["key"] == "dns_cutover")
-        .unwrap()
-        .clone();
+    let dns = step(&report, "dns_cutover");
     assert_eq!(dns["status"], "waiting_approval");
     assert!(mutations(&sim.get("/_sim/stats").await, "ChangeResourceRecordSets").is_empty());
-    assert_eq!(
-        record_values(
-            &sim,
-            "111111111111",
-            "Z0123456789ABCDEFGHIJ",
-            "api.payments.example.com."
-        )
-        .await,
-        before
-    );
+    assert_eq!(payments_dns(&sim).await, before);
     let run_id = report["run_id"].as_str().unwrap().to_string();
 
     // A second failover of the same runbook is refused while this one holds the servers.
-    let (db3, endpoint3) = (db.clone(), endpoint.clone());
-    let second = tokio::task::spawn_blocking(move || {
-        drs_runbook(
-            &db3,
-            Some(&endpoint3),
-            &["failover", "runbooks/payments.toml", "--yes"],
-        )
-    })
-    .await
-    .unwrap();
+    let second = sim.cli(&db, &["failover", PAYMENTS_RUNBOOK, "--yes"]).await;
     assert_eq!(second.code, 4, "{second:#?}");
     assert!(
         second.stderr.contains(&run_id),
@@ -465,19 +322,16 @@ async fn without_yes_and_a_tty_the_run_pauses_before_dns_and_approve_finishes_it
     );
 
     // Approving an unknown step says which steps have a gate.
-    let wrong = drs_runbook(
-        &db,
-        Some(&endpoint),
-        &["approve", &run_id, "--step", "cleanup"],
-    );
+    let wrong = sim
+        .cli(&db, &["approve", &run_id, "--step", "cleanup"])
+        .await;
     assert_eq!(wrong.code, 2, "{wrong:#?}");
     assert!(wrong.stderr.contains("dns_cutover"), "{}", wrong.stderr);
 
     let id = run_id.clone();
-    let approved = tokio::task::spawn_blocking(move || {
-        drs_runbook(
+    let approved = sim
+        .cli(
             &db,
-            Some(&endpoint),
             &[
                 "--output",
                 "json",
@@ -489,9 +343,7 @@ async fn without_yes_and_a_tty_the_run_pauses_before_dns_and_approve_finishes_it
                 "bridge call agreed",
             ],
         )
-    })
-    .await
-    .unwrap();
+        .await;
     assert_eq!(approved.code, 0, "{approved:#?}");
     let report = approved.json();
     assert_eq!(report["status"], "succeeded");
@@ -500,16 +352,7 @@ async fn without_yes_and_a_tty_the_run_pauses_before_dns_and_approve_finishes_it
         mutations(&sim.get("/_sim/stats").await, "ChangeResourceRecordSets").len(),
         1
     );
-    assert_ne!(
-        record_values(
-            &sim,
-            "111111111111",
-            "Z0123456789ABCDEFGHIJ",
-            "api.payments.example.com."
-        )
-        .await,
-        before
-    );
+    assert_ne!(payments_dns(&sim).await, before);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -522,22 +365,11 @@ async fn plan_shows_the_steps_and_batches_and_calls_nothing() {
     let plan = drs_runbook(
         &db,
         Some(&sim.endpoint),
-        &[
-            "--output",
-            "json",
-            "plan",
-            "runbooks/payments.toml",
-            "--offline",
-        ],
+        &["--output", "json", "plan", PAYMENTS_RUNBOOK, "--offline"],
     );
     assert_eq!(plan.code, 0, "{plan:#?}");
     let plan = plan.json();
-    let keys: Vec<&str> = plan["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["key"].as_str().unwrap())
-        .collect();
+    let keys = step_fields(&plan, "key");
     assert_eq!(
         keys,
         [
@@ -565,7 +397,7 @@ async fn plan_shows_the_steps_and_batches_and_calls_nothing() {
             "--output",
             "json",
             "plan",
-            "runbooks/payments.toml",
+            PAYMENTS_RUNBOOK,
             "--operation",
             "failback",
             "--offline",
@@ -573,12 +405,7 @@ async fn plan_shows_the_steps_and_batches_and_calls_nothing() {
     );
     assert_eq!(failback.code, 0, "{failback:#?}");
     let failback = failback.json();
-    let keys: Vec<&str> = failback["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["key"].as_str().unwrap())
-        .collect();
+    let keys = step_fields(&failback, "key");
     assert_eq!(keys[1], "reversed_replication:db");
     assert!(
         keys.contains(&"a2_recovery:app") && keys.contains(&"cleanup"),
@@ -598,7 +425,7 @@ async fn plan_shows_the_steps_and_batches_and_calls_nothing() {
     let rollback = drs_runbook(
         &db,
         Some(&sim.endpoint),
-        &["plan", "runbooks/payments.toml", "--operation", "rollback"],
+        &["plan", PAYMENTS_RUNBOOK, "--operation", "rollback"],
     );
     assert_eq!(rollback.code, 2, "{rollback:#?}");
     let stats = sim.get("/_sim/stats").await;
@@ -619,7 +446,7 @@ async fn the_readme_command_works_on_a_fresh_machine_with_the_embedded_simulator
                 "--output",
                 "json",
                 "failover",
-                "runbooks/payments.toml",
+                PAYMENTS_RUNBOOK,
                 "--yes",
             ])
             .env_remove("DRS_RUNBOOK_DB")
@@ -655,31 +482,10 @@ async fn a_failed_preflight_changes_nothing_says_why_and_does_not_block_the_corr
     let sim = TestSim::start(600.0).await;
     sim.seed(REPORTING).await;
     // The target side's credentials may not describe source servers (a missing IAM permission).
-    let (status, _) = sim
-        .post(
-            "/_sim/faults",
-            &json!({"faults": [{"kind": "api_error", "service": "drs", "operation": "DescribeSourceServers", "error": "AccessDeniedException", "count": 1}]}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    sim.faults(json!([{"kind": "api_error", "service": "drs", "operation": "DescribeSourceServers", "error": "AccessDeniedException", "count": 1}])).await;
     let dir = tempfile::tempdir().unwrap();
-    let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
-    let (db2, endpoint2) = (db.clone(), endpoint.clone());
-    let run = tokio::task::spawn_blocking(move || {
-        drs_runbook(
-            &db2,
-            Some(&endpoint2),
-            &[
-                "--output",
-                "json",
-                "drill",
-                "runbooks/reporting-drill.toml",
-                "--yes",
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let db = dir.path().join("runs.db");
+    let run = sim.run(&db, "drill", "runbooks/reporting-drill.toml").await;
     assert_eq!(run.code, 1, "{run:#?}");
     let error = run.json()["error"].as_str().unwrap().to_string();
     assert!(error.contains("drs:DescribeSourceServers"), "{error}");
@@ -696,21 +502,7 @@ async fn a_failed_preflight_changes_nothing_says_why_and_does_not_block_the_corr
             .is_empty()
     );
     // The fix made, the same drill runs again at once: the failed run holds no servers.
-    let again = tokio::task::spawn_blocking(move || {
-        drs_runbook(
-            &db,
-            Some(&endpoint),
-            &[
-                "--output",
-                "json",
-                "drill",
-                "runbooks/reporting-drill.toml",
-                "--yes",
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let again = sim.run(&db, "drill", "runbooks/reporting-drill.toml").await;
     assert_eq!(again.code, 0, "{again:#?}");
 }
 
@@ -719,48 +511,18 @@ async fn a_failed_back_failover_is_not_rolled_back_before_its_failback() {
     let sim = TestSim::start(600.0).await;
     sim.seed(PAYMENTS).await;
     let dir = tempfile::tempdir().unwrap();
-    let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
-    let (db2, endpoint2) = (db.clone(), endpoint.clone());
-    let failover = tokio::task::spawn_blocking(move || {
-        drs_runbook(
-            &db2,
-            Some(&endpoint2),
-            &[
-                "--output",
-                "json",
-                "failover",
-                "runbooks/payments.toml",
-                "--yes",
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let db = dir.path().join("runs.db");
+    let failover = sim.run(&db, "failover", PAYMENTS_RUNBOOK).await;
     assert_eq!(failover.code, 0, "{failover:#?}");
     let failover_id = failover.json()["run_id"].as_str().unwrap().to_string();
-    let (db2, endpoint2) = (db.clone(), endpoint.clone());
-    let failback = tokio::task::spawn_blocking(move || {
-        drs_runbook(
-            &db2,
-            Some(&endpoint2),
-            &[
-                "--output",
-                "json",
-                "failback",
-                "runbooks/payments.toml",
-                "--yes",
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let failback = sim.run(&db, "failback", PAYMENTS_RUNBOOK).await;
     assert_eq!(failback.code, 0, "{failback:#?}");
     let failback_id = failback.json()["run_id"].as_str().unwrap().to_string();
     let mutations_before = sim.get("/_sim/stats").await["mutations"]
         .as_array()
         .unwrap()
         .len();
-    let refused = drs_runbook(&db, Some(&endpoint), &["rollback", &failover_id, "--yes"]);
+    let refused = sim.cli(&db, &["rollback", &failover_id, "--yes"]).await;
     assert_eq!(refused.code, 2, "{refused:#?}");
     assert!(
         refused.stderr.contains(&failback_id),
@@ -774,7 +536,7 @@ async fn a_failed_back_failover_is_not_rolled_back_before_its_failback() {
     );
     // The failback itself terminated the recovery instances in its cleanup: it cannot be
     // undone either, and says what to do instead.
-    let refused = drs_runbook(&db, Some(&endpoint), &["rollback", &failback_id, "--yes"]);
+    let refused = sim.cli(&db, &["rollback", &failback_id, "--yes"]).await;
     assert_eq!(refused.code, 2, "{refused:#?}");
     assert!(
         refused.stderr.contains("run a new failover"),
@@ -819,24 +581,20 @@ async fn notify_posts_the_run_report_when_a_run_pauses_and_when_it_ends() {
     sim.seed(PAYMENTS).await;
     let (url, received) = webhook().await;
     let dir = tempfile::tempdir().unwrap();
-    let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
-    let (db2, endpoint2, url2) = (db.clone(), endpoint.clone(), url.clone());
-    let paused = tokio::task::spawn_blocking(move || {
-        drs_runbook(
-            &db2,
-            Some(&endpoint2),
+    let db = dir.path().join("runs.db");
+    let paused = sim
+        .cli(
+            &db,
             &[
                 "--output",
                 "json",
                 "failover",
-                "runbooks/payments.toml",
+                PAYMENTS_RUNBOOK,
                 "--notify",
-                &url2,
+                &url,
             ],
         )
-    })
-    .await
-    .unwrap();
+        .await;
     assert_eq!(paused.code, 3, "{paused:#?}");
     let run_id = paused.json()["run_id"].as_str().unwrap().to_string();
     {
@@ -847,15 +605,9 @@ async fn notify_posts_the_run_report_when_a_run_pauses_and_when_it_ends() {
         assert_eq!(bodies[0]["waiting_for"], "dns_cutover");
     }
     let id = run_id.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        drs_runbook(
-            &db,
-            Some(&endpoint),
-            &["--output", "json", "approve", &id, "--notify", &url],
-        )
-    })
-    .await
-    .unwrap();
+    let done = sim
+        .cli(&db, &["--output", "json", "approve", &id, "--notify", &url])
+        .await;
     assert_eq!(done.code, 0, "{done:#?}");
     let bodies = received.lock().unwrap();
     assert_eq!(bodies.len(), 2);
@@ -933,17 +685,12 @@ async fn on_a_terminal_the_operator_is_asked_and_yes_continues_while_no_pauses()
     for (answer, code, changed) in [("y\n", 0, true), ("n\n", 3, false)] {
         let sim = TestSim::start(600.0).await;
         sim.seed(PAYMENTS).await;
-        let seeded = record_values(&sim, "111111111111", PAYMENTS_ZONE, PAYMENTS_NAME).await;
+        let seeded = payments_dns(&sim).await;
         assert!(!seeded.is_empty());
         let dir = tempfile::tempdir().unwrap();
         let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
         let run = tokio::task::spawn_blocking(move || {
-            drs_runbook_on_a_terminal(
-                &db,
-                &endpoint,
-                &["failover", "runbooks/payments.toml"],
-                answer,
-            )
+            drs_runbook_on_a_terminal(&db, &endpoint, &["failover", PAYMENTS_RUNBOOK], answer)
         })
         .await
         .unwrap();
@@ -967,7 +714,7 @@ async fn on_a_terminal_the_operator_is_asked_and_yes_continues_while_no_pauses()
             assert!(old.contains(ip.as_str()), "{ip} in {old}");
         }
         if changed {
-            let now = record_values(&sim, "111111111111", PAYMENTS_ZONE, PAYMENTS_NAME).await;
+            let now = payments_dns(&sim).await;
             assert_ne!(now, seeded);
             assert!(new.starts_with(&now.join(", ")), "{now:?} in {new}");
         }
@@ -991,13 +738,13 @@ fn prompt_line(screen: &str, start: &str) -> String {
 async fn a_paused_run_says_in_json_what_its_gate_would_change() {
     let sim = TestSim::start(600.0).await;
     sim.seed(PAYMENTS).await;
-    let seeded = record_values(&sim, "111111111111", PAYMENTS_ZONE, PAYMENTS_NAME).await;
+    let seeded = payments_dns(&sim).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
     let run = drs_runbook(
         &db,
         Some(&sim.endpoint),
-        &["--output", "json", "failover", "runbooks/payments.toml"],
+        &["--output", "json", "failover", PAYMENTS_RUNBOOK],
     );
     assert_eq!(run.code, 3, "{run:#?}");
     let paused = run.json();
@@ -1026,13 +773,7 @@ async fn a_paused_run_says_in_json_what_its_gate_would_change() {
         ],
     )
     .json();
-    let launch = shown["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["key"] == "launch:app")
-        .unwrap()
-        .clone();
+    let launch = step(&shown, "launch:app");
     let mut recovered: Vec<String> = launch["output"]["servers"]
         .as_object()
         .unwrap()
@@ -1049,10 +790,7 @@ async fn a_paused_run_says_in_json_what_its_gate_would_change() {
         "{paused}"
     );
     // Nothing changed yet.
-    assert_eq!(
-        record_values(&sim, "111111111111", PAYMENTS_ZONE, PAYMENTS_NAME).await,
-        seeded
-    );
+    assert_eq!(payments_dns(&sim).await, seeded);
 
     // Rolled back without a terminal, the run pauses before terminating the recovery
     // instances, and names each one DRS has.
@@ -1115,7 +853,7 @@ async fn a_point_in_time_failover_recovers_from_that_snapshot_and_measures_the_r
             "--output",
             "json",
             "failover",
-            "runbooks/payments.toml",
+            PAYMENTS_RUNBOOK,
             "--yes",
             "--point-in-time",
             &before,

@@ -7,7 +7,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{CliRun, TestSim, drs_runbook, mutations};
+use crate::support::{
+    CliRun, TestSim, drs_runbook, mutations, shown, step, step_fields, target_ids, time_of,
+};
 
 const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
 const RUNBOOK: &str = "runbooks/payments.toml";
@@ -21,63 +23,14 @@ const FAILBACK_TG: &str =
     "arn:aws:elasticloadbalancing:us-east-1:111111111111:targetgroup/payments/fedcba9876543210";
 const APP_SERVERS: [&str; 2] = ["s-234567890abcdef01", "s-34567890abcdef012"];
 
-async fn cli(db: &Path, sim: &TestSim, args: &[&str]) -> CliRun {
-    let (db, endpoint) = (db.to_path_buf(), sim.endpoint.clone());
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        drs_runbook(&db, Some(&endpoint), &args)
-    })
-    .await
-    .unwrap()
-}
-
+/// The values of the payments A record.
 async fn record_values(sim: &TestSim) -> Vec<String> {
-    let sets = sim
-        .route53(SOURCE.0)
-        .list_resource_record_sets()
-        .hosted_zone_id(ZONE)
-        .send()
-        .await
-        .unwrap();
-    let mut values: Vec<String> = sets
-        .resource_record_sets()
-        .iter()
-        .filter(|r| r.name() == NAME && r.r#type().as_str() == "A")
-        .flat_map(|r| r.resource_records().iter().map(|v| v.value().to_string()))
-        .collect();
-    values.sort();
-    values
-}
-
-/// The members of a target group in `scope`, sorted: every one, or only the healthy ones.
-async fn target_group_members(
-    sim: &TestSim,
-    scope: (&str, &str),
-    target_group: &str,
-    healthy_only: bool,
-) -> Vec<String> {
-    let health = sim
-        .elbv2(scope.0, scope.1)
-        .describe_target_health()
-        .target_group_arn(target_group)
-        .send()
-        .await
-        .unwrap();
-    let mut ids: Vec<String> = health
-        .target_health_descriptions()
-        .iter()
-        .filter(|d| {
-            !healthy_only || d.target_health().unwrap().state().unwrap().as_str() == "healthy"
-        })
-        .map(|d| d.target().unwrap().id().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids
+    sim.a_record_values(SOURCE.0, ZONE, NAME).await
 }
 
 async fn healthy_targets(sim: &TestSim) -> Vec<String> {
-    target_group_members(sim, SOURCE, FAILBACK_TG, true).await
+    sim.target_group_members(SOURCE, FAILBACK_TG, |state| state == "healthy")
+        .await
 }
 
 async fn recovery_instances(
@@ -119,7 +72,7 @@ fn ips(instance: &aws_sdk_drs::types::RecoveryInstance) -> Vec<String> {
 /// Seeds the payments world and fails it over; returns the failover run's ID.
 async fn failed_over(sim: &TestSim, db: &Path) -> String {
     sim.seed(PAYMENTS).await;
-    let run = cli(db, sim, &["--output", "json", "failover", RUNBOOK, "--yes"]).await;
+    let run = sim.run(db, "failover", RUNBOOK).await;
     assert_eq!(run.code, 0, "{run:#?}");
     run.json()["run_id"].as_str().unwrap().to_string()
 }
@@ -161,12 +114,7 @@ async fn failover_then_failback_returns_traffic_to_the_origin_and_cleans_up() {
     assert_eq!(b2s.len(), 3);
     let before = sim.get("/_sim/stats").await;
 
-    let run = cli(
-        &db,
-        &sim,
-        &["--output", "json", "failback", RUNBOOK, "--yes"],
-    )
-    .await;
+    let run = sim.run(&db, "failback", RUNBOOK).await;
     assert_eq!(run.code, 0, "{run:#?}");
     assert!(
         run.stderr
@@ -177,12 +125,7 @@ async fn failover_then_failback_returns_traffic_to_the_origin_and_cleans_up() {
     let report = run.json();
     assert_eq!(report["operation"], "failback");
     assert_eq!(report["status"], "succeeded");
-    let keys: Vec<&str> = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["key"].as_str().unwrap())
-        .collect();
+    let keys = step_fields(&report, "key");
     assert_eq!(
         keys,
         [
@@ -262,14 +205,7 @@ async fn failover_then_failback_returns_traffic_to_the_origin_and_cleans_up() {
         )
     );
     // Started with AWS's order: A2's replication stopped, then the B2s terminated.
-    assert!(a2s.iter().all(|s| {
-        s.data_replication_info()
-            .unwrap()
-            .data_replication_state()
-            .unwrap()
-            .as_str()
-            == "STOPPED"
-    }));
+    assert!(a2s.iter().all(|s| replication_state(s) == "STOPPED"));
     assert!(
         recovery_instances(&sim, TARGET).await.is_empty(),
         "the B2s are terminated ([cleanup] terminate_recovery_instances = true)"
@@ -304,14 +240,12 @@ async fn failover_then_failback_returns_traffic_to_the_origin_and_cleans_up() {
         a4s.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>()
     );
     // B1's replication is not stopped (stop_source_replication = false): it replicates A4.
-    assert!(source_servers(&sim, TARGET).await.iter().all(|s| {
-        s.data_replication_info()
-            .unwrap()
-            .data_replication_state()
-            .unwrap()
-            .as_str()
-            == "CONTINUOUS"
-    }));
+    assert!(
+        source_servers(&sim, TARGET)
+            .await
+            .iter()
+            .all(|s| replication_state(s) == "CONTINUOUS")
+    );
 
     // Traffic is back on the failed-back instances: DNS at the app A3s' IPs, A4s healthy in the
     // origin target group (and A1 deregistered).
@@ -339,9 +273,7 @@ async fn failover_then_failback_returns_traffic_to_the_origin_and_cleans_up() {
     assert_eq!(healthy_targets(&sim).await, app_a4s);
 
     // No orphan: every recovery instance left is one this run recorded.
-    let shown = drs_runbook(&db, None, &["--output", "json", "show", run_id]);
-    assert_eq!(shown.code, 0, "{shown:#?}");
-    let shown = shown.json();
+    let shown = shown(&db, run_id);
     assert_eq!(
         shown["parent_run_id"],
         failover_id.as_str(),
@@ -412,28 +344,7 @@ async fn protected_instances(sim: &TestSim) -> BTreeSet<String> {
 
 /// The EC2 state of each of these instances in the origin.
 async fn ec2_states(sim: &TestSim, ids: &BTreeSet<String>) -> Vec<String> {
-    ec2_states_in(sim, SOURCE, ids).await
-}
-
-/// The EC2 state of each of these instances in `account`/`region`.
-async fn ec2_states_in(
-    sim: &TestSim,
-    (account, region): (&str, &str),
-    ids: &BTreeSet<String>,
-) -> Vec<String> {
-    let found = sim
-        .ec2(account, region)
-        .describe_instances()
-        .set_instance_ids(Some(ids.iter().cloned().collect()))
-        .send()
-        .await
-        .unwrap();
-    found
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .map(|i| i.state().unwrap().name().unwrap().as_str().to_string())
-        .collect()
+    sim.instance_states(SOURCE, ids).await
 }
 
 /// The source region goes down, the failover is unplanned; the region comes back (A1's agent
@@ -453,12 +364,9 @@ async fn failed_over_in_an_outage_and_back(
         .await;
     assert_eq!(status, 200);
     sim.skip(10.0 * 60.0).await;
-    let failover = cli(
-        db,
-        sim,
-        &["failover", RUNBOOK, "--yes", "--mode", "unplanned"],
-    )
-    .await;
+    let failover = sim
+        .cli(db, &["failover", RUNBOOK, "--yes", "--mode", "unplanned"])
+        .await;
     assert_eq!(failover.code, 0, "{failover:#?}");
     assert_eq!(sim.delete("/_sim/faults").await, 200);
     sim.skip(10.0 * 60.0).await;
@@ -469,7 +377,7 @@ async fn failed_over_in_an_outage_and_back(
             .all(|b1| replication_state(b1) == "CONTINUOUS"),
         "the old source's agents replicate into B1 again"
     );
-    let failback = cli(db, sim, &["--output", "json", "failback", runbook, "--yes"]).await;
+    let failback = sim.run(db, "failback", runbook).await;
     assert_eq!(failback.code, 0, "{failback:#?}");
     a1s
 }
@@ -498,15 +406,10 @@ async fn after_the_outage_the_failback_fences_the_old_source_and_the_next_failov
     assert!(a1s.is_disjoint(&a4s));
 
     // The next (planned) failover fences and recovers the failed-back instances, not A1.
-    let next = cli(
-        &db,
-        &sim,
-        &["--output", "json", "failover", RUNBOOK, "--yes"],
-    )
-    .await;
+    let next = sim.run(&db, "failover", RUNBOOK).await;
     assert_eq!(next.code, 0, "{next:#?}");
     let run_id = next.json()["run_id"].as_str().unwrap().to_string();
-    let shown = drs_runbook(&db, None, &["--output", "json", "show", &run_id]).json();
+    let shown = shown(&db, &run_id);
     let fence = shown["steps"]
         .as_array()
         .unwrap()
@@ -543,7 +446,9 @@ async fn a_failover_is_refused_while_an_unfenced_old_source_replicates_into_b1()
     assert_eq!(protected_instances(&sim).await, a1s);
 
     let before = sim.get("/_sim/stats").await;
-    let refused = cli(&db, &sim, &["failover", runbook.to_str().unwrap(), "--yes"]).await;
+    let refused = sim
+        .cli(&db, &["failover", runbook.to_str().unwrap(), "--yes"])
+        .await;
     assert_eq!(refused.code, 4, "{refused:#?}");
     assert!(
         refused.stderr.contains("would recover stale data"),
@@ -579,12 +484,9 @@ async fn a_failover_is_refused_while_an_unfenced_old_source_replicates_into_b1()
         ),
     )
     .unwrap();
-    let failback = cli(
-        &db,
-        &sim,
-        &["failback", contradictory.to_str().unwrap(), "--yes"],
-    )
-    .await;
+    let failback = sim
+        .cli(&db, &["failback", contradictory.to_str().unwrap(), "--yes"])
+        .await;
     assert_ne!(failback.code, 0);
     assert!(
         failback.stderr.contains("source_instances = \"keep\""),
@@ -608,23 +510,8 @@ fn history(db: &Path) -> std::collections::BTreeMap<String, Value> {
 /// The failover's target group in the recovery account: its members, draining ones included
 /// (a draining B3 still completes requests), any health.
 async fn failover_members(sim: &TestSim) -> Vec<String> {
-    target_group_members(sim, TARGET, FAILOVER_TG, false).await
-}
-
-/// The step of a `show --output json` report.
-fn step<'a>(shown: &'a Value, key: &str) -> &'a Value {
-    shown["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["key"] == key)
-        .unwrap_or_else(|| panic!("step {key} in {shown:#}"))
-}
-
-fn time(value: &Value) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::parse_from_rfc3339(value.as_str().unwrap())
-        .unwrap()
-        .with_timezone(&chrono::Utc)
+    sim.target_group_members(TARGET, FAILOVER_TG, |_| true)
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -639,18 +526,13 @@ async fn a_failback_quiesces_b3_first_so_a3_recovers_its_last_write_with_rpo_0()
     sim.skip(15.0 * 60.0).await;
     let before = sim.get("/_sim/stats").await;
 
-    let run = cli(
-        &db,
-        &sim,
-        &["--output", "json", "failback", RUNBOOK, "--yes"],
-    )
-    .await;
+    let run = sim.run(&db, "failback", RUNBOOK).await;
     assert_eq!(run.code, 0, "{run:#?}");
     let report = run.json();
     assert_eq!(report["status"], "succeeded");
     assert_eq!(report["rpo_seconds"], 0.0, "{report:#}");
     let run_id = report["run_id"].as_str().unwrap();
-    let shown = drs_runbook(&db, None, &["--output", "json", "show", run_id]).json();
+    let shown = shown(&db, run_id);
 
     // While B3 took writes, reversed replication ran behind them (the A2s' lag).
     let lags: Vec<&str> = step(&shown, "reversed_replication:app")["output"]["servers"]
@@ -662,8 +544,11 @@ async fn a_failback_quiesces_b3_first_so_a3_recovers_its_last_write_with_rpo_0()
     assert!(lags.iter().all(|lag| *lag != "P0D"), "{lags:?}");
     // The quiesce took every B3 out of the failover group, then waited for the A2s.
     let quiesce = &step(&shown, "quiesce")["output"];
-    let quiesced_at = time(&quiesce["quiesced_at"]);
-    assert!(time(&quiesce["caught_up_at"]) > quiesced_at, "{quiesce:#}");
+    let quiesced_at = time_of(&quiesce["quiesced_at"]);
+    assert!(
+        time_of(&quiesce["caught_up_at"]) > quiesced_at,
+        "{quiesce:#}"
+    );
     let stats = sim.get("/_sim/stats").await;
     let new = |op: &str| mutations(&stats, op).split_off(mutations(&before, op).len());
     let deregistered: Vec<Value> = new("DeregisterTargets")
@@ -671,19 +556,12 @@ async fn a_failback_quiesces_b3_first_so_a3_recovers_its_last_write_with_rpo_0()
         .filter(|m| m["account"] == TARGET.0)
         .collect();
     assert_eq!(deregistered.len(), 1, "{deregistered:#?}");
-    let mut ids: Vec<String> = deregistered[0]["params"]["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    assert_eq!(ids, b3s);
+    assert_eq!(target_ids(&deregistered[0]), b3s);
     // Every A3 holds data from after the quiesce: nothing B3 accepted is lost.
     let a3s = recovery_instances(&sim, SOURCE).await;
     assert_eq!(a3s.len(), 3);
     for a3 in &a3s {
-        let data = time(&Value::from(a3.point_in_time_snapshot_date_time().unwrap()));
+        let data = time_of(&Value::from(a3.point_in_time_snapshot_date_time().unwrap()));
         assert!(data >= quiesced_at, "{a3:#?} before {quiesced_at}");
     }
 }
@@ -692,31 +570,11 @@ async fn a_failback_quiesces_b3_first_so_a3_recovers_its_last_write_with_rpo_0()
 async fn failback_with(sim: &TestSim, db: &Path, settings: &str) -> CliRun {
     let runbook = db.with_file_name("payments-failback.toml");
     std::fs::write(&runbook, format!("{PAYMENTS}\n[failback]\n{settings}")).unwrap();
-    cli(
-        db,
-        sim,
-        &[
-            "--output",
-            "json",
-            "failback",
-            runbook.to_str().unwrap(),
-            "--yes",
-        ],
-    )
-    .await
+    sim.run(db, "failback", runbook.to_str().unwrap()).await
 }
 
 async fn failback_group_vpc(sim: &TestSim) -> String {
-    sim.elbv2(SOURCE.0, SOURCE.1)
-        .describe_target_groups()
-        .target_group_arns(FAILBACK_TG)
-        .send()
-        .await
-        .unwrap()
-        .target_groups()[0]
-        .vpc_id()
-        .unwrap()
-        .to_string()
+    sim.target_group_vpc(SOURCE, FAILBACK_TG).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -725,30 +583,7 @@ async fn a_failback_subnet_outside_the_target_groups_vpc_fails_preflight_naming_
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
     failed_over(&sim, &db).await;
-    let ec2 = sim.ec2(SOURCE.0, SOURCE.1);
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("10.88.0.0/16")
-        .send()
-        .await
-        .unwrap()
-        .vpc()
-        .unwrap()
-        .vpc_id()
-        .unwrap()
-        .to_string();
-    let subnet = ec2
-        .create_subnet()
-        .vpc_id(&vpc)
-        .cidr_block("10.88.0.0/16")
-        .send()
-        .await
-        .unwrap()
-        .subnet()
-        .unwrap()
-        .subnet_id()
-        .unwrap()
-        .to_string();
+    let (vpc, subnet) = sim.vpc_with_subnet(SOURCE, "10.88.0.0/16").await;
     let group_vpc = failback_group_vpc(&sim).await;
     assert_ne!(vpc, group_vpc);
     let before = sim.get("/_sim/stats").await;
@@ -847,21 +682,8 @@ async fn a_failback_sets_each_a2s_launch_settings_so_a4_lands_in_the_target_grou
 
 /// The members of the origin's (failback) target group that are not draining, any health.
 async fn members(sim: &TestSim) -> Vec<String> {
-    let health = sim
-        .elbv2(SOURCE.0, SOURCE.1)
-        .describe_target_health()
-        .target_group_arn(FAILBACK_TG)
-        .send()
+    sim.target_group_members(SOURCE, FAILBACK_TG, |state| state != "draining")
         .await
-        .unwrap();
-    let mut ids: Vec<String> = health
-        .target_health_descriptions()
-        .iter()
-        .filter(|d| d.target_health().unwrap().state().unwrap().as_str() != "draining")
-        .map(|d| d.target().unwrap().id().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids
 }
 
 fn replication_state(server: &aws_sdk_drs::types::SourceServer) -> String {
@@ -905,7 +727,9 @@ async fn rollback_of_a_failback_puts_traffic_back_on_the_failover_and_stops_reve
     // cleanup.
     let b3s = failover_members(&sim).await;
     assert_eq!(b3s.len(), 2, "the app B3s serve in the failover group");
-    let paused = cli(&db, &sim, &["--output", "json", "failback", RUNBOOK]).await;
+    let paused = sim
+        .cli(&db, &["--output", "json", "failback", RUNBOOK])
+        .await;
     assert_eq!(
         paused.code, 3,
         "paused at the quiesce approval: {paused:#?}"
@@ -916,37 +740,37 @@ async fn rollback_of_a_failback_puts_traffic_back_on_the_failover_and_stops_reve
         b3s,
         "nothing quiesced before the approval"
     );
-    let approved = cli(
-        &db,
-        &sim,
-        &[
-            "--output",
-            "json",
-            "approve",
-            &failback_id,
-            "--step",
-            "quiesce",
-        ],
-    )
-    .await;
+    let approved = sim
+        .cli(
+            &db,
+            &[
+                "--output",
+                "json",
+                "approve",
+                &failback_id,
+                "--step",
+                "quiesce",
+            ],
+        )
+        .await;
     assert_eq!(
         approved.code, 3,
         "paused at the DNS approval: {approved:#?}"
     );
     assert!(failover_members(&sim).await.is_empty(), "B3 quiesced");
-    let approved = cli(
-        &db,
-        &sim,
-        &[
-            "--output",
-            "json",
-            "approve",
-            &failback_id,
-            "--step",
-            "dns_cutover",
-        ],
-    )
-    .await;
+    let approved = sim
+        .cli(
+            &db,
+            &[
+                "--output",
+                "json",
+                "approve",
+                &failback_id,
+                "--step",
+                "dns_cutover",
+            ],
+        )
+        .await;
     assert_eq!(
         approved.code, 3,
         "paused at the cleanup approval: {approved:#?}"
@@ -967,21 +791,11 @@ async fn rollback_of_a_failback_puts_traffic_back_on_the_failover_and_stops_reve
     );
     let before = sim.get("/_sim/stats").await;
 
-    let rollback = cli(
-        &db,
-        &sim,
-        &["--output", "json", "rollback", &failback_id, "--yes"],
-    )
-    .await;
+    let rollback = sim.run(&db, "rollback", &failback_id).await;
     assert_eq!(rollback.code, 0, "{rollback:#?}");
     let report = rollback.json();
     let rollback_id = report["run_id"].as_str().unwrap().to_string();
-    let keys: Vec<&str> = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["key"].as_str().unwrap())
-        .collect();
+    let keys = step_fields(&report, "key");
     assert_eq!(
         keys,
         [
@@ -1069,8 +883,7 @@ async fn rollback_of_a_failback_puts_traffic_back_on_the_failover_and_stops_reve
     assert!(new("StartRecovery").is_empty() && new("ReverseReplication").is_empty());
 
     // The failback is rolled back; the three runs are linked in `history`.
-    let shown = drs_runbook(&db, None, &["--output", "json", "show", &failback_id]);
-    assert_eq!(shown.json()["status"], "rolled_back");
+    assert_eq!(shown(&db, &failback_id)["status"], "rolled_back");
     let history = history(&db);
     assert_eq!(
         history[&failover_id]["linked_runs"],
@@ -1112,22 +925,17 @@ async fn a_failback_drill_leaves_nothing_behind_and_a_real_failback_reuses_its_a
         .map(|i| i.ec2_instance_id().unwrap().to_string())
         .collect();
 
-    let run = cli(
-        &db,
-        &sim,
-        &["--output", "json", "failback", RUNBOOK, "--drill", "--yes"],
-    )
-    .await;
+    let run = sim
+        .cli(
+            &db,
+            &["--output", "json", "failback", RUNBOOK, "--drill", "--yes"],
+        )
+        .await;
     assert_eq!(run.code, 0, "{run:#?}");
     let report = run.json();
     assert_eq!(report["status"], "succeeded");
     let drill_id = report["run_id"].as_str().unwrap();
-    let keys: Vec<&str> = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["key"].as_str().unwrap())
-        .collect();
+    let keys = step_fields(&report, "key");
     assert!(
         !keys.contains(&"dns_cutover")
             && !keys.contains(&"lb_switch:app")
@@ -1151,14 +959,7 @@ async fn a_failback_drill_leaves_nothing_behind_and_a_real_failback_reuses_its_a
         "the drill instances (A3) are terminated"
     );
     let a2s = assert_a2_linked_to_b1(&sim).await;
-    assert!(a2s.iter().all(|s| {
-        s.data_replication_info()
-            .unwrap()
-            .data_replication_state()
-            .unwrap()
-            .as_str()
-            == "STOPPED"
-    }));
+    assert!(a2s.iter().all(|s| replication_state(s) == "STOPPED"));
     assert_eq!(record_values(&sim).await, dns_after_failover);
     assert_eq!(healthy_targets(&sim).await, tg_after_failover);
     assert_eq!(
@@ -1170,7 +971,7 @@ async fn a_failback_drill_leaves_nothing_behind_and_a_real_failback_reuses_its_a
     // As EC2 and ELBv2 say it: the B3s run and still serve in the failover's target group; the
     // drill's A4s are terminated.
     assert_eq!(
-        ec2_states_in(&sim, TARGET, &b3s).await,
+        sim.instance_states(TARGET, &b3s).await,
         ["running", "running", "running"]
     );
     assert_eq!(failover_members(&sim).await, b3s_serving);
@@ -1188,7 +989,7 @@ async fn a_failback_drill_leaves_nothing_behind_and_a_real_failback_reuses_its_a
             .all(|d| d.target_health().unwrap().state().unwrap().as_str() == "healthy"),
         "{failover_health:#?}"
     );
-    let shown = drs_runbook(&db, None, &["--output", "json", "show", drill_id]).json();
+    let shown = shown(&db, drill_id);
     let a4s: BTreeSet<String> = shown["steps"]
         .as_array()
         .unwrap()
@@ -1199,7 +1000,7 @@ async fn a_failback_drill_leaves_nothing_behind_and_a_real_failback_reuses_its_a
         .collect();
     assert_eq!(a4s.len(), 3, "{shown:#}");
     assert!(
-        ec2_states_in(&sim, SOURCE, &a4s)
+        sim.instance_states(SOURCE, &a4s)
             .await
             .iter()
             .all(|s| s == "terminated" || s == "shutting-down"),
@@ -1207,12 +1008,7 @@ async fn a_failback_drill_leaves_nothing_behind_and_a_real_failback_reuses_its_a
     );
 
     // A real failback afterwards restarts the stopped A2s instead of reversing again.
-    let run = cli(
-        &db,
-        &sim,
-        &["--output", "json", "failback", RUNBOOK, "--yes"],
-    )
-    .await;
+    let run = sim.run(&db, "failback", RUNBOOK).await;
     assert_eq!(run.code, 0, "{run:#?}");
     let stats = sim.get("/_sim/stats").await;
     let reversed_b2s = mutations(&stats, "ReverseReplication")
@@ -1231,7 +1027,7 @@ async fn failback_without_a_succeeded_failover_is_refused() {
     sim.seed(PAYMENTS).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let run = cli(&db, &sim, &["failback", RUNBOOK, "--yes"]).await;
+    let run = sim.cli(&db, &["failback", RUNBOOK, "--yes"]).await;
     assert_eq!(run.code, 2, "{run:#?}");
     assert!(
         run.stderr
@@ -1246,10 +1042,12 @@ async fn failback_without_a_succeeded_failover_is_refused() {
     );
 
     // A drill is not a failover to reverse.
-    let drill = cli(&db, &sim, &["--output", "json", "drill", RUNBOOK, "--yes"]).await;
+    let drill = sim.run(&db, "drill", RUNBOOK).await;
     assert_eq!(drill.code, 0, "{drill:#?}");
     let drill_id = drill.json()["run_id"].as_str().unwrap().to_string();
-    let run = cli(&db, &sim, &["failback", RUNBOOK, "--from-run", &drill_id]).await;
+    let run = sim
+        .cli(&db, &["failback", RUNBOOK, "--from-run", &drill_id])
+        .await;
     assert_eq!(run.code, 2, "{run:#?}");
     assert!(
         run.stderr.contains("it is a drill run, not a failover"),
@@ -1269,12 +1067,7 @@ async fn an_uninitialized_origin_fails_preflight_naming_the_account_and_what_to_
     // The failback's first DescribeSourceServers is its look at the origin (source) side.
     let fault = serde_json::json!({ "faults": [{ "kind": "api_error", "service": "drs", "operation": "DescribeSourceServers", "error": "UninitializedAccountException", "count": 1 }] });
     assert_eq!(sim.post("/_sim/faults", &fault).await.0, 200);
-    let run = cli(
-        &db,
-        &sim,
-        &["--output", "json", "failback", RUNBOOK, "--yes"],
-    )
-    .await;
+    let run = sim.run(&db, "failback", RUNBOOK).await;
     assert_eq!(run.code, 1, "{run:#?}");
     let report = run.json();
     assert_eq!(report["status"], "failed");

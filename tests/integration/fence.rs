@@ -4,7 +4,10 @@
 //! StopInstances intent does not send it twice; unplanned failovers and drills never fence.
 //! The built binary drives the simulator through the real SDK clients.
 
-use crate::support::{TestSim, drs_runbook, drs_runbook_async, mutations, run_id_of, stored_step};
+use crate::support::{
+    TestSim, drs_runbook, drs_runbook_async, mutations, run_id_of, start_recovery, step_fields,
+    stored_step,
+};
 
 const REPORTING: &str = include_str!("../../runbooks/reporting-drill.toml");
 const RUNBOOK: &str = "runbooks/reporting-drill.toml";
@@ -21,19 +24,7 @@ async fn source_instances(sim: &TestSim) -> Vec<String> {
 
 /// Each instance's EC2 state name.
 async fn states(sim: &TestSim, ids: &[String]) -> Vec<String> {
-    let described = sim
-        .ec2(ACCOUNT, SOURCE)
-        .describe_instances()
-        .set_instance_ids(Some(ids.to_vec()))
-        .send()
-        .await
-        .unwrap();
-    described
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .map(|i| i.state().unwrap().name().unwrap().as_str().to_string())
-        .collect()
+    sim.instance_states((ACCOUNT, SOURCE), ids).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -45,22 +36,11 @@ async fn a_planned_failover_fences_the_source_recovers_with_rpo_0_and_its_rollba
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
 
-    let failover = drs_runbook_async(
-        &db,
-        Some(&sim.endpoint),
-        &["--output", "json", "failover", RUNBOOK, "--yes"],
-        &[],
-    )
-    .await;
+    let failover = sim.run(&db, "failover", RUNBOOK).await;
     assert_eq!(failover.code, 0, "{failover:#?}");
     let report = failover.json();
     let run_id = report["run_id"].as_str().unwrap().to_string();
-    let kinds: Vec<&str> = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["kind"].as_str().unwrap())
-        .collect();
+    let kinds = step_fields(&report, "kind");
     assert_eq!(kinds[..3], ["preflight", "fence_source", "recovery_job"]);
     assert_eq!(states(&sim, &a1).await, ["stopped", "stopped"]);
     assert_eq!(sim.calls("ec2:StopInstances").await, 1);
@@ -92,13 +72,7 @@ async fn a_planned_failover_fences_the_source_recovers_with_rpo_0_and_its_rollba
             "{server}: data {data} before the fence {fenced_at}"
         );
     }
-    let json_report = drs_runbook_async(
-        &db,
-        Some(&sim.endpoint),
-        &["report", &run_id, "--format", "json"],
-        &[],
-    )
-    .await;
+    let json_report = sim.cli(&db, &["report", &run_id, "--format", "json"]).await;
     assert_eq!(json_report.code, 0, "{json_report:#?}");
     let facts: serde_json::Value = serde_json::from_str(&json_report.stdout).unwrap();
     let servers = facts["servers"].as_array().unwrap();
@@ -111,13 +85,7 @@ async fn a_planned_failover_fences_the_source_recovers_with_rpo_0_and_its_rollba
     );
 
     // The rollback terminates the recovery instances, then starts A1 again.
-    let rollback = drs_runbook_async(
-        &db,
-        Some(&sim.endpoint),
-        &["--output", "json", "rollback", &run_id, "--yes"],
-        &[],
-    )
-    .await;
+    let rollback = sim.run(&db, "rollback", &run_id).await;
     assert_eq!(rollback.code, 0, "{rollback:#?}");
     assert_eq!(states(&sim, &a1).await, ["running", "running"]);
     let stats = sim.get("/_sim/stats").await;
@@ -161,13 +129,7 @@ async fn a_crash_right_after_the_stop_intent_resumes_without_stopping_twice() {
     assert_eq!(states(&sim, &a1).await, ["running", "running"]);
 
     let run_id = run_id_of(&crashed);
-    let resumed = drs_runbook_async(
-        &db,
-        Some(&sim.endpoint),
-        &["--output", "json", "resume", &run_id, "--yes"],
-        &[],
-    )
-    .await;
+    let resumed = sim.run(&db, "resume", &run_id).await;
     assert_eq!(resumed.code, 0, "{resumed:#?}");
     assert_eq!(states(&sim, &a1).await, ["stopped", "stopped"]);
     assert_eq!(
@@ -177,8 +139,7 @@ async fn a_crash_right_after_the_stop_intent_resumes_without_stopping_twice() {
     );
     assert_eq!(resumed.json()["rpo_seconds"].as_f64(), Some(0.0));
     // Resuming the finished run again sends nothing more.
-    let again =
-        drs_runbook_async(&db, Some(&sim.endpoint), &["resume", &run_id, "--yes"], &[]).await;
+    let again = sim.cli(&db, &["resume", &run_id, "--yes"]).await;
     assert_eq!(sim.calls("ec2:StopInstances").await, 1, "{again:#?}");
 }
 
@@ -189,37 +150,26 @@ async fn unplanned_failovers_and_drills_do_not_fence() {
     let a1 = source_instances(&sim).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let drill = drs_runbook_async(
-        &db,
-        Some(&sim.endpoint),
-        &["--output", "json", "drill", RUNBOOK, "--yes"],
-        &[],
-    )
-    .await;
+    let drill = sim.run(&db, "drill", RUNBOOK).await;
     assert!(drill.json()["status"] == "succeeded", "{drill:#?}");
-    let unplanned = drs_runbook_async(
-        &db,
-        Some(&sim.endpoint),
-        &[
-            "--output",
-            "json",
-            "failover",
-            RUNBOOK,
-            "--mode",
-            "unplanned",
-            "--yes",
-        ],
-        &[],
-    )
-    .await;
+    let unplanned = sim
+        .cli(
+            &db,
+            &[
+                "--output",
+                "json",
+                "failover",
+                RUNBOOK,
+                "--mode",
+                "unplanned",
+                "--yes",
+            ],
+        )
+        .await;
     assert_eq!(unplanned.code, 0, "{unplanned:#?}");
-    let kinds: Vec<String> = unplanned.json()["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["kind"].as_str().unwrap().to_string())
-        .collect();
-    assert!(!kinds.iter().any(|k| k == "fence_source"), "{kinds:?}");
+    let report = unplanned.json();
+    let kinds = step_fields(&report, "kind");
+    assert!(!kinds.contains(&"fence_source"), "{kinds:?}");
     let stats = sim.get("/_sim/stats").await;
     assert_eq!(sim.calls("ec2:StopInstances").await, 0);
     assert!(mutations(&stats, "StopInstances").is_empty());
@@ -345,20 +295,8 @@ async fn the_simulator_models_a_stopped_source_and_its_catch_up() {
     ec2.stop_instances().instance_ids(&a1).send().await.unwrap();
     let after = clock().await;
     // A drill right away: its on-demand snapshot is taken while the catch-up runs.
-    let early = drs
-        .start_recovery()
-        .source_servers(
-            aws_sdk_drs::types::StartRecoveryRequestSourceServer::builder()
-                .source_server_id(&stopped_server)
-                .build()
-                .unwrap(),
-        )
-        .is_drill(true)
-        .send()
+    let early = start_recovery(&drs, &[&stopped_server], true)
         .await
-        .unwrap()
-        .job()
-        .unwrap()
         .job_id()
         .to_string();
 
@@ -441,20 +379,8 @@ async fn the_simulator_models_a_stopped_source_and_its_catch_up() {
         "{early_data} not the stop request ({before}..{after})"
     );
     // One after the catch-up holds everything: newer than the instance's stop.
-    let late = drs
-        .start_recovery()
-        .source_servers(
-            aws_sdk_drs::types::StartRecoveryRequestSourceServer::builder()
-                .source_server_id(&stopped_server)
-                .build()
-                .unwrap(),
-        )
-        .is_drill(true)
-        .send()
+    let late = start_recovery(&drs, &[&stopped_server], true)
         .await
-        .unwrap()
-        .job()
-        .unwrap()
         .job_id()
         .to_string();
     sim.skip(900.0).await;

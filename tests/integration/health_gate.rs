@@ -11,47 +11,15 @@ const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
 const ZONE: &str = "Z0123456789ABCDEFGHIJ";
 const NAME: &str = "api.payments.example.com.";
 
+/// The values of the payments A record.
 async fn record_values(sim: &TestSim) -> Vec<String> {
-    let sets = sim
-        .route53("111111111111")
-        .list_resource_record_sets()
-        .hosted_zone_id(ZONE)
-        .send()
-        .await
-        .unwrap();
-    let mut values: Vec<String> = sets
-        .resource_record_sets()
-        .iter()
-        .filter(|r| r.name() == NAME && r.r#type().as_str() == "A")
-        .flat_map(|r| r.resource_records().iter().map(|v| v.value().to_string()))
-        .collect();
-    values.sort();
-    values
+    sim.a_record_values("111111111111", ZONE, NAME).await
 }
 
 /// Runs a failover of `runbook_text` against the simulator.
 async fn failover(sim: &TestSim, runbook_text: &str) -> crate::support::CliRun {
     let dir = tempfile::tempdir().unwrap();
-    let runbook = dir.path().join("payments.toml");
-    std::fs::write(&runbook, runbook_text).unwrap();
-    let (db, endpoint) = (dir.path().join("runs.db"), sim.endpoint.clone());
-    tokio::task::spawn_blocking(move || {
-        let run = drs_runbook(
-            &db,
-            Some(&endpoint),
-            &[
-                "--output",
-                "json",
-                "failover",
-                runbook.to_str().unwrap(),
-                "--yes",
-            ],
-        );
-        drop(dir);
-        run
-    })
-    .await
-    .unwrap()
+    sim.failover_text(dir.path(), runbook_text).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -59,13 +27,8 @@ async fn an_impaired_critical_instance_holds_its_wave_and_dns() {
     let sim = TestSim::start(600.0).await;
     sim.seed(PAYMENTS).await;
     let before = record_values(&sim).await;
-    let (status, _) = sim
-        .post(
-            "/_sim/faults",
-            &json!({"faults": [{"kind": "impaired_instance", "source_server_id": "s-1234567890abcdef0"}]}),
-        )
+    sim.faults(json!([{"kind": "impaired_instance", "source_server_id": "s-1234567890abcdef0"}]))
         .await;
-    assert_eq!(status, 200);
     // A short boot timeout on the db wave (the key is validated like every other).
     let text = PAYMENTS.replacen(
         "name = \"db\"\n",
@@ -131,13 +94,7 @@ async fn an_impaired_critical_instance_holds_its_wave_and_dns() {
 async fn an_impaired_optional_instance_is_reported_and_passed_over() {
     let sim = TestSim::start(600.0).await;
     sim.seed(PAYMENTS).await;
-    let (status, _) = sim
-        .post(
-            "/_sim/faults",
-            &json!({"faults": [{"kind": "impaired_instance", "source_server_id": "s-34567890abcdef012", "check": "system"}]}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    sim.faults(json!([{"kind": "impaired_instance", "source_server_id": "s-34567890abcdef012", "check": "system"}])).await;
     let run = failover(&sim, PAYMENTS).await;
     assert_eq!(run.code, 0, "{run:#?}");
     assert!(

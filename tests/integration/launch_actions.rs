@@ -4,13 +4,13 @@
 //! instance launched STOPPED running its actions only once started.
 
 use aws_sdk_drs::error::ProvideErrorMetadata;
-use aws_sdk_drs::types::{LaunchActionCategory, StartRecoveryRequestSourceServer};
+use aws_sdk_drs::types::LaunchActionCategory;
 use drs_runbook::aws::SideClients;
 use drs_runbook::aws::drs_launch_actions::{LaunchAction, LaunchActionParam};
 use serde_json::json;
 use std::collections::BTreeMap;
 
-use crate::support::{TestSim, aws};
+use crate::support::{TestSim, aws, start_recovery};
 
 const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
 const TARGET: (&str, &str) = ("222222222222", "us-west-2");
@@ -67,18 +67,12 @@ async fn set_launch(sim: &TestSim, server: &str, stopped: bool) {
         .expect("UpdateLaunchConfiguration succeeds");
 }
 
-async fn start_recovery(sim: &TestSim, servers: &[&str]) -> String {
-    let mut call = sim.drs(TARGET.0, TARGET.1).start_recovery().is_drill(true);
-    for id in servers {
-        call = call.source_servers(
-            StartRecoveryRequestSourceServer::builder()
-                .source_server_id(*id)
-                .build()
-                .unwrap(),
-        );
-    }
-    let out = call.send().await.expect("StartRecovery succeeds");
-    out.job().unwrap().job_id().to_string()
+async fn start_drill(sim: &TestSim, servers: &[&str]) -> String {
+    let drs = sim.drs(TARGET.0, TARGET.1);
+    start_recovery(&drs, servers, true)
+        .await
+        .job_id()
+        .to_string()
 }
 
 async fn job(side: &SideClients, job_id: &str) -> drs_runbook::aws::drs::Job {
@@ -209,17 +203,12 @@ async fn a_recovery_runs_the_active_actions_and_a_fault_fails_one() {
     )
     .await
     .unwrap();
-    let (status, _) = sim
-        .post(
-            "/_sim/faults",
-            &json!({"faults": [
-                {"kind": "launch_action_failure", "source_server_id": DB, "action_code": "AWS-ConfigureAWSPackage"},
-                {"kind": "launch_action_failure", "source_server_id": APP1, "action_code": "AWS-RunShellScript"},
-            ]}),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let job_id = start_recovery(&sim, &[DB, APP1]).await;
+    sim.faults(json!([
+        {"kind": "launch_action_failure", "source_server_id": DB, "action_code": "AWS-ConfigureAWSPackage"},
+        {"kind": "launch_action_failure", "source_server_id": APP1, "action_code": "AWS-RunShellScript"},
+    ]))
+    .await;
+    let job_id = start_drill(&sim, &[DB, APP1]).await;
 
     // Step the clock: the runs appear IN_PROGRESS once the SSM agent is found, then end.
     let mut seen_in_progress = false;
@@ -309,7 +298,7 @@ async fn an_instance_launched_stopped_runs_its_actions_once_started() {
     side.put_launch_action(APP1, &action(CHECK_ID, "AWS-RunShellScript", 1001, false))
         .await
         .unwrap();
-    let job_id = start_recovery(&sim, &[DB, APP1]).await;
+    let job_id = start_drill(&sim, &[DB, APP1]).await;
     sim.skip(40.0 * 60.0).await;
     let launched = job(&side, &job_id).await;
     assert!(launched.is_completed());
@@ -447,34 +436,9 @@ fn payments_with_ssm_action() -> String {
     )
 }
 
-async fn failover(sim: &TestSim, dir: &std::path::Path, text: &str) -> crate::support::CliRun {
-    let runbook = dir.join("runbook.toml");
-    std::fs::write(&runbook, text).unwrap();
-    crate::support::drs_runbook_async(
-        &dir.join("runs.db"),
-        Some(&sim.endpoint),
-        &[
-            "--output",
-            "json",
-            "failover",
-            runbook.to_str().unwrap(),
-            "--yes",
-        ],
-        &[],
-    )
-    .await
-}
-
-async fn action_step(sim: &TestSim, dir: &std::path::Path, run_id: &str) -> serde_json::Value {
-    let shown = crate::support::drs_runbook_async(
-        &dir.join("runs.db"),
-        Some(&sim.endpoint),
-        &["--output", "json", "show", run_id],
-        &[],
-    )
-    .await;
-    assert_eq!(shown.code, 0, "{shown:#?}");
-    crate::support::step_output(&shown.json(), "action:app:app-check")
+async fn action_step(dir: &std::path::Path, run_id: &str) -> serde_json::Value {
+    let shown = crate::support::shown(&dir.join("runs.db"), run_id);
+    crate::support::step_output(&shown, "action:app:app-check")
 }
 
 /// What the run left on the app servers: their launch actions and `postLaunchEnabled`.
@@ -504,7 +468,9 @@ async fn an_ssm_action_runs_in_the_recovery_job_and_is_removed_after_the_run() {
     let sim = TestSim::start(600.0).await;
     sim.seed(PAYMENTS).await;
     let dir = tempfile::tempdir().unwrap();
-    let run = failover(&sim, dir.path(), &payments_with_ssm_action()).await;
+    let run = sim
+        .failover_text(dir.path(), &payments_with_ssm_action())
+        .await;
     assert_eq!(run.code, 0, "{run:#?}");
     let run_id = crate::support::run_id_of(&run);
 
@@ -529,7 +495,7 @@ async fn an_ssm_action_runs_in_the_recovery_job_and_is_removed_after_the_run() {
     }
 
     // The step read each launched server's run from the job.
-    let step = action_step(&sim, dir.path(), &run_id).await;
+    let step = action_step(dir.path(), &run_id).await;
     assert_eq!(step["kind"], "ssm_document");
     let runs = step["launch_action_runs"].as_array().unwrap();
     assert!(!runs.is_empty());
@@ -549,15 +515,11 @@ async fn an_ssm_action_runs_in_the_recovery_job_and_is_removed_after_the_run() {
 async fn a_failed_ssm_action_fails_the_wave_and_is_removed() {
     let sim = TestSim::start(600.0).await;
     sim.seed(PAYMENTS).await;
-    let (status, _) = sim
-        .post(
-            "/_sim/faults",
-            &json!({"faults": [{"kind": "launch_action_failure", "source_server_id": APP1, "action_code": "AWS-RunShellScript"}]}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    sim.faults(json!([{"kind": "launch_action_failure", "source_server_id": APP1, "action_code": "AWS-RunShellScript"}])).await;
     let dir = tempfile::tempdir().unwrap();
-    let run = failover(&sim, dir.path(), &payments_with_ssm_action()).await;
+    let run = sim
+        .failover_text(dir.path(), &payments_with_ssm_action())
+        .await;
     assert_eq!(run.code, 1, "{run:#?}");
     let run_id = crate::support::run_id_of(&run);
     let text = format!("{}{}", run.stdout, run.stderr);
@@ -566,7 +528,7 @@ async fn a_failed_ssm_action_fails_the_wave_and_is_removed() {
         text.contains("launch_action_failure"),
         "the failureReason is shown: {text}"
     );
-    let step = action_step(&sim, dir.path(), &run_id).await;
+    let step = action_step(dir.path(), &run_id).await;
     let failed: Vec<&serde_json::Value> = step["launch_action_runs"]
         .as_array()
         .unwrap()
@@ -589,15 +551,12 @@ async fn a_failed_ssm_action_fails_the_wave_and_is_removed() {
 async fn a_run_that_stops_before_its_ssm_action_is_rolled_back_without_the_installed_actions() {
     let sim = TestSim::start(600.0).await;
     sim.seed(PAYMENTS).await;
-    let (status, _) = sim
-        .post(
-            "/_sim/faults",
-            &json!({"faults": [{"kind": "launch_failure", "source_server_id": APP1}]}),
-        )
+    sim.faults(json!([{"kind": "launch_failure", "source_server_id": APP1}]))
         .await;
-    assert_eq!(status, 200);
     let dir = tempfile::tempdir().unwrap();
-    let run = failover(&sim, dir.path(), &payments_with_ssm_action()).await;
+    let run = sim
+        .failover_text(dir.path(), &payments_with_ssm_action())
+        .await;
     assert_eq!(run.code, 1, "{run:#?}");
     let run_id = crate::support::run_id_of(&run);
     // launch:app failed: the action step never ran, its launch actions are still installed.
@@ -605,13 +564,9 @@ async fn a_run_that_stops_before_its_ssm_action_is_rolled_back_without_the_insta
         left_on_app_servers(&sim).await,
         [(1, Some(true)), (1, Some(true))]
     );
-    let rollback = crate::support::drs_runbook_async(
-        &dir.path().join("runs.db"),
-        Some(&sim.endpoint),
-        &["--output", "json", "rollback", &run_id, "--yes"],
-        &[],
-    )
-    .await;
+    let rollback = sim
+        .run(&dir.path().join("runs.db"), "rollback", &run_id)
+        .await;
     assert_eq!(rollback.code, 0, "{rollback:#?}");
     assert_eq!(
         left_on_app_servers(&sim).await,

@@ -7,9 +7,10 @@
 use serde_json::{Value, json};
 use std::path::Path;
 
-use crate::support::{TestSim, drs_runbook_async, mutations, step_output};
+use crate::support::{TestSim, doctor_check, drs_runbook_async, mutations, shown, step_output};
 
 const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
+const RUNBOOK: &str = "runbooks/payments.toml";
 const REPORTING: &str = include_str!("../../runbooks/reporting-drill.toml");
 const TARGET_ACCOUNT: &str = "222222222222";
 const TARGET_REGION: &str = "us-west-2";
@@ -17,9 +18,10 @@ const APP: &str = "s-234567890abcdef01";
 const APP_GROUP: &str =
     "arn:aws:elasticloadbalancing:us-west-2:222222222222:targetgroup/payments/0123456789abcdef";
 
-/// The payments runbook, pausing for approval before its first recovery job: a run stops right
-/// after preflight (exit 3), having recovered nothing.
-fn pausing_after_preflight(text: &str, dir: &Path) -> String {
+/// What preflight recorded in a failover (with `extra` arguments) of runbook `text`, made to
+/// pause for approval before its first recovery job: the run stops right after preflight
+/// (exit 3), having recovered nothing.
+async fn preflight_output(sim: &TestSim, dir: &Path, text: &str, extra: &[&str]) -> Value {
     let text = match text.find("[approvals]") {
         Some(at) => {
             let end = text[at..].find("\n\n").map_or(text.len(), |n| at + n);
@@ -33,7 +35,13 @@ fn pausing_after_preflight(text: &str, dir: &Path) -> String {
     };
     let path = dir.join("runbook.toml");
     std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
+    let db = dir.join("runs.db");
+    let mut args = vec!["--output", "json", "failover", path.to_str().unwrap()];
+    args.extend(extra);
+    let run = sim.cli(&db, &args).await;
+    assert_eq!(run.code, 3, "paused after preflight: {run:#?}");
+    let run_id = run.json()["run_id"].as_str().unwrap().to_string();
+    step_output(&shown(&db, &run_id), "preflight")
 }
 
 /// Moves `server`'s launch template to a new subnet in a new VPC, as an operator would: a new
@@ -43,30 +51,8 @@ async fn move_to_another_vpc(
     (account, region): (&str, &str),
     server: &str,
 ) -> (String, i64, String, String) {
+    let (vpc, subnet) = sim.vpc_with_subnet((account, region), "10.77.0.0/16").await;
     let ec2 = sim.ec2(account, region);
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("10.77.0.0/16")
-        .send()
-        .await
-        .unwrap()
-        .vpc()
-        .unwrap()
-        .vpc_id()
-        .unwrap()
-        .to_string();
-    let subnet = ec2
-        .create_subnet()
-        .vpc_id(&vpc)
-        .cidr_block("10.77.0.0/16")
-        .send()
-        .await
-        .unwrap()
-        .subnet()
-        .unwrap()
-        .subnet_id()
-        .unwrap()
-        .to_string();
     let template = sim
         .drs(account, region)
         .get_launch_configuration()
@@ -112,19 +98,7 @@ async fn a_seeded_world_passes_preflight_which_records_what_it_read() {
     let sim = TestSim::start(600.0).await;
     sim.seed(PAYMENTS).await;
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("runs.db");
-    let runbook = pausing_after_preflight(PAYMENTS, dir.path());
-    let run = drs_runbook_async(
-        &db,
-        Some(&sim.endpoint),
-        &["--output", "json", "failover", &runbook],
-        &[],
-    )
-    .await;
-    assert_eq!(run.code, 3, "paused after preflight: {run:#?}");
-    let run_id = run.json()["run_id"].as_str().unwrap().to_string();
-    let shown = drs_runbook_async(&db, None, &["--output", "json", "show", &run_id], &[]).await;
-    let output = step_output(&shown.json(), "preflight");
+    let output = preflight_output(&sim, dir.path(), PAYMENTS, &[]).await;
     let servers = output["launch_settings"]["servers"].as_array().unwrap();
     assert_eq!(servers.len(), 3, "{output}");
     let group_vpc = output["launch_settings"]["target_groups"][0]["vpc_id"].clone();
@@ -163,32 +137,12 @@ async fn a_template_moved_to_another_vpc_fails_preflight_with_the_fix_and_doctor
     let (template, version, subnet, vpc) =
         move_to_another_vpc(&sim, (TARGET_ACCOUNT, TARGET_REGION), APP).await;
     let group_vpc = sim
-        .elbv2(TARGET_ACCOUNT, TARGET_REGION)
-        .describe_target_groups()
-        .target_group_arns(APP_GROUP)
-        .send()
-        .await
-        .unwrap()
-        .target_groups()[0]
-        .vpc_id()
-        .unwrap()
-        .to_string();
+        .target_group_vpc((TARGET_ACCOUNT, TARGET_REGION), APP_GROUP)
+        .await;
     assert_ne!(group_vpc, vpc);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let run = drs_runbook_async(
-        &db,
-        Some(&sim.endpoint),
-        &[
-            "--output",
-            "json",
-            "failover",
-            "runbooks/payments.toml",
-            "--yes",
-        ],
-        &[],
-    )
-    .await;
+    let run = sim.run(&db, "failover", RUNBOOK).await;
     assert_eq!(run.code, 1, "{run:#?}");
     let said = format!("{}\n{}", run.stdout, run.stderr);
     for part in [
@@ -209,22 +163,10 @@ async fn a_template_moved_to_another_vpc_fails_preflight_with_the_fix_and_doctor
         "preflight failed before anything was recovered"
     );
 
-    let doctor = drs_runbook_async(
-        &db,
-        Some(&sim.endpoint),
-        &["--output", "json", "doctor", "runbooks/payments.toml"],
-        &[],
-    )
-    .await;
+    let doctor = sim.cli(&db, &["--output", "json", "doctor", RUNBOOK]).await;
     assert_eq!(doctor.code, 1, "{doctor:#?}");
     let report = doctor.json();
-    let check = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == format!("drs.launch:{APP}"))
-        .unwrap_or_else(|| panic!("{report}"))
-        .clone();
+    let check = doctor_check(&report, &format!("drs.launch:{APP}"));
     assert_eq!(check["status"], "FAIL", "{check}");
     let found = check["found"].as_str().unwrap();
     assert!(
@@ -238,12 +180,7 @@ async fn a_template_moved_to_another_vpc_fails_preflight_with_the_fix_and_doctor
             .contains("aws ec2 modify-launch-template"),
         "{check}"
     );
-    let db_check = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "drs.launch:s-1234567890abcdef0")
-        .unwrap();
+    let db_check = doctor_check(&report, "drs.launch:s-1234567890abcdef0");
     assert_eq!(db_check["status"], "PASS", "{db_check}");
 }
 
@@ -261,23 +198,14 @@ async fn doctor_warns_of_a_stopped_disposition_in_a_wave_without_dependencies() 
             .unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
-    let doctor = drs_runbook_async(
-        &dir.path().join("runs.db"),
-        Some(&sim.endpoint),
-        &["--output", "json", "doctor", "runbooks/payments.toml"],
-        &[],
-    )
-    .await;
+    let doctor = sim
+        .cli(
+            &dir.path().join("runs.db"),
+            &["--output", "json", "doctor", RUNBOOK],
+        )
+        .await;
     let report = doctor.json();
-    let status = |id: &str| {
-        report["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == format!("drs.launch:{id}"))
-            .unwrap_or_else(|| panic!("{report}"))["status"]
-            .clone()
-    };
+    let status = |id: &str| doctor_check(&report, &format!("drs.launch:{id}"))["status"].clone();
     // db waits for nothing: its instance would come up stopped with nothing to start it.
     assert_eq!(status("s-1234567890abcdef0"), "WARN", "{report}");
     // app comes after db: a stopped launch there is not flagged.
@@ -292,13 +220,7 @@ async fn plan_shows_the_launch_settings_it_reads_and_marks_them_not_read_when_aw
     let embedded = drs_runbook_async(
         &db,
         None,
-        &[
-            "--sim",
-            "--output",
-            "json",
-            "plan",
-            "runbooks/payments.toml",
-        ],
+        &["--sim", "--output", "json", "plan", RUNBOOK],
         &[],
     )
     .await;
@@ -329,13 +251,7 @@ async fn plan_shows_the_launch_settings_it_reads_and_marks_them_not_read_when_aw
         .await
         .unwrap();
     let mutations_before = sim.get("/_sim/stats").await["mutations"].clone();
-    let text = drs_runbook_async(
-        &db,
-        Some(&sim.endpoint),
-        &["plan", "runbooks/payments.toml"],
-        &[],
-    )
-    .await;
+    let text = sim.cli(&db, &["plan", RUNBOOK]).await;
     assert_eq!(text.code, 0, "{text:#?}");
     assert!(
         text.stdout.contains(&format!(
@@ -370,17 +286,11 @@ async fn plan_shows_the_launch_settings_it_reads_and_marks_them_not_read_when_aw
         drs_runbook_async(
             &db,
             Some(&unreachable),
-            &["--output", "json", "plan", "runbooks/payments.toml"],
+            &["--output", "json", "plan", RUNBOOK],
             &credentials,
         )
         .await,
-        drs_runbook_async(
-            &db,
-            Some(&unreachable),
-            &["plan", "runbooks/payments.toml"],
-            &credentials,
-        )
-        .await,
+        drs_runbook_async(&db, Some(&unreachable), &["plan", RUNBOOK], &credentials).await,
     );
     assert_eq!(json_run.code, 0, "{json_run:#?}");
     let launch = json_run.json()["launch_settings"].clone();
@@ -426,32 +336,13 @@ async fn an_unplanned_failover_reads_the_launch_settings_in_the_target_region_on
     assert_eq!(status, 200);
     sim.skip(10.0 * 60.0).await;
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("runs.db");
-    let runbook = pausing_after_preflight(REPORTING, dir.path());
     let source_calls = |stats: &Value| {
         stats["scopes"][format!("{ACCOUNT}/eu-west-1")]
             .as_u64()
             .unwrap_or(0)
     };
     let before = source_calls(&sim.get("/_sim/stats").await);
-    let run = drs_runbook_async(
-        &db,
-        Some(&sim.endpoint),
-        &[
-            "--output",
-            "json",
-            "failover",
-            &runbook,
-            "--mode",
-            "unplanned",
-        ],
-        &[],
-    )
-    .await;
-    assert_eq!(run.code, 3, "paused after preflight: {run:#?}");
-    let run_id = run.json()["run_id"].as_str().unwrap().to_string();
-    let shown = drs_runbook_async(&db, None, &["--output", "json", "show", &run_id], &[]).await;
-    let output = step_output(&shown.json(), "preflight");
+    let output = preflight_output(&sim, dir.path(), REPORTING, &["--mode", "unplanned"]).await;
     let servers = output["launch_settings"]["servers"].as_array().unwrap();
     assert_eq!(servers.len(), 2, "{output}");
     assert!(
@@ -476,19 +367,7 @@ async fn a_failback_checks_the_launch_settings_of_the_a2s_it_adopts() {
     sim.seed(PAYMENTS).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let failover = drs_runbook_async(
-        &db,
-        Some(&sim.endpoint),
-        &[
-            "--output",
-            "json",
-            "failover",
-            "runbooks/payments.toml",
-            "--yes",
-        ],
-        &[],
-    )
-    .await;
+    let failover = sim.run(&db, "failover", RUNBOOK).await;
     assert_eq!(failover.code, 0, "{failover:#?}");
     // Replication reversed ahead of the failback, as operators often do: the A2s exist, each
     // with its launch template in the origin region.
@@ -526,19 +405,7 @@ async fn a_failback_checks_the_launch_settings_of_the_a2s_it_adopts() {
     let (template, version, subnet, vpc) = move_to_another_vpc(&sim, SOURCE, &a2).await;
     let starts_before = mutations(&sim.get("/_sim/stats").await, "StartRecovery").len();
 
-    let failback = drs_runbook_async(
-        &db,
-        Some(&sim.endpoint),
-        &[
-            "--output",
-            "json",
-            "failback",
-            "runbooks/payments.toml",
-            "--yes",
-        ],
-        &[],
-    )
-    .await;
+    let failback = sim.run(&db, "failback", RUNBOOK).await;
     assert_eq!(failback.code, 1, "{failback:#?}");
     let said = format!("{}\n{}", failback.stdout, failback.stderr);
     for part in [

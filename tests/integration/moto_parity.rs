@@ -15,7 +15,7 @@ use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetTypeEnum};
 use aws_sdk_route53::types::{ChangeAction, ChangeStatus, RrType};
 use std::collections::BTreeSet;
 
-use crate::support::{TestSim, a_record, aws, batch, moto, repo_path, target};
+use crate::support::{ChildGuard, TestSim, a_record, aws, batch, moto, repo_path, target};
 
 const ACCOUNT: &str = "111111111111";
 const SEEDED_ZONE: &str = "Z0123456789ABCDEFGHIJ";
@@ -26,6 +26,17 @@ const WWW: &str = "www.payments.example.com.";
 struct Side {
     r53: aws_sdk_route53::Client,
     elb: aws_sdk_elasticloadbalancingv2::Client,
+}
+
+/// The simulator seeded with payments and a fresh moto server (and its endpoint), with a
+/// [`Side`] of each.
+async fn sides() -> (TestSim, ChildGuard, String, Side, Side) {
+    let sim = TestSim::start(1.0).await;
+    sim.seed(&std::fs::read_to_string(repo_path("runbooks/payments.toml")).unwrap())
+        .await;
+    let (moto, moto_endpoint) = moto().await;
+    let (simulated, mocked) = (Side::at(&sim.endpoint), Side::at(&moto_endpoint));
+    (sim, moto, moto_endpoint, simulated, mocked)
 }
 
 impl Side {
@@ -49,6 +60,24 @@ impl Side {
             r53: aws_sdk_route53::Client::from_conf(r53),
             elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb),
         }
+    }
+
+    /// Creates a hosted zone `payments.example.com.`; returns its ID (without `/hostedzone/`)
+    /// and the status of the change.
+    async fn create_zone(&self, caller_reference: &str) -> (String, ChangeStatus) {
+        let created = self
+            .r53
+            .create_hosted_zone()
+            .name("payments.example.com.")
+            .caller_reference(caller_reference)
+            .send()
+            .await
+            .unwrap();
+        let id = created.hosted_zone().unwrap().id();
+        (
+            id.trim_start_matches("/hostedzone/").to_string(),
+            created.change_info().unwrap().status().clone(),
+        )
     }
 
     /// Non-apex record sets as `(name, type, ttl, sorted values)`, plus the apex types.
@@ -178,27 +207,10 @@ async fn refusals(side: &Side, zone: &str) -> (Option<String>, Option<String>) {
 
 #[tokio::test]
 async fn route53_sequences_end_alike_in_the_simulator_and_in_moto() {
-    let sim = TestSim::start(1.0).await;
-    sim.seed(&std::fs::read_to_string(repo_path("runbooks/payments.toml")).unwrap())
-        .await;
-    let (_moto, moto_endpoint) = moto().await;
-    let (simulated, mocked) = (Side::at(&sim.endpoint), Side::at(&moto_endpoint));
+    let (sim, _moto, _, simulated, mocked) = sides().await;
 
     // moto gets the seeded zone and record by API (the simulator was seeded).
-    let created = mocked
-        .r53
-        .create_hosted_zone()
-        .name("payments.example.com.")
-        .caller_reference("parity-1")
-        .send()
-        .await
-        .unwrap();
-    let moto_zone = created
-        .hosted_zone()
-        .unwrap()
-        .id()
-        .trim_start_matches("/hostedzone/")
-        .to_string();
+    let (moto_zone, _) = mocked.create_zone("parity-1").await;
     let (_, seeded) = simulated.records(SEEDED_ZONE).await;
     let seeded_ips: Vec<&str> = seeded[0].3.iter().map(String::as_str).collect();
     mocked
@@ -253,35 +265,9 @@ async fn route53_sequences_end_alike_in_the_simulator_and_in_moto() {
     }
 
     // The simulator can create zones too, and they start alike.
-    let own = simulated
-        .r53
-        .create_hosted_zone()
-        .name("payments.example.com.")
-        .caller_reference("parity-1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(own.change_info().unwrap().status(), &ChangeStatus::Pending);
-    let sim_zone = own
-        .hosted_zone()
-        .unwrap()
-        .id()
-        .trim_start_matches("/hostedzone/")
-        .to_string();
-    let fresh_moto = mocked
-        .r53
-        .create_hosted_zone()
-        .name("payments.example.com.")
-        .caller_reference("parity-2")
-        .send()
-        .await
-        .unwrap();
-    let fresh_moto = fresh_moto
-        .hosted_zone()
-        .unwrap()
-        .id()
-        .trim_start_matches("/hostedzone/")
-        .to_string();
+    let (sim_zone, status) = simulated.create_zone("parity-1").await;
+    assert_eq!(status, ChangeStatus::Pending);
+    let (fresh_moto, _) = mocked.create_zone("parity-2").await;
     assert_eq!(
         simulated.records(&sim_zone).await,
         mocked.records(&fresh_moto).await
@@ -290,11 +276,7 @@ async fn route53_sequences_end_alike_in_the_simulator_and_in_moto() {
 
 #[tokio::test]
 async fn elbv2_sequences_end_alike_in_the_simulator_and_in_moto() {
-    let sim = TestSim::start(1.0).await;
-    sim.seed(&std::fs::read_to_string(repo_path("runbooks/payments.toml")).unwrap())
-        .await;
-    let (_moto, moto_endpoint) = moto().await;
-    let (simulated, mocked) = (Side::at(&sim.endpoint), Side::at(&moto_endpoint));
+    let (sim, _moto, moto_endpoint, simulated, mocked) = sides().await;
 
     // moto needs a VPC for the group; the Rust code has no EC2 client, the AWS CLI does.
     let vpc = aws(
@@ -493,24 +475,8 @@ async fn routing_sequence(
 
 #[tokio::test]
 async fn weighted_sets_and_an_inverted_health_check_read_back_alike_in_the_simulator_and_in_moto() {
-    let sim = TestSim::start(1.0).await;
-    sim.seed(&std::fs::read_to_string(repo_path("runbooks/payments.toml")).unwrap())
-        .await;
-    let (_moto, moto_endpoint) = moto().await;
-    let (simulated, mocked) = (Side::at(&sim.endpoint), Side::at(&moto_endpoint));
-    let moto_zone = mocked
-        .r53
-        .create_hosted_zone()
-        .name("payments.example.com.")
-        .caller_reference("parity-routing")
-        .send()
-        .await
-        .unwrap()
-        .hosted_zone()
-        .unwrap()
-        .id()
-        .trim_start_matches("/hostedzone/")
-        .to_string();
+    let (_sim, _moto, _, simulated, mocked) = sides().await;
+    let (moto_zone, _) = mocked.create_zone("parity-routing").await;
     let in_sim = routing_sequence(&simulated, SEEDED_ZONE).await;
     let in_moto = routing_sequence(&mocked, &moto_zone).await;
     assert_eq!(in_sim, in_moto);

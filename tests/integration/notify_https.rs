@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{ChildGuard, certificates, drs_runbook_env};
+use crate::support::{ChildGuard, certificates, drs_runbook_async};
 
 const HTTPS_SERVER: &str = r#"
 import http.server, os, ssl, sys
@@ -78,8 +78,9 @@ fn exit_code_of_the_run(run: &crate::support::CliRun) -> i32 {
     if met { 0 } else { 1 }
 }
 
-fn drill_notifying(dir: &Path, url: &str, env: &[(&str, &str)]) -> crate::support::CliRun {
-    drs_runbook_env(
+/// A drill of the reporting runbook in the embedded simulator, notifying `url`.
+async fn drill_notifying(dir: &Path, url: &str, env: &[(&str, &str)]) -> crate::support::CliRun {
+    drs_runbook_async(
         &dir.join("runs.db"),
         None,
         &[
@@ -94,6 +95,7 @@ fn drill_notifying(dir: &Path, url: &str, env: &[(&str, &str)]) -> crate::suppor
         ],
         env,
     )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -102,12 +104,7 @@ async fn an_https_notification_reaches_a_server_trusted_through_ssl_cert_file() 
     certificates(dir.path(), "hook");
     let (_server, url) = https_webhook(dir.path(), "hook").await;
     let ca = dir.path().join("hook-ca.pem");
-    let (path, url2) = (dir.path().to_path_buf(), url.clone());
-    let run = tokio::task::spawn_blocking(move || {
-        drill_notifying(&path, &url2, &[("SSL_CERT_FILE", ca.to_str().unwrap())])
-    })
-    .await
-    .unwrap();
+    let run = drill_notifying(dir.path(), &url, &[("SSL_CERT_FILE", ca.to_str().unwrap())]).await;
     assert_eq!(run.code, exit_code_of_the_run(&run), "{run:#?}");
     assert!(
         !run.stderr.contains("warning: the notification"),
@@ -133,17 +130,12 @@ async fn a_certificate_from_an_untrusted_ca_is_a_warning_that_says_why() {
     let (_server, url) = https_webhook(dir.path(), "hook").await;
     // The trust store holds another CA only: the server's certificate must be refused.
     let other_ca = dir.path().join("other-ca.pem");
-    let path = dir.path().to_path_buf();
-    let url2 = url.clone();
-    let run = tokio::task::spawn_blocking(move || {
-        drill_notifying(
-            &path,
-            &url2,
-            &[("SSL_CERT_FILE", other_ca.to_str().unwrap())],
-        )
-    })
-    .await
-    .unwrap();
+    let run = drill_notifying(
+        dir.path(),
+        &url,
+        &[("SSL_CERT_FILE", other_ca.to_str().unwrap())],
+    )
+    .await;
     assert_eq!(
         run.code,
         exit_code_of_the_run(&run),
@@ -174,13 +166,7 @@ async fn a_webhook_that_never_answers_delays_the_exit_by_no_more_than_the_timeou
         }
     });
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_path_buf();
-    let url2 = url.clone();
-    let run = tokio::task::spawn_blocking(move || {
-        drill_notifying(&path, &url2, &[("DRS_RUNBOOK_NOTIFY_TIMEOUT", "2s")])
-    })
-    .await
-    .unwrap();
+    let run = drill_notifying(dir.path(), &url, &[("DRS_RUNBOOK_NOTIFY_TIMEOUT", "2s")]).await;
     let exited = Instant::now();
     assert_eq!(run.code, exit_code_of_the_run(&run), "{run:#?}");
     let accepted = accepted

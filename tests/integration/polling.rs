@@ -30,22 +30,8 @@ async fn a_chained_failover_reads_per_run_not_per_job_or_wave() {
     let sim = TestSim::start(150.0).await;
     sim.seed(SHOP).await;
     let dir = tempfile::tempdir().unwrap();
-    let runbook = dir.path().join("shop.toml");
-    std::fs::write(&runbook, SHOP).unwrap();
     let db = dir.path().join("runs.db");
-    let run = crate::support::drs_runbook_async(
-        &db,
-        Some(&sim.endpoint),
-        &[
-            "--output",
-            "json",
-            "failover",
-            runbook.to_str().unwrap(),
-            "--yes",
-        ],
-        &[],
-    )
-    .await;
+    let run = sim.failover_text(dir.path(), SHOP).await;
     assert_eq!(run.code, 0, "{run:#?}");
     let stats = sim.get("/_sim/stats").await;
     let calls = |operation: &str| stats["calls"][operation].as_u64().unwrap_or(0);
@@ -69,15 +55,7 @@ async fn a_chained_failover_reads_per_run_not_per_job_or_wave() {
     // looks the schedule allows in each gate's time (engine clock), one call a look for these
     // few instances.
     let run_id = run.json()["run_id"].as_str().unwrap().to_string();
-    let shown = crate::support::drs_runbook_async(
-        &db,
-        Some(&sim.endpoint),
-        &["--output", "json", "show", &run_id],
-        &[],
-    )
-    .await;
-    assert_eq!(shown.code, 0, "{shown:#?}");
-    let shown = shown.json();
+    let shown = crate::support::shown(&db, &run_id);
     let gate = |key: &str, start: &Value| {
         let output = step_output(&shown, key);
         let seconds =
@@ -163,20 +141,12 @@ async fn a_hold_after_a_long_approval_wait_reads_the_launch_configurations_again
     let text = SHOP.replace("before = [\"dns_cutover\"]", "before = [\"recovery_job\"]");
     std::fs::write(&runbook, &text).unwrap();
     let db = dir.path().join("runs.db");
-    let cli = |args: Vec<String>| {
-        let (db, endpoint) = (db.clone(), sim.endpoint.clone());
-        async move {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            crate::support::drs_runbook_async(&db, Some(&endpoint), &args, &[]).await
-        }
-    };
-    let paused = cli(vec![
-        "--output".into(),
-        "json".into(),
-        "failover".into(),
-        runbook.to_str().unwrap().into(),
-    ])
-    .await;
+    let paused = sim
+        .cli(
+            &db,
+            &["--output", "json", "failover", runbook.to_str().unwrap()],
+        )
+        .await;
     assert_eq!(paused.code, 3, "{paused:#?}");
     assert_eq!(paused.json()["status"], "paused");
     // Preflight read each server's launch configuration once.
@@ -186,13 +156,9 @@ async fn a_hold_after_a_long_approval_wait_reads_the_launch_configurations_again
     // servers' again before it changes them.
     sim.skip(20.0 * 60.0).await;
     let run_id = paused.json()["run_id"].as_str().unwrap().to_string();
-    let done = cli(vec![
-        "--output".into(),
-        "json".into(),
-        "approve".into(),
-        run_id,
-    ])
-    .await;
+    let done = sim
+        .cli(&db, &["--output", "json", "approve", &run_id])
+        .await;
     assert_eq!(done.code, 0, "{done:#?}");
     assert_eq!(done.json()["status"], "succeeded");
     assert_eq!(sim.calls("drs:GetLaunchConfiguration").await, 4 + 3);

@@ -3,7 +3,7 @@
 //! changes nothing, and an active plan execution over a runbook's server refuses a failover
 //! (exit 4) until it ends.
 
-use crate::support::{TestSim, aws_env, botocore_data_path, drs_runbook, mutations};
+use crate::support::{TestSim, aws_env, botocore_data_path, mutations};
 use aws_sdk_drs::error::ProvideErrorMetadata;
 use aws_sdk_drs::types::{
     RecoveryPlanExecutionMode, RecoveryPlanServer, RecoveryPlanStepConfiguration,
@@ -57,11 +57,6 @@ async fn cli_aws(endpoint: &str, args: &[&str]) -> Value {
     .await
 }
 
-fn run_cli(db: &std::path::Path, endpoint: &str, args: Vec<String>) -> crate::support::CliRun {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    drs_runbook(db, Some(endpoint), &args)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn export_plan_writes_the_waves_as_steps_and_an_active_execution_refuses_a_failover() {
     let sim = TestSim::start(600.0).await;
@@ -72,26 +67,17 @@ async fn export_plan_writes_the_waves_as_steps_and_an_active_execution_refuses_a
     let small = dir.path().join("small.toml");
     std::fs::write(&small, small_runbook()).unwrap();
     let db = dir.path().join("runs.db");
-    let endpoint = sim.endpoint.clone();
-    let export = {
-        let (db, endpoint, big) = (db.clone(), endpoint.clone(), big.clone());
-        move |yes: bool| {
-            let mut args = vec![
-                "--output".to_string(),
-                "json".into(),
-                "export-plan".into(),
-                big.to_str().unwrap().into(),
-            ];
-            if yes {
-                args.push("--yes".into());
-            }
-            run_cli(&db, &endpoint, args)
+    let (big, small) = (big.to_str().unwrap(), small.to_str().unwrap());
+    let export = async |yes: bool| {
+        let mut args = vec!["--output", "json", "export-plan", big];
+        if yes {
+            args.push("--yes");
         }
+        sim.cli(&db, &args).await
     };
 
     // Without --yes and without a terminal: the changes are shown, nothing is made.
-    let e = export.clone();
-    let refused = tokio::task::spawn_blocking(move || e(false)).await.unwrap();
+    let refused = export(false).await;
     assert_eq!(refused.code, 2, "{refused:#?}");
     assert!(
         refused
@@ -101,8 +87,7 @@ async fn export_plan_writes_the_waves_as_steps_and_an_active_execution_refuses_a
     );
     assert_eq!(sim.calls("drs:CreateRecoveryPlan").await, 0);
 
-    let e = export.clone();
-    let first = tokio::task::spawn_blocking(move || e(true)).await.unwrap();
+    let first = export(true).await;
     assert_eq!(first.code, 0, "{first:#?}");
     let doc = first.json();
     assert_eq!(doc["schema_version"], 1);
@@ -110,12 +95,12 @@ async fn export_plan_writes_the_waves_as_steps_and_an_active_execution_refuses_a
     let plan_arn = doc["plan_arn"].as_str().unwrap().to_string();
 
     // The AWS CLI (botocore's parser) reads the plan back: the waves as steps, in order.
-    let plans = cli_aws(&endpoint, &["drs", "list-recovery-plans"]).await;
+    let plans = cli_aws(&sim.endpoint, &["drs", "list-recovery-plans"]).await;
     let plan = &plans["recoveryPlans"][0];
     assert_eq!(plan["name"], "plans");
     assert_eq!(plan["status"], "ACTIVE");
     let steps = cli_aws(
-        &endpoint,
+        &sim.endpoint,
         &[
             "drs",
             "list-recovery-plan-steps",
@@ -155,7 +140,7 @@ async fn export_plan_writes_the_waves_as_steps_and_an_active_execution_refuses_a
         )
     );
     let got = cli_aws(
-        &endpoint,
+        &sim.endpoint,
         &["drs", "get-recovery-plan", "--recovery-plan-arn", &plan_arn],
     )
     .await;
@@ -166,8 +151,7 @@ async fn export_plan_writes_the_waves_as_steps_and_an_active_execution_refuses_a
         .as_array()
         .unwrap()
         .len();
-    let e = export.clone();
-    let second = tokio::task::spawn_blocking(move || e(false)).await.unwrap();
+    let second = export(false).await;
     assert_eq!(second.code, 0, "{second:#?}");
     assert_eq!(second.json()["changed"], false);
     assert!(
@@ -203,22 +187,8 @@ async fn export_plan_writes_the_waves_as_steps_and_an_active_execution_refuses_a
         .next()
         .unwrap()
         .to_string();
-    let failover = {
-        let (db, endpoint, small) = (db.clone(), endpoint.clone(), small.clone());
-        move || {
-            run_cli(
-                &db,
-                &endpoint,
-                vec![
-                    "failover".into(),
-                    small.to_str().unwrap().into(),
-                    "--yes".into(),
-                ],
-            )
-        }
-    };
-    let f = failover.clone();
-    let blocked = tokio::task::spawn_blocking(f).await.unwrap();
+    let failover = async || sim.cli(&db, &["failover", small, "--yes"]).await;
+    let blocked = failover().await;
     assert_eq!(blocked.code, 4, "{blocked:#?}");
     assert!(
         blocked.stderr.contains("recovery plan \"plans\""),
@@ -230,16 +200,7 @@ async fn export_plan_writes_the_waves_as_steps_and_an_active_execution_refuses_a
         "{blocked:#?}"
     );
     // A drill of the same servers is refused the same way.
-    let (d, e, sm) = (db.clone(), endpoint.clone(), small.clone());
-    let drill = tokio::task::spawn_blocking(move || {
-        run_cli(
-            &d,
-            &e,
-            vec!["drill".into(), sm.to_str().unwrap().into(), "--yes".into()],
-        )
-    })
-    .await
-    .unwrap();
+    let drill = sim.cli(&db, &["drill", small, "--yes"]).await;
     assert_eq!(drill.code, 4, "{drill:#?}");
     assert!(drill.stderr.contains(&execution_id), "{drill:#?}");
     let stats = sim.get("/_sim/stats").await;
@@ -267,8 +228,7 @@ async fn export_plan_writes_the_waves_as_steps_and_an_active_execution_refuses_a
     );
     sim.post("/_sim/clock", &serde_json::json!({ "speed": 600.0 }))
         .await;
-    let f = failover.clone();
-    let passed = tokio::task::spawn_blocking(f).await.unwrap();
+    let passed = failover().await;
     assert_eq!(passed.code, 0, "{passed:#?}");
     let stats = sim.get("/_sim/stats").await;
     assert_eq!(mutations(&stats, "StartRecovery").len(), 1);

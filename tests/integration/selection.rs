@@ -3,7 +3,7 @@
 //! or claimed by another run is refused; a selection that matches nothing fails preflight (issue
 //! 18, item 2) instead of "recovering" 0 of 0.
 
-use crate::support::{TestSim, drs_runbook, mutations};
+use crate::support::{TestSim, drs_runbook, drs_runbook_async, mutations, run_id_of, shown};
 
 const RUNBOOK: &str = "name = \"selection\"\ndescription = \"empty selection\"\n\n\
 [objectives]\nrto = \"24h\"\nrpo = \"1h\"\n\n\
@@ -17,25 +17,7 @@ async fn a_wave_whose_select_matches_no_server_fails_preflight_showing_the_selec
     let sim = TestSim::start(600.0).await;
     sim.seed(RUNBOOK).await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("runbook.toml");
-    std::fs::write(&path, RUNBOOK).unwrap();
-    let db = dir.path().join("runs.db");
-    let endpoint = sim.endpoint.clone();
-    let run = tokio::task::spawn_blocking(move || {
-        drs_runbook(
-            &db,
-            Some(&endpoint),
-            &[
-                "--output",
-                "json",
-                "failover",
-                path.to_str().unwrap(),
-                "--yes",
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let run = sim.failover_text(dir.path(), RUNBOOK).await;
     assert_eq!(run.code, 1, "{run:#?}");
     assert_eq!(run.json()["status"], "failed");
     let message = "wave db: select tags {App=x} matched no source server in 222222222222/us-west-2";
@@ -133,28 +115,6 @@ fn recovered(stats: &serde_json::Value) -> Vec<Vec<String>> {
         .collect()
 }
 
-async fn cli(
-    db: &std::path::Path,
-    sim: &TestSim,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> crate::support::CliRun {
-    let db = db.to_path_buf();
-    let endpoint = sim.endpoint.clone();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        crate::support::drs_runbook_env(&db, Some(&endpoint), &args, &env)
-    })
-    .await
-    .unwrap()
-}
-
 fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -165,15 +125,9 @@ fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
 async fn a_failover_of_a_wave_selected_by_tags_recovers_exactly_the_matching_servers() {
     let sim = tagged_sim().await;
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "runbook.toml", &selecting_runbook("sel", ""));
-    let db = dir.path().join("runs.db");
-    let run = cli(
-        &db,
-        &sim,
-        &["--output", "json", "failover", &path, "--yes"],
-        &[],
-    )
-    .await;
+    let run = sim
+        .failover_text(dir.path(), &selecting_runbook("sel", ""))
+        .await;
     assert_eq!(run.code, 0, "{run:#?}");
     assert_eq!(run.json()["status"], "succeeded");
     let stats = sim.get("/_sim/stats").await;
@@ -184,16 +138,9 @@ async fn a_failover_of_a_wave_selected_by_tags_recovers_exactly_the_matching_ser
     );
     // The resolution is persisted in preflight's output, and shown.
     let run_id = run.json()["run_id"].as_str().unwrap().to_string();
-    let show = cli(&db, &sim, &["--output", "json", "show", &run_id], &[]).await;
-    assert_eq!(show.code, 0, "{show:#?}");
-    let shown = show.json();
+    let shown = shown(&dir.path().join("runs.db"), &run_id);
     let selected = find(&shown, "selected").expect("preflight's output shows the resolution");
-    assert_eq!(
-        selected,
-        &serde_json::json!({ "db": [S2, S3] }),
-        "{}",
-        show.stdout
-    );
+    assert_eq!(selected, &serde_json::json!({ "db": [S2, S3] }), "{shown}");
 }
 
 /// The first value under `key` anywhere in `value`.
@@ -214,21 +161,15 @@ async fn a_resume_after_a_kill_recovers_the_servers_preflight_resolved_even_if_t
     let path = write(dir.path(), "runbook.toml", &selecting_runbook("sel", ""));
     let db = dir.path().join("runs.db");
     // The first intent is web's StartRecovery: db's recovery (after web) has not planned yet.
-    let killed = cli(
+    let killed = drs_runbook_async(
         &db,
-        &sim,
+        Some(&sim.endpoint),
         &["failover", &path, "--yes"],
         &[("DRS_RUNBOOK_CRASH_AFTER_INTENT", "1")],
     )
     .await;
     assert_ne!(killed.code, 0, "{killed:#?}");
-    let run_id = killed
-        .stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("run "))
-        .expect("the first line names the run")
-        .trim()
-        .to_string();
+    let run_id = run_id_of(&killed);
     assert!(
         mutations(&sim.get("/_sim/stats").await, "StartRecovery").is_empty(),
         "aborted before the first StartRecovery"
@@ -236,13 +177,7 @@ async fn a_resume_after_a_kill_recovers_the_servers_preflight_resolved_even_if_t
     // Meanwhile the tags change: S3 leaves the selection, S4 joins it.
     retag(&sim, S3, &[], &["App"]).await;
     retag(&sim, S4, &[("App", "pay")], &[]).await;
-    let resumed = cli(
-        &db,
-        &sim,
-        &["--output", "json", "resume", &run_id, "--yes"],
-        &[],
-    )
-    .await;
+    let resumed = sim.run(&db, "resume", &run_id).await;
     assert_eq!(resumed.code, 0, "{resumed:#?}");
     assert_eq!(resumed.json()["status"], "succeeded");
     let stats = sim.get("/_sim/stats").await;
@@ -259,15 +194,9 @@ async fn two_waves_selecting_the_same_server_fail_preflight_naming_both() {
     let dir = tempfile::tempdir().unwrap();
     // `ops` selects Tier=db: S3, which db's App=pay selects too.
     let extra = "\n[[wave]]\nname = \"ops\"\nselect = { tags = { Tier = \"db\" } }\n";
-    let path = write(dir.path(), "runbook.toml", &selecting_runbook("sel", extra));
-    let db = dir.path().join("runs.db");
-    let run = cli(
-        &db,
-        &sim,
-        &["--output", "json", "failover", &path, "--yes"],
-        &[],
-    )
-    .await;
+    let run = sim
+        .failover_text(dir.path(), &selecting_runbook("sel", extra))
+        .await;
     assert_eq!(run.code, 1, "{run:#?}");
     assert_eq!(run.json()["status"], "failed");
     let message = format!(
@@ -285,19 +214,9 @@ async fn a_wave_selecting_a_server_another_wave_lists_fails_preflight_naming_bot
     let sim = tagged_sim().await;
     let dir = tempfile::tempdir().unwrap();
     let extra = format!("\n[[wave]]\nname = \"cache\"\nservers = [\"{S2}\"]\n");
-    let path = write(
-        dir.path(),
-        "runbook.toml",
-        &selecting_runbook("sel", &extra),
-    );
-    let db = dir.path().join("runs.db");
-    let run = cli(
-        &db,
-        &sim,
-        &["--output", "json", "failover", &path, "--yes"],
-        &[],
-    )
-    .await;
+    let run = sim
+        .failover_text(dir.path(), &selecting_runbook("sel", &extra))
+        .await;
     assert_eq!(run.code, 1, "{run:#?}");
     let message = format!(
         "wave db: select tags {{App=pay}} matched server(s) of another wave: {S2} (wave cache)"
@@ -314,29 +233,17 @@ async fn a_selected_server_claimed_by_another_run_is_refused_with_exit_4() {
     // Another runbook lists S2; its failover is killed at its first intent and holds S2.
     let other = format!("name = \"other\"\n{HEAD}[[wave]]\nname = \"one\"\nservers = [\"{S2}\"]\n");
     let other = write(dir.path(), "other.toml", &other);
-    let holder = cli(
+    let holder = drs_runbook_async(
         &db,
-        &sim,
+        Some(&sim.endpoint),
         &["failover", &other, "--yes"],
         &[("DRS_RUNBOOK_CRASH_AFTER_INTENT", "1")],
     )
     .await;
     assert_ne!(holder.code, 0, "{holder:#?}");
-    let holder_id = holder
-        .stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("run "))
-        .unwrap()
-        .trim()
-        .to_string();
+    let holder_id = run_id_of(&holder);
     let path = write(dir.path(), "runbook.toml", &selecting_runbook("sel", ""));
-    let run = cli(
-        &db,
-        &sim,
-        &["--output", "json", "failover", &path, "--yes"],
-        &[],
-    )
-    .await;
+    let run = sim.run(&db, "failover", &path).await;
     assert_eq!(run.code, 4, "{run:#?}");
     assert_eq!(run.json()["status"], "failed");
     assert!(
@@ -384,21 +291,9 @@ async fn a_failback_after_a_failover_of_a_selected_wave_recovers_the_selected_se
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "runbook.toml", &selecting_runbook("sel", ""));
     let db = dir.path().join("runs.db");
-    let failover = cli(
-        &db,
-        &sim,
-        &["--output", "json", "failover", &path, "--yes"],
-        &[],
-    )
-    .await;
+    let failover = sim.run(&db, "failover", &path).await;
     assert_eq!(failover.code, 0, "{failover:#?}");
-    let failback = cli(
-        &db,
-        &sim,
-        &["--output", "json", "failback", &path, "--yes"],
-        &[],
-    )
-    .await;
+    let failback = sim.run(&db, "failback", &path).await;
     assert_eq!(failback.code, 0, "{failback:#?}");
     assert_eq!(failback.json()["status"], "succeeded");
     let stats = sim.get("/_sim/stats").await;

@@ -12,7 +12,7 @@ use aws_sdk_drs::types::{
 use drs_runbook::sim::SimOptions;
 use serde_json::json;
 
-use crate::support::TestSim;
+use crate::support::{TestSim, start_recovery};
 
 const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
 /// The payments runbook: target (B1 lives here) and source (A1 runs here).
@@ -36,19 +36,6 @@ async fn seeded() -> (TestSim, Client) {
     sim.seed(PAYMENTS).await;
     let drs = sim.drs(TARGET.0, TARGET.1);
     (sim, drs)
-}
-
-async fn start(drs: &Client, ids: &[&str], drill: bool) -> Job {
-    let mut call = drs.start_recovery().is_drill(drill);
-    for id in ids {
-        call = call.source_servers(server(id));
-    }
-    call.send()
-        .await
-        .expect("StartRecovery succeeds")
-        .job()
-        .expect("a job")
-        .clone()
 }
 
 async fn job(drs: &Client, job_id: &str) -> Job {
@@ -251,8 +238,8 @@ async fn a_150_server_drill_needs_two_jobs_and_lists_them_page_by_page() {
     assert!(err.is_service_quota_exceeded_exception(), "{err:?}");
     assert!(err.message().unwrap_or_default().contains("100"));
 
-    let first = start(&drs, &refs[..100], true).await;
-    let second = start(&drs, &refs[100..], true).await;
+    let first = start_recovery(&drs, &refs[..100], true).await;
+    let second = start_recovery(&drs, &refs[100..], true).await;
     assert_eq!(first.participating_servers().len(), 100);
     assert_eq!(second.participating_servers().len(), 50);
     assert_eq!(
@@ -321,7 +308,7 @@ async fn a_150_server_drill_needs_two_jobs_and_lists_them_page_by_page() {
 #[tokio::test]
 async fn a_launch_logs_its_phases_in_order_and_a_relaunch_cleans_up_from_a_snapshot() {
     let (sim, drs) = seeded().await;
-    let first = start(&drs, &[DB], false).await;
+    let first = start_recovery(&drs, &[DB], false).await;
     assert!(first.creation_date_time().unwrap().ends_with("+00:00"));
     sim.skip(JOB_DONE_SECS).await;
     let items = log(&drs, first.job_id()).await;
@@ -488,14 +475,10 @@ async fn a_launch_logs_its_phases_in_order_and_a_relaunch_cleans_up_from_a_snaps
 #[tokio::test]
 async fn throttled_describe_jobs_is_retried_by_the_sdk() {
     let (sim, drs) = seeded().await;
-    let (status, _) = sim
-        .post(
-            "/_sim/faults",
-            &json!({"faults": [{"kind": "api_error", "service": "drs", "operation": "DescribeJobs",
-                                "error": "ThrottlingException", "count": 2}]}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    sim.faults(json!([
+        {"kind": "api_error", "service": "drs", "operation": "DescribeJobs", "error": "ThrottlingException", "count": 2}
+    ]))
+    .await;
     let out = drs
         .describe_jobs()
         .send()
@@ -508,13 +491,12 @@ async fn throttled_describe_jobs_is_retried_by_the_sdk() {
 #[tokio::test]
 async fn launch_and_conversion_failures_fail_only_their_servers() {
     let (sim, drs) = seeded().await;
-    sim.post(
-        "/_sim/faults",
-        &json!({"faults": [{"kind": "conversion_failure", "source_server_id": APP1},
-                           {"kind": "launch_failure", "source_server_id": APP2}]}),
-    )
+    sim.faults(json!([
+        {"kind": "conversion_failure", "source_server_id": APP1},
+        {"kind": "launch_failure", "source_server_id": APP2}
+    ]))
     .await;
-    let started = start(&drs, &[DB, APP1, APP2], false).await;
+    let started = start_recovery(&drs, &[DB, APP1, APP2], false).await;
     sim.skip(JOB_DONE_SECS).await;
     let done = job(&drs, started.job_id()).await;
     assert_eq!(
@@ -558,12 +540,9 @@ async fn launch_and_conversion_failures_fail_only_their_servers() {
 #[tokio::test]
 async fn a_stuck_job_never_completes_until_the_fault_is_cleared() {
     let (sim, drs) = seeded().await;
-    sim.post(
-        "/_sim/faults",
-        &json!({"faults": [{"kind": "stuck_job", "source_server_id": APP1}]}),
-    )
-    .await;
-    let started = start(&drs, &[DB, APP1], true).await;
+    sim.faults(json!([{"kind": "stuck_job", "source_server_id": APP1}]))
+        .await;
+    let started = start_recovery(&drs, &[DB, APP1], true).await;
     sim.skip(6.0 * 3600.0).await;
     let stuck = job(&drs, started.job_id()).await;
     assert_eq!(status(&stuck), "STARTED");
@@ -585,7 +564,7 @@ async fn a_stuck_job_never_completes_until_the_fault_is_cleared() {
 #[tokio::test]
 async fn a_terminate_job_removes_the_recovery_instances() {
     let (sim, drs) = seeded().await;
-    start(&drs, &[DB, APP1], true).await;
+    start_recovery(&drs, &[DB, APP1], true).await;
     sim.skip(JOB_DONE_SECS).await;
     let ids: Vec<String> = recovery_instances(&drs)
         .await
@@ -658,7 +637,7 @@ async fn a_terminate_job_removes_the_recovery_instances() {
 async fn failback_reverses_replication_to_the_origin_and_launches_there() {
     let (sim, drs) = seeded().await;
     let origin = sim.drs(SOURCE.0, SOURCE.1);
-    start(&drs, &[DB], false).await;
+    start_recovery(&drs, &[DB], false).await;
     sim.skip(JOB_DONE_SECS).await;
     let b2 = recovery_instances(&drs).await[0].clone();
     let b2_id = b2.recovery_instance_id().unwrap().to_string();
@@ -763,7 +742,7 @@ async fn failback_reverses_replication_to_the_origin_and_launches_there() {
     );
 
     // A3: StartRecovery on A2 in the origin account and region.
-    let failback = start(&origin, &[&a2_id], false).await;
+    let failback = start_recovery(&origin, &[&a2_id], false).await;
     sim.skip(JOB_DONE_SECS).await;
     let done = job(&origin, failback.job_id()).await;
     assert_eq!(launch_status_of(&done, &a2_id), "LAUNCHED");
@@ -828,7 +807,7 @@ async fn launching_into_the_source_by_default(
         templates.items().is_empty(),
         "seeding sets no default launch settings: launch into source instance is off"
     );
-    start(&drs, &[DB], false).await;
+    start_recovery(&drs, &[DB], false).await;
     sim.skip(JOB_DONE_SECS).await;
     let b2 = recovery_instances(&drs).await[0]
         .recovery_instance_id()
@@ -954,7 +933,7 @@ async fn reverse_replication_needs_drs_initialized_in_the_origin() {
         ));
     });
     let drs = sim.drs(TARGET.0, TARGET.1);
-    start(&drs, &[DB], false).await;
+    start_recovery(&drs, &[DB], false).await;
     sim.skip(JOB_DONE_SECS).await;
     let b2 = recovery_instances(&drs).await[0]
         .recovery_instance_id()
@@ -983,7 +962,7 @@ async fn a_restarted_simulator_finishes_the_job_it_was_running() {
         let sim = TestSim::start_with(options.clone()).await;
         sim.seed(PAYMENTS).await;
         let drs = sim.drs(TARGET.0, TARGET.1);
-        let started = start(&drs, &[DB, APP1], false).await;
+        let started = start_recovery(&drs, &[DB, APP1], false).await;
         sim.skip(120.0).await;
         let mid = job(&drs, started.job_id()).await;
         assert_eq!(status(&mid), "STARTED");
@@ -1089,7 +1068,7 @@ async fn launch_and_replication_configurations_read_plausibly() {
 #[tokio::test]
 async fn job_progress_does_not_depend_on_how_often_the_world_advances() {
     let (sim, drs) = seeded().await;
-    start(&drs, &[DB, APP1, APP2], false).await;
+    start_recovery(&drs, &[DB, APP1, APP2], false).await;
     let (world, now) = sim.sim.with_state(|s| (s.world.clone(), s.clock.now()));
     let end = now + chrono::Duration::minutes(30);
     let mut at_once = world.clone();

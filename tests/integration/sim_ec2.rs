@@ -3,12 +3,12 @@
 //! transitions and their errors, subnets and launch templates, the VPC rule of RegisterTargets,
 //! launch configurations that round-trip and change a recovery (STOPPED, FAST), LAUNCH_END.
 
-use aws_sdk_drs::types::{LaunchDisposition, RecoveryMode, StartRecoveryRequestSourceServer};
+use aws_sdk_drs::types::{LaunchDisposition, RecoveryMode};
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{InstanceStateName, SummaryStatus};
 use serde_json::json;
 
-use crate::support::{TestSim, aws, target};
+use crate::support::{TestSim, aws, start_recovery, target};
 
 const PAYMENTS: &str = include_str!("../../runbooks/payments.toml");
 const TARGET: (&str, &str) = ("222222222222", "us-west-2");
@@ -26,17 +26,7 @@ async fn seeded() -> TestSim {
 
 /// Starts one recovery job of `ids`, waits for it to end and returns its ID.
 async fn recover(sim: &TestSim, ids: &[&str]) -> String {
-    let drs = sim.drs(TARGET.0, TARGET.1);
-    let mut call = drs.start_recovery();
-    for id in ids {
-        call = call.source_servers(
-            StartRecoveryRequestSourceServer::builder()
-                .source_server_id(*id)
-                .build()
-                .unwrap(),
-        );
-    }
-    let job = call.send().await.unwrap().job().unwrap().clone();
+    let job = start_recovery(&sim.drs(TARGET.0, TARGET.1), ids, false).await;
     sim.skip(JOB_DONE_SECS).await;
     job.job_id().to_string()
 }
@@ -247,6 +237,14 @@ async fn instances_start_stop_and_terminate_on_the_simulated_clock() {
             .unwrap()
             .clone()
     };
+    // DescribeInstanceStatus of the instance, without IncludeAllInstances.
+    let instance_status = async || {
+        ec2.describe_instance_status()
+            .instance_ids(&id)
+            .send()
+            .await
+            .unwrap()
+    };
     let d = ec2
         .describe_instances()
         .instance_ids(&id)
@@ -281,20 +279,9 @@ async fn instances_start_stop_and_terminate_on_the_simulated_clock() {
         Some(&InstanceStateName::Stopping)
     );
     sim.skip(60.0).await;
-    let d = ec2
-        .describe_instances()
-        .instance_ids(&id)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(state(&d), InstanceStateName::Stopped);
+    assert_eq!(sim.instance_states(TARGET, [&id]).await, ["stopped"]);
     // Only running instances have a status unless IncludeAllInstances.
-    let s = ec2
-        .describe_instance_status()
-        .instance_ids(&id)
-        .send()
-        .await
-        .unwrap();
+    let s = instance_status().await;
     assert!(s.instance_statuses().is_empty());
     let s = ec2
         .describe_instance_status()
@@ -329,24 +316,14 @@ async fn instances_start_stop_and_terminate_on_the_simulated_clock() {
         Some(&InstanceStateName::Stopped)
     );
     sim.skip(30.0).await;
-    let s = ec2
-        .describe_instance_status()
-        .instance_ids(&id)
-        .send()
-        .await
-        .unwrap();
+    let s = instance_status().await;
     assert_eq!(
         s.instance_statuses()[0].instance_status().unwrap().status(),
         Some(&SummaryStatus::Initializing),
         "status checks start again after a start"
     );
     sim.skip(200.0).await;
-    let s = ec2
-        .describe_instance_status()
-        .instance_ids(&id)
-        .send()
-        .await
-        .unwrap();
+    let s = instance_status().await;
     assert_eq!(
         s.instance_statuses()[0].instance_status().unwrap().status(),
         Some(&SummaryStatus::Ok)
@@ -365,13 +342,7 @@ async fn instances_start_stop_and_terminate_on_the_simulated_clock() {
         .unwrap_err();
     assert_eq!(err.code(), Some("IncorrectInstanceState"), "{err:?}");
     sim.skip(60.0).await;
-    let d = ec2
-        .describe_instances()
-        .instance_ids(&id)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(state(&d), InstanceStateName::Terminated);
+    assert_eq!(sim.instance_states(TARGET, [&id]).await, ["terminated"]);
     let err = ec2
         .stop_instances()
         .instance_ids(&id)
@@ -398,13 +369,8 @@ async fn instances_start_stop_and_terminate_on_the_simulated_clock() {
 #[tokio::test]
 async fn an_impaired_instance_fault_keeps_the_instance_check_impaired() {
     let sim = seeded().await;
-    let (status, body) = sim
-        .post(
-            "/_sim/faults",
-            &json!({"faults": [{"kind": "impaired_instance", "source_server_id": APP1}]}),
-        )
+    sim.faults(json!([{"kind": "impaired_instance", "source_server_id": APP1}]))
         .await;
-    assert_eq!(status, 200, "{body}");
     recover(&sim, &[APP1, APP2]).await;
     let (impaired, healthy) = (
         recovered_instance(&sim, APP1).await,

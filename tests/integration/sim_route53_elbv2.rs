@@ -293,13 +293,8 @@ async fn invalid_change_batches_are_refused_whole_with_the_aws_wording() {
 #[tokio::test]
 async fn dns_never_insync_keeps_the_zone_changes_pending() {
     let sim = seeded().await;
-    let (status, _) = sim
-        .post(
-            "/_sim/faults",
-            &json!({"faults": [{"kind": "dns_never_insync", "hosted_zone_id": ZONE}]}),
-        )
+    sim.faults(json!([{"kind": "dns_never_insync", "hosted_zone_id": ZONE}]))
         .await;
-    assert_eq!(status, 200);
     let r53 = sim.route53(SOURCE);
     let out = r53
         .change_resource_record_sets()
@@ -467,13 +462,8 @@ async fn bad_targets_are_refused_with_invalid_target() {
 async fn the_unhealthy_target_fault_fails_health_checks() {
     let sim = seeded().await;
     let a1 = a1_instances(&sim).await;
-    let (status, _) = sim
-        .post(
-            "/_sim/faults",
-            &json!({"faults": [{"kind": "unhealthy_target", "target_id": a1[1].0}]}),
-        )
+    sim.faults(json!([{"kind": "unhealthy_target", "target_id": a1[1].0}]))
         .await;
-    assert_eq!(status, 200);
     let elb = sim.elbv2(SOURCE, "us-east-1");
     let rows = health(&elb, FAILBACK_TG).await;
     let faulted = rows.iter().find(|r| r.0 == a1[1].0).unwrap();
@@ -488,16 +478,11 @@ async fn the_unhealthy_target_fault_fails_health_checks() {
 #[tokio::test]
 async fn throttling_faults_are_retried_by_the_sdks() {
     let sim = seeded().await;
-    let (status, _) = sim
-        .post(
-            "/_sim/faults",
-            &json!({"faults": [
-                {"kind": "api_error", "service": "route53", "operation": "ListResourceRecordSets", "error": "Throttling", "count": 2},
-                {"kind": "api_error", "service": "elbv2", "operation": "DescribeTargetHealth", "error": "Throttling", "count": 2}
-            ]}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    sim.faults(json!([
+        {"kind": "api_error", "service": "route53", "operation": "ListResourceRecordSets", "error": "Throttling", "count": 2},
+        {"kind": "api_error", "service": "elbv2", "operation": "DescribeTargetHealth", "error": "Throttling", "count": 2}
+    ]))
+    .await;
     let r53 = sim.route53(SOURCE);
     let sets = r53
         .list_resource_record_sets()

@@ -3,6 +3,7 @@
 //! of Route 53 and ELBv2 requests. Test modules import helpers from here, never from each other.
 
 use aws_sdk_drs::config::{Credentials, Region};
+use aws_sdk_drs::types::{Job, StartRecoveryRequestSourceServer};
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
@@ -142,6 +143,14 @@ impl TestSim {
         response.json().await.expect("seed answers JSON")
     }
 
+    /// Arms `faults` (a JSON array of fault objects) through `/_sim/faults`, which must accept them.
+    pub async fn faults(&self, faults: Value) {
+        let (status, body) = self
+            .post("/_sim/faults", &serde_json::json!({ "faults": faults }))
+            .await;
+        assert_eq!(status, 200, "faults refused: {body}");
+    }
+
     /// Jumps the simulated clock forward.
     pub async fn skip(&self, seconds: f64) {
         let (status, _) = self
@@ -180,6 +189,152 @@ impl TestSim {
         self.get("/_sim/stats").await["calls"][key]
             .as_u64()
             .unwrap_or(0)
+    }
+
+    /// The built binary against this simulator, off the async runtime.
+    pub async fn cli(&self, db: &Path, args: &[&str]) -> CliRun {
+        drs_runbook_async(db, Some(&self.endpoint), args, &[]).await
+    }
+
+    /// `--output json <command> <target> --yes` against this simulator: a failover, drill or
+    /// failback of a runbook file, or a rollback or resume of a run ID, that asks nothing.
+    pub async fn run(&self, db: &Path, command: &str, target: &str) -> CliRun {
+        self.cli(db, &["--output", "json", command, target, "--yes"])
+            .await
+    }
+
+    /// A failover (`--output json failover <runbook> --yes`) of the runbook `text`, written to
+    /// `dir/runbook.toml`, with its run database `dir/runs.db`.
+    pub async fn failover_text(&self, dir: &Path, text: &str) -> CliRun {
+        let runbook = dir.join("runbook.toml");
+        std::fs::write(&runbook, text).unwrap();
+        let args = [
+            "--output",
+            "json",
+            "failover",
+            runbook.to_str().unwrap(),
+            "--yes",
+        ];
+        self.cli(&dir.join("runs.db"), &args).await
+    }
+
+    /// The values of the `A` records `name` in hosted zone `zone` of `account`, sorted.
+    pub async fn a_record_values(&self, account: &str, zone: &str, name: &str) -> Vec<String> {
+        let sets = self
+            .route53(account)
+            .list_resource_record_sets()
+            .hosted_zone_id(zone)
+            .send()
+            .await
+            .unwrap();
+        let mut values: Vec<String> = sets
+            .resource_record_sets()
+            .iter()
+            .filter(|r| r.name() == name && r.r#type().as_str() == "A")
+            .flat_map(|r| r.resource_records().iter().map(|v| v.value().to_string()))
+            .collect();
+        values.sort();
+        values
+    }
+
+    /// A new VPC of `cidr` in `account`/`region` with one subnet spanning it, as an operator
+    /// would make one: returns (VPC ID, subnet ID).
+    pub async fn vpc_with_subnet(
+        &self,
+        (account, region): (&str, &str),
+        cidr: &str,
+    ) -> (String, String) {
+        let ec2 = self.ec2(account, region);
+        let vpc = ec2
+            .create_vpc()
+            .cidr_block(cidr)
+            .send()
+            .await
+            .unwrap()
+            .vpc()
+            .unwrap()
+            .vpc_id()
+            .unwrap()
+            .to_string();
+        let subnet = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(cidr)
+            .send()
+            .await
+            .unwrap()
+            .subnet()
+            .unwrap()
+            .subnet_id()
+            .unwrap()
+            .to_string();
+        (vpc, subnet)
+    }
+
+    /// The IDs of the members of the ELBv2 target group `arn` in `account`/`region` whose health
+    /// state (`healthy`, `draining`, ...) `keep` accepts, sorted.
+    pub async fn target_group_members(
+        &self,
+        (account, region): (&str, &str),
+        arn: &str,
+        keep: fn(&str) -> bool,
+    ) -> Vec<String> {
+        let health = self
+            .elbv2(account, region)
+            .describe_target_health()
+            .target_group_arn(arn)
+            .send()
+            .await
+            .unwrap();
+        let mut ids: Vec<String> = health
+            .target_health_descriptions()
+            .iter()
+            .filter(|d| {
+                keep(
+                    d.target_health()
+                        .and_then(|h| h.state())
+                        .map_or("", |s| s.as_str()),
+                )
+            })
+            .map(|d| d.target().unwrap().id().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// The VPC of the ELBv2 target group `arn` in `account`/`region`.
+    pub async fn target_group_vpc(&self, (account, region): (&str, &str), arn: &str) -> String {
+        self.elbv2(account, region)
+            .describe_target_groups()
+            .target_group_arns(arn)
+            .send()
+            .await
+            .unwrap()
+            .target_groups()[0]
+            .vpc_id()
+            .unwrap()
+            .to_string()
+    }
+
+    /// The EC2 state name (`running`, `stopped`, ...) of each of `ids` in `account`/`region`.
+    pub async fn instance_states(
+        &self,
+        (account, region): (&str, &str),
+        ids: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Vec<String> {
+        let found = self
+            .ec2(account, region)
+            .describe_instances()
+            .set_instance_ids(Some(ids.into_iter().map(Into::into).collect()))
+            .send()
+            .await
+            .unwrap();
+        found
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .map(|i| i.state().unwrap().name().unwrap().as_str().to_string())
+            .collect()
     }
 }
 
@@ -268,16 +423,66 @@ pub async fn drs_runbook_async(
     .expect("the binary's thread joins")
 }
 
-/// The output of step `key` in a `show --output json` document.
-pub fn step_output(shown: &Value, key: &str) -> Value {
-    let step = shown["steps"]
+/// Step `key` of a run report (a run command's JSON or `show --output json`).
+pub fn step<'a>(report: &'a Value, key: &str) -> &'a Value {
+    report["steps"]
         .as_array()
         .and_then(|steps| steps.iter().find(|s| s["key"] == key))
-        .unwrap_or_else(|| panic!("no step {key} in {shown}"));
-    match &step["output"] {
+        .unwrap_or_else(|| panic!("no step {key} in {report}"))
+}
+
+/// The output of step `key` in a `show --output json` document.
+pub fn step_output(shown: &Value, key: &str) -> Value {
+    match &step(shown, key)["output"] {
         Value::String(text) => serde_json::from_str(text).expect("the output is JSON"),
         other => other.clone(),
     }
+}
+
+/// The `field` (`key`, `kind`, `status`) of each step of a run report, in the report's order.
+pub fn step_fields<'a>(report: &'a Value, field: &str) -> Vec<&'a str> {
+    report["steps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no steps in {report}"))
+        .iter()
+        .map(|s| s[field].as_str().unwrap())
+        .collect()
+}
+
+/// A run read back with `show --output json`, which must succeed.
+pub fn shown(db: &Path, run_id: &str) -> Value {
+    let show = drs_runbook(db, None, &["--output", "json", "show", run_id]);
+    assert_eq!(show.code, 0, "{show:#?}");
+    show.json()
+}
+
+/// The check `id` of a `doctor --output json` report.
+pub fn doctor_check<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no check {id} in {report:#}"))
+}
+
+/// Starts one DRS recovery job (a drill when `drill`) of the source servers `ids`; returns it.
+pub async fn start_recovery(drs: &aws_sdk_drs::Client, ids: &[&str], drill: bool) -> Job {
+    let mut call = drs.start_recovery().is_drill(drill);
+    for id in ids {
+        call = call.source_servers(
+            StartRecoveryRequestSourceServer::builder()
+                .source_server_id(*id)
+                .build()
+                .expect("sourceServerID is set"),
+        );
+    }
+    call.send()
+        .await
+        .expect("StartRecovery succeeds")
+        .job()
+        .expect("a job")
+        .clone()
 }
 
 /// The run ID a run command printed first on stderr (`run <RUN_ID>`), also when it crashed.
@@ -359,6 +564,18 @@ pub fn mutations(stats: &Value, operation: &str) -> Vec<Value> {
         .filter(|m| m["operation"] == operation)
         .cloned()
         .collect()
+}
+
+/// The target IDs of a RegisterTargets or DeregisterTargets call in `/_sim/stats`, sorted.
+pub fn target_ids(mutation: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = mutation["params"]["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
 }
 
 /// The Python venv with awscli and moto: `$DRS_RUNBOOK_VENV`, else `.venv` in the repository.
