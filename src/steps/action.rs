@@ -86,6 +86,15 @@ pub struct ActionOutput {
     /// come from an operator's `retry`, which runs it again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_doubt_at_attempt: Option<i64>,
+    /// A command or a check that ran and failed the step: the step attempt that failed (a
+    /// later attempt can only come from an operator's `retry`, which runs it again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_at_attempt: Option<i64>,
+    /// The durable call of the latest run, once an operator's `retry` ran it again
+    /// (`<kind>-retry-<attempt>`: the failed run's result stays recorded under its own call);
+    /// none for the first run (`<kind>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durable_call: Option<String>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -184,6 +193,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
             kind: out.kind,
             run: out.run,
             in_doubt_at_attempt: out.in_doubt_at_attempt,
+            durable_call: out.durable_call,
             ..done
         };
     }
@@ -200,6 +210,12 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
             Ok(())
         }
         Some(error) => {
+            if matches!(
+                action.run,
+                ActionRun::Command { .. } | ActionRun::Http { .. }
+            ) {
+                out.failed_at_attempt = Some(ctx.step.attempt);
+            }
             ctx.save(&out).await?;
             let hint = match action.run {
                 ActionRun::Command { .. } => {
@@ -223,7 +239,9 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
 /// Runs `execute` as the step's one durable call: its recorded result when it has one, the
 /// in-doubt rule when a crash left its intent open (see the module), else intent -> execute
 /// -> result. The result is what `execute` reports (a failure included): an action that ran
-/// and failed is recorded as done, it is not in doubt.
+/// and failed is recorded as done, it is not in doubt; an operator's `retry` of it runs it
+/// again under a new durable call (the README: "A failing action fails the run (exit 1;
+/// `retry --step action:...` or `skip --reason`)"), which a crash then resumes as any other.
 async fn durably<'a, E>(
     ctx: &mut StepCtx<'a>,
     action: &Action,
@@ -235,9 +253,22 @@ async fn durably<'a, E>(
 where
     E: AsyncFnOnce() -> ActionOutput,
 {
-    let call = Call::new(name, &format!("action:{name}"), "local", "local", request);
     let runs_again = action.idempotent || matches!(action.run, ActionRun::Http { .. });
     let attempt = ctx.step.attempt;
+    if out.failed_at_attempt.is_some_and(|failed| failed < attempt) {
+        // Retried after it ran and failed: its recorded result is that run's, not this one's.
+        out.failed_at_attempt = None;
+        out.durable_call = Some(format!("{name}-retry-{attempt}"));
+        ctx.save(out).await?;
+    }
+    let call_name = out.durable_call.clone().unwrap_or_else(|| name.to_string());
+    let call = Call::new(
+        call_name,
+        &format!("action:{name}"),
+        "local",
+        "local",
+        request,
+    );
     let retried = out.in_doubt_at_attempt.is_some_and(|found| found < attempt);
     if retried {
         // Decided once: a crash during this new run of it puts it in doubt again.

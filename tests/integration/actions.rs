@@ -2,7 +2,8 @@
 //! critical command fails the run with its stderr (an optional one is passed over), an HTTP
 //! check passes once its server answers as expected, a manual action pauses the run until
 //! `approve`, and a command killed mid-run is never re-run silently: in doubt, it pauses the run
-//! unless it is idempotent.
+//! unless it is idempotent. A rollback runs only the actions that name `rollback`, after its
+//! undos; a command past its timeout is killed with its whole process group.
 //!
 //! The runbook is the reporting drill (one wave, two servers) with an action added, written
 //! into a temporary directory: actions run in the runbook's directory, where they leave files
@@ -14,7 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::support::{
-    ChildGuard, CliRun, TestSim, certificates, cli_child, drs_runbook_async, step, step_output,
+    ChildGuard, CliRun, TestSim, certificates, cli_child, drs_runbook_async, mutations, step,
+    step_fields, step_output, time_of,
 };
 
 const REPORTING: &str = include_str!("../../runbooks/reporting-drill.toml");
@@ -53,7 +55,7 @@ impl World {
     }
 
     async fn cli(&self, args: &[&str]) -> CliRun {
-        drs_runbook_async(&self.db(), Some(&self.sim.endpoint), args, &[]).await
+        self.sim.cli(&self.db(), args).await
     }
 
     /// `drill <runbook>` with `extra` arguments, as JSON.
@@ -445,4 +447,228 @@ async fn an_idempotent_command_killed_mid_run_runs_again_once_on_resume() {
     assert_eq!(lines(&world.file("runs.log")).len(), 2, "run again once");
     let output = step_output(&world.show(&run_id).await, STEP);
     assert_eq!(output["exit_status"], 0);
+}
+
+/// Prints how many TerminateRecoveryInstances calls the simulator (its endpoint in the file
+/// `sim`) has seen: run by an action, it tells what the rollback had undone by then.
+const TERMINATED_SO_FAR: &str = r#"
+import json, urllib.request
+endpoint = open("sim").read().strip()
+stats = json.load(urllib.request.urlopen(endpoint + "/_sim/stats"))
+print(sum(m["operation"] == "TerminateRecoveryInstances" for m in stats["mutations"]))
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_runs_only_the_actions_naming_it_once_after_every_undo() {
+    // `check` names rollback (and drill); `forward` has the default operations.
+    let world = World::new(
+        r#"when = "after_boot"
+operations = ["drill", "rollback"]
+run = { command = ["sh", "-c", 'echo "check $DRS_RUNBOOK_OPERATION $DRS_RUNBOOK_RUN_ID $DRS_RUNBOOK_WAVE [$DRS_RUNBOOK_INSTANCE_IDS] $(python3 terminated.py)" >> actions.log; echo check ran'] }
+
+[[wave.action]]
+name = "forward"
+when = "after_boot"
+run = { command = ["sh", "-c", 'echo "forward $DRS_RUNBOOK_OPERATION" >> actions.log'] }"#,
+    )
+    .await;
+    std::fs::write(world.file("sim"), &world.sim.endpoint).unwrap();
+    std::fs::write(world.file("terminated.py"), TERMINATED_SO_FAR).unwrap();
+
+    // The drill runs both (and keeps its instances for the rollback to terminate).
+    let drill = world.drill(&["--yes", "--keep"]).await;
+    assert_eq!(drill.code, 0, "{drill:#?}");
+    let drill_id = drill.json()["run_id"].as_str().unwrap().to_string();
+    let log = lines(&world.file("actions.log"));
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert!(log.contains(&"forward drill".to_string()), "{log:?}");
+    let drill_line = log.iter().find(|l| l.starts_with("check ")).unwrap();
+    assert!(
+        drill_line.starts_with(&format!("check drill {drill_id} reporting [i-")),
+        "{drill_line}"
+    );
+    assert!(
+        drill_line.ends_with("] 0"),
+        "nothing terminated yet: {drill_line}"
+    );
+
+    let rollback = world.sim.run(&world.db(), "rollback", &drill_id).await;
+    assert_eq!(rollback.code, 0, "{rollback:#?}");
+    let report = rollback.json();
+    let rollback_id = report["run_id"].as_str().unwrap().to_string();
+    assert_eq!(report["status"], "succeeded");
+    let keys = step_fields(&report, "key");
+    assert_eq!(keys.last(), Some(&STEP), "the action comes last: {keys:?}");
+    assert!(!keys.contains(&"action:reporting:forward"), "{keys:?}");
+    let undos: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| k.starts_with("undo:"))
+        .collect();
+    assert_eq!(
+        undos.len(),
+        keys.len() - 1,
+        "undos, then the action: {keys:?}"
+    );
+
+    // It ran once, in the rollback's environment, once DRS had every termination: the count
+    // it read is the final one.
+    let stats = world.sim.get("/_sim/stats").await;
+    let terminations = mutations(&stats, "TerminateRecoveryInstances").len();
+    assert!(
+        terminations > 0,
+        "the rollback terminated the drill's instances"
+    );
+    let log = lines(&world.file("actions.log"));
+    assert_eq!(log.len(), 3, "only `check` ran again: {log:?}");
+    assert_eq!(
+        log[2],
+        format!("check rollback {rollback_id} reporting [] {terminations}")
+    );
+    // The engine's own timings agree: every undo had finished when the action started.
+    let shown = world.show(&rollback_id).await;
+    let started = time_of(&step(&shown, STEP)["started_at"]);
+    for undo in &undos {
+        let finished = time_of(&step(&shown, undo)["finished_at"]);
+        assert!(
+            finished <= started,
+            "{undo} finished after the action started"
+        );
+    }
+    let output = step_output(&shown, STEP);
+    assert_eq!(output["kind"], "command");
+    assert_eq!(output["exit_status"], 0);
+    assert_eq!(output["stdout"], "check ran\n");
+    let markdown = world.cli(&["report", &rollback_id, "--format", "md"]).await;
+    assert_eq!(markdown.code, 0, "{markdown:#?}");
+    assert!(markdown.stdout.contains(STEP), "{}", markdown.stdout);
+    assert!(markdown.stdout.contains("check ran"), "{}", markdown.stdout);
+
+    // A finished rollback is not driven again: resuming it runs nothing.
+    let resumed = world.sim.run(&world.db(), "resume", &rollback_id).await;
+    assert_eq!(resumed.code, 2, "{resumed:#?}");
+    assert_eq!(lines(&world.file("actions.log")).len(), 3);
+}
+
+/// Whether process `pid` still runs (a zombie waiting for its reaper does not).
+fn runs(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // `pid (comm) state ...`: the state follows the last `)`.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Waits (up to 10 s) until `pid` no longer runs; whether it stopped.
+async fn stops(pid: &str) -> bool {
+    for _ in 0..100 {
+        if !runs(pid) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// A command that, while the file `slow` exists, leaves a grandchild `sleep 30` (its pid in
+/// `pidfile`) and waits for it, far past its 2-second timeout.
+const SLOW: &str = r#"when = "after_boot"
+run = { command = ["sh", "-c", 'echo ran >> runs.log; if [ -e slow ]; then sleep 30 & echo $! > pidfile; wait; fi; echo done'], timeout = "2s" }"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_past_its_timeout_is_killed_with_its_process_group() {
+    let world = World::new(SLOW).await;
+    std::fs::write(world.file("slow"), "").unwrap();
+    let started = std::time::Instant::now();
+    let run = world.drill(&["--yes"]).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(25),
+        "the 30-second sleep was not waited for"
+    );
+    assert_eq!(run.code, 1, "{run:#?}");
+    let report = run.json();
+    let run_id = report["run_id"].as_str().unwrap().to_string();
+    assert_eq!(report["status"], "failed");
+    assert_eq!(status_of(&report, STEP), "failed");
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        error.contains("timed out after 2s") && error.contains("process group was killed"),
+        "{error}"
+    );
+    assert_eq!(status_of(&report, "cleanup"), "pending");
+    let grandchild = std::fs::read_to_string(world.file("pidfile")).unwrap();
+    assert!(
+        stops(grandchild.trim()).await,
+        "the grandchild {grandchild} still runs"
+    );
+    let output = step_output(&world.show(&run_id).await, STEP);
+    assert_eq!(output["timed_out"], true, "{output}");
+    assert_eq!(output["exit_status"], Value::Null, "killed: no exit status");
+
+    // `retry` runs it again: a new process group, killed at the timeout again.
+    let retried = world
+        .cli(&["--output", "json", "retry", &run_id, "--step", STEP])
+        .await;
+    assert_eq!(retried.code, 1, "{retried:#?}");
+    let error = retried.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("timed out after 2s"), "{error}");
+    assert_eq!(lines(&world.file("runs.log")).len(), 2);
+    let output = step_output(&world.show(&run_id).await, STEP);
+    assert_eq!(output["durable_call"], "command-retry-2", "{output}");
+    let second = std::fs::read_to_string(world.file("pidfile")).unwrap();
+    assert_ne!(second, grandchild);
+    assert!(
+        stops(second.trim()).await,
+        "the grandchild {second} still runs"
+    );
+
+    // `skip --reason` passes over it, and the drill goes on to its cleanup.
+    let skipped = world
+        .cli(&[
+            "--output",
+            "json",
+            "skip",
+            &run_id,
+            "--step",
+            STEP,
+            "--reason",
+            "app checked by hand",
+        ])
+        .await;
+    assert_eq!(skipped.code, 0, "{skipped:#?}");
+    let report = skipped.json();
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(status_of(&report, STEP), "skipped");
+    assert_eq!(status_of(&report, "cleanup"), "succeeded");
+    assert_eq!(lines(&world.file("runs.log")).len(), 2, "skip runs nothing");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_optional_command_past_its_timeout_is_passed_over_and_the_wave_goes_on() {
+    let world = World::new(&format!("{SLOW}\noptional = true")).await;
+    std::fs::write(world.file("slow"), "").unwrap();
+    let run = world.drill(&["--yes"]).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let report = run.json();
+    assert_eq!(status_of(&report, STEP), "succeeded");
+    assert_eq!(status_of(&report, "validate:reporting"), "succeeded");
+    assert_eq!(status_of(&report, "cleanup"), "succeeded");
+    let grandchild = std::fs::read_to_string(world.file("pidfile")).unwrap();
+    assert!(
+        stops(grandchild.trim()).await,
+        "the grandchild {grandchild} still runs"
+    );
+    let run_id = report["run_id"].as_str().unwrap();
+    let output = step_output(&world.show(run_id).await, STEP);
+    assert_eq!(output["passed_over"], true, "{output}");
+    assert_eq!(output["timed_out"], true);
+    assert!(
+        output["error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 2s"),
+        "{output}"
+    );
 }
