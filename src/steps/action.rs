@@ -385,6 +385,31 @@ fn runbook_dir(ctx: &StepCtx<'_>) -> PathBuf {
     }
 }
 
+/// Whether the run this rollback undoes (its parent) was a drill or a failback drill.
+async fn undoes_a_drill(ctx: &StepCtx<'_>) -> Result<bool, Halt> {
+    let unreadable = |e: crate::store::StoreError| {
+        Halt::Failed(StepFailure::new(
+            format!("failed to read the run this rollback undoes from the database: {e}"),
+            "check the database, then resume the run",
+        ))
+    };
+    let mut conn = ctx.journal.db().acquire().await.map_err(unreadable)?;
+    let me = crate::store::runs::get(&mut conn, ctx.journal.run_id())
+        .await
+        .map_err(unreadable)?;
+    let Some(parent) = me.parent_run_id else {
+        return Ok(false);
+    };
+    let undone = crate::store::runs::get(&mut conn, &parent)
+        .await
+        .map_err(unreadable)?;
+    Ok(match undone.operation {
+        Operation::Drill => true,
+        Operation::Failback => undone.options["drill"].as_bool().unwrap_or(false),
+        _ => false,
+    })
+}
+
 /// The command's environment: the run, and the wave's recovered instances once its gate
 /// passed (empty before, and in a rollback, whose run recovered nothing).
 async fn environment(ctx: &StepCtx<'_>) -> Result<Vec<(String, String)>, Halt> {
@@ -404,8 +429,15 @@ async fn environment(ctx: &StepCtx<'_>) -> Result<Vec<(String, String)>, Halt> {
         .launched()
         .flat_map(|(_, s)| s.private_ips.iter().map(String::as_str))
         .collect();
-    let drill = operation == Operation::Drill
-        || (operation == Operation::Failback && ctx.run.options.drill);
+    let drill = match operation {
+        Operation::Drill => true,
+        Operation::Failback => ctx.run.options.drill,
+        // A rollback's actions are told whether the run it undoes was a drill, as that run's
+        // own actions were: a script that must not touch production in a drill must not in
+        // the drill's rollback either.
+        Operation::Rollback => undoes_a_drill(ctx).await?,
+        _ => false,
+    };
     Ok(vec![
         ("DRS_RUNBOOK_RUN_ID".into(), ctx.run.id.clone()),
         ("DRS_RUNBOOK_OPERATION".into(), operation.as_str().into()),

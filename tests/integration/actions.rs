@@ -464,7 +464,7 @@ async fn a_rollback_runs_only_the_actions_naming_it_once_after_every_undo() {
     let world = World::new(
         r#"when = "after_boot"
 operations = ["drill", "rollback"]
-run = { command = ["sh", "-c", 'echo "check $DRS_RUNBOOK_OPERATION $DRS_RUNBOOK_RUN_ID $DRS_RUNBOOK_WAVE [$DRS_RUNBOOK_INSTANCE_IDS] $(python3 terminated.py)" >> actions.log; echo check ran'] }
+run = { command = ["sh", "-c", 'echo "check $DRS_RUNBOOK_OPERATION drill=$DRS_RUNBOOK_DRILL $DRS_RUNBOOK_RUN_ID $DRS_RUNBOOK_WAVE [$DRS_RUNBOOK_INSTANCE_IDS] $(python3 terminated.py)" >> actions.log; echo check ran'] }
 
 [[wave.action]]
 name = "forward"
@@ -484,7 +484,7 @@ run = { command = ["sh", "-c", 'echo "forward $DRS_RUNBOOK_OPERATION" >> actions
     assert!(log.contains(&"forward drill".to_string()), "{log:?}");
     let drill_line = log.iter().find(|l| l.starts_with("check ")).unwrap();
     assert!(
-        drill_line.starts_with(&format!("check drill {drill_id} reporting [i-")),
+        drill_line.starts_with(&format!("check drill drill=true {drill_id} reporting [i-")),
         "{drill_line}"
     );
     assert!(
@@ -521,9 +521,10 @@ run = { command = ["sh", "-c", 'echo "forward $DRS_RUNBOOK_OPERATION" >> actions
     );
     let log = lines(&world.file("actions.log"));
     assert_eq!(log.len(), 3, "only `check` ran again: {log:?}");
+    // The rollback of a drill is told it undoes a drill, as the drill's own actions were.
     assert_eq!(
         log[2],
-        format!("check rollback {rollback_id} reporting [] {terminations}")
+        format!("check rollback drill=true {rollback_id} reporting [] {terminations}")
     );
     // The engine's own timings agree: every undo had finished when the action started.
     let shown = world.show(&rollback_id).await;
