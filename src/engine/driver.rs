@@ -271,6 +271,7 @@ impl Driver<'_> {
                             kind: row.kind,
                             wave: row.wave.clone(),
                             attempt,
+                            resumed: row.status == StepStatus::Running,
                         };
                         self.progress.step(
                             self.clock.now(),
@@ -447,6 +448,7 @@ impl Driver<'_> {
             kind: row.kind,
             wave: row.wave.clone(),
             attempt: row.attempts,
+            resumed: false,
         };
         let ctx = StepCtx {
             run: &self.run,

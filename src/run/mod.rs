@@ -95,6 +95,9 @@ pub struct StepInfo {
     pub kind: StepKind,
     pub wave: Option<String>,
     pub attempt: i64,
+    /// This attempt continues one that a crash or a stop interrupted (the step was still
+    /// running): a resume, not an operator's `retry`.
+    pub resumed: bool,
 }
 
 /// Everything a step may use.

@@ -255,7 +255,7 @@ where
 {
     let runs_again = action.idempotent || matches!(action.run, ActionRun::Http { .. });
     let attempt = ctx.step.attempt;
-    if out.failed_at_attempt.is_some_and(|failed| failed < attempt) {
+    if operator_retry(out.failed_at_attempt, ctx.step) {
         // Retried after it ran and failed: its recorded result is that run's, not this one's.
         out.failed_at_attempt = None;
         out.durable_call = Some(format!("{name}-retry-{attempt}"));
@@ -269,7 +269,7 @@ where
         "local",
         request,
     );
-    let retried = out.in_doubt_at_attempt.is_some_and(|found| found < attempt);
+    let retried = operator_retry(out.in_doubt_at_attempt, ctx.step);
     if retried {
         // Decided once: a crash during this new run of it puts it in doubt again.
         out.in_doubt_at_attempt = None;
@@ -313,6 +313,14 @@ where
             Err(halt)
         }
     }
+}
+
+/// Whether an operator's `retry` asked for this attempt after `recorded`, the attempt that
+/// found the action in doubt or saw it fail. A later attempt that resumes an interrupted one
+/// (a crash after the record was saved, before the step was marked failed) is not such a
+/// request: it meets the recorded result again rather than running the action a second time.
+fn operator_retry(recorded: Option<i64>, step: &crate::run::StepInfo) -> bool {
+    !step.resumed && recorded.is_some_and(|at| at < step.attempt)
 }
 
 /// The failure of an action found in doubt: it pauses the run for an operator.
@@ -688,6 +696,26 @@ mod tests {
     use super::*;
 
     const REAL: crate::run::clock::EngineClock = crate::run::clock::EngineClock::Real;
+
+    #[test]
+    fn only_an_operators_retry_runs_a_failed_or_in_doubt_action_again() {
+        let step = |attempt, resumed| crate::run::StepInfo {
+            key: "action:app:smoke".into(),
+            kind: crate::run::StepKind::Action,
+            wave: Some("app".into()),
+            attempt,
+            resumed,
+        };
+        // The attempt that recorded it, or nothing recorded: no.
+        assert!(!operator_retry(Some(2), &step(2, false)));
+        assert!(!operator_retry(None, &step(3, false)));
+        // A later attempt started by `retry` (from failed): yes.
+        assert!(operator_retry(Some(2), &step(3, false)));
+        // A later attempt that resumes an interrupted one (a crash after the record, before
+        // the step was marked failed): no, whatever its number.
+        assert!(!operator_retry(Some(2), &step(3, true)));
+        assert!(!operator_retry(Some(2), &step(7, true)));
+    }
 
     #[test]
     fn a_tail_keeps_the_last_bytes_and_counts_the_dropped_ones() {
