@@ -5,7 +5,8 @@
 //! `boot_timeout`) and reads the instances' IPs from EC2 (primary private IPv4, and IPv6
 //! apart). Polls the run's shared DescribeJobs ([`crate::run::jobs`]) for the wave's jobs, at
 //! the intervals of the job phase of the last of its servers ([`crate::run::poll::JOB`],
-//! [`crate::run::poll::Phase::last_of`]: sparse early, dense near the end). Each job's log is read once, after its end: DRS's own record, kept for the audit.
+//! [`crate::run::poll::Phase::last_of`]: sparse early, dense near the end). Each job's log is
+//! read once, after its end: DRS's own record, kept for the audit.
 //!
 //! A wave launched `STOPPED` (convert ahead, boot in order: [`super::boot`]) gets its servers'
 //! launch dispositions back as soon as its jobs have ended, and goes through the gate in
