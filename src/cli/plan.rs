@@ -335,7 +335,7 @@ async fn read_launch_settings(
     let cloud = session::connect(cli, runbook, runbook_text)
         .await
         .map_err(|e| e.render())?;
-    let read = launch_settings::read(&cloud.clients.target, servers, &groups)
+    let read = launch_settings::read(&cloud.clients.target, servers, &groups, None)
         .await
         .map_err(|e| e.summary());
     cloud.close();

@@ -103,7 +103,7 @@ async fn server_checks(
                 .map(|arn| (lb.wave.clone(), arn))
         })
         .collect();
-    let launch_read = launch_settings::read(target, &existing, &groups).await;
+    let launch_read = launch_settings::read(target, &existing, &groups, Some(&found)).await;
     let first_waves = launch_settings::waves_without_dependencies(runbook);
     let launch_findings = match &launch_read {
         Ok(read) => launch_settings::findings(read, &target.region, &first_waves),

@@ -303,20 +303,19 @@ async fn check_a2_launch_settings(
     let read_a2s = async {
         let b1s = target.describe_source_servers(&b1_ids).await?;
         let origin = source.list_source_servers().await?;
-        Ok::<_, AwsError>(
-            origin
-                .into_iter()
-                .filter_map(|a2| {
-                    let b1 = b1s
-                        .iter()
-                        .find(|b1| b1.arn.is_some() && b1.arn == a2.reversed_direction_arn)?;
-                    Some((wave_of_b1.get(&b1.id)?.clone(), a2.id))
-                })
-                .collect::<Vec<(String, String)>>(),
-        )
+        let a2s = origin
+            .iter()
+            .filter_map(|a2| {
+                let b1 = b1s
+                    .iter()
+                    .find(|b1| b1.arn.is_some() && b1.arn == a2.reversed_direction_arn)?;
+                Some((wave_of_b1.get(&b1.id)?.clone(), a2.id.clone()))
+            })
+            .collect::<Vec<(String, String)>>();
+        Ok::<_, AwsError>((a2s, origin))
     };
-    let a2s = match read_a2s.await {
-        Ok(a2s) => a2s,
+    let (a2s, origin) = match read_a2s.await {
+        Ok(read) => read,
         Err(e) => {
             checks.push(aws_fail("launch settings (failback)", &e));
             return Ok(None);
@@ -338,7 +337,7 @@ async fn check_a2_launch_settings(
             .filter_map(|lb| Some((lb.wave.clone(), lb.failback_target_group_arn.clone()?)))
             .collect()
     };
-    let read = match launch_settings::read(source, &a2s, &groups).await {
+    let read = match launch_settings::read(source, &a2s, &groups, Some(&origin)).await {
         Ok(read) => read,
         Err(e) => {
             checks.push(aws_fail("launch settings (failback)", &e));

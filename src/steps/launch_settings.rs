@@ -13,6 +13,7 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::aws::drs::SourceServer;
 use crate::aws::{AwsError, SideClients};
 
 /// How many servers' launch configurations are read at once.
@@ -64,19 +65,27 @@ pub struct LaunchSettings {
 }
 
 /// Reads the launch settings of `servers` (`(wave, source server ID)`) and the VPCs of
-/// `target_groups` (`(wave, ARN)`) in one account and region. A server or template that does
-/// not exist is recorded in its `unread`; any other failure (access, reachability) fails the
-/// whole read.
+/// `target_groups` (`(wave, ARN)`) in one account and region. `described`: the servers as the
+/// caller's DescribeSourceServers just answered (their source IPs), if it has them; else they
+/// are described here. A server or template that does not exist is recorded in its `unread`;
+/// any other failure (access, reachability) fails the whole read.
 pub async fn read(
     side: &SideClients,
     servers: &[(String, String)],
     target_groups: &[(String, String)],
+    described: Option<&[SourceServer]>,
 ) -> Result<LaunchSettings, AwsError> {
     let ids: Vec<String> = servers.iter().map(|(_, id)| id.clone()).collect();
-    let source_ips: BTreeMap<String, String> = side
-        .describe_source_servers(&ids)
-        .await?
-        .into_iter()
+    let read_here;
+    let described = match described {
+        Some(described) => described,
+        None => {
+            read_here = side.describe_source_servers(&ids).await?;
+            &read_here
+        }
+    };
+    let source_ips: BTreeMap<String, String> = described
+        .iter()
         .filter_map(|s| Some((s.id.clone(), s.private_ips.first()?.clone())))
         .collect();
     let mut read: Vec<ServerLaunchSettings> = stream::iter(servers.iter().cloned())

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::dns_cutover;
 use super::launch_settings::{self, LaunchSettings, Severity};
 use super::{Halt, StepCtx, StepFailure, parse_iso_duration};
+use crate::aws::drs::SourceServer;
 use crate::run::journal::JournalError;
 use crate::run::{Mode, server_claim};
 use crate::runbook::PointsTo;
@@ -79,12 +80,13 @@ fn warn(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<Strin
 pub async fn run(ctx: &mut StepCtx<'_>) -> Result<(), Halt> {
     let mut checks = Vec::new();
     let selected = check_selections(ctx, &mut checks).await?;
-    let expected_data_loss_seconds = check_servers(ctx, &selected, &mut checks).await?;
+    let (expected_data_loss_seconds, described) =
+        check_servers(ctx, &selected, &mut checks).await?;
     check_dns(ctx, &mut checks).await?;
     check_dns_routing(ctx, &mut checks).await?;
     check_routing_controls(ctx, &mut checks).await;
     check_target_groups(ctx, &mut checks).await?;
-    let launch_settings = check_launch_settings(ctx, &selected, &mut checks).await;
+    let launch_settings = check_launch_settings(ctx, &selected, &described, &mut checks).await;
     let launch_settings_read_at = launch_settings
         .as_ref()
         .map(|_| ctx.clock.now().to_rfc3339());
@@ -293,12 +295,13 @@ async fn claim_selected(
 
 /// Every server of every wave (listed, or selected as resolved above) exists, and its
 /// replication state and lag (warnings in an unplanned failover, with the expected data loss
-/// returned), and the snapshot at `--point-in-time`.
+/// returned), and the snapshot at `--point-in-time`. Returns the servers as DescribeSourceServers
+/// answered (none when it failed), for the launch settings check.
 async fn check_servers(
     ctx: &mut StepCtx<'_>,
     selected: &BTreeMap<String, Vec<String>>,
     checks: &mut Vec<Check>,
-) -> Result<Option<u64>, Halt> {
+) -> Result<(Option<u64>, Vec<SourceServer>), Halt> {
     let mut seen = std::collections::BTreeSet::new();
     let wanted: Vec<String> = ctx
         .runbook
@@ -316,7 +319,7 @@ async fn check_servers(
         Ok(s) => s,
         Err(e) => {
             checks.push(fail("drs:source servers", e.summary(), e.hint.clone()));
-            return Ok(None);
+            return Ok((None, Vec::new()));
         }
     };
     let rpo = ctx.runbook.rpo();
@@ -424,7 +427,7 @@ async fn check_servers(
             }
         }
     }
-    Ok(expected)
+    Ok((expected, servers))
 }
 
 async fn check_dns(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> Result<(), Halt> {
@@ -600,6 +603,7 @@ async fn check_target_groups(ctx: &mut StepCtx<'_>, checks: &mut Vec<Check>) -> 
 async fn check_launch_settings(
     ctx: &StepCtx<'_>,
     selected: &BTreeMap<String, Vec<String>>,
+    described: &[SourceServer],
     checks: &mut Vec<Check>,
 ) -> Option<LaunchSettings> {
     let drill = ctx.run.operation == crate::run::Operation::Drill;
@@ -629,7 +633,9 @@ async fn check_launch_settings(
         })
         .collect();
     let target = &ctx.clients.target;
-    let read = match launch_settings::read(target, &servers, &groups).await {
+    // Described moments ago by `check_servers`: not read again (none: that read failed).
+    let described = (!described.is_empty()).then_some(described);
+    let read = match launch_settings::read(target, &servers, &groups, described).await {
         Ok(read) => read,
         Err(e) => {
             checks.push(fail("launch settings", e.summary(), e.hint.clone()));
