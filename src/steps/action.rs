@@ -82,12 +82,12 @@ pub struct ActionOutput {
     /// An optional action that failed: reported and passed over.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub passed_over: bool,
-    /// A command found in doubt: the step attempt that found it (a later attempt can only
-    /// come from an operator's `retry`, which runs it again).
+    /// A command found in doubt: the step attempt that found it (a later attempt that an
+    /// operator's `retry` started runs it again; a resume does not: `operator_retry`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_doubt_at_attempt: Option<i64>,
     /// A command or a check that ran and failed the step: the step attempt that failed (a
-    /// later attempt can only come from an operator's `retry`, which runs it again).
+    /// later attempt that an operator's `retry` started runs it again; a resume does not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_at_attempt: Option<i64>,
     /// The durable call of the latest run, once an operator's `retry` ran it again

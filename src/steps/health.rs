@@ -128,7 +128,8 @@ pub struct Passed {
     pub states: std::collections::BTreeMap<String, String>,
 }
 
-/// Polls DescribeInstanceStatus until the gate decides; `Ok` says what passed, a failure names each failing source server, its instance and the failed check.
+/// Polls DescribeInstanceStatus until the gate decides; `Ok` says what passed, a failure names
+/// each failing source server, its instance and the failed check.
 /// `booted`: when the last of the instances began to boot, if known (engine clock): the
 /// StartInstances of a held wave, the end of the wave's jobs (the last LAUNCH_END). The gate
 /// cannot pass before the boot phase's earliest end after it, so the first look waits for that;
